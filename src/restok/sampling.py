@@ -1,0 +1,183 @@
+"""Sampling for the HAR generator: guidance schedules, logit filtering and the cached decode loop.
+
+Every function here is a pure function of its inputs; the only state is the explicit KV cache that
+:func:`generate` creates and drops.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import hierarchy as Hy
+
+__all__ = [
+    "CFG_SCHEDULES",
+    "OFFICIAL_CFG_OFFSET",
+    "cfg_value",
+    "cfg_values",
+    "guided_logits",
+    "filter_logits",
+    "sample_from_logits",
+    "generate",
+]
+
+# The official sampler never uses a guidance scale of exactly 1 where a schedule lowers it: `step` uses
+# 1 + 1e-4 before its start and `linear` adds 1e-4 everywhere. We keep the offset so that the released
+# weights sample the same tokens; it changes logits by 1e-4 of the (cond - uncond) gap.
+OFFICIAL_CFG_OFFSET = 1e-4
+
+
+def _constant(ratio: float, scale: float, start: float) -> float:
+    """The full scale at every step."""
+    return scale
+
+
+def _step(ratio: float, scale: float, start: float) -> float:
+    """Full scale from ``ratio >= start`` on, (almost) 1 before (the released recipe: 3.75 from 0.25)."""
+    if scale == 1.0 or ratio >= start:
+        return scale
+    return 1.0 + OFFICIAL_CFG_OFFSET
+
+
+def _linear(ratio: float, scale: float, start: float) -> float:
+    """Linear ramp from 1 at the first call to ``scale`` at the last."""
+    return 1.0 + (scale - 1.0) * ratio + OFFICIAL_CFG_OFFSET
+
+
+CFG_SCHEDULES: dict[str, Callable[[float, float, float], float]] = {
+    "constant": _constant,
+    "step": _step,
+    "linear": _linear,
+}
+
+
+def cfg_value(schedule: str, step: int, num_steps: int, scale: float, start: float = 0.0) -> float:
+    """Guidance scale of model call ``step`` out of ``num_steps``; the call's ratio is ``step / (num_steps - 1)``."""
+    if schedule not in CFG_SCHEDULES:
+        raise ValueError(f"unknown cfg_schedule {schedule!r}; choose one of {sorted(CFG_SCHEDULES)}")
+    if not 0 <= step < num_steps:
+        raise ValueError(f"step {step} out of range for {num_steps} steps")
+    ratio = step / (num_steps - 1) if num_steps > 1 else 1.0
+    return CFG_SCHEDULES[schedule](ratio, float(scale), float(start))
+
+
+def cfg_values(schedule: str, num_steps: int, scale: float, start: float = 0.0) -> list[float]:
+    """Guidance scale of every model call, e.g. for 9 HAR steps."""
+    return [cfg_value(schedule, s, num_steps, scale, start) for s in range(num_steps)]
+
+
+def guided_logits(logits: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance on a batch ``[cond; uncond]`` (2B, ...) -> (B, ...): u + (c - u) * scale."""
+    cond, uncond = logits.chunk(2, dim=0)
+    return uncond + (cond - uncond) * scale
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Top-k, then top-p (nucleus) filtering of (N, V) logits; removed entries become -inf.
+
+    ``top_k = 0`` and ``top_p = 1.0`` switch the filters off. Nucleus keeps the smallest prefix of the
+    sorted distribution whose cumulative probability exceeds ``top_p``, and always the top token.
+    """
+    logits = logits.clone()
+    if top_k > 0:
+        k = min(top_k, logits.shape[-1])
+        kth = torch.topk(logits, k)[0][..., -1, None]
+        logits[logits < kth] = float("-inf")
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cum = torch.cumsum(F.softmax(sorted_logits, dim=-1), dim=-1)
+        remove = cum > top_p
+        remove[..., 1:] = remove[..., :-1].clone()  # shift right: keep the token that crosses top_p
+        remove[..., 0] = False
+        logits[remove.scatter(1, order, remove)] = float("-inf")
+    return logits
+
+
+def sample_from_logits(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Sample one id per row of (N, V) logits after temperature and filtering -> (N,) int64."""
+    logits = logits / max(temperature, 1e-5)
+    if top_k > 0 or top_p < 1.0:
+        logits = filter_logits(logits, top_k, top_p)
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator)[:, 0]
+
+
+def _check_settings(cfg_scale: float, cfg_schedule: str, cfg_start: float, temperature: float, top_k: int, top_p: float) -> None:
+    """Raise a ValueError naming the first out-of-range sampling setting."""
+    if cfg_schedule not in CFG_SCHEDULES:
+        raise ValueError(f"unknown cfg_schedule {cfg_schedule!r}; choose one of {sorted(CFG_SCHEDULES)}")
+    if not cfg_scale >= 1.0:
+        raise ValueError(f"cfg_scale must be >= 1.0 (1.0 = no guidance), got {cfg_scale}")
+    if not 0.0 <= cfg_start <= 1.0:
+        raise ValueError(f"cfg_start must be in [0, 1], got {cfg_start}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {top_k}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1] (1.0 = off), got {top_p}")
+
+
+@torch.no_grad()
+def generate(
+    model: Any,
+    class_labels: Any,
+    *,
+    cfg_scale: float = 1.0,
+    cfg_schedule: str = "constant",
+    cfg_start: float = 0.0,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    callback: Callable[[int, torch.Tensor, int], None] | None = None,
+) -> torch.Tensor:
+    """Generate token ids (B, L) with a :class:`~restok.generator.HARGenerator` (Sec. 4).
+
+    Args:
+        model: the generator (eval mode is expected; dropout is not switched off for you).
+        class_labels: B class ids in ``[0, num_classes)``.
+        cfg_scale: guidance scale (1.0 = no guidance; >1 batches the unconditional pass with the
+            conditional one).
+        cfg_schedule: ``constant``, ``step`` (full scale from ``cfg_start`` on) or ``linear`` (ramp
+            from 1); call ``s`` of ``N`` has ratio ``s / (N - 1)``.
+        cfg_start: the ratio at which ``step`` switches guidance on.
+        temperature, top_k, top_p: logit temperature, then top-k, then top-p filtering (0 / 1.0 = off).
+        generator: a ``torch.Generator`` for reproducible sampling (the global RNG if None).
+        callback: called after each model call as ``callback(step, tokens_so_far (B, end), end)``.
+    """
+    _check_settings(cfg_scale, cfg_schedule, cfg_start, temperature, top_k, top_p)
+    labels = model._check_labels(class_labels, allow_null=False)
+    cfg = model.config
+    device = model.tok_embeddings.weight.device
+    labels = labels.to(device)
+    B, L = labels.shape[0], cfg.num_tokens
+    guided = cfg_scale > 1.0
+    if guided and model.cls_embedding.embedding_table.num_embeddings <= cfg.num_classes:
+        raise ValueError("this generator has no null class (class_dropout_prob was 0), so it cannot use guidance")
+    batch_labels = torch.cat([labels, torch.full_like(labels, model.null_class)]) if guided else labels
+    class_emb = model.cls_embedding(batch_labels, train=False)  # (B', 1, D)
+    cache = model.new_cache(batch_labels.shape[0], device=device)
+    seq = torch.zeros(batch_labels.shape[0], L, dtype=torch.long, device=device)  # (B', L)
+    steps = Hy.har_step_positions(L, cfg.ar_tokens)
+    for s, (start, end) in enumerate(steps):
+        logits = model.forward_step(seq, class_emb, start, end, cache)  # (B', n, V)
+        if guided:
+            logits = guided_logits(logits, cfg_value(cfg_schedule, s, len(steps), cfg_scale, cfg_start))  # (B, n, V)
+        new = sample_from_logits(logits.reshape(-1, logits.shape[-1]), temperature, top_k, top_p, generator)
+        new = new.view(B, end - start)  # (B, n)
+        seq[:B, start:end] = new
+        if guided:
+            seq[B:, start:end] = new
+        if callback is not None:
+            callback(s, seq[:B, :end], end)
+    return seq[:B].clone()
