@@ -188,7 +188,7 @@ class HARGenerator(nn.Module):
             self.spe_tok_embeddings = SpecialTokenEmbedding(cfg.special_rows, cfg.dim)
         else:
             self.spe_tok_embeddings = None
-        dpr = [x.item() for x in torch.linspace(0, cfg.drop_path_rate, cfg.n_layer)]
+        dpr = [cfg.drop_path_rate * i / max(cfg.n_layer - 1, 1) for i in range(cfg.n_layer)]  # linear in depth
         self.layers = nn.ModuleList([TransformerBlock(cfg, dpr[i]) for i in range(cfg.n_layer)])
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)

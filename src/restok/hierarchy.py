@@ -278,19 +278,12 @@ def har_input_layout(num_tokens: int, ar_tokens: int) -> HARInput:
     return HARInput(tuple(kind), tuple(index))
 
 
-@lru_cache(maxsize=None)
-def _har_mask_cached(num_tokens: int, ar_tokens: int) -> torch.Tensor:
-    """Cached boolean HAR mask; callers get a copy."""
-    level = torch.tensor(latent_level_of_position(num_tokens))
-    mask = level[None, :] <= level[:, None]
-    causal = torch.ones(ar_tokens, ar_tokens, dtype=torch.bool).tril()
-    mask[:ar_tokens, :] = False
-    mask[:ar_tokens, :ar_tokens] = causal
-    return mask
-
-
 def har_attention_mask(num_tokens: int, ar_tokens: int) -> torch.Tensor:
     """Boolean ``[L, L]`` grouped mask (Fig. 8b): positions ``< A`` causal; a HAR group sees every earlier
     position and its whole own group (bidirectional inside the group)."""
     _check_ar_tokens(num_tokens, ar_tokens)
-    return _har_mask_cached(num_tokens, ar_tokens).clone()
+    level = torch.tensor(latent_level_of_position(num_tokens))
+    mask = level[None, :] <= level[:, None]  # (L, L): key level <= query level
+    mask[:ar_tokens, :] = False
+    mask[:ar_tokens, :ar_tokens] = torch.ones(ar_tokens, ar_tokens, dtype=torch.bool).tril()
+    return mask
