@@ -197,9 +197,8 @@ class HARGenerator(nn.Module):
         self.register_buffer("_in_kind", torch.tensor(layout.kind), persistent=False)  # (L,)
         self.register_buffer("_in_index", torch.tensor(layout.index), persistent=False)  # (L,)
         self.register_buffer("_mask", Hy.har_attention_mask(cfg.num_tokens, cfg.ar_tokens), persistent=False)
-        cos, sin = rope_1d_table(cfg.num_tokens, cfg.dim // cfg.n_head, cfg.rope_base)
-        self.register_buffer("_rope_cos", cos, persistent=False)  # (L, d/2)
-        self.register_buffer("_rope_sin", sin, persistent=False)
+        # Kept out of the buffers so that ``.to(bfloat16)`` cannot round the table (it stays float32).
+        self._rope_table = rope_1d_table(cfg.num_tokens, cfg.dim // cfg.n_head, cfg.rope_base)  # 2 x (L, d/2)
 
     def _init_weights(self) -> None:
         """LlamaGen init: N(0, 0.02) linear/embedding weights, zero output layer (initial loss ln V)."""
@@ -297,7 +296,10 @@ class HARGenerator(nn.Module):
         cache: KVCache | None = None,
     ) -> torch.Tensor:
         """Transformer layers + head on (B, T, D) inputs at ``positions`` -> logits (B, T, V) float32."""
-        rope = (self._rope_cos[positions], self._rope_sin[positions])
+        cos, sin = self._rope_table
+        if cos.device != positions.device:
+            self._rope_table = cos, sin = cos.to(positions.device), sin.to(positions.device)
+        rope = (cos[positions], sin[positions])
         h = self.tok_dropout(h)
         for i, layer in enumerate(self.layers):
             layer_cache = None if cache is None else (cache.keys[i], cache.values[i])
