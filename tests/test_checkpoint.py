@@ -152,3 +152,26 @@ def test_unsupported_official_options_are_refused(small_official_tok):
     cfg["model"]["vq_model"]["learnable_latent_tokens"] = True
     with pytest.raises(CheckpointError, match="learnable_latent_tokens"):
         tokenizer_config_from_official(cfg)
+
+
+def test_push_to_hub_uploads_our_format(monkeypatch, tiny_tok):
+    import huggingface_hub
+
+    uploaded = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            self.token = token
+
+        def create_repo(self, repo_id, private=False, exist_ok=False):
+            uploaded["repo"] = (repo_id, private)
+            return f"https://huggingface.co/{repo_id}"
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            uploaded["config"] = json.loads((Path(folder_path) / "config.json").read_text())
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    url = tiny_tok.push_to_hub("me/restok-tiny", private=True)
+    assert url.endswith("me/restok-tiny") and uploaded["repo"] == ("me/restok-tiny", True)
+    assert uploaded["files"] == ["config.json", "model.safetensors"] and uploaded["config"]["kind"] == "tokenizer"

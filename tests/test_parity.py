@@ -139,3 +139,24 @@ def test_generator_sampling_identical(gen_case, run):
         generator=None if seed is None else torch.Generator().manual_seed(seed),
     )
     assert torch.equal(out, t[run])
+
+
+def test_official_layout_convert_keeps_outputs(tmp_path):
+    from restok.checkpoint import convert_checkpoint
+
+    meta, t = load_fixture("tok_b")
+    (tmp_path / "official").mkdir()
+    src = _official_dir(tmp_path / "official", meta, meta["config"])
+    kind, dropped = convert_checkpoint(str(src), tmp_path / "ours")
+    assert kind == "tokenizer" and dropped == []
+    assert json.loads((tmp_path / "ours" / "config.json").read_text())["format"] == "restok"
+    tok = ResTok.from_pretrained(str(tmp_path / "ours"))
+    assert torch.equal(tok.encode(t["images"]), t["tokens"])
+
+    gmeta, gt = load_fixture("gen_a")
+    (tmp_path / "gofficial").mkdir()
+    gsrc = _official_dir(tmp_path / "gofficial", gmeta, gmeta["model_args"])
+    assert convert_checkpoint(str(gsrc), tmp_path / "gours")[0] == "generator"
+    gen = HARGenerator.from_pretrained(str(tmp_path / "gours"))
+    with torch.no_grad():
+        torch.testing.assert_close(gen(gt["tokens"], gt["labels"]), gt["logits"], atol=1e-4, rtol=0)

@@ -32,6 +32,9 @@ __all__ = [
     "load_generator",
     "save_model",
     "load_state_dict_checked",
+    "read_config_file",
+    "convert_checkpoint",
+    "push_to_hub",
 ]
 
 FORMAT_VERSION = 1
@@ -97,8 +100,12 @@ def resolve_checkpoint(path_or_hub_id: str, revision: str | None = None) -> tupl
     """Find ``(config dict or None, weights file)`` for a directory, a weights file or a Hub repo id."""
     p = Path(path_or_hub_id).expanduser()
     if p.is_file():
-        cfg_path = p.parent / "config.json"
-        return (_read_json(cfg_path) if cfg_path.is_file() else None), p
+        # a raw training checkpoint (e.g. checkpoint-N/ema_model/pytorch_model.bin) keeps its config higher up
+        for d in (p.parent, p.parent.parent, p.parent.parent.parent):
+            for name in ("config.json", "config.yaml"):
+                if (d / name).is_file():
+                    return read_config_file(d / name), p
+        return None, p
     if p.is_dir():
         cfg_path = p / "config.json"
         for name in WEIGHT_FILES:
@@ -135,6 +142,42 @@ def _resolve_hub(repo_id: str, revision: str | None) -> tuple[dict[str, Any], Pa
         raise
     except Exception as e:  # noqa: BLE001 - repository not found, auth, HTTP errors
         raise CheckpointError(f"could not load {repo_id!r} from the Hugging Face Hub: {type(e).__name__}: {e}") from None
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON or YAML (needs PyYAML) config file as a dict; official ``${a.b}`` interpolations are resolved."""
+    path = Path(path)
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise CheckpointError(f"reading {path} needs PyYAML (`pip install pyyaml`), or pass a JSON config") from None
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise CheckpointError(f"cannot read config {path}: {e}") from None
+    else:
+        data = _read_json(path)
+    return _resolve_interpolations(data, data)
+
+
+_INTERP = re.compile(r"^\$\{([\w.]+)\}$")
+
+
+def _resolve_interpolations(node: Any, root: Mapping[str, Any]) -> Any:
+    """Replace whole-string OmegaConf references ``${a.b.c}`` by the value they point to."""
+    if isinstance(node, Mapping):
+        return {k: _resolve_interpolations(v, root) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_interpolations(v, root) for v in node]
+    if isinstance(node, str) and (m := _INTERP.match(node)):
+        cur: Any = root
+        for part in m.group(1).split("."):
+            if not isinstance(cur, Mapping) or part not in cur:
+                return node
+            cur = cur[part]
+        return _resolve_interpolations(cur, root)
+    return node
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -279,8 +322,15 @@ def load_state_dict_checked(
 
 
 def _load(path_or_hub_id: str, kind: str, revision: str | None, config: Any) -> tuple[Any, dict[str, torch.Tensor], str]:
-    """Resolve a checkpoint and return (config dataclass, state dict, description)."""
+    """Resolve a checkpoint and return (config dataclass, state dict, description).
+
+    ``config`` may be a config dataclass, a dict in either layout, or a path to a JSON/YAML config.
+    """
     raw_cfg, weights = resolve_checkpoint(str(path_or_hub_id), revision)
+    if isinstance(config, (str, os.PathLike)):
+        raw_cfg, config = read_config_file(config), None
+    elif isinstance(config, Mapping):
+        raw_cfg, config = dict(config), None
     found = checkpoint_kind(raw_cfg)
     other = {"tokenizer": "generator", "generator": "tokenizer"}[kind]
     if found == other:
@@ -309,7 +359,8 @@ def load_tokenizer(path_or_hub_id: str, revision: str | None = None, config: Res
 
     cfg, sd, src = _load(path_or_hub_id, "tokenizer", revision, config)
     model = ResTok(cfg)
-    load_state_dict_checked(model, sd, TOKENIZER_TRAINING_ONLY, src)
+    model.dropped_keys = load_state_dict_checked(model, sd, TOKENIZER_TRAINING_ONLY, src)
+    model.source = {"source": str(path_or_hub_id), "weights": src}
     return model.to(device).eval()
 
 
@@ -319,7 +370,8 @@ def load_generator(path_or_hub_id: str, revision: str | None = None, config: HAR
 
     cfg, sd, src = _load(path_or_hub_id, "generator", revision, config)
     model = HARGenerator(cfg)
-    load_state_dict_checked(model, sd, (), src)
+    model.dropped_keys = load_state_dict_checked(model, sd, (), src)
+    model.source = {"source": str(path_or_hub_id), "weights": src}
     return model.to(device).eval()
 
 
@@ -354,3 +406,34 @@ def save_model(model: nn.Module, directory: str | os.PathLike) -> None:
     _atomic_write(d / "model.safetensors", lambda p: save_file(sd, p, metadata={"format": "restok", "kind": kind}))
     meta = {"format": "restok", "format_version": FORMAT_VERSION, "kind": kind, "config": model.config.to_dict()}
     _atomic_write(d / "config.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
+
+
+def convert_checkpoint(src: str, dst: str | os.PathLike, kind: str = "auto", config: Any = None) -> tuple[str, list[str]]:
+    """Convert an official (or our) checkpoint into this package's format at ``dst``.
+
+    Returns ``(kind, dropped_keys)``: the training-only tensors that inference does not use.
+    """
+    if kind == "auto":
+        raw_cfg = read_config_file(config) if isinstance(config, (str, os.PathLike)) else config
+        if raw_cfg is None:
+            raw_cfg, _ = resolve_checkpoint(str(src))
+        kind = checkpoint_kind(raw_cfg) or ""
+        if kind not in ("tokenizer", "generator"):
+            raise CheckpointError(f"cannot tell whether {src} is a tokenizer or a generator; pass kind explicitly")
+    loader = load_tokenizer if kind == "tokenizer" else load_generator
+    model = loader(src, config=config)
+    save_model(model, dst)
+    return kind, list(model.dropped_keys)
+
+
+def push_to_hub(model: nn.Module, repo_id: str, *, private: bool = False, token: str | None = None,
+                commit_message: str = "Upload restok model") -> str:
+    """Save ``model`` in this package's format and upload it to a Hugging Face Hub repo; returns the repo URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    url = api.create_repo(repo_id, private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory() as d:
+        save_model(model, d)
+        api.upload_folder(repo_id=repo_id, folder_path=d, commit_message=commit_message)
+    return str(url)

@@ -1,19 +1,277 @@
-"""The ``restok`` command line."""
+"""The ``restok`` command line: reconstruct, tokenize, detokenize, generate, convert, info.
+
+Every command takes ``--device auto|cpu|cuda|mps`` and ``--dtype fp32|bf16|fp16``; errors are one line
+(``--debug`` shows the traceback); a bad image file is named and skipped, and the exit status is the
+number of inputs that failed (capped at 100).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import json
 import sys
 import time
-from typing import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
+import numpy as np
 import torch
 
 from . import __version__
 from . import hierarchy as Hy
 from .config import GENERATOR_PRESETS, TOKENIZER_PRESETS
 from .generator import HARGenerator
+from .images import ImageLoadError, load_image, make_grid, save_image
 from .tokenizer import ResTok
+
+# The released sampling recipe (official README): step schedule at 3.75 from ratio 0.25, top-p 0.95.
+RELEASED_RECIPE = {"cfg_scale": 3.75, "cfg_schedule": "step", "cfg_start": 0.25, "top_k": 0, "top_p": 0.95, "temperature": 1.0}
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class CLIError(Exception):
+    """An error reported to the user as one line."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _progress(it: Any, desc: str, total: int | None = None) -> Any:
+    """A tqdm progress bar on stderr (silent when tqdm is missing)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return it
+    return tqdm(it, desc=desc, total=total, file=sys.stderr, dynamic_ncols=True)
+
+
+def _device(name: str) -> torch.device:
+    """Resolve ``auto`` to cuda, then mps, then cpu; refuse a device that is not there."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CLIError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CLIError("--device mps: MPS is not available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def _autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
+    """Mixed precision for the transformer parts (quantizer and pixel decoder stay in float32)."""
+    if dtype == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=_DTYPES[dtype])
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Consecutive chunks of ``items``."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _load_tokenizer(src: str, device: torch.device) -> ResTok:
+    """Load a tokenizer from a path or Hub id (a preset name gives an untrained model)."""
+    if src in TOKENIZER_PRESETS:
+        raise CLIError(f"{src!r} is an untrained preset; pass a checkpoint directory, file or Hub id")
+    return ResTok.from_pretrained(src).to(device)
+
+
+def _load_generator(src: str, device: torch.device) -> HARGenerator:
+    """Load a generator from a path or Hub id."""
+    if src in GENERATOR_PRESETS:
+        raise CLIError(f"{src!r} is an untrained preset; pass a checkpoint directory, file or Hub id")
+    return HARGenerator.from_pretrained(src).to(device)
+
+
+def _identity(model: torch.nn.Module) -> dict[str, Any]:
+    """Where a model came from and a hash of its weights file, for manifests."""
+    info = dict(getattr(model, "source", {}) or {})
+    weights = info.get("weights")
+    if weights and Path(weights).is_file():
+        h = hashlib.sha256()
+        with open(weights, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                h.update(chunk)
+        info["sha256"] = h.hexdigest()
+    info["config"] = model.config.to_dict()
+    return info
+
+
+def _parse_tokens(value: str, tok: ResTok) -> list[int]:
+    """``--tokens`` as a list of prefix lengths: a number or ``all``."""
+    if value == "all":
+        return list(tok.prefix_lengths)
+    try:
+        k = int(value)
+    except ValueError:
+        raise CLIError(f"--tokens must be a number or 'all', got {value!r}") from None
+    if k not in tok.prefix_lengths:
+        raise CLIError(f"--tokens {k} is not allowed; choose one of {list(tok.prefix_lengths)} or 'all'")
+    return [k]
+
+
+def _load_images(paths: Sequence[str], size: int) -> tuple[list[tuple[str, torch.Tensor]], list[str]]:
+    """Read every image, naming and skipping the ones that fail."""
+    ok, failed = [], []
+    for p in _progress(paths, "reading images"):
+        try:
+            ok.append((p, load_image(p, size)))
+        except ImageLoadError as e:
+            print(f"warning: skipped {e}", file=sys.stderr)
+            failed.append(p)
+    return ok, failed
+
+
+# ----------------------------------------------------------------------------------------------------
+# commands
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    """Reconstruct images from k tokens; write each reconstruction and a side-by-side comparison."""
+    device = _device(args.device)
+    tok = _load_tokenizer(args.tokenizer, device)
+    ks = _parse_tokens(args.tokens, tok) if args.tokens else [tok.num_tokens]
+    out = Path(args.out)
+    images, failed = _load_images(args.images, tok.config.image_size)
+    for batch in _progress(list(_batches(images, args.batch_size)), "reconstructing"):
+        x = torch.stack([t for _, t in batch]).to(device)
+        with _autocast(device, args.dtype):
+            ids = tok.encode(x)
+            recons = {k: tok.decode(ids[:, :k]) for k in ks}
+        for i, (path, orig) in enumerate(batch):
+            stem = Path(path).stem
+            for k in ks:
+                save_image(recons[k][i], out / f"{stem}_k{k}.png")
+            strip = [orig] + [recons[k][i].cpu() for k in ks]
+            save_image(make_grid(strip, nrow=len(strip)), out / (f"{stem}_strip.png" if len(ks) > 1 else f"{stem}_compare.png"))
+    print(f"wrote {len(images)} reconstruction(s) with {ks} tokens to {out}" + (f"; {len(failed)} failed" if failed else ""))
+    return min(len(failed), 100)
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    """Encode images to token ids and save them with the file names in an .npz."""
+    device = _device(args.device)
+    tok = _load_tokenizer(args.tokenizer, device)
+    images, failed = _load_images(args.images, tok.config.image_size)
+    if not images:
+        raise CLIError("no readable images")
+    ids = []
+    for batch in _progress(list(_batches(images, args.batch_size)), "tokenizing"):
+        with _autocast(device, args.dtype):
+            ids.append(tok.encode(torch.stack([t for _, t in batch]).to(device)).cpu())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        out,
+        ids=torch.cat(ids).numpy().astype(np.int32),
+        files=np.array([p for p, _ in images]),
+        tokenizer=np.array(args.tokenizer),
+        image_size=np.array(tok.config.image_size),
+    )
+    print(f"wrote ids of {len(images)} image(s), {tok.num_tokens} tokens each, to {out}" + (f"; {len(failed)} failed" if failed else ""))
+    return min(len(failed), 100)
+
+
+def cmd_detokenize(args: argparse.Namespace) -> int:
+    """Decode the ids of an .npz written by ``tokenize`` back to PNG images."""
+    device = _device(args.device)
+    try:
+        data = np.load(args.codes, allow_pickle=False)
+        ids_all, files = torch.from_numpy(data["ids"].astype(np.int64)), [str(f) for f in data["files"]]
+        tok_src = args.tokenizer or str(data["tokenizer"])
+    except (OSError, KeyError, ValueError) as e:
+        raise CLIError(f"{args.codes}: not a restok codes file ({e})") from None
+    tok = _load_tokenizer(tok_src, device)
+    ks = _parse_tokens(args.tokens, tok) if args.tokens else [ids_all.shape[1]]
+    out = Path(args.out)
+    for idx in _progress(list(_batches(list(range(len(files))), args.batch_size)), "decoding"):
+        for k in ks:
+            with _autocast(device, args.dtype):
+                imgs = tok.decode(ids_all[idx, :k].to(device))
+            for j, i in enumerate(idx):
+                save_image(imgs[j], out / (f"{Path(files[i]).stem}.png" if len(ks) == 1 else f"{Path(files[i]).stem}_k{k}.png"))
+    print(f"wrote {len(files) * len(ks)} image(s) to {out}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Sample class-conditional images; write PNGs, a grid and a JSON manifest of every setting."""
+    device = _device(args.device)
+    gen = _load_generator(args.generator, device)
+    tok = _load_tokenizer(args.tokenizer, device)
+    if gen.config.vocab_size != tok.codebook_size or gen.num_tokens != tok.num_tokens:
+        raise CLIError(
+            f"generator ({gen.config.vocab_size} codes, {gen.num_tokens} tokens) does not match the tokenizer "
+            f"({tok.codebook_size} codes, {tok.num_tokens} tokens): use the tokenizer the generator was trained on"
+        )
+    bad = [c for c in args.classes if not 0 <= c < gen.config.num_classes]
+    if bad:
+        raise CLIError(f"unknown class id(s) {bad}: the generator has classes 0..{gen.config.num_classes - 1}")
+    labels = [c for c in args.classes for _ in range(args.per_class)]
+    settings = {k: getattr(args, k) for k in RELEASED_RECIPE}
+    rng = torch.Generator(device=device).manual_seed(args.seed)
+    out = Path(args.out)
+    all_images, records = [], []
+    prefixes = [k for k in tok.prefix_lengths]
+    t0 = time.perf_counter()
+    for b, chunk in enumerate(_progress(list(_batches(labels, args.batch_size)), "generating")):
+        steps: list[torch.Tensor] = []
+        callback = (lambda s, seq, end: steps.append(seq.clone())) if args.progressive else None
+        with _autocast(device, args.dtype):
+            ids = gen.generate(chunk, generator=rng, callback=callback, **settings)
+            images = tok.decode(ids)
+        for j, label in enumerate(chunk):
+            n = b * args.batch_size + j
+            name = f"{n:06d}_class{label}.png"
+            save_image(images[j], out / name)
+            records.append({"file": name, "class": label})
+            if args.progressive:
+                ends = [int(s.shape[1]) for s in steps]
+                shown = [k for k in prefixes if k in ends]
+                with _autocast(device, args.dtype):
+                    frames = [tok.decode(ids[j : j + 1, :k])[0].cpu() for k in shown]
+                save_image(make_grid(frames, nrow=len(frames)), out / f"{n:06d}_class{label}_progressive.png")
+        all_images.append(images.cpu())
+    elapsed = time.perf_counter() - t0
+    grid = torch.cat(all_images)
+    save_image(make_grid(grid, nrow=args.per_class if args.per_class > 1 else min(8, len(labels))), out / "grid.png")
+    manifest = {
+        "restok_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(),
+        "settings": {**settings, "seed": args.seed, "batch_size": args.batch_size, "dtype": args.dtype,
+                     "device": str(device), "per_class": args.per_class, "classes": args.classes,
+                     "num_model_calls": gen.num_steps},
+        "generator": _identity(gen),
+        "tokenizer": _identity(tok),
+        "images": records,
+        "seconds": round(elapsed, 3),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    print(f"wrote {len(labels)} image(s), grid.png and manifest.json to {out} ({elapsed:.1f}s, {gen.num_steps} calls per batch)")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert an official checkpoint (Hub layout or raw training file) into this package's format."""
+    from .checkpoint import convert_checkpoint
+
+    kind, dropped = convert_checkpoint(args.src, args.dst, kind=args.kind, config=args.config)
+    print(f"converted {kind} {args.src} -> {args.dst}")
+    if dropped:
+        groups: dict[str, int] = {}
+        for k in dropped:
+            head = k.split(".")[0] if not k.startswith("decoder.") else k
+            groups[head] = groups.get(head, 0) + 1
+        print("dropped training-only tensors: " + ", ".join(f"{g} ({n})" for g, n in sorted(groups.items())))
+    return 0
 
 
 def _count(model_cls: type, cfg: object) -> int:
@@ -41,8 +299,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     ids = tok.encode(images)
     recon = {k: tok.decode(ids[:, :k]) for k in tok.prefix_lengths}
     t1 = time.perf_counter()
-    samples = gen.generate([0, 1], cfg_scale=2.0, cfg_schedule="step", cfg_start=0.25, top_p=0.95,
-                           generator=torch.Generator().manual_seed(args.seed))
+    samples = gen.generate([0, 1], generator=torch.Generator().manual_seed(args.seed), **RELEASED_RECIPE)
     t2 = time.perf_counter()
     print("\nround trip on untrained tiny presets (random weights; shapes and timings only):")
     print(f"  encode {list(images.shape)} -> ids {list(ids.shape)}; decode prefixes {list(recon)} in {t1 - t0:.2f}s")
@@ -51,14 +308,74 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------------
+# parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    """Options every model-running command takes."""
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="where to run (default: auto)")
+    p.add_argument("--dtype", default="fp32", choices=list(_DTYPES), help="autocast precision (default: fp32)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per batch (default: 16)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
     p = argparse.ArgumentParser(prog="restok", description="ResTok tokenizer and HAR generator (arXiv 2601.03955).")
     p.add_argument("--version", action="version", version=f"restok {__version__}")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command")
-    info = sub.add_parser("info", help="show presets and run a quick round trip on the tiny presets")
-    info.add_argument("--seed", type=int, default=0, help="seed of the tiny models and inputs")
-    info.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("reconstruct", help="reconstruct images from k tokens (or the coarse-to-fine strip)")
+    s.add_argument("images", nargs="+", help="image files (JPEG, PNG, WebP, ...)")
+    s.add_argument("--tokenizer", required=True, help="tokenizer directory, file or Hub id")
+    s.add_argument("--tokens", default=None, help="tokens to keep: a prefix length (4, 8, ..., 128) or 'all' (default: all tokens)")
+    s.add_argument("--out", required=True, help="output directory")
+    _common(s)
+    s.set_defaults(func=cmd_reconstruct)
+
+    s = sub.add_parser("tokenize", help="encode images to token ids (.npz)")
+    s.add_argument("images", nargs="+")
+    s.add_argument("--tokenizer", required=True, help="tokenizer directory, file or Hub id")
+    s.add_argument("--out", required=True, help="output .npz file")
+    _common(s)
+    s.set_defaults(func=cmd_tokenize)
+
+    s = sub.add_parser("detokenize", help="decode token ids (.npz from 'tokenize') to images")
+    s.add_argument("codes", help=".npz written by 'restok tokenize'")
+    s.add_argument("--tokenizer", default=None, help="override the tokenizer recorded in the .npz")
+    s.add_argument("--tokens", default=None, help="decode only a prefix (a length or 'all')")
+    s.add_argument("--out", required=True, help="output directory")
+    _common(s)
+    s.set_defaults(func=cmd_detokenize)
+
+    s = sub.add_parser("generate", help="class-conditional generation (HAR, 9 calls for 128 tokens)")
+    s.add_argument("--generator", required=True, help="generator directory, file or Hub id")
+    s.add_argument("--tokenizer", required=True, help="tokenizer directory, file or Hub id")
+    s.add_argument("--classes", type=int, nargs="+", required=True, help="class ids, e.g. 207 360")
+    s.add_argument("--per-class", type=int, default=1, help="images per class (default: 1)")
+    s.add_argument("--cfg-scale", type=float, default=RELEASED_RECIPE["cfg_scale"], help="guidance scale (default: 3.75)")
+    s.add_argument("--cfg-schedule", default=RELEASED_RECIPE["cfg_schedule"], choices=["constant", "step", "linear"])
+    s.add_argument("--cfg-start", type=float, default=RELEASED_RECIPE["cfg_start"], help="ratio where 'step' starts (default: 0.25)")
+    s.add_argument("--top-k", type=int, default=RELEASED_RECIPE["top_k"], help="0 = off")
+    s.add_argument("--top-p", type=float, default=RELEASED_RECIPE["top_p"], help="1.0 = off (default: 0.95)")
+    s.add_argument("--temperature", type=float, default=RELEASED_RECIPE["temperature"])
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--progressive", action="store_true", help="also write what each HAR step decodes to, coarse to fine")
+    s.add_argument("--out", required=True, help="output directory")
+    _common(s)
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("convert", help="convert an official checkpoint into this package's format")
+    s.add_argument("src", help="official directory, weights file (e.g. ema_model/pytorch_model.bin) or Hub id")
+    s.add_argument("dst", help="output directory")
+    s.add_argument("--kind", default="auto", choices=["auto", "tokenizer", "generator"])
+    s.add_argument("--config", default=None, help="official config (JSON/YAML) when it is not beside the weights")
+    s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("info", help="show presets and run a quick round trip on the tiny presets")
+    s.add_argument("--seed", type=int, default=0, help="seed of the tiny models and inputs")
+    s.set_defaults(func=cmd_info)
     return p
 
 
@@ -67,8 +384,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        args = parser.parse_args(["info", *(argv or [])])
-    return int(args.func(args))
+        args = parser.parse_args([*(argv or []), "info"])
+    if getattr(args, "batch_size", 1) < 1:
+        parser.error("--batch-size must be >= 1")
+    if getattr(args, "per_class", 1) < 1:
+        parser.error("--per-class must be >= 1")
+    try:
+        return int(args.func(args))
+    except (CLIError, ValueError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

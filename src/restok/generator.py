@@ -227,6 +227,12 @@ class HARGenerator(nn.Module):
 
         save_model(self, directory)
 
+    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
+        """Upload this model in this package's format to a Hugging Face Hub repo; returns its URL."""
+        from .checkpoint import push_to_hub
+
+        return push_to_hub(self, repo_id, private=private, token=token)
+
     @property
     def num_tokens(self) -> int:
         """L, the sequence length generated."""
