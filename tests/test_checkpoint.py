@@ -175,3 +175,39 @@ def test_push_to_hub_uploads_our_format(monkeypatch, tiny_tok):
     url = tiny_tok.push_to_hub("me/restok-tiny", private=True)
     assert url.endswith("me/restok-tiny") and uploaded["repo"] == ("me/restok-tiny", True)
     assert uploaded["files"] == ["config.json", "model.safetensors"] and uploaded["config"]["kind"] == "tokenizer"
+
+
+def test_generator_from_official_nested_training_config(tmp_path, tiny_gen):
+    # the official generator run's config.yaml: both a vq_model and a generator block, with interpolations
+    yaml_text = f"""
+model:
+  vq_model:
+    codebook_size: 1024
+    num_latent_tokens: 32
+    num_min_tokens: 4
+  generator:
+    model_type: GPT-B
+    vocab_size: ${{model.vq_model.codebook_size}}
+    block_size: ${{model.vq_model.num_latent_tokens}}
+    ar_token_num: ${{model.vq_model.num_min_tokens}}
+    spe_token_num: 31
+    num_classes: 10
+    cls_token_num: 1
+    gpt_type: c2i
+    dropout_p: 0.1
+    token_dropout_p: 0.1
+    drop_path_rate: 0.0
+    har: true
+"""
+    run = tmp_path / "run"
+    (run / "checkpoint-10" / "ema_model").mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml_text)
+    torch.manual_seed(0)
+    gen = HARGenerator.from_preset("har-b", num_tokens=32, vocab_size=1024, num_classes=10)
+    torch.save(gen.state_dict(), run / "checkpoint-10" / "ema_model" / "pytorch_model.bin")
+    loaded = HARGenerator.from_pretrained(str(run / "checkpoint-10" / "ema_model" / "pytorch_model.bin"))
+    assert (loaded.config.dim, loaded.config.n_layer, loaded.config.vocab_size, loaded.config.ar_tokens) == (768, 12, 1024, 4)
+    from restok.checkpoint import convert_checkpoint
+
+    kind, _ = convert_checkpoint(str(run / "checkpoint-10" / "ema_model" / "pytorch_model.bin"), tmp_path / "out")
+    assert kind == "generator"

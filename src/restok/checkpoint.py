@@ -192,14 +192,25 @@ def _read_json(path: Path) -> dict[str, Any]:
 # Configs
 
 
-def checkpoint_kind(cfg: Mapping[str, Any] | None) -> str | None:
-    """``"tokenizer"``, ``"generator"`` or None, from a config dict of either layout."""
+def checkpoint_kind(cfg: Mapping[str, Any] | None, keys: Any = None) -> str | None:
+    """``"tokenizer"``, ``"generator"`` or None (unknown), from a config dict of either layout or the weight names.
+
+    The official nested configs of inference and generator training hold both a ``vq_model`` and a
+    ``generator`` block, so for them only the weight names decide.
+    """
+    if keys is not None:
+        keys = set(keys)
+        if "tok_embeddings.weight" in keys:
+            return "generator"
+        if any(k.startswith("encoder.") for k in keys):
+            return "tokenizer"
     if not cfg:
         return None
     if cfg.get("format") == "restok":
         return cfg.get("kind")
-    if isinstance(cfg.get("model"), Mapping) and "vq_model" in cfg["model"]:
-        return "tokenizer"
+    model = cfg.get("model")
+    if isinstance(model, Mapping) and "vq_model" in model:
+        return None if "generator" in model else "tokenizer"
     if "n_layer" in cfg and "vocab_size" in cfg:
         return "generator"
     return None
@@ -261,8 +272,33 @@ def tokenizer_config_from_official(cfg: Mapping[str, Any]) -> ResTokConfig:
     return out
 
 
+_GPT_SIZES = {  # LlamaGen model_type -> (n_layer, n_head, dim)
+    "GPT-B": (12, 12, 768), "GPT-L": (24, 16, 1024), "GPT-XL": (36, 20, 1280), "GPT-XXL": (48, 24, 1536),
+    "GPT-XXXL": (48, 40, 2560), "GPT-1B": (22, 32, 2048), "GPT-3B": (24, 32, 3200), "GPT-7B": (32, 32, 4096),
+}
+
+
+def _model_args_from_training_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat ``ModelArgs`` from the official nested generator config (``model.generator`` block)."""
+    g = cfg["model"]["generator"]
+    if g.get("model_type") not in _GPT_SIZES:
+        raise CheckpointError(f"unknown official generator model_type {g.get('model_type')!r}; known: {sorted(_GPT_SIZES)}")
+    n_layer, n_head, dim = _GPT_SIZES[g["model_type"]]
+    dropout = 0.0 if float(g.get("drop_path_rate", 0.0)) > 0 else float(g.get("dropout_p", 0.1))
+    args = {"dim": dim, "n_layer": n_layer, "n_head": n_head, "vocab_size": g["vocab_size"], "block_size": g["block_size"],
+            "num_classes": g.get("num_classes", 1000), "cls_token_num": g.get("cls_token_num", 1),
+            "model_type": g.get("gpt_type", "c2i"), "resid_dropout_p": dropout, "ffn_dropout_p": dropout,
+            "drop_path_rate": g.get("drop_path_rate", 0.0), "token_dropout_p": g.get("token_dropout_p", 0.1)}
+    if g.get("har", False):
+        args["ar_token_num"] = g.get("ar_token_num", 4)
+        args["spe_token_num"] = g.get("spe_token_num", 127)
+    return args
+
+
 def generator_config_from_official(cfg: Mapping[str, Any]) -> HARConfig:
-    """Map the official flat ``ModelArgs`` config of a HAR (or vanilla) LlamaGen generator to ours."""
+    """Map the official flat ``ModelArgs`` config (or the nested training config) of a HAR/vanilla generator to ours."""
+    if isinstance(cfg.get("model"), Mapping) and "generator" in cfg["model"]:
+        cfg = _model_args_from_training_config(cfg)
     if cfg.get("model_type", "c2i") != "c2i":
         raise CheckpointError(f"only class-conditional (c2i) generators are supported, got {cfg.get('model_type')!r}")
     if int(cfg.get("cls_token_num", 1)) != 1:
@@ -332,6 +368,8 @@ def _load(path_or_hub_id: str, kind: str, revision: str | None, config: Any) -> 
     elif isinstance(config, Mapping):
         raw_cfg, config = dict(config), None
     found = checkpoint_kind(raw_cfg)
+    sd = read_state_dict(weights)
+    found = checkpoint_kind(raw_cfg, sd.keys()) or found
     other = {"tokenizer": "generator", "generator": "tokenizer"}[kind]
     if found == other:
         cls = "HARGenerator" if other == "generator" else "ResTok"
@@ -344,13 +382,13 @@ def _load(path_or_hub_id: str, kind: str, revision: str | None, config: Any) -> 
             if version > FORMAT_VERSION:
                 raise CheckpointError(f"{path_or_hub_id} uses format version {version}; this restok reads <= {FORMAT_VERSION}: upgrade restok")
             config = config_from_dict(ResTokConfig if kind == "tokenizer" else HARConfig, raw_cfg["config"])
-        elif found == "tokenizer":
+        elif kind == "tokenizer" and isinstance(raw_cfg.get("model"), Mapping) and "vq_model" in raw_cfg["model"]:
             config = tokenizer_config_from_official(raw_cfg)
-        elif found == "generator":
+        elif kind == "generator" and ("n_layer" in raw_cfg or "generator" in raw_cfg.get("model", {})):
             config = generator_config_from_official(raw_cfg)
         else:
-            raise CheckpointError(f"unrecognised config.json beside {weights}")
-    return config, read_state_dict(weights), str(weights)
+            raise CheckpointError(f"the config beside {weights} does not describe a {kind}")
+    return config, sd, str(weights)
 
 
 def load_tokenizer(path_or_hub_id: str, revision: str | None = None, config: ResTokConfig | None = None, device: str | torch.device = "cpu") -> Any:
@@ -414,10 +452,12 @@ def convert_checkpoint(src: str, dst: str | os.PathLike, kind: str = "auto", con
     Returns ``(kind, dropped_keys)``: the training-only tensors that inference does not use.
     """
     if kind == "auto":
-        raw_cfg = read_config_file(config) if isinstance(config, (str, os.PathLike)) else config
-        if raw_cfg is None:
-            raw_cfg, _ = resolve_checkpoint(str(src))
-        kind = checkpoint_kind(raw_cfg) or ""
+        raw_cfg, weights = resolve_checkpoint(str(src))
+        if isinstance(config, (str, os.PathLike)):
+            raw_cfg = read_config_file(config)
+        elif isinstance(config, Mapping):
+            raw_cfg = dict(config)
+        kind = checkpoint_kind(raw_cfg, read_state_dict(weights).keys()) or ""
         if kind not in ("tokenizer", "generator"):
             raise CheckpointError(f"cannot tell whether {src} is a tokenizer or a generator; pass kind explicitly")
     loader = load_tokenizer if kind == "tokenizer" else load_generator
