@@ -231,8 +231,6 @@ class HARConfig:
 # ----------------------------------------------------------------------------------------------------
 # Presets
 
-_VIT = {"small": (512, 6, 8), "base": (768, 12, 12), "large": (1024, 24, 16)}  # width, depth, heads
-
 TOKENIZER_PRESETS: dict[str, ResTokConfig] = {
     # The released ResTok-L: 256 px, ViT-L encoder and decoder, 128 tokens, 8192 x 8 codebook.
     "restok-l-128": ResTokConfig(),
