@@ -99,6 +99,10 @@ class ResTokConfig:
     nested_dropout: bool = True  # training only (Sec. 3.4)
     drop_prob: float = 0.2  # 1 - P(keep all tokens)
     pixel_cnn: PixelCNNConfig = field(default_factory=PixelCNNConfig)
+    # Training-only representation alignment (Sec. 3.4, "VF" in the official code): the feature size of the
+    # frozen teacher (1024 for DINOv3-L); 0 = no projection head. Inference checkpoints keep these at 0.
+    encoder_feature_dim: int = 0  # adds vf_proj on the coarsest image tokens
+    decoder_feature_dim: int = 0  # adds feature queries (feat_mask_token) and vf_proj_dec in the decoder
 
     def __post_init__(self) -> None:
         if isinstance(self.pixel_cnn, Mapping):
@@ -128,6 +132,8 @@ class ResTokConfig:
                 f"{self.num_tokens}-token latent levels (largest pooled grid side {biggest}); "
                 "use a larger image or fewer tokens"
             )
+        if self.encoder_feature_dim < 0 or self.decoder_feature_dim < 0:
+            raise ValueError("encoder_feature_dim and decoder_feature_dim must be >= 0 (0 = off)")
         if self.nested_dropout and not 0.0 < self.drop_prob <= 1.0:
             raise ValueError(f"drop_prob must be in (0, 1] with nested_dropout on, got {self.drop_prob}")
 

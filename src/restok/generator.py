@@ -312,18 +312,20 @@ class HARGenerator(nn.Module):
             h = layer(h, rope, mask, layer_cache, positions)
         return self.output(self.norm(h)).float()
 
-    def forward(self, tokens: torch.Tensor, class_labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, class_labels: torch.Tensor, drop_labels: bool | None = None) -> torch.Tensor:
         """Teacher-forced logits (B, L, V) in the training layout: position p predicts token p.
 
         ``tokens`` is (B, L) (the last token is never an input, so (B, L-1) works too);
         ``class_labels`` (B,) may include the null class ``num_classes``. In training mode labels are
-        dropped to the null class with ``class_dropout_prob``.
+        dropped to the null class with ``class_dropout_prob`` unless ``drop_labels=False`` (the trainer
+        drops them itself, per sample, so that the draw does not depend on how a batch is split).
         """
         tokens = self._check_tokens(tokens)
         labels = self._check_labels(class_labels, allow_null=True).to(tokens.device)
         if labels.shape[0] != tokens.shape[0]:
             raise ValueError(f"got {labels.shape[0]} class labels for {tokens.shape[0]} token sequences")
-        class_emb = self.cls_embedding(labels, train=self.training)  # (B, 1, D)
+        drop = self.training if drop_labels is None else drop_labels
+        class_emb = self.cls_embedding(labels, train=drop)  # (B, 1, D)
         positions = torch.arange(self.config.num_tokens, device=tokens.device)
         h = self.embed_positions(tokens, class_emb, positions)  # (B, L, D)
         return self._run(h, positions, self._mask)

@@ -158,12 +158,25 @@ class ResTokDecoder(nn.Module):
         self.ffn = nn.Conv2d(D, cfg.pixel_cnn.z_channels, 1)
         self.latent_token_level_embedding = _level_params(len(self.levels), D)
         self.decoder_embed = nn.ModuleList([nn.Linear(cfg.token_size, D) for _ in self.levels])
+        if cfg.decoder_feature_dim:
+            # Queries of the decoder's alignment branch (training only): they read the same latents as the
+            # image queries, in a second copy of the batch, and are aligned to the teacher's patch features.
+            self.feat_mask_token = nn.Parameter(D**-0.5 * torch.randn(1, 1, D))
 
-    def forward(self, codes: torch.Tensor, keep: torch.Tensor | int, return_attention: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(B, L, C) codes, kept prefix length(s) -> (B, Z, g, g) features for the pixel decoder.
+    def forward(
+        self,
+        codes: torch.Tensor,
+        keep: torch.Tensor | int,
+        return_attention: bool = False,
+        return_features: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+        """(B, L, C) codes, kept prefix length(s) -> (B, Z, g, g) features for the pixel decoder,
+        per-layer attention (when asked) and the feature-query outputs (when asked).
 
         Positions at or beyond the kept length are replaced by the learned latent mask token (nested
-        dropout, Sec. 3.4); the sequence keeps its length L.
+        dropout, Sec. 3.4); the sequence keeps its length L. With ``return_features`` (needs
+        ``decoder_feature_dim``) the feature-query branch runs too; its (B, D, g, g) output is taken before
+        ``ln_post``, as in the official code.
         """
         cfg, L, g = self.cfg, self.cfg.num_tokens, self.cfg.grid_size
         B = codes.shape[0]
@@ -176,7 +189,11 @@ class ResTokDecoder(nn.Module):
         level_emb = torch.cat([e.expand(n, -1) for e, n in zip(self.latent_token_level_embedding, self.levels)])
         x = x + level_emb.to(x.dtype)
         queries = self.mask_token.to(x.dtype).expand(B, g * g, -1)  # (B, G, D)
-        x = self.ln_pre(torch.cat([x, queries], dim=1))  # (B, L + G, D)
+        if return_features:
+            feat_queries = self.feat_mask_token.to(x.dtype).expand(B, g * g, -1)  # (B, G, D)
+            x = torch.cat([x, x])  # (2B, L, D): second half feeds the feature queries
+            queries = torch.cat([queries, feat_queries])  # (2B, G, D)
+        x = self.ln_pre(torch.cat([x, queries], dim=1))  # (B or 2B, L + G, D)
 
         head_dim = cfg.decoder_width // cfg.decoder_num_heads
         cos, sin = mrope_table(Hy.decoder_position_ids((g, g), L), head_dim, cfg.rope_theta)
@@ -186,9 +203,14 @@ class ResTokDecoder(nn.Module):
             x, w = blk(x, rope, None, return_weights=return_attention)
             if w is not None:
                 attention.append(w)
-        x = self.ln_post(x[:, L:])  # (B, G, D)
+        x = x[:, L:]  # (B or 2B, G, D)
+        features = None
+        if return_features:
+            x, f = x[:B], x[B:]
+            features = f.transpose(1, 2).reshape(B, cfg.decoder_width, g, g)  # (B, D, g, g)
+        x = self.ln_post(x)  # (B, G, D)
         x = x.transpose(1, 2).reshape(B, cfg.decoder_width, g, g)  # (B, D, g, g)
-        return self.ffn(x), attention  # (B, Z, g, g)
+        return self.ffn(x), attention, features  # (B, Z, g, g)
 
 
 @dataclass
@@ -203,6 +225,8 @@ class ResTokOutput:
     codebook_loss: torch.Tensor
     entropy_loss: torch.Tensor
     image_tokens: list[torch.Tensor]  # encoder image-token levels, coarse to fine, each (B, h*w, D)
+    encoder_features: torch.Tensor | None = None  # (B, F) projected coarsest image tokens, averaged (alignment)
+    decoder_features: torch.Tensor | None = None  # (B, F, g, g) projected feature-query outputs (alignment)
 
 
 class ResTok(nn.Module):
@@ -227,6 +251,12 @@ class ResTok(nn.Module):
         self.quantize = VectorQuantizer(
             config.codebook_size, config.token_size, config.commitment_cost, config.entropy_loss_ratio, config.use_l2_norm
         )
+        # Alignment heads (training only), created after the official init as the official code does,
+        # so they keep PyTorch's default Conv2d init; 1x1 convs without bias, official names.
+        if config.encoder_feature_dim:
+            self.vf_proj = nn.Conv2d(config.width, config.encoder_feature_dim, 1, bias=False)
+        if config.decoder_feature_dim:
+            self.vf_proj_dec = nn.Conv2d(config.decoder_width, config.decoder_feature_dim, 1, bias=False)
         self.register_buffer("imnet_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("imnet_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -347,7 +377,7 @@ class ResTok(nn.Module):
         """
         keep = self.num_tokens if keep is None else keep
         keep_t = self._check_keep(keep, codes.shape[0]).to(codes.device)
-        feats, _ = self.decoder(codes, keep_t)
+        feats, _, _ = self.decoder(codes, keep_t)
         with torch.autocast(device_type=feats.device.type, enabled=False):
             return self.pixel_decoder(feats.float())
 
@@ -394,8 +424,27 @@ class ResTok(nn.Module):
         if kept_tokens is None:
             kept_tokens = self.sample_kept_tokens(B, generator) if self.training else self.num_tokens
         keep = self._check_keep(kept_tokens, B).to(images.device)
-        recon = self.decode_codes(q.codes, keep)
-        return ResTokOutput(recon, q.ids, keep, q.loss, q.commitment_loss, q.codebook_loss, q.entropy_loss, enc.image_tokens)
+        cfg = self.config
+        if not cfg.decoder_feature_dim:
+            recon = self.decode_codes(q.codes, keep)
+            dec_feats = None
+        else:
+            feats, _, query_out = self.decoder(q.codes, keep, return_features=True)
+            with torch.autocast(device_type=feats.device.type, enabled=False):
+                recon = self.pixel_decoder(feats.float())
+            dec_feats = self.vf_proj_dec(query_out)  # (B, F, g, g)
+        enc_feats = None
+        if cfg.encoder_feature_dim:
+            coarse = enc.image_tokens[0].transpose(1, 2).unsqueeze(2)  # (B, D, 1, n) coarsest level
+            enc_feats = self.vf_proj(coarse).mean(dim=(2, 3))  # (B, F)
+        return ResTokOutput(
+            recon, q.ids, keep, q.loss, q.commitment_loss, q.codebook_loss, q.entropy_loss, enc.image_tokens,
+            enc_feats, dec_feats,
+        )
+
+    def inference_config(self) -> ResTokConfig:
+        """This model's config without the training-only alignment heads (what ``final/`` checkpoints hold)."""
+        return self.config.replace(encoder_feature_dim=0, decoder_feature_dim=0)
 
 
 def _init_weights(module: nn.Module) -> None:

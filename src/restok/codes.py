@@ -1,0 +1,280 @@
+"""Pre-extracted token codes for generator training (official recipe: LlamaGen's ``extract_codes_c2i``).
+
+On-disk format (a folder; ``meta.json`` describes it and is written last, so its presence means complete)::
+
+    meta.json                       format "restok-codes", version, counts, crop mode, tokenizer identity
+    shard-00000.labels.npy          (n,) int64 class ids (-1 = unlabelled)
+    shard-00000.indices.npy         (n,) int64 position of each image in the source data
+    shard-00000.codes.npy           (n, crops, L) uint16/int32 token ids; written last = shard complete
+
+Crops: ``ten-crop`` (ADM centre crop to 1.1x the size, torchvision TenCrop: corners, centre, and the same
+of the mirror, in that order; the official recipe) or ``center`` (ADM centre crop and its mirror).
+Unreadable images are left out of their shard and listed in ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data import ImageSource, adm_center_crop, decode_image, derive_seed, pil_to_tensor, ten_crop
+
+__all__ = ["CODES_FORMAT", "CROP_MODES", "CodesError", "crops_of", "extract_codes", "check_codes", "CodesDataset", "read_meta"]
+
+CODES_FORMAT = "restok-codes"
+CODES_VERSION = 1
+CROP_MODES = {"ten-crop": 10, "center": 2}
+
+
+class CodesError(ValueError):
+    """A code set that is incomplete, inconsistent or does not match its tokenizer."""
+
+
+def crops_of(img: Image.Image, size: int, mode: str, crop_range: float = 1.1) -> list[Image.Image]:
+    """The crops the extraction encodes for one image, in the stored order."""
+    if mode == "ten-crop":
+        return ten_crop(adm_center_crop(img, int(size * crop_range)), size)
+    if mode == "center":
+        c = adm_center_crop(img, size)
+        return [c, c.transpose(Image.FLIP_LEFT_RIGHT)]
+    raise CodesError(f"unknown crop mode {mode!r}; choose one of {sorted(CROP_MODES)}")
+
+
+def _shard_name(k: int) -> str:
+    return f"shard-{k:05d}"
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _shard_complete(out: Path, k: int) -> bool:
+    return (out / f"{_shard_name(k)}.codes.npy").exists()
+
+
+def extract_codes(
+    tokenizer: Any,
+    source: ImageSource,
+    out: str | Path,
+    crop: str = "ten-crop",
+    batch_size: int = 32,
+    shard_size: int = 10_000,
+    rank: int = 0,
+    world: int = 1,
+    barrier: Callable[[], None] | None = None,
+    progress: bool = True,
+) -> dict[str, Any] | None:
+    """Encode every image of ``source`` (each crop) and write the shards this process owns (k % world ==
+    rank); shards already complete are skipped (resume). Rank 0 writes ``meta.json`` after ``barrier``."""
+    from tqdm.auto import tqdm
+
+    if crop not in CROP_MODES:
+        raise CodesError(f"unknown crop mode {crop!r}; choose one of {sorted(CROP_MODES)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "meta.json").exists():
+        raise CodesError(f"{out} already holds a complete code set (meta.json); choose another folder")
+    size, L, K = tokenizer.config.image_size, tokenizer.num_tokens, tokenizer.codebook_size
+    dtype = np.uint16 if K <= 65536 else np.int32
+    device = next(tokenizer.parameters()).device
+    n_shards = math.ceil(len(source) / shard_size)
+    mine = [k for k in range(rank, n_shards, world) if not _shard_complete(out, k)]
+    skipped_here: list[str] = []
+    bar = tqdm(total=sum(min(shard_size, len(source) - k * shard_size) for k in mine), disable=not progress, desc="extract codes", unit="img")
+    for k in mine:
+        codes, labels, indices = [], [], []
+        batch_imgs: list[torch.Tensor] = []
+        batch_meta: list[tuple[int, int]] = []
+
+        def flush() -> None:
+            if not batch_imgs:
+                return
+            x = torch.stack(batch_imgs).to(device)  # (b * crops, 3, S, S)
+            ids = tokenizer.encode(x).cpu().numpy().reshape(len(batch_meta), -1, L)
+            codes.append(ids.astype(dtype))
+            labels.extend(m[1] for m in batch_meta)
+            indices.extend(m[0] for m in batch_meta)
+            batch_imgs.clear()
+            batch_meta.clear()
+
+        for i in range(k * shard_size, min((k + 1) * shard_size, len(source))):
+            rec = source.records[i]
+            try:
+                crops = crops_of(decode_image(rec.read()), size, crop)
+            except Exception as e:  # noqa: BLE001 - unreadable files are skipped and named
+                skipped_here.append(f"{rec.name} ({type(e).__name__}: {e})")
+                bar.update(1)
+                continue
+            batch_imgs.extend(pil_to_tensor(c) for c in crops)
+            batch_meta.append((i, rec.label))
+            if len(batch_meta) >= batch_size:
+                flush()
+            bar.update(1)
+        flush()
+        arr = np.concatenate(codes) if codes else np.zeros((0, CROP_MODES[crop], L), dtype)
+        _atomic_save_npy(out / f"{_shard_name(k)}.labels.npy", np.asarray(labels, dtype=np.int64))
+        _atomic_save_npy(out / f"{_shard_name(k)}.indices.npy", np.asarray(indices, dtype=np.int64))
+        _atomic_save_npy(out / f"{_shard_name(k)}.codes.npy", arr)  # last: marks the shard complete
+    bar.close()
+    if skipped_here:
+        (out / f"skipped-rank{rank}.txt").write_text("\n".join(skipped_here) + "\n")
+    if barrier is not None:
+        barrier()
+    if rank != 0:
+        return None
+    missing = [k for k in range(n_shards) if not _shard_complete(out, k)]
+    if missing:
+        raise CodesError(f"shards {missing[:10]} are incomplete; run extract-codes again with the same arguments")
+    skipped = []
+    for f in sorted(out.glob("skipped-rank*.txt")):
+        skipped += [ln for ln in f.read_text().splitlines() if ln]
+    counts = [int(np.load(out / f"{_shard_name(k)}.labels.npy").shape[0]) for k in range(n_shards)]
+    meta = {
+        "format": CODES_FORMAT,
+        "version": CODES_VERSION,
+        "num_samples": sum(counts),
+        "num_tokens": L,
+        "codebook_size": K,
+        "image_size": size,
+        "crop": crop,
+        "num_crops": CROP_MODES[crop],
+        "num_classes": source.num_classes,
+        "class_names": source.class_names,
+        "shard_size": shard_size,
+        "shards": [{"name": _shard_name(k), "count": c} for k, c in enumerate(counts)],
+        "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
+        "data": source.description,
+        "skipped": skipped,
+    }
+    tmp = out / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, out / "meta.json")
+    return meta
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """Read and validate ``meta.json`` of a code set."""
+    p = Path(path) / "meta.json"
+    if not p.exists():
+        raise CodesError(f"{path} is not a complete code set: no meta.json (an interrupted extraction? run it again)")
+    meta = json.loads(p.read_text())
+    if meta.get("format") != CODES_FORMAT:
+        raise CodesError(f"{p}: not a restok code set (format {meta.get('format')!r})")
+    if meta.get("version", 0) > CODES_VERSION:
+        raise CodesError(f"{p}: format version {meta['version']} is newer than this package's {CODES_VERSION}; upgrade restok")
+    return meta
+
+
+def check_codes(path: str | Path, tokenizer: Any = None, source: ImageSource | None = None, num_verify: int = 4) -> dict[str, Any]:
+    """Validate a code set: shard shapes, dtypes, id and label ranges, counts; with ``tokenizer``, that its
+    config matches, and with ``source`` too, that re-encoding ``num_verify`` images gives the stored ids."""
+    path = Path(path)
+    meta = read_meta(path)
+    problems: list[str] = []
+    L, K, C = meta["num_tokens"], meta["codebook_size"], meta["num_crops"]
+    total = 0
+    for sh in meta["shards"]:
+        name = sh["name"]
+        try:
+            codes = np.load(path / f"{name}.codes.npy", mmap_mode="r", allow_pickle=False)
+            labels = np.load(path / f"{name}.labels.npy", allow_pickle=False)
+            indices = np.load(path / f"{name}.indices.npy", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            problems.append(f"{name}: cannot read ({e})")
+            continue
+        if codes.ndim != 3 or codes.shape[1:] != (C, L):
+            problems.append(f"{name}: codes shape {codes.shape}, expected (n, {C}, {L})")
+        if not (codes.shape[0] == labels.shape[0] == indices.shape[0] == sh["count"]):
+            problems.append(f"{name}: {codes.shape[0]} codes, {labels.shape[0]} labels, {indices.shape[0]} indices, meta says {sh['count']}")
+        if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= K):
+            problems.append(f"{name}: token ids outside [0, {K})")
+        ncls = meta["num_classes"]
+        if labels.size and ncls and (int(labels.min()) < 0 or int(labels.max()) >= ncls):
+            problems.append(f"{name}: labels outside [0, {ncls})")
+        total += int(codes.shape[0])
+    if total != meta["num_samples"]:
+        problems.append(f"{total} samples in shards, meta says {meta['num_samples']}")
+    verified = 0
+    if tokenizer is not None:
+        if tokenizer.num_tokens != L or tokenizer.codebook_size != K or tokenizer.config.image_size != meta["image_size"]:
+            problems.append(
+                f"tokenizer ({tokenizer.num_tokens} tokens, {tokenizer.codebook_size} codes, {tokenizer.config.image_size} px) "
+                f"does not match the code set ({L} tokens, {K} codes, {meta['image_size']} px)"
+            )
+        elif source is not None and meta["shards"]:
+            name = meta["shards"][0]["name"]
+            codes = np.load(path / f"{name}.codes.npy", allow_pickle=False)
+            indices = np.load(path / f"{name}.indices.npy", allow_pickle=False)
+            device = next(tokenizer.parameters()).device
+            for row in range(min(num_verify, codes.shape[0])):
+                crops = crops_of(decode_image(source.records[int(indices[row])].read()), meta["image_size"], meta["crop"])
+                ids = tokenizer.encode(torch.stack([pil_to_tensor(c) for c in crops]).to(device)).cpu().numpy()
+                if not np.array_equal(ids, codes[row].astype(np.int64)):
+                    problems.append(f"{name} row {row}: re-encoding source image {int(indices[row])} gives different ids")
+                verified += 1
+    if problems:
+        raise CodesError(f"code set {path} failed {len(problems)} check(s):\n  " + "\n  ".join(problems[:20]))
+    return {"num_samples": total, "num_shards": len(meta["shards"]), "verified": verified, "meta": meta}
+
+
+@dataclass
+class _Shard:
+    codes: np.ndarray
+    labels: np.ndarray
+
+
+class CodesDataset(torch.utils.data.Dataset):
+    """Token sequences of a code set; each item picks one of its crops from the per-sample seed (the
+    official recipe draws a crop uniformly at random every time)."""
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        self.meta = read_meta(path)
+        self.shards = [
+            _Shard(
+                np.load(path / f"{s['name']}.codes.npy", mmap_mode="r", allow_pickle=False),
+                np.load(path / f"{s['name']}.labels.npy", allow_pickle=False),
+            )
+            for s in self.meta["shards"]
+        ]
+        self.offsets = np.cumsum([0] + [len(s.labels) for s in self.shards])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the data the codes came from (0 = unlabelled)."""
+        return int(self.meta["num_classes"])
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, seed = (key, key) if isinstance(key, int) else key
+        k = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        shard, row = self.shards[k], index - int(self.offsets[k])
+        n_crops = shard.codes.shape[1]
+        crop = derive_seed(seed, "crop") % n_crops
+        tokens = torch.from_numpy(np.asarray(shard.codes[row, crop], dtype=np.int64))
+        return {"tokens": tokens, "label": int(shard.labels[row]), "index": index, "skipped": []}
+
+
+def collate_codes(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack token sequences and labels."""
+    return {
+        "tokens": torch.stack([it["tokens"] for it in items]),
+        "label": torch.tensor([it["label"] for it in items], dtype=torch.long),
+        "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
+        "skipped": [],
+    }

@@ -1,0 +1,319 @@
+"""What both trainers share: the accelerator, optimizer groups, LR schedule, EMA, atomic checkpoints,
+signal handling, metric logging.
+
+Determinism: every step reseeds from (seed, step) -- draws that must not depend on how the global batch is
+split across processes (nested-dropout lengths, label dropout, crops) use generators keyed on the global
+batch position; rank-local noise (dropout layers) is keyed on (seed, step, rank). A resumed run therefore
+replays the exact steps an uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from ..data import derive_seed
+from .config import NO_DECAY_KEYS, OptimConfig, TrainConfig
+
+__all__ = [
+    "TrainingError",
+    "EMA",
+    "param_groups",
+    "build_optimizer",
+    "warmup_cosine",
+    "build_scheduler",
+    "CheckpointDir",
+    "StopRequest",
+    "MetricLogger",
+    "make_accelerator",
+    "seed_step",
+]
+
+CHECKPOINT_RE = re.compile(r"^step-(\d{8})$")
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (bad data, NaN loss, mismatched resume state); the message says why."""
+
+
+# ------------------------------------------------------------------------------------------- optimisation
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: decay only >=2-D weights whose names contain none of the official exclusions."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim >= 2 and not any(k in name for k in NO_DECAY_KEYS):
+            decay.append(p)
+        else:
+            no_decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(params: list[dict[str, Any]] | list[nn.Parameter], cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW with the config's lr and betas (``foreach`` off: the same update order on every backend)."""
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, foreach=False)
+
+
+def warmup_cosine(step: int, warmup: int, total: int, base: float, end: float) -> float:
+    """LR multiplier: linear from 0 over ``warmup`` steps, then cosine from ``base`` to ``end`` at ``total``."""
+    if warmup > 0 and step < warmup:
+        return step / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return (end + 0.5 * (base - end) * (1 + math.cos(math.pi * progress))) / base
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """LambdaLR over :func:`warmup_cosine`; stepped once per optimizer step."""
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, total, cfg.lr, cfg.end_lr))
+
+
+class EMA:
+    """Exponential moving average of the trainable parameters, diffusers' schedule (spec §4.3):
+    decay_k = min(decay, (1 + k) / (10 + k)) with k = updates - 1, and the first update copies."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.updates = 0
+        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
+        self.shadow = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Fold the model's current parameters into the average."""
+        self.updates += 1
+        k = self.updates - 1
+        d = 0.0 if k <= 0 else min(self.decay, (1 + k) / (10 + k))
+        params = dict(model.named_parameters())
+        for n in self.names:
+            self.shadow[n].mul_(d).add_(params[n].detach().float(), alpha=1 - d)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Shadow tensors (for safetensors)."""
+        return {n: t.contiguous() for n, t in self.shadow.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], updates: int) -> None:
+        """Restore shadows saved by :meth:`state_dict`; names the keys that do not fit."""
+        missing, unexpected = sorted(set(self.names) - set(state)), sorted(set(state) - set(self.names))
+        if missing or unexpected:
+            raise TrainingError(f"EMA state does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        for n in self.names:
+            self.shadow[n].copy_(state[n])
+        self.updates = updates
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Write the averages into ``model``'s parameters."""
+        params = dict(model.named_parameters())
+        for n in self.names:
+            params[n].copy_(self.shadow[n].to(params[n].dtype))
+
+    @contextmanager
+    def swapped_in(self, model: nn.Module) -> Iterator[None]:
+        """Temporarily use the EMA weights in ``model`` (for grids), then restore the training weights."""
+        backup = {n: p.detach().clone() for n, p in model.named_parameters() if n in self.shadow}
+        self.copy_to(model)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    if n in backup:
+                        p.copy_(backup[n])
+
+
+def seed_step(seed: int, step: int, rank: int) -> None:
+    """Reseed every global RNG for this (step, rank): dropout and other rank-local noise."""
+    s = derive_seed(seed, "step", step, "rank", rank)
+    torch.manual_seed(s)
+    random.seed(s)
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+class CheckpointDir:
+    """``RUN/checkpoints/step-XXXXXXXX/`` folders, each written under a temporary name and renamed when
+    complete (so a crash mid-save leaves the previous ones intact); the newest ``keep`` are kept."""
+
+    def __init__(self, run: Path, keep: int) -> None:
+        self.root = run / "checkpoints"
+        self.keep = keep
+
+    def complete(self) -> list[tuple[int, Path]]:
+        """(step, folder) of every complete checkpoint, oldest first."""
+        if not self.root.is_dir():
+            return []
+        out = []
+        for d in self.root.iterdir():
+            m = CHECKPOINT_RE.match(d.name)
+            if m and d.is_dir() and (d / "trainer.pt").exists():
+                out.append((int(m.group(1)), d))
+        return sorted(out)
+
+    def newest(self) -> tuple[int, Path] | None:
+        """The newest complete checkpoint, if any."""
+        c = self.complete()
+        return c[-1] if c else None
+
+    def save(self, step: int, tensors: dict[str, dict[str, torch.Tensor]], trainer_state: dict[str, Any]) -> Path:
+        """Write ``<name>.safetensors`` for each tensor dict and ``trainer.pt``; then rename into place."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / f"step-{step:08d}"
+        tmp = self.root / f".tmp-step-{step:08d}-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        for name, t in tensors.items():
+            save_file({k: v.detach().cpu().contiguous() for k, v in t.items()}, str(tmp / f"{name}.safetensors"))
+        torch.save(trainer_state, tmp / "trainer.pt")
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():  # the same step saved again (e.g. final after a periodic save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        self._fsync_dir(self.root)
+        for _, old in self.complete()[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        for stale in self.root.glob(".tmp-step-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        return final
+
+    @staticmethod
+    def _fsync_dir(path: Path) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def load(folder: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+        """Tensor dicts and the trainer state of one checkpoint (``weights_only`` unpickling)."""
+        tensors = {f.stem: load_file(str(f)) for f in folder.glob("*.safetensors")}
+        state = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
+        return tensors, state
+
+
+def rng_state() -> dict[str, Any]:
+    """Global RNG states (saved for completeness; every step reseeds them anyway)."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(tuple(state["python"][:1]) + (tuple(state["python"][1]),) + tuple(state["python"][2:]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------------------------------------- signals
+class StopRequest:
+    """Turns SIGTERM/SIGINT into a flag the loop checks after each step (then it checkpoints and exits)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+# ------------------------------------------------------------------------------------------- logging
+class MetricLogger:
+    """``RUN/metrics.jsonl`` (always) plus the accelerator's trackers (TensorBoard / W&B when installed)."""
+
+    def __init__(self, run: Path, accelerator: Any, enabled: bool) -> None:
+        self.path = run / "metrics.jsonl"
+        self.acc = accelerator
+        self.enabled = enabled
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        """Append one record (main process only)."""
+        if not self.enabled:
+            return
+        clean = {k: float(v) for k, v in values.items()}
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **clean}) + "\n")
+        if self.acc.trackers:
+            self.acc.log(clean, step=step)
+
+
+def available_trackers(wanted: tuple[str, ...]) -> list[str]:
+    """The subset of ``wanted`` whose packages are installed."""
+    import importlib.util
+
+    mods = {"tensorboard": "tensorboard", "wandb": "wandb"}
+    out = []
+    for t in wanted:
+        if t not in mods:
+            raise TrainingError(f"unknown tracker {t!r}; choose from {sorted(mods)}")
+        if importlib.util.find_spec(mods[t]) is not None:
+            if t == "wandb" and not (os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")):
+                continue  # not configured: skip rather than prompt
+            out.append(t)
+    return out
+
+
+def make_accelerator(cfg: TrainConfig, run: Path, cpu: bool) -> Any:
+    """An ``accelerate.Accelerator`` for this run (DDP by default, FSDP on request)."""
+    try:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+    except ImportError:
+        raise TrainingError("training needs Hugging Face Accelerate: pip install 'restok[train]'") from None
+    kwargs: dict[str, Any] = {}
+    if cfg.distributed == "fsdp":
+        from accelerate.utils import FullyShardedDataParallelPlugin
+
+        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin()
+    trackers = available_trackers(cfg.trackers)
+    acc = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        cpu=cpu,
+        log_with=trackers or None,
+        project_dir=str(run / "logs"),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+        **kwargs,
+    )
+    return acc
+
+
+def timer() -> float:
+    """Monotonic seconds."""
+    return time.perf_counter()

@@ -1,0 +1,165 @@
+"""Generator training (Sec. 4; official ``train_llamagen_restok.py``): next-hierarchy (HAR) or next-token
+(vanilla) cross-entropy on pre-extracted codes, teacher-forced with the grouped attention mask, class labels
+dropped to the null class for classifier-free guidance."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import save_model
+from ..codes import CodesDataset, collate_codes
+from ..data import derive_seed
+from ..generator import HARGenerator, TransformerBlock
+from ..images import make_grid, save_image
+from .config import TrainConfig
+from .engine import EMA, TrainingError, build_optimizer, build_scheduler, param_groups
+from .loop import RunResult, run_training
+from .tokenizer import enable_activation_checkpointing
+
+__all__ = ["GeneratorTask", "train_generator"]
+
+
+def build_generator_for_training(cfg: TrainConfig, meta: dict[str, Any]) -> HARGenerator:
+    """The preset with token count, vocabulary and class count read from the code set (never constants)."""
+    overrides = dict(cfg.model_overrides)
+    overrides.update(num_tokens=meta["num_tokens"], vocab_size=meta["codebook_size"], num_classes=max(1, meta["num_classes"]))
+    if "ar_tokens" not in cfg.model_overrides:
+        overrides["ar_tokens"] = min(meta["tokenizer"]["config"].get("min_tokens", 4), meta["num_tokens"])
+    return HARGenerator.from_preset(cfg.model, **overrides)
+
+
+class GeneratorTask:
+    """Model, optimizer, EMA and codes of a generator run."""
+
+    def __init__(self, cfg: TrainConfig, codes: str) -> None:
+        self.cfg = cfg
+        self.dataset = CodesDataset(codes)
+        self.codes_path = codes
+
+    def build(self, acc: Any) -> None:
+        """Create everything on the accelerator's device (called once per process)."""
+        cfg = self.cfg
+        self.acc = acc
+        torch.manual_seed(cfg.seed)
+        model = build_generator_for_training(cfg, self.dataset.meta)
+        if cfg.grad_checkpointing:
+            enable_activation_checkpointing(model, (TransformerBlock,))
+        model.train()
+        self.ema = EMA(model, cfg.ema_decay)
+        opt = build_optimizer(param_groups(model, cfg.optimizer.weight_decay), cfg.optimizer)
+        self.model, self.opt = acc.prepare(model, opt)
+        self.raw: HARGenerator = acc.unwrap_model(self.model)
+        self.sched = build_scheduler(self.opt, cfg.optimizer, cfg.max_steps)
+        if cfg.compile:
+            self.model = torch.compile(self.model)
+        self.unlabelled = self.dataset.num_classes == 0
+        self._tokenizer = None
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Batch token sequences and labels."""
+        return collate_codes(items)
+
+    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
+        """One optimizer step on the HAR (or vanilla) cross-entropy (spec §3.2)."""
+        cfg, acc, raw = self.cfg, self.acc, self.raw
+        tokens = batch["tokens"].to(acc.device)  # (b, L)
+        labels = batch["label"].clamp_min(0).to(acc.device) if not self.unlabelled else torch.zeros_like(batch["label"]).to(acc.device)
+        b, rank = tokens.shape[0], acc.process_index
+        # Label dropout drawn for the global batch and sliced, so 1 and N processes agree.
+        drop_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "labels", step))
+        drop = (torch.rand(cfg.batch_size, generator=drop_gen) < raw.config.class_dropout_prob)[rank * b : (rank + 1) * b]
+        labels = torch.where(drop.to(acc.device), torch.full_like(labels, raw.null_class), labels)
+        chunks = list(zip(tokens.chunk(cfg.grad_accum), labels.chunk(cfg.grad_accum)))
+        loss_sum, acc_sum = 0.0, 0.0
+        for i, (t, y) in enumerate(chunks):
+            sync = i == len(chunks) - 1
+            with (nullcontext() if sync else acc.no_sync(self.model)):
+                with acc.autocast():
+                    logits = self.model(t, y, drop_labels=False)  # (b, L, V)
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), t.reshape(-1))
+                bad = torch.tensor([0.0 if torch.isfinite(loss.detach()) else 1.0], device=acc.device)
+                if float(acc.reduce(bad, "sum")) > 0:
+                    raise TrainingError(
+                        f"generator loss is not finite at step {step + 1}; the weights were not updated and the newest "
+                        "checkpoint is intact -- lower the learning rate, then --resume"
+                    )
+                acc.backward(loss / len(chunks))
+            loss_sum += float(loss.detach()) / len(chunks)
+            acc_sum += float((logits.argmax(-1) == t).float().mean()) / len(chunks)
+        clip = cfg.optimizer.grad_clip if cfg.optimizer.grad_clip > 0 else float("inf")
+        gnorm = acc.clip_grad_norm_(self.model.parameters(), clip)
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.ema.update(raw)
+        return {"loss": loss_sum, "token_accuracy": acc_sum, "grad_norm": float(gnorm), "lr": self.sched.get_last_lr()[0]}
+
+    def interval_stats(self) -> dict[str, float]:
+        """Nothing beyond the step logs."""
+        return {}
+
+    def checkpoint_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Model and EMA tensors."""
+        return {"model": self.acc.get_state_dict(self.model), "ema": self.ema.state_dict()}
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Optimizer/scheduler states and the EMA's update count."""
+        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "ema_updates": self.ema.updates}
+
+    def load_checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
+        """Restore what the two methods above saved."""
+        missing, unexpected = self.raw.load_state_dict(tensors["model"], strict=False)
+        if missing or unexpected:
+            raise TrainingError(f"checkpoint model does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        self.ema.load_state_dict(tensors["ema"], state["ema_updates"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+
+    def _load_tokenizer(self) -> Any:
+        """The tokenizer that decodes sample grids: the config's, else the one the code set names (if loadable)."""
+        if self._tokenizer is None:
+            from ..tokenizer import ResTok
+
+            name = self.cfg.tokenizer or self.dataset.meta["tokenizer"].get("source")
+            try:
+                self._tokenizer = ResTok.from_pretrained(name).eval().to(self.acc.device) if name else False
+            except Exception:  # noqa: BLE001 - grids are optional; training goes on without them
+                self._tokenizer = False
+        return self._tokenizer
+
+    @torch.no_grad()
+    def write_images(self, path: Path, step: int) -> None:
+        """A grid of EMA samples (one row per class, up to 8 classes), when a tokenizer can decode them."""
+        tok = self._load_tokenizer()
+        if not tok:
+            return
+        n_cls = min(8, self.raw.config.num_classes)
+        labels = torch.arange(n_cls).repeat_interleave(4).to(self.acc.device)
+        was_training = self.raw.training
+        self.raw.eval()
+        with self.ema.swapped_in(self.raw):
+            ids = self.raw.generate(labels, cfg_scale=2.0, generator=torch.Generator(self.acc.device).manual_seed(step))
+        self.raw.train(was_training)
+        save_image(make_grid(tok.decode(ids).cpu(), nrow=4), path)
+
+    def export_final(self, path: Path) -> None:
+        """EMA weights in this package's format."""
+        model = HARGenerator(self.raw.config)
+        model.load_state_dict({**model.state_dict(), **self.ema.state_dict()})
+        model.source = f"trained: {path.parent}"
+        save_model(model.eval(), str(path))
+
+
+def train_generator(
+    cfg: TrainConfig, codes: str, out: str | Path, max_steps: int | None = None, stop_at: int | None = None,
+    resume: bool = False, device: str | None = None, progress: bool = True,
+) -> RunResult:
+    """Train a HAR generator on the code set at ``codes`` into the run folder ``out``."""
+    if cfg.kind != "generator":
+        raise TrainingError(f"config is a {cfg.kind} config, not a generator config")
+    return run_training(GeneratorTask(cfg, codes), cfg, out, max_steps, stop_at, resume, device, progress)

@@ -1,0 +1,183 @@
+"""The training loop both trainers run: resume, data stream, logging, grids, checkpoints, signals, final."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from ..data import StepBatchSampler
+from .config import TrainConfig
+from .engine import CheckpointDir, MetricLogger, StopRequest, TrainingError, make_accelerator, rng_state, seed_step, set_rng_state, timer
+
+__all__ = ["Task", "RunResult", "run_training"]
+
+log = logging.getLogger("restok.train")
+
+
+class Task(Protocol):
+    """What a trainer plugs into :func:`run_training`."""
+
+    dataset: torch.utils.data.Dataset
+
+    def build(self, acc: Any) -> None: ...
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]: ...
+    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]: ...
+    def interval_stats(self) -> dict[str, float]: ...
+    def checkpoint_tensors(self) -> dict[str, dict[str, torch.Tensor]]: ...
+    def checkpoint_state(self) -> dict[str, Any]: ...
+    def load_checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None: ...
+    def write_images(self, path: Path, step: int) -> None: ...
+    def export_final(self, path: Path) -> None: ...
+
+
+@dataclass
+class RunResult:
+    """How a run ended: ``finished`` (final weights written), ``stopped`` (``--stop-at``) or ``interrupted``."""
+
+    status: str
+    step: int
+    checkpoint: Path | None
+    final: Path | None
+    signal: int | None = None
+
+
+def _write_config(run: Path, cfg: TrainConfig, resume: bool) -> None:
+    """``RUN/config.yaml``; a resumed run must use the config it started with (except its length)."""
+    import yaml
+
+    path = run / "config.yaml"
+    new = cfg.to_dict()
+    if resume and path.exists():
+        old = yaml.safe_load(path.read_text())
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in ("max_steps", "num_workers"))
+        if diff:
+            raise TrainingError(
+                f"--resume with a different config than the run was started with: {diff} differ "
+                f"(see {path}); resume with the same config or start a new run folder"
+            )
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(new, sort_keys=False))
+    tmp.replace(path)
+
+
+def run_training(
+    task: Task,
+    cfg: TrainConfig,
+    run: str | Path,
+    max_steps: int | None = None,
+    stop_at: int | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Train ``task`` into the run folder ``run``; see ``restok train --help`` for the options."""
+    from tqdm.auto import tqdm
+
+    run = Path(run)
+    if max_steps is not None:
+        cfg.max_steps = max_steps
+    total = cfg.max_steps
+    end = total if stop_at is None else min(stop_at, total)
+    if stop_at is not None and stop_at < 1:
+        raise TrainingError(f"--stop-at must be >= 1, got {stop_at}")
+    cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
+    run.mkdir(parents=True, exist_ok=True)
+    ckpts = CheckpointDir(run, cfg.keep_checkpoints)
+    if not resume and ckpts.newest() is not None:
+        raise TrainingError(f"{run} already holds checkpoints; pass --resume to continue it, or choose a new run folder")
+    acc = make_accelerator(cfg, run, cpu)
+    task.accelerator = acc  # type: ignore[attr-defined]
+    main = acc.is_main_process
+    if main:
+        _write_config(run, cfg, resume)
+        if acc.trackers is not None and acc.log_with:
+            flat = {k: (json.dumps(v) if isinstance(v, (dict, list, tuple)) else v) for k, v in cfg.to_dict().items()}
+            acc.init_trackers("restok", config=flat)
+    task.build(acc)
+    start = 0
+    if resume:
+        newest = ckpts.newest()
+        if newest is None:
+            log.warning("--resume: no complete checkpoint in %s, starting from step 0", run)
+        else:
+            tensors, state = CheckpointDir.load(newest[1])
+            if state.get("max_steps") != total:
+                raise TrainingError(
+                    f"checkpoint {newest[1]} was written by a run with --max-steps {state.get('max_steps')}, "
+                    f"not {total}: the LR schedule would differ; resume with the same --max-steps"
+                )
+            task.load_checkpoint(tensors, state)
+            set_rng_state(state["rng"])
+            start = int(state["step"])
+            log.info("resumed from %s (step %d)", newest[1], start)
+    if start >= end:
+        if start >= total and not (run / "final").exists() and main:
+            task.export_final(run / "final")
+        return RunResult("finished" if start >= total else "stopped", start, ckpts.newest()[1] if ckpts.newest() else None, run / "final" if start >= total else None)
+
+    sampler = StepBatchSampler(len(task.dataset), cfg.batch_size, acc.process_index, acc.num_processes, cfg.seed, start, end)
+    loader = torch.utils.data.DataLoader(
+        task.dataset, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=task.collate, persistent_workers=False
+    )
+    logger = MetricLogger(run, acc, main)
+    bar = tqdm(total=total, initial=start, disable=not (progress and main), desc=f"train {cfg.kind}", unit="step", dynamic_ncols=True)
+    skipped_total = 0
+    saved: Path | None = None
+    step = start
+    t_last, steps_since = timer(), 0
+    with StopRequest() as stop:
+        for step, batch in zip(range(start, end), loader):
+            seed_step(cfg.seed, step, acc.process_index)
+            if batch["skipped"]:
+                skipped_total += len(batch["skipped"])
+                for name in batch["skipped"]:
+                    log.warning("skipped unreadable file: %s", name)
+            logs = task.train_step(batch, step)
+            done = step + 1
+            steps_since += 1
+            bar.update(1)
+            if done % cfg.log_every == 0 or done == end:
+                keys = sorted(logs)
+                vals = acc.reduce(torch.tensor([logs[k] for k in keys], device=acc.device, dtype=torch.float64), "mean")
+                record = dict(zip(keys, vals.tolist()))
+                record.update(task.interval_stats())
+                now = timer()
+                record["steps_per_sec"] = steps_since / max(now - t_last, 1e-9)
+                record["skipped_files"] = float(skipped_total)
+                t_last, steps_since = now, 0
+                logger.log(done, record)
+                bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "lr") if k in record})
+            if done % cfg.image_every == 0 and main:
+                task.write_images(run / "images" / f"step-{done:08d}.png", done)
+            if done % cfg.save_every == 0 or done == end or stop.signal is not None:
+                saved = _save(task, ckpts, acc, done, total)
+            if stop.signal is not None:
+                bar.close()
+                acc.end_training()
+                return RunResult("interrupted", done, saved, None, stop.signal)
+    bar.close()
+    step = end
+    final = None
+    if step >= total:
+        if main:
+            task.export_final(run / "final")
+        final = run / "final"
+    acc.wait_for_everyone()
+    acc.end_training()
+    return RunResult("finished" if final else "stopped", step, saved, final)
+
+
+def _save(task: Task, ckpts: CheckpointDir, acc: Any, step: int, total: int) -> Path | None:
+    """Main process writes the checkpoint; everyone waits so no process races ahead of a save."""
+    tensors = task.checkpoint_tensors()  # collective under FSDP: every process calls it
+    path = None
+    if acc.is_main_process:
+        state = {"step": step, "max_steps": total, "rng": rng_state(), **task.checkpoint_state()}
+        path = ckpts.save(step, tensors, state)
+    acc.wait_for_everyone()
+    return path

@@ -1,0 +1,232 @@
+"""Tokenizer training (Sec. 3.4, Eq. 4; official ``train_restok.py``): one step = the tokenizer update on
+L_G, then (once the GAN has started) the discriminator-head update on L_D, then the EMA."""
+
+from __future__ import annotations
+
+import functools
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..checkpoint import save_model
+from ..data import ImageDataset, collate_images, derive_seed, open_image_source
+from ..images import make_grid, save_image
+from ..losses import TokenizerLoss
+from ..metrics import codebook_stats
+from ..tokenizer import ResTok
+from ..vit import Block
+from .config import TrainConfig
+from .engine import EMA, TrainingError, build_optimizer, build_scheduler, param_groups
+from .loop import RunResult, run_training
+
+__all__ = ["TokenizerTask", "train_tokenizer", "enable_activation_checkpointing"]
+
+
+def _checkpointed(forward: Any, *args: Any, **kwargs: Any) -> Any:
+    if torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    return forward(*args, **kwargs)
+
+
+def enable_activation_checkpointing(model: nn.Module, block_types: tuple[type, ...]) -> int:
+    """Recompute each transformer block's activations in the backward pass; returns how many blocks."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, block_types):
+            m.forward = functools.partial(_checkpointed, m.forward)  # type: ignore[method-assign]
+            n += 1
+    return n
+
+
+def build_tokenizer_for_training(cfg: TrainConfig, teacher_dim: int) -> ResTok:
+    """The preset plus overrides, with alignment heads sized to the teacher when alignment is on."""
+    lc = cfg.loss
+    return ResTok.from_preset(
+        cfg.model,
+        **{
+            **cfg.model_overrides,
+            "encoder_feature_dim": teacher_dim if lc.use_alignment and lc.encoder_alignment else 0,
+            "decoder_feature_dim": teacher_dim if lc.use_alignment and lc.decoder_alignment else 0,
+        },
+    )
+
+
+class TokenizerTask:
+    """Model, discriminator, optimizers, EMA and data of a tokenizer run."""
+
+    def __init__(self, cfg: TrainConfig, data: str) -> None:
+        self.cfg = cfg
+        self.source = open_image_source(data)
+        self.counts: torch.Tensor | None = None
+
+    def build(self, acc: Any) -> None:
+        """Create everything on the accelerator's device (called once per process)."""
+        cfg = self.cfg
+        self.acc = acc
+        torch.manual_seed(cfg.seed)  # initial weights: the same on every process
+        self.loss = TokenizerLoss(cfg.loss).to(acc.device)
+        model = build_tokenizer_for_training(cfg, self.loss.teacher_dim)
+        self.dataset = ImageDataset(self.source, model.config.image_size, train=True, min_crop=cfg.min_crop, flip=cfg.flip)
+        if cfg.grad_checkpointing:
+            enable_activation_checkpointing(model, (Block,))
+        model.train()
+        self.ema = EMA(model, cfg.ema_decay)
+        opt = build_optimizer(param_groups(model, cfg.optimizer.weight_decay), cfg.optimizer)
+        self.model, self.opt = acc.prepare(model, opt)
+        self.raw = acc.unwrap_model(self.model)
+        self.sched = build_scheduler(self.opt, cfg.optimizer, cfg.max_steps)
+        if cfg.compile:
+            self.model = torch.compile(self.model)
+        self.counts = torch.zeros(self.raw.codebook_size, dtype=torch.long)
+        self.d_params: list[nn.Parameter] = []
+        if self.loss.discriminator is not None:
+            self.d_params = [p for p in self.loss.discriminator.heads.parameters()]
+            d_total = max(1, cfg.max_steps - cfg.loss.discriminator_start)
+            d_opt = build_optimizer(param_groups(self.loss.discriminator.heads, cfg.disc_optimizer.weight_decay), cfg.disc_optimizer)
+            self.loss_ddp, self.d_opt = acc.prepare(self.loss, d_opt)
+            self.d_sched = build_scheduler(self.d_opt, cfg.disc_optimizer, d_total)
+        self.preview = torch.stack([self.dataset[(i, i)]["image"] for i in range(min(8, len(self.dataset)))])
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Batch images (skipped files listed)."""
+        return collate_images(items)
+
+    def _check_finite(self, value: torch.Tensor, step: int, what: str, logs: dict[str, float]) -> None:
+        """Stop (before any weight changes) if any process saw a NaN/Inf loss."""
+        bad = torch.tensor([0.0 if torch.isfinite(value).all() else 1.0], device=self.acc.device)
+        if float(self.acc.reduce(bad, "sum")) > 0:
+            terms = ", ".join(f"{k}={v:.4g}" for k, v in logs.items())
+            raise TrainingError(
+                f"{what} loss is not finite at step {step + 1} ({terms}); the weights were not updated and the "
+                "newest checkpoint is intact -- lower the learning rate or check the data, then --resume"
+            )
+
+    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
+        """One optimizer step of the tokenizer (and of the discriminator heads once the GAN is on)."""
+        cfg, acc = self.cfg, self.acc
+        images = batch["image"].to(acc.device)  # (b, 3, S, S) this process's slice of the global batch
+        b, rank = images.shape[0], acc.process_index
+        # Nested-dropout lengths are drawn for the whole global batch, then sliced: 1 and N processes agree.
+        keep_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "keep", step))
+        keep = self.raw.sample_kept_tokens(cfg.batch_size, keep_gen)[rank * b : (rank + 1) * b]
+        loss_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "loss", step, rank))
+        chunks = list(zip(images.chunk(cfg.grad_accum), keep.chunk(cfg.grad_accum)))
+        for p in self.d_params:
+            p.requires_grad_(False)  # the tokenizer's update must not touch D
+        sums: dict[str, float] = {}
+        recons = []
+        for i, (x, k) in enumerate(chunks):
+            sync = i == len(chunks) - 1
+            with (nullcontext() if sync else acc.no_sync(self.model)):
+                with acc.autocast():
+                    out = self.model(x, kept_tokens=k)
+                loss, logs = self.loss.generator_loss(x, out, step, loss_gen)
+                self._check_finite(loss.detach(), step, "tokenizer", logs)
+                acc.backward(loss / len(chunks))
+            recons.append(out.reconstruction.detach())
+            self.counts += torch.bincount(out.ids.reshape(-1).cpu(), minlength=self.counts.numel())
+            for key, v in logs.items():
+                sums[key] = sums.get(key, 0.0) + v / len(chunks)
+        gnorm = acc.clip_grad_norm_(self.model.parameters(), cfg.optimizer.grad_clip if cfg.optimizer.grad_clip > 0 else float("inf"))
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        out_logs = {"loss": sums.pop("total"), **sums, "grad_norm": float(gnorm), "lr": self.sched.get_last_lr()[0]}
+        if self.loss.gan_active(step):
+            for p in self.d_params:
+                p.requires_grad_(True)
+            d_sums: dict[str, float] = {}
+            for i, ((x, _), r) in enumerate(zip(chunks, recons)):
+                sync = i == len(chunks) - 1
+                with (nullcontext() if sync else acc.no_sync(self.loss_ddp)):
+                    d_loss, d_logs = self.loss_ddp(x, r, loss_gen)
+                    self._check_finite(d_loss.detach(), step, "discriminator", d_logs)
+                    acc.backward(d_loss / len(chunks))
+                for key, v in d_logs.items():
+                    d_sums[key] = d_sums.get(key, 0.0) + v / len(chunks)
+            clip = cfg.disc_optimizer.grad_clip if cfg.disc_optimizer.grad_clip > 0 else float("inf")
+            d_norm = acc.clip_grad_norm_(self.d_params, clip)
+            self.d_opt.step()
+            self.d_sched.step()
+            self.d_opt.zero_grad(set_to_none=True)
+            out_logs.update(d_sums, d_grad_norm=float(d_norm), d_lr=self.d_sched.get_last_lr()[0])
+        self.ema.update(self.raw)
+        return out_logs
+
+    def interval_stats(self) -> dict[str, float]:
+        """Codebook usage and entropy (Eq. 5-6) of the ids seen since the last log, on this process."""
+        if self.counts is None or int(self.counts.sum()) == 0:
+            return {}
+        ids = torch.repeat_interleave(torch.arange(self.counts.numel()), self.counts)
+        stats = codebook_stats(ids, self.counts.numel())
+        self.counts.zero_()
+        return {"codebook_usage": stats["usage"], "codebook_entropy": stats["entropy"]}
+
+    # ----------------------------------------------------------------------------------- checkpoints
+    def checkpoint_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Model, EMA and loss-module (discriminator heads, LeCam EMAs) tensors."""
+        out = {"model": self.acc.get_state_dict(self.model), "ema": self.ema.state_dict()}
+        if self.loss.discriminator is not None:
+            out["loss"] = self.loss.saved_state()
+        return out
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Optimizer/scheduler states and the EMA's update count."""
+        state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "ema_updates": self.ema.updates}
+        if self.loss.discriminator is not None:
+            state.update(disc_optimizer=self.d_opt.state_dict(), disc_scheduler=self.d_sched.state_dict())
+        return state
+
+    def load_checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
+        """Restore what the two methods above saved."""
+        missing, unexpected = self.raw.load_state_dict(tensors["model"], strict=False)
+        if missing or unexpected:
+            raise TrainingError(f"checkpoint model does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        self.ema.load_state_dict(tensors["ema"], state["ema_updates"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        if self.loss.discriminator is not None:
+            if "loss" not in tensors:
+                raise TrainingError("the checkpoint has no discriminator state but this config trains one")
+            self.loss.load_saved_state(tensors["loss"])
+            self.d_opt.load_state_dict(state["disc_optimizer"])
+            self.d_sched.load_state_dict(state["disc_scheduler"])
+
+    # ----------------------------------------------------------------------------------- outputs
+    @torch.no_grad()
+    def write_images(self, path: Path, step: int) -> None:
+        """Originals (top row) over EMA reconstructions from each prefix length (one row each)."""
+        x = self.preview.to(self.acc.device)
+        rows = [x.cpu()]
+        was_training = self.raw.training
+        self.raw.eval()
+        with self.ema.swapped_in(self.raw):
+            enc, q = self.raw.encode_latents(x)
+            for k in self.raw.prefix_lengths:
+                rows.append(self.raw.decode_codes(q.codes, k).clamp(0, 1).cpu())
+        self.raw.train(was_training)
+        save_image(make_grid(torch.cat(rows), nrow=x.shape[0]), path)
+
+    def export_final(self, path: Path) -> None:
+        """EMA weights as an inference tokenizer (no alignment heads) in this package's format."""
+        model = ResTok(self.raw.inference_config())
+        shadow = self.ema.state_dict()
+        state = {k: v for k, v in shadow.items() if k in model.state_dict()}
+        missing, _ = model.load_state_dict(state, strict=False)
+        if missing:
+            raise TrainingError(f"final export: EMA weights miss {missing[:5]}")
+        model.source = f"trained: {path.parent}"
+        save_model(model.eval(), str(path))
+
+
+def train_tokenizer(
+    cfg: TrainConfig, data: str, out: str | Path, max_steps: int | None = None, stop_at: int | None = None,
+    resume: bool = False, device: str | None = None, progress: bool = True,
+) -> RunResult:
+    """Train a ResTok on the images at ``data`` into the run folder ``out``."""
+    if cfg.kind != "tokenizer":
+        raise TrainingError(f"config is a {cfg.kind} config, not a tokenizer config")
+    return run_training(TokenizerTask(cfg, data), cfg, out, max_steps, stop_at, resume, device, progress)
