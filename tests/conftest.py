@@ -36,3 +36,25 @@ def tiny_gen() -> HARGenerator:
     gen = HARGenerator.from_preset("har-tiny").eval()
     torch.nn.init.normal_(gen.output.weight, std=0.5)
     return gen
+
+
+def write_image_folder(root: Path, classes: int = 2, per_class: int = 4, size: tuple[int, int] = (40, 48), seed: int = 0) -> Path:
+    """A class-per-folder tree of small random PNGs whose dominant colour channel is the class."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        d = root / f"class{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            a = (rng.random((*size, 3)) * 120).astype("uint8")
+            a[:, :, c % 3] = 220
+            Image.fromarray(a).save(d / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """Two classes of four images each."""
+    return write_image_folder(tmp_path / "images")

@@ -1,4 +1,5 @@
-"""The ``restok`` command line: reconstruct, tokenize, detokenize, generate, convert, info.
+"""The ``restok`` command line: reconstruct, tokenize, detokenize, generate, convert, info (and, from
+:mod:`restok.cli_train`, train, extract-codes, check-codes).
 
 Every command takes ``--device auto|cpu|cuda|mps`` and ``--dtype fp32|bf16|fp16``; errors are one line
 (``--debug`` shows the traceback); a bad image file is named and skipped, and the exit status is the
@@ -376,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("info", help="show presets and run a quick round trip on the tiny presets")
     s.add_argument("--seed", type=int, default=0, help="seed of the tiny models and inputs")
     s.set_defaults(func=cmd_info)
+
+    from .cli_train import add_train_commands
+
+    add_train_commands(sub)
     return p
 
 
@@ -391,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--per-class must be >= 1")
     try:
         return int(args.func(args))
-    except (CLIError, ValueError, OSError) as e:
+    except (CLIError, ValueError, OSError, RuntimeError) as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)

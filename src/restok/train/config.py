@@ -9,6 +9,7 @@ generator wd 0.05 / clip 1 / bf16.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -187,6 +188,20 @@ def _defaults_dict(kind: str) -> dict[str, Any]:
     return cfg.to_dict()
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _fix_numbers(node: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; turn such strings back into floats."""
+    if isinstance(node, dict):
+        return {k: _fix_numbers(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fix_numbers(v) for v in node]
+    if isinstance(node, str) and _NUMBER.fullmatch(node.strip()):
+        return float(node)
+    return node
+
+
 def load_train_config(name_or_path: str, kind: str, overrides: list[str] | None = None) -> TrainConfig:
     """A recipe name or a YAML file (optionally ``base: <recipe>``), then ``key=value`` overrides."""
     if name_or_path in RECIPES:
@@ -210,4 +225,4 @@ def load_train_config(name_or_path: str, kind: str, overrides: list[str] | None 
         raise ValueError(f"config {name_or_path!r} is a {data['kind']} config, not a {kind} config")
     full = _merge(_defaults_dict(kind), data)
     full = apply_overrides(full, overrides or [])
-    return TrainConfig.from_dict(full)
+    return TrainConfig.from_dict(_fix_numbers(full))
