@@ -378,9 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the tiny models and inputs")
     s.set_defaults(func=cmd_info)
 
+    from .cli_eval import add_eval_commands
     from .cli_train import add_train_commands
 
     add_train_commands(sub)
+    add_eval_commands(sub)
     return p
 
 

@@ -46,28 +46,43 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
+def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, method: str = "eigh") -> float:
     """Fréchet distance between Gaussians N(mu1, sigma1) and N(mu2, sigma2) (FID's formula).
 
-    ||mu1 - mu2||^2 + tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)), with the matrix square root from SciPy
-    and the usual epsilon retry when the product is near singular (pytorch-fid / ADM evaluator).
+    ||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2)). ``eigh`` (default) gets the last
+    trace as the sum of square roots of the eigenvalues of sigma1^(1/2) sigma2 sigma1^(1/2) (symmetric, same
+    spectrum as sigma1 sigma2): ~10x faster than ``sqrtm`` (SciPy's matrix square root, as pytorch-fid) and
+    equal to it within float64 round-off for covariance matrices.
     """
-    from scipy import linalg
-
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.shape[0],) * 2:
         raise ValueError(f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {s1.shape} vs {s2.shape}")
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(s1.dot(s2), disp=False)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(s1.shape[0]) * 1e-6
-        covmean = linalg.sqrtm((s1 + offset).dot(s2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag))} in the covariance square root")
-        covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    if method == "eigh":
+        w, v = np.linalg.eigh((s1 + s1.T) / 2)
+        root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+        m = root1 @ s2 @ root1
+        tr_covmean = float(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum())
+    elif method == "sqrtm":
+        import warnings
+
+        from scipy import linalg
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # near-singular products are handled below, as pytorch-fid does
+            covmean = linalg.sqrtm(s1.dot(s2))
+        if not np.isfinite(covmean).all():
+            offset = np.eye(s1.shape[0]) * 1e-6
+            covmean = linalg.sqrtm((s1 + offset).dot(s2 + offset))
+        if np.iscomplexobj(covmean):
+            if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+                raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag))} in the covariance square root")
+            covmean = covmean.real
+        tr_covmean = float(np.trace(covmean))
+    else:
+        raise ValueError(f"method must be 'eigh' or 'sqrtm', got {method!r}")
+    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
 
 
 def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:

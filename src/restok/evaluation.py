@@ -1,0 +1,335 @@
+"""Evaluation protocols: rFID (+ PSNR, SSIM, codebook usage/entropy) and gFID (+ IS, precision/recall).
+
+Protocols (``PROTOCOL_VERSION`` is written into every result):
+
+* **Reconstruction** -- TiTok's, as the official ``test_restok.py``: each image resized (short side to the
+  tokenizer's size, bicubic, antialiased) and centre-cropped; reconstructed from k tokens, clamped to [0, 1],
+  rounded to 8 bits; both sides fed to the Inception as ``(x * 255).to(uint8)``; rFID is the Fréchet distance
+  between the originals' and the reconstructions' features (not against precomputed statistics).
+* **Generation** -- class-balanced labels (``per_class`` samples of each class; 50 x 1000 = 50,000 for
+  ImageNet), samples saved as ``clamp(255 x, 0, 255).to(uint8)``, FID against the reference ``mu``/``sigma``
+  (e.g. ADM's ``VIRTUAL_imagenet256_labeled.npz``), precision/recall (k = 3) against the reference
+  activations (computed from its ``arr_0`` images with the same Inception when the file has no
+  ``activations``), Inception Score (10 splits) when the Inception has logits.
+
+Work is split in chunks written to ``<out>.work/``; a rerun skips finished chunks (resume), and chunk k is done
+by process k mod world (several GPUs through torchrun/accelerate). Chunk seeds depend only on (seed, chunk).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .data import ImageDataset, ImageSource, derive_seed
+from .inception import InceptionFeatures
+from .metrics import codebook_stats, feature_statistics, frechet_distance, inception_score, precision_recall, psnr, ssim
+
+__all__ = ["PROTOCOL_VERSION", "EvaluationError", "evaluate_reconstruction", "evaluate_generation", "load_reference", "make_reference"]
+
+PROTOCOL_VERSION = "restok-eval-1"
+
+
+class EvaluationError(RuntimeError):
+    """An evaluation that cannot give a trustworthy number (too few samples, bad reference file)."""
+
+
+def to_uint8_truncate(x: torch.Tensor) -> torch.Tensor:
+    """The official evaluator's conversion: ``(x * 255).to(uint8)`` (truncation) of [0, 1] images."""
+    return (x.clamp(0, 1) * 255).to(torch.uint8)
+
+
+def _save_chunk(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _chunks_done(work: Path) -> set[int]:
+    return {int(p.stem.split("-")[1]) for p in work.glob("chunk-*.npz")}
+
+
+def _merge(work: Path, n_chunks: int) -> dict[str, np.ndarray]:
+    parts = [np.load(work / f"chunk-{k:06d}.npz", allow_pickle=False) for k in range(n_chunks)]
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0].files} if parts else {}
+
+
+def _write_json(out: Path, result: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, out)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ------------------------------------------------------------------------------------------- reconstruction
+@torch.no_grad()
+def evaluate_reconstruction(
+    tokenizer: Any,
+    source: ImageSource,
+    inception: InceptionFeatures,
+    out: str | Path,
+    tokens: int | None = None,
+    num_images: int | None = None,
+    batch_size: int = 32,
+    allow_partial: bool = False,
+    rank: int = 0,
+    world: int = 1,
+    barrier: Callable[[], None] | None = None,
+    progress: bool = True,
+) -> dict[str, Any] | None:
+    """rFID, PSNR, SSIM, codebook usage and entropy of ``tokenizer`` on ``source``; writes ``out`` (JSON)."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    k = tokens or tokenizer.num_tokens
+    if k not in tokenizer.prefix_lengths:
+        raise EvaluationError(f"--tokens {k} is not a prefix length of this tokenizer {list(tokenizer.prefix_lengths)}")
+    available = len(source)
+    asked = num_images or available
+    if asked > available and not allow_partial:
+        raise EvaluationError(
+            f"asked for {asked} images but the data has {available}; refusing to report a number on fewer "
+            "(pass --allow-partial to accept it)"
+        )
+    n = min(asked, available)
+    dataset = ImageDataset(source, tokenizer.config.image_size, train=False)
+    work = out.with_name(out.name + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    n_chunks = math.ceil(n / batch_size)
+    todo = [c for c in range(rank, n_chunks, world) if c not in _chunks_done(work)]
+    device = next(tokenizer.parameters()).device
+    skipped: list[str] = []
+    t0 = time.perf_counter()
+    for c in tqdm(todo, disable=not progress, desc="rFID", unit="batch"):
+        items = []
+        for i in range(c * batch_size, min((c + 1) * batch_size, n)):
+            try:
+                items.append(dataset.load(i, 0))
+            except Exception as e:  # noqa: BLE001 - unreadable images are counted and named
+                skipped.append(f"{source.records[i].name} ({type(e).__name__}: {e})")
+        if not items:
+            _save_chunk(work / f"chunk-{c:06d}.npz", {"real": np.zeros((0, 2048)), "fake": np.zeros((0, 2048)), "psnr": np.zeros(0), "ssim": np.zeros(0), "ids": np.zeros((0, k), np.int64), "logits": np.zeros((0, 1))})
+            continue
+        x = torch.stack(items).to(device)
+        ids = tokenizer.encode(x)[:, :k]
+        rec = tokenizer.decode(ids)  # clamped to [0, 1]
+        rec = torch.round(rec * 255) / 255
+        real_u8, fake_u8 = to_uint8_truncate(x), to_uint8_truncate(rec)
+        f_real, _ = inception(real_u8)
+        f_fake, logits = inception(fake_u8)
+        arrays = {
+            "real": f_real.cpu().numpy(), "fake": f_fake.cpu().numpy(),
+            "psnr": psnr(rec, x).cpu().numpy(), "ssim": ssim(rec, x).cpu().numpy() if min(x.shape[-2:]) >= 11 else np.full(len(items), np.nan),
+            "ids": ids.cpu().numpy().astype(np.int64),
+            "logits": logits.cpu().numpy() if logits is not None else np.zeros((len(items), 1)),
+        }
+        _save_chunk(work / f"chunk-{c:06d}.npz", arrays)
+    if skipped:
+        (work / f"skipped-rank{rank}.txt").write_text("\n".join(skipped) + "\n")
+    if barrier is not None:
+        barrier()
+    if rank != 0:
+        return None
+    merged = _merge(work, n_chunks)
+    got = int(merged["real"].shape[0])
+    all_skipped = [ln for f in sorted(work.glob("skipped-rank*.txt")) for ln in f.read_text().splitlines() if ln]
+    if got < asked and not allow_partial:
+        raise EvaluationError(
+            f"only {got} of {asked} images could be evaluated ({len(all_skipped)} unreadable, e.g. {all_skipped[:2]}); "
+            "refusing to report (pass --allow-partial to accept it)"
+        )
+    mu_r, sig_r = feature_statistics(merged["real"])
+    mu_f, sig_f = feature_statistics(merged["fake"])
+    cb = codebook_stats(merged["ids"], tokenizer.codebook_size)
+    result: dict[str, Any] = {
+        "rfid": frechet_distance(mu_r, sig_r, mu_f, sig_f),
+        "psnr": float(np.mean(merged["psnr"])),
+        "ssim": float(np.nanmean(merged["ssim"])) if np.isfinite(merged["ssim"]).any() else None,
+        "codebook_usage": cb["usage"],
+        "codebook_entropy": cb["entropy"],
+        "num_images": got,
+    }
+    if inception.has_logits and got >= 10:
+        result["inception_score"], result["inception_score_std"] = inception_score(merged["logits"], 10)
+    result["settings"] = {
+        "protocol": PROTOCOL_VERSION,
+        "task": "reconstruction",
+        "crop": f"resize short side to {tokenizer.config.image_size} (bicubic, antialiased), centre crop",
+        "tokens": k,
+        "num_images_asked": asked,
+        "partial": got < asked,
+        "skipped_files": all_skipped,
+        "data": source.description,
+        "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
+        "inception": inception.identity(),
+        "precision": str(next(tokenizer.parameters()).dtype),
+        "batch_size": batch_size,
+        "processes": world,
+        "date": _now(),
+        "seconds": time.perf_counter() - t0,
+    }
+    _write_json(out, result)
+    return result
+
+
+# ------------------------------------------------------------------------------------------- references
+def load_reference(path: str | Path, inception: InceptionFeatures | None = None, need_activations: bool = True, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Read a reference batch (ADM layout: ``mu``, ``sigma``, ``arr_0`` images; or ``activations``).
+
+    Activations for precision/recall come from the file's ``activations`` if present, else are computed
+    from ``arr_0`` with ``inception`` and cached beside the file as ``<name>.<sha>.activations.npy``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluationError(f"reference file {path} does not exist")
+    try:
+        ref = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001
+        raise EvaluationError(f"cannot read reference {path}: {e}") from None
+    keys = set(ref.files)
+    out: dict[str, np.ndarray] = {}
+    if "activations" in keys:
+        out["activations"] = ref["activations"]
+    if {"mu", "sigma"} <= keys:
+        out["mu"], out["sigma"] = ref["mu"], ref["sigma"]
+    elif "activations" in out:
+        out["mu"], out["sigma"] = feature_statistics(out["activations"])
+    elif "arr_0" not in keys:
+        raise EvaluationError(f"reference {path} has none of mu/sigma, activations or arr_0 (keys: {sorted(keys)})")
+    if ("activations" not in out and need_activations) or "mu" not in out:
+        if "arr_0" not in keys:
+            raise EvaluationError(f"reference {path} has no activations and no arr_0 images to compute them from")
+        if inception is None:
+            raise EvaluationError("computing reference activations needs the Inception")
+        tag = (inception.identity()["sha256"] or "default")[:12]
+        cache = path.with_name(f"{path.name}.{tag}.activations.npy")
+        if cache.exists():
+            acts = np.load(cache, allow_pickle=False)
+        else:
+            imgs = ref["arr_0"]  # (N, H, W, 3) uint8
+            feats = []
+            for i in range(0, len(imgs), batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(imgs[i : i + batch_size])).permute(0, 3, 1, 2)
+                feats.append(inception(x)[0].cpu().numpy())
+            acts = np.concatenate(feats)
+            np.save(cache, acts)
+        out["activations"] = acts
+        if "mu" not in out:
+            out["mu"], out["sigma"] = feature_statistics(acts)
+    return out
+
+
+def make_reference(images: np.ndarray, inception: InceptionFeatures, out: str | Path, batch_size: int = 64) -> dict[str, Any]:
+    """Write an ADM-layout reference batch (``arr_0``, ``mu``, ``sigma``, ``activations``) from uint8 NHWC images."""
+    feats = []
+    for i in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).permute(0, 3, 1, 2)
+        feats.append(inception(x)[0].cpu().numpy())
+    acts = np.concatenate(feats)
+    mu, sigma = feature_statistics(acts)
+    np.savez(out, arr_0=images, mu=mu, sigma=sigma, activations=acts)
+    return {"num_images": int(len(images)), "inception": inception.identity()}
+
+
+# ------------------------------------------------------------------------------------------- generation
+@torch.no_grad()
+def evaluate_generation(
+    generator: Any,
+    tokenizer: Any,
+    inception: InceptionFeatures,
+    reference: str | Path,
+    out: str | Path,
+    num_samples: int | None = None,
+    per_class: int = 50,
+    batch_size: int = 32,
+    seed: int = 0,
+    sampling: dict[str, Any] | None = None,
+    allow_partial: bool = False,
+    rank: int = 0,
+    world: int = 1,
+    barrier: Callable[[], None] | None = None,
+    progress: bool = True,
+    save_images: bool = False,
+) -> dict[str, Any] | None:
+    """gFID, precision/recall and (with logits) IS of class-balanced samples; writes ``out`` (JSON)."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    sampling = dict(sampling or {})
+    C = generator.config.num_classes
+    total = num_samples if num_samples is not None else per_class * C
+    # Class-balanced, in class order: sample i has class i // (total / C).
+    labels_all = torch.arange(C).repeat_interleave(math.ceil(total / C))[:total] if total >= C else torch.arange(total)
+    work = out.with_name(out.name + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    n_chunks = math.ceil(total / batch_size)
+    todo = [c for c in range(rank, n_chunks, world) if c not in _chunks_done(work)]
+    device = next(generator.parameters()).device
+    t0 = time.perf_counter()
+    gen_time = 0.0
+    for c in tqdm(todo, disable=not progress, desc="gFID samples", unit="batch"):
+        labels = labels_all[c * batch_size : (c + 1) * batch_size].to(device)
+        g = torch.Generator(device).manual_seed(derive_seed(seed, "chunk", c) % (2**63))
+        t = time.perf_counter()
+        ids = generator.generate(labels, generator=g, **sampling)
+        images = tokenizer.decode(ids)
+        gen_time += time.perf_counter() - t
+        u8 = (images * 255).clamp(0, 255).to(torch.uint8)  # official PNG conversion
+        feats, logits = inception(u8)
+        arrays = {
+            "features": feats.cpu().numpy(),
+            "logits": logits.cpu().numpy() if logits is not None else np.zeros((len(labels), 1)),
+            "labels": labels.cpu().numpy(),
+        }
+        if save_images:
+            arrays["images"] = u8.permute(0, 2, 3, 1).cpu().numpy()
+        _save_chunk(work / f"chunk-{c:06d}.npz", arrays)
+    if barrier is not None:
+        barrier()
+    if rank != 0:
+        return None
+    merged = _merge(work, n_chunks)
+    got = int(merged["features"].shape[0])
+    if got < total and not allow_partial:
+        raise EvaluationError(f"only {got} of {total} samples exist; refusing to report (pass --allow-partial)")
+    ref = load_reference(reference, inception)
+    mu, sigma = feature_statistics(merged["features"])
+    result: dict[str, Any] = {"gfid": frechet_distance(mu, sigma, ref["mu"], ref["sigma"])}
+    pr = precision_recall(ref["activations"], merged["features"], k=3)
+    result.update(precision=pr["precision"], recall=pr["recall"], num_samples=got)
+    if inception.has_logits and got >= 10:
+        result["inception_score"], result["inception_score_std"] = inception_score(merged["logits"], 10)
+    result["settings"] = {
+        "protocol": PROTOCOL_VERSION,
+        "task": "generation",
+        "num_samples_asked": total,
+        "per_class": total / C,
+        "labels": "class-balanced, in class order",
+        "seed": seed,
+        "chunk_seeds": "derive_seed(seed, 'chunk', k) per batch k",
+        "sampling": sampling,
+        "batch_size": batch_size,
+        "reference": {"path": str(Path(reference).resolve()), "num_images": int(ref["activations"].shape[0])},
+        "generator": {"source": getattr(generator, "source", None), "config": generator.config.to_dict()},
+        "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
+        "inception": inception.identity(),
+        "precision": str(next(generator.parameters()).dtype),
+        "processes": world,
+        "date": _now(),
+        "seconds": time.perf_counter() - t0,
+        "sampling_seconds_this_process": gen_time,
+    }
+    _write_json(out, result)
+    return result
