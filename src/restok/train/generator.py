@@ -18,7 +18,7 @@ from ..generator import HARGenerator, TransformerBlock
 from ..images import make_grid, save_image
 from .config import TrainConfig
 from .engine import EMA, TrainingError, build_optimizer, build_scheduler, param_groups
-from .loop import RunResult, run_training
+from .loop import ModelTask, RunResult, run_training
 from .tokenizer import enable_activation_checkpointing
 
 __all__ = ["GeneratorTask", "train_generator"]
@@ -33,7 +33,7 @@ def build_generator_for_training(cfg: TrainConfig, meta: dict[str, Any]) -> HARG
     return HARGenerator.from_preset(cfg.model, **overrides)
 
 
-class GeneratorTask:
+class GeneratorTask(ModelTask):
     """Model, optimizer, EMA and codes of a generator run."""
 
     def __init__(self, cfg: TrainConfig, codes: str) -> None:
@@ -103,23 +103,6 @@ class GeneratorTask:
         """Nothing beyond the step logs."""
         return {}
 
-    def checkpoint_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Model and EMA tensors."""
-        return {"model": self.acc.get_state_dict(self.model), "ema": self.ema.state_dict()}
-
-    def checkpoint_state(self) -> dict[str, Any]:
-        """Optimizer/scheduler states and the EMA's update count."""
-        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "ema_updates": self.ema.updates}
-
-    def load_checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
-        """Restore what the two methods above saved."""
-        missing, unexpected = self.raw.load_state_dict(tensors["model"], strict=False)
-        if missing or unexpected:
-            raise TrainingError(f"checkpoint model does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        self.ema.load_state_dict(tensors["ema"], state["ema_updates"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
-
     def _load_tokenizer(self) -> Any:
         """The tokenizer that decodes sample grids: the config's, else the one the code set names (if loadable)."""
         if self._tokenizer is None:
@@ -155,11 +138,9 @@ class GeneratorTask:
         save_model(model.eval(), str(path))
 
 
-def train_generator(
-    cfg: TrainConfig, codes: str, out: str | Path, max_steps: int | None = None, stop_at: int | None = None,
-    resume: bool = False, device: str | None = None, progress: bool = True,
-) -> RunResult:
-    """Train a HAR generator on the code set at ``codes`` into the run folder ``out``."""
+def train_generator(cfg: TrainConfig, codes: str, out: str | Path, **options: Any) -> RunResult:
+    """Train a HAR generator on the code set at ``codes`` into the run folder ``out``; ``options`` are
+    :func:`~restok.train.loop.run_training`'s (max_steps, stop_at, resume, device, progress)."""
     if cfg.kind != "generator":
         raise TrainingError(f"config is a {cfg.kind} config, not a generator config")
-    return run_training(GeneratorTask(cfg, codes), cfg, out, max_steps, stop_at, resume, device, progress)
+    return run_training(GeneratorTask(cfg, codes), cfg, out, **options)

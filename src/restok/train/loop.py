@@ -14,7 +14,7 @@ from ..data import StepBatchSampler
 from .config import TrainConfig
 from .engine import CheckpointDir, MetricLogger, StopRequest, TrainingError, make_accelerator, rng_state, seed_step, set_rng_state, timer
 
-__all__ = ["Task", "RunResult", "run_training"]
+__all__ = ["Task", "ModelTask", "RunResult", "run_training"]
 
 log = logging.getLogger("restok.train")
 
@@ -33,6 +33,28 @@ class Task(Protocol):
     def load_checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None: ...
     def write_images(self, path: Path, step: int) -> None: ...
     def export_final(self, path: Path) -> None: ...
+
+
+class ModelTask:
+    """Shared part of both trainers: model (``self.model`` prepared, ``self.raw`` unwrapped), EMA, optimizer
+    and scheduler, saved to and restored from checkpoints."""
+
+    def checkpoint_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Model and EMA tensors."""
+        return {"model": self.acc.get_state_dict(self.model), "ema": self.ema.state_dict()}  # type: ignore[attr-defined]
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Optimizer/scheduler states and the EMA's update count."""
+        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "ema_updates": self.ema.updates}  # type: ignore[attr-defined]
+
+    def load_checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
+        """Restore what the two methods above saved."""
+        missing, unexpected = self.raw.load_state_dict(tensors["model"], strict=False)  # type: ignore[attr-defined]
+        if missing or unexpected:
+            raise TrainingError(f"checkpoint model does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        self.ema.load_state_dict(tensors["ema"], state["ema_updates"])  # type: ignore[attr-defined]
+        self.opt.load_state_dict(state["optimizer"])  # type: ignore[attr-defined]
+        self.sched.load_state_dict(state["scheduler"])  # type: ignore[attr-defined]
 
 
 @dataclass

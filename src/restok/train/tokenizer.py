@@ -20,7 +20,7 @@ from ..tokenizer import ResTok
 from ..vit import Block
 from .config import TrainConfig
 from .engine import EMA, TrainingError, build_optimizer, build_scheduler, param_groups
-from .loop import RunResult, run_training
+from .loop import ModelTask, RunResult, run_training
 
 __all__ = ["TokenizerTask", "train_tokenizer", "enable_activation_checkpointing"]
 
@@ -54,7 +54,7 @@ def build_tokenizer_for_training(cfg: TrainConfig, teacher_dim: int) -> ResTok:
     )
 
 
-class TokenizerTask:
+class TokenizerTask(ModelTask):
     """Model, discriminator, optimizers, EMA and data of a tokenizer run."""
 
     def __init__(self, cfg: TrainConfig, data: str) -> None:
@@ -167,27 +167,22 @@ class TokenizerTask:
 
     # ----------------------------------------------------------------------------------- checkpoints
     def checkpoint_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Model, EMA and loss-module (discriminator heads, LeCam EMAs) tensors."""
-        out = {"model": self.acc.get_state_dict(self.model), "ema": self.ema.state_dict()}
+        """Model and EMA tensors, plus the loss module's (discriminator heads, LeCam EMAs)."""
+        out = super().checkpoint_tensors()
         if self.loss.discriminator is not None:
             out["loss"] = self.loss.saved_state()
         return out
 
     def checkpoint_state(self) -> dict[str, Any]:
-        """Optimizer/scheduler states and the EMA's update count."""
-        state = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "ema_updates": self.ema.updates}
+        """Optimizer/scheduler states (both networks) and the EMA's update count."""
+        state = super().checkpoint_state()
         if self.loss.discriminator is not None:
             state.update(disc_optimizer=self.d_opt.state_dict(), disc_scheduler=self.d_sched.state_dict())
         return state
 
     def load_checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
         """Restore what the two methods above saved."""
-        missing, unexpected = self.raw.load_state_dict(tensors["model"], strict=False)
-        if missing or unexpected:
-            raise TrainingError(f"checkpoint model does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        self.ema.load_state_dict(tensors["ema"], state["ema_updates"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
+        super().load_checkpoint(tensors, state)
         if self.loss.discriminator is not None:
             if "loss" not in tensors:
                 raise TrainingError("the checkpoint has no discriminator state but this config trains one")
@@ -222,11 +217,9 @@ class TokenizerTask:
         save_model(model.eval(), str(path))
 
 
-def train_tokenizer(
-    cfg: TrainConfig, data: str, out: str | Path, max_steps: int | None = None, stop_at: int | None = None,
-    resume: bool = False, device: str | None = None, progress: bool = True,
-) -> RunResult:
-    """Train a ResTok on the images at ``data`` into the run folder ``out``."""
+def train_tokenizer(cfg: TrainConfig, data: str, out: str | Path, **options: Any) -> RunResult:
+    """Train a ResTok on the images at ``data`` into the run folder ``out``; ``options`` are
+    :func:`~restok.train.loop.run_training`'s (max_steps, stop_at, resume, device, progress)."""
     if cfg.kind != "tokenizer":
         raise TrainingError(f"config is a {cfg.kind} config, not a tokenizer config")
-    return run_training(TokenizerTask(cfg, data), cfg, out, max_steps, stop_at, resume, device, progress)
+    return run_training(TokenizerTask(cfg, data), cfg, out, **options)
