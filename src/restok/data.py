@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
@@ -58,7 +59,8 @@ def derive_seed(*parts: int | str) -> int:
 # ------------------------------------------------------------------------------------------- sources
 @dataclass(frozen=True)
 class ImageRecord:
-    """One sample: a name for messages, its label (-1 when unlabelled) and how to read its bytes."""
+    """One sample: a name for messages, its label (-1 when unlabelled) and how to read its bytes (a picklable
+    callable, so DataLoader workers started with ``spawn`` can use it)."""
 
     name: str
     label: int
@@ -80,8 +82,8 @@ class ImageSource:
         return len(self.class_names)
 
 
-def _read_file(path: str) -> Callable[[], bytes]:
-    return lambda: Path(path).read_bytes()
+def _read_file(path: str) -> bytes:
+    return Path(path).read_bytes()
 
 
 def _folder_source(root: Path) -> ImageSource:
@@ -94,12 +96,12 @@ def _folder_source(root: Path) -> ImageSource:
         for label, d in enumerate(classes):
             for p in sorted(d.rglob("*")):
                 if is_img(p):
-                    records.append(ImageRecord(str(p), label, _read_file(str(p))))
+                    records.append(ImageRecord(str(p), label, functools.partial(_read_file, str(p))))
         names = [d.name for d in classes]
     else:
         for p in sorted(root.iterdir()):
             if is_img(p):
-                records.append(ImageRecord(str(p), -1, _read_file(str(p))))
+                records.append(ImageRecord(str(p), -1, functools.partial(_read_file, str(p))))
         names = []
     if not records:
         raise DataError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
@@ -118,13 +120,10 @@ def _expand_braces(pattern: str) -> list[str]:
     return out
 
 
-def _tar_reader(path: str, offset: int, size: int) -> Callable[[], bytes]:
-    def read() -> bytes:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(size)
-
-    return read
+def _read_tar_member(path: str, offset: int, size: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
 
 
 def _shard_source(paths: list[str]) -> ImageSource:
@@ -158,7 +157,7 @@ def _shard_source(paths: list[str]) -> ImageSource:
                     label = -1
             if label >= 0:
                 labels_seen.add(label)
-            records.append(ImageRecord(f"{path}:{img.name}", label, _tar_reader(path, img.offset_data, img.size)))
+            records.append(ImageRecord(f"{path}:{img.name}", label, functools.partial(_read_tar_member, path, img.offset_data, img.size)))
     if not records:
         raise DataError(f"no images found in {len(paths)} shard(s) starting {paths[0]}")
     n_cls = max(labels_seen) + 1 if labels_seen else 0

@@ -58,8 +58,12 @@ def _chunks_done(work: Path) -> set[int]:
 
 
 def _merge(work: Path, n_chunks: int) -> dict[str, np.ndarray]:
+    """Concatenate the chunk files; chunks with no rows (all images unreadable) are left out."""
     parts = [np.load(work / f"chunk-{k:06d}.npz", allow_pickle=False) for k in range(n_chunks)]
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0].files} if parts else {}
+    full = [p for p in parts if len(p[p.files[0]])]
+    if not full:
+        raise EvaluationError(f"no image could be evaluated (see the skipped-file lists in {work})")
+    return {key: np.concatenate([p[key] for p in full]) for key in full[0].files}
 
 
 def _write_json(out: Path, result: dict[str, Any]) -> None:
@@ -120,7 +124,7 @@ def evaluate_reconstruction(
             except Exception as e:  # noqa: BLE001 - unreadable images are counted and named
                 skipped.append(f"{source.records[i].name} ({type(e).__name__}: {e})")
         if not items:
-            _save_chunk(work / f"chunk-{c:06d}.npz", {"real": np.zeros((0, 2048)), "fake": np.zeros((0, 2048)), "psnr": np.zeros(0), "ssim": np.zeros(0), "ids": np.zeros((0, k), np.int64), "logits": np.zeros((0, 1))})
+            _save_chunk(work / f"chunk-{c:06d}.npz", {"real": np.zeros((0, 2048))})  # done, nothing to merge
             continue
         x = torch.stack(items).to(device)
         ids = tokenizer.encode(x)[:, :k]

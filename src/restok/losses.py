@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .backbones import IMAGENET_MEAN, IMAGENET_STD, ViT, build_dino_backbone, build_feature_teacher, build_lpips
+
+if TYPE_CHECKING:
+    from .tokenizer import ResTokOutput
 
 __all__ = [
     "diff_augment",
@@ -294,7 +298,7 @@ class TokenizerLoss(nn.Module):
         self.load_state_dict(state, strict=False)
 
     def generator_loss(
-        self, images: torch.Tensor, out: "object", step: int, gen: torch.Generator | None
+        self, images: torch.Tensor, out: "ResTokOutput", step: int, gen: torch.Generator | None
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Eq. 4 for the tokenizer's update; ``out`` is a ``ResTokOutput``. Returns (loss, logged terms)."""
         cfg = self.cfg

@@ -148,8 +148,9 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image SSIM (Wang et al. 2004; 11x11 Gaussian window, sigma 1.5, valid filtering, data range 1,
-    as ``pytorch_msssim.ssim``) of (B, C, H, W) images in [0, 1], averaged over channels."""
+    """Per-image SSIM (Wang et al. 2004) of (B, C, H, W) images in [0, 1], averaged over channels, with the
+    settings of ``pytorch_msssim.ssim`` that the official evaluator calls: 11x11 Gaussian window, sigma 1.5,
+    valid filtering, K = (0.01, 0.03), data range 1 (not compared numerically against that package here)."""
     x, y = x.double(), y.double()
     C = x.shape[1]
     w = _gaussian_window().to(x.device)

@@ -16,7 +16,6 @@ import random
 import re
 import shutil
 import signal
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -88,7 +87,6 @@ class EMA:
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
         self.updates = 0
-        self.names = [n for n, p in model.named_parameters() if p.requires_grad]
         self.shadow = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
 
     @torch.no_grad()
@@ -98,7 +96,7 @@ class EMA:
         k = self.updates - 1
         d = 0.0 if k <= 0 else min(self.decay, (1 + k) / (10 + k))
         params = dict(model.named_parameters())
-        for n in self.names:
+        for n in self.shadow:
             self.shadow[n].mul_(d).add_(params[n].detach().float(), alpha=1 - d)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -107,10 +105,10 @@ class EMA:
 
     def load_state_dict(self, state: dict[str, torch.Tensor], updates: int) -> None:
         """Restore shadows saved by :meth:`state_dict`; names the keys that do not fit."""
-        missing, unexpected = sorted(set(self.names) - set(state)), sorted(set(state) - set(self.names))
+        missing, unexpected = sorted(set(self.shadow) - set(state)), sorted(set(state) - set(self.shadow))
         if missing or unexpected:
             raise TrainingError(f"EMA state does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        for n in self.names:
+        for n in self.shadow:
             self.shadow[n].copy_(state[n])
         self.updates = updates
 
@@ -118,7 +116,7 @@ class EMA:
     def copy_to(self, model: nn.Module) -> None:
         """Write the averages into ``model``'s parameters."""
         params = dict(model.named_parameters())
-        for n in self.names:
+        for n in self.shadow:
             params[n].copy_(self.shadow[n].to(params[n].dtype))
 
     @contextmanager
@@ -144,7 +142,7 @@ def seed_step(seed: int, step: int, rank: int) -> None:
 
 # ------------------------------------------------------------------------------------------- checkpoints
 class CheckpointDir:
-    """``RUN/checkpoints/step-XXXXXXXX/`` folders, each written under a temporary name and renamed when
+    """``RUN/checkpoints/step-<8-digit step>/`` folders, each written under a temporary name and renamed when
     complete (so a crash mid-save leaves the previous ones intact); the newest ``keep`` are kept."""
 
     def __init__(self, run: Path, keep: int) -> None:
@@ -223,7 +221,7 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` saved."""
     torch.set_rng_state(state["torch"])
-    random.setstate(tuple(state["python"][:1]) + (tuple(state["python"][1]),) + tuple(state["python"][2:]))
+    random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -312,8 +310,3 @@ def make_accelerator(cfg: TrainConfig, run: Path, cpu: bool) -> Any:
         **kwargs,
     )
     return acc
-
-
-def timer() -> float:
-    """Monotonic seconds."""
-    return time.perf_counter()

@@ -57,7 +57,6 @@ class GeneratorTask(ModelTask):
         self.sched = build_scheduler(self.opt, cfg.optimizer, cfg.max_steps)
         if cfg.compile:
             self.model = torch.compile(self.model)
-        self.unlabelled = self.dataset.num_classes == 0
         self._tokenizer = None
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -68,7 +67,7 @@ class GeneratorTask(ModelTask):
         """One optimizer step on the HAR (or vanilla) cross-entropy (spec §3.2)."""
         cfg, acc, raw = self.cfg, self.acc, self.raw
         tokens = batch["tokens"].to(acc.device)  # (b, L)
-        labels = batch["label"].clamp_min(0).to(acc.device) if not self.unlabelled else torch.zeros_like(batch["label"]).to(acc.device)
+        labels = batch["label"].clamp_min(0).to(acc.device)  # unlabelled codes (-1) all train as class 0
         b, rank = tokens.shape[0], acc.process_index
         # Label dropout drawn for the global batch and sliced, so 1 and N processes agree.
         drop_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "labels", step))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -12,7 +13,7 @@ import torch
 
 from ..data import StepBatchSampler
 from .config import TrainConfig
-from .engine import CheckpointDir, MetricLogger, StopRequest, TrainingError, make_accelerator, rng_state, seed_step, set_rng_state, timer
+from .engine import CheckpointDir, MetricLogger, StopRequest, TrainingError, make_accelerator, rng_state, seed_step, set_rng_state
 
 __all__ = ["Task", "ModelTask", "RunResult", "run_training"]
 
@@ -113,7 +114,6 @@ def run_training(
     if not resume and ckpts.newest() is not None:
         raise TrainingError(f"{run} already holds checkpoints; pass --resume to continue it, or choose a new run folder")
     acc = make_accelerator(cfg, run, cpu)
-    task.accelerator = acc  # type: ignore[attr-defined]
     main = acc.is_main_process
     if main:
         _write_config(run, cfg, resume)
@@ -122,6 +122,7 @@ def run_training(
             acc.init_trackers("restok", config=flat)
     task.build(acc)
     start = 0
+    saved: Path | None = None
     if resume:
         newest = ckpts.newest()
         if newest is None:
@@ -135,12 +136,9 @@ def run_training(
                 )
             task.load_checkpoint(tensors, state)
             set_rng_state(state["rng"])
-            start = int(state["step"])
+            start, saved = int(state["step"]), newest[1]
             log.info("resumed from %s (step %d)", newest[1], start)
-    if start >= end:
-        if start >= total and not (run / "final").exists() and main:
-            task.export_final(run / "final")
-        return RunResult("finished" if start >= total else "stopped", start, ckpts.newest()[1] if ckpts.newest() else None, run / "final" if start >= total else None)
+    end = max(end, start)  # resuming past --stop-at (or a finished run) trains nothing
 
     sampler = StepBatchSampler(len(task.dataset), cfg.batch_size, acc.process_index, acc.num_processes, cfg.seed, start, end)
     loader = torch.utils.data.DataLoader(
@@ -149,9 +147,7 @@ def run_training(
     logger = MetricLogger(run, acc, main)
     bar = tqdm(total=total, initial=start, disable=not (progress and main), desc=f"train {cfg.kind}", unit="step", dynamic_ncols=True)
     skipped_total = 0
-    saved: Path | None = None
-    step = start
-    t_last, steps_since = timer(), 0
+    t_last, steps_since = time.perf_counter(), 0
     with StopRequest() as stop:
         for step, batch in zip(range(start, end), loader):
             seed_step(cfg.seed, step, acc.process_index)
@@ -168,7 +164,7 @@ def run_training(
                 vals = acc.reduce(torch.tensor([logs[k] for k in keys], device=acc.device, dtype=torch.float64), "mean")
                 record = dict(zip(keys, vals.tolist()))
                 record.update(task.interval_stats())
-                now = timer()
+                now = time.perf_counter()
                 record["steps_per_sec"] = steps_since / max(now - t_last, 1e-9)
                 record["skipped_files"] = float(skipped_total)
                 t_last, steps_since = now, 0

@@ -199,7 +199,7 @@ class TokenizerTask(ModelTask):
         was_training = self.raw.training
         self.raw.eval()
         with self.ema.swapped_in(self.raw):
-            enc, q = self.raw.encode_latents(x)
+            _, q = self.raw.encode_latents(x)
             for k in self.raw.prefix_lengths:
                 rows.append(self.raw.decode_codes(q.codes, k).clamp(0, 1).cpu())
         self.raw.train(was_training)
