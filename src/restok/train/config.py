@@ -65,7 +65,7 @@ class TrainConfig:
     log_every: int = 50
     image_every: int = 5_000  # reconstruction / sample grids with the EMA weights
     num_workers: int = 0
-    distributed: str = "ddp"  # ddp | fsdp
+    distributed: str = "ddp"  # ddp | fsdp (fsdp is refused for now: EMA/checkpoints need whole parameters)
     compile: bool = False  # torch.compile the model
     grad_checkpointing: bool = False  # activation checkpointing in the transformer blocks
     trackers: tuple[str, ...] = ("tensorboard", "wandb")  # used when installed

@@ -10,6 +10,7 @@ replays the exact steps an uninterrupted run would have taken.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -309,4 +310,14 @@ def make_accelerator(cfg: TrainConfig, run: Path, cpu: bool) -> Any:
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
         **kwargs,
     )
+    if cfg.distributed == "fsdp":
+        from accelerate.utils import DistributedType
+
+        if acc.distributed_type == DistributedType.FSDP:
+            # The EMA and the checkpoints read whole parameters and optimizer states from the main process;
+            # under FSDP those are shards, so a resume would be silently wrong. Refuse instead.
+            raise TrainingError(
+                "distributed=fsdp is not supported yet (EMA and checkpoints need replicated parameters); use distributed=ddp"
+            )
+        logging.getLogger("restok.train").warning("distributed=fsdp: Accelerate runs %s here, not FSDP", acc.distributed_type)
     return acc
