@@ -263,9 +263,12 @@ def test_cli_train_stop_and_resume(images, tmp_path, capsys) -> None:
 
     base = ["train", "tokenizer", "--config", "restok-tiny", "--data", str(images), "--out", str(tmp_path / "run"),
             "--max-steps", "3", "--no-progress", *FAST_TOK, "loss.discriminator_weight=0"]
-    assert main([*base, "--stop-at", "2"]) == 0
+    assert main([*base, "--stop-at", "2", "keep_checkpoints=3"]) == 0  # overrides on both sides of an option
     assert "stopped at step 2" in capsys.readouterr().out
-    assert main([*base, "--resume"]) == 0
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["keep_checkpoints"] == 3
+    assert main([*base, "--resume", "keep_checkpoints=3"]) == 0
     assert "finished at step 3" in capsys.readouterr().out
     assert ResTok.from_pretrained(str(tmp_path / "run" / "final")).num_tokens == 32
     assert main(["train", "tokenizer", "--config", "restok-tiny", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2

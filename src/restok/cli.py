@@ -275,6 +275,20 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the offline demo on the embedded models and say where its outputs are."""
+    from .demo import run_demo
+
+    if args.quick:
+        args.num_eval, args.per_class = min(args.num_eval, 100), min(args.per_class, 4)
+    f = run_demo(args.out, args.tokenizer, args.generator, args.num_eval, args.per_class, args.cfg_scale, args.seed)
+    psnr = ", ".join(f"{k} tokens {v:.1f} dB" for k, v in f["psnr_db_by_tokens"].items())
+    print(f"held-out PSNR: {psnr}")
+    print(f"wrote {Path(args.out) / 'report.html'} (and report.md, reconstructions.png, samples.png, progressive.png) "
+          f"in {f['timings']['total_s']:.1f} s")
+    return 0
+
+
 def _count(model_cls: type, cfg: object) -> int:
     """Parameter count of a model built on the meta device (no memory or init cost)."""
     with torch.device("meta"):
@@ -374,6 +388,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", default=None, help="official config (JSON/YAML) when it is not beside the weights")
     s.set_defaults(func=cmd_convert)
 
+    s = sub.add_parser("demo", help="the embedded MNIST models: coarse-to-fine reconstructions, samples, report (offline)")
+    s.add_argument("--out", default="restok-demo", help="output folder (default: restok-demo)")
+    s.add_argument("--tokenizer", default="restok-tiny-mnist", help="tokenizer (default: the embedded one)")
+    s.add_argument("--generator", default="har-tiny-mnist", help="generator (default: the embedded one)")
+    s.add_argument("--num-eval", type=int, default=1000, help="held-out digits for the PSNR table (default: all 1000)")
+    s.add_argument("--per-class", type=int, default=8, help="generated digits per class (default: 8)")
+    s.add_argument("--cfg-scale", type=float, default=2.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--quick", action="store_true", help="100 held-out digits and 4 samples per class")
+    s.set_defaults(func=cmd_demo)
+
     s = sub.add_parser("info", help="show presets and run a quick round trip on the tiny presets")
     s.add_argument("--seed", type=int, default=0, help="seed of the tiny models and inputs")
     s.set_defaults(func=cmd_info)
@@ -389,7 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``restok`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # key=value overrides may sit anywhere among the options of 'train' (argparse only takes one run of them)
+        if getattr(args, "command", None) == "train" and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         args = parser.parse_args([*(argv or []), "info"])
     if getattr(args, "batch_size", 1) < 1:

@@ -362,6 +362,7 @@ class HARGenerator(nn.Module):
         top_p: float = 1.0,
         generator: torch.Generator | None = None,
         callback: Any = None,
+        use_cache: bool = True,
     ) -> torch.Tensor:
         """Sample token ids (B, L) for the given classes in ``num_steps`` calls, with classifier-free guidance.
 
@@ -380,4 +381,5 @@ class HARGenerator(nn.Module):
             top_p=top_p,
             generator=generator,
             callback=callback,
+            use_cache=use_cache,
         )

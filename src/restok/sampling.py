@@ -140,6 +140,7 @@ def generate(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     callback: Callable[[int, torch.Tensor, int], None] | None = None,
+    use_cache: bool = True,
 ) -> torch.Tensor:
     """Generate token ids (B, L) with a :class:`~restok.generator.HARGenerator` (Sec. 4).
 
@@ -154,6 +155,8 @@ def generate(
         temperature, top_k, top_p: logit temperature, then top-k, then top-p filtering (0 / 1.0 = off).
         generator: a ``torch.Generator`` for reproducible sampling (the global RNG if None).
         callback: called after each model call as ``callback(step, tokens_so_far (B, end), end)``.
+        use_cache: False recomputes the whole teacher-forced sequence at every call instead of reading
+            the static KV cache (same tokens; only for measuring what the cache saves).
     """
     _check_settings(cfg_scale, cfg_schedule, cfg_start, temperature, top_k, top_p)
     labels = model._check_labels(class_labels, allow_null=False)
@@ -166,11 +169,14 @@ def generate(
         raise ValueError("this generator has no null class (class_dropout_prob was 0), so it cannot use guidance")
     batch_labels = torch.cat([labels, torch.full_like(labels, model.null_class)]) if guided else labels
     class_emb = model.cls_embedding(batch_labels, train=False)  # (B', 1, D)
-    cache = model.new_cache(batch_labels.shape[0], device=device)
+    cache = model.new_cache(batch_labels.shape[0], device=device) if use_cache else None
     seq = torch.zeros(batch_labels.shape[0], L, dtype=torch.long, device=device)  # (B', L)
     steps = Hy.har_step_positions(L, cfg.ar_tokens)
     for s, (start, end) in enumerate(steps):
-        logits = model.forward_step(seq, class_emb, start, end, cache)  # (B', n, V)
+        if use_cache:
+            logits = model.forward_step(seq, class_emb, start, end, cache)  # (B', n, V)
+        else:  # the grouped mask keeps positions < end blind to the unknown tokens after them
+            logits = model(seq, batch_labels, drop_labels=False)[:, start:end]  # (B', n, V)
         if guided:
             logits = guided_logits(logits, cfg_value(cfg_schedule, s, len(steps), cfg_scale, cfg_start))  # (B, n, V)
         new = sample_from_logits(logits.reshape(-1, logits.shape[-1]), temperature, top_k, top_p, generator)
