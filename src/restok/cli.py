@@ -404,10 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_info)
 
     from .cli_eval import add_eval_commands
+    from .cli_plot import add_plot_commands
     from .cli_train import add_train_commands
 
     add_train_commands(sub)
     add_eval_commands(sub)
+    add_plot_commands(sub)
     return p
 
 
