@@ -96,8 +96,28 @@ def _hub_download(repo_id: str, filename: str, revision: str | None = None) -> s
     return hf_hub_download(repo_id, filename, revision=revision)
 
 
+# Names reserved for the small MNIST models that configs/mnist-*.yaml train, shipped in assets/<name>/ once trained.
+EMBEDDED_MODELS = ("restok-tiny-mnist", "har-tiny-mnist")
+
+
+def embedded_model_dir(name: str) -> Path:
+    """Folder of an embedded model inside the installed package."""
+    from importlib import resources
+
+    return Path(str(resources.files("restok").joinpath("assets", name)))
+
+
 def resolve_checkpoint(path_or_hub_id: str, revision: str | None = None) -> tuple[dict[str, Any] | None, Path]:
-    """Find ``(config dict or None, weights file)`` for a directory, a weights file or a Hub repo id."""
+    """Find ``(config dict or None, weights file)`` for an embedded model name, a directory, a weights file
+    or a Hub repo id."""
+    if str(path_or_hub_id) in EMBEDDED_MODELS and not Path(path_or_hub_id).exists():
+        d = embedded_model_dir(str(path_or_hub_id))
+        if not d.is_dir():
+            raise CheckpointError(
+                f"the embedded model {path_or_hub_id!r} is not shipped in this version (the small MNIST models are not "
+                "trained yet); pass a local directory, file or Hub id instead"
+            )
+        path_or_hub_id = str(d)
     p = Path(path_or_hub_id).expanduser()
     if p.is_file():
         # a raw training checkpoint (e.g. checkpoint-N/ema_model/pytorch_model.bin) keeps its config higher up

@@ -166,8 +166,13 @@ def _shard_source(paths: list[str]) -> ImageSource:
 
 
 def open_image_source(path: str | Path) -> ImageSource:
-    """A folder tree, a folder of ``.tar`` shards, one ``.tar``, or a brace pattern of shards."""
+    """A folder tree, a folder of ``.tar`` shards, one ``.tar``, a brace pattern of shards, or the embedded
+    data by name (``embedded:mnist-train``, ``embedded:mnist-test``, ``embedded:mnist``)."""
     p = str(path)
+    if p.startswith("embedded:"):
+        from .datasets import embedded_source
+
+        return embedded_source(p[len("embedded:") :])
     if p.endswith(".tar") or "{" in p:
         return _shard_source(_expand_braces(p))
     root = Path(p)

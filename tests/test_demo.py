@@ -1,0 +1,78 @@
+"""Embedded data, and the demo (shortened, on seeded tiny models)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from restok import HARGenerator, ResTok
+from restok.data import open_image_source
+from restok.datasets import MNISTDigits, load_mnist
+from restok.metrics import psnr
+
+
+
+def test_mnist_split_sizes_and_disjointness() -> None:
+    xtr, ytr = load_mnist("train")
+    xte, yte = load_mnist("test")
+    assert xtr.shape == (4000, 28, 28) and xte.shape == (1000, 28, 28) and xtr.dtype == np.uint8
+    assert np.bincount(ytr).tolist() == [400] * 10 and np.bincount(yte).tolist() == [100] * 10
+    train_hashes = {d.tobytes() for d in xtr}
+    assert sum(d.tobytes() in train_hashes for d in xte) == 0
+    with pytest.raises(ValueError, match="unknown MNIST split"):
+        load_mnist("val")
+
+
+def test_embedded_data_as_image_source_and_dataset() -> None:
+    src = open_image_source("embedded:mnist-test")
+    assert len(src) == 1000 and src.num_classes == 10 and src.records[0].label == 0
+    ds = MNISTDigits("test", 32)
+    item = ds[5]
+    assert item["image"].shape == (3, 32, 32) and item["image"][:, :2].max() == 0  # 2 px padding
+    assert torch.equal(item["image"][0], item["image"][1])  # grey digits as RGB
+    with pytest.raises(ValueError, match="unknown embedded"):
+        open_image_source("embedded:cifar")
+
+
+def test_embedded_model_names_say_they_are_not_shipped() -> None:
+    from restok.checkpoint import CheckpointError
+
+    with pytest.raises(CheckpointError, match="not shipped"):
+        ResTok.from_pretrained("restok-tiny-mnist")
+
+
+@pytest.fixture
+def demo_models(tmp_path):
+    """Seeded tiny models with the demo's shapes (32 px, 32 tokens, 10 classes), saved in our format."""
+    torch.manual_seed(0)
+    ResTok.from_preset("restok-tiny").save_pretrained(str(tmp_path / "tok"))
+    gen = HARGenerator.from_preset("har-tiny", num_classes=10)
+    torch.nn.init.normal_(gen.output.weight, std=0.5)  # informative logits, so samples vary
+    gen.save_pretrained(str(tmp_path / "gen"))
+    return str(tmp_path / "tok"), str(tmp_path / "gen")
+
+
+def test_demo_quick(tmp_path, demo_models) -> None:
+    from restok.demo import run_demo
+
+    tok_dir, gen_dir = demo_models
+    f = run_demo(tmp_path / "demo", tokenizer=tok_dir, generator=gen_dir, num_eval=40, per_class=2, progress=False)
+    for name in ("reconstructions.png", "samples.png", "progressive.png", "report.md", "report.html", "figures.json"):
+        assert (tmp_path / "demo" / name).stat().st_size > 100, name
+    ks = sorted(int(k) for k in f["psnr_db_by_tokens"])
+    assert ks == [4, 8, 16, 32]
+    # the PSNR table is computed: it matches a direct computation for one prefix length
+    x, _ = MNISTDigits("test").batch(torch.linspace(0, 999, 40).long().tolist())
+    tok = ResTok.from_pretrained(tok_dir).eval()
+    assert f["psnr_db_by_tokens"][8] == pytest.approx(float(psnr(tok.decode(tok.encode(x)[:, :8]), x).mean()), rel=1e-5)
+    assert json.loads((tmp_path / "demo" / "figures.json").read_text())["held_out_digits"] == 40
+    from PIL import Image
+
+    samples = np.asarray(Image.open(tmp_path / "demo" / "samples.png"), dtype=np.float32)
+    assert samples.std() > 5  # generated images are not constant
+    strip = Image.open(tmp_path / "demo" / "reconstructions.png")
+    assert strip.size == (10 * 34 + 2, 5 * 34 + 2)  # 10 digits x (originals + 4 prefix lengths), 2 px padding
+    assert "PSNR" in (tmp_path / "demo" / "report.md").read_text() and "<img" in (tmp_path / "demo" / "report.html").read_text()
