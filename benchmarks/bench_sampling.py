@@ -29,6 +29,7 @@ def compiled_copy(gen: HARGenerator) -> HARGenerator:
     import copy
 
     c = copy.deepcopy(gen)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, gen.num_steps)  # one graph per step shape
     c.forward_step = torch.compile(c.forward_step, dynamic=False)  # type: ignore[method-assign]
     return c
 
@@ -71,16 +72,21 @@ def main() -> None:
 
                     t_tok = timeit(tokens, dev, warmup=1, repeat=args.repeat)
                     ids = tokens()
+                    same = "-"
+                    if comp:  # an optimisation must not change the sampled tokens
+                        with torch.no_grad(), autocast(dev, dtype):
+                            greedy = lambda m: m.generate(labels, cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_k=1)  # noqa: E731
+                            same = "yes" if torch.equal(greedy(gen), greedy(base)) else "NO"
 
                     def decode() -> torch.Tensor:
                         with torch.no_grad(), autocast(dev, dtype):
                             return tok.decode(ids)
 
                     t_dec = timeit(decode, dev, warmup=1, repeat=args.repeat)
-                    rows.append([name, gen.num_steps, "yes" if cached else "no", dtype, "yes" if comp else "no", B,
+                    rows.append([name, gen.num_steps, "yes" if cached else "no", dtype, "yes" if comp else "no", same, B,
                                  B / t_tok, B / (t_tok + t_dec), t_tok, t_dec])
     print(f"machine: {machine()}; models: {gname} + {tname} ({L} tokens); guidance 3.75 step from 0.25, top-p 0.95")
-    print_table(f"Sampling ({args.size})", ["generator", "calls", "KV cache", "dtype", "compile", "batch",
+    print_table(f"Sampling ({args.size})", ["generator", "calls", "KV cache", "dtype", "compile", "greedy tokens = eager", "batch",
                 "tokens img/s", "tokens+decode img/s", "tokens s", "decode s"], rows)
 
 
