@@ -27,6 +27,23 @@ def _plt() -> Any:
     return plt
 
 
+def _panels(n: int, max_cols: int, size: tuple[float, float]) -> tuple[Any, list[Any]]:
+    """A figure with ``n`` used panels in a grid of up to ``max_cols`` columns (the rest hidden)."""
+    plt = _plt()
+    cols = min(max_cols, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
+def _save(fig: Any, path: str | Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _plt().close(fig)
+
+
 @torch.no_grad()
 def reconstruction_strip(tok: Any, images: torch.Tensor, path: str | Path) -> list[int]:
     """Originals (top row) over reconstructions from each allowed prefix length; returns the lengths."""
@@ -68,23 +85,16 @@ def latent_to_image_attention(tok: Any, images: torch.Tensor) -> list[dict[str, 
 
 def plot_attention(tok: Any, images: torch.Tensor, path: str | Path) -> None:
     """One heat map per encoder layer: latent level (rows, coarse to fine) x image-token scale (columns)."""
-    plt = _plt()
     maps = latent_to_image_attention(tok, images)
-    cols = min(4, len(maps))
-    rows = -(-len(maps) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.6 * rows), squeeze=False)
-    for ax, m in zip(axes.flat, maps):
+    fig, axes = _panels(len(maps), 4, (3, 2.6))
+    for ax, m in zip(axes, maps):
         ax.imshow(m["matrix"].numpy(), cmap="viridis", aspect="auto", vmin=0)
         ax.set_title(f"layer {m['layer']}", fontsize=9)
         ax.set_xticks(range(len(m["scales"])), [f"{h}x{w}" for h, w in m["scales"]], fontsize=7)
         ax.set_yticks(range(m["matrix"].shape[0]), [str(n) for n in Hy.latent_level_sizes(tok.num_tokens)], fontsize=7)
         ax.set_xlabel("image-token scale", fontsize=7)
         ax.set_ylabel("latent level (size)", fontsize=7)
-    for ax in list(axes.flat)[len(maps) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_codebook_usage(indices: torch.Tensor, codebook_size: int, path: str | Path) -> dict[str, float]:
@@ -99,31 +109,22 @@ def plot_codebook_usage(indices: torch.Tensor, codebook_size: int, path: str | P
     ax.set_xlabel("code (sorted by frequency)")
     ax.set_ylabel("count")
     ax.set_title(f"usage {stats['usage']:.1%}, entropy {stats['entropy']:.2f} bits (max {torch.tensor(float(codebook_size)).log2():.2f})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
     return stats
 
 
 def plot_training_curves(run: str | Path, path: str | Path, keys: Sequence[str] | None = None) -> list[str]:
     """Curves of ``RUN/metrics.jsonl`` (default: every logged loss term); returns the keys plotted."""
-    plt = _plt()
     records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines() if line.strip()]
     if not records:
         raise ValueError(f"{run}/metrics.jsonl has no records")
     skip = {"step", "lr", "d_lr", "steps_per_sec", "skipped_files"}
     keys = list(keys) if keys else [k for k in records[-1] if k not in skip]
-    cols = min(3, len(keys))
-    rows = -(-len(keys) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)
-    for ax, k in zip(axes.flat, keys):
+    fig, axes = _panels(len(keys), 3, (4, 2.6))
+    for ax, k in zip(axes, keys):
         pts = [(r["step"], r[k]) for r in records if k in r]
         ax.plot([p[0] for p in pts], [p[1] for p in pts])
         ax.set_title(k, fontsize=9)
         ax.set_xlabel("step", fontsize=7)
-    for ax in list(axes.flat)[len(keys) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
     return keys
