@@ -101,3 +101,17 @@ def test_unreadable_images_left_out_and_listed(tok, image_folder, tmp_path) -> N
     assert meta["num_samples"] == 7 and len(meta["skipped"]) == 1 and "002.png" in meta["skipped"][0]
     idx = np.load(tmp_path / "c" / "shard-00000.indices.npy")
     assert 6 not in idx.tolist()
+
+
+def test_center_only_crop_has_no_mirror(tok, image_folder, tmp_path) -> None:
+    from restok.codes import crops_of
+    from restok.data import decode_image, pil_to_tensor
+
+    src = open_image_source(image_folder)
+    meta = extract_codes(tok, src, tmp_path / "codes", crop="center-only", shard_size=100, progress=False)
+    assert meta["num_crops"] == 1 and meta["crop"] == "center-only"
+    stored = np.load(tmp_path / "codes" / "shard-00000.codes.npy")
+    assert stored.shape == (8, 1, 32)
+    (crop,) = crops_of(decode_image(src.records[2].read()), 32, "center-only")
+    assert np.array_equal(stored[2, 0], tok.encode(pil_to_tensor(crop)[None]).numpy()[0])
+    assert check_codes(tmp_path / "codes", tok, src, num_verify=2)["verified"] == 2

@@ -31,7 +31,7 @@ def _official_dir(tmp_path: Path, meta: dict, config: dict) -> Path:
     return tmp_path
 
 
-@pytest.fixture(params=["tok_a", "tok_b"])
+@pytest.fixture(params=["tok_a", "tok_b", "tok_c"])
 def tok_case(request, tmp_path):
     """(metadata, tensors, tokenizer loaded from the official layout) for one fixture case."""
     meta, t = load_fixture(request.param)

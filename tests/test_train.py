@@ -24,6 +24,7 @@ from restok.train.engine import CheckpointDir, EMA, warmup_cosine
 
 from .conftest import write_image_folder
 
+ROOT = Path(__file__).resolve().parents[1]
 FAST_TOK = ["batch_size=4", "log_every=1", "save_every=2", "image_every=3", "trackers=[]"]
 FAST_GEN = ["batch_size=4", "log_every=1", "save_every=2", "image_every=100", "trackers=[]"]
 
@@ -226,6 +227,25 @@ def test_yaml_config_with_base_and_overrides(tmp_path) -> None:
     assert paper.loss.alignment_teacher == "dinov3-vitl16" and paper.loss.alignment_margin == 0.25
     har = load_train_config("har-l", "generator")
     assert har.optimizer.weight_decay == 0.05 and har.mixed_precision == "bf16" and har.max_steps == 1_500_000
+
+
+def test_yaml_base_chain_of_files(tmp_path) -> None:
+    (tmp_path / "a.yaml").write_text("base: restok-tiny\nbatch_size: 16\nmodel_overrides: {width: 96, codebook_size: 512}\n")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "b.yaml").write_text("base: ../a.yaml\nmodel_overrides: {hierarchy_stages: 1}\n")
+    cfg = load_train_config(str(sub / "b.yaml"), "tokenizer", ["max_steps=9"])
+    assert cfg.batch_size == 16 and cfg.max_steps == 9 and cfg.model == "restok-tiny"
+    assert cfg.model_overrides == {"width": 96, "codebook_size": 512, "hierarchy_stages": 1}  # nested merge
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ValueError, match="loops back"):
+        load_train_config(str(tmp_path / "loop.yaml"), "tokenizer")
+    (tmp_path / "bad.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ValueError, match="neither a recipe"):
+        load_train_config(str(tmp_path / "bad.yaml"), "tokenizer")
+    for name in ("mnist-tokenizer", "mnist-tokenizer-titok"):  # the shipped configs resolve
+        load_train_config(str(ROOT / "configs" / f"{name}.yaml"), "tokenizer")
+    assert load_train_config(str(ROOT / "configs" / "mnist-generator-ar.yaml"), "generator").model_overrides == {"ar_tokens": 32}
 
 
 def test_weight_decay_groups_follow_official_exclusions() -> None:

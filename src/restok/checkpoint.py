@@ -245,7 +245,6 @@ def tokenizer_config_from_official(cfg: Mapping[str, Any]) -> ResTokConfig:
     crop = int(cfg.get("dataset", {}).get("preprocessing", {}).get("crop_size", 256))
     unsupported = {
         "learnable_latent_tokens": (False, "broken in the official code (undefined _expand_token)"),
-        "learnable_dec_image_tokens": (True, "only learnable decoder queries are implemented"),
         "multi_quant": (True, "only per-level output heads are implemented"),
         "vae_encoder": (True, "only the CNN pixel encoder is implemented"),
         "is_legacy": (True, "only the legacy (TiTok) heads of the released weights are implemented"),
@@ -275,6 +274,7 @@ def tokenizer_config_from_official(cfg: Mapping[str, Any]) -> ResTokConfig:
         residual_image_tokens=bool(vq.get("residual_image_tokens", True)),
         residual_latent_tokens=bool(vq.get("residual_latent_tokens", True)),
         latent_hierarchy=bool(vq.get("latent_hierarchy", True)),
+        learnable_dec_image_tokens=bool(vq.get("learnable_dec_image_tokens", True)),
         rope_theta=float(vq.get("rope_base_len", 10000)),
         use_l2_norm=bool(vq.get("use_l2_norm", False)),
         commitment_cost=float(vq.get("commitment_cost", 0.25)),

@@ -117,7 +117,8 @@ def add_train_commands(sub: Any) -> None:
     s.add_argument("--tokenizer", required=True, help="tokenizer directory, file or Hub id")
     s.add_argument("--data", required=True, help="image folder or .tar shards")
     s.add_argument("--out", required=True, help="output folder of the code set")
-    s.add_argument("--crop", default="ten-crop", choices=["ten-crop", "center"], help="ten-crop with flips (official) or centre + flip")
+    s.add_argument("--crop", default="ten-crop", choices=["ten-crop", "center", "center-only"],
+                   help="ten-crop with flips (official), centre + flip, or the centre crop alone (no mirror: digits, text)")
     s.add_argument("--batch-size", type=int, default=32, help="images per batch (each with all its crops)")
     s.add_argument("--shard-size", type=int, default=10_000, help="images per shard")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -8,7 +8,8 @@ On-disk format (a folder; ``meta.json`` describes it and is written last, so its
     shard-00000.codes.npy           (n, crops, L) uint16/int32 token ids; written last = shard complete
 
 Crops: ``ten-crop`` (ADM centre crop to 1.1x the size, torchvision TenCrop: corners, centre, and the same
-of the mirror, in that order; the official recipe) or ``center`` (ADM centre crop and its mirror).
+of the mirror, in that order; the official recipe), ``center`` (ADM centre crop and its mirror) or ``center-only``
+(the centre crop alone, for data a mirror would change, such as digits).
 Unreadable images are left out of their shard and listed in ``meta.json``.
 """
 
@@ -31,7 +32,7 @@ __all__ = ["CODES_FORMAT", "CROP_MODES", "CodesError", "crops_of", "extract_code
 
 CODES_FORMAT = "restok-codes"
 CODES_VERSION = 1
-CROP_MODES = {"ten-crop": 10, "center": 2}
+CROP_MODES = {"ten-crop": 10, "center": 2, "center-only": 1}
 
 
 class CodesError(ValueError):
@@ -45,6 +46,8 @@ def crops_of(img: Image.Image, size: int, mode: str, crop_range: float = 1.1) ->
     if mode == "center":
         c = adm_center_crop(img, size)
         return [c, c.transpose(Image.FLIP_LEFT_RIGHT)]
+    if mode == "center-only":
+        return [adm_center_crop(img, size)]
     raise CodesError(f"unknown crop mode {mode!r}; choose one of {sorted(CROP_MODES)}")
 
 

