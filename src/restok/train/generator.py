@@ -17,7 +17,7 @@ from ..data import derive_seed
 from ..generator import HARGenerator, TransformerBlock
 from ..images import make_grid, save_image
 from .config import TrainConfig
-from .engine import EMA, TrainingError, build_optimizer, build_scheduler, param_groups
+from .engine import TrainingError, build_scheduler, full_tensor
 from .loop import ModelTask, RunResult, run_training
 from .tokenizer import enable_activation_checkpointing
 
@@ -50,10 +50,7 @@ class GeneratorTask(ModelTask):
         if cfg.grad_checkpointing:
             enable_activation_checkpointing(model, (TransformerBlock,))
         model.train()
-        self.ema = EMA(model, cfg.ema_decay)
-        opt = build_optimizer(param_groups(model, cfg.optimizer.weight_decay), cfg.optimizer)
-        self.model, self.opt = acc.prepare(model, opt)
-        self.raw: HARGenerator = acc.unwrap_model(self.model)
+        self.prepare_model(acc, model, (TransformerBlock,))
         self.sched = build_scheduler(self.opt, cfg.optimizer, cfg.max_steps)
         if cfg.compile:
             self.model = torch.compile(self.model)
@@ -96,7 +93,7 @@ class GeneratorTask(ModelTask):
         self.sched.step()
         self.opt.zero_grad(set_to_none=True)
         self.ema.update(raw)
-        return {"loss": loss_sum, "token_accuracy": acc_sum, "grad_norm": float(gnorm), "lr": self.sched.get_last_lr()[0]}
+        return {"loss": loss_sum, "token_accuracy": acc_sum, "grad_norm": float(full_tensor(gnorm)), "lr": self.sched.get_last_lr()[0]}
 
     def interval_stats(self) -> dict[str, float]:
         """Nothing beyond the step logs."""
@@ -117,22 +114,35 @@ class GeneratorTask(ModelTask):
     @torch.no_grad()
     def write_images(self, path: Path, step: int) -> None:
         """A grid of EMA samples (one row per class, up to 8 classes), when a tokenizer can decode them."""
+        if self.fsdp:
+            with torch.random.fork_rng(devices=[]):
+                model = self.ema_model(lambda: HARGenerator(self.raw.config))  # collective
+            if model is None:
+                return
+            self._sample_grid(model, path, step)
+        elif self.acc.is_main_process:
+            was_training = self.raw.training
+            self.raw.eval()
+            with self.ema.swapped_in(self.raw):
+                self._sample_grid(self.raw, path, step)
+            self.raw.train(was_training)
+
+    def _sample_grid(self, model: HARGenerator, path: Path, step: int) -> None:
         tok = self._load_tokenizer()
         if not tok:
             return
-        n_cls = min(8, self.raw.config.num_classes)
+        n_cls = min(8, model.config.num_classes)
         labels = torch.arange(n_cls).repeat_interleave(4).to(self.acc.device)
-        was_training = self.raw.training
-        self.raw.eval()
-        with self.ema.swapped_in(self.raw):
-            ids = self.raw.generate(labels, cfg_scale=2.0, generator=torch.Generator(self.acc.device).manual_seed(step))
-        self.raw.train(was_training)
+        ids = model.generate(labels, cfg_scale=2.0, generator=torch.Generator(self.acc.device).manual_seed(step))
         save_image(make_grid(tok.decode(ids).cpu(), nrow=4), path)
 
     def export_final(self, path: Path) -> None:
-        """EMA weights in this package's format."""
+        """EMA weights in this package's format (every process calls it; the main one writes)."""
+        shadow = self.ema.state_dict()  # collective under FSDP
+        if not self.acc.is_main_process:
+            return
         model = HARGenerator(self.raw.config)
-        model.load_state_dict({**model.state_dict(), **self.ema.state_dict()})
+        model.load_state_dict({**model.state_dict(), **shadow})
         model.source = f"trained: {path.parent}"
         save_model(model.eval(), str(path))
 

@@ -38,24 +38,102 @@ class Task(Protocol):
 
 class ModelTask:
     """Shared part of both trainers: model (``self.model`` prepared, ``self.raw`` unwrapped), EMA, optimizer
-    and scheduler, saved to and restored from checkpoints."""
+    and scheduler, saved to and restored from checkpoints.
+
+    Under ``distributed=fsdp`` with several processes the model is sharded with FSDP2 (``self.fsdp``); then
+    gathering weights or optimizer states is a collective, so the loop calls the checkpoint, image and export
+    methods on every process and only the main process writes.
+    """
+
+    fsdp: bool = False
+
+    def prepare_model(self, acc: Any, model: torch.nn.Module, block_types: tuple[type, ...]) -> None:
+        """Wrap ``model`` for the run (DDP through Accelerate, or FSDP2 shards), then build EMA and optimizer."""
+        from .engine import EMA, build_optimizer, param_groups, shard_model
+
+        cfg = self.cfg  # type: ignore[attr-defined]
+        self.acc = acc
+        self.fsdp = cfg.distributed == "fsdp" and acc.num_processes > 1
+        if self.fsdp:
+            model = shard_model(model.to(acc.device), block_types)
+            log.info("distributed=fsdp: model sharded over %d processes (FSDP2)", acc.num_processes)
+            self.ema = EMA(model, cfg.ema_decay)  # shards of the (identical) initial weights
+            self.opt = acc.prepare(build_optimizer(param_groups(model, cfg.optimizer.weight_decay), cfg.optimizer))
+            self.model = self.raw = model
+        else:
+            self.ema = EMA(model, cfg.ema_decay)
+            opt = build_optimizer(param_groups(model, cfg.optimizer.weight_decay), cfg.optimizer)
+            self.model, self.opt = acc.prepare(model, opt)
+            self.raw = acc.unwrap_model(self.model)
+
+    def _torch_optimizer(self) -> torch.optim.Optimizer:
+        return getattr(self.opt, "optimizer", self.opt)
 
     def checkpoint_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Model and EMA tensors."""
-        return {"model": self.acc.get_state_dict(self.model), "ema": self.ema.state_dict()}  # type: ignore[attr-defined]
+        """Model and EMA tensors (whole, on the main process; a collective under FSDP)."""
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            model = get_model_state_dict(self.raw, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        else:
+            model = self.acc.get_state_dict(self.model)
+        return {"model": model, "ema": self.ema.state_dict()}
 
     def checkpoint_state(self) -> dict[str, Any]:
-        """Optimizer/scheduler states and the EMA's update count."""
-        return {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "ema_updates": self.ema.updates}  # type: ignore[attr-defined]
+        """Optimizer/scheduler states and the EMA's update count (a collective under FSDP)."""
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+            opt = get_optimizer_state_dict(
+                self.raw, self._torch_optimizer(), options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            )
+        else:
+            opt = self.opt.state_dict()
+        return {"optimizer": opt, "optimizer_layout": "fsdp-full" if self.fsdp else "torch",
+                "scheduler": self.sched.state_dict(), "ema_updates": self.ema.updates}
 
     def load_checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
-        """Restore what the two methods above saved."""
-        missing, unexpected = self.raw.load_state_dict(tensors["model"], strict=False)  # type: ignore[attr-defined]
-        if missing or unexpected:
-            raise TrainingError(f"checkpoint model does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        self.ema.load_state_dict(tensors["ema"], state["ema_updates"])  # type: ignore[attr-defined]
-        self.opt.load_state_dict(state["optimizer"])  # type: ignore[attr-defined]
-        self.sched.load_state_dict(state["scheduler"])  # type: ignore[attr-defined]
+        """Restore what the two methods above saved (every process reads the same files)."""
+        layout = state.get("optimizer_layout", "torch")
+        if layout != ("fsdp-full" if self.fsdp else "torch"):
+            raise TrainingError(
+                f"checkpoint optimizer state was written by a {'FSDP' if layout == 'fsdp-full' else 'DDP'} run; "
+                f"resume it with the same distributed setting"
+            )
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+
+            want = {k for k in self.raw.state_dict()}
+            have = set(tensors["model"])
+            if want != have:
+                raise TrainingError(f"checkpoint model does not fit: missing {sorted(want - have)[:5]}, unexpected {sorted(have - want)[:5]}")
+            opts = StateDictOptions(full_state_dict=True)
+            set_model_state_dict(self.raw, tensors["model"], options=opts)
+            set_optimizer_state_dict(self.raw, self._torch_optimizer(), state["optimizer"], options=opts)
+        else:
+            missing, unexpected = self.raw.load_state_dict(tensors["model"], strict=False)
+            if missing or unexpected:
+                raise TrainingError(f"checkpoint model does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            self.opt.load_state_dict(state["optimizer"])
+        self.ema.load_state_dict(tensors["ema"], state["ema_updates"])
+        self.sched.load_state_dict(state["scheduler"])
+
+    def ema_model(self, build: Any) -> torch.nn.Module | None:
+        """An unsharded eval copy holding the EMA weights (``build()`` makes the empty model); ``None`` off the
+        main process. A collective under FSDP, where the training model cannot run on one process alone."""
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            full = get_model_state_dict(self.raw, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        else:
+            full = self.raw.state_dict()
+        shadow = self.ema.state_dict()
+        if not self.acc.is_main_process:
+            return None
+        model = build()
+        model.load_state_dict({**{k: v for k, v in full.items() if k in model.state_dict()},
+                               **{k: v for k, v in shadow.items() if k in model.state_dict()}}, strict=False)
+        return model.to(self.acc.device).eval()
 
 
 @dataclass
@@ -170,7 +248,7 @@ def run_training(
                 t_last, steps_since = now, 0
                 logger.log(done, record)
                 bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "lr") if k in record})
-            if done % cfg.image_every == 0 and main:
+            if done % cfg.image_every == 0:  # every process: gathering sharded weights is a collective
                 task.write_images(run / "images" / f"step-{done:08d}.png", done)
             if done % cfg.save_every == 0 or done == end or stop.signal is not None:
                 saved = _save(task, ckpts, acc, done, total)
@@ -182,8 +260,7 @@ def run_training(
     step = end
     final = None
     if step >= total:
-        if main:
-            task.export_final(run / "final")
+        task.export_final(run / "final")  # every process (collective under FSDP); the main one writes
         final = run / "final"
     acc.wait_for_everyone()
     acc.end_training()
@@ -193,9 +270,10 @@ def run_training(
 def _save(task: Task, ckpts: CheckpointDir, acc: Any, step: int, total: int) -> Path | None:
     """Main process writes the checkpoint; everyone waits so no process races ahead of a save."""
     tensors = task.checkpoint_tensors()  # collective under FSDP: every process calls it
+    task_state = task.checkpoint_state()  # likewise
     path = None
     if acc.is_main_process:
-        state = {"step": step, "max_steps": total, "rng": rng_state(), **task.checkpoint_state()}
+        state = {"step": step, "max_steps": total, "rng": rng_state(), **task_state}
         path = ckpts.save(step, tensors, state)
     acc.wait_for_everyone()
     return path

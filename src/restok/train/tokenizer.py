@@ -19,7 +19,7 @@ from ..metrics import codebook_stats
 from ..tokenizer import ResTok
 from ..vit import Block
 from .config import TrainConfig
-from .engine import EMA, TrainingError, build_optimizer, build_scheduler, param_groups
+from .engine import TrainingError, build_optimizer, build_scheduler, full_tensor, param_groups
 from .loop import ModelTask, RunResult, run_training
 
 __all__ = ["TokenizerTask", "train_tokenizer", "enable_activation_checkpointing"]
@@ -73,10 +73,7 @@ class TokenizerTask(ModelTask):
         if cfg.grad_checkpointing:
             enable_activation_checkpointing(model, (Block,))
         model.train()
-        self.ema = EMA(model, cfg.ema_decay)
-        opt = build_optimizer(param_groups(model, cfg.optimizer.weight_decay), cfg.optimizer)
-        self.model, self.opt = acc.prepare(model, opt)
-        self.raw = acc.unwrap_model(self.model)
+        self.prepare_model(acc, model, (Block,))
         self.sched = build_scheduler(self.opt, cfg.optimizer, cfg.max_steps)
         if cfg.compile:
             self.model = torch.compile(self.model)
@@ -134,7 +131,7 @@ class TokenizerTask(ModelTask):
         self.opt.step()
         self.sched.step()
         self.opt.zero_grad(set_to_none=True)
-        out_logs = {"loss": sums.pop("total"), **sums, "grad_norm": float(gnorm), "lr": self.sched.get_last_lr()[0]}
+        out_logs = {"loss": sums.pop("total"), **sums, "grad_norm": float(full_tensor(gnorm)), "lr": self.sched.get_last_lr()[0]}
         if self.loss.gan_active(step):
             for p in self.d_params:
                 p.requires_grad_(True)
@@ -194,21 +191,33 @@ class TokenizerTask(ModelTask):
     @torch.no_grad()
     def write_images(self, path: Path, step: int) -> None:
         """Originals (top row) over EMA reconstructions from each prefix length (one row each)."""
+        if self.fsdp:
+            with torch.random.fork_rng(devices=[]):
+                model = self.ema_model(lambda: ResTok(self.raw.config))  # collective
+            if model is not None:
+                self._reconstruction_grid(model, path)
+        elif self.acc.is_main_process:
+            was_training = self.raw.training
+            self.raw.eval()
+            with self.ema.swapped_in(self.raw):
+                self._reconstruction_grid(self.raw, path)
+            self.raw.train(was_training)
+
+    def _reconstruction_grid(self, model: ResTok, path: Path) -> None:
         x = self.preview.to(self.acc.device)
         rows = [x.cpu()]
-        was_training = self.raw.training
-        self.raw.eval()
-        with self.ema.swapped_in(self.raw):
-            _, q = self.raw.encode_latents(x)
-            for k in self.raw.prefix_lengths:
-                rows.append(self.raw.decode_codes(q.codes, k).clamp(0, 1).cpu())
-        self.raw.train(was_training)
+        _, q = model.encode_latents(x)
+        for k in model.prefix_lengths:
+            rows.append(model.decode_codes(q.codes, k).clamp(0, 1).cpu())
         save_image(make_grid(torch.cat(rows), nrow=x.shape[0]), path)
 
     def export_final(self, path: Path) -> None:
-        """EMA weights as an inference tokenizer (no alignment heads) in this package's format."""
+        """EMA weights as an inference tokenizer (no alignment heads) in this package's format (every process
+        calls it; the main one writes)."""
+        shadow = self.ema.state_dict()  # collective under FSDP
+        if not self.acc.is_main_process:
+            return
         model = ResTok(self.raw.inference_config())
-        shadow = self.ema.state_dict()
         state = {k: v for k, v in shadow.items() if k in model.state_dict()}
         missing, _ = model.load_state_dict(state, strict=False)
         if missing:
