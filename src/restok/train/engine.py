@@ -340,13 +340,27 @@ def make_accelerator(cfg: TrainConfig, run: Path, cpu: bool) -> Any:
     except ImportError:
         raise TrainingError("training needs Hugging Face Accelerate: pip install 'restok[train]'") from None
     trackers = available_trackers(cfg.trackers)
-    acc = Accelerator(
-        mixed_precision=cfg.mixed_precision,
-        cpu=cpu,
-        log_with=trackers or None,
-        project_dir=str(run / "logs"),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
-    )
+
+    def build() -> Any:
+        return Accelerator(
+            mixed_precision=cfg.mixed_precision,
+            cpu=cpu,
+            log_with=trackers or None,
+            project_dir=str(run / "logs"),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+        )
+
+    try:
+        acc = build()
+    except ValueError as e:
+        if "already been initialized" not in str(e):
+            raise
+        # A second run in the same Python process with another precision/device: Accelerate keeps a
+        # process-wide singleton, so drop its per-run part (the distributed set-up stays) and build again.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=False)
+        acc = build()
     from accelerate.utils import DistributedType
 
     if acc.distributed_type == DistributedType.FSDP:
