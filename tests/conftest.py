@@ -13,6 +13,33 @@ from restok import HARGenerator, ResTok
 DATA = Path(__file__).parent / "data"
 
 
+def _torchvision_cpu_shim() -> object | None:
+    """Let PyPI's CUDA-only torchvision import beside a CPU build of torch (tests only, never the library).
+
+    Its compiled ops cannot load without the CUDA libraries, and ``import torchvision`` then fails on the missing
+    ``torchvision::nms`` schema; defining the two schemas first (no kernels: nothing here calls them) lets timm
+    import. Done only when torch is a CPU build and torchvision's own library really fails to load.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("torchvision")
+    if torch.version.cuda is not None or spec is None or not spec.submodule_search_locations:
+        return None
+    libs = [p for d in spec.submodule_search_locations for p in Path(d).glob("_C*.so")]
+    try:
+        for p in libs:
+            torch.ops.load_library(str(p))
+        return None
+    except OSError:
+        lib = torch.library.Library("torchvision", "DEF")
+        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        lib.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
+        return lib
+
+
+_TORCHVISION_SHIM = _torchvision_cpu_shim()
+
+
 def official_keys(kind: str) -> dict[str, tuple[int, ...]]:
     """``{name: shape}`` of the official tokenizer/generator checkpoints (from the reference key lists)."""
     out = {}

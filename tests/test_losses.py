@@ -146,6 +146,31 @@ def test_teacher_features_shapes() -> None:
         build_dino_backbone("resnet")
 
 
+def test_dinov3_teacher_from_local_file_offline(tmp_path, monkeypatch) -> None:
+    """The DINOv3 teacher's timm path loads a local weights file with the Hub unreachable (ViT-S/16 here: the
+    ViT-L/16 of the paper goes through the same code with another timm name)."""
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    from restok.backbones import DINOV3_TIMM_NAMES
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    ref = timm.create_model(DINOV3_TIMM_NAMES["dinov3-vits16"], pretrained=False, dynamic_img_size=True).eval()
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(tmp_path / "dinov3_s.safetensors"))
+    teacher = build_feature_teacher("dinov3-vits16", str(tmp_path / "dinov3_s.safetensors"))
+    assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), teacher.net.state_dict().values()))
+    assert not any(p.requires_grad for p in teacher.parameters())
+    x = torch.rand(2, 3, 32, 48)
+    cls, patches = teacher(x)
+    h = ref.forward_features((x - teacher.mean) / teacher.std)  # CLS, 4 registers, then the 2 x 3 patches
+    assert cls.shape == (2, 384) and patches.shape == (2, 384, 2, 3)
+    assert torch.allclose(cls, h[:, 0], atol=1e-5)
+    assert torch.allclose(patches[:, :, 1, 2], h[:, -1], atol=1e-5)  # row-major patch order
+    with pytest.raises(BackboneError, match="does not exist"):
+        build_feature_teacher("dinov3-vitl16", str(tmp_path / "missing.safetensors"))
+
+
 def test_tokenizer_loss_state_roundtrip_and_lecam_ema() -> None:
     cfg = TokenizerLossConfig(perceptual_network="vgg16-tiny", discriminator_backbone="vit-tiny", alignment_teacher="vit-tiny", discriminator_start=0, lecam_decay=0.5)
     loss = TokenizerLoss(cfg)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -43,7 +44,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 LPIPS_LIN_URL = "https://heibox.uni-heidelberg.de/f/607503859c864bc1b30b/?dl=1"  # taming-transformers vgg.pth
 DINO_VITS16_URL = "https://dl.fbaipublicfiles.com/dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth"
-DINOV3_TIMM_NAME = "hf-hub:timm/vit_large_patch16_dinov3.lvd1689m"
+# timm names of the DINOv3 teachers (their pretrained configs point at the Hub repos timm/<name>); the paper
+# aligns to ViT-L/16, the ViT-S/16 is a light stand-in for small runs.
+DINOV3_TIMM_NAMES = {
+    "dinov3-vitl16": "vit_large_patch16_dinov3.lvd1689m",
+    "dinov3-vits16": "vit_small_patch16_dinov3.lvd1689m",
+}
 RANDOM_INIT_SEED = 1234  # small spec networks without a file: the same random weights on every machine
 
 
@@ -338,30 +344,35 @@ class FeatureTeacher(nn.Module):
         return cls.float(), patches.float()
 
 
-def _timm_dinov3(weights: str | None) -> FeatureTeacher:
-    """DINOv3 ViT-L/16 through timm (pretrained from the Hub, or from a local weights file)."""
+def _timm_dinov3(spec: str, weights: str | None) -> FeatureTeacher:
+    """A DINOv3 ViT through timm: pretrained from the Hub, or from a local weights file (offline)."""
     try:
         import timm
     except ImportError:
         raise BackboneError(
-            "the 'dinov3-vitl16' alignment teacher needs timm (pip install timm); "
+            f"the {spec!r} alignment teacher needs timm (pip install timm); "
             "or choose the small 'vit-tiny' teacher for toy runs"
         ) from None
-    overlay = {"file": weights} if weights else None
-    net = timm.create_model(DINOV3_TIMM_NAME, pretrained=True, dynamic_img_size=True, pretrained_cfg_overlay=overlay)
+    if weights is not None and not Path(weights).is_file():
+        raise BackboneError(f"alignment teacher {spec}: weights file {weights} does not exist")
+    # timm's built-in name, not "hf-hub:...": the latter fetches the config from the Hub even when a local file is
+    # given, so it fails offline.
+    overlay = {"file": str(weights)} if weights else None
+    net = timm.create_model(DINOV3_TIMM_NAMES[spec], pretrained=True, dynamic_img_size=True, pretrained_cfg_overlay=overlay)
+    patch = int(net.patch_embed.patch_size[0])
 
     def features(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = net.forward_features(x)  # (B, 1 + 4 registers + N, F), after the final norm
-        n = (x.shape[-2] // 16) * (x.shape[-1] // 16)
-        patches = h[:, -n:].transpose(1, 2).reshape(x.shape[0], h.shape[-1], x.shape[-2] // 16, x.shape[-1] // 16)
+        gh, gw = x.shape[-2] // patch, x.shape[-1] // patch
+        patches = h[:, -gh * gw :].transpose(1, 2).reshape(x.shape[0], h.shape[-1], gh, gw)
         return h[:, 0], patches
 
     return _freeze(FeatureTeacher(net, features, net.num_features))
 
 
 def build_feature_teacher(spec: str = "dinov3-vitl16", weights: str | None = None) -> FeatureTeacher:
-    """The alignment teacher: ``dinov3-vitl16`` (timm), ``dino-vits16`` or ``vit-tiny`` (built in)."""
-    if spec == "dinov3-vitl16":
-        return _timm_dinov3(weights)
+    """The alignment teacher: ``dinov3-vitl16`` / ``dinov3-vits16`` (timm), ``dino-vits16`` or ``vit-tiny`` (built in)."""
+    if spec in DINOV3_TIMM_NAMES:
+        return _timm_dinov3(spec, weights)
     vit = build_dino_backbone(spec, weights)
     return _freeze(FeatureTeacher(vit, vit.features, vit.dim))

@@ -236,7 +236,7 @@ class TokenizerLossConfig:
     alignment_margin: float = 0.25  # hinge at cos = 1 - margin
     encoder_alignment: bool = True  # coarsest image tokens vs the teacher's CLS
     decoder_alignment: bool = True  # decoder feature queries vs the teacher's patch tokens
-    alignment_teacher: str = "dinov3-vitl16"  # dinov3-vitl16 | dino-vits16 | vit-tiny
+    alignment_teacher: str = "dinov3-vitl16"  # dinov3-vitl16 | dinov3-vits16 | dino-vits16 | vit-tiny
     alignment_weights: str | None = None
 
     @classmethod
