@@ -208,7 +208,7 @@ def test_fsdp_generator_matches_one_process_and_resumes_exactly(codes, tmp_path)
     """distributed=fsdp (FSDP2 shards, 2 CPU processes): same weights as 1 process; stop + resume is bitwise exact."""
     pytest.importorskip("accelerate")
     base = ["train", "generator", "--config", "har-tiny", "--codes", str(codes), "--max-steps", "4", "--no-progress",
-            "--device", "cpu", "batch_size=4", "save_every=2", "image_every=2", "trackers=[]", NO_DROPOUT]
+            "--device", "cpu", "batch_size=4", "grad_accum=2", "save_every=2", "image_every=2", "trackers=[]", NO_DROPOUT]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, "-m", "restok", *base, "--out", str(tmp_path / "one")], capture_output=True, text=True, env=env, timeout=300)
     assert one.returncode == 0, one.stderr[-2000:]

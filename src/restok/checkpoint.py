@@ -96,7 +96,8 @@ def _hub_download(repo_id: str, filename: str, revision: str | None = None) -> s
     return hf_hub_download(repo_id, filename, revision=revision)
 
 
-# Names reserved for the small MNIST models that configs/mnist-*.yaml train, shipped in assets/<name>/ once trained.
+# The small MNIST models that configs/mnist-*.yaml train, shipped in assets/<name>/ (config, weights and card.json:
+# how they were trained and what they measure).
 EMBEDDED_MODELS = ("restok-tiny-mnist", "har-tiny-mnist")
 
 
@@ -107,6 +108,14 @@ def embedded_model_dir(name: str) -> Path:
     return Path(str(resources.files("restok").joinpath("assets", name)))
 
 
+def embedded_model_card(name: str) -> dict[str, Any] | None:
+    """The ``card.json`` of an embedded model (training command, wall time, measured figures), if it has one."""
+    if name not in EMBEDDED_MODELS:
+        return None
+    card = embedded_model_dir(name) / "card.json"
+    return json.loads(card.read_text()) if card.is_file() else None
+
+
 def resolve_checkpoint(path_or_hub_id: str, revision: str | None = None) -> tuple[dict[str, Any] | None, Path]:
     """Find ``(config dict or None, weights file)`` for an embedded model name, a directory, a weights file
     or a Hub repo id."""
@@ -114,8 +123,8 @@ def resolve_checkpoint(path_or_hub_id: str, revision: str | None = None) -> tupl
         d = embedded_model_dir(str(path_or_hub_id))
         if not d.is_dir():
             raise CheckpointError(
-                f"the embedded model {path_or_hub_id!r} is not shipped in this version (the small MNIST models are not "
-                "trained yet); pass a local directory, file or Hub id instead"
+                f"the embedded model {path_or_hub_id!r} is missing from this installation ({d}); reinstall restok, "
+                "or pass a local directory, file or Hub id instead"
             )
         path_or_hub_id = str(d)
     p = Path(path_or_hub_id).expanduser()

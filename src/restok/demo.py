@@ -21,6 +21,7 @@ import torch
 
 from .datasets import MNISTDigits
 from .generator import HARGenerator
+from .checkpoint import embedded_model_card
 from .images import make_grid, save_image
 from .metrics import codebook_stats, psnr
 from .tokenizer import ResTok
@@ -113,6 +114,7 @@ def run_demo(
         "seed": seed,
         "timings": timings,
         "progressive_prefixes": ks,
+        "cards": {name: card for name in (tokenizer, generator) if (card := embedded_model_card(name)) is not None},
     }
     timings["total_s"] = time.perf_counter() - t0
     (out / "figures.json").write_text(json.dumps(figures, indent=2))
@@ -120,6 +122,21 @@ def run_demo(
     bar.update(1)
     bar.close()
     return figures
+
+
+def _cards_md(cards: dict[str, Any]) -> str:
+    """The embedded models' training record and measured figures, as a Markdown section (empty without cards)."""
+    if not cards:
+        return ""
+    lines = ["## How the embedded models were made and what they measure", ""]
+    for name, card in cards.items():
+        lines.append(f"`{name}`: `{card.get('command', '?')}` ({card.get('wall_time_s', 0) / 60:.0f} min on {card.get('machine', '?')}).")
+        lines.append("")
+    lines += ["| model | figure | value |", "|---|---|---|"]
+    for name, card in cards.items():
+        for key, value in card.get("figures", {}).items():
+            lines.append(f"| {name} | {key} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {key} | {value} |")
+    return "\n".join(lines) + "\n\n"
 
 
 def _write_reports(out: Path, f: dict[str, Any]) -> None:
@@ -152,7 +169,7 @@ Codebook usage on these digits: {f['codebook_usage']:.1%}; entropy {f['codebook_
 
 ![progressive](progressive.png)
 
-## Timings (this machine)
+{_cards_md(f.get("cards", {}))}## Timings (this machine)
 load {t['load_s']:.2f} s; encode {1e3 * t['encode_s_per_image']:.2f} ms/image; decode {1e3 * t['decode_s_per_image']:.2f} ms/image;
 generate {1e3 * t['generate_s_per_image']:.2f} ms/image; total {t['total_s']:.1f} s.
 """

@@ -4,7 +4,6 @@ dropped to the null class for classifier-free guidance."""
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +73,7 @@ class GeneratorTask(ModelTask):
         loss_sum, acc_sum = 0.0, 0.0
         for i, (t, y) in enumerate(chunks):
             sync = i == len(chunks) - 1
-            with (nullcontext() if sync else acc.no_sync(self.model)):
+            with self.grad_sync(self.raw if self.fsdp else self.model, sync):
                 with acc.autocast():
                     logits = self.model(t, y, drop_labels=False)  # (b, L, V)
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), t.reshape(-1))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 import torch
 
@@ -65,6 +66,21 @@ class ModelTask:
             opt = build_optimizer(param_groups(model, cfg.optimizer.weight_decay), cfg.optimizer)
             self.model, self.opt = acc.prepare(model, opt)
             self.raw = acc.unwrap_model(self.model)
+
+    @contextmanager
+    def grad_sync(self, module: torch.nn.Module, sync: bool) -> Iterator[None]:
+        """Gradient accumulation: skip the all-reduce (DDP) or reduce-scatter (FSDP) on all but the last micro-batch."""
+        if sync:
+            yield
+        elif self.fsdp and hasattr(module, "set_requires_gradient_sync"):
+            module.set_requires_gradient_sync(False)
+            try:
+                yield
+            finally:
+                module.set_requires_gradient_sync(True)
+        else:
+            with self.acc.no_sync(module):
+                yield
 
     def _torch_optimizer(self) -> torch.optim.Optimizer:
         return getattr(self.opt, "optimizer", self.opt)

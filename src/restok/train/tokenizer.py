@@ -85,7 +85,10 @@ class TokenizerTask(ModelTask):
             d_opt = build_optimizer(param_groups(self.loss.discriminator.heads, cfg.disc_optimizer.weight_decay), cfg.disc_optimizer)
             self.loss_ddp, self.d_opt = acc.prepare(self.loss, d_opt)
             self.d_sched = build_scheduler(self.d_opt, cfg.disc_optimizer, d_total)
-        self.preview = torch.stack([self.dataset[(i, i)]["image"] for i in range(min(8, len(self.dataset)))])
+        # Preview images spread over the data (class-sorted folders would otherwise show one class only).
+        n = len(self.dataset)
+        picks = sorted({(i * n) // min(8, n) for i in range(min(8, n))})
+        self.preview = torch.stack([self.dataset[(i, i)]["image"] for i in picks])
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Batch images (skipped files listed)."""
@@ -117,7 +120,7 @@ class TokenizerTask(ModelTask):
         recons = []
         for i, (x, k) in enumerate(chunks):
             sync = i == len(chunks) - 1
-            with (nullcontext() if sync else acc.no_sync(self.model)):
+            with self.grad_sync(self.raw if self.fsdp else self.model, sync):
                 with acc.autocast():
                     out = self.model(x, kept_tokens=k)
                 loss, logs = self.loss.generator_loss(x, out, step, loss_gen)
