@@ -25,6 +25,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=Path, required=True)
     ap.add_argument("--machine", required=True, help="where the models were trained, for the card")
+    ap.add_argument("--assets", type=Path, default=ASSETS, help="destination (default: the package's assets folder)")
     args = ap.parse_args()
     times = json.loads((args.runs / "times.json").read_text())
     ev = args.runs / "eval"
@@ -41,7 +42,7 @@ def main() -> None:
         },
     }
     for name, run in SHIPPED.items():
-        dest = ASSETS / name
+        dest = args.assets / name
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(args.runs / run / "final", dest)

@@ -211,3 +211,16 @@ model:
 
     kind, _ = convert_checkpoint(str(run / "checkpoint-10" / "ema_model" / "pytorch_model.bin"), tmp_path / "out")
     assert kind == "generator"
+
+
+def test_saved_files_follow_the_umask_not_private(tmp_path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        ResTok.from_preset("restok-tiny").save_pretrained(str(tmp_path / "tok"))
+    finally:
+        os.umask(old)
+    for f in ("config.json", "model.safetensors"):
+        assert stat.S_IMODE((tmp_path / "tok" / f).stat().st_mode) == 0o644, f
