@@ -51,6 +51,16 @@ def codes(tmp_path_factory, images) -> Path:
     return out
 
 
+def test_generator_grids_use_the_tokenizer_the_codes_name(images, tmp_path) -> None:
+    torch.manual_seed(0)
+    ResTok.from_preset("restok-tiny").save_pretrained(str(tmp_path / "tok"))
+    tok = ResTok.from_pretrained(str(tmp_path / "tok")).eval()
+    extract_codes(tok, open_image_source(images), tmp_path / "codes", crop="center-only", progress=False)
+    cfg = load_train_config("har-tiny", "generator", [*FAST_GEN, "image_every=2"])
+    train_generator(cfg, str(tmp_path / "codes"), tmp_path / "run", max_steps=2, progress=False)
+    assert (tmp_path / "run" / "images" / "step-00000002.png").stat().st_size > 100
+
+
 def test_schedule_and_ema_rules() -> None:
     assert warmup_cosine(0, 10, 100, 1e-4, 1e-5) == 0.0
     assert warmup_cosine(5, 10, 100, 1e-4, 1e-5) == pytest.approx(0.5)

@@ -4,6 +4,7 @@ dropped to the null class for classifier-free guidance."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ def build_generator_for_training(cfg: TrainConfig, meta: dict[str, Any]) -> HARG
     if "ar_tokens" not in cfg.model_overrides:
         overrides["ar_tokens"] = min(meta["tokenizer"]["config"].get("min_tokens", 4), meta["num_tokens"])
     return HARGenerator.from_preset(cfg.model, **overrides)
+
+
+log = logging.getLogger("restok.train")
 
 
 class GeneratorTask(ModelTask):
@@ -104,9 +108,16 @@ class GeneratorTask(ModelTask):
             from ..tokenizer import ResTok
 
             name = self.cfg.tokenizer or self.dataset.meta["tokenizer"].get("source")
+            if isinstance(name, dict):  # what from_pretrained records: {"source": path or Hub id, "weights": file}
+                name = name.get("source")
+            if not name:
+                log.warning("no tokenizer to decode sample grids (set tokenizer=PATH); training goes on without them")
+                self._tokenizer = False
+                return self._tokenizer
             try:
-                self._tokenizer = ResTok.from_pretrained(name).eval().to(self.acc.device) if name else False
-            except Exception:  # noqa: BLE001 - grids are optional; training goes on without them
+                self._tokenizer = ResTok.from_pretrained(str(name)).eval().to(self.acc.device)
+            except Exception as e:  # noqa: BLE001 - grids are optional; training goes on without them
+                log.warning("cannot load tokenizer %s for sample grids (%s); set tokenizer=PATH", name, e)
                 self._tokenizer = False
         return self._tokenizer
 
