@@ -280,6 +280,13 @@ def test_bf16_and_compiled_generator_training(codes, tmp_path) -> None:
     assert all(np.isfinite(r["loss"]) for r in logs if "loss" in r)
 
 
+def test_fp16_on_cpu_warns_that_it_trains_in_fp32(codes, tmp_path, caplog) -> None:
+    cfg = load_train_config("har-tiny", "generator", [*FAST_GEN, "mixed_precision=fp16"])
+    with caplog.at_level("WARNING", logger="restok.train"):
+        train_generator(cfg, str(codes), tmp_path / "run", max_steps=1, progress=False, device="cpu")
+    assert any("fp16 needs a GPU" in r.message for r in caplog.records)
+
+
 def test_run_folder_and_config_guards(codes, tmp_path) -> None:
     cfg = load_train_config("har-tiny", "generator", FAST_GEN)
     train_generator(cfg, str(codes), tmp_path / "run", max_steps=2, progress=False)

@@ -368,6 +368,12 @@ def make_accelerator(cfg: TrainConfig, run: Path, cpu: bool) -> Any:
             "Accelerate was launched with its FSDP plugin; restok shards the model itself: launch without the FSDP "
             "settings (plain multi-GPU/CPU) and pass distributed=fsdp"
         )
+    if cfg.mixed_precision == "fp16" and acc.scaler is None and not acc.native_amp:
+        # Accelerate keeps fp16 for accelerators: on a CPU it quietly trains in fp32 (no autocast, no scaler).
+        logging.getLogger("restok.train").warning(
+            "mixed_precision=fp16 needs a GPU; on %s Accelerate trains in fp32 (use bf16 for mixed precision on CPU)",
+            acc.device.type,
+        )
     if cfg.distributed == "fsdp" and acc.num_processes == 1:
         logging.getLogger("restok.train").warning("distributed=fsdp with one process: nothing to shard, training unsharded")
     return acc
