@@ -26,6 +26,24 @@ def test_mnist_split_sizes_and_disjointness() -> None:
         load_mnist("val")
 
 
+def test_embedded_photos_as_an_image_source(tmp_path) -> None:
+    """scikit-image's sample photos (shipped in its wheel) as ordinary data: decodable, usable for reconstruction."""
+    pytest.importorskip("skimage")
+    from restok.data import ImageDataset, decode_image
+    from restok.datasets import skimage_photos
+
+    src = open_image_source("embedded:photos")
+    assert len(src) == 8 and src.num_classes == 0 and src.records[0].label == -1
+    first = decode_image(src.records[0].read())
+    assert first.mode == "RGB" and min(first.size) >= 256  # full resolution, cropped where used
+    ds = ImageDataset(src, 64, train=False)
+    x = torch.stack([ds[(i, 0)]["image"] for i in range(len(src))])
+    names, ref = skimage_photos(64)
+    assert names[0] == "astronaut" and torch.allclose(x, ref, atol=1 / 255)  # the same resize + centre crop
+    tok = ResTok.from_preset("restok-tiny", image_size=64).eval()  # reconstructs like any image batch
+    assert tok.decode(tok.encode(x)).shape == (8, 3, 64, 64)
+
+
 def test_embedded_data_as_image_source_and_dataset() -> None:
     src = open_image_source("embedded:mnist-test")
     assert len(src) == 1000 and src.num_classes == 10 and src.records[0].label == 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import io
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,10 +24,12 @@ from PIL import Image
 
 from .data import DataError, ImageRecord, ImageSource, pil_to_tensor
 
-__all__ = ["load_mnist", "mnist_source", "MNISTDigits", "embedded_source", "skimage_photos", "EMBEDDED_SOURCES"]
+__all__ = ["load_mnist", "mnist_source", "MNISTDigits", "embedded_source", "photo_source", "skimage_photos", "EMBEDDED_SOURCES"]
 
 HELD_OUT_PER_CLASS = 100
-EMBEDDED_SOURCES = ("mnist-train", "mnist-test", "mnist")
+EMBEDDED_SOURCES = ("mnist-train", "mnist-test", "mnist", "photos")
+# The colour sample photos that scikit-image's wheel carries (no download needed).
+PHOTO_NAMES = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "cat")
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,10 +77,37 @@ def mnist_source(split: str = "train") -> ImageSource:
 
 
 def embedded_source(name: str) -> ImageSource:
-    """``mnist-train``, ``mnist-test`` or ``mnist`` (all 5,000)."""
+    """``mnist-train``, ``mnist-test``, ``mnist`` (all 5,000) or ``photos`` (scikit-image's sample photos)."""
     if name not in EMBEDDED_SOURCES:
         raise DataError(f"unknown embedded data {name!r}; choose one of {', '.join(EMBEDDED_SOURCES)}")
+    if name == "photos":
+        return photo_source()
     return mnist_source({"mnist": "all"}.get(name, name.split("-")[1]))
+
+
+def _skimage_data() -> Any:
+    try:
+        from skimage import data as skdata
+    except ImportError:
+        raise DataError("the sample photos come from scikit-image: pip install scikit-image") from None
+    return skdata
+
+
+def _photo_png(name: str) -> bytes:
+    """One sample photo, full resolution, as PNG bytes (RGB)."""
+    arr = np.asarray(getattr(_skimage_data(), name)())
+    buf = io.BytesIO()
+    Image.fromarray(arr[..., :3].astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def photo_source() -> ImageSource:
+    """scikit-image's colour sample photos as an unlabelled :class:`ImageSource` (full resolution; the usual
+    resize and centre crop happen where the images are used, as for any folder of photos)."""
+    skdata = _skimage_data()
+    names = [n for n in PHOTO_NAMES if hasattr(skdata, n)]
+    records = [ImageRecord(f"skimage:{n}", -1, functools.partial(_photo_png, n)) for n in names]
+    return ImageSource(records, [], f"scikit-image sample photos ({len(records)} images, unlabelled)")
 
 
 class MNISTDigits(torch.utils.data.Dataset):
@@ -104,14 +134,11 @@ class MNISTDigits(torch.utils.data.Dataset):
 
 def skimage_photos(size: int) -> tuple[list[str], torch.Tensor]:
     """The scikit-image sample photos (colour ones), resized and centre-cropped to ``size`` -> names, (N, 3, S, S)."""
-    try:
-        from skimage import data as skdata
-    except ImportError:
-        raise DataError("the sample photos come from scikit-image: pip install scikit-image") from None
+    skdata = _skimage_data()
     from .data import eval_resize_crop
 
     names, images = [], []
-    for name in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "cat"):
+    for name in PHOTO_NAMES:
         fn = getattr(skdata, name, None)
         if fn is None:
             continue
