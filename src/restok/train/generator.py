@@ -124,18 +124,7 @@ class GeneratorTask(ModelTask):
     @torch.no_grad()
     def write_images(self, path: Path, step: int) -> None:
         """A grid of EMA samples (one row per class, up to 8 classes), when a tokenizer can decode them."""
-        if self.fsdp:
-            with torch.random.fork_rng(devices=[]):
-                model = self.ema_model(lambda: HARGenerator(self.raw.config))  # collective
-            if model is None:
-                return
-            self._sample_grid(model, path, step)
-        elif self.acc.is_main_process:
-            was_training = self.raw.training
-            self.raw.eval()
-            with self.ema.swapped_in(self.raw):
-                self._sample_grid(self.raw, path, step)
-            self.raw.train(was_training)
+        self.with_ema_model(lambda: HARGenerator(self.raw.config), lambda model: self._sample_grid(model, path, step))
 
     def _sample_grid(self, model: HARGenerator, path: Path, step: int) -> None:
         tok = self._load_tokenizer()

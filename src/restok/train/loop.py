@@ -134,22 +134,31 @@ class ModelTask:
         self.ema.load_state_dict(tensors["ema"], state["ema_updates"])
         self.sched.load_state_dict(state["scheduler"])
 
-    def ema_model(self, build: Any) -> torch.nn.Module | None:
-        """An unsharded eval copy holding the EMA weights (``build()`` makes the empty model); ``None`` off the
-        main process. A collective under FSDP, where the training model cannot run on one process alone."""
+    def with_ema_model(self, build: Any, draw: Any) -> None:
+        """Call ``draw(model)`` on the main process with an eval model holding the EMA weights (for image grids).
+
+        DDP: the training model with the averages swapped in, then restored. FSDP: the training model cannot run on
+        one process alone, so every process joins in gathering the weights into an unsharded copy made by
+        ``build()`` (with the global RNG untouched), and the main process draws with it.
+        """
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
             full = get_model_state_dict(self.raw, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        else:
-            full = self.raw.state_dict()
-        shadow = self.ema.state_dict()
-        if not self.acc.is_main_process:
-            return None
-        model = build()
-        model.load_state_dict({**{k: v for k, v in full.items() if k in model.state_dict()},
-                               **{k: v for k, v in shadow.items() if k in model.state_dict()}}, strict=False)
-        return model.to(self.acc.device).eval()
+            shadow = self.ema.state_dict()
+            if not self.acc.is_main_process:
+                return
+            with torch.random.fork_rng(devices=[]):
+                model = build()
+            keys = model.state_dict().keys()
+            model.load_state_dict({k: v for k, v in {**full, **shadow}.items() if k in keys}, strict=False)
+            draw(model.to(self.acc.device).eval())
+        elif self.acc.is_main_process:
+            was_training = self.raw.training
+            self.raw.eval()
+            with self.ema.swapped_in(self.raw):
+                draw(self.raw)
+            self.raw.train(was_training)
 
 
 @dataclass

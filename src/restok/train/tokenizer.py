@@ -194,17 +194,7 @@ class TokenizerTask(ModelTask):
     @torch.no_grad()
     def write_images(self, path: Path, step: int) -> None:
         """Originals (top row) over EMA reconstructions from each prefix length (one row each)."""
-        if self.fsdp:
-            with torch.random.fork_rng(devices=[]):
-                model = self.ema_model(lambda: ResTok(self.raw.config))  # collective
-            if model is not None:
-                self._reconstruction_grid(model, path)
-        elif self.acc.is_main_process:
-            was_training = self.raw.training
-            self.raw.eval()
-            with self.ema.swapped_in(self.raw):
-                self._reconstruction_grid(self.raw, path)
-            self.raw.train(was_training)
+        self.with_ema_model(lambda: ResTok(self.raw.config), lambda model: self._reconstruction_grid(model, path))
 
     def _reconstruction_grid(self, model: ResTok, path: Path) -> None:
         x = self.preview.to(self.acc.device)
