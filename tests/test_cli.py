@@ -106,6 +106,11 @@ def test_tokenize_then_detokenize(models, image_dir, tmp_path):
     r = run("detokenize", str(codes), "--out", str(tmp_path / "dec"), "--tokens", "16")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "dec" / "rgb.png").is_file() and (tmp_path / "dec" / "gray.png").is_file()
+    r = run("detokenize", str(codes), "--out", str(tmp_path / "dec16"), "--tokens", "16", "--pixel-dtype", "bf16")
+    assert r.returncode == 0, r.stderr
+    a = np.asarray(Image.open(tmp_path / "dec" / "rgb.png"), dtype=np.float64)
+    b = np.asarray(Image.open(tmp_path / "dec16" / "rgb.png"), dtype=np.float64)
+    assert a.shape == b.shape and np.abs(a - b).mean() < 3.0  # bf16 pixel decoder: within a few 8-bit levels
 
 
 def test_generate_writes_images_grid_manifest_and_progressive(models, tmp_path):

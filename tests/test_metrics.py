@@ -148,6 +148,11 @@ def test_end_to_end_reconstruction_and_generation(inception_file, image_folder, 
     sampling = {"cfg_scale": 2.0}
     g = evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "gen.json", per_class=3, batch_size=4, seed=1, sampling=sampling, progress=False)
     assert g["num_samples"] == 6 and g["gfid"] > 0 and 0 <= g["precision"] <= 1 and g["settings"]["sampling"] == sampling
+    assert g["settings"]["pixel_decoder_dtype"] == "torch.float32" and g["settings"]["autocast"] is None
+    fast = evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "gen-bf16.json", per_class=3, batch_size=4, seed=1,
+                               sampling=sampling, progress=False, autocast_dtype=torch.bfloat16, pixel_dtype=torch.bfloat16)
+    assert fast["num_samples"] == 6 and fast["settings"]["pixel_decoder_dtype"] == "torch.bfloat16"
+    assert fast["settings"]["autocast"] == "torch.bfloat16"
     # resume: the finished chunks are reused, so the number is the same
     again = evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "gen.json", per_class=3, batch_size=4, seed=1, sampling=sampling, progress=False)
     assert again["gfid"] == g["gfid"]

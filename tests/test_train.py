@@ -350,6 +350,32 @@ def test_weight_decay_groups_follow_official_exclusions() -> None:
     assert "decoder.decoder_embed.0.weight" in nn_ and "encoder.level_embedding.0" in nn_
 
 
+def test_fused_adamw_is_the_default_and_matches_the_reference_loop() -> None:
+    from restok.train.config import OptimConfig
+    from restok.train.engine import build_optimizer
+
+    def run(fused: bool) -> tuple[torch.optim.Optimizer, torch.Tensor]:
+        torch.manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(32, 16)), torch.nn.Parameter(torch.randn(16))]
+        opt = build_optimizer([{"params": params[:1], "weight_decay": 0.05}, {"params": params[1:], "weight_decay": 0.0}],
+                              OptimConfig(lr=1e-2, fused=fused))
+        g = torch.Generator().manual_seed(1)
+        for _ in range(5):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g)
+            opt.step()
+        return opt, torch.cat([p.detach().flatten() for p in params])
+
+    fused, a = run(True)
+    ref, b = run(False)
+    assert fused.param_groups[0]["fused"] is True and ref.param_groups[0]["foreach"] is False
+    torch.manual_seed(0)
+    start = torch.cat([torch.randn(32, 16).flatten(), torch.randn(16)])
+    assert (a - start).abs().min() > 0  # every entry moved
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert OptimConfig().fused is True
+
+
 def test_activation_checkpointing_gives_same_gradients() -> None:
     from restok.train.tokenizer import enable_activation_checkpointing
     from restok.vit import Block

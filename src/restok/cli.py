@@ -146,7 +146,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         x = torch.stack([t for _, t in batch]).to(device)
         with _autocast(device, args.dtype):
             ids = tok.encode(x)
-            recons = {k: tok.decode(ids[:, :k]) for k in ks}
+            recons = {k: tok.decode(ids[:, :k], _DTYPES[args.pixel_dtype]) for k in ks}
         for i, (path, orig) in enumerate(batch):
             stem = Path(path).stem
             for k in ks:
@@ -196,7 +196,7 @@ def cmd_detokenize(args: argparse.Namespace) -> int:
     for idx in _progress(list(_batches(list(range(len(files))), args.batch_size)), "decoding"):
         for k in ks:
             with _autocast(device, args.dtype):
-                imgs = tok.decode(ids_all[idx, :k].to(device))
+                imgs = tok.decode(ids_all[idx, :k].to(device), _DTYPES[args.pixel_dtype])
             for j, i in enumerate(idx):
                 save_image(imgs[j], out / (f"{Path(files[i]).stem}.png" if len(ks) == 1 else f"{Path(files[i]).stem}_k{k}.png"))
     print(f"wrote {len(files) * len(ks)} image(s) to {out}")
@@ -228,7 +228,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         callback = (lambda s, seq, end: steps.append(seq.clone())) if args.progressive else None
         with _autocast(device, args.dtype):
             ids = gen.generate(chunk, generator=rng, callback=callback, **settings)
-            images = tok.decode(ids)
+            images = tok.decode(ids, _DTYPES[args.pixel_dtype])
         for j, label in enumerate(chunk):
             n = b * args.batch_size + j
             name = f"{n:06d}_class{label}.png"
@@ -238,7 +238,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 ends = [int(s.shape[1]) for s in steps]
                 shown = [k for k in prefixes if k in ends]
                 with _autocast(device, args.dtype):
-                    frames = [tok.decode(ids[j : j + 1, :k])[0].cpu() for k in shown]
+                    frames = [tok.decode(ids[j : j + 1, :k], _DTYPES[args.pixel_dtype])[0].cpu() for k in shown]
                 save_image(make_grid(frames, nrow=len(frames)), out / f"{n:06d}_class{label}_progressive.png")
         all_images.append(images.cpu())
     elapsed = time.perf_counter() - t0
@@ -331,6 +331,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     """Options every model-running command takes."""
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="where to run (default: auto)")
     p.add_argument("--dtype", default="fp32", choices=list(_DTYPES), help="autocast precision (default: fp32)")
+    p.add_argument("--pixel-dtype", default="fp32", choices=list(_DTYPES),
+                   help="precision of the CNN pixel decoder (default: fp32, as the official code; bf16 is several times "
+                        "faster on GPUs and AMX CPUs, pixels within bf16 rounding)")
     p.add_argument("--batch-size", type=int, default=16, help="images per batch (default: 16)")
 
 

@@ -32,6 +32,7 @@ def _print(result: dict[str, Any] | None, keys: tuple[str, ...], out: str) -> No
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run one evaluation."""
+    from .cli import _DTYPES
     from .data import open_image_source
     from .evaluation import evaluate_generation, evaluate_reconstruction, make_reference
     from .inception import load_inception
@@ -57,6 +58,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = evaluate_reconstruction(
             tok, open_image_source(args.data), inception, args.out, tokens=args.tokens, num_images=args.num_images,
             batch_size=args.batch_size, allow_partial=args.allow_partial, rank=rank, world=world, barrier=barrier, progress=progress,
+            pixel_dtype=_DTYPES[args.pixel_dtype],
         )
         _print(result, ("rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy", "num_images", "inception_score"), args.out)
         return 0
@@ -71,6 +73,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         gen, tok, inception, args.reference, args.out, num_samples=args.num_samples, per_class=args.per_class,
         batch_size=args.batch_size, seed=args.seed, sampling=sampling, allow_partial=args.allow_partial,
         rank=rank, world=world, barrier=barrier, progress=progress,
+        autocast_dtype=_DTYPES[args.dtype], pixel_dtype=_DTYPES[args.pixel_dtype],
     )
     _print(result, ("gfid", "precision", "recall", "inception_score", "num_samples"), args.out)
     return 0
@@ -78,7 +81,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def add_eval_commands(sub: Any) -> None:
     """Register ``restok eval ...``."""
-    from .cli import RELEASED_RECIPE
+    from .cli import _DTYPES, RELEASED_RECIPE
 
     e = sub.add_parser("eval", help="rFID/PSNR/SSIM/codebook metrics, gFID/IS/precision/recall, reference batches")
     esub = e.add_subparsers(dest="task", required=True)
@@ -95,11 +98,16 @@ def add_eval_commands(sub: Any) -> None:
         s.add_argument("--no-progress", action="store_true")
         s.set_defaults(func=cmd_eval)
 
+    def pixel(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--pixel-dtype", default="fp32", choices=list(_DTYPES),
+                       help="precision of the CNN pixel decoder (default: fp32, as the official code)")
+
     s = esub.add_parser("reconstruction", help="rFID (TiTok protocol), PSNR, SSIM, codebook usage and entropy")
     s.add_argument("--tokenizer", required=True)
     s.add_argument("--data", required=True, help="image folder or .tar shards (ImageNet val: the 50,000 images)")
     s.add_argument("--tokens", type=int, default=None, help="decode from this many tokens (default: all)")
     s.add_argument("--num-images", type=int, default=None, help="images to use (default: all in --data)")
+    pixel(s)
     common(s)
 
     s = esub.add_parser("generation", help="gFID, precision/recall, Inception Score against a reference batch")
@@ -115,6 +123,9 @@ def add_eval_commands(sub: Any) -> None:
     s.add_argument("--top-k", type=int, default=RELEASED_RECIPE["top_k"])
     s.add_argument("--top-p", type=float, default=RELEASED_RECIPE["top_p"])
     s.add_argument("--temperature", type=float, default=RELEASED_RECIPE["temperature"])
+    s.add_argument("--dtype", default="fp32", choices=list(_DTYPES),
+                   help="autocast precision of sampling and the tokenizer's transformer (default: fp32)")
+    pixel(s)
     common(s)
 
     s = esub.add_parser("reference", help="write a reference batch (.npz: arr_0, mu, sigma, activations) from images")

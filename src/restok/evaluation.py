@@ -18,6 +18,7 @@ by process k mod world (several GPUs through torchrun/accelerate). Chunk seeds d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -66,6 +67,13 @@ def _merge(work: Path, n_chunks: int) -> dict[str, np.ndarray]:
     return {key: np.concatenate([p[key] for p in full]) for key in full[0].files}
 
 
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast to ``dtype`` on ``device``, or nothing for None / float32."""
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 def _write_json(out: Path, result: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -92,8 +100,10 @@ def evaluate_reconstruction(
     world: int = 1,
     barrier: Callable[[], None] | None = None,
     progress: bool = True,
+    pixel_dtype: torch.dtype = torch.float32,
 ) -> dict[str, Any] | None:
-    """rFID, PSNR, SSIM, codebook usage and entropy of ``tokenizer`` on ``source``; writes ``out`` (JSON)."""
+    """rFID, PSNR, SSIM, codebook usage and entropy of ``tokenizer`` on ``source``; writes ``out`` (JSON).
+    ``pixel_dtype``: the CNN pixel decoder's precision (:meth:`~restok.tokenizer.ResTok.decode_codes`)."""
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -128,7 +138,7 @@ def evaluate_reconstruction(
             continue
         x = torch.stack(items).to(device)
         ids = tokenizer.encode(x)[:, :k]
-        rec = tokenizer.decode(ids)  # clamped to [0, 1]
+        rec = tokenizer.decode(ids, pixel_dtype)  # clamped to [0, 1]
         rec = torch.round(rec * 255) / 255
         real_u8, fake_u8 = to_uint8_truncate(x), to_uint8_truncate(rec)
         f_real, _ = inception(real_u8)
@@ -179,6 +189,7 @@ def evaluate_reconstruction(
         "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
         "inception": inception.identity(),
         "precision": str(next(tokenizer.parameters()).dtype),
+        "pixel_decoder_dtype": str(pixel_dtype),
         "batch_size": batch_size,
         "processes": world,
         "date": _now(),
@@ -266,8 +277,14 @@ def evaluate_generation(
     barrier: Callable[[], None] | None = None,
     progress: bool = True,
     save_images: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+    pixel_dtype: torch.dtype = torch.float32,
 ) -> dict[str, Any] | None:
-    """gFID, precision/recall and (with logits) IS of class-balanced samples; writes ``out`` (JSON)."""
+    """gFID, precision/recall and (with logits) IS of class-balanced samples; writes ``out`` (JSON).
+
+    ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs sampling and the tokenizer's transformer under autocast;
+    ``pixel_dtype`` is the CNN pixel decoder's precision (float32 by default, as the official code).
+    """
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -287,8 +304,9 @@ def evaluate_generation(
         labels = labels_all[c * batch_size : (c + 1) * batch_size].to(device)
         g = torch.Generator(device).manual_seed(derive_seed(seed, "chunk", c) % (2**63))
         t = time.perf_counter()
-        ids = generator.generate(labels, generator=g, **sampling)
-        images = tokenizer.decode(ids)
+        with _autocast(device, autocast_dtype):
+            ids = generator.generate(labels, generator=g, **sampling)
+            images = tokenizer.decode(ids, pixel_dtype)
         gen_time += time.perf_counter() - t
         u8 = (images * 255).clamp(0, 255).to(torch.uint8)  # official PNG conversion
         feats, logits = inception(u8)
@@ -330,6 +348,8 @@ def evaluate_generation(
         "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
         "inception": inception.identity(),
         "precision": str(next(generator.parameters()).dtype),
+        "autocast": None if autocast_dtype is None else str(autocast_dtype),
+        "pixel_decoder_dtype": str(pixel_dtype),
         "processes": world,
         "date": _now(),
         "seconds": time.perf_counter() - t0,

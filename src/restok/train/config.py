@@ -35,6 +35,9 @@ class OptimConfig:
     warmup_steps: int = 5_000
     end_lr: float = 1e-5
     grad_clip: float = 10.0  # 0 = no clipping
+    # the fused AdamW kernel (one pass per tensor; ~4x the per-tensor loop's speed on CPU, the same update up
+    # to float rounding); false = PyTorch's reference per-tensor loop
+    fused: bool = True
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
@@ -65,7 +68,7 @@ class TrainConfig:
     log_every: int = 50
     image_every: int = 5_000  # reconstruction / sample grids with the EMA weights
     num_workers: int = 0
-    distributed: str = "ddp"  # ddp | fsdp (fsdp is refused for now: EMA/checkpoints need whole parameters)
+    distributed: str = "ddp"  # ddp | fsdp (restok shards with FSDP2 itself; see engine.shard_model)
     compile: bool = False  # torch.compile the model
     grad_checkpointing: bool = False  # activation checkpointing in the transformer blocks
     trackers: tuple[str, ...] = ("tensorboard", "wandb")  # used when installed

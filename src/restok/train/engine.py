@@ -66,8 +66,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def build_optimizer(params: list[dict[str, Any]] | list[nn.Parameter], cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW with the config's lr and betas (``foreach`` off: the same update order on every backend)."""
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, foreach=False)
+    """AdamW with the config's lr and betas: the fused kernel when ``cfg.fused``, else the per-tensor loop
+    (never ``foreach``, whose grouping differs between backends)."""
+    kind = {"fused": True} if cfg.fused else {"foreach": False}
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **kind)
 
 
 def warmup_cosine(step: int, warmup: int, total: int, base: float, end: float) -> float:
