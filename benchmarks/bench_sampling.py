@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import autocast, device_from, machine, print_table, timeit  # noqa: E402
+from common import autocast, pixel_dtype, device_from, machine, print_table, timeit  # noqa: E402
 
 from restok import HARGenerator, ResTok  # noqa: E402
 
@@ -80,14 +80,14 @@ def main() -> None:
 
                     def decode() -> torch.Tensor:
                         with torch.no_grad(), autocast(dev, dtype):
-                            return tok.decode(ids)
+                            return tok.decode(ids, pixel_dtype(dtype))
 
                     t_dec = timeit(decode, dev, warmup=1, repeat=args.repeat)
                     rows.append([name, gen.num_steps, "yes" if cached else "no", dtype, "yes" if comp else "no", same, B,
-                                 B / t_tok, B / (t_tok + t_dec), t_tok, t_dec])
+                                 B / t_tok, B / (t_tok + t_dec), t_tok, t_dec, 50_000 * (t_tok + t_dec) / B / 3600])
     print(f"machine: {machine()}; models: {gname} + {tname} ({L} tokens); guidance 3.75 step from 0.25, top-p 0.95")
     print_table(f"Sampling ({args.size})", ["generator", "calls", "KV cache", "dtype", "compile", "greedy tokens = eager", "batch",
-                "tokens img/s", "tokens+decode img/s", "tokens s", "decode s"], rows)
+                "tokens img/s", "tokens+decode img/s", "tokens s", "decode s", "50k samples (gFID), h"], rows)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Tokenizer encode and decode throughput (images/s) at batch 1 and 16, fp32/bf16, optional torch.compile.
+"""Tokenizer encode and decode throughput (images/s) at batch 1 and 16, fp32/bf16 (bf16 = autocast and the
+opt-in bfloat16 pixel decoder), optional torch.compile.
 
     python benchmarks/bench_tokenizer.py --size tiny
     python benchmarks/bench_tokenizer.py --size full --batches 1 16 --dtype fp32 bf16 [--compile]
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import autocast, device_from, machine, print_table, timeit  # noqa: E402
+from common import autocast, pixel_dtype, device_from, machine, print_table, timeit  # noqa: E402
 
 from restok import ResTok  # noqa: E402
 
@@ -57,7 +58,7 @@ def main() -> None:
 
                 def dec() -> torch.Tensor:
                     with torch.no_grad(), autocast(dev, dtype):
-                        return model.decode(ids)
+                        return model.decode(ids, pixel_dtype(dtype))
 
                 te, td = timeit(enc, dev, repeat=args.repeat), timeit(dec, dev, repeat=args.repeat)
                 rows.append([dtype, "yes" if comp else "no", B, B / te, B / td, B / (te + td)])

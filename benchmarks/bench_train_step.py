@@ -1,5 +1,6 @@
-"""One training step (forward, loss, backward, AdamW) of the tokenizer and the generator: time and peak
-memory, fp32/bf16, optional torch.compile. Each configuration runs in a fresh process so that peak memory
+"""One training step (forward, loss, backward, the trainers' fused AdamW) of the tokenizer and the generator:
+time, peak memory and achieved model TFLOP/s (forward + backward matmul/conv FLOPs counted by
+``torch.utils.flop_counter``, against the chip's dense peak where known), fp32/bf16, optional torch.compile. Each configuration runs in a fresh process so that peak memory
 (CUDA allocator peak, or the process's peak RSS on CPU) belongs to it alone.
 
     python benchmarks/bench_train_step.py --size tiny
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import autocast, device_from, machine, peak_memory_mb, print_table, timeit  # noqa: E402
+from common import autocast, device_from, machine, peak_memory_mb, peak_tflops, print_table, timeit  # noqa: E402
 
 SIZES = {"tiny": ("restok-tiny", "har-tiny"), "full": ("restok-l-128", "har-l")}
 
@@ -52,7 +53,10 @@ def worker(kind: str, size: str, batch: int, dtype: str, compile_: bool, device:
             return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), t.reshape(-1))
 
     fwd = torch.compile(model) if compile_ else model
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95))
+    from restok.train.config import OptimConfig
+    from restok.train.engine import build_optimizer
+
+    opt = build_optimizer(list(model.parameters()), OptimConfig(lr=1e-4))  # what the trainers use (fused AdamW)
 
     def step() -> None:
         with autocast(dev, dtype):
@@ -64,7 +68,18 @@ def worker(kind: str, size: str, batch: int, dtype: str, compile_: bool, device:
     step()  # optimizer state exists from here on
     mem = peak_memory_mb(step, dev)
     sec = timeit(step, dev, warmup=0, repeat=repeat)
-    return {"seconds": sec, "peak_mb": mem, "params": sum(p.numel() for p in model.parameters())}
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:  # matmul/conv FLOPs of forward + backward, counted eagerly
+        timed_fwd = fwd  # possibly compiled; the count runs eagerly (same math)
+        fwd = model
+        with autocast(dev, dtype):
+            loss = loss_fn()
+        loss.backward()
+        fwd = timed_fwd
+    opt.zero_grad(set_to_none=True)
+    return {"seconds": sec, "peak_mb": mem, "params": sum(p.numel() for p in model.parameters()),
+            "flops": counter.get_total_flops()}
 
 
 def main() -> None:
@@ -76,6 +91,8 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--peak-tflops", type=float, default=None,
+                    help="the chip's peak TFLOP/s for the %%-of-peak column (default: a table of known GPUs, by dtype)")
     ap.add_argument("--worker", nargs=4, metavar=("KIND", "DTYPE", "COMPILE", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -89,10 +106,13 @@ def main() -> None:
                 cmd = [sys.executable, __file__, "--size", args.size, "--device", args.device, "--repeat", str(args.repeat),
                        "--worker", kind, dtype, "1" if comp else "0", str(args.batch)]
                 res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+                achieved = res["flops"] / res["seconds"] / 1e12
+                peak = args.peak_tflops or peak_tflops(device_from(args.device), dtype)
                 rows.append([kind, f"{res['params']:,}", dtype, "yes" if comp else "no", args.batch, res["seconds"],
-                             args.batch / res["seconds"], res["peak_mb"]])
+                             args.batch / res["seconds"], res["peak_mb"], achieved, f"{achieved / peak:.1%}" if peak else "-"])
     print(f"machine: {machine()}; size: {args.size}")
-    print_table(f"Training step ({args.size})", ["model", "params", "dtype", "compile", "batch", "s/step", "samples/s", "peak MiB"], rows)
+    print_table(f"Training step ({args.size})", ["model", "params", "dtype", "compile", "batch", "s/step", "samples/s", "peak MiB",
+                                                 "model TFLOP/s", "of chip peak"], rows)
 
 
 if __name__ == "__main__":

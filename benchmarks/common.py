@@ -77,3 +77,42 @@ def autocast(device: torch.device, dtype: str) -> Any:
     if dtype == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def pixel_dtype(dtype: str) -> torch.dtype:
+    """The pixel decoder's precision for a benchmark dtype: bf16 rows also run it in bfloat16 (opt-in in restok)."""
+    return torch.bfloat16 if dtype == "bf16" else torch.float32
+
+
+def timeit_interleaved(fns: Sequence[Callable[[], Any]], device: torch.device, warmup: int = 1, repeat: int = 3) -> list[float]:
+    """Fastest wall seconds of each of ``fns``, timed in turn round after round: on a shared machine the load
+    drifts, and interleaving exposes every function to the same drift, so their ratios are fair."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn()
+            sync(device)
+            best[i] = min(best[i], time.perf_counter() - t)
+    return best
+
+
+# Dense (no sparsity) peak TFLOP/s by GPU name fragment: fp32 is the CUDA-core rate (PyTorch's default keeps
+# TF32 off for matmuls), bf16 the tensor-core rate. From the vendors' data sheets (SXM parts).
+GPU_PEAK_TFLOPS = {"H200": {"fp32": 67.0, "bf16": 989.0}, "H100": {"fp32": 67.0, "bf16": 989.0},
+                   "A100": {"fp32": 19.5, "bf16": 312.0}}
+
+
+def peak_tflops(device: torch.device, dtype: str) -> float | None:
+    """The chip's dense peak for ``dtype`` when it is a known GPU, else None."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, peaks in GPU_PEAK_TFLOPS.items():
+        if key in name:
+            return peaks.get(dtype)
+    return None

@@ -141,3 +141,18 @@ def test_bfloat16_autocast_runs_and_stays_close():
         out = enc(x)
     ref = _encoder_ref(enc, x)
     assert (out.float() - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+def test_frozen_weights_cached_in_inference_mode_still_pass_gradients_to_inputs():
+    """A frozen decoder first used under inference_mode, then inside a graph (e.g. a loss on generated features)."""
+    _, dec = _models()
+    dec.requires_grad_(False)
+    z = torch.randn(2, 16, 4, 4)
+    with torch.inference_mode():
+        dec(z)  # fills the cache
+    zg = z.clone().requires_grad_(True)
+    out = dec(zg)  # frozen weights: served from the cache, which must be usable in a graph
+    (grad,) = torch.autograd.grad(out.square().sum(), zg)
+    zr = z.clone().requires_grad_(True)
+    (ref,) = torch.autograd.grad(_decoder_ref(dec, zr).square().sum(), zr)
+    torch.testing.assert_close(grad, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())

@@ -53,7 +53,9 @@ def _prepared(owner: nn.Module, key: str, sources: tuple[torch.Tensor, ...], mak
     hit = cache.get(key)
     if hit is not None and hit[0] == stamp:
         return hit[1]
-    with torch.no_grad():
+    # Built outside inference mode: an inference tensor could not be saved for a later backward pass through
+    # frozen weights (gradients flowing to the inputs of a frozen decoder).
+    with torch.inference_mode(False), torch.no_grad():
         w = make().contiguous(memory_format=torch.channels_last)
     cache[key] = (stamp, w)
     return w
