@@ -156,3 +156,10 @@ def test_end_to_end_reconstruction_and_generation(inception_file, image_folder, 
     # resume: the finished chunks are reused, so the number is the same
     again = evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "gen.json", per_class=3, batch_size=4, seed=1, sampling=sampling, progress=False)
     assert again["gfid"] == g["gfid"]
+    # resuming with other settings would mix batches from two configurations: refused, naming what changed
+    with pytest.raises(EvaluationError, match="seed"):
+        evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "gen.json", per_class=3, batch_size=4, seed=2,
+                            sampling=sampling, progress=False)
+    with pytest.raises(EvaluationError, match="pixel_decoder_dtype"):
+        evaluate_reconstruction(tok, src, inc, tmp_path / "rec.json", tokens=8, batch_size=3, progress=False,
+                                pixel_dtype=torch.bfloat16)

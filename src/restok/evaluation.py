@@ -54,6 +54,27 @@ def _save_chunk(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
+def _open_work(out: Path, key: dict[str, Any]) -> Path:
+    """``OUT.work/`` for resumable chunks, refusing to mix in chunks written under other settings."""
+    work = out.with_name(out.name + ".work")
+    work.mkdir(parents=True, exist_ok=True)
+    record = work / "settings.json"
+    key = json.loads(json.dumps(key, default=str))  # the form it takes on disk
+    if record.exists():
+        old = json.loads(record.read_text())
+        changed = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
+        if changed:
+            raise EvaluationError(
+                f"{work} holds batches computed with other settings ({', '.join(changed)}); delete it to start "
+                "over, or rerun with the settings that wrote it"
+            )
+    else:
+        tmp = record.with_name(f"settings.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(key, indent=2))
+        os.replace(tmp, record)
+    return work
+
+
 def _chunks_done(work: Path) -> set[int]:
     return {int(p.stem.split("-")[1]) for p in work.glob("chunk-*.npz")}
 
@@ -119,8 +140,11 @@ def evaluate_reconstruction(
         )
     n = min(asked, available)
     dataset = ImageDataset(source, tokenizer.config.image_size, train=False)
-    work = out.with_name(out.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
+    work = _open_work(out, {
+        "protocol": PROTOCOL_VERSION, "task": "reconstruction", "tokens": k, "num_images": n, "batch_size": batch_size,
+        "data": source.description, "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
+        "inception": inception.identity(), "precision": str(next(tokenizer.parameters()).dtype), "pixel_decoder_dtype": str(pixel_dtype),
+    })
     n_chunks = math.ceil(n / batch_size)
     todo = [c for c in range(rank, n_chunks, world) if c not in _chunks_done(work)]
     device = next(tokenizer.parameters()).device
@@ -293,8 +317,13 @@ def evaluate_generation(
     total = num_samples if num_samples is not None else per_class * C
     # Class-balanced, in class order: sample i has class i // (total / C).
     labels_all = torch.arange(C).repeat_interleave(math.ceil(total / C))[:total] if total >= C else torch.arange(total)
-    work = out.with_name(out.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
+    work = _open_work(out, {
+        "protocol": PROTOCOL_VERSION, "task": "generation", "num_samples": total, "batch_size": batch_size, "seed": seed,
+        "sampling": sampling, "generator": {"source": getattr(generator, "source", None), "config": generator.config.to_dict()},
+        "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
+        "inception": inception.identity(), "precision": str(next(generator.parameters()).dtype),
+        "autocast": None if autocast_dtype is None else str(autocast_dtype), "pixel_decoder_dtype": str(pixel_dtype),
+    })
     n_chunks = math.ceil(total / batch_size)
     todo = [c for c in range(rank, n_chunks, world) if c not in _chunks_done(work)]
     device = next(generator.parameters()).device
