@@ -323,6 +323,7 @@ def evaluate_generation(
         "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
         "inception": inception.identity(), "precision": str(next(generator.parameters()).dtype),
         "autocast": None if autocast_dtype is None else str(autocast_dtype), "pixel_decoder_dtype": str(pixel_dtype),
+        "save_images": save_images,
     })
     n_chunks = math.ceil(total / batch_size)
     todo = [c for c in range(rank, n_chunks, world) if c not in _chunks_done(work)]
