@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ def worker(kind: str, size: str, batch: int, dtype: str, compile_: bool, device:
         S = model.config.image_size
         x = torch.rand(batch, 3, S, S, device=dev)
 
-        def loss_fn() -> torch.Tensor:
+        def loss_fn(fwd: Any) -> torch.Tensor:
             out = fwd(x)
             return F.mse_loss(out.reconstruction.float(), x) + out.quantizer_loss
     else:
@@ -48,11 +49,18 @@ def worker(kind: str, size: str, batch: int, dtype: str, compile_: bool, device:
         t = torch.randint(0, c.vocab_size, (batch, c.num_tokens), device=dev)
         y = torch.randint(0, c.num_classes, (batch,), device=dev)
 
-        def loss_fn() -> torch.Tensor:
+        def loss_fn(fwd: Any) -> torch.Tensor:
             logits = fwd(t, y)
             return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), t.reshape(-1))
 
-    fwd = torch.compile(model) if compile_ else model
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:  # matmul/conv FLOPs of forward + backward, counted eagerly
+        with autocast(dev, dtype):
+            loss = loss_fn(model)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    fwd = torch.compile(model) if compile_ else model  # the compiled graph runs the same math
     from restok.train.config import OptimConfig
     from restok.train.engine import build_optimizer
 
@@ -60,7 +68,7 @@ def worker(kind: str, size: str, batch: int, dtype: str, compile_: bool, device:
 
     def step() -> None:
         with autocast(dev, dtype):
-            loss = loss_fn()
+            loss = loss_fn(fwd)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -68,16 +76,6 @@ def worker(kind: str, size: str, batch: int, dtype: str, compile_: bool, device:
     step()  # optimizer state exists from here on
     mem = peak_memory_mb(step, dev)
     sec = timeit(step, dev, warmup=0, repeat=repeat)
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:  # matmul/conv FLOPs of forward + backward, counted eagerly
-        timed_fwd = fwd  # possibly compiled; the count runs eagerly (same math)
-        fwd = model
-        with autocast(dev, dtype):
-            loss = loss_fn()
-        loss.backward()
-        fwd = timed_fwd
-    opt.zero_grad(set_to_none=True)
     return {"seconds": sec, "peak_mb": mem, "params": sum(p.numel() for p in model.parameters()),
             "flops": counter.get_total_flops()}
 

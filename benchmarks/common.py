@@ -71,12 +71,10 @@ def device_from(name: str) -> torch.device:
 
 
 def autocast(device: torch.device, dtype: str) -> Any:
-    """bf16 autocast, or a no-op for fp32."""
-    import contextlib
+    """Autocast to a named precision (``fp32`` = none), as the CLI's ``--dtype`` does."""
+    from restok.precision import DTYPES, autocast_to
 
-    if dtype == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return autocast_to(device, DTYPES[dtype])
 
 
 def pixel_dtype(dtype: str) -> torch.dtype:

@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from .precision import DTYPES
+
 __all__ = ["add_eval_commands"]
 
 
@@ -32,7 +34,6 @@ def _print(result: dict[str, Any] | None, keys: tuple[str, ...], out: str) -> No
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run one evaluation."""
-    from .cli import _DTYPES
     from .data import open_image_source
     from .evaluation import evaluate_generation, evaluate_reconstruction, make_reference
     from .inception import load_inception
@@ -58,7 +59,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = evaluate_reconstruction(
             tok, open_image_source(args.data), inception, args.out, tokens=args.tokens, num_images=args.num_images,
             batch_size=args.batch_size, allow_partial=args.allow_partial, rank=rank, world=world, barrier=barrier, progress=progress,
-            pixel_dtype=_DTYPES[args.pixel_dtype],
+            pixel_dtype=DTYPES[args.pixel_dtype],
         )
         _print(result, ("rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy", "num_images", "inception_score"), args.out)
         return 0
@@ -73,7 +74,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         gen, tok, inception, args.reference, args.out, num_samples=args.num_samples, per_class=args.per_class,
         batch_size=args.batch_size, seed=args.seed, sampling=sampling, allow_partial=args.allow_partial,
         rank=rank, world=world, barrier=barrier, progress=progress,
-        autocast_dtype=_DTYPES[args.dtype], pixel_dtype=_DTYPES[args.pixel_dtype],
+        autocast_dtype=DTYPES[args.dtype], pixel_dtype=DTYPES[args.pixel_dtype],
     )
     _print(result, ("gfid", "precision", "recall", "inception_score", "num_samples"), args.out)
     return 0
@@ -81,7 +82,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def add_eval_commands(sub: Any) -> None:
     """Register ``restok eval ...``."""
-    from .cli import _DTYPES, RELEASED_RECIPE
+    from .cli import RELEASED_RECIPE
 
     e = sub.add_parser("eval", help="rFID/PSNR/SSIM/codebook metrics, gFID/IS/precision/recall, reference batches")
     esub = e.add_subparsers(dest="task", required=True)
@@ -99,7 +100,7 @@ def add_eval_commands(sub: Any) -> None:
         s.set_defaults(func=cmd_eval)
 
     def pixel(s: argparse.ArgumentParser) -> None:
-        s.add_argument("--pixel-dtype", default="fp32", choices=list(_DTYPES),
+        s.add_argument("--pixel-dtype", default="fp32", choices=list(DTYPES),
                        help="precision of the CNN pixel decoder (default: fp32, as the official code)")
 
     s = esub.add_parser("reconstruction", help="rFID (TiTok protocol), PSNR, SSIM, codebook usage and entropy")
@@ -123,7 +124,7 @@ def add_eval_commands(sub: Any) -> None:
     s.add_argument("--top-k", type=int, default=RELEASED_RECIPE["top_k"])
     s.add_argument("--top-p", type=float, default=RELEASED_RECIPE["top_p"])
     s.add_argument("--temperature", type=float, default=RELEASED_RECIPE["temperature"])
-    s.add_argument("--dtype", default="fp32", choices=list(_DTYPES),
+    s.add_argument("--dtype", default="fp32", choices=list(DTYPES),
                    help="autocast precision of sampling and the tokenizer's transformer (default: fp32)")
     pixel(s)
     common(s)

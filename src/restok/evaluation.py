@@ -18,7 +18,6 @@ by process k mod world (several GPUs through torchrun/accelerate). Chunk seeds d
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -33,6 +32,7 @@ import torch
 from .data import ImageDataset, ImageSource, derive_seed
 from .inception import InceptionFeatures
 from .metrics import codebook_stats, feature_statistics, frechet_distance, inception_score, precision_recall, psnr, ssim
+from .precision import autocast_to
 
 __all__ = ["PROTOCOL_VERSION", "EvaluationError", "evaluate_reconstruction", "evaluate_generation", "load_reference", "make_reference"]
 
@@ -86,13 +86,6 @@ def _merge(work: Path, n_chunks: int) -> dict[str, np.ndarray]:
     if not full:
         raise EvaluationError(f"no image could be evaluated (see the skipped-file lists in {work})")
     return {key: np.concatenate([p[key] for p in full]) for key in full[0].files}
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """Autocast to ``dtype`` on ``device``, or nothing for None / float32."""
-    if dtype is None or dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _write_json(out: Path, result: dict[str, Any]) -> None:
@@ -334,7 +327,7 @@ def evaluate_generation(
         labels = labels_all[c * batch_size : (c + 1) * batch_size].to(device)
         g = torch.Generator(device).manual_seed(derive_seed(seed, "chunk", c) % (2**63))
         t = time.perf_counter()
-        with _autocast(device, autocast_dtype):
+        with autocast_to(device, autocast_dtype):
             ids = generator.generate(labels, generator=g, **sampling)
             images = tokenizer.decode(ids, pixel_dtype)
         gen_time += time.perf_counter() - t
