@@ -85,3 +85,13 @@ def write_image_folder(root: Path, classes: int = 2, per_class: int = 4, size: t
 def image_folder(tmp_path: Path) -> Path:
     """Two classes of four images each."""
     return write_image_folder(tmp_path / "images")
+
+
+def require(module: str):  # type: ignore[no-untyped-def]
+    """Import an optional test dependency: skip when it is missing locally, fail under CI (which installs it)."""
+    import importlib
+    import os
+
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module)

@@ -32,6 +32,7 @@ __all__ = [
     "FeatureTeacher",
     "load_weights",
     "build_lpips",
+    "installed_lpips_heads",
     "build_dino_backbone",
     "build_feature_teacher",
     "IMAGENET_MEAN",
@@ -199,8 +200,26 @@ def build_lpips(spec: str = "vgg16", vgg_weights: str | None = None, lin_weights
     holder = nn.Module()
     for k, v in lins.items():
         holder.add_module(k, v)
+    if real and lin_weights is None:
+        lin_weights = installed_lpips_heads()
     load_weights(holder, lin_weights, LPIPS_LIN_URL if real else None, "LPIPS lin heads", strict=True)
     return _freeze(m)
+
+
+def installed_lpips_heads() -> str | None:
+    """The LPIPS-VGG "lin" heads that pip's ``lpips`` wheel ships (``lpips/weights/v0.1/vgg.pth``, the same file
+    taming-transformers downloads), found without importing the package (which needs torchvision); else None."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("lpips")
+    except (ImportError, ValueError):
+        return None
+    for d in (spec.submodule_search_locations or []) if spec else []:
+        f = Path(d) / "weights" / "v0.1" / "vgg.pth"
+        if f.is_file():
+            return str(f)
+    return None
 
 
 # ------------------------------------------------------------------------------------------- ViT (DINO style)

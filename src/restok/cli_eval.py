@@ -74,7 +74,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         gen, tok, inception, args.reference, args.out, num_samples=args.num_samples, per_class=args.per_class,
         batch_size=args.batch_size, seed=args.seed, sampling=sampling, allow_partial=args.allow_partial,
         rank=rank, world=world, barrier=barrier, progress=progress,
-        autocast_dtype=DTYPES[args.dtype], pixel_dtype=DTYPES[args.pixel_dtype],
+        autocast_dtype=DTYPES[args.dtype], pixel_dtype=DTYPES[args.pixel_dtype], save_samples=args.save_samples,
     )
     _print(result, ("gfid", "precision", "recall", "inception_score", "num_samples"), args.out)
     return 0
@@ -126,6 +126,9 @@ def add_eval_commands(sub: Any) -> None:
     s.add_argument("--temperature", type=float, default=RELEASED_RECIPE["temperature"])
     s.add_argument("--dtype", default="fp32", choices=list(DTYPES),
                    help="autocast precision of sampling and the tokenizer's transformer (default: fp32)")
+    s.add_argument("--save-samples", default=None, metavar="FILE.npz",
+                   help="also write the scored samples, in sample order, as an ADM sample batch (arr_0 uint8 NHWC, labels) "
+                        "for the ADM TensorFlow evaluator")
     pixel(s)
     common(s)
 

@@ -4,7 +4,8 @@
   images) or webdataset-style tar shards (``KEY.jpg``/``KEY.png`` + ``KEY.cls``) -- shards are indexed once
   so that every sample has a fixed position, which is what makes resume and multi-process runs exact.
 * Transforms: ADM's ``random_crop_arr`` (random resized crop, crop fraction 0.8-1.0) and
-  ``center_crop_arr``, the tokenizer's evaluation resize/centre crop, ten-crop with flips.
+  ``center_crop_arr``, ten-crop with flips; evaluation uses :func:`restok.images.eval_transform` (the one
+  evaluation transform of the package).
 * :class:`StepBatchSampler`: the batch of every step is a pure function of (seed, step); a process takes
   its slice of the global batch, so 1 and N processes see the same samples.
 * Unreadable files are skipped (the next sample takes their place), counted and named, never a crash.
@@ -23,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 
-from .images import IMAGE_SUFFIXES, _to_rgb_array
+from .images import IMAGE_SUFFIXES, center_crop_box, eval_transform, pil_to_tensor, to_rgb
 
 __all__ = [
     "derive_seed",
@@ -36,7 +36,6 @@ __all__ = [
     "open_image_source",
     "adm_center_crop",
     "adm_random_crop",
-    "eval_resize_crop",
     "ten_crop",
     "pil_to_tensor",
     "ImageDataset",
@@ -218,36 +217,22 @@ def adm_random_crop(img: Image.Image, size: int, gen: torch.Generator, min_frac:
     return img.crop((left, top, left + size, top + size))
 
 
-def eval_resize_crop(img: Image.Image, size: int) -> Image.Image:
-    """The tokenizer's evaluation transform (TiTok protocol): short side -> ``size`` bicubic, centre crop."""
-    img = _resize_short(img, size)
-    w, h = img.size
-    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
-    return img.crop((left, top, left + size, top + size))
-
-
 def ten_crop(img: Image.Image, size: int) -> list[Image.Image]:
     """torchvision ``TenCrop``: four corners and the centre, then the same of the mirrored image."""
 
     def five(im: Image.Image) -> list[Image.Image]:
         w, h = im.size
-        top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
-        boxes = [(0, 0), (w - size, 0), (0, h - size), (w - size, h - size), (left, top)]
-        return [im.crop((x, y, x + size, y + size)) for x, y in boxes]
+        corners = [(0, 0), (w - size, 0), (0, h - size), (w - size, h - size)]
+        return [im.crop((x, y, x + size, y + size)) for x, y in corners] + [im.crop(center_crop_box(w, h, size))]
 
     return five(img) + five(img.transpose(Image.FLIP_LEFT_RIGHT))
 
 
-def pil_to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL image -> (3, H, W) float32 in [0, 1] (any mode; alpha composited on white)."""
-    return torch.from_numpy(_to_rgb_array(img)).permute(2, 0, 1).contiguous()
-
-
 def decode_image(data: bytes) -> Image.Image:
-    """Bytes -> RGB PIL image (raises on corrupt data)."""
+    """Bytes -> RGB PIL image (raises on corrupt data); modes converted by :func:`restok.images.to_rgb`."""
     with Image.open(io.BytesIO(data)) as im:
         im.load()
-        return Image.fromarray((_to_rgb_array(im) * 255.0 + 0.5).astype(np.uint8))
+        return to_rgb(im)
 
 
 # ------------------------------------------------------------------------------------------- dataset
@@ -270,7 +255,7 @@ class ImageDataset(torch.utils.data.Dataset):
         """Read, decode and transform one record (raises on unreadable data)."""
         img = decode_image(self.source.records[index].read())
         if not self.train:
-            return pil_to_tensor(eval_resize_crop(img, self.size))
+            return pil_to_tensor(eval_transform(img, self.size))
         gen = torch.Generator().manual_seed(seed)
         img = adm_random_crop(img, self.size, gen, self.min_crop, 1.0)
         if self.flip and float(torch.rand(1, generator=gen)) < 0.5:

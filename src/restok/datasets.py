@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import DataError, ImageRecord, ImageSource, pil_to_tensor
+from .data import DataError, ImageRecord, ImageSource
+from .images import eval_transform, pil_to_tensor
 
 __all__ = ["load_mnist", "mnist_source", "MNISTDigits", "embedded_source", "photo_source", "skimage_photos", "EMBEDDED_SOURCES"]
 
@@ -121,9 +122,7 @@ class MNISTDigits(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
-        img = _digit_image(self.images[i])
-        if self.size != 32:
-            img = img.resize((self.size, self.size), Image.BICUBIC)
+        img = eval_transform(_digit_image(self.images[i]), self.size)  # the identity at 32 px
         return {"image": pil_to_tensor(img), "label": int(self.labels[i])}
 
     def batch(self, indices: list[int] | range) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,8 +134,6 @@ class MNISTDigits(torch.utils.data.Dataset):
 def skimage_photos(size: int) -> tuple[list[str], torch.Tensor]:
     """The scikit-image sample photos (colour ones), resized and centre-cropped to ``size`` -> names, (N, 3, S, S)."""
     skdata = _skimage_data()
-    from .data import eval_resize_crop
-
     names, images = [], []
     for name in PHOTO_NAMES:
         fn = getattr(skdata, name, None)
@@ -146,5 +143,5 @@ def skimage_photos(size: int) -> tuple[list[str], torch.Tensor]:
         if arr.ndim != 3 or arr.shape[2] < 3:
             continue
         names.append(name)
-        images.append(pil_to_tensor(eval_resize_crop(Image.fromarray(arr[..., :3].astype(np.uint8)), size)))
+        images.append(pil_to_tensor(eval_transform(Image.fromarray(arr[..., :3].astype(np.uint8)), size)))
     return names, torch.stack(images)

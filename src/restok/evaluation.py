@@ -2,15 +2,21 @@
 
 Protocols (``PROTOCOL_VERSION`` is written into every result):
 
-* **Reconstruction** -- TiTok's, as the official ``test_restok.py``: each image resized (short side to the
-  tokenizer's size, bicubic, antialiased) and centre-cropped; reconstructed from k tokens, clamped to [0, 1],
-  rounded to 8 bits; both sides fed to the Inception as ``(x * 255).to(uint8)``; rFID is the Fréchet distance
-  between the originals' and the reconstructions' features (not against precomputed statistics).
-* **Generation** -- class-balanced labels (``per_class`` samples of each class; 50 x 1000 = 50,000 for
-  ImageNet), samples saved as ``clamp(255 x, 0, 255).to(uint8)``, FID against the reference ``mu``/``sigma``
-  (e.g. ADM's ``VIRTUAL_imagenet256_labeled.npz``), precision/recall (k = 3) against the reference
-  activations (computed from its ``arr_0`` images with the same Inception when the file has no
-  ``activations``), Inception Score (10 splits) when the Inception has logits.
+* **Reconstruction** -- TiTok's, as the official ``test_restok.py``: each image through the evaluation transform
+  (:func:`restok.images.eval_transform`: torchvision's Resize + CenterCrop, bit for bit); reconstructed from k
+  tokens, clamped to [0, 1], rounded to 8 bits; both sides fed to the Inception as ``(x * 255).to(uint8)``;
+  rFID is the Fréchet distance between the originals' and the reconstructions' features (not against
+  precomputed statistics), computed with SciPy's ``sqrtm`` as the official evaluator; PSNR per image then
+  averaged; SSIM as ``pytorch_msssim.ssim``; codebook usage and entropy over all ids; Inception Score over all
+  reconstructions in one split (eps 1e-16).
+* **Generation** -- the official sampling script's labels: sample i has class ``i mod C`` (``list(range(C)) *
+  per_class``, every class once, then again), kept in that order whatever the batch size or process count;
+  samples converted as ``clamp(255 x, 0, 255).to(uint8)``; FID against the reference ``mu``/``sigma`` (e.g. ADM's
+  ``VIRTUAL_imagenet256_labeled.npz``); precision/recall (k = 3) against the reference activations (computed
+  from its ``arr_0`` images with the same Inception when the file has none); Inception Score as the ADM
+  evaluator computes it (consecutive splits of 5,000 in sample order, one split below 5,000) when the
+  Inception has logits. ``save_samples`` writes exactly the scored images, in that order, as an ADM sample
+  batch (``arr_0`` uint8 NHWC, ``labels``), for the ADM TensorFlow evaluator.
 
 Work is split in chunks written to ``<out>.work/``; a rerun skips finished chunks (resume), and chunk k is done
 by process k mod world (several GPUs through torchrun/accelerate). Chunk seeds depend only on (seed, chunk).
@@ -21,22 +27,38 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 
 from .data import ImageDataset, ImageSource, derive_seed
 from .inception import InceptionFeatures
-from .metrics import codebook_stats, feature_statistics, frechet_distance, inception_score, precision_recall, psnr, ssim
+from .metrics import ADM_IS_SPLIT, codebook_stats, default_fid_method, feature_statistics, frechet_distance, inception_score, precision_recall, psnr, ssim
 from .precision import autocast_to
 
-__all__ = ["PROTOCOL_VERSION", "EvaluationError", "evaluate_reconstruction", "evaluate_generation", "load_reference", "make_reference"]
+__all__ = [
+    "PROTOCOL_VERSION",
+    "EvaluationError",
+    "evaluate_reconstruction",
+    "evaluate_generation",
+    "generation_labels",
+    "reconstruction_batch",
+    "summarize_reconstruction",
+    "load_reference",
+    "make_reference",
+    "write_sample_batch",
+]
 
-PROTOCOL_VERSION = "restok-eval-1"
+# 2: the evaluation transform equals torchvision's (long side truncated), generation labels in the official order
+# (i mod C), Inception Score in ADM's splits of 5,000 (generation) or one split (reconstruction), sqrtm FID.
+PROTOCOL_VERSION = "restok-eval-2"
+LABEL_ORDER = "sample i has class i mod num_classes (the official sampling script's list(range(C)) * per_class)"
 
 
 class EvaluationError(RuntimeError):
@@ -48,9 +70,16 @@ def to_uint8_truncate(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).to(torch.uint8)
 
 
+_CHUNK_RE = re.compile(r"^chunk-(\d{6})\.npz$")
+
+
 def _save_chunk(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
+    """Write one chunk atomically; the temporary name cannot match the finished-chunk pattern."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -76,21 +105,21 @@ def _open_work(out: Path, key: dict[str, Any]) -> Path:
 
 
 def _chunks_done(work: Path) -> set[int]:
-    return {int(p.stem.split("-")[1]) for p in work.glob("chunk-*.npz")}
+    return {int(m.group(1)) for p in work.iterdir() if (m := _CHUNK_RE.match(p.name))}
 
 
-def _merge(work: Path, n_chunks: int) -> dict[str, np.ndarray]:
-    """Concatenate the chunk files; chunks with no rows (all images unreadable) are left out."""
+def _merge(work: Path, n_chunks: int, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Concatenate the chunk files in chunk order; chunks with no rows (all images unreadable) are left out."""
     parts = [np.load(work / f"chunk-{k:06d}.npz", allow_pickle=False) for k in range(n_chunks)]
     full = [p for p in parts if len(p[p.files[0]])]
     if not full:
         raise EvaluationError(f"no image could be evaluated (see the skipped-file lists in {work})")
-    return {key: np.concatenate([p[key] for p in full]) for key in full[0].files}
+    return {key: np.concatenate([p[key] for p in full]) for key in full[0].files if key not in skip}
 
 
 def _write_json(out: Path, result: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, out)
 
@@ -99,7 +128,89 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def write_sample_batch(path: str | Path, images: Iterable[np.ndarray], labels: np.ndarray) -> int:
+    """Write an ADM sample batch ``.npz`` (``arr_0`` uint8 (N, H, W, 3), ``labels`` (N,)) atomically, streaming
+    the image chunks into the archive so that memory holds one chunk at a time; returns N."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labels = np.asarray(labels, dtype=np.int64)
+    it = iter(images)
+    first = next(it, None)
+    if first is None:
+        raise EvaluationError(f"no images to write to {path}")
+    shape = (len(labels), *first.shape[1:])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    written = 0
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            with zf.open("arr_0.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array_header_2_0(f, {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": shape})
+                for chunk in _chain(first, it):
+                    if chunk.shape[1:] != shape[1:]:
+                        raise EvaluationError(f"image chunk of shape {chunk.shape} does not fit {shape}")
+                    f.write(np.ascontiguousarray(chunk, dtype=np.uint8).tobytes())
+                    written += len(chunk)
+            if written != len(labels):
+                raise EvaluationError(f"{written} images but {len(labels)} labels for {path}")
+            with zf.open("labels.npy", "w") as f:
+                np.lib.format.write_array(f, labels)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return written
+
+
+def _chain(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
+    yield first
+    yield from rest
+
+
 # ------------------------------------------------------------------------------------------- reconstruction
+@torch.no_grad()
+def reconstruction_batch(
+    tokenizer: Any, x: torch.Tensor, tokens: int, inception: InceptionFeatures | None = None, pixel_dtype: torch.dtype = torch.float32
+) -> dict[str, np.ndarray]:
+    """Per-image results of one batch (B, 3, S, S) in [0, 1] under the reconstruction protocol: ``psnr``,
+    ``ssim`` (NaN below 11 px), ``ids`` and, with an Inception, ``real``/``fake`` features and ``logits``."""
+    ids = tokenizer.encode(x)[:, :tokens]
+    rec = tokenizer.decode(ids, pixel_dtype)  # clamped to [0, 1]
+    rec = torch.round(rec * 255) / 255  # 8-bit reconstructions, as the official evaluator
+    arrays = {
+        "psnr": psnr(rec, x).cpu().numpy(),
+        "ssim": ssim(rec, x).cpu().numpy() if min(x.shape[-2:]) >= 11 else np.full(len(x), np.nan),
+        "ids": ids.cpu().numpy().astype(np.int64),
+    }
+    if inception is not None:
+        f_real, _ = inception(to_uint8_truncate(x))
+        f_fake, logits = inception(to_uint8_truncate(rec))
+        arrays.update(real=f_real.cpu().numpy(), fake=f_fake.cpu().numpy(),
+                      logits=logits.cpu().numpy() if logits is not None else np.zeros((len(x), 0)))
+    return arrays
+
+
+def summarize_reconstruction(arrays: dict[str, np.ndarray], codebook_size: int, fid_method: str | None = None) -> dict[str, Any]:
+    """The protocol's numbers from the concatenated per-image results of :func:`reconstruction_batch`."""
+    n = int(arrays["ids"].shape[0])
+    cb = codebook_stats(arrays["ids"], codebook_size)
+    out: dict[str, Any] = {
+        "psnr": float(np.mean(arrays["psnr"])),
+        "ssim": float(np.nanmean(arrays["ssim"])) if np.isfinite(arrays["ssim"]).any() else None,
+        "codebook_usage": cb["usage"],
+        "codebook_entropy": cb["entropy"],
+        "num_images": n,
+    }
+    if "real" in arrays and n >= 2:
+        mu_r, sig_r = feature_statistics(arrays["real"])
+        mu_f, sig_f = feature_statistics(arrays["fake"])
+        out["rfid"] = frechet_distance(mu_r, sig_r, mu_f, sig_f, method=fid_method or default_fid_method())
+    if "logits" in arrays and arrays["logits"].shape[1] > 0:
+        out["inception_score"] = inception_score(arrays["logits"], split_size=None, eps=1e-16)[0]
+    return out
+
+
 @torch.no_grad()
 def evaluate_reconstruction(
     tokenizer: Any,
@@ -133,11 +244,13 @@ def evaluate_reconstruction(
         )
     n = min(asked, available)
     dataset = ImageDataset(source, tokenizer.config.image_size, train=False)
-    work = _open_work(out, {
+    fid_method = default_fid_method()
+    settings = {
         "protocol": PROTOCOL_VERSION, "task": "reconstruction", "tokens": k, "num_images": n, "batch_size": batch_size,
         "data": source.description, "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
         "inception": inception.identity(), "precision": str(next(tokenizer.parameters()).dtype), "pixel_decoder_dtype": str(pixel_dtype),
-    })
+    }
+    work = _open_work(out, settings)
     n_chunks = math.ceil(n / batch_size)
     todo = [c for c in range(rank, n_chunks, world) if c not in _chunks_done(work)]
     device = next(tokenizer.parameters()).device
@@ -151,22 +264,9 @@ def evaluate_reconstruction(
             except Exception as e:  # noqa: BLE001 - unreadable images are counted and named
                 skipped.append(f"{source.records[i].name} ({type(e).__name__}: {e})")
         if not items:
-            _save_chunk(work / f"chunk-{c:06d}.npz", {"real": np.zeros((0, 2048))})  # done, nothing to merge
+            _save_chunk(work / f"chunk-{c:06d}.npz", {"ids": np.zeros((0, k), np.int64)})  # done, nothing to merge
             continue
-        x = torch.stack(items).to(device)
-        ids = tokenizer.encode(x)[:, :k]
-        rec = tokenizer.decode(ids, pixel_dtype)  # clamped to [0, 1]
-        rec = torch.round(rec * 255) / 255
-        real_u8, fake_u8 = to_uint8_truncate(x), to_uint8_truncate(rec)
-        f_real, _ = inception(real_u8)
-        f_fake, logits = inception(fake_u8)
-        arrays = {
-            "real": f_real.cpu().numpy(), "fake": f_fake.cpu().numpy(),
-            "psnr": psnr(rec, x).cpu().numpy(), "ssim": ssim(rec, x).cpu().numpy() if min(x.shape[-2:]) >= 11 else np.full(len(items), np.nan),
-            "ids": ids.cpu().numpy().astype(np.int64),
-            "logits": logits.cpu().numpy() if logits is not None else np.zeros((len(items), 1)),
-        }
-        _save_chunk(work / f"chunk-{c:06d}.npz", arrays)
+        _save_chunk(work / f"chunk-{c:06d}.npz", reconstruction_batch(tokenizer, torch.stack(items).to(device), k, inception, pixel_dtype))
     if skipped:
         (work / f"skipped-rank{rank}.txt").write_text("\n".join(skipped) + "\n")
     if barrier is not None:
@@ -174,40 +274,23 @@ def evaluate_reconstruction(
     if rank != 0:
         return None
     merged = _merge(work, n_chunks)
-    got = int(merged["real"].shape[0])
+    got = int(merged["ids"].shape[0])
     all_skipped = [ln for f in sorted(work.glob("skipped-rank*.txt")) for ln in f.read_text().splitlines() if ln]
     if got < asked and not allow_partial:
         raise EvaluationError(
             f"only {got} of {asked} images could be evaluated ({len(all_skipped)} unreadable, e.g. {all_skipped[:2]}); "
             "refusing to report (pass --allow-partial to accept it)"
         )
-    mu_r, sig_r = feature_statistics(merged["real"])
-    mu_f, sig_f = feature_statistics(merged["fake"])
-    cb = codebook_stats(merged["ids"], tokenizer.codebook_size)
-    result: dict[str, Any] = {
-        "rfid": frechet_distance(mu_r, sig_r, mu_f, sig_f),
-        "psnr": float(np.mean(merged["psnr"])),
-        "ssim": float(np.nanmean(merged["ssim"])) if np.isfinite(merged["ssim"]).any() else None,
-        "codebook_usage": cb["usage"],
-        "codebook_entropy": cb["entropy"],
-        "num_images": got,
-    }
-    if inception.has_logits and got >= 10:
-        result["inception_score"], result["inception_score_std"] = inception_score(merged["logits"], 10)
+    result = summarize_reconstruction(merged, tokenizer.codebook_size, fid_method)
+    result = {"rfid": result.pop("rfid", None), **result}
     result["settings"] = {
-        "protocol": PROTOCOL_VERSION,
-        "task": "reconstruction",
-        "crop": f"resize short side to {tokenizer.config.image_size} (bicubic, antialiased), centre crop",
-        "tokens": k,
+        **settings,
+        "crop": f"torchvision Resize({tokenizer.config.image_size}, bicubic, antialias) + CenterCrop, on PIL images",
         "num_images_asked": asked,
         "partial": got < asked,
         "skipped_files": all_skipped,
-        "data": source.description,
-        "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
-        "inception": inception.identity(),
-        "precision": str(next(tokenizer.parameters()).dtype),
-        "pixel_decoder_dtype": str(pixel_dtype),
-        "batch_size": batch_size,
+        "fid": f"scipy sqrtm of sigma_real @ sigma_fake (TiTok evaluator)" if fid_method == "sqrtm" else "eigh (SciPy missing)",
+        "inception_score": "one split over all reconstructions, eps 1e-16 (TiTok evaluator)",
         "processes": world,
         "date": _now(),
         "seconds": time.perf_counter() - t0,
@@ -276,6 +359,12 @@ def make_reference(images: np.ndarray, inception: InceptionFeatures, out: str | 
 
 
 # ------------------------------------------------------------------------------------------- generation
+def generation_labels(total: int, num_classes: int) -> torch.Tensor:
+    """Class of every sample, in sample order: ``i mod num_classes`` (the official sampling script's
+    ``list(range(C)) * per_class``), so any 5,000 consecutive samples of ImageNet hold every class 5 times."""
+    return torch.arange(total) % num_classes
+
+
 @torch.no_grad()
 def evaluate_generation(
     generator: Any,
@@ -296,11 +385,13 @@ def evaluate_generation(
     save_images: bool = False,
     autocast_dtype: torch.dtype | None = None,
     pixel_dtype: torch.dtype = torch.float32,
+    save_samples: str | Path | None = None,
 ) -> dict[str, Any] | None:
-    """gFID, precision/recall and (with logits) IS of class-balanced samples; writes ``out`` (JSON).
+    """gFID, precision/recall and (with logits) IS of ``per_class`` samples per class; writes ``out`` (JSON).
 
     ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs sampling and the tokenizer's transformer under autocast;
     ``pixel_dtype`` is the CNN pixel decoder's precision (float32 by default, as the official code).
+    ``save_samples``: also write the scored images, in sample order, as an ADM sample batch ``.npz``.
     """
     from tqdm.auto import tqdm
 
@@ -308,16 +399,20 @@ def evaluate_generation(
     sampling = dict(sampling or {})
     C = generator.config.num_classes
     total = num_samples if num_samples is not None else per_class * C
-    # Class-balanced, in class order: sample i has class i // (total / C).
-    labels_all = torch.arange(C).repeat_interleave(math.ceil(total / C))[:total] if total >= C else torch.arange(total)
-    work = _open_work(out, {
+    if total < 1:
+        raise EvaluationError(f"nothing to sample: {total} samples asked")
+    labels_all = generation_labels(total, C)
+    keep_images = save_images or save_samples is not None
+    fid_method = default_fid_method()
+    settings = {
         "protocol": PROTOCOL_VERSION, "task": "generation", "num_samples": total, "batch_size": batch_size, "seed": seed,
         "sampling": sampling, "generator": {"source": getattr(generator, "source", None), "config": generator.config.to_dict()},
         "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
         "inception": inception.identity(), "precision": str(next(generator.parameters()).dtype),
         "autocast": None if autocast_dtype is None else str(autocast_dtype), "pixel_decoder_dtype": str(pixel_dtype),
-        "save_images": save_images,
-    })
+        "save_images": keep_images,
+    }
+    work = _open_work(out, settings)
     n_chunks = math.ceil(total / batch_size)
     todo = [c for c in range(rank, n_chunks, world) if c not in _chunks_done(work)]
     device = next(generator.parameters()).device
@@ -331,48 +426,47 @@ def evaluate_generation(
             ids = generator.generate(labels, generator=g, **sampling)
             images = tokenizer.decode(ids, pixel_dtype)
         gen_time += time.perf_counter() - t
-        u8 = (images * 255).clamp(0, 255).to(torch.uint8)  # official PNG conversion
+        u8 = (images * 255).clamp(0, 255).to(torch.uint8)  # official PNG conversion (truncation)
         feats, logits = inception(u8)
         arrays = {
             "features": feats.cpu().numpy(),
-            "logits": logits.cpu().numpy() if logits is not None else np.zeros((len(labels), 1)),
+            "logits": logits.cpu().numpy() if logits is not None else np.zeros((len(labels), 0)),
             "labels": labels.cpu().numpy(),
         }
-        if save_images:
+        if keep_images:
             arrays["images"] = u8.permute(0, 2, 3, 1).cpu().numpy()
         _save_chunk(work / f"chunk-{c:06d}.npz", arrays)
     if barrier is not None:
         barrier()
     if rank != 0:
         return None
-    merged = _merge(work, n_chunks)
+    merged = _merge(work, n_chunks, skip=("images",))
     got = int(merged["features"].shape[0])
     if got < total and not allow_partial:
         raise EvaluationError(f"only {got} of {total} samples exist; refusing to report (pass --allow-partial)")
+    if not np.array_equal(merged["labels"], labels_all[:got].numpy()):
+        raise EvaluationError(f"the chunks in {work} are not in sample order; delete it and run again")
     ref = load_reference(reference, inception)
     mu, sigma = feature_statistics(merged["features"])
-    result: dict[str, Any] = {"gfid": frechet_distance(mu, sigma, ref["mu"], ref["sigma"])}
+    result: dict[str, Any] = {"gfid": frechet_distance(mu, sigma, ref["mu"], ref["sigma"], method=fid_method)}  # ADM: (sample, ref)
     pr = precision_recall(ref["activations"], merged["features"], k=3)
     result.update(precision=pr["precision"], recall=pr["recall"], num_samples=got)
-    if inception.has_logits and got >= 10:
-        result["inception_score"], result["inception_score_std"] = inception_score(merged["logits"], 10)
+    if merged["logits"].shape[1] > 0:
+        result["inception_score"], result["inception_score_std"] = inception_score(merged["logits"], ADM_IS_SPLIT)
+    if save_samples is not None:
+        chunks = (np.load(work / f"chunk-{k:06d}.npz", allow_pickle=False)["images"] for k in range(n_chunks))
+        write_sample_batch(save_samples, chunks, merged["labels"])
     result["settings"] = {
-        "protocol": PROTOCOL_VERSION,
-        "task": "generation",
+        **settings,
         "num_samples_asked": total,
         "per_class": total / C,
-        "labels": "class-balanced, in class order",
-        "seed": seed,
+        "labels": LABEL_ORDER,
+        "inception_score": f"ADM evaluator: mean (and std) over consecutive splits of {ADM_IS_SPLIT} in sample order"
+                           + (f"; one split of {got} here" if got <= ADM_IS_SPLIT else ""),
+        "fid": "scipy sqrtm of sigma_sample @ sigma_ref (ADM evaluator)" if fid_method == "sqrtm" else "eigh (SciPy missing)",
         "chunk_seeds": "derive_seed(seed, 'chunk', k) per batch k",
-        "sampling": sampling,
-        "batch_size": batch_size,
         "reference": {"path": str(Path(reference).resolve()), "num_images": int(ref["activations"].shape[0])},
-        "generator": {"source": getattr(generator, "source", None), "config": generator.config.to_dict()},
-        "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
-        "inception": inception.identity(),
-        "precision": str(next(generator.parameters()).dtype),
-        "autocast": None if autocast_dtype is None else str(autocast_dtype),
-        "pixel_decoder_dtype": str(pixel_dtype),
+        "samples_file": None if save_samples is None else str(Path(save_samples).resolve()),
         "processes": world,
         "date": _now(),
         "seconds": time.perf_counter() - t0,

@@ -1,4 +1,13 @@
-"""Image files in and out: loading any common format the way the model was evaluated, PNG writing, grids."""
+"""Image files in and out, and the one evaluation transform every command and API uses.
+
+The evaluation transform is the official (TiTok) one, torchvision's ``Resize(size, BICUBIC, antialias=True)``
+then ``CenterCrop(size)`` on a PIL image, written here without torchvision so the core package does not need it,
+and bit-identical to it: the short side becomes ``size``, the long side ``int(size * long / short)`` (truncated),
+the crop starts at ``int(round((h - size) / 2))`` (Python's round, half to even). Colour modes are converted as
+PIL's ``convert("RGB")`` does (what webdataset's ``"pil"`` decoder and torchvision's ``ImageFolder`` loader do):
+grayscale is replicated, CMYK converted, palette expanded, an alpha channel dropped. 16-bit and float modes,
+which ``convert("RGB")`` would clip to white, are scaled to 8 bits first.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["ImageLoadError", "load_image", "to_pil", "save_image", "make_grid", "IMAGE_SUFFIXES"]
+__all__ = [
+    "ImageLoadError",
+    "IMAGE_SUFFIXES",
+    "to_rgb",
+    "resized_size",
+    "center_crop_box",
+    "eval_transform",
+    "pil_to_tensor",
+    "load_image",
+    "to_pil",
+    "save_image",
+    "make_grid",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -18,44 +39,60 @@ class ImageLoadError(ValueError):
     """An image file that cannot be read or converted."""
 
 
-def _to_rgb_array(img: Image.Image) -> np.ndarray:
-    """Any PIL mode -> (H, W, 3) float32 in [0, 1]; 16-bit and float modes are scaled, alpha is composited on white."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        a = np.asarray(img, dtype=np.float32)
-        a = a / (65535.0 if a.max() > 255 or img.mode.startswith("I;16") else 255.0)
-        return np.repeat(np.clip(a, 0, 1)[..., None], 3, axis=2)
-    if img.mode == "F":
-        a = np.asarray(img, dtype=np.float32)
-        a = a / 255.0 if a.max() > 1.0 else a
-        return np.repeat(np.clip(a, 0, 1)[..., None], 3, axis=2)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
-    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> an 8-bit RGB image, as ``img.convert("RGB")`` (16-bit/float modes scaled to 8 bits first)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        if img.mode == "F":
+            a = a * 255.0 if a.max(initial=0.0) <= 1.0 else a
+        elif img.mode.startswith("I;16") or a.max(initial=0.0) > 255:
+            a = a / 257.0  # 0..65535 -> 0..255
+        img = Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), mode="L")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def resized_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """``(w, h)`` after torchvision's ``Resize(size)``: short side -> ``size``, long side truncated."""
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
+def center_crop_box(width: int, height: int, size: int) -> tuple[int, int, int, int]:
+    """PIL crop box ``(left, top, right, bottom)`` of torchvision's ``CenterCrop(size)`` (round half to even)."""
+    top, left = int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+    return left, top, left + size, top + size
+
+
+def eval_transform(img: Image.Image, size: int) -> Image.Image:
+    """The evaluation transform (TiTok protocol): RGB, bicubic resize of the short side to ``size``, centre crop."""
+    img = to_rgb(img)
+    if min(img.size) < 1:
+        raise ImageLoadError("empty image")
+    new = resized_size(*img.size, size)
+    if new != img.size:  # torchvision returns the image untouched when the size already fits
+        img = img.resize(new, Image.BICUBIC)
+    return img.crop(center_crop_box(*img.size, size))
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL image -> (3, H, W) float32 in [0, 1], as torchvision's ``ToTensor`` (``to_rgb`` first)."""
+    return torch.from_numpy(np.asarray(to_rgb(img), dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
 def load_image(path: str | Path, size: int) -> torch.Tensor:
-    """Read an image file -> (3, size, size) float in [0, 1]: short side resized to ``size`` (bicubic,
-    antialiased), then centre-cropped, as the tokenizer's evaluation transform (TiTok protocol)."""
+    """Read an image file -> (3, size, size) float in [0, 1] through :func:`eval_transform`."""
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.load()
-            arr = _to_rgb_array(im)
+            return pil_to_tensor(eval_transform(im, size))
     except FileNotFoundError:
         raise ImageLoadError(f"{path}: no such file") from None
+    except ImageLoadError as e:
+        raise ImageLoadError(f"{path}: {e}") from None
     except Exception as e:  # noqa: BLE001 - PIL raises many kinds
         raise ImageLoadError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
-    h, w = arr.shape[:2]
-    if min(h, w) < 1:
-        raise ImageLoadError(f"{path}: empty image")
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    img = Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8)).resize((nw, nh), Image.BICUBIC)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    img = img.crop((left, top, left + size, top + size))
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

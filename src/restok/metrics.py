@@ -16,6 +16,8 @@ __all__ = [
     "frechet_distance",
     "feature_statistics",
     "inception_score",
+    "default_fid_method",
+    "ADM_IS_SPLIT",
     "precision_recall",
     "psnr",
     "ssim",
@@ -46,13 +48,17 @@ def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, method: str = "eigh") -> float:
+def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, method: str = "sqrtm") -> float:
     """Fréchet distance between Gaussians N(mu1, sigma1) and N(mu2, sigma2) (FID's formula).
 
-    ||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2)). ``eigh`` (default) gets the last
-    trace as the sum of square roots of the eigenvalues of sigma1^(1/2) sigma2 sigma1^(1/2) (symmetric, same
-    spectrum as sigma1 sigma2): ~10x faster than ``sqrtm`` (SciPy's matrix square root, as pytorch-fid) and
-    equal to it within float64 round-off for covariance matrices.
+    ||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2)).
+
+    ``sqrtm`` (default) is the computation of the official evaluators (TiTok's rFID and ADM's gFID, after
+    TTUR): SciPy's matrix square root of ``sigma1 @ sigma2``; if it is not finite, 1e-6 is added to both
+    diagonals (ADM); an imaginary part larger than 1e-3 on the diagonal is an error, a smaller one is dropped.
+    The order of the arguments matters in the last digits: TiTok passes (real, fake), ADM (sample, reference).
+    ``eigh`` takes the trace from the eigenvalues of sigma1^(1/2) sigma2 sigma1^(1/2) (symmetric, same spectrum):
+    faster and needs no SciPy, equal to ``sqrtm`` up to float64 round-off for well-conditioned covariances.
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
@@ -70,31 +76,49 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, method: str =
         from scipy import linalg
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # near-singular products are handled below, as pytorch-fid does
+            warnings.simplefilter("ignore")  # SciPy warns on near-singular products; handled below as the evaluators do
             covmean = linalg.sqrtm(s1.dot(s2))
-        if not np.isfinite(covmean).all():
-            offset = np.eye(s1.shape[0]) * 1e-6
-            covmean = linalg.sqrtm((s1 + offset).dot(s2 + offset))
+            if not np.isfinite(covmean).all():
+                offset = np.eye(s1.shape[0]) * 1e-6
+                covmean = linalg.sqrtm((s1 + offset).dot(s2 + offset))
         if np.iscomplexobj(covmean):
             if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
                 raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag))} in the covariance square root")
             covmean = covmean.real
         tr_covmean = float(np.trace(covmean))
     else:
-        raise ValueError(f"method must be 'eigh' or 'sqrtm', got {method!r}")
+        raise ValueError(f"method must be 'sqrtm' or 'eigh', got {method!r}")
     return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
 
 
-def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
-    """Inception Score (mean, std over ``splits``) from (N, C) classifier logits (eps 1e-16 as torch-fidelity)."""
+def default_fid_method() -> str:
+    """``sqrtm`` (the official evaluators' computation) when SciPy is installed, else ``eigh``."""
+    import importlib.util
+
+    return "sqrtm" if importlib.util.find_spec("scipy") is not None else "eigh"
+
+
+# The ADM evaluator splits the samples, in file order, into consecutive parts of this many.
+ADM_IS_SPLIT = 5000
+
+
+def inception_score(logits: np.ndarray, split_size: int | None = ADM_IS_SPLIT, eps: float = 0.0) -> tuple[float, float]:
+    """Inception Score (mean, std over splits) from (N, C) classifier logits, in the order given.
+
+    Defaults are the ADM evaluator's (gFID tables): consecutive splits of ``split_size`` = 5,000 samples in
+    sample order, the last one shorter when N is not a multiple (one split below 5,000), no epsilon.
+    ``split_size=None, eps=1e-16`` is TiTok's rFID evaluator: one split over all images.
+    """
     x = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
-    if x.dim() != 2 or x.shape[0] < splits:
-        raise ValueError(f"need (N >= {splits}, C) logits, got shape {tuple(x.shape)}")
+    if x.dim() != 2 or x.shape[0] < 1:
+        raise ValueError(f"need (N >= 1, C) logits, got shape {tuple(x.shape)}")
+    if split_size is not None and split_size < 1:
+        raise ValueError(f"split_size must be >= 1 or None, got {split_size}")
     p = x.softmax(dim=1)
     scores = []
-    for part in torch.tensor_split(p, splits):
+    for part in torch.split(p, split_size or p.shape[0]):
         py = part.mean(0, keepdim=True)
-        kl = (part * ((part + 1e-16).log() - (py + 1e-16).log())).sum(1).mean()
+        kl = (part * ((part + eps).log() - (py + eps).log())).sum(1).mean()
         scores.append(float(kl.exp()))
     return float(np.mean(scores)), float(np.std(scores))
 
@@ -150,7 +174,7 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM (Wang et al. 2004) of (B, C, H, W) images in [0, 1], averaged over channels, with the
     settings of ``pytorch_msssim.ssim`` that the official evaluator calls: 11x11 Gaussian window, sigma 1.5,
-    valid filtering, K = (0.01, 0.03), data range 1 (not compared numerically against that package here)."""
+    valid filtering, K = (0.01, 0.03), data range 1 (the tests compare it with that package)."""
     x, y = x.double(), y.double()
     C = x.shape[1]
     w = _gaussian_window().to(x.device)
