@@ -40,6 +40,29 @@ def _torchvision_cpu_shim() -> object | None:
 _TORCHVISION_SHIM = _torchvision_cpu_shim()
 
 
+class _TinyInception(torch.nn.Module):
+    """Stands in for the FID Inception: same interface (299 px in [-1, 1) -> (B, 2048))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 7, stride=7)
+        self.fc = torch.nn.Linear(8 * 16, 2048)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(x)), 4)
+        return torch.relu(self.fc(h.flatten(1)))
+
+
+@pytest.fixture(scope="session")
+def inception_torchscript(tmp_path_factory) -> str:
+    """A TorchScript stand-in for the FID Inception, through the real loading path."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("inc") / "fid_inception_torchscript.pt"
+    torch.jit.script(_TinyInception()).save(str(path))
+    return str(path)
+
+
+
 def official_keys(kind: str) -> dict[str, tuple[int, ...]]:
     """``{name: shape}`` of the official tokenizer/generator checkpoints (from the reference key lists)."""
     out = {}

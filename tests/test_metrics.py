@@ -93,25 +93,9 @@ def test_tf1_resize_matches_definition() -> None:
     assert torch.allclose(up[0, 0, 0], torch.tensor([0.0, 1.0, 2.0, 2.0]))
 
 
-class _TinyInception(torch.nn.Module):
-    """Stands in for the FID Inception: same interface (299 px in [-1, 1) -> (B, 2048))."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 8, 7, stride=7)
-        self.fc = torch.nn.Linear(8 * 16, 2048)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = torch.nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(x)), 4)
-        return torch.relu(self.fc(h.flatten(1)))
-
-
-@pytest.fixture(scope="module")
-def inception_file(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("inc") / "fid_inception_torchscript.pt"
-    torch.jit.script(_TinyInception()).save(str(path))
-    return str(path)
+@pytest.fixture
+def inception_file(inception_torchscript) -> str:
+    return inception_torchscript
 
 
 def test_inception_loads_torchscript_file(inception_file, tmp_path) -> None:

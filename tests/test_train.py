@@ -409,3 +409,46 @@ def test_cli_train_stop_and_resume(images, tmp_path, capsys) -> None:
     assert main(["train", "tokenizer", "--config", "restok-tiny", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "run")
+
+
+def test_validation_kept_checkpoints_and_export(images, tmp_path, inception_torchscript) -> None:
+    """eval_every logs the protocol's numbers for the EMA weights; a keep_steps checkpoint survives pruning and
+    exports to the same model the run's final/ holds at that step."""
+    from restok.evaluation import reconstruction_batch, summarize_reconstruction
+    from restok.images import load_image
+    from restok.inception import load_inception
+    from restok.train.export import export_checkpoint
+
+    with pytest.raises(TrainingError, match="eval-data"):
+        train_tokenizer(load_train_config("restok-tiny", "tokenizer", [*FAST_TOK, "eval_every=2"]), str(images), tmp_path / "no")
+    paper = load_train_config("restok-l-128", "tokenizer")
+    assert paper.keep_steps == (750_000,) and paper.eval_every == 50_000 and paper.tf32
+    over = [*FAST_TOK, "eval_every=2", "eval_images=5", f"eval_data={images}", f"eval_inception={inception_torchscript}",
+            "keep_steps=[2]", "keep_checkpoints=1", "loss.discriminator_weight=0", "loss.alignment_weight=0"]
+    cfg = load_train_config("restok-tiny", "tokenizer", over)
+    run = tmp_path / "run"
+    train_tokenizer(cfg, str(images), run, max_steps=6, progress=False)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval/psnr" in r]
+    assert [r["step"] for r in evals] == [2, 4, 6]
+    assert {"eval/psnr", "eval/ssim", "eval/codebook_usage", "eval/codebook_entropy", "eval/rfid"} <= set(evals[-1])
+    # the last validation equals the protocol run on final/ (the EMA weights of step 6), on the first 5 images
+    final = ResTok.from_pretrained(str(run / "final"))
+    files = [r.name for r in open_image_source(images).records[:5]]
+    x = torch.stack([load_image(f, 32) for f in files])
+    want = summarize_reconstruction(reconstruction_batch(final, x, 32, load_inception(inception_torchscript)), final.codebook_size)
+    for k in ("psnr", "ssim", "codebook_usage", "codebook_entropy", "rfid"):
+        assert evals[-1][f"eval/{k}"] == pytest.approx(want[k], rel=1e-6, abs=1e-9), k
+    steps = [s for s, _ in CheckpointDir(run, 1).complete()]
+    assert steps == [2, 6]  # 4 was pruned, 2 is kept
+    exported = export_checkpoint(run, 6, tmp_path / "exp6")
+    assert _identical(load_file(str(exported / "model.safetensors")), _weights(run))
+    two = ResTok.from_pretrained(str(export_checkpoint(run, 2)))
+    assert two.config == final.config and not torch.equal(two.encoder.ln_post.weight, final.encoder.ln_post.weight)
+    with pytest.raises(TrainingError, match="no complete checkpoint of step 4"):
+        export_checkpoint(run, 4)
+    from restok.cli import main
+
+    assert main(["export", str(run), "--step", "3"]) == 2
+    assert main(["export", str(run), "--step", "2", "--out", str(tmp_path / "cli2")]) == 0
+    assert (tmp_path / "cli2" / "config.json").is_file()

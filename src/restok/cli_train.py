@@ -41,7 +41,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import load_train_config, train_generator, train_tokenizer
 
     _setup_logging()
-    cfg = load_train_config(args.config, args.kind, args.overrides)
+    overrides = list(args.overrides)
+    if getattr(args, "eval_data", None):
+        overrides.append(f"eval_data={args.eval_data}")
+    cfg = load_train_config(args.config, args.kind, overrides)
     device = None if args.device == "auto" else args.device
     common = dict(max_steps=args.max_steps, stop_at=args.stop_at, resume=args.resume, device=device, progress=not args.no_progress)
     if args.kind == "tokenizer":
@@ -49,6 +52,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         result = train_generator(cfg, args.codes, args.out, **common)
     return _report(result)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a kept checkpoint's EMA (or raw) weights as an inference model."""
+    from .train.export import export_checkpoint
+
+    dest = export_checkpoint(args.run, args.step, args.out, args.weights)
+    print(f"wrote {dest} ({args.weights} weights of {args.run}, step {args.step if args.step is not None else 'newest'}); "
+          "load it with from_pretrained")
+    return 0
 
 
 def cmd_extract_codes(args: argparse.Namespace) -> int:
@@ -102,6 +115,8 @@ def add_train_commands(sub: Any) -> None:
         s.add_argument("--config", required=True, help="recipe name (restok-l-128, restok-tiny, har-l, har-tiny, ...) or YAML file")
         if kind == "tokenizer":
             s.add_argument("--data", required=True, help="image folder (one sub-folder per class, or flat) or .tar shards")
+            s.add_argument("--eval-data", default=None,
+                           help="held-out images for validation every eval_every steps (restok-l-128: every 50,000)")
         else:
             s.add_argument("--codes", required=True, help="code set written by 'restok extract-codes'")
         s.add_argument("--out", required=True, help="run folder (config, logs, grids, checkpoints, final/)")
@@ -112,6 +127,13 @@ def add_train_commands(sub: Any) -> None:
         s.add_argument("--no-progress", action="store_true", help="no progress bar")
         s.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. optimizer.lr=3e-4 batch_size=64")
         s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("export", help="write a kept training checkpoint as an inference model (e.g. the 750k-step EMA)")
+    s.add_argument("run", help="run folder of 'restok train'")
+    s.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
+    s.add_argument("--out", default=None, help="output folder (default: RUN/export-step-<step>)")
+    s.add_argument("--weights", default="ema", choices=["ema", "model"], help="EMA weights (default) or the raw ones")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("extract-codes", help="tokenize a dataset for generator training (sharded, resumable)")
     s.add_argument("--tokenizer", required=True, help="tokenizer directory, file or Hub id")

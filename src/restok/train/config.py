@@ -64,7 +64,8 @@ class TrainConfig:
     min_crop: float = 0.8  # random resized crop fraction (ADM random_crop_arr 0.8-1.0)
     flip: bool = True
     save_every: int = 5_000
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # the newest N checkpoints are kept ...
+    keep_steps: tuple[int, ...] = ()  # ... and these, always (the released generator used the tokenizer's 750k EMA)
     log_every: int = 50
     image_every: int = 5_000  # reconstruction / sample grids with the EMA weights
     num_workers: int = 0
@@ -73,6 +74,15 @@ class TrainConfig:
     grad_checkpointing: bool = False  # activation checkpointing in the transformer blocks
     trackers: tuple[str, ...] = ("tensorboard", "wandb")  # used when installed
     tokenizer: str | None = None  # generator runs: tokenizer to decode sample grids (default: the codes' own)
+    # Validation during tokenizer training (official trainer: EMA weights every 50k steps): PSNR, SSIM, codebook
+    # usage/entropy of the first ``eval_images`` held-out images of ``eval_data`` through the evaluation transform,
+    # and rFID when ``eval_inception`` names an FID Inception file. 0 = off.
+    eval_every: int = 0
+    eval_images: int = 1_000
+    eval_data: str | None = None
+    eval_inception: str | None = None
+    eval_batch_size: int = 32
+    tf32: bool = True  # TF32 matmuls and cuDNN convolutions on CUDA, as the official scripts (ignored elsewhere)
 
     def __post_init__(self) -> None:
         if isinstance(self.optimizer, Mapping):
@@ -82,6 +92,7 @@ class TrainConfig:
         if isinstance(self.loss, Mapping):
             self.loss = TokenizerLossConfig.from_dict(dict(self.loss))
         self.trackers = tuple(self.trackers)
+        self.keep_steps = tuple(int(k) for k in self.keep_steps)
         if self.kind not in ("tokenizer", "generator"):
             raise ValueError(f"kind must be 'tokenizer' or 'generator', got {self.kind!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
@@ -92,6 +103,8 @@ class TrainConfig:
             raise ValueError("batch_size, grad_accum and max_steps must be >= 1")
         if self.save_every < 1 or self.log_every < 1 or self.image_every < 1 or self.keep_checkpoints < 1:
             raise ValueError("save_every, log_every, image_every and keep_checkpoints must be >= 1")
+        if self.eval_every < 0 or self.eval_images < 1 or self.eval_batch_size < 1:
+            raise ValueError("eval_every must be >= 0 (0 = off), eval_images and eval_batch_size >= 1")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -99,6 +112,7 @@ class TrainConfig:
         """Plain nested dict (for YAML/JSON and the run folder)."""
         d = dataclasses.asdict(self)
         d["trackers"] = list(self.trackers)
+        d["keep_steps"] = list(self.keep_steps)
         for k in ("optimizer", "disc_optimizer"):
             d[k]["betas"] = list(d[k]["betas"])
         return d
@@ -125,11 +139,14 @@ def _tiny_loss() -> dict[str, Any]:
 
 RECIPES: dict[str, dict[str, Any]] = {
     # The paper's tokenizer run (spec §2, §4): 1M steps at 256; the released weights are the 750k EMA.
+    # Validation every 50k steps on the held-out images given as --eval-data, as the official trainer; the 750k
+    # checkpoint, whose EMA the released generator's codes came from, is kept (``restok export RUN --step 750000``).
     "restok-l-128": dict(
         kind="tokenizer", model="restok-l-128", batch_size=256, max_steps=1_000_000, seed=10086,
         mixed_precision="fp16", optimizer=dict(weight_decay=1e-4, grad_clip=10.0),
         disc_optimizer=dict(weight_decay=1e-4, grad_clip=10.0), num_workers=16,
-        log_every=50, save_every=5_000, image_every=5_000,
+        log_every=50, save_every=5_000, image_every=5_000, keep_steps=(750_000,),
+        eval_every=50_000, eval_images=50_000,
     ),
     # The paper's generator run (spec §3.2): GPT-L HAR, 1.5M steps at 256, bf16, wd 0.05, clip 1.
     "har-l": dict(

@@ -185,11 +185,14 @@ def seed_step(seed: int, step: int, rank: int) -> None:
 # ------------------------------------------------------------------------------------------- checkpoints
 class CheckpointDir:
     """``RUN/checkpoints/step-<8-digit step>/`` folders, each written under a temporary name and renamed when
-    complete (so a crash mid-save leaves the previous ones intact); the newest ``keep`` are kept."""
+    complete (so a crash mid-save leaves the previous ones intact); the newest ``keep`` are kept, and those of
+    ``keep_steps`` always. Each holds ``inference_config.json``, the config of the model its EMA weights make
+    (what :func:`restok.train.export.export_checkpoint` writes out)."""
 
-    def __init__(self, run: Path, keep: int) -> None:
+    def __init__(self, run: Path, keep: int, keep_steps: tuple[int, ...] = ()) -> None:
         self.root = run / "checkpoints"
         self.keep = keep
+        self.keep_steps = frozenset(keep_steps)
 
     def complete(self) -> list[tuple[int, Path]]:
         """(step, folder) of every complete checkpoint, oldest first."""
@@ -207,8 +210,20 @@ class CheckpointDir:
         c = self.complete()
         return c[-1] if c else None
 
-    def save(self, step: int, tensors: dict[str, dict[str, torch.Tensor]], trainer_state: dict[str, Any]) -> Path:
-        """Write ``<name>.safetensors`` for each tensor dict and ``trainer.pt``; then rename into place."""
+    def find(self, step: int) -> Path:
+        """The complete checkpoint of ``step``, or a TrainingError listing the ones there are."""
+        for s, d in self.complete():
+            if s == step:
+                return d
+        have = [s for s, _ in self.complete()]
+        raise TrainingError(f"{self.root} has no complete checkpoint of step {step}; it has {have or 'none'}")
+
+    def save(
+        self, step: int, tensors: dict[str, dict[str, torch.Tensor]], trainer_state: dict[str, Any],
+        inference_config: dict[str, Any] | None = None,
+    ) -> Path:
+        """Write ``<name>.safetensors`` for each tensor dict, ``trainer.pt`` and ``inference_config.json``; then
+        rename into place."""
         self.root.mkdir(parents=True, exist_ok=True)
         final = self.root / f"step-{step:08d}"
         tmp = self.root / f".tmp-step-{step:08d}-{os.getpid()}"
@@ -218,6 +233,8 @@ class CheckpointDir:
         for name, t in tensors.items():
             save_file({k: v.detach().cpu().contiguous() for k, v in t.items()}, str(tmp / f"{name}.safetensors"))
         torch.save(trainer_state, tmp / "trainer.pt")
+        if inference_config is not None:
+            (tmp / "inference_config.json").write_text(json.dumps(inference_config, indent=2))
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -225,8 +242,9 @@ class CheckpointDir:
             shutil.rmtree(final)
         os.replace(tmp, final)
         self._fsync_dir(self.root)
-        for _, old in self.complete()[: -self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        for s, old in self.complete()[: -self.keep]:
+            if s not in self.keep_steps:
+                shutil.rmtree(old, ignore_errors=True)
         for stale in self.root.glob(".tmp-step-*"):
             shutil.rmtree(stale, ignore_errors=True)
         return final
@@ -376,6 +394,9 @@ def make_accelerator(cfg: TrainConfig, run: Path, cpu: bool) -> Any:
             "mixed_precision=fp16 needs a GPU; on %s Accelerate trains in fp32 (use bf16 for mixed precision on CPU)",
             acc.device.type,
         )
+    if acc.device.type == "cuda":  # the official scripts' enable_tf32; recorded as cfg.tf32 in config.yaml
+        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+        torch.backends.cudnn.allow_tf32 = cfg.tf32
     if cfg.distributed == "fsdp" and acc.num_processes == 1:
         logging.getLogger("restok.train").warning("distributed=fsdp with one process: nothing to shard, training unsharded")
     return acc

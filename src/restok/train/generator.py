@@ -11,13 +11,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import save_model
 from ..codes import CodesDataset, collate_codes
 from ..data import derive_seed
 from ..generator import HARGenerator, TransformerBlock
 from ..images import make_grid, save_image
 from .config import TrainConfig
 from .engine import TrainingError, build_scheduler, full_tensor
+from .export import inference_model_config
 from .loop import ModelTask, RunResult, run_training
 from .tokenizer import enable_activation_checkpointing
 
@@ -135,15 +135,9 @@ class GeneratorTask(ModelTask):
         ids = model.generate(labels, cfg_scale=2.0, generator=torch.Generator(self.acc.device).manual_seed(step))
         save_image(make_grid(tok.decode(ids).cpu(), nrow=4), path)
 
-    def export_final(self, path: Path) -> None:
-        """EMA weights in this package's format (every process calls it; the main one writes)."""
-        shadow = self.ema.state_dict()  # collective under FSDP
-        if not self.acc.is_main_process:
-            return
-        model = HARGenerator(self.raw.config)
-        model.load_state_dict({**model.state_dict(), **shadow})
-        model.source = f"trained: {path.parent}"
-        save_model(model.eval(), str(path))
+    def inference_config(self) -> dict[str, Any]:
+        """The generator that the EMA weights make."""
+        return inference_model_config("generator", self.raw.config)
 
 
 def train_generator(cfg: TrainConfig, codes: str, out: str | Path, **options: Any) -> RunResult:

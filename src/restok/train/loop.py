@@ -34,6 +34,8 @@ class Task(Protocol):
     def checkpoint_state(self) -> dict[str, Any]: ...
     def load_checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None: ...
     def write_images(self, path: Path, step: int) -> None: ...
+    def validate(self, step: int) -> dict[str, float]: ...
+    def inference_config(self) -> dict[str, Any]: ...
     def export_final(self, path: Path) -> None: ...
 
 
@@ -134,6 +136,23 @@ class ModelTask:
         self.ema.load_state_dict(tensors["ema"], state["ema_updates"])
         self.sched.load_state_dict(state["scheduler"])
 
+    def validate(self, step: int) -> dict[str, float]:
+        """Held-out metrics of the EMA weights (every process calls it; the main one returns them)."""
+        return {}
+
+    def export_final(self, path: Path) -> None:
+        """EMA weights as an inference model in this package's format (every process calls it, as gathering the
+        shadows is a collective under FSDP; the main one writes)."""
+        from ..checkpoint import save_model
+        from .export import inference_model
+
+        shadow = self.ema.state_dict()
+        if not self.acc.is_main_process:
+            return
+        model = inference_model(self.inference_config(), shadow)  # type: ignore[attr-defined] # each trainer's own
+        model.source = f"trained: {path.parent}"
+        save_model(model, str(path))
+
     def with_ema_model(self, build: Any, draw: Any) -> None:
         """Call ``draw(model)`` on the main process with an eval model holding the EMA weights (for image grids).
 
@@ -213,7 +232,7 @@ def run_training(
         raise TrainingError(f"--stop-at must be >= 1, got {stop_at}")
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
     run.mkdir(parents=True, exist_ok=True)
-    ckpts = CheckpointDir(run, cfg.keep_checkpoints)
+    ckpts = CheckpointDir(run, cfg.keep_checkpoints, cfg.keep_steps)
     if not resume and ckpts.newest() is not None:
         raise TrainingError(f"{run} already holds checkpoints; pass --resume to continue it, or choose a new run folder")
     acc = make_accelerator(cfg, run, cpu)
@@ -275,6 +294,11 @@ def run_training(
                 bar.set_postfix({k: f"{record[k]:.4g}" for k in ("loss", "lr") if k in record})
             if done % cfg.image_every == 0:  # every process: gathering sharded weights is a collective
                 task.write_images(run / "images" / f"step-{done:08d}.png", done)
+            if cfg.eval_every and (done % cfg.eval_every == 0 or done == total):  # every process, as above
+                scores = task.validate(done)
+                if scores:
+                    logger.log(done, scores)
+                    log.info("validation at step %d: %s", done, ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
             if done % cfg.save_every == 0 or done == end or stop.signal is not None:
                 saved = _save(task, ckpts, acc, done, total)
             if stop.signal is not None:
@@ -299,6 +323,6 @@ def _save(task: Task, ckpts: CheckpointDir, acc: Any, step: int, total: int) -> 
     path = None
     if acc.is_main_process:
         state = {"step": step, "max_steps": total, "rng": rng_state(), **task_state}
-        path = ckpts.save(step, tensors, state)
+        path = ckpts.save(step, tensors, state, task.inference_config())
     acc.wait_for_everyone()
     return path

@@ -8,18 +8,20 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 
-from ..checkpoint import save_model
 from ..data import ImageDataset, collate_images, derive_seed, open_image_source
 from ..images import make_grid, save_image
+from ..inception import load_inception
 from ..losses import TokenizerLoss
 from ..metrics import codebook_stats
 from ..tokenizer import ResTok
 from ..vit import Block
 from .config import TrainConfig
 from .engine import TrainingError, build_optimizer, build_scheduler, full_tensor, param_groups
+from .export import inference_model_config
 from .loop import ModelTask, RunResult, run_training
 
 __all__ = ["TokenizerTask", "train_tokenizer", "enable_activation_checkpointing"]
@@ -59,8 +61,15 @@ class TokenizerTask(ModelTask):
 
     def __init__(self, cfg: TrainConfig, data: str) -> None:
         self.cfg = cfg
+        if cfg.eval_every and not cfg.eval_data:
+            raise TrainingError(
+                f"eval_every={cfg.eval_every} validates on held-out images: pass --eval-data DIR (or eval_data=DIR), "
+                "or turn validation off with eval_every=0"
+            )
         self.source = open_image_source(data)
         self.counts: torch.Tensor | None = None
+        self._eval_images: list[torch.Tensor] | None = None
+        self._inception: Any = None
 
     def build(self, acc: Any) -> None:
         """Create everything on the accelerator's device (called once per process)."""
@@ -204,19 +213,35 @@ class TokenizerTask(ModelTask):
             rows.append(model.decode_codes(q.codes, k).clamp(0, 1).cpu())
         save_image(make_grid(torch.cat(rows), nrow=x.shape[0]), path)
 
-    def export_final(self, path: Path) -> None:
-        """EMA weights as an inference tokenizer (no alignment heads) in this package's format (every process
-        calls it; the main one writes)."""
-        shadow = self.ema.state_dict()  # collective under FSDP
-        if not self.acc.is_main_process:
-            return
-        model = ResTok(self.raw.inference_config())
-        state = {k: v for k, v in shadow.items() if k in model.state_dict()}
-        missing, _ = model.load_state_dict(state, strict=False)
-        if missing:
-            raise TrainingError(f"final export: EMA weights miss {missing[:5]}")
-        model.source = f"trained: {path.parent}"
-        save_model(model.eval(), str(path))
+    def inference_config(self) -> dict[str, Any]:
+        """The inference tokenizer (no alignment heads) that the EMA weights make."""
+        return inference_model_config("tokenizer", self.raw.inference_config())
+
+    @torch.no_grad()
+    def validate(self, step: int) -> dict[str, float]:
+        """PSNR, SSIM, codebook usage/entropy (and rFID with ``eval_inception``) of the EMA weights on the first
+        ``eval_images`` held-out images, through the evaluation protocol of :mod:`restok.evaluation`."""
+        from ..evaluation import reconstruction_batch, summarize_reconstruction
+
+        scores: dict[str, float] = {}
+
+        def run(model: ResTok) -> None:
+            if self._eval_images is None:
+                source = open_image_source(self.cfg.eval_data)
+                ds = ImageDataset(source, model.config.image_size, train=False)
+                n = min(self.cfg.eval_images, len(ds))
+                self._eval_images = [ds[i]["image"] for i in range(n)]  # unreadable files are replaced and named
+                self._inception = load_inception(self.cfg.eval_inception, device=self.acc.device) if self.cfg.eval_inception else None
+            parts = []
+            for i in range(0, len(self._eval_images), self.cfg.eval_batch_size):
+                x = torch.stack(self._eval_images[i : i + self.cfg.eval_batch_size]).to(self.acc.device)
+                parts.append(reconstruction_batch(model, x, model.num_tokens, self._inception))
+            merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            summary = summarize_reconstruction(merged, model.codebook_size)
+            scores.update({f"eval/{k}": float(v) for k, v in summary.items() if v is not None})
+
+        self.with_ema_model(lambda: ResTok(self.raw.config), run)
+        return scores
 
 
 def train_tokenizer(cfg: TrainConfig, data: str, out: str | Path, **options: Any) -> RunResult:
