@@ -11,8 +11,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from restok import HARGenerator, ResTok
-from restok.checkpoint import CheckpointError, read_state_dict, tokenizer_config_from_official
+from restok import RELEASED_RECIPE, HARGenerator, ResTok, SamplingConfig
+from restok.checkpoint import CheckpointError, read_state_dict
+from restok.official import tokenizer_config_from_official
 
 
 def _official_tokenizer_config(tok: ResTok) -> dict:
@@ -92,7 +93,10 @@ def test_official_generator_layout(tmp_path, tiny_gen):
     assert gen.config.replace(num_special_tokens=None) == c and gen.config.special_rows == c.special_rows
     # a single weights file with its config beside it works too
     gen_file = HARGenerator.from_pretrained(str(tmp_path / "model.safetensors"))
-    assert torch.equal(gen_file.generate([4], top_k=1), tiny_gen.generate([4], top_k=1))
+    greedy = SamplingConfig(top_k=1)
+    assert torch.equal(gen_file.generate([4], greedy), tiny_gen.generate([4], greedy))
+    # official weights sample with the released recipe unless told otherwise
+    assert gen.generation_config == RELEASED_RECIPE and tiny_gen.generation_config == SamplingConfig()
 
 
 def test_mismatched_checkpoint_names_keys(tmp_path, tiny_tok):
@@ -170,11 +174,20 @@ def test_push_to_hub_uploads_our_format(monkeypatch, tiny_tok):
         def upload_folder(self, repo_id, folder_path, commit_message):
             uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
             uploaded["config"] = json.loads((Path(folder_path) / "config.json").read_text())
+            uploaded["card"] = (Path(folder_path) / "README.md").read_text()
+            uploaded["message"] = commit_message
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    url = tiny_tok.push_to_hub("me/restok-tiny", private=True)
-    assert url.endswith("me/restok-tiny") and uploaded["repo"] == ("me/restok-tiny", True)
-    assert uploaded["files"] == ["config.json", "model.safetensors"] and uploaded["config"]["kind"] == "tokenizer"
+    url = tiny_tok.push_to_hub("me/restok-tiny", private=True, commit_message="first")
+    assert url.endswith("me/restok-tiny") and uploaded["repo"] == ("me/restok-tiny", True) and uploaded["message"] == "first"
+    assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"] and uploaded["config"]["kind"] == "tokenizer"
+    card = uploaded["card"]
+    assert card.startswith("---\nlibrary_name: restok") and "- image-tokenizer" in card and '"codebook_size": 1024' in card
+    # the embedded models' cards carry how they were trained and what they measured
+    gen = HARGenerator.from_pretrained("har-tiny-mnist")
+    gen.push_to_hub("me/har")
+    assert uploaded["files"] == ["README.md", "card.json", "config.json", "generation_config.json", "model.safetensors"]
+    assert "restok train generator" in uploaded["card"] and "class accuracy" in uploaded["card"] and '"cfg_scale": 2.0' in uploaded["card"]
 
 
 def test_generator_from_official_nested_training_config(tmp_path, tiny_gen):
@@ -207,7 +220,7 @@ model:
     torch.save(gen.state_dict(), run / "checkpoint-10" / "ema_model" / "pytorch_model.bin")
     loaded = HARGenerator.from_pretrained(str(run / "checkpoint-10" / "ema_model" / "pytorch_model.bin"))
     assert (loaded.config.dim, loaded.config.n_layer, loaded.config.vocab_size, loaded.config.ar_tokens) == (768, 12, 1024, 4)
-    from restok.checkpoint import convert_checkpoint
+    from restok.convert import convert_checkpoint
 
     kind, _ = convert_checkpoint(str(run / "checkpoint-10" / "ema_model" / "pytorch_model.bin"), tmp_path / "out")
     assert kind == "generator"

@@ -115,7 +115,7 @@ def test_tokenize_then_detokenize(models, image_dir, tmp_path):
 
 def test_generate_writes_images_grid_manifest_and_progressive(models, tmp_path):
     r = run("generate", "--generator", str(models["gen"]), "--tokenizer", str(models["tok"]), "--classes", "3", "7",
-            "--per-class", "2", "--seed", "5", "--progressive", "--batch-size", "3", "--out", str(tmp_path))
+            "--per-class", "2", "--seed", "5", "--progressive", "--batch-size", "3", "--sampling", "released", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     pngs = sorted(p.name for p in tmp_path.glob("*_class*.png") if "progressive" not in p.name)
     assert pngs == ["000000_class3.png", "000001_class3.png", "000002_class7.png", "000003_class7.png"]
@@ -128,7 +128,7 @@ def test_generate_writes_images_grid_manifest_and_progressive(models, tmp_path):
     assert len(m["generator"]["sha256"]) == 64 and m["tokenizer"]["config"]["num_tokens"] == 32
     # same seed -> same images
     r2 = run("generate", "--generator", str(models["gen"]), "--tokenizer", str(models["tok"]), "--classes", "3", "7",
-             "--per-class", "2", "--seed", "5", "--batch-size", "3", "--out", str(tmp_path / "again"))
+             "--per-class", "2", "--seed", "5", "--batch-size", "3", "--sampling", "released", "--out", str(tmp_path / "again"))
     assert r2.returncode == 0
     a = np.asarray(Image.open(tmp_path / "000002_class7.png"))
     b = np.asarray(Image.open(tmp_path / "again" / "000002_class7.png"))
@@ -138,7 +138,9 @@ def test_generate_writes_images_grid_manifest_and_progressive(models, tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--classes", "12"], "unknown class id"),
+        (["--classes", "12"], "unknown class: 12 (ids are 0..9)"),
+        (["--classes", "golden retriever"], "classes have no names"),
+        (["--classes", "1", "--sampling", "nonexistent.json"], "cannot read sampling config"),
         (["--classes", "1", "--top-p", "0"], "top_p"),
     ],
 )

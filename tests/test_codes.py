@@ -115,3 +115,36 @@ def test_center_only_crop_has_no_mirror(tok, image_folder, tmp_path) -> None:
     (crop,) = crops_of(decode_image(src.records[2].read()), 32, "center-only")
     assert np.array_equal(stored[2, 0], tok.encode(pil_to_tensor(crop)[None]).numpy()[0])
     assert check_codes(tmp_path / "codes", tok, src, num_verify=2)["verified"] == 2
+
+
+def test_resume_under_other_settings_is_refused_and_check_codes_sees_mixed_layouts(tok, image_folder, tmp_path) -> None:
+    import shutil
+
+    src = open_image_source(image_folder)
+    out = tmp_path / "codes"
+    extract_codes(tok, src, out, crop="center", batch_size=4, shard_size=3, progress=False)
+    (out / "meta.json").unlink()  # as if killed before the end
+    (out / "shard-00002.codes.npy").unlink()
+    for change, name in (({"shard_size": 4}, "shard_size"), ({"crop": "center-only"}, "crop"), ({"batch_size": 2}, "batch_size")):
+        kw = {"crop": "center", "batch_size": 4, "shard_size": 3, **change}
+        with pytest.raises(CodesError, match=name):
+            extract_codes(tok, src, out, progress=False, **kw)
+    torch.manual_seed(1)
+    other = ResTok.from_preset("restok-tiny").eval()
+    with pytest.raises(CodesError, match="tokenizer"):
+        extract_codes(other, src, out, crop="center", batch_size=4, shard_size=3, progress=False)
+    with pytest.raises(CodesError, match="shard size"):
+        extract_codes(tok, src, tmp_path / "zero", shard_size=0, progress=False)
+    meta = extract_codes(tok, src, out, crop="center", batch_size=4, shard_size=3, progress=False)  # same settings: resumes
+    assert meta["num_samples"] == 8 and check_codes(out, tok, src)["num_samples"] == 8
+    # a set whose shards were written with two shard sizes is caught by check-codes, not passed
+    mixed = tmp_path / "mixed"
+    shutil.copytree(out, mixed)
+    extract_codes(tok, src, tmp_path / "four", crop="center", batch_size=4, shard_size=4, progress=False)
+    shutil.copy(tmp_path / "four" / "shard-00001.codes.npy", mixed / "shard-00001.codes.npy")
+    shutil.copy(tmp_path / "four" / "shard-00001.indices.npy", mixed / "shard-00001.indices.npy")
+    shutil.copy(tmp_path / "four" / "shard-00001.labels.npy", mixed / "shard-00001.labels.npy")
+    with pytest.raises(CodesError, match="shard"):
+        check_codes(mixed)
+    with pytest.raises(CodesError, match="not this one"):
+        check_codes(out, other)

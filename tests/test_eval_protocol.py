@@ -347,6 +347,6 @@ def test_interrupted_chunk_write_does_not_break_a_rerun(tmp_path) -> None:
     first = evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "g.json", **kw)
     work = tmp_path / "g.json.work"
     (work / "chunk-000001.npz").unlink()
-    (work / ".chunk-000001.12345.tmp").write_bytes(b"PK\x03\x04 truncated")
+    (work / ".chunk-000001.npz.12345.tmp").write_bytes(b"PK\x03\x04 truncated")
     again = evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "g.json", **kw)
     assert again["gfid"] == first["gfid"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from restok import HARGenerator, ResTok
+from restok import HARGenerator, ResTok, SamplingConfig
 from restok.evaluation import EvaluationError, evaluate_generation, evaluate_reconstruction, load_reference, make_reference
 from restok.inception import InceptionError, load_inception, resize_bilinear_tf1
 from restok.metrics import codebook_stats, feature_statistics, frechet_distance, inception_score, precision_recall, psnr, ssim
@@ -131,7 +131,7 @@ def test_end_to_end_reconstruction_and_generation(inception_file, image_folder, 
     assert ref["activations"].shape == (8, 2048)
     sampling = {"cfg_scale": 2.0}
     g = evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "gen.json", per_class=3, batch_size=4, seed=1, sampling=sampling, progress=False)
-    assert g["num_samples"] == 6 and g["gfid"] > 0 and 0 <= g["precision"] <= 1 and g["settings"]["sampling"] == sampling
+    assert g["num_samples"] == 6 and g["gfid"] > 0 and 0 <= g["precision"] <= 1 and g["settings"]["sampling"] == {**SamplingConfig().to_dict(), **sampling}
     assert g["settings"]["pixel_decoder_dtype"] == "torch.float32" and g["settings"]["autocast"] is None
     fast = evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "gen-bf16.json", per_class=3, batch_size=4, seed=1,
                                sampling=sampling, progress=False, autocast_dtype=torch.bfloat16, pixel_dtype=torch.bfloat16)

@@ -16,35 +16,17 @@ from restok.pixel_cnn import PixelDecoder, PixelEncoder, ResnetBlock, clear_prep
 CFG = PixelCNNConfig(hidden_channels=32, channel_mult=(1, 2, 2), num_res_blocks=2, z_channels=16, num_groups=8)
 
 
-# The official computation, written out plainly (upsample then conv, conv then pool, h + nin(h)).
+# The official computation, written out plainly, is the library's reference path.
 def _block_ref(b: ResnetBlock, x: torch.Tensor) -> torch.Tensor:
-    h = b.conv1(F.silu(b.norm1(x)))
-    h = b.conv2(F.silu(b.norm2(h)))
-    return h + (x if b.nin_shortcut is None else b.nin_shortcut(h))
+    return b.forward_reference(x)
 
 
 def _encoder_ref(enc: PixelEncoder, x: torch.Tensor) -> torch.Tensor:
-    x = enc.conv_in(x)
-    for stage in enc.down:
-        for b in stage.block:
-            x = _block_ref(b, x)
-        if stage.downsample:
-            x = F.avg_pool2d(x, 2, 2)
-    for b in enc.mid:
-        x = _block_ref(b, x)
-    return enc.conv_out(F.silu(enc.norm_out(x)))
+    return enc.forward_reference(x)
 
 
 def _decoder_ref(dec: PixelDecoder, z: torch.Tensor) -> torch.Tensor:
-    x = dec.conv_in(z)
-    for b in dec.mid:
-        x = _block_ref(b, x)
-    for stage in reversed(dec.up):
-        for b in stage.block:
-            x = _block_ref(b, x)
-        if stage.upsample_conv is not None:
-            x = stage.upsample_conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-    return dec.conv_out(F.silu(dec.norm_out(x)))
+    return dec.forward_reference(z)
 
 
 def _randomise(m: nn.Module, seed: int) -> nn.Module:
@@ -156,3 +138,21 @@ def test_frozen_weights_cached_in_inference_mode_still_pass_gradients_to_inputs(
     zr = z.clone().requires_grad_(True)
     (ref,) = torch.autograd.grad(_decoder_ref(dec, zr).square().sum(), zr)
     torch.testing.assert_close(grad, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
+
+
+def test_the_switch_chooses_the_reference_path():
+    """set_fast_convs(False) runs the plain official computation everywhere (and back)."""
+    from restok.pixel_cnn import set_fast_convs, use_fast_convs
+
+    enc, dec = _models()
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        fast = dec(enc(x))
+        try:
+            set_fast_convs(False)
+            assert not use_fast_convs()
+            ref = dec(enc(x))
+            assert torch.equal(ref, dec.forward_reference(enc.forward_reference(x)))
+        finally:
+            set_fast_convs(True)
+    assert use_fast_convs() and torch.allclose(fast, ref, atol=1e-4, rtol=1e-4) and not torch.equal(fast, ref)

@@ -377,7 +377,7 @@ def test_fused_adamw_is_the_default_and_matches_the_reference_loop() -> None:
 
 
 def test_activation_checkpointing_gives_same_gradients() -> None:
-    from restok.train.tokenizer import enable_activation_checkpointing
+    from restok.train.engine import enable_activation_checkpointing
     from restok.vit import Block
 
     torch.manual_seed(0)

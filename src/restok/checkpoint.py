@@ -1,52 +1,110 @@
-"""Reading and writing checkpoints: this package's format and the official ResTok/LlamaGen layouts.
+"""Checkpoint files: ``(config, state dict)`` in and out, in this package's format or the official layouts.
 
-Our format is a directory with ``config.json`` (``{"format": "restok", "format_version": 1, "kind":
-..., "config": {...}}``) and ``model.safetensors``. The official layout is the nested OmegaConf
-``config.json`` (tokenizer) or the flat ``ModelArgs`` one (generator) beside ``model.safetensors`` or
-``pytorch_model.bin``. Nothing here unpickles arbitrary objects: ``.bin``/``.pt`` files are read with
-``torch.load(weights_only=True)``.
+A leaf module: it reads and writes configs as dicts and weights as tensors, finds them on disk, in the package (the
+embedded models) or on the Hugging Face Hub, and reports key mismatches; it never builds a model. The model classes
+build themselves from what it returns (:mod:`restok.pretrained`); the official configs are mapped in
+:mod:`restok.official`.
+
+Our format is a directory with ``config.json`` (``{"format": "restok", "format_version": 1, "kind": ..., "config":
+{...}}``), ``model.safetensors`` and, for generators, ``generation_config.json`` (the sampling recipe), plus a model
+card ``README.md``. The official layout is the nested OmegaConf ``config.json`` (tokenizer) or the flat ``ModelArgs``
+one (generator) beside ``model.safetensors`` or ``pytorch_model.bin``. Nothing here unpickles arbitrary objects:
+``.bin``/``.pt`` files are read with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-import torch.nn as nn
 
-from .config import HARConfig, PixelCNNConfig, ResTokConfig, config_from_dict
+from .io import atomic_write, write_json, write_text
 
 __all__ = [
     "FORMAT_VERSION",
+    "WEIGHT_FILES",
     "CheckpointError",
+    "Provenance",
+    "ResolvedCheckpoint",
     "read_state_dict",
     "resolve_checkpoint",
-    "tokenizer_config_from_official",
-    "generator_config_from_official",
-    "load_tokenizer",
-    "load_generator",
-    "save_model",
-    "load_state_dict_checked",
     "read_config_file",
-    "convert_checkpoint",
-    "push_to_hub",
+    "check_state_dict",
+    "save_checkpoint",
+    "push_folder_to_hub",
+    "file_sha256",
+    "state_dict_sha256",
+    "EMBEDDED_MODELS",
+    "embedded_model_dir",
+    "embedded_model_card",
 ]
 
 FORMAT_VERSION = 1
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-# Keys of the official training checkpoints that inference does not use.
-TOKENIZER_TRAINING_ONLY = ("foundation_model.", "vf_proj.", "vf_proj_dec.", "mlp_proj.", "decoder.feat_mask_token")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_VIT_SIZES = {"small": (512, 6, 8), "base": (768, 12, 12), "large": (1024, 24, 16)}
+# The small MNIST models that configs/mnist-*.yaml train, shipped in assets/<name>/ (config, weights and card.json:
+# how they were trained and what they measure).
+EMBEDDED_MODELS = ("restok-tiny-mnist", "har-tiny-mnist")
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not match the model."""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Provenance: where a model's weights came from, saved with every output made with it
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """Hex SHA-256 over the names, dtypes, shapes and bytes of a state dict (a fingerprint of weights in memory)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass
+class Provenance:
+    """Where a model came from: ``source`` (the name it was loaded by, or how it was made), the weights file, the
+    Hub revision, the layout (``restok``, ``official``, ``memory``), the training-only keys dropped on load and the
+    card of measured figures that came with it (``card.json``), if any."""
+
+    source: str = "in memory"
+    weights: str | None = None
+    revision: str | None = None
+    layout: str = "memory"
+    dropped_keys: tuple[str, ...] = ()
+    card: dict[str, Any] | None = None
+    _sha256: str | None = field(default=None, repr=False, compare=False)
+
+    def weights_sha256(self) -> str | None:
+        """SHA-256 of the weights file (computed once), or None for a model that did not come from a file."""
+        if self._sha256 is None and self.weights and Path(self.weights).is_file():
+            self._sha256 = file_sha256(self.weights)
+        return self._sha256
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able record (without the card)."""
+        return {"source": self.source, "weights": self.weights, "revision": self.revision, "layout": self.layout,
+                "dropped_keys": len(self.dropped_keys)}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -65,7 +123,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        sd = load_file(str(path))
+        try:
+            sd = load_file(str(path))
+        except Exception as e:  # noqa: BLE001 - SafetensorError on truncated or foreign files
+            raise CheckpointError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e})") from None
     else:
         try:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -87,20 +148,6 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return out
 
 
-def _hub_download(repo_id: str, filename: str, revision: str | None = None) -> str:
-    """Download one file of a Hub repo (cached; respects HF_HUB_OFFLINE)."""
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError:  # pragma: no cover - a core dependency, but be explicit
-        raise CheckpointError("loading from the Hugging Face Hub needs `pip install huggingface_hub`") from None
-    return hf_hub_download(repo_id, filename, revision=revision)
-
-
-# The small MNIST models that configs/mnist-*.yaml train, shipped in assets/<name>/ (config, weights and card.json:
-# how they were trained and what they measure).
-EMBEDDED_MODELS = ("restok-tiny-mnist", "har-tiny-mnist")
-
-
 def embedded_model_dir(name: str) -> Path:
     """Folder of an embedded model inside the installed package."""
     from importlib import resources
@@ -116,56 +163,91 @@ def embedded_model_card(name: str) -> dict[str, Any] | None:
     return json.loads(card.read_text()) if card.is_file() else None
 
 
-def resolve_checkpoint(path_or_hub_id: str, revision: str | None = None) -> tuple[dict[str, Any] | None, Path]:
-    """Find ``(config dict or None, weights file)`` for an embedded model name, a directory, a weights file
-    or a Hub repo id."""
-    if str(path_or_hub_id) in EMBEDDED_MODELS and not Path(path_or_hub_id).exists():
-        d = embedded_model_dir(str(path_or_hub_id))
+@dataclass
+class ResolvedCheckpoint:
+    """A checkpoint found on disk or the Hub: its config (a dict, or None), weights file, and how to fetch the
+    optional files beside it (``generation_config.json``, ``card.json``)."""
+
+    config: dict[str, Any] | None
+    weights: Path
+    folder: Path | None = None  # local folder holding the side files
+    repo_id: str | None = None  # or the Hub repo they come from
+    hub: dict[str, Any] = field(default_factory=dict)
+
+    def side_file(self, name: str) -> Path | None:
+        """The optional file ``name`` beside the weights, or None when there is none."""
+        if self.folder is not None:
+            p = self.folder / name
+            return p if p.is_file() else None
+        if self.repo_id is None:
+            return None
+        try:
+            return Path(_hub_download(self.repo_id, name, self.hub))
+        except Exception:  # noqa: BLE001 - an optional file: absent, or not cached offline
+            return None
+
+
+def _hub_download(repo_id: str, filename: str, hub: Mapping[str, Any]) -> str:
+    """Download one file of a Hub repo (cached; respects HF_HUB_OFFLINE and ``local_files_only``)."""
+    from huggingface_hub import hf_hub_download
+
+    return hf_hub_download(repo_id, filename, **{k: v for k, v in hub.items() if v is not None})
+
+
+def resolve_checkpoint(path_or_hub_id: str, **hub: Any) -> ResolvedCheckpoint:
+    """Find the config and weights of an embedded model name, a directory, a weights file or a Hub repo id.
+
+    ``hub``: ``revision``, ``cache_dir``, ``force_download``, ``token``, ``local_files_only``, ``proxies`` (passed
+    to ``huggingface_hub.hf_hub_download`` for Hub ids).
+    """
+    name = str(path_or_hub_id)
+    if name in EMBEDDED_MODELS and not Path(name).exists():
+        d = embedded_model_dir(name)
         if not d.is_dir():
             raise CheckpointError(
-                f"the embedded model {path_or_hub_id!r} is missing from this installation ({d}); reinstall restok, "
+                f"the embedded model {name!r} is missing from this installation ({d}); reinstall restok, "
                 "or pass a local directory, file or Hub id instead"
             )
-        path_or_hub_id = str(d)
-    p = Path(path_or_hub_id).expanduser()
+        name = str(d)
+    p = Path(name).expanduser()
     if p.is_file():
         # a raw training checkpoint (e.g. checkpoint-N/ema_model/pytorch_model.bin) keeps its config higher up
         for d in (p.parent, p.parent.parent, p.parent.parent.parent):
-            for name in ("config.json", "config.yaml"):
-                if (d / name).is_file():
-                    return read_config_file(d / name), p
-        return None, p
+            for cfg_name in ("config.json", "config.yaml"):
+                if (d / cfg_name).is_file():
+                    return ResolvedCheckpoint(read_config_file(d / cfg_name), p, folder=p.parent)
+        return ResolvedCheckpoint(None, p, folder=p.parent)
     if p.is_dir():
         cfg_path = p / "config.json"
-        for name in WEIGHT_FILES:
-            if (p / name).is_file():
-                return (_read_json(cfg_path) if cfg_path.is_file() else None), p / name
+        for weights in WEIGHT_FILES:
+            if (p / weights).is_file():
+                return ResolvedCheckpoint(_read_json(cfg_path) if cfg_path.is_file() else None, p / weights, folder=p)
         raise CheckpointError(f"no {' or '.join(WEIGHT_FILES)} in directory {p}")
-    if not _HUB_ID.fullmatch(str(path_or_hub_id)):
-        raise CheckpointError(f"checkpoint path does not exist: {path_or_hub_id}")
-    return _resolve_hub(str(path_or_hub_id), revision)
+    if not _HUB_ID.fullmatch(name):
+        raise CheckpointError(f"checkpoint path does not exist: {name}")
+    return _resolve_hub(name, hub)
 
 
-def _resolve_hub(repo_id: str, revision: str | None) -> tuple[dict[str, Any], Path]:
+def _resolve_hub(repo_id: str, hub: dict[str, Any]) -> ResolvedCheckpoint:
     """Config and weights of a Hub repo, with an actionable message when offline and not cached."""
     try:
         from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
     except ImportError:  # older huggingface_hub
         from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError  # type: ignore
     try:
-        cfg = _read_json(Path(_hub_download(repo_id, "config.json", revision)))
+        cfg = _read_json(Path(_hub_download(repo_id, "config.json", hub)))
         last: Exception | None = None
         for name in WEIGHT_FILES:
             try:
-                return cfg, Path(_hub_download(repo_id, name, revision))
+                return ResolvedCheckpoint(cfg, Path(_hub_download(repo_id, name, hub)), repo_id=repo_id, hub=hub)
             except EntryNotFoundError as e:
                 last = e
         raise CheckpointError(f"Hub repo {repo_id} has none of {WEIGHT_FILES}") from last
     except LocalEntryNotFoundError:
         raise CheckpointError(
             f"{repo_id!r} is not a local path and is not in the Hugging Face cache, and the Hub cannot be "
-            "reached (offline?). Download it once with network access "
-            f"(`huggingface-cli download {repo_id}`) or pass a local directory or file."
+            "reached (offline, or local_files_only). Download it once with network access "
+            f"(`hf download {repo_id}`) or pass a local directory or file."
         ) from None
     except CheckpointError:
         raise
@@ -187,6 +269,8 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
             raise CheckpointError(f"cannot read config {path}: {e}") from None
     else:
         data = _read_json(path)
+    if not isinstance(data, dict):
+        raise CheckpointError(f"config {path} is not a mapping")
     return _resolve_interpolations(data, data)
 
 
@@ -212,302 +296,93 @@ def _resolve_interpolations(node: Any, root: Mapping[str, Any]) -> Any:
 def _read_json(path: Path) -> dict[str, Any]:
     """Parse a JSON file, naming it on failure."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"cannot read config {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"config {path} is not a JSON object")
+    return data
 
 
 # ----------------------------------------------------------------------------------------------------
-# Configs
+# Checking
 
 
-def checkpoint_kind(cfg: Mapping[str, Any] | None, keys: Any = None) -> str | None:
-    """``"tokenizer"``, ``"generator"`` or None (unknown), from a config dict of either layout or the weight names.
-
-    The official nested configs of inference and generator training hold both a ``vq_model`` and a
-    ``generator`` block, so for them only the weight names decide.
-    """
-    if keys is not None:
-        keys = set(keys)
-        if "tok_embeddings.weight" in keys:
-            return "generator"
-        if any(k.startswith("encoder.") for k in keys):
-            return "tokenizer"
-    if not cfg:
-        return None
-    if cfg.get("format") == "restok":
-        return cfg.get("kind")
-    model = cfg.get("model")
-    if isinstance(model, Mapping) and "vq_model" in model:
-        return None if "generator" in model else "tokenizer"
-    if "n_layer" in cfg and "vocab_size" in cfg:
-        return "generator"
-    return None
-
-
-def tokenizer_config_from_official(cfg: Mapping[str, Any]) -> ResTokConfig:
-    """Map the official nested tokenizer config (``model.vq_model``, ``dataset.preprocessing``) to ours.
-
-    Raises for official options whose code paths are broken or that no released model uses.
-    """
-    vq = dict(cfg["model"]["vq_model"])
-    crop = int(cfg.get("dataset", {}).get("preprocessing", {}).get("crop_size", 256))
-    unsupported = {
-        "learnable_latent_tokens": (False, "broken in the official code (undefined _expand_token)"),
-        "multi_quant": (True, "only per-level output heads are implemented"),
-        "vae_encoder": (True, "only the CNN pixel encoder is implemented"),
-        "is_legacy": (True, "only the legacy (TiTok) heads of the released weights are implemented"),
-    }
-    for key, (want, why) in unsupported.items():
-        if key in vq and bool(vq[key]) != want:
-            raise CheckpointError(f"official config sets {key}={vq[key]}: not supported ({why})")
-    if float(vq.get("reduction_ratio", 0.5)) != 0.5:
-        raise CheckpointError(f"official config sets reduction_ratio={vq['reduction_ratio']}: only 0.5 is supported")
-    enc = _VIT_SIZES[vq.get("vit_enc_model_size", "large")]
-    dec = _VIT_SIZES[vq.get("vit_dec_model_size", "large")]
-    pixel = PixelCNNConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in vq.get("pixel_cnn", {}).items()})
-    stages = int(vq.get("hierarchy_stages", 4)) if vq.get("merge_tokens", False) else 1
-    out = ResTokConfig(
-        image_size=crop,
-        num_tokens=int(vq["num_latent_tokens"]),
-        min_tokens=int(vq.get("num_min_tokens", 4)),
-        codebook_size=int(vq["codebook_size"]),
-        token_size=int(vq["token_size"]),
-        width=enc[0],
-        depth=enc[1],
-        num_heads=enc[2],
-        decoder_width=dec[0],
-        decoder_depth=dec[1],
-        decoder_num_heads=dec[2],
-        hierarchy_stages=max(stages, 1),
-        residual_image_tokens=bool(vq.get("residual_image_tokens", True)),
-        residual_latent_tokens=bool(vq.get("residual_latent_tokens", True)),
-        latent_hierarchy=bool(vq.get("latent_hierarchy", True)),
-        learnable_dec_image_tokens=bool(vq.get("learnable_dec_image_tokens", True)),
-        rope_theta=float(vq.get("rope_base_len", 10000)),
-        use_l2_norm=bool(vq.get("use_l2_norm", False)),
-        commitment_cost=float(vq.get("commitment_cost", 0.25)),
-        entropy_loss_ratio=float(vq.get("entropy_loss_ratio", 0.0)),
-        nested_dropout=bool(vq.get("drop_latent_tokens", True)) and float(vq.get("drop_prob", 0.2)) > 0,
-        drop_prob=float(vq.get("drop_prob", 0.2)) or 0.2,
-        pixel_cnn=pixel,
-    )
-    patch = int(vq.get("vit_enc_patch_size", 16))
-    if crop // patch != out.grid_size:
-        raise CheckpointError(
-            f"official config: crop_size {crop} / vit_enc_patch_size {patch} = {crop // patch}, but the pixel CNN "
-            f"downsamples {out.pixel_cnn.downsample}x to a {out.grid_size} grid"
-        )
-    return out
-
-
-_GPT_SIZES = {  # LlamaGen model_type -> (n_layer, n_head, dim)
-    "GPT-B": (12, 12, 768), "GPT-L": (24, 16, 1024), "GPT-XL": (36, 20, 1280), "GPT-XXL": (48, 24, 1536),
-    "GPT-XXXL": (48, 40, 2560), "GPT-1B": (22, 32, 2048), "GPT-3B": (24, 32, 3200), "GPT-7B": (32, 32, 4096),
-}
-
-
-def _model_args_from_training_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat ``ModelArgs`` from the official nested generator config (``model.generator`` block)."""
-    g = cfg["model"]["generator"]
-    if g.get("model_type") not in _GPT_SIZES:
-        raise CheckpointError(f"unknown official generator model_type {g.get('model_type')!r}; known: {sorted(_GPT_SIZES)}")
-    n_layer, n_head, dim = _GPT_SIZES[g["model_type"]]
-    dropout = 0.0 if float(g.get("drop_path_rate", 0.0)) > 0 else float(g.get("dropout_p", 0.1))
-    args = {"dim": dim, "n_layer": n_layer, "n_head": n_head, "vocab_size": g["vocab_size"], "block_size": g["block_size"],
-            "num_classes": g.get("num_classes", 1000), "cls_token_num": g.get("cls_token_num", 1),
-            "model_type": g.get("gpt_type", "c2i"), "resid_dropout_p": dropout, "ffn_dropout_p": dropout,
-            "drop_path_rate": g.get("drop_path_rate", 0.0), "token_dropout_p": g.get("token_dropout_p", 0.1)}
-    if g.get("har", False):
-        args["ar_token_num"] = g.get("ar_token_num", 4)
-        args["spe_token_num"] = g.get("spe_token_num", 127)
-    return args
-
-
-def generator_config_from_official(cfg: Mapping[str, Any]) -> HARConfig:
-    """Map the official flat ``ModelArgs`` config (or the nested training config) of a HAR/vanilla generator to ours."""
-    if isinstance(cfg.get("model"), Mapping) and "generator" in cfg["model"]:
-        cfg = _model_args_from_training_config(cfg)
-    if cfg.get("model_type", "c2i") != "c2i":
-        raise CheckpointError(f"only class-conditional (c2i) generators are supported, got {cfg.get('model_type')!r}")
-    if int(cfg.get("cls_token_num", 1)) != 1:
-        raise CheckpointError("only cls_token_num = 1 is supported")
-    L = int(cfg["block_size"])
-    has_har = "ar_token_num" in cfg
-    return HARConfig(
-        dim=int(cfg["dim"]),
-        n_layer=int(cfg["n_layer"]),
-        n_head=int(cfg["n_head"]),
-        n_kv_head=cfg.get("n_kv_head"),
-        multiple_of=int(cfg.get("multiple_of", 256)),
-        ffn_dim_multiplier=cfg.get("ffn_dim_multiplier"),
-        rope_base=float(cfg.get("rope_base", 10000)),
-        norm_eps=float(cfg.get("norm_eps", 1e-5)),
-        initializer_range=float(cfg.get("initializer_range", 0.02)),
-        num_tokens=L,
-        vocab_size=int(cfg["vocab_size"]),
-        num_classes=int(cfg.get("num_classes", 1000)),
-        ar_tokens=int(cfg["ar_token_num"]) if has_har else L,
-        num_special_tokens=int(cfg.get("spe_token_num", L - 1)) if has_har else 0,
-        class_dropout_prob=float(cfg.get("class_dropout_prob", 0.1)),
-        token_dropout_p=float(cfg.get("token_dropout_p", 0.1)),
-        attn_dropout_p=float(cfg.get("attn_dropout_p", 0.0)),
-        resid_dropout_p=float(cfg.get("resid_dropout_p", 0.1)),
-        ffn_dropout_p=float(cfg.get("ffn_dropout_p", 0.1)),
-        drop_path_rate=float(cfg.get("drop_path_rate", 0.0)),
-    )
-
-
-# ----------------------------------------------------------------------------------------------------
-# Loading
-
-
-def load_state_dict_checked(
-    model: nn.Module, state_dict: Mapping[str, torch.Tensor], ignore_prefixes: tuple[str, ...] = (), source: str = ""
-) -> list[str]:
-    """Load strictly except for ``ignore_prefixes``; raise naming missing, unexpected and mis-shaped keys.
-
-    Returns the names of the ignored (dropped) keys.
-    """
-    own = model.state_dict()
+def check_state_dict(
+    own: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor], ignore_prefixes: tuple[str, ...], source: str, what: str
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Match a checkpoint to a model's own state dict: keys under ``ignore_prefixes`` that the model lacks are
+    dropped; any missing, unexpected or mis-shaped key is an error naming them all. Returns the tensors, cast to the
+    model's dtypes, and the dropped names."""
     dropped = [k for k in state_dict if k.startswith(ignore_prefixes) and k not in own]
     sd = {k: v for k, v in state_dict.items() if k not in dropped}
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
     shapes = sorted(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in set(sd) & set(own) if sd[k].shape != own[k].shape)
     if missing or unexpected or shapes:
-        lines = [f"checkpoint {source} does not match {type(model).__name__}({getattr(model, 'config', '')!r})"]
+        lines = [f"checkpoint {source} does not match {what}"]
         for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
             if keys:
                 shown = ", ".join(keys[:12]) + (f", ... ({len(keys)} in all)" if len(keys) > 12 else "")
                 lines.append(f"  {title}: {shown}")
         raise CheckpointError("\n".join(lines))
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
-    return dropped
-
-
-def _load(path_or_hub_id: str, kind: str, revision: str | None, config: Any) -> tuple[Any, dict[str, torch.Tensor], str]:
-    """Resolve a checkpoint and return (config dataclass, state dict, description).
-
-    ``config`` may be a config dataclass, a dict in either layout, or a path to a JSON/YAML config.
-    """
-    raw_cfg, weights = resolve_checkpoint(str(path_or_hub_id), revision)
-    if isinstance(config, (str, os.PathLike)):
-        raw_cfg, config = read_config_file(config), None
-    elif isinstance(config, Mapping):
-        raw_cfg, config = dict(config), None
-    found = checkpoint_kind(raw_cfg)
-    sd = read_state_dict(weights)
-    found = checkpoint_kind(raw_cfg, sd.keys()) or found
-    other = {"tokenizer": "generator", "generator": "tokenizer"}[kind]
-    if found == other:
-        cls = "HARGenerator" if other == "generator" else "ResTok"
-        raise CheckpointError(f"{path_or_hub_id} is a {other} checkpoint, not a {kind}; load it with restok.{cls}.from_pretrained")
-    if config is None:
-        if raw_cfg is None:
-            raise CheckpointError(f"no config.json beside {weights}; pass config= explicitly")
-        if raw_cfg.get("format") == "restok":
-            version = int(raw_cfg.get("format_version", 0))
-            if version > FORMAT_VERSION:
-                raise CheckpointError(f"{path_or_hub_id} uses format version {version}; this restok reads <= {FORMAT_VERSION}: upgrade restok")
-            config = config_from_dict(ResTokConfig if kind == "tokenizer" else HARConfig, raw_cfg["config"])
-        elif kind == "tokenizer" and isinstance(raw_cfg.get("model"), Mapping) and "vq_model" in raw_cfg["model"]:
-            config = tokenizer_config_from_official(raw_cfg)
-        elif kind == "generator" and ("n_layer" in raw_cfg or "generator" in raw_cfg.get("model", {})):
-            config = generator_config_from_official(raw_cfg)
-        else:
-            raise CheckpointError(f"the config beside {weights} does not describe a {kind}")
-    return config, sd, str(weights)
-
-
-def load_tokenizer(path_or_hub_id: str, revision: str | None = None, config: ResTokConfig | None = None, device: str | torch.device = "cpu") -> Any:
-    """A :class:`~restok.ResTok` in eval mode from our format or the official layout (training-only keys dropped)."""
-    from .tokenizer import ResTok
-
-    cfg, sd, src = _load(path_or_hub_id, "tokenizer", revision, config)
-    model = ResTok(cfg)
-    model.dropped_keys = load_state_dict_checked(model, sd, TOKENIZER_TRAINING_ONLY, src)
-    model.source = {"source": str(path_or_hub_id), "weights": src}
-    return model.to(device).eval()
-
-
-def load_generator(path_or_hub_id: str, revision: str | None = None, config: HARConfig | None = None, device: str | torch.device = "cpu") -> Any:
-    """A :class:`~restok.HARGenerator` in eval mode from our format or the official layout."""
-    from .generator import HARGenerator
-
-    cfg, sd, src = _load(path_or_hub_id, "generator", revision, config)
-    model = HARGenerator(cfg)
-    model.dropped_keys = load_state_dict_checked(model, sd, (), src)
-    model.source = {"source": str(path_or_hub_id), "weights": src}
-    return model.to(device).eval()
+    bad = [k for k, v in sd.items() if own[k].is_floating_point() and not (v.is_floating_point() or v.is_complex())]
+    if bad:
+        raise CheckpointError(f"checkpoint {source}: {len(bad)} tensor(s) are not floating point where the model's are, e.g. "
+                              f"{bad[0]} ({sd[bad[0]].dtype})")
+    nonfinite = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if nonfinite:
+        raise CheckpointError(f"checkpoint {source}: {len(nonfinite)} tensor(s) hold NaN or Inf, e.g. {nonfinite[0]}")
+    return {k: v.to(own[k].dtype) for k, v in sd.items()}, dropped
 
 
 # ----------------------------------------------------------------------------------------------------
 # Saving
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write via a temporary file in the same directory, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    # mkstemp makes the file private (0600); give it the permissions an ordinary file would get under the umask,
-    # so saved models stay readable by others (e.g. shipped inside an installed package).
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # after writing: some writers replace the file
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def save_model(model: nn.Module, directory: str | os.PathLike) -> None:
-    """Write ``config.json`` and ``model.safetensors`` of a ResTok or HARGenerator atomically."""
+def save_checkpoint(
+    directory: str | os.PathLike,
+    kind: str,
+    config: Mapping[str, Any],
+    state_dict: Mapping[str, torch.Tensor],
+    extra_json: Mapping[str, Any] | None = None,
+    card: str | None = None,
+) -> Path:
+    """Write ``config.json``, ``model.safetensors``, each ``extra_json`` file and the model card ``README.md``
+    atomically. Identical tensors give byte-identical files."""
     from safetensors.torch import save_file
 
-    from .tokenizer import ResTok
-
-    kind = "tokenizer" if isinstance(model, ResTok) else "generator"
     d = Path(directory)
-    sd = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(d / "model.safetensors", lambda p: save_file(sd, p, metadata={"format": "restok", "kind": kind}))
-    meta = {"format": "restok", "format_version": FORMAT_VERSION, "kind": kind, "config": model.config.to_dict()}
-    _atomic_write(d / "config.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
+    sd = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    # one metadata key: safetensors serialises the metadata map in a per-process order, so more keys would make the
+    # bytes (and the SHA-256 that manifests record) differ between runs
+    atomic_write(d / "model.safetensors", lambda p: save_file(sd, p, metadata={"format": "pt"}))
+    write_json(d / "config.json", {"format": "restok", "format_version": FORMAT_VERSION, "kind": kind, "config": dict(config)})
+    for name, data in (extra_json or {}).items():
+        write_json(d / name, data)
+    if card is not None:
+        write_text(d / "README.md", card)
+    return d
 
 
-def convert_checkpoint(src: str, dst: str | os.PathLike, kind: str = "auto", config: Any = None) -> tuple[str, list[str]]:
-    """Convert an official (or our) checkpoint into this package's format at ``dst``.
-
-    Returns ``(kind, dropped_keys)``: the training-only tensors that inference does not use.
-    """
-    if kind == "auto":
-        raw_cfg, weights = resolve_checkpoint(str(src))
-        if isinstance(config, (str, os.PathLike)):
-            raw_cfg = read_config_file(config)
-        elif isinstance(config, Mapping):
-            raw_cfg = dict(config)
-        kind = checkpoint_kind(raw_cfg, read_state_dict(weights).keys()) or ""
-        if kind not in ("tokenizer", "generator"):
-            raise CheckpointError(f"cannot tell whether {src} is a tokenizer or a generator; pass kind explicitly")
-    loader = load_tokenizer if kind == "tokenizer" else load_generator
-    model = loader(src, config=config)
-    save_model(model, dst)
-    return kind, list(model.dropped_keys)
-
-
-def push_to_hub(model: nn.Module, repo_id: str, *, private: bool = False, token: str | None = None,
-                commit_message: str = "Upload restok model") -> str:
-    """Save ``model`` in this package's format and upload it to a Hugging Face Hub repo; returns the repo URL."""
+def push_folder_to_hub(
+    folder: str | os.PathLike, repo_id: str, *, commit_message: str, private: bool = False, token: str | None = None,
+    revision: str | None = None, create_pr: bool = False,
+) -> str:
+    """Create (if needed) the Hub repo ``repo_id`` and upload ``folder`` to it; returns the repo URL."""
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True)
-    with tempfile.TemporaryDirectory() as d:
-        save_model(model, d)
-        api.upload_folder(repo_id=repo_id, folder_path=d, commit_message=commit_message)
+    kwargs: dict[str, Any] = {"commit_message": commit_message}
+    if revision is not None:
+        kwargs["revision"] = revision
+    if create_pr:
+        kwargs["create_pr"] = True
+    api.upload_folder(repo_id=repo_id, folder_path=str(folder), **kwargs)
     return str(url)
+
+
+def temporary_folder() -> tempfile.TemporaryDirectory:
+    """A temporary folder for an upload."""
+    return tempfile.TemporaryDirectory(prefix="restok-upload-")

@@ -9,93 +9,46 @@ number of inputs that failed (capped at 100).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from . import __version__
 from . import hierarchy as Hy
+from .classes import resolve_classes
+from .cli_common import CLIError, add_model_options, add_sampling_options, batches, progress, resolve_device, sampling_from_args
+from .cli_eval import add_eval_commands
+from .cli_plot import add_plot_commands
+from .cli_train import add_train_commands
 from .config import GENERATOR_PRESETS, TOKENIZER_PRESETS
 from .generator import HARGenerator
 from .images import ImageLoadError, load_image, make_grid, save_image
+from .io import save_npz, write_json
 from .precision import DTYPES, autocast_to
+from .sampling import RELEASED_RECIPE
 from .tokenizer import ResTok
-
-# The released sampling recipe (official README): step schedule at 3.75 from ratio 0.25, top-p 0.95.
-RELEASED_RECIPE = {"cfg_scale": 3.75, "cfg_schedule": "step", "cfg_start": 0.25, "top_k": 0, "top_p": 0.95, "temperature": 1.0}
-
-
-class CLIError(Exception):
-    """An error reported to the user as one line."""
-
 
 # ----------------------------------------------------------------------------------------------------
 # helpers
-
-
-def _progress(it: Any, desc: str, total: int | None = None) -> Any:
-    """A tqdm progress bar on stderr (silent when tqdm is missing)."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return it
-    return tqdm(it, desc=desc, total=total, file=sys.stderr, dynamic_ncols=True)
-
-
-def _device(name: str) -> torch.device:
-    """Resolve ``auto`` to cuda, then mps, then cpu; refuse a device that is not there."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CLIError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise CLIError("--device mps: MPS is not available (use --device cpu or auto)")
-    return torch.device(name)
-
-
-def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    """Consecutive chunks of ``items``."""
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
 
 
 def _load_tokenizer(src: str, device: torch.device) -> ResTok:
     """Load a tokenizer from a path or Hub id (a preset name gives an untrained model)."""
     if src in TOKENIZER_PRESETS:
         raise CLIError(f"{src!r} is an untrained preset; pass a checkpoint directory, file or Hub id")
-    return ResTok.from_pretrained(src).to(device)
+    return ResTok.from_pretrained(src, device=device)
 
 
 def _load_generator(src: str, device: torch.device) -> HARGenerator:
     """Load a generator from a path or Hub id."""
     if src in GENERATOR_PRESETS:
         raise CLIError(f"{src!r} is an untrained preset; pass a checkpoint directory, file or Hub id")
-    return HARGenerator.from_pretrained(src).to(device)
-
-
-def _identity(model: torch.nn.Module) -> dict[str, Any]:
-    """Where a model came from and a hash of its weights file, for manifests."""
-    info = dict(getattr(model, "source", {}) or {})
-    weights = info.get("weights")
-    if weights and Path(weights).is_file():
-        h = hashlib.sha256()
-        with open(weights, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 24), b""):
-                h.update(chunk)
-        info["sha256"] = h.hexdigest()
-    info["config"] = model.config.to_dict()
-    return info
+    return HARGenerator.from_pretrained(src, device=device)
 
 
 def _parse_tokens(value: str, tok: ResTok) -> list[int]:
@@ -114,7 +67,7 @@ def _parse_tokens(value: str, tok: ResTok) -> list[int]:
 def _load_images(paths: Sequence[str], size: int) -> tuple[list[tuple[str, torch.Tensor]], list[str]]:
     """Read every image, naming and skipping the ones that fail."""
     ok, failed = [], []
-    for p in _progress(paths, "reading images"):
+    for p in progress(paths, "reading images"):
         try:
             ok.append((p, load_image(p, size)))
         except ImageLoadError as e:
@@ -129,12 +82,12 @@ def _load_images(paths: Sequence[str], size: int) -> tuple[list[tuple[str, torch
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     """Reconstruct images from k tokens; write each reconstruction and a side-by-side comparison."""
-    device = _device(args.device)
+    device = resolve_device(args.device)
     tok = _load_tokenizer(args.tokenizer, device)
     ks = _parse_tokens(args.tokens, tok) if args.tokens else [tok.num_tokens]
     out = Path(args.out)
     images, failed = _load_images(args.images, tok.config.image_size)
-    for batch in _progress(list(_batches(images, args.batch_size)), "reconstructing"):
+    for batch in progress(list(batches(images, args.batch_size)), "reconstructing"):
         x = torch.stack([t for _, t in batch]).to(device)
         with autocast_to(device, DTYPES[args.dtype]):
             ids = tok.encode(x)
@@ -151,18 +104,17 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
     """Encode images to token ids and save them with the file names in an .npz."""
-    device = _device(args.device)
+    device = resolve_device(args.device)
     tok = _load_tokenizer(args.tokenizer, device)
     images, failed = _load_images(args.images, tok.config.image_size)
     if not images:
         raise CLIError("no readable images")
     ids = []
-    for batch in _progress(list(_batches(images, args.batch_size)), "tokenizing"):
+    for batch in progress(list(batches(images, args.batch_size)), "tokenizing"):
         with autocast_to(device, DTYPES[args.dtype]):
             ids.append(tok.encode(torch.stack([t for _, t in batch]).to(device)).cpu())
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(
+    save_npz(
         out,
         ids=torch.cat(ids).numpy().astype(np.int32),
         files=np.array([p for p, _ in images]),
@@ -175,7 +127,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 def cmd_detokenize(args: argparse.Namespace) -> int:
     """Decode the ids of an .npz written by ``tokenize`` back to PNG images."""
-    device = _device(args.device)
+    device = resolve_device(args.device)
     try:
         data = np.load(args.codes, allow_pickle=False)
         ids_all, files = torch.from_numpy(data["ids"].astype(np.int64)), [str(f) for f in data["files"]]
@@ -185,7 +137,7 @@ def cmd_detokenize(args: argparse.Namespace) -> int:
     tok = _load_tokenizer(tok_src, device)
     ks = _parse_tokens(args.tokens, tok) if args.tokens else [ids_all.shape[1]]
     out = Path(args.out)
-    for idx in _progress(list(_batches(list(range(len(files))), args.batch_size)), "decoding"):
+    for idx in progress(list(batches(list(range(len(files))), args.batch_size)), "decoding"):
         for k in ks:
             with autocast_to(device, DTYPES[args.dtype]):
                 imgs = tok.decode(ids_all[idx, :k].to(device), DTYPES[args.pixel_dtype])
@@ -197,7 +149,7 @@ def cmd_detokenize(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Sample class-conditional images; write PNGs, a grid and a JSON manifest of every setting."""
-    device = _device(args.device)
+    device = resolve_device(args.device)
     gen = _load_generator(args.generator, device)
     tok = _load_tokenizer(args.tokenizer, device)
     if gen.config.vocab_size != tok.codebook_size or gen.num_tokens != tok.num_tokens:
@@ -205,21 +157,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
             f"generator ({gen.config.vocab_size} codes, {gen.num_tokens} tokens) does not match the tokenizer "
             f"({tok.codebook_size} codes, {tok.num_tokens} tokens): use the tokenizer the generator was trained on"
         )
-    bad = [c for c in args.classes if not 0 <= c < gen.config.num_classes]
-    if bad:
-        raise CLIError(f"unknown class id(s) {bad}: the generator has classes 0..{gen.config.num_classes - 1}")
-    labels = [c for c in args.classes for _ in range(args.per_class)]
-    settings = {k: getattr(args, k) for k in RELEASED_RECIPE}
+    classes = resolve_classes(args.classes, gen.config.num_classes)
+    labels = [c for c in classes for _ in range(args.per_class)]
+    sampling = sampling_from_args(args, gen.generation_config)
     rng = torch.Generator(device=device).manual_seed(args.seed)
     out = Path(args.out)
     all_images, records = [], []
     prefixes = [k for k in tok.prefix_lengths]
     t0 = time.perf_counter()
-    for b, chunk in enumerate(_progress(list(_batches(labels, args.batch_size)), "generating")):
+    for b, chunk in enumerate(progress(list(batches(labels, args.batch_size)), "generating")):
         steps: list[torch.Tensor] = []
         callback = (lambda s, seq, end: steps.append(seq.clone())) if args.progressive else None
         with autocast_to(device, DTYPES[args.dtype]):
-            ids = gen.generate(chunk, generator=rng, callback=callback, **settings)
+            ids = gen.generate(chunk, sampling, generator=rng, callback=callback)
             images = tok.decode(ids, DTYPES[args.pixel_dtype])
         for j, label in enumerate(chunk):
             n = b * args.batch_size + j
@@ -239,22 +189,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     manifest = {
         "restok_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(),
-        "settings": {**settings, "seed": args.seed, "batch_size": args.batch_size, "dtype": args.dtype,
-                     "device": str(device), "per_class": args.per_class, "classes": args.classes,
-                     "num_model_calls": gen.num_steps},
-        "generator": _identity(gen),
-        "tokenizer": _identity(tok),
+        "settings": {**sampling.to_dict(), "seed": args.seed, "batch_size": args.batch_size, "dtype": args.dtype,
+                     "pixel_dtype": args.pixel_dtype, "device": str(device), "per_class": args.per_class,
+                     "classes": classes, "num_model_calls": gen.num_steps},
+        "generator": gen.identity(),
+        "tokenizer": tok.identity(),
         "images": records,
         "seconds": round(elapsed, 3),
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    write_json(out / "manifest.json", manifest)
     print(f"wrote {len(labels)} image(s), grid.png and manifest.json to {out} ({elapsed:.1f}s, {gen.num_steps} calls per batch)")
     return 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert an official checkpoint (Hub layout or raw training file) into this package's format."""
-    from .checkpoint import convert_checkpoint
+    from .convert import convert_checkpoint
 
     kind, dropped = convert_checkpoint(args.src, args.dst, kind=args.kind, config=args.config)
     print(f"converted {kind} {args.src} -> {args.dst}")
@@ -306,7 +256,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     ids = tok.encode(images)
     recon = {k: tok.decode(ids[:, :k]) for k in tok.prefix_lengths}
     t1 = time.perf_counter()
-    samples = gen.generate([0, 1], generator=torch.Generator().manual_seed(args.seed), **RELEASED_RECIPE)
+    samples = gen.generate([0, 1], RELEASED_RECIPE, generator=torch.Generator().manual_seed(args.seed))
     t2 = time.perf_counter()
     print("\nround trip on untrained tiny presets (random weights; shapes and timings only):")
     print(f"  encode {list(images.shape)} -> ids {list(ids.shape)}; decode prefixes {list(recon)} in {t1 - t0:.2f}s")
@@ -317,16 +267,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------------
 # parser
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    """Options every model-running command takes."""
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="where to run (default: auto)")
-    p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="autocast precision (default: fp32)")
-    p.add_argument("--pixel-dtype", default="fp32", choices=list(DTYPES),
-                   help="precision of the CNN pixel decoder (default: fp32, as the official code; bf16 decoded ~4x "
-                        "faster on an AMX CPU, pixels within bf16 rounding)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per batch (default: 16)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -341,14 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tokenizer", required=True, help="tokenizer directory, file or Hub id")
     s.add_argument("--tokens", default=None, help="tokens to keep: a prefix length (4, 8, ..., 128) or 'all' (default: all tokens)")
     s.add_argument("--out", required=True, help="output directory")
-    _common(s)
+    add_model_options(s)
     s.set_defaults(func=cmd_reconstruct)
 
     s = sub.add_parser("tokenize", help="encode images to token ids (.npz)")
     s.add_argument("images", nargs="+")
     s.add_argument("--tokenizer", required=True, help="tokenizer directory, file or Hub id")
     s.add_argument("--out", required=True, help="output .npz file")
-    _common(s)
+    add_model_options(s)
     s.set_defaults(func=cmd_tokenize)
 
     s = sub.add_parser("detokenize", help="decode token ids (.npz from 'tokenize') to images")
@@ -356,24 +296,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tokenizer", default=None, help="override the tokenizer recorded in the .npz")
     s.add_argument("--tokens", default=None, help="decode only a prefix (a length or 'all')")
     s.add_argument("--out", required=True, help="output directory")
-    _common(s)
+    add_model_options(s)
     s.set_defaults(func=cmd_detokenize)
 
     s = sub.add_parser("generate", help="class-conditional generation (HAR, 9 calls for 128 tokens)")
     s.add_argument("--generator", required=True, help="generator directory, file or Hub id")
     s.add_argument("--tokenizer", required=True, help="tokenizer directory, file or Hub id")
-    s.add_argument("--classes", type=int, nargs="+", required=True, help="class ids, e.g. 207 360")
+    s.add_argument("--classes", nargs="+", required=True,
+                   help='class ids or names, e.g. 207 360 or "golden retriever" otter (ImageNet names for 1,000-class models)')
     s.add_argument("--per-class", type=int, default=1, help="images per class (default: 1)")
-    s.add_argument("--cfg-scale", type=float, default=RELEASED_RECIPE["cfg_scale"], help="guidance scale (default: 3.75)")
-    s.add_argument("--cfg-schedule", default=RELEASED_RECIPE["cfg_schedule"], choices=["constant", "step", "linear"])
-    s.add_argument("--cfg-start", type=float, default=RELEASED_RECIPE["cfg_start"], help="ratio where 'step' starts (default: 0.25)")
-    s.add_argument("--top-k", type=int, default=RELEASED_RECIPE["top_k"], help="0 = off")
-    s.add_argument("--top-p", type=float, default=RELEASED_RECIPE["top_p"], help="1.0 = off (default: 0.95)")
-    s.add_argument("--temperature", type=float, default=RELEASED_RECIPE["temperature"])
+    add_sampling_options(s)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--progressive", action="store_true", help="also write what each HAR step decodes to, coarse to fine")
     s.add_argument("--out", required=True, help="output directory")
-    _common(s)
+    add_model_options(s)
     s.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("convert", help="convert an official checkpoint into this package's format")
@@ -397,10 +333,6 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("info", help="show presets and run a quick round trip on the tiny presets")
     s.add_argument("--seed", type=int, default=0, help="seed of the tiny models and inputs")
     s.set_defaults(func=cmd_info)
-
-    from .cli_eval import add_eval_commands
-    from .cli_plot import add_plot_commands
-    from .cli_train import add_train_commands
 
     add_train_commands(sub)
     add_eval_commands(sub)
@@ -426,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--per-class must be >= 1")
     try:
         return int(args.func(args))
-    except (CLIError, ValueError, OSError, RuntimeError) as e:
+    except (CLIError, ValueError, OSError, RuntimeError, ImportError) as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)

@@ -8,21 +8,10 @@ from typing import Any
 
 import torch
 
+from .cli_common import add_sampling_options, process_group, sampling_from_args
 from .precision import DTYPES
 
 __all__ = ["add_eval_commands"]
-
-
-def _dist(device: str) -> tuple[int, int, Any, torch.device]:
-    """Rank, world size, barrier and device, from torchrun/accelerate when launched that way."""
-    try:
-        from accelerate import PartialState
-
-        s = PartialState(cpu=device == "cpu")
-        return s.process_index, s.num_processes, s.wait_for_everyone, s.device
-    except ImportError:
-        dev = torch.device("cuda" if torch.cuda.is_available() and device != "cpu" else "cpu")
-        return 0, 1, None, dev
 
 
 def _print(result: dict[str, Any] | None, keys: tuple[str, ...], out: str) -> None:
@@ -39,7 +28,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .inception import load_inception
     from .tokenizer import ResTok
 
-    rank, world, barrier, device = _dist(args.device)
+    rank, world, barrier, device = process_group(args.device)
     inception = load_inception(args.inception_weights, device=device, dtype=args.inception_dtype)
     progress = not args.no_progress and rank == 0
     if args.task == "reference":
@@ -54,7 +43,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         info = make_reference(imgs, inception, args.out)
         print(json.dumps(info))
         return 0
-    tok = ResTok.from_pretrained(args.tokenizer).eval().to(device)
+    tok = ResTok.from_pretrained(args.tokenizer, device=device)
     if args.task == "reconstruction":
         result = evaluate_reconstruction(
             tok, open_image_source(args.data), inception, args.out, tokens=args.tokens, num_images=args.num_images,
@@ -65,11 +54,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 0
     from .generator import HARGenerator
 
-    gen = HARGenerator.from_pretrained(args.generator).eval().to(device)
-    sampling = {
-        "cfg_scale": args.cfg_scale, "cfg_schedule": args.cfg_schedule, "cfg_start": args.cfg_start,
-        "top_k": args.top_k, "top_p": args.top_p, "temperature": args.temperature,
-    }
+    gen = HARGenerator.from_pretrained(args.generator, device=device)
+    sampling = sampling_from_args(args, gen.generation_config).to_dict()
     result = evaluate_generation(
         gen, tok, inception, args.reference, args.out, num_samples=args.num_samples, per_class=args.per_class,
         batch_size=args.batch_size, seed=args.seed, sampling=sampling, allow_partial=args.allow_partial,
@@ -82,8 +68,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def add_eval_commands(sub: Any) -> None:
     """Register ``restok eval ...``."""
-    from .cli import RELEASED_RECIPE
-
     e = sub.add_parser("eval", help="rFID/PSNR/SSIM/codebook metrics, gFID/IS/precision/recall, reference batches")
     esub = e.add_subparsers(dest="task", required=True)
 
@@ -118,12 +102,7 @@ def add_eval_commands(sub: Any) -> None:
     s.add_argument("--num-samples", type=int, default=None, help="default: --per-class x classes")
     s.add_argument("--per-class", type=int, default=50)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--cfg-scale", type=float, default=RELEASED_RECIPE["cfg_scale"])
-    s.add_argument("--cfg-schedule", default=RELEASED_RECIPE["cfg_schedule"], choices=["constant", "step", "linear"])
-    s.add_argument("--cfg-start", type=float, default=RELEASED_RECIPE["cfg_start"])
-    s.add_argument("--top-k", type=int, default=RELEASED_RECIPE["top_k"])
-    s.add_argument("--top-p", type=float, default=RELEASED_RECIPE["top_p"])
-    s.add_argument("--temperature", type=float, default=RELEASED_RECIPE["temperature"])
+    add_sampling_options(s)
     s.add_argument("--dtype", default="fp32", choices=list(DTYPES),
                    help="autocast precision of sampling and the tokenizer's transformer (default: fp32)")
     s.add_argument("--save-samples", default=None, metavar="FILE.npz",

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any
 
-import torch
+from .cli_common import process_group
 
 __all__ = ["add_train_commands"]
 
@@ -70,15 +70,8 @@ def cmd_extract_codes(args: argparse.Namespace) -> int:
     from .data import open_image_source
     from .tokenizer import ResTok
 
-    try:
-        from accelerate import PartialState
-
-        state = PartialState(cpu=args.device == "cpu")
-        rank, world, barrier, device = state.process_index, state.num_processes, state.wait_for_everyone, state.device
-    except ImportError:
-        rank, world, barrier = 0, 1, None
-        device = torch.device("cuda" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
-    tok = ResTok.from_pretrained(args.tokenizer).eval().to(device)
+    rank, world, barrier, device = process_group(args.device)
+    tok = ResTok.from_pretrained(args.tokenizer, device=device)
     source = open_image_source(args.data)
     meta = extract_codes(
         tok, source, args.out, crop=args.crop, batch_size=args.batch_size, shard_size=args.shard_size,

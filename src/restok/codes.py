@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +25,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .chunks import ChunkError, ChunkJob
 from .data import ImageSource, adm_center_crop, decode_image, derive_seed, pil_to_tensor, ten_crop
+from .io import save_npy, write_json
 
 __all__ = ["CODES_FORMAT", "CROP_MODES", "CodesError", "crops_of", "extract_codes", "check_codes", "CodesDataset", "read_meta"]
 
@@ -55,19 +56,6 @@ def _shard_name(k: int) -> str:
     return f"shard-{k:05d}"
 
 
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _shard_complete(out: Path, k: int) -> bool:
-    return (out / f"{_shard_name(k)}.codes.npy").exists()
-
-
 def extract_codes(
     tokenizer: Any,
     source: ImageSource,
@@ -81,20 +69,29 @@ def extract_codes(
     progress: bool = True,
 ) -> dict[str, Any] | None:
     """Encode every image of ``source`` (each crop) and write the shards this process owns (k % world ==
-    rank); shards already complete are skipped (resume). Rank 0 writes ``meta.json`` after ``barrier``."""
+    rank); shards already complete are skipped (resume), and a rerun under other settings (tokenizer, crop,
+    shard size, data, batch size) is refused. Rank 0 writes ``meta.json`` after ``barrier``."""
     from tqdm.auto import tqdm
 
     if crop not in CROP_MODES:
         raise CodesError(f"unknown crop mode {crop!r}; choose one of {sorted(CROP_MODES)}")
+    if not isinstance(shard_size, int) or shard_size < 1 or not isinstance(batch_size, int) or batch_size < 1:
+        raise CodesError(f"shard size and batch size must be integers >= 1, got {shard_size!r} and {batch_size!r}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     if (out / "meta.json").exists():
         raise CodesError(f"{out} already holds a complete code set (meta.json); choose another folder")
     size, L, K = tokenizer.config.image_size, tokenizer.num_tokens, tokenizer.codebook_size
     dtype = np.uint16 if K <= 65536 else np.int32
-    device = next(tokenizer.parameters()).device
+    device = tokenizer.device
     n_shards = math.ceil(len(source) / shard_size)
-    mine = [k for k in range(rank, n_shards, world) if not _shard_complete(out, k)]
+    identity = tokenizer.identity()
+    settings = {"format": CODES_FORMAT, "version": CODES_VERSION, "tokenizer": identity, "crop": crop, "shard_size": shard_size,
+                "batch_size": batch_size, "data": source.description, "num_images": len(source)}
+    try:
+        job = ChunkJob(out, settings, n_shards, rank, world, marker="shard-{:05d}.codes.npy", record="extract-settings.json")
+    except ChunkError as e:
+        raise CodesError(str(e)) from None
+    mine = job.todo()
     skipped_here: list[str] = []
     bar = tqdm(total=sum(min(shard_size, len(source) - k * shard_size) for k in mine), disable=not progress, desc="extract codes", unit="img")
     for k in mine:
@@ -128,22 +125,17 @@ def extract_codes(
             bar.update(1)
         flush()
         arr = np.concatenate(codes) if codes else np.zeros((0, CROP_MODES[crop], L), dtype)
-        _atomic_save_npy(out / f"{_shard_name(k)}.labels.npy", np.asarray(labels, dtype=np.int64))
-        _atomic_save_npy(out / f"{_shard_name(k)}.indices.npy", np.asarray(indices, dtype=np.int64))
-        _atomic_save_npy(out / f"{_shard_name(k)}.codes.npy", arr)  # last: marks the shard complete
+        save_npy(out / f"{_shard_name(k)}.labels.npy", np.asarray(labels, dtype=np.int64))
+        save_npy(out / f"{_shard_name(k)}.indices.npy", np.asarray(indices, dtype=np.int64))
+        save_npy(job.path(k), arr)  # last: marks the shard complete
     bar.close()
-    if skipped_here:
-        (out / f"skipped-rank{rank}.txt").write_text("\n".join(skipped_here) + "\n")
-    if barrier is not None:
-        barrier()
-    if rank != 0:
-        return None
-    missing = [k for k in range(n_shards) if not _shard_complete(out, k)]
-    if missing:
-        raise CodesError(f"shards {missing[:10]} are incomplete; run extract-codes again with the same arguments")
-    skipped = []
-    for f in sorted(out.glob("skipped-rank*.txt")):
-        skipped += [ln for ln in f.read_text().splitlines() if ln]
+    job.note_skipped(skipped_here)
+    try:
+        if not job.finish(barrier):
+            return None
+    except ChunkError as e:
+        raise CodesError(str(e)) from None
+    skipped = job.skipped()
     counts = [int(np.load(out / f"{_shard_name(k)}.labels.npy").shape[0]) for k in range(n_shards)]
     meta = {
         "format": CODES_FORMAT,
@@ -157,14 +149,13 @@ def extract_codes(
         "num_classes": source.num_classes,
         "class_names": source.class_names,
         "shard_size": shard_size,
+        "num_images": len(source),
         "shards": [{"name": _shard_name(k), "count": c} for k, c in enumerate(counts)],
-        "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
+        "tokenizer": identity,
         "data": source.description,
         "skipped": skipped,
     }
-    tmp = out / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, out / "meta.json")
+    write_json(out / "meta.json", meta)
     return meta
 
 
@@ -182,14 +173,22 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 
 
 def check_codes(path: str | Path, tokenizer: Any = None, source: ImageSource | None = None, num_verify: int = 4) -> dict[str, Any]:
-    """Validate a code set: shard shapes, dtypes, id and label ranges, counts; with ``tokenizer``, that its
-    config matches, and with ``source`` too, that re-encoding ``num_verify`` images gives the stored ids."""
+    """Validate a code set: shard shapes, dtypes, id and label ranges, counts and the shard layout (shard k holds
+    images k*shard_size ... in order, each once); with ``tokenizer``, that it is the recorded one (config and weights'
+    SHA-256), and with ``source`` too, that it is the recorded data and that re-encoding ``num_verify`` images gives
+    the stored ids."""
     path = Path(path)
     meta = read_meta(path)
     problems: list[str] = []
     L, K, C = meta["num_tokens"], meta["codebook_size"], meta["num_crops"]
     total = 0
-    for sh in meta["shards"]:
+    S = int(meta.get("shard_size", 0)) or None
+    seen: set[int] = set()
+    if meta.get("crop") not in CROP_MODES or CROP_MODES[meta["crop"]] != C:
+        problems.append(f"crop {meta.get('crop')!r} with {C} crops per image is not a known crop mode")
+    for k, sh in enumerate(meta["shards"]):
+        if sh["name"] != _shard_name(k):
+            problems.append(f"shard {k} is named {sh['name']!r}, expected {_shard_name(k)!r}")
         name = sh["name"]
         try:
             codes = np.load(path / f"{name}.codes.npy", mmap_mode="r", allow_pickle=False)
@@ -207,10 +206,27 @@ def check_codes(path: str | Path, tokenizer: Any = None, source: ImageSource | N
         ncls = meta["num_classes"]
         if labels.size and ncls and (int(labels.min()) < 0 or int(labels.max()) >= ncls):
             problems.append(f"{name}: labels outside [0, {ncls})")
+        if S is not None and indices.size:
+            lo, hi = k * S, (k + 1) * S
+            if int(indices.min()) < lo or int(indices.max()) >= hi or not bool(np.all(np.diff(indices) > 0)):
+                problems.append(f"{name}: holds images {int(indices.min())}..{int(indices.max())} (not in order within "
+                                f"{lo}..{hi - 1}): shards written with another shard size or order")
+        dup = seen & set(indices.tolist())
+        if dup:
+            problems.append(f"{name}: images {sorted(dup)[:5]} also appear in an earlier shard")
+        seen |= set(indices.tolist())
         total += int(codes.shape[0])
+    if "num_images" in meta and total + len(meta.get("skipped", [])) != meta["num_images"]:
+        problems.append(f"{total} samples + {len(meta.get('skipped', []))} skipped, but the data had {meta['num_images']} images")
     if total != meta["num_samples"]:
         problems.append(f"{total} samples in shards, meta says {meta['num_samples']}")
     verified = 0
+    recorded = meta.get("tokenizer") or {}
+    if tokenizer is not None and recorded.get("sha256") and tokenizer.fingerprint() != recorded["sha256"]:
+        problems.append(f"the code set was extracted with the tokenizer {recorded.get('source')!r} (sha256 "
+                        f"{recorded['sha256'][:12]}...), not this one (sha256 {tokenizer.fingerprint()[:12]}...)")
+    if source is not None and meta.get("data") and source.description != meta["data"]:
+        problems.append(f"the code set was extracted from {meta['data']!r}, not from {source.description!r}")
     if tokenizer is not None:
         if tokenizer.num_tokens != L or tokenizer.codebook_size != K or tokenizer.config.image_size != meta["image_size"]:
             problems.append(

@@ -20,14 +20,15 @@ import math
 import os
 import re
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from PIL import Image
 
+from .datasets import embedded_source
 from .images import IMAGE_SUFFIXES, center_crop_box, eval_transform, pil_to_tensor, to_rgb
+from .sources import DataError, ImageRecord, ImageSource
 
 __all__ = [
     "derive_seed",
@@ -45,10 +46,6 @@ __all__ = [
 ]
 
 
-class DataError(ValueError):
-    """A dataset path or layout that cannot be used."""
-
-
 def derive_seed(*parts: int | str) -> int:
     """A 63-bit seed from several integers/strings (stable across processes, platforms and Python runs)."""
     h = hashlib.blake2b(repr(tuple(parts)).encode(), digest_size=8).digest()
@@ -56,31 +53,6 @@ def derive_seed(*parts: int | str) -> int:
 
 
 # ------------------------------------------------------------------------------------------- sources
-@dataclass(frozen=True)
-class ImageRecord:
-    """One sample: a name for messages, its label (-1 when unlabelled) and how to read its bytes (a picklable
-    callable, so DataLoader workers started with ``spawn`` can use it)."""
-
-    name: str
-    label: int
-    read: Callable[[], bytes]
-
-
-class ImageSource:
-    """An indexable list of :class:`ImageRecord` plus the class names found in the data."""
-
-    def __init__(self, records: list[ImageRecord], class_names: list[str], description: str) -> None:
-        self.records, self.class_names, self.description = records, class_names, description
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (0 for unlabelled data)."""
-        return len(self.class_names)
-
-
 def _read_file(path: str) -> bytes:
     return Path(path).read_bytes()
 
@@ -169,8 +141,6 @@ def open_image_source(path: str | Path) -> ImageSource:
     data by name (``embedded:mnist-train``, ``embedded:mnist-test``, ``embedded:mnist``)."""
     p = str(path)
     if p.startswith("embedded:"):
-        from .datasets import embedded_source
-
         return embedded_source(p[len("embedded:") :])
     if p.endswith(".tar") or "{" in p:
         return _shard_source(_expand_braces(p))

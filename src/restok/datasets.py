@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import DataError, ImageRecord, ImageSource
+from .sources import DataError, ImageRecord, ImageSource
 from .images import eval_transform, pil_to_tensor
 
 __all__ = ["load_mnist", "mnist_source", "MNISTDigits", "embedded_source", "photo_source", "skimage_photos", "EMBEDDED_SOURCES"]

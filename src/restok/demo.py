@@ -12,7 +12,6 @@ Loads the embedded models (``restok-tiny-mnist``, ``har-tiny-mnist``) and writes
 from __future__ import annotations
 
 import html
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from .datasets import MNISTDigits
 from .generator import HARGenerator
 from .checkpoint import embedded_model_card
 from .images import make_grid, save_image
+from .io import write_json, write_text
 from .metrics import codebook_stats, psnr
 from .tokenizer import ResTok
 
@@ -103,8 +103,8 @@ def run_demo(
     bar.update(1)
 
     figures = {
-        "tokenizer": tok.source if hasattr(tok, "source") else tokenizer,
-        "generator": gen.source if hasattr(gen, "source") else generator,
+        "tokenizer": tok.provenance.source,
+        "generator": gen.provenance.source,
         "held_out_digits": n,
         "psnr_db_by_tokens": psnr_by_k,
         "codebook_usage": usage["usage"],
@@ -117,7 +117,7 @@ def run_demo(
         "cards": {name: card for name in (tokenizer, generator) if (card := embedded_model_card(name)) is not None},
     }
     timings["total_s"] = time.perf_counter() - t0
-    (out / "figures.json").write_text(json.dumps(figures, indent=2))
+    write_json(out / "figures.json", figures)
     _write_reports(out, figures)
     bar.update(1)
     bar.close()
@@ -173,7 +173,7 @@ Codebook usage on these digits: {f['codebook_usage']:.1%}; entropy {f['codebook_
 load {t['load_s']:.2f} s; encode {1e3 * t['encode_s_per_image']:.2f} ms/image; decode {1e3 * t['decode_s_per_image']:.2f} ms/image;
 generate {1e3 * t['generate_s_per_image']:.2f} ms/image; total {t['total_s']:.1f} s.
 """
-    (out / "report.md").write_text(md)
+    write_text(out / "report.md", md)
     body = []
     for line in md.splitlines():
         if line.startswith("!["):
@@ -201,4 +201,4 @@ generate {1e3 * t['generate_s_per_image']:.2f} ms/image; total {t['total_s']:.1f
         page.append(b)
     if in_table:
         page.append("</table>")
-    (out / "report.html").write_text("<!doctype html><meta charset=utf-8><title>ResTok demo</title>\n" + "\n".join(page) + "\n")
+    write_text(out / "report.html", "<!doctype html><meta charset=utf-8><title>ResTok demo</title>\n" + "\n".join(page) + "\n")

@@ -24,10 +24,7 @@ by process k mod world (several GPUs through torchrun/accelerate). Chunk seeds d
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
 import time
 import zipfile
 from datetime import datetime, timezone
@@ -37,10 +34,13 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
+from .chunks import ChunkError, ChunkJob
 from .data import ImageDataset, ImageSource, derive_seed
 from .inception import InceptionFeatures
+from .io import atomic_write, save_npy, save_npz, write_json
 from .metrics import ADM_IS_SPLIT, codebook_stats, default_fid_method, feature_statistics, frechet_distance, inception_score, precision_recall, psnr, ssim
 from .precision import autocast_to
+from .sampling import SamplingConfig
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -70,58 +70,20 @@ def to_uint8_truncate(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).to(torch.uint8)
 
 
-_CHUNK_RE = re.compile(r"^chunk-(\d{6})\.npz$")
+def _job(out: Path, settings: dict[str, Any], n_chunks: int, rank: int, world: int) -> ChunkJob:
+    """The resumable chunks of an evaluation in ``OUT.work/`` (refusing chunks written under other settings)."""
+    try:
+        return ChunkJob(out.with_name(out.name + ".work"), settings, n_chunks, rank, world)
+    except ChunkError as e:
+        raise EvaluationError(str(e)) from None
 
 
-def _save_chunk(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write one chunk atomically; the temporary name cannot match the finished-chunk pattern."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _open_work(out: Path, key: dict[str, Any]) -> Path:
-    """``OUT.work/`` for resumable chunks, refusing to mix in chunks written under other settings."""
-    work = out.with_name(out.name + ".work")
-    work.mkdir(parents=True, exist_ok=True)
-    record = work / "settings.json"
-    key = json.loads(json.dumps(key, default=str))  # the form it takes on disk
-    if record.exists():
-        old = json.loads(record.read_text())
-        changed = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
-        if changed:
-            raise EvaluationError(
-                f"{work} holds batches computed with other settings ({', '.join(changed)}); delete it to start "
-                "over, or rerun with the settings that wrote it"
-            )
-    else:
-        tmp = record.with_name(f"settings.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(key, indent=2))
-        os.replace(tmp, record)
-    return work
-
-
-def _chunks_done(work: Path) -> set[int]:
-    return {int(m.group(1)) for p in work.iterdir() if (m := _CHUNK_RE.match(p.name))}
-
-
-def _merge(work: Path, n_chunks: int, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Concatenate the chunk files in chunk order; chunks with no rows (all images unreadable) are left out."""
-    parts = [np.load(work / f"chunk-{k:06d}.npz", allow_pickle=False) for k in range(n_chunks)]
-    full = [p for p in parts if len(p[p.files[0]])]
-    if not full:
-        raise EvaluationError(f"no image could be evaluated (see the skipped-file lists in {work})")
-    return {key: np.concatenate([p[key] for p in full]) for key in full[0].files if key not in skip}
-
-
-def _write_json(out: Path, result: dict[str, Any]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out)
+def _merged(job: ChunkJob, barrier: Callable[[], None] | None, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray] | None:
+    """Wait for every process; on the main one, the chunks concatenated in order (None elsewhere)."""
+    try:
+        return job.merge(skip) if job.finish(barrier) else None
+    except ChunkError as e:
+        raise EvaluationError(str(e)) from None
 
 
 def _now() -> str:
@@ -131,17 +93,16 @@ def _now() -> str:
 def write_sample_batch(path: str | Path, images: Iterable[np.ndarray], labels: np.ndarray) -> int:
     """Write an ADM sample batch ``.npz`` (``arr_0`` uint8 (N, H, W, 3), ``labels`` (N,)) atomically, streaming
     the image chunks into the archive so that memory holds one chunk at a time; returns N."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     labels = np.asarray(labels, dtype=np.int64)
     it = iter(images)
     first = next(it, None)
     if first is None:
         raise EvaluationError(f"no images to write to {path}")
     shape = (len(labels), *first.shape[1:])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     written = 0
-    try:
+
+    def write(tmp: str) -> None:
+        nonlocal written
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             with zf.open("arr_0.npy", "w", force_zip64=True) as f:
                 np.lib.format.write_array_header_2_0(f, {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": shape})
@@ -154,12 +115,8 @@ def write_sample_batch(path: str | Path, images: Iterable[np.ndarray], labels: n
                 raise EvaluationError(f"{written} images but {len(labels)} labels for {path}")
             with zf.open("labels.npy", "w") as f:
                 np.lib.format.write_array(f, labels)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(path, write)
     return written
 
 
@@ -247,16 +204,15 @@ def evaluate_reconstruction(
     fid_method = default_fid_method()
     settings = {
         "protocol": PROTOCOL_VERSION, "task": "reconstruction", "tokens": k, "num_images": n, "batch_size": batch_size,
-        "data": source.description, "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
+        "data": source.description, "tokenizer": tokenizer.identity(),
         "inception": inception.identity(), "precision": str(next(tokenizer.parameters()).dtype), "pixel_decoder_dtype": str(pixel_dtype),
     }
-    work = _open_work(out, settings)
     n_chunks = math.ceil(n / batch_size)
-    todo = [c for c in range(rank, n_chunks, world) if c not in _chunks_done(work)]
-    device = next(tokenizer.parameters()).device
+    job = _job(out, settings, n_chunks, rank, world)
+    device = tokenizer.device
     skipped: list[str] = []
     t0 = time.perf_counter()
-    for c in tqdm(todo, disable=not progress, desc="rFID", unit="batch"):
+    for c in tqdm(job.todo(), disable=not progress, desc="rFID", unit="batch"):
         items = []
         for i in range(c * batch_size, min((c + 1) * batch_size, n)):
             try:
@@ -264,18 +220,15 @@ def evaluate_reconstruction(
             except Exception as e:  # noqa: BLE001 - unreadable images are counted and named
                 skipped.append(f"{source.records[i].name} ({type(e).__name__}: {e})")
         if not items:
-            _save_chunk(work / f"chunk-{c:06d}.npz", {"ids": np.zeros((0, k), np.int64)})  # done, nothing to merge
+            job.save(c, {"ids": np.zeros((0, k), np.int64)})  # done, nothing to merge
             continue
-        _save_chunk(work / f"chunk-{c:06d}.npz", reconstruction_batch(tokenizer, torch.stack(items).to(device), k, inception, pixel_dtype))
-    if skipped:
-        (work / f"skipped-rank{rank}.txt").write_text("\n".join(skipped) + "\n")
-    if barrier is not None:
-        barrier()
-    if rank != 0:
+        job.save(c, reconstruction_batch(tokenizer, torch.stack(items).to(device), k, inception, pixel_dtype))
+    job.note_skipped(skipped)
+    merged = _merged(job, barrier)
+    if merged is None:
         return None
-    merged = _merge(work, n_chunks)
     got = int(merged["ids"].shape[0])
-    all_skipped = [ln for f in sorted(work.glob("skipped-rank*.txt")) for ln in f.read_text().splitlines() if ln]
+    all_skipped = job.skipped()
     if got < asked and not allow_partial:
         raise EvaluationError(
             f"only {got} of {asked} images could be evaluated ({len(all_skipped)} unreadable, e.g. {all_skipped[:2]}); "
@@ -289,13 +242,13 @@ def evaluate_reconstruction(
         "num_images_asked": asked,
         "partial": got < asked,
         "skipped_files": all_skipped,
-        "fid": f"scipy sqrtm of sigma_real @ sigma_fake (TiTok evaluator)" if fid_method == "sqrtm" else "eigh (SciPy missing)",
+        "fid": "scipy sqrtm of sigma_real @ sigma_fake (TiTok evaluator)" if fid_method == "sqrtm" else "eigh (SciPy missing)",
         "inception_score": "one split over all reconstructions, eps 1e-16 (TiTok evaluator)",
         "processes": world,
         "date": _now(),
         "seconds": time.perf_counter() - t0,
     }
-    _write_json(out, result)
+    write_json(out, result)
     return result
 
 
@@ -339,7 +292,7 @@ def load_reference(path: str | Path, inception: InceptionFeatures | None = None,
                 x = torch.from_numpy(np.ascontiguousarray(imgs[i : i + batch_size])).permute(0, 3, 1, 2)
                 feats.append(inception(x)[0].cpu().numpy())
             acts = np.concatenate(feats)
-            np.save(cache, acts)
+            save_npy(cache, acts)
         out["activations"] = acts
         if "mu" not in out:
             out["mu"], out["sigma"] = feature_statistics(acts)
@@ -354,7 +307,7 @@ def make_reference(images: np.ndarray, inception: InceptionFeatures, out: str | 
         feats.append(inception(x)[0].cpu().numpy())
     acts = np.concatenate(feats)
     mu, sigma = feature_statistics(acts)
-    np.savez(out, arr_0=images, mu=mu, sigma=sigma, activations=acts)
+    save_npz(out, arr_0=images, mu=mu, sigma=sigma, activations=acts)
     return {"num_images": int(len(images)), "inception": inception.identity()}
 
 
@@ -376,7 +329,7 @@ def evaluate_generation(
     per_class: int = 50,
     batch_size: int = 32,
     seed: int = 0,
-    sampling: dict[str, Any] | None = None,
+    sampling: SamplingConfig | dict[str, Any] | None = None,
     allow_partial: bool = False,
     rank: int = 0,
     world: int = 1,
@@ -396,7 +349,8 @@ def evaluate_generation(
     from tqdm.auto import tqdm
 
     out = Path(out)
-    sampling = dict(sampling or {})
+    # the whole recipe is recorded: the generator's own, with what ``sampling`` changes
+    sp = sampling if isinstance(sampling, SamplingConfig) else generator.generation_config.replace(**(sampling or {}))
     C = generator.config.num_classes
     total = num_samples if num_samples is not None else per_class * C
     if total < 1:
@@ -406,24 +360,22 @@ def evaluate_generation(
     fid_method = default_fid_method()
     settings = {
         "protocol": PROTOCOL_VERSION, "task": "generation", "num_samples": total, "batch_size": batch_size, "seed": seed,
-        "sampling": sampling, "generator": {"source": getattr(generator, "source", None), "config": generator.config.to_dict()},
-        "tokenizer": {"source": getattr(tokenizer, "source", None), "config": tokenizer.config.to_dict()},
+        "sampling": sp.to_dict(), "generator": generator.identity(), "tokenizer": tokenizer.identity(),
         "inception": inception.identity(), "precision": str(next(generator.parameters()).dtype),
         "autocast": None if autocast_dtype is None else str(autocast_dtype), "pixel_decoder_dtype": str(pixel_dtype),
         "save_images": keep_images,
     }
-    work = _open_work(out, settings)
     n_chunks = math.ceil(total / batch_size)
-    todo = [c for c in range(rank, n_chunks, world) if c not in _chunks_done(work)]
-    device = next(generator.parameters()).device
+    job = _job(out, settings, n_chunks, rank, world)
+    device = generator.device
     t0 = time.perf_counter()
     gen_time = 0.0
-    for c in tqdm(todo, disable=not progress, desc="gFID samples", unit="batch"):
+    for c in tqdm(job.todo(), disable=not progress, desc="gFID samples", unit="batch"):
         labels = labels_all[c * batch_size : (c + 1) * batch_size].to(device)
         g = torch.Generator(device).manual_seed(derive_seed(seed, "chunk", c) % (2**63))
         t = time.perf_counter()
         with autocast_to(device, autocast_dtype):
-            ids = generator.generate(labels, generator=g, **sampling)
+            ids = generator.generate(labels, sp, generator=g)
             images = tokenizer.decode(ids, pixel_dtype)
         gen_time += time.perf_counter() - t
         u8 = (images * 255).clamp(0, 255).to(torch.uint8)  # official PNG conversion (truncation)
@@ -435,17 +387,15 @@ def evaluate_generation(
         }
         if keep_images:
             arrays["images"] = u8.permute(0, 2, 3, 1).cpu().numpy()
-        _save_chunk(work / f"chunk-{c:06d}.npz", arrays)
-    if barrier is not None:
-        barrier()
-    if rank != 0:
+        job.save(c, arrays)
+    merged = _merged(job, barrier, skip=("images",))
+    if merged is None:
         return None
-    merged = _merge(work, n_chunks, skip=("images",))
     got = int(merged["features"].shape[0])
     if got < total and not allow_partial:
         raise EvaluationError(f"only {got} of {total} samples exist; refusing to report (pass --allow-partial)")
     if not np.array_equal(merged["labels"], labels_all[:got].numpy()):
-        raise EvaluationError(f"the chunks in {work} are not in sample order; delete it and run again")
+        raise EvaluationError(f"the chunks in {job.work} are not in sample order; delete it and run again")
     ref = load_reference(reference, inception)
     mu, sigma = feature_statistics(merged["features"])
     result: dict[str, Any] = {"gfid": frechet_distance(mu, sigma, ref["mu"], ref["sigma"], method=fid_method)}  # ADM: (sample, ref)
@@ -454,7 +404,7 @@ def evaluate_generation(
     if merged["logits"].shape[1] > 0:
         result["inception_score"], result["inception_score_std"] = inception_score(merged["logits"], ADM_IS_SPLIT)
     if save_samples is not None:
-        chunks = (np.load(work / f"chunk-{k:06d}.npz", allow_pickle=False)["images"] for k in range(n_chunks))
+        chunks = (job.load(k)["images"] for k in range(n_chunks))
         write_sample_batch(save_samples, chunks, merged["labels"])
     result["settings"] = {
         **settings,
@@ -472,5 +422,5 @@ def evaluate_generation(
         "seconds": time.perf_counter() - t0,
         "sampling_seconds_this_process": gen_time,
     }
-    _write_json(out, result)
+    write_json(out, result)
     return result

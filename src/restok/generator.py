@@ -15,8 +15,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import hierarchy as Hy
+from .checkpoint import Provenance, ResolvedCheckpoint
 from .config import HARConfig, generator_preset
+from .pretrained import PretrainedModel
 from .rope import apply_rotary, rope_1d_table
+from .sampling import RELEASED_RECIPE, SamplingConfig, generate
 
 __all__ = ["HARGenerator", "KVCache"]
 
@@ -167,14 +170,21 @@ class SpecialTokenEmbedding(nn.Module):
         self.special_embeddings = nn.Embedding(rows, dim)
 
 
-class HARGenerator(nn.Module):
+class HARGenerator(PretrainedModel):
     """Class-conditional GPT predicting ResTok tokens hierarchically (HAR) or one by one (vanilla AR).
+
+    :attr:`generation_config` is the sampling recipe ``generate`` follows by default: saved beside the weights as
+    ``generation_config.json``; the official layout (the released weights) gets the released recipe; a model
+    without one samples without guidance.
 
     Example:
         >>> gen = HARGenerator.from_preset("har-tiny").eval()
         >>> ids = gen.generate(torch.tensor([3, 7]), cfg_scale=2.0, generator=torch.Generator().manual_seed(0))
         >>> ids.shape  # (2, 32), decodable by a ResTok with a matching codebook
     """
+
+    kind = "generator"
+    config_class = HARConfig
 
     def __init__(self, config: HARConfig) -> None:
         super().__init__()
@@ -199,6 +209,8 @@ class HARGenerator(nn.Module):
         self.register_buffer("_mask", Hy.har_attention_mask(cfg.num_tokens, cfg.ar_tokens), persistent=False)
         # Kept out of the buffers so that ``.to(bfloat16)`` cannot round the table (it stays float32).
         self._rope_table = rope_1d_table(cfg.num_tokens, cfg.dim // cfg.n_head, cfg.rope_base)  # 2 x (L, d/2)
+        self.provenance = Provenance()
+        self.generation_config = SamplingConfig()
 
     def _init_weights(self) -> None:
         """LlamaGen init: N(0, 0.02) linear/embedding weights, zero output layer (initial loss ln V)."""
@@ -214,24 +226,16 @@ class HARGenerator(nn.Module):
         """A randomly initialised generator from a preset (``har-b``, ``har-l``, ``har-xl``, ``har-xxl``, ``har-tiny``)."""
         return cls(generator_preset(name, **overrides))
 
-    @classmethod
-    def from_pretrained(cls, path_or_hub_id: str, **kwargs: Any) -> "HARGenerator":
-        """Load from a local directory/file or a Hub repo, in this package's or the official layout."""
-        from .checkpoint import load_generator
+    def _load_side_files(self, found: ResolvedCheckpoint, layout: str) -> None:
+        """The sampling recipe: ``generation_config.json`` if present, else the released one for official weights."""
+        f = found.side_file("generation_config.json")
+        if f is not None:
+            self.generation_config = SamplingConfig.load(f)
+        elif layout == "official":
+            self.generation_config = RELEASED_RECIPE
 
-        return load_generator(path_or_hub_id, **kwargs)
-
-    def save_pretrained(self, directory: str) -> None:
-        """Write ``config.json`` and ``model.safetensors`` in this package's format."""
-        from .checkpoint import save_model
-
-        save_model(self, directory)
-
-    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
-        """Upload this model in this package's format to a Hugging Face Hub repo; returns its URL."""
-        from .checkpoint import push_to_hub
-
-        return push_to_hub(self, repo_id, private=private, token=token)
+    def _side_files(self) -> dict[str, Any]:
+        return {"generation_config.json": self.generation_config.to_dict()}
 
     @property
     def num_tokens(self) -> int:
@@ -248,15 +252,31 @@ class HARGenerator(nn.Module):
         """Model calls per sample (9 for HAR-128, L for vanilla AR)."""
         return self.config.num_steps
 
+    @property
+    def step_positions(self) -> tuple[tuple[int, int], ...]:
+        """``(start, end)`` token positions predicted by each model call (Sec. 4, Fig. 4)."""
+        return Hy.har_step_positions(self.config.num_tokens, self.config.ar_tokens)
+
+    @property
+    def supports_guidance(self) -> bool:
+        """Whether the class table has the null row that classifier-free guidance needs."""
+        return self.cls_embedding.embedding_table.num_embeddings > self.config.num_classes
+
+    def embed_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """(B,) class ids (the null class allowed) -> (B, 1, D) class embeddings, without label dropout."""
+        return self.cls_embedding(labels, train=False)
+
     # -------------------------------------------------------------------------------- validation
-    def _check_labels(self, labels: Any, allow_null: bool) -> torch.Tensor:
+    def check_labels(self, labels: Any, allow_null: bool = False) -> torch.Tensor:
         """Class ids as a (B,) int64 tensor, or a ValueError naming the bad ids."""
         t = torch.as_tensor(labels)
         if t.dim() == 0:
             t = t.reshape(1)
         if t.dim() != 1 or t.is_floating_point() or t.dtype == torch.bool:
             raise ValueError(f"class labels must be a 1-D integer tensor or list, got {t.dtype} of shape {list(t.shape)}")
-        hi = self.config.num_classes + (1 if allow_null and self.cls_embedding.embedding_table.num_embeddings > self.config.num_classes else 0)
+        if isinstance(labels, torch.Tensor) and labels.is_floating_point():
+            raise ValueError(f"class labels must be integers, got a {labels.dtype} tensor")
+        hi = self.config.num_classes + (1 if allow_null and self.supports_guidance else 0)
         bad = sorted({int(v) for v in t.tolist() if not 0 <= int(v) < hi})
         if bad:
             raise ValueError(f"unknown class id(s) {bad[:10]}: this generator has classes 0..{self.config.num_classes - 1}")
@@ -321,7 +341,7 @@ class HARGenerator(nn.Module):
         drops them itself, per sample, so that the draw does not depend on how a batch is split).
         """
         tokens = self._check_tokens(tokens)
-        labels = self._check_labels(class_labels, allow_null=True).to(tokens.device)
+        labels = self.check_labels(class_labels, allow_null=True).to(tokens.device)
         if labels.shape[0] != tokens.shape[0]:
             raise ValueError(f"got {labels.shape[0]} class labels for {tokens.shape[0]} token sequences")
         drop = self.training if drop_labels is None else drop_labels
@@ -353,33 +373,24 @@ class HARGenerator(nn.Module):
     def generate(
         self,
         class_labels: Any,
+        sampling: SamplingConfig | None = None,
         *,
-        cfg_scale: float = 1.0,
-        cfg_schedule: str = "constant",
-        cfg_start: float = 0.0,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
+        cfg_scale: float | None = None,
+        cfg_schedule: str | None = None,
+        cfg_start: float | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
         generator: torch.Generator | None = None,
         callback: Any = None,
         use_cache: bool = True,
     ) -> torch.Tensor:
-        """Sample token ids (B, L) for the given classes in ``num_steps`` calls, with classifier-free guidance.
+        """Sample token ids (B, L) for the given classes in ``num_steps`` calls.
 
-        See :func:`restok.sampling.generate` for the arguments.
+        The recipe is ``sampling`` (default: :attr:`generation_config`) with any keyword given here changed; see
+        :class:`~restok.sampling.SamplingConfig` and :func:`restok.sampling.generate`.
         """
-        from .sampling import generate
-
-        return generate(
-            self,
-            class_labels,
-            cfg_scale=cfg_scale,
-            cfg_schedule=cfg_schedule,
-            cfg_start=cfg_start,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            generator=generator,
-            callback=callback,
-            use_cache=use_cache,
+        sp = (sampling or self.generation_config).replace(
+            cfg_scale=cfg_scale, cfg_schedule=cfg_schedule, cfg_start=cfg_start, temperature=temperature, top_k=top_k, top_p=top_p
         )
+        return generate(self, class_labels, sp, generator=generator, callback=callback, use_cache=use_cache)

@@ -102,10 +102,13 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def save_image(image: torch.Tensor, path: str | Path) -> None:
-    """Write a (3, H, W) [0, 1] tensor as PNG (or the format the suffix names)."""
+    """Write a (3, H, W) [0, 1] tensor as PNG (or the format the suffix names), atomically."""
+    from .io import atomic_write
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(image).save(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
+    pil = to_pil(image)
+    atomic_write(path, lambda p: pil.save(p, format=fmt))
 
 
 def make_grid(images: torch.Tensor | Sequence[torch.Tensor], nrow: int, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:

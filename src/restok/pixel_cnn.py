@@ -1,7 +1,13 @@
 """MaskGIT-style CNN pixel encoder and decoder (App. A.1), with the official state-dict names.
 
-The convolutions are most of the tokenizer's arithmetic, so the forward pass uses three exact rewrites of the
-official computation (outputs move only by float rounding, about 1e-6 relative):
+Each module has two forward paths, chosen by one switch (:func:`use_fast_convs`, as timm's ``use_fused_attn``):
+
+* ``forward_reference``: the official computation written plainly -- conv, GroupNorm, SiLU, ``h + nin_shortcut(h)``
+  when channels change, 2x2 average pooling, nearest upsampling then a 3x3 conv;
+* the fast path (default): the same function with less arithmetic.
+
+The convolutions are most of the tokenizer's arithmetic, so the fast path uses three exact rewrites of the
+official computation (outputs move only by float rounding, about 1e-6 relative; the tests compare the two paths):
 
 - nearest 2x upsampling then a 3x3 conv is one stride-2 transposed conv whose 4x4 taps are sums of the 3x3
   taps (each output pixel sees only 2x2 distinct inputs): 16 multiply-adds per output pixel instead of 36;
@@ -20,6 +26,7 @@ Axes: B batch, C channels, H/W spatial.
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import torch
@@ -28,7 +35,21 @@ import torch.nn.functional as F
 
 from .config import PixelCNNConfig
 
-__all__ = ["PixelEncoder", "PixelDecoder", "clear_prepared_weights"]
+__all__ = ["PixelEncoder", "PixelDecoder", "clear_prepared_weights", "use_fast_convs", "set_fast_convs"]
+
+# The switch between the two paths; RESTOK_FAST_CONVS=0 in the environment starts with the reference path.
+_FAST_CONVS = os.environ.get("RESTOK_FAST_CONVS", "1") != "0"
+
+
+def use_fast_convs() -> bool:
+    """Whether the pixel CNN runs its arithmetic-saving rewrites (default) rather than the plain reference path."""
+    return _FAST_CONVS
+
+
+def set_fast_convs(enabled: bool) -> None:
+    """Choose the fast (True) or reference (False) path of every pixel CNN."""
+    global _FAST_CONVS
+    _FAST_CONVS = bool(enabled)
 
 # Per-axis maps (rows: the 4 new taps, columns: the 3 old ones). Upsampling: output 2i reads inputs (i-1, i)
 # with taps (K0, K1+K2), output 2i+1 reads (i, i+1) with (K0+K1, K2); as a padding-1 transposed conv that is
@@ -111,8 +132,17 @@ class ResnetBlock(nn.Module):
 
         return _prepared(self, "conv2_pool" if pool else "conv2", sources, make)
 
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The official block: (B, Cin, H, W) -> (B, Cout, H, W)."""
+        h = self.conv1(F.silu(self.norm1(x)))  # (B, Cout, H, W)
+        h = self.conv2(F.silu(self.norm2(h)))  # (B, Cout, H, W)
+        return h + (x if self.nin_shortcut is None else self.nin_shortcut(h))  # the official shortcut quirk
+
     def forward(self, x: torch.Tensor, pool: bool = False) -> torch.Tensor:
         """(B, Cin, H, W) -> (B, Cout, H, W), or its 2x2 average pool (B, Cout, H/2, W/2) when ``pool``."""
+        if not _FAST_CONVS:
+            h = self.forward_reference(x)
+            return F.avg_pool2d(h, 2, 2) if pool else h
         h = _conv(self.conv1, _gn_silu(self.norm1, x))  # (B, Cout, H, W)
         # stride 2 when the 2x2 mean is folded in: (B, Cout, H/2, W/2), else (B, Cout, H, W)
         out = F.conv2d(_gn_silu(self.norm2, h), self._conv2_weight(pool), stride=2 if pool else 1, padding=1)
@@ -183,8 +213,22 @@ class PixelEncoder(nn.Module):
         self.norm_out = nn.GroupNorm(g, mid, eps=1e-6)
         self.conv_out = nn.Conv2d(mid, cfg.z_channels, 1)
 
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The official encoder, written plainly: (B, 3, H, W) -> (B, Z, H/f, W/f)."""
+        x = self.conv_in(x)  # (B, hc, H, W)
+        for stage in self.down:
+            for b in stage.block:
+                x = b.forward_reference(x)
+            if stage.downsample:
+                x = F.avg_pool2d(x, 2, 2)  # (B, C_i, H_i / 2, W_i / 2)
+        for b in self.mid:
+            x = b.forward_reference(x)
+        return self.conv_out(F.silu(self.norm_out(x)))  # (B, Z, H/f, W/f)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, Z, H/f, W/f)."""
+        if not _FAST_CONVS:
+            return self.forward_reference(x)
         x = _conv(self.conv_in, x.contiguous(memory_format=torch.channels_last))  # (B, hc, H, W)
         for stage in self.down:
             x = stage(x)  # (B, C_i, H_i, W_i)
@@ -212,8 +256,22 @@ class PixelDecoder(nn.Module):
         self.norm_out = nn.GroupNorm(g, hc * mult[0], eps=1e-6)
         self.conv_out = _conv3(hc * mult[0], 3)
 
+    def forward_reference(self, z: torch.Tensor) -> torch.Tensor:
+        """The official decoder, written plainly: (B, Z, h, w) -> (B, 3, h*f, w*f)."""
+        x = self.conv_in(z)  # (B, top, h, w)
+        for b in self.mid:
+            x = b.forward_reference(x)
+        for stage in reversed(self.up):
+            for b in stage.block:
+                x = b.forward_reference(x)
+            if stage.upsample_conv is not None:
+                x = stage.upsample_conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))  # (B, C_i, 2H_i, 2W_i)
+        return self.conv_out(F.silu(self.norm_out(x)))  # (B, 3, H, W)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, Z, h, w) -> (B, 3, h*f, w*f)."""
+        if not _FAST_CONVS:
+            return self.forward_reference(x)
         x = _conv(self.conv_in, x.contiguous(memory_format=torch.channels_last))  # (B, top, h, w)
         for blk in self.mid:
             x = blk(x)

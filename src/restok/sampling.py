@@ -6,14 +6,20 @@ Every function here is a pure function of its inputs; the only state is the expl
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 
-from . import hierarchy as Hy
 
 __all__ = [
+    "SamplingConfig",
+    "SAMPLING_PRESETS",
+    "RELEASED_RECIPE",
     "CFG_SCHEDULES",
     "OFFICIAL_CFG_OFFSET",
     "cfg_value",
@@ -52,6 +58,71 @@ CFG_SCHEDULES: dict[str, Callable[[float, float, float], float]] = {
     "step": _step,
     "linear": _linear,
 }
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to sample from a HAR generator: classifier-free guidance (scale, schedule, start), temperature, top-k and
+    top-p. Stored with a generator as ``generation_config.json`` (as transformers does), so ``gen.generate(labels)``
+    follows the recipe its weights were released with unless told otherwise; validated when built."""
+
+    cfg_scale: float = 1.0  # 1.0 = no guidance
+    cfg_schedule: str = "constant"  # a name in CFG_SCHEDULES
+    cfg_start: float = 0.0  # ratio at which the `step` schedule switches guidance on
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1.0 = off
+
+    def __post_init__(self) -> None:
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int):
+            if isinstance(self.top_k, float) and self.top_k.is_integer():
+                object.__setattr__(self, "top_k", int(self.top_k))
+            else:
+                raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
+        for name in ("cfg_scale", "cfg_start", "temperature", "top_p"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{name} must be a number, got {v!r}")
+            object.__setattr__(self, name, float(v))
+        _check_settings(self.cfg_scale, self.cfg_schedule, self.cfg_start, self.temperature, self.top_k, self.top_p)
+
+    def replace(self, **changes: Any) -> "SamplingConfig":
+        """A copy with some settings changed (None values are ignored)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ValueError(f"unknown sampling setting(s) {unknown}; known: {sorted(names)}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SamplingConfig":
+        """Build from a dict (e.g. ``generation_config.json``), naming unknown keys."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown sampling setting(s) {unknown}; known: {sorted(names)}")
+        return cls(**dict(data))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SamplingConfig":
+        """Read a JSON file: a sampling config, or a file holding one under ``sampling`` (e.g. a search's best)."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read sampling config {path}: {e}") from None
+        if isinstance(data, dict) and isinstance(data.get("sampling"), dict):
+            data = data["sampling"]
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a sampling config must be a JSON object")
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from None
+
 
 
 def cfg_value(schedule: str, step: int, num_steps: int, scale: float, start: float = 0.0) -> float:
@@ -127,59 +198,55 @@ def _check_settings(cfg_scale: float, cfg_schedule: str, cfg_start: float, tempe
         raise ValueError(f"top_p must be in (0, 1] (1.0 = off), got {top_p}")
 
 
+# The released sampling recipe (official README): step schedule at 3.75 from ratio 0.25, top-p 0.95.
+RELEASED_RECIPE = SamplingConfig(cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_k=0, top_p=0.95, temperature=1.0)
+SAMPLING_PRESETS: dict[str, SamplingConfig] = {"released": RELEASED_RECIPE, "none": SamplingConfig()}
+
+
 @torch.no_grad()
 def generate(
     model: Any,
     class_labels: Any,
+    sampling: SamplingConfig,
     *,
-    cfg_scale: float = 1.0,
-    cfg_schedule: str = "constant",
-    cfg_start: float = 0.0,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
     generator: torch.Generator | None = None,
     callback: Callable[[int, torch.Tensor, int], None] | None = None,
     use_cache: bool = True,
 ) -> torch.Tensor:
-    """Generate token ids (B, L) with a :class:`~restok.generator.HARGenerator` (Sec. 4).
+    """Generate token ids (B, L) with a :class:`~restok.generator.HARGenerator` (Sec. 4) under ``sampling``.
+
+    Uses only the model's public interface: ``check_labels``, ``embed_labels``, ``null_class``,
+    ``supports_guidance``, ``new_cache``, ``forward_step`` (and the teacher-forced ``forward`` without the cache).
 
     Args:
         model: the generator (eval mode is expected; dropout is not switched off for you).
         class_labels: B class ids in ``[0, num_classes)``.
-        cfg_scale: guidance scale (1.0 = no guidance; >1 batches the unconditional pass with the
-            conditional one).
-        cfg_schedule: ``constant``, ``step`` (full scale from ``cfg_start`` on) or ``linear`` (ramp
-            from 1); call ``s`` of ``N`` has ratio ``s / (N - 1)``.
-        cfg_start: the ratio at which ``step`` switches guidance on.
-        temperature, top_k, top_p: logit temperature, then top-k, then top-p filtering (0 / 1.0 = off).
+        sampling: guidance (1.0 = none; > 1 batches the unconditional pass with the conditional one), schedule
+            (call ``s`` of ``N`` has ratio ``s / (N - 1)``), temperature, then top-k, then top-p filtering.
         generator: a ``torch.Generator`` for reproducible sampling (the global RNG if None).
         callback: called after each model call as ``callback(step, tokens_so_far (B, end), end)``.
         use_cache: False recomputes the whole teacher-forced sequence at every call instead of reading
             the static KV cache (same tokens; only for measuring what the cache saves).
     """
-    _check_settings(cfg_scale, cfg_schedule, cfg_start, temperature, top_k, top_p)
-    labels = model._check_labels(class_labels, allow_null=False)
-    cfg = model.config
-    device = model.tok_embeddings.weight.device
-    labels = labels.to(device)
-    B, L = labels.shape[0], cfg.num_tokens
-    guided = cfg_scale > 1.0
-    if guided and model.cls_embedding.embedding_table.num_embeddings <= cfg.num_classes:
+    sp = sampling
+    labels = model.check_labels(class_labels, allow_null=False).to(model.device)
+    B, L = labels.shape[0], model.num_tokens
+    guided = sp.cfg_scale > 1.0
+    if guided and not model.supports_guidance:
         raise ValueError("this generator has no null class (class_dropout_prob was 0), so it cannot use guidance")
     batch_labels = torch.cat([labels, torch.full_like(labels, model.null_class)]) if guided else labels
-    class_emb = model.cls_embedding(batch_labels, train=False)  # (B', 1, D)
-    cache = model.new_cache(batch_labels.shape[0], device=device) if use_cache else None
-    seq = torch.zeros(batch_labels.shape[0], L, dtype=torch.long, device=device)  # (B', L)
-    steps = Hy.har_step_positions(L, cfg.ar_tokens)
+    class_emb = model.embed_labels(batch_labels)  # (B', 1, D)
+    cache = model.new_cache(batch_labels.shape[0]) if use_cache else None
+    seq = torch.zeros(batch_labels.shape[0], L, dtype=torch.long, device=labels.device)  # (B', L)
+    steps = model.step_positions
     for s, (start, end) in enumerate(steps):
         if use_cache:
             logits = model.forward_step(seq, class_emb, start, end, cache)  # (B', n, V)
         else:  # the grouped mask keeps positions < end blind to the unknown tokens after them
             logits = model(seq, batch_labels, drop_labels=False)[:, start:end]  # (B', n, V)
         if guided:
-            logits = guided_logits(logits, cfg_value(cfg_schedule, s, len(steps), cfg_scale, cfg_start))  # (B, n, V)
-        new = sample_from_logits(logits.reshape(-1, logits.shape[-1]), temperature, top_k, top_p, generator)
+            logits = guided_logits(logits, cfg_value(sp.cfg_schedule, s, len(steps), sp.cfg_scale, sp.cfg_start))  # (B, n, V)
+        new = sample_from_logits(logits.reshape(-1, logits.shape[-1]), sp.temperature, sp.top_k, sp.top_p, generator)
         new = new.view(B, end - start)  # (B, n)
         seq[:B, start:end] = new
         if guided:

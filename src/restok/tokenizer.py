@@ -15,9 +15,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import hierarchy as Hy
+from .checkpoint import Provenance
 from .config import ResTokConfig, tokenizer_preset
+from .official import TOKENIZER_TRAINING_ONLY
 from .pixel_cnn import PixelDecoder, PixelEncoder
 from .precision import DTYPES
+from .pretrained import PretrainedModel
 from .quantizer import VectorQuantizer
 from .rope import mrope_table
 from .vit import Block
@@ -252,14 +255,24 @@ class ResTokOutput:
     decoder_features: torch.Tensor | None = None  # (B, F, g, g) projected feature-query outputs (alignment)
 
 
-class ResTok(nn.Module):
+class ResTok(PretrainedModel):
     """The ResTok tokenizer: images in [0, 1] <-> up to ``num_tokens`` discrete, nested, coarse-to-fine tokens.
+
+    Loading, saving, ``.device``/``.dtype`` come from :class:`~restok.pretrained.PretrainedModel`. Cast to bf16/fp16
+    with ``.to(dtype)``, the ViTs and the CNN encoder run in that precision while the quantizer and the CNN pixel
+    decoder stay float32 (as the official code runs them); :attr:`pixel_dtype` chooses the pixel decoder's
+    precision (float32 by default), and ``decode`` always returns float32 images.
 
     Example:
         >>> tok = ResTok.from_preset("restok-tiny").eval()
         >>> ids = tok.encode(torch.rand(2, 3, 32, 32))  # (2, 32) int64
         >>> images = tok.decode(ids[:, :8])  # coarse reconstruction from the first 8 tokens
     """
+
+    kind = "tokenizer"
+    config_class = ResTokConfig
+    ignored_prefixes = TOKENIZER_TRAINING_ONLY
+    keep_in_fp32_modules = ("quantize", "pixel_decoder")
 
     def __init__(self, config: ResTokConfig) -> None:
         super().__init__()
@@ -282,31 +295,16 @@ class ResTok(nn.Module):
             self.vf_proj_dec = nn.Conv2d(config.decoder_width, config.decoder_feature_dim, 1, bias=False)
         self.register_buffer("imnet_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("imnet_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.provenance = Provenance()
+        # Precision of the CNN pixel decoder when ``decode`` is not told otherwise: float32, as the official code
+        # (bf16/fp16 run it under autocast, faster, pixels within that format's rounding).
+        self.pixel_dtype: torch.dtype = torch.float32
 
     # -------------------------------------------------------------------------------- construction
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "ResTok":
         """A randomly initialised tokenizer from a named preset (``restok-l-128``, ``restok-tiny``)."""
         return cls(tokenizer_preset(name, **overrides))
-
-    @classmethod
-    def from_pretrained(cls, path_or_hub_id: str, **kwargs: Any) -> "ResTok":
-        """Load from a local directory/file or a Hub repo, in this package's or the official layout."""
-        from .checkpoint import load_tokenizer
-
-        return load_tokenizer(path_or_hub_id, **kwargs)
-
-    def save_pretrained(self, directory: str) -> None:
-        """Write ``config.json`` and ``model.safetensors`` in this package's format."""
-        from .checkpoint import save_model
-
-        save_model(self, directory)
-
-    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
-        """Upload this model in this package's format to a Hugging Face Hub repo; returns its URL."""
-        from .checkpoint import push_to_hub
-
-        return push_to_hub(self, repo_id, private=private, token=token)
 
     # -------------------------------------------------------------------------------- properties
     @property
@@ -388,8 +386,8 @@ class ResTok(nn.Module):
 
     # -------------------------------------------------------------------------------- model
     def encode_latents(self, images: torch.Tensor, return_attention: bool = False) -> tuple[EncoderOutput, Any]:
-        """(B, 3, H, W) in [0, 1] -> encoder output and quantizer output (codes, ids, losses)."""
-        x = (images - self.imnet_mean) / self.imnet_std
+        """(B, 3, H, W) in [0, 1] (any float dtype) -> encoder output and quantizer output (codes, ids, losses)."""
+        x = (images.to(self.imnet_mean.dtype) - self.imnet_mean) / self.imnet_std
         enc = self.encoder(self.pixel_encoder(x), return_attention=return_attention)
         return enc, self.quantize(enc.latents)
 
@@ -397,18 +395,18 @@ class ResTok(nn.Module):
         self,
         codes: torch.Tensor,
         keep: int | Sequence[int] | torch.Tensor | None = None,
-        pixel_dtype: torch.dtype = torch.float32,
+        pixel_dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
         """(B, L, C) code vectors, kept prefix length(s) -> (B, 3, H, W) unclamped float32 pixels.
 
-        The pixel decoder runs in ``pixel_dtype``: float32 by default, as in the official code (even under an
-        outer autocast); bfloat16/float16 run it under autocast (bf16 measured ~4x faster on an AMX CPU), with
-        pixels that differ by that format's rounding.
+        The pixel decoder runs in ``pixel_dtype`` (default :attr:`pixel_dtype`, float32 as in the official code, even
+        under an outer autocast); bfloat16/float16 run it under autocast, with pixels that differ by that format's
+        rounding (speed-ups in ``benchmarks/RESULTS.md``).
         """
-        pixel_dtype = _check_pixel_dtype(pixel_dtype)
+        pixel_dtype = _check_pixel_dtype(self.pixel_dtype if pixel_dtype is None else pixel_dtype)
         keep = self.num_tokens if keep is None else keep
         keep_t = self._check_keep(keep, codes.shape[0]).to(codes.device)
-        feats, _, _ = self.decoder(codes, keep_t)
+        feats, _, _ = self.decoder(codes.to(self.decoder.ln_pre.weight.dtype), keep_t)
         return self._pixel_decode(feats, pixel_dtype)
 
     def _pixel_decode(self, feats: torch.Tensor, pixel_dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -426,7 +424,7 @@ class ResTok(nn.Module):
         return self.encode_latents(images)[1].ids
 
     @torch.no_grad()
-    def decode(self, ids: torch.Tensor, pixel_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def decode(self, ids: torch.Tensor, pixel_dtype: torch.dtype | None = None) -> torch.Tensor:
         """Token ids (B, k), k an allowed prefix length -> images (B, 3, H, W) clamped to [0, 1]
         (``pixel_dtype``: see :meth:`decode_codes`)."""
         ids = self._check_ids(ids)

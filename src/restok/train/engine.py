@@ -9,6 +9,7 @@ replays the exact steps an uninterrupted run would have taken.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -26,6 +27,7 @@ import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
 from ..data import derive_seed
+from ..io import fsync_dir
 from .config import NO_DECAY_KEYS, OptimConfig, TrainConfig
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "seed_step",
     "shard_model",
     "full_tensor",
+    "enable_activation_checkpointing",
 ]
 
 CHECKPOINT_RE = re.compile(r"^step-(\d{8})$")
@@ -175,6 +178,22 @@ class EMA:
                         p.copy_(backup[n])
 
 
+def _checkpointed(forward: Any, *args: Any, **kwargs: Any) -> Any:
+    if torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
+    return forward(*args, **kwargs)
+
+
+def enable_activation_checkpointing(model: nn.Module, block_types: tuple[type, ...]) -> int:
+    """Recompute each transformer block's activations in the backward pass; returns how many blocks."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, block_types):
+            m.forward = functools.partial(_checkpointed, m.forward)  # type: ignore[method-assign]
+            n += 1
+    return n
+
+
 def seed_step(seed: int, step: int, rank: int) -> None:
     """Reseed every global RNG for this (step, rank): dropout and other rank-local noise."""
     s = derive_seed(seed, "step", step, "rank", rank)
@@ -241,26 +260,13 @@ class CheckpointDir:
         if final.exists():  # the same step saved again (e.g. final after a periodic save)
             shutil.rmtree(final)
         os.replace(tmp, final)
-        self._fsync_dir(self.root)
+        fsync_dir(self.root)
         for s, old in self.complete()[: -self.keep]:
             if s not in self.keep_steps:
                 shutil.rmtree(old, ignore_errors=True)
         for stale in self.root.glob(".tmp-step-*"):
             shutil.rmtree(stale, ignore_errors=True)
         return final
-
-    @staticmethod
-    def _fsync_dir(path: Path) -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
 
     @staticmethod
     def load(folder: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file
 
-from ..checkpoint import FORMAT_VERSION, save_model
+from ..checkpoint import FORMAT_VERSION, Provenance
 from ..config import HARConfig, ResTokConfig, config_from_dict
 from .engine import CheckpointDir, TrainingError
 
@@ -58,6 +58,7 @@ def export_checkpoint(run: str | Path, step: int | None = None, out: str | Path 
     if not record_file.is_file():
         raise TrainingError(f"{folder} has no inference_config.json (written by an older restok); it cannot be exported")
     model = inference_model(json.loads(record_file.read_text()), load_file(str(folder / f"{weights}.safetensors")))
+    model.provenance = Provenance(source=f"{weights} weights of {folder}", layout="trained")
     dest = Path(out) if out is not None else run / f"export-step-{step:08d}"
-    save_model(model, dest)
+    model.save_pretrained(dest)
     return dest

@@ -16,10 +16,9 @@ from ..data import derive_seed
 from ..generator import HARGenerator, TransformerBlock
 from ..images import make_grid, save_image
 from .config import TrainConfig
-from .engine import TrainingError, build_scheduler, full_tensor
+from .engine import TrainingError, build_scheduler, enable_activation_checkpointing, full_tensor
 from .export import inference_model_config
 from .loop import ModelTask, RunResult, run_training
-from .tokenizer import enable_activation_checkpointing
 
 __all__ = ["GeneratorTask", "train_generator"]
 

@@ -13,6 +13,7 @@ from typing import Any, Iterator, Protocol
 import torch
 
 from ..data import StepBatchSampler
+from ..io import write_text
 from .config import TrainConfig
 from .engine import CheckpointDir, MetricLogger, StopRequest, TrainingError, make_accelerator, rng_state, seed_step, set_rng_state
 
@@ -143,15 +144,15 @@ class ModelTask:
     def export_final(self, path: Path) -> None:
         """EMA weights as an inference model in this package's format (every process calls it, as gathering the
         shadows is a collective under FSDP; the main one writes)."""
-        from ..checkpoint import save_model
+        from ..checkpoint import Provenance
         from .export import inference_model
 
         shadow = self.ema.state_dict()
         if not self.acc.is_main_process:
             return
         model = inference_model(self.inference_config(), shadow)  # type: ignore[attr-defined] # each trainer's own
-        model.source = f"trained: {path.parent}"
-        save_model(model, str(path))
+        model.provenance = Provenance(source=f"EMA weights of the run {path.parent.name}", layout="trained")
+        model.save_pretrained(path)
 
     def with_ema_model(self, build: Any, draw: Any) -> None:
         """Call ``draw(model)`` on the main process with an eval model holding the EMA weights (for image grids).
@@ -205,9 +206,7 @@ def _write_config(run: Path, cfg: TrainConfig, resume: bool) -> None:
                 f"--resume with a different config than the run was started with: {diff} differ "
                 f"(see {path}); resume with the same config or start a new run folder"
             )
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(new, sort_keys=False))
-    tmp.replace(path)
+    write_text(path, yaml.safe_dump(new, sort_keys=False))
 
 
 def run_training(

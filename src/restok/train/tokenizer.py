@@ -3,7 +3,6 @@ L_G, then (once the GAN has started) the discriminator-head update on L_D, then 
 
 from __future__ import annotations
 
-import functools
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -20,27 +19,11 @@ from ..metrics import codebook_stats
 from ..tokenizer import ResTok
 from ..vit import Block
 from .config import TrainConfig
-from .engine import TrainingError, build_optimizer, build_scheduler, full_tensor, param_groups
+from .engine import TrainingError, build_optimizer, build_scheduler, enable_activation_checkpointing, full_tensor, param_groups
 from .export import inference_model_config
 from .loop import ModelTask, RunResult, run_training
 
-__all__ = ["TokenizerTask", "train_tokenizer", "enable_activation_checkpointing"]
-
-
-def _checkpointed(forward: Any, *args: Any, **kwargs: Any) -> Any:
-    if torch.is_grad_enabled():
-        return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False, **kwargs)
-    return forward(*args, **kwargs)
-
-
-def enable_activation_checkpointing(model: nn.Module, block_types: tuple[type, ...]) -> int:
-    """Recompute each transformer block's activations in the backward pass; returns how many blocks."""
-    n = 0
-    for m in model.modules():
-        if isinstance(m, block_types):
-            m.forward = functools.partial(_checkpointed, m.forward)  # type: ignore[method-assign]
-            n += 1
-    return n
+__all__ = ["TokenizerTask", "train_tokenizer"]
 
 
 def build_tokenizer_for_training(cfg: TrainConfig, teacher_dim: int) -> ResTok:
