@@ -441,6 +441,8 @@ def test_validation_kept_checkpoints_and_export(images, tmp_path, inception_torc
         assert evals[-1][f"eval/{k}"] == pytest.approx(want[k], rel=1e-6, abs=1e-9), k
     steps = [s for s, _ in CheckpointDir(run, 1).complete()]
     assert steps == [2, 6]  # 4 was pruned, 2 is kept
+    card = (run / "final" / "README.md").read_text()
+    assert "How it was trained" in card and '"eval_every": 2' in card
     exported = export_checkpoint(run, 6, tmp_path / "exp6")
     assert _identical(load_file(str(exported / "model.safetensors")), _weights(run))
     two = ResTok.from_pretrained(str(export_checkpoint(run, 2)))

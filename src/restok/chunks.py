@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from .io import save_npz, write_json, write_text
+from .lock import FolderLock
 
 __all__ = ["ChunkError", "ChunkJob"]
 
@@ -33,8 +34,18 @@ class ChunkJob:
                  marker: str = "chunk-{:06d}.npz", record: str = "settings.json") -> None:
         self.work, self.n_chunks, self.rank, self.world, self.marker = Path(work), n_chunks, rank, world, marker
         self.work.mkdir(parents=True, exist_ok=True)
+        # one job per folder: the main process holds the folder's lock until this object goes away
+        self.lock = FolderLock(self.work, f"job in {self.work.name}") if rank == 0 else None
+        try:
+            self._check_settings(settings, self.work / record)
+        except BaseException:
+            self.close()
+            raise
+        self._pattern = re.compile("^" + re.sub(r"\\\{:0(\d+)d\\\}", lambda m: rf"(\d{{{m.group(1)}}})", re.escape(marker)) + "$")
+
+    def _check_settings(self, settings: dict[str, Any], path: Path) -> None:
+        """Record the settings, or refuse a folder that holds work done under other ones."""
         self.settings = json.loads(json.dumps(settings, default=str))  # the form it takes on disk
-        path = self.work / record
         if path.exists():
             try:
                 old = json.loads(path.read_text())
@@ -48,9 +59,13 @@ class ChunkJob:
                     f"{self.work} holds work done with other settings ({', '.join(changed)}); delete it to start over, "
                     "or rerun with the settings that wrote it"
                 )
-        elif rank == 0:
+        elif self.rank == 0:
             write_json(path, self.settings)
-        self._pattern = re.compile("^" + re.sub(r"\\\{:0(\d+)d\\\}", lambda m: rf"(\d{{{m.group(1)}}})", re.escape(marker)) + "$")
+
+    def close(self) -> None:
+        """Release the folder's lock (the job is over, or failed)."""
+        if self.lock is not None:
+            self.lock.release()
 
     def path(self, chunk: int) -> Path:
         """The marker file of ``chunk``."""

@@ -1,9 +1,9 @@
 """The ``restok`` command line: reconstruct, tokenize, detokenize, generate, convert, info (and, from
 :mod:`restok.cli_train`, train, extract-codes, check-codes).
 
-Every command takes ``--device auto|cpu|cuda|mps`` and ``--dtype fp32|bf16|fp16``; errors are one line
-(``--debug`` shows the traceback); a bad image file is named and skipped, and the exit status is the
-number of inputs that failed (capped at 100).
+Every model-running command takes ``--device auto|cpu|cuda|mps`` and ``--dtype fp32|bf16|fp16``; errors are one
+line (``--debug`` shows the traceback); a bad image file is named and skipped. Exit status: 0 done, 1 done but some
+input files failed, 2 error.
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ from .io import save_npz, write_json
 from .precision import DTYPES, autocast_to
 from .sampling import RELEASED_RECIPE
 from .tokenizer import ResTok
+
+# Exit status: 0 done, 1 done but some input files could not be read (each named), 2 error (nothing done), 128 + N
+# interrupted by signal N.
+EXIT_INPUTS_FAILED = 1
+EXIT_ERROR = 2
 
 # ----------------------------------------------------------------------------------------------------
 # helpers
@@ -64,6 +69,21 @@ def _parse_tokens(value: str, tok: ResTok) -> list[int]:
     return [k]
 
 
+def unique_stems(paths: Sequence[str]) -> list[str]:
+    """Output names for input files: their stems, with the parent folder (then a counter) added where two collide, so
+    that ``a/x.png`` and ``b/x.png`` never overwrite each other."""
+    stems = [Path(p).stem for p in paths]
+    for i, p in enumerate(paths):
+        if stems.count(Path(p).stem) > 1:
+            stems[i] = f"{Path(p).parent.name or 'root'}_{Path(p).stem}"
+    seen: dict[str, int] = {}
+    out = []
+    for s in stems:
+        seen[s] = seen.get(s, 0) + 1
+        out.append(s if seen[s] == 1 else f"{s}_{seen[s]}")
+    return out
+
+
 def _load_images(paths: Sequence[str], size: int) -> tuple[list[tuple[str, torch.Tensor]], list[str]]:
     """Read every image, naming and skipping the ones that fail."""
     ok, failed = [], []
@@ -87,19 +107,20 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     ks = _parse_tokens(args.tokens, tok) if args.tokens else [tok.num_tokens]
     out = Path(args.out)
     images, failed = _load_images(args.images, tok.config.image_size)
+    names = dict(zip([p for p, _ in images], unique_stems([p for p, _ in images])))
     for batch in progress(list(batches(images, args.batch_size)), "reconstructing"):
         x = torch.stack([t for _, t in batch]).to(device)
         with autocast_to(device, DTYPES[args.dtype]):
             ids = tok.encode(x)
             recons = {k: tok.decode(ids[:, :k], DTYPES[args.pixel_dtype]) for k in ks}
         for i, (path, orig) in enumerate(batch):
-            stem = Path(path).stem
+            stem = names[path]
             for k in ks:
                 save_image(recons[k][i], out / f"{stem}_k{k}.png")
             strip = [orig] + [recons[k][i].cpu() for k in ks]
             save_image(make_grid(strip, nrow=len(strip)), out / (f"{stem}_strip.png" if len(ks) > 1 else f"{stem}_compare.png"))
-    print(f"wrote {len(images)} reconstruction(s) with {ks} tokens to {out}" + (f"; {len(failed)} failed" if failed else ""))
-    return min(len(failed), 100)
+    print(f"wrote {len(images)} reconstruction(s) with {ks} tokens to {out}" + (f"; {len(failed)} input(s) failed" if failed else ""))
+    return EXIT_INPUTS_FAILED if failed else 0
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
@@ -121,8 +142,8 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         tokenizer=np.array(args.tokenizer),
         image_size=np.array(tok.config.image_size),
     )
-    print(f"wrote ids of {len(images)} image(s), {tok.num_tokens} tokens each, to {out}" + (f"; {len(failed)} failed" if failed else ""))
-    return min(len(failed), 100)
+    print(f"wrote ids of {len(images)} image(s), {tok.num_tokens} tokens each, to {out}" + (f"; {len(failed)} input(s) failed" if failed else ""))
+    return EXIT_INPUTS_FAILED if failed else 0
 
 
 def cmd_detokenize(args: argparse.Namespace) -> int:
@@ -130,19 +151,25 @@ def cmd_detokenize(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     try:
         data = np.load(args.codes, allow_pickle=False)
-        ids_all, files = torch.from_numpy(data["ids"].astype(np.int64)), [str(f) for f in data["files"]]
+        raw, files = data["ids"], [str(f) for f in data["files"]]
         tok_src = args.tokenizer or str(data["tokenizer"])
-    except (OSError, KeyError, ValueError) as e:
-        raise CLIError(f"{args.codes}: not a restok codes file ({e})") from None
+    except Exception as e:  # noqa: BLE001 - OSError, BadZipFile, EOFError, KeyError, ValueError: all mean "not one"
+        raise CLIError(f"{args.codes}: not a readable restok codes file ({type(e).__name__}: {e})") from None
+    if raw.ndim != 2 or not np.issubdtype(raw.dtype, np.integer):
+        raise CLIError(f"{args.codes}: 'ids' must be integers of shape (N, L), got {raw.dtype} {list(raw.shape)}")
+    if len(files) != raw.shape[0]:
+        raise CLIError(f"{args.codes}: {raw.shape[0]} rows of ids but {len(files)} file names")
+    ids_all = torch.from_numpy(raw.astype(np.int64))
     tok = _load_tokenizer(tok_src, device)
     ks = _parse_tokens(args.tokens, tok) if args.tokens else [ids_all.shape[1]]
     out = Path(args.out)
+    stems = unique_stems(files)
     for idx in progress(list(batches(list(range(len(files))), args.batch_size)), "decoding"):
         for k in ks:
             with autocast_to(device, DTYPES[args.dtype]):
                 imgs = tok.decode(ids_all[idx, :k].to(device), DTYPES[args.pixel_dtype])
             for j, i in enumerate(idx):
-                save_image(imgs[j], out / (f"{Path(files[i]).stem}.png" if len(ks) == 1 else f"{Path(files[i]).stem}_k{k}.png"))
+                save_image(imgs[j], out / (f"{stems[i]}.png" if len(ks) == 1 else f"{stems[i]}_k{k}.png"))
     print(f"wrote {len(files) * len(ks)} image(s) to {out}")
     return 0
 
@@ -358,14 +385,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--per-class must be >= 1")
     try:
         return int(args.func(args))
-    except (CLIError, ValueError, OSError, RuntimeError, ImportError) as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("error: out of memory (try a smaller --batch-size)", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - every failure reaches the user as one message, the traceback only with --debug
+        if args.debug:
+            raise
+        expected = isinstance(e, (CLIError, ValueError, OSError, RuntimeError, ImportError))
+        text = str(e) or type(e).__name__
+        print(f"error: {text}" if expected else f"error: {type(e).__name__}: {text} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

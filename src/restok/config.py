@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -17,7 +19,69 @@ __all__ = [
     "tokenizer_preset",
     "generator_preset",
     "config_from_dict",
+    "check_field_types",
 ]
+
+
+def _type_name(t: Any) -> str:
+    if t is type(None):
+        return "null"
+    args = typing.get_args(t)
+    origin = typing.get_origin(t)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args)
+    if origin is tuple:
+        plural = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+        return "a list of " + (plural.get(args[0], "values") if len(args) == 2 and args[1] is Ellipsis else f"{len(args)} values")
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(t, getattr(t, "__name__", str(t)))
+
+
+def _coerce(value: Any, t: Any) -> tuple[bool, Any]:
+    """(fits, value) for ``value`` against the annotation ``t``; ints are accepted (as floats) for float fields."""
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if t is Any or dataclasses.is_dataclass(t):
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            ok, v = _coerce(value, a)
+            if ok:
+                return True, v
+        return False, value
+    if t is type(None):
+        return value is None, value
+    if t is bool:
+        return isinstance(value, bool), value
+    if t is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if t is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if t is str:
+        return isinstance(value, str), value
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            return False, value
+        items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        if len(items) != len(value):
+            return False, value
+        out = [_coerce(v, a) for v, a in zip(value, items)]
+        return all(ok for ok, _ in out), tuple(v for _, v in out)
+    if origin is dict:
+        return isinstance(value, Mapping), value
+    return True, value
+
+
+def check_field_types(obj: Any) -> None:
+    """Raise a ValueError naming the first field of a config dataclass whose value has the wrong type (``"no"`` for
+    a boolean, ``10.7`` for an integer, ...); ints given for float fields become floats, lists for tuples tuples."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        ok, fixed = _coerce(value, hints[f.name])
+        if not ok:
+            raise ValueError(f"{type(obj).__name__}.{f.name} must be {_type_name(hints[f.name])}, got {value!r}")
+        if fixed is not value:
+            object.__setattr__(obj, f.name, fixed)
 
 
 def _replace_checked(cfg: Any, overrides: Mapping[str, Any]) -> Any:
@@ -55,7 +119,7 @@ class PixelCNNConfig:
     num_groups: int = 32  # GroupNorm groups
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "channel_mult", tuple(int(m) for m in self.channel_mult))
+        check_field_types(self)
         if not self.channel_mult or any(m < 1 for m in self.channel_mult):
             raise ValueError(f"channel_mult must be a non-empty tuple of positive ints, got {self.channel_mult}")
         for m in self.channel_mult:
@@ -111,6 +175,7 @@ class ResTokConfig:
     def __post_init__(self) -> None:
         if isinstance(self.pixel_cnn, Mapping):
             object.__setattr__(self, "pixel_cnn", config_from_dict(PixelCNNConfig, self.pixel_cnn))
+        check_field_types(self)
         H.latent_level_sizes(self.num_tokens)  # power of two >= 2
         H.prefix_lengths(self.num_tokens, self.min_tokens)
         if self.codebook_size < 2 or self.token_size < 1:
@@ -186,6 +251,7 @@ class HARConfig:
     drop_path_rate: float = 0.0
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         H.har_step_positions(self.num_tokens, self.ar_tokens)  # validates num_tokens and ar_tokens
         if self.dim % self.n_head or (self.dim // self.n_head) % 2:
             raise ValueError(f"dim {self.dim} must split into {self.n_head} heads of even size")

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import check_field_types
 from .backbones import IMAGENET_MEAN, IMAGENET_STD, ViT, build_dino_backbone, build_feature_teacher, build_lpips
 
 if TYPE_CHECKING:
@@ -238,6 +239,9 @@ class TokenizerLossConfig:
     decoder_alignment: bool = True  # decoder feature queries vs the teacher's patch tokens
     alignment_teacher: str = "dinov3-vitl16"  # dinov3-vitl16 | dinov3-vits16 | dino-vits16 | vit-tiny
     alignment_weights: str | None = None
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TokenizerLossConfig":

@@ -188,6 +188,10 @@ def model_card(model: PretrainedModel) -> str:
     lines += [f"A {cls} ({params:,} parameters), {what}, from {PAPER}.", "", "```python",
               f"from restok import {cls}", f"model = {cls}.from_pretrained(\"<this repo>\")", "```", ""]
     card = model.provenance.card or {}
+    if card.get("training"):
+        t = card["training"]
+        lines += ["## How it was trained", "", f"`restok train {t.get('kind', '')}`, {t.get('steps', '?')} steps (EMA weights); "
+                  "the full training config:", "", "```json", json.dumps(t.get("config", {}), indent=2), "```", ""]
     if card.get("command") or card.get("figures"):
         lines += ["## How it was made", ""]
         if card.get("command"):

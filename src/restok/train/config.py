@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..config import check_field_types
 from ..losses import TokenizerLossConfig
 
 __all__ = ["OptimConfig", "TrainConfig", "RECIPES", "load_train_config", "apply_overrides"]
@@ -40,7 +41,7 @@ class OptimConfig:
     fused: bool = True
 
     def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        check_field_types(self)
         if self.lr <= 0 or self.end_lr < 0 or self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ValueError(f"invalid optimizer settings {self}")
 
@@ -91,8 +92,7 @@ class TrainConfig:
             self.disc_optimizer = OptimConfig(**self.disc_optimizer)
         if isinstance(self.loss, Mapping):
             self.loss = TokenizerLossConfig.from_dict(dict(self.loss))
-        self.trackers = tuple(self.trackers)
-        self.keep_steps = tuple(int(k) for k in self.keep_steps)
+        check_field_types(self)
         if self.kind not in ("tokenizer", "generator"):
             raise ValueError(f"kind must be 'tokenizer' or 'generator', got {self.kind!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
+from ..checkpoint import file_sha256
 from ..data import derive_seed
 from ..io import fsync_dir
 from .config import NO_DECAY_KEYS, OptimConfig, TrainConfig
@@ -254,9 +255,15 @@ class CheckpointDir:
         torch.save(trainer_state, tmp / "trainer.pt")
         if inference_config is not None:
             (tmp / "inference_config.json").write_text(json.dumps(inference_config, indent=2))
-        for f in tmp.iterdir():
+        files = {}
+        for f in sorted(tmp.iterdir()):
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+            files[f.name] = {"bytes": f.stat().st_size, "sha256": file_sha256(f)}
+        # what tells a complete checkpoint from a damaged one (truncated or zeroed files) when resuming
+        (tmp / "files.json").write_text(json.dumps(files, indent=2))
+        with open(tmp / "files.json", "rb") as fh:
+            os.fsync(fh.fileno())
         if final.exists():  # the same step saved again (e.g. final after a periodic save)
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -269,11 +276,50 @@ class CheckpointDir:
         return final
 
     @staticmethod
+    def damage(folder: Path) -> str | None:
+        """What is wrong with a checkpoint's files (missing, other size, other SHA-256 than ``files.json`` says), or None."""
+        record = folder / "files.json"
+        if not record.is_file():
+            return None  # written before files.json existed: only loading can tell
+        try:
+            files = json.loads(record.read_text())
+        except (OSError, ValueError) as e:
+            return f"files.json unreadable ({e})"
+        for name, want in files.items():
+            f = folder / name
+            if not f.is_file():
+                return f"{name} is missing"
+            if f.stat().st_size != want["bytes"]:
+                return f"{name} has {f.stat().st_size} bytes, {want['bytes']} were written"
+            if file_sha256(f) != want["sha256"]:
+                return f"{name} does not have the content that was written (SHA-256 differs)"
+        return None
+
+    @staticmethod
     def load(folder: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
         """Tensor dicts and the trainer state of one checkpoint (``weights_only`` unpickling)."""
-        tensors = {f.stem: load_file(str(f)) for f in folder.glob("*.safetensors")}
-        state = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
+        problem = CheckpointDir.damage(folder)
+        if problem:
+            raise TrainingError(f"checkpoint {folder} is damaged: {problem}")
+        try:
+            tensors = {f.stem: load_file(str(f)) for f in folder.glob("*.safetensors")}
+            state = torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - SafetensorError, UnpicklingError, EOFError, RuntimeError
+            raise TrainingError(f"checkpoint {folder} is damaged: {type(e).__name__}: {e}") from None
+        if not isinstance(state, dict) or "step" not in state:
+            raise TrainingError(f"checkpoint {folder} is damaged: trainer.pt holds no trainer state")
         return tensors, state
+
+    def load_newest_intact(self) -> tuple[int, Path, dict[str, dict[str, torch.Tensor]], dict[str, Any]] | None:
+        """The newest checkpoint that loads, falling back past damaged ones with a warning naming what was wrong."""
+        for step, folder in reversed(self.complete()):
+            try:
+                tensors, state = self.load(folder)
+            except TrainingError as e:
+                logging.getLogger("restok.train").warning("%s; falling back to an older checkpoint", e)
+                continue
+            return step, folder, tensors, state
+        return None
 
 
 def rng_state() -> dict[str, Any]:

@@ -58,6 +58,11 @@ class GeneratorTask(ModelTask):
             self.model = torch.compile(self.model)
         self._tokenizer = None
 
+    def data_identity(self) -> str:
+        """The code set, as a resume must find it again: its folder, size and tokenizer."""
+        m = self.dataset.meta
+        return f"code set {Path(self.codes_path).resolve()} ({m['num_samples']} samples x {m['num_crops']} crops, tokenizer sha256 {(m['tokenizer'] or {}).get('sha256')})"
+
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Batch token sequences and labels."""
         return collate_codes(items)

@@ -14,6 +14,7 @@ import torch
 
 from ..data import StepBatchSampler
 from ..io import write_text
+from ..lock import FolderLock
 from .config import TrainConfig
 from .engine import CheckpointDir, MetricLogger, StopRequest, TrainingError, make_accelerator, rng_state, seed_step, set_rng_state
 
@@ -35,6 +36,7 @@ class Task(Protocol):
     def checkpoint_state(self) -> dict[str, Any]: ...
     def load_checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None: ...
     def write_images(self, path: Path, step: int) -> None: ...
+    def data_identity(self) -> str: ...
     def validate(self, step: int) -> dict[str, float]: ...
     def inference_config(self) -> dict[str, Any]: ...
     def export_final(self, path: Path) -> None: ...
@@ -151,7 +153,9 @@ class ModelTask:
         if not self.acc.is_main_process:
             return
         model = inference_model(self.inference_config(), shadow)  # type: ignore[attr-defined] # each trainer's own
-        model.provenance = Provenance(source=f"EMA weights of the run {path.parent.name}", layout="trained")
+        cfg = self.cfg  # type: ignore[attr-defined]
+        card = {"training": {"run": path.parent.name, "kind": cfg.kind, "steps": cfg.max_steps, "config": cfg.to_dict()}}
+        model.provenance = Provenance(source=f"EMA weights of the run {path.parent.name}", layout="trained", card=card)
         model.save_pretrained(path)
 
     def with_ema_model(self, build: Any, draw: Any) -> None:
@@ -192,12 +196,13 @@ class RunResult:
     signal: int | None = None
 
 
-def _write_config(run: Path, cfg: TrainConfig, resume: bool) -> None:
-    """``RUN/config.yaml``; a resumed run must use the config it started with (except its length)."""
+def _write_config(run: Path, cfg: TrainConfig, resume: bool, data: str) -> None:
+    """``RUN/config.yaml`` with the data it trains on; a resumed run must use the config and data it started with
+    (except its length)."""
     import yaml
 
     path = run / "config.yaml"
-    new = cfg.to_dict()
+    new = {**cfg.to_dict(), "data": data}
     if resume and path.exists():
         old = yaml.safe_load(path.read_text())
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in ("max_steps", "num_workers"))
@@ -224,6 +229,8 @@ def run_training(
 
     run = Path(run)
     if max_steps is not None:
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise TrainingError(f"--max-steps must be an integer >= 1, got {max_steps!r}")
         cfg.max_steps = max_steps
     total = cfg.max_steps
     end = total if stop_at is None else min(stop_at, total)
@@ -236,8 +243,9 @@ def run_training(
         raise TrainingError(f"{run} already holds checkpoints; pass --resume to continue it, or choose a new run folder")
     acc = make_accelerator(cfg, run, cpu)
     main = acc.is_main_process
+    lock = FolderLock(run, f"restok train {cfg.kind}") if main else None  # one run per folder
     if main:
-        _write_config(run, cfg, resume)
+        _write_config(run, cfg, resume, task.data_identity())
         if acc.trackers is not None and acc.log_with:
             flat = {k: (json.dumps(v) if isinstance(v, (dict, list, tuple)) else v) for k, v in cfg.to_dict().items()}
             acc.init_trackers("restok", config=flat)
@@ -245,20 +253,22 @@ def run_training(
     start = 0
     saved: Path | None = None
     if resume:
-        newest = ckpts.newest()
+        newest = ckpts.load_newest_intact()
         if newest is None:
+            if ckpts.complete():
+                raise TrainingError(f"every checkpoint in {ckpts.root} is damaged (see the warnings); nothing to resume from")
             log.warning("--resume: no complete checkpoint in %s, starting from step 0", run)
         else:
-            tensors, state = CheckpointDir.load(newest[1])
+            _, folder, tensors, state = newest
             if state.get("max_steps") != total:
                 raise TrainingError(
-                    f"checkpoint {newest[1]} was written by a run with --max-steps {state.get('max_steps')}, "
+                    f"checkpoint {folder} was written by a run with --max-steps {state.get('max_steps')}, "
                     f"not {total}: the LR schedule would differ; resume with the same --max-steps"
                 )
             task.load_checkpoint(tensors, state)
             set_rng_state(state["rng"])
-            start, saved = int(state["step"]), newest[1]
-            log.info("resumed from %s (step %d)", newest[1], start)
+            start, saved = int(state["step"]), folder
+            log.info("resumed from %s (step %d)", folder, start)
     end = max(end, start)  # resuming past --stop-at (or a finished run) trains nothing
 
     sampler = StepBatchSampler(len(task.dataset), cfg.batch_size, acc.process_index, acc.num_processes, cfg.seed, start, end)
@@ -303,6 +313,8 @@ def run_training(
             if stop.signal is not None:
                 bar.close()
                 acc.end_training()
+                if lock is not None:
+                    lock.release()
                 return RunResult("interrupted", done, saved, None, stop.signal)
     bar.close()
     step = end
@@ -312,6 +324,8 @@ def run_training(
         final = run / "final"
     acc.wait_for_everyone()
     acc.end_training()
+    if lock is not None:
+        lock.release()
     return RunResult("finished" if final else "stopped", step, saved, final)
 
 

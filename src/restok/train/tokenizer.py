@@ -82,6 +82,10 @@ class TokenizerTask(ModelTask):
         picks = sorted({(i * n) // min(8, n) for i in range(min(8, n))})
         self.preview = torch.stack([self.dataset[(i, i)]["image"] for i in picks])
 
+    def data_identity(self) -> str:
+        """The training images, as a resume must find them again."""
+        return self.source.description
+
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Batch images (skipped files listed)."""
         return collate_images(items)
