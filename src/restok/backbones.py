@@ -58,6 +58,20 @@ class BackboneError(RuntimeError):
     """A pretrained network could not be built or its weights did not fit."""
 
 
+def offline() -> bool:
+    """True when the environment asks for no network (``HF_HUB_OFFLINE``, ``RESTOK_OFFLINE``): then no downloader runs."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "RESTOK_OFFLINE"))
+
+
+# Which training setting takes a local file instead of each download (named in the offline error).
+WEIGHT_OPTIONS = {
+    "LPIPS VGG16 features": "loss.perceptual_vgg_weights=vgg16-397923af.pth",
+    "LPIPS lin heads": "loss.perceptual_lin_weights=vgg.pth (or pip install lpips, whose wheel ships it)",
+    "discriminator backbone dino-vits16": "loss.discriminator_weights=dino_deitsmall16_pretrain.pth "
+                                          "(loss.alignment_weights=... when DINO is the alignment teacher)",
+}
+
+
 def load_weights(module: nn.Module, source: str | None, url: str | None, what: str, strict: bool = True) -> list[str]:
     """Load a state dict into ``module`` from a local file (``source``) or ``url``; returns ignored keys.
 
@@ -74,6 +88,12 @@ def load_weights(module: nn.Module, source: str | None, url: str | None, what: s
         else:
             state = torch.load(source, map_location="cpu", weights_only=True)
     elif url:
+        if offline():
+            option = WEIGHT_OPTIONS.get(what, "the setting that names its weights file")
+            raise BackboneError(
+                f"{what}: offline (HF_HUB_OFFLINE/RESTOK_OFFLINE is set), so {url} is not downloaded; pass the local "
+                f"file instead: {option}"
+            )
         try:
             state = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True, progress=False)
         except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
@@ -365,9 +385,14 @@ class FeatureTeacher(nn.Module):
 
 def _timm_dinov3(spec: str, weights: str | None) -> FeatureTeacher:
     """A DINOv3 ViT through timm: pretrained from the Hub, or from a local weights file (offline)."""
+    if weights is None and offline():
+        raise BackboneError(
+            f"alignment teacher {spec}: offline (HF_HUB_OFFLINE/RESTOK_OFFLINE is set), so its weights are not downloaded "
+            "from the Hugging Face Hub; pass the local file instead: loss.alignment_weights=FILE"
+        )
     try:
         import timm
-    except ImportError:
+    except Exception:  # noqa: BLE001 - ImportError, or torchvision failing inside timm's import
         raise BackboneError(
             f"the {spec!r} alignment teacher needs timm (pip install timm); "
             "or choose the small 'vit-tiny' teacher for toy runs"

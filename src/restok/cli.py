@@ -72,10 +72,8 @@ def _parse_tokens(value: str, tok: ResTok) -> list[int]:
 def unique_stems(paths: Sequence[str]) -> list[str]:
     """Output names for input files: their stems, with the parent folder (then a counter) added where two collide, so
     that ``a/x.png`` and ``b/x.png`` never overwrite each other."""
-    stems = [Path(p).stem for p in paths]
-    for i, p in enumerate(paths):
-        if stems.count(Path(p).stem) > 1:
-            stems[i] = f"{Path(p).parent.name or 'root'}_{Path(p).stem}"
+    plain = [Path(p).stem for p in paths]
+    stems = [f"{Path(p).parent.name or 'root'}_{s}" if plain.count(s) > 1 else s for p, s in zip(paths, plain)]
     seen: dict[str, int] = {}
     out = []
     for s in stems:

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from .datasets import embedded_source
-from .images import IMAGE_SUFFIXES, center_crop_box, eval_transform, pil_to_tensor, to_rgb
+from .images import IMAGE_SUFFIXES, center_crop_box, check_image_size, eval_transform, pil_to_tensor, to_rgb
 from .sources import DataError, ImageRecord, ImageSource
 
 __all__ = [
@@ -79,8 +79,21 @@ def _folder_source(root: Path) -> ImageSource:
     return ImageSource(records, names, f"image folder {root} ({len(records)} images, {len(names)} classes)")
 
 
+MAX_SHARDS = 100_000  # a brace pattern naming more shards than this is refused before it is expanded
+# Class ids of tar shards run from 0 to the largest label; a largest label far above the number of classes seen
+# (one stray .cls of 1000000) would build a huge generator, so it is refused.
+MAX_SPARSE_CLASSES = 1000
+
+
 def _expand_braces(pattern: str) -> list[str]:
-    """``shards-{0000..0003}.tar`` -> the four names (webdataset's brace notation)."""
+    """``shards-{0000..0003}.tar`` -> the four names (webdataset's brace notation); refuses more than MAX_SHARDS."""
+    total = 1
+    for a, b in re.findall(r"\{(\d+)\.\.(\d+)\}", pattern):
+        if int(b) < int(a):
+            raise DataError(f"shard pattern {pattern!r}: range {{{a}..{b}}} is empty")
+        total *= int(b) - int(a) + 1
+        if total > MAX_SHARDS:
+            raise DataError(f"shard pattern {pattern!r} names more than {MAX_SHARDS:,} shards; is it a typo?")
     m = re.search(r"\{(\d+)\.\.(\d+)\}", pattern)
     if not m:
         return [pattern]
@@ -132,6 +145,11 @@ def _shard_source(paths: list[str]) -> ImageSource:
     if not records:
         raise DataError(f"no images found in {len(paths)} shard(s) starting {paths[0]}")
     n_cls = max(labels_seen) + 1 if labels_seen else 0
+    if n_cls > MAX_SPARSE_CLASSES and n_cls > 2 * len(labels_seen):
+        raise DataError(
+            f"the .cls labels of {len(paths)} shard(s) go up to {n_cls - 1} but only {len(labels_seen)} distinct classes "
+            "appear; class ids must run 0..C-1 (a stray label?)"
+        )
     names = [str(i) for i in range(n_cls)]
     return ImageSource(records, names, f"{len(paths)} tar shard(s) ({len(records)} images, {n_cls} classes)")
 
@@ -201,6 +219,7 @@ def ten_crop(img: Image.Image, size: int) -> list[Image.Image]:
 def decode_image(data: bytes) -> Image.Image:
     """Bytes -> RGB PIL image (raises on corrupt data); modes converted by :func:`restok.images.to_rgb`."""
     with Image.open(io.BytesIO(data)) as im:
+        check_image_size(im)
         im.load()
         return to_rgb(im)
 

@@ -11,6 +11,7 @@ which ``convert("RGB")`` would clip to white, are scaled to 8 bits first.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +21,8 @@ from PIL import Image
 
 __all__ = [
     "ImageLoadError",
+    "MAX_IMAGE_PIXELS",
+    "check_image_size",
     "IMAGE_SUFFIXES",
     "to_rgb",
     "resized_size",
@@ -33,10 +36,22 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# Images with more pixels are refused before they are decoded: a small file (a 97 KB PNG of 10000 x 10000) must not
+# take gigabytes. 64 megapixels is above any camera photo or dataset image; RESTOK_MAX_IMAGE_PIXELS changes it.
+MAX_IMAGE_PIXELS = int(os.environ.get("RESTOK_MAX_IMAGE_PIXELS", 64_000_000))
 
 
 class ImageLoadError(ValueError):
     """An image file that cannot be read or converted."""
+
+
+def check_image_size(img: Image.Image) -> None:
+    """Refuse an opened (not yet decoded) image larger than :data:`MAX_IMAGE_PIXELS`."""
+    w, h = img.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise ImageLoadError(f"{w} x {h} pixels is more than the {MAX_IMAGE_PIXELS:,} allowed (RESTOK_MAX_IMAGE_PIXELS)")
+    if min(w, h) < 1:
+        raise ImageLoadError("empty image")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -85,6 +100,7 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
     path = Path(path)
     try:
         with Image.open(path) as im:
+            check_image_size(im)
             im.load()
             return pil_to_tensor(eval_transform(im, size))
     except FileNotFoundError:

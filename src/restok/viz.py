@@ -39,8 +39,11 @@ def _panels(n: int, max_cols: int, size: tuple[float, float]) -> tuple[Any, list
 
 
 def _save(fig: Any, path: str | Path) -> None:
+    from .io import atomic_write
+
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    atomic_write(path, lambda p: fig.savefig(p, dpi=120, format=fmt))
     _plt().close(fig)
 
 

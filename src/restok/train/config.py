@@ -174,7 +174,10 @@ def _parse_value(text: str) -> Any:
     """``key=value`` values are YAML scalars/lists (``1e-4``, ``true``, ``[0.9, 0.95]``, ``null``)."""
     import yaml
 
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"override value {text!r} is not a YAML value ({str(e).splitlines()[0]})") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -233,7 +236,10 @@ def _config_data(name_or_path: str, seen: tuple[Path, ...] = ()) -> dict[str, An
         raise ValueError(f"{p}: 'base:' chain loops back to itself")
     import yaml
 
-    data = yaml.safe_load(p.read_text()) or {}
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"{p}: not a valid YAML file ({' '.join(str(e).split())})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{p}: a training config must be a YAML mapping")
     base = data.pop("base", None)
