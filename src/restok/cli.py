@@ -27,7 +27,7 @@ from .cli_plot import add_plot_commands
 from .cli_train import add_train_commands
 from .config import GENERATOR_PRESETS, TOKENIZER_PRESETS
 from .generator import HARGenerator
-from .images import ImageLoadError, load_image, make_grid, save_image
+from .images import ImageLoadError, load_image, make_grid, sample_grid, save_image
 from .io import save_npz, write_json
 from .precision import DTYPES, autocast_to
 from .sampling import RELEASED_RECIPE
@@ -210,7 +210,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         all_images.append(images.cpu())
     elapsed = time.perf_counter() - t0
     grid = torch.cat(all_images)
-    save_image(make_grid(grid, nrow=args.per_class if args.per_class > 1 else min(8, len(labels))), out / "grid.png")
+    save_image(sample_grid(grid, args.per_class), out / "grid.png")
     manifest = {
         "restok_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(),
@@ -253,6 +253,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"held-out PSNR: {psnr}")
     print(f"wrote {Path(args.out) / 'report.html'} (and report.md, reconstructions.png, samples.png, progressive.png) "
           f"in {f['timings']['total_s']:.1f} s")
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    """Start the web demo and serve until interrupted."""
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise CLIError("restok app needs Gradio: pip install 'restok[app]'") from None
+    from .app import build_app
+
+    device = resolve_device(args.device)
+    generator = None if args.generator.lower() == "none" else args.generator
+    demo = build_app(args.tokenizer, generator, device=device)
+    _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                                          prevent_thread_lock=True, quiet=True)
+    print(f"restok app running at {local_url}" + (f" (public: {share_url})" if share_url else "") + "; Ctrl+C stops it", flush=True)
+    try:
+        demo.block_thread()
+    finally:
+        demo.close()
     return 0
 
 
@@ -354,6 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quick", action="store_true", help="100 held-out digits and 4 samples per class")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("app", help="local web demo (Gradio): tokenizer and generator tabs (pip install 'restok[app]')")
+    s.add_argument("--tokenizer", default="restok-tiny-mnist", help="tokenizer (default: the embedded one; Hub id, folder, file)")
+    s.add_argument("--generator", default="har-tiny-mnist", help="generator (default: the embedded one; 'none' for none)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    s.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    s.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    s.set_defaults(func=cmd_app)
 
     s = sub.add_parser("info", help="show presets and run a quick round trip on the tiny presets")
     s.add_argument("--seed", type=int, default=0, help="seed of the tiny models and inputs")

@@ -33,6 +33,7 @@ __all__ = [
     "to_pil",
     "save_image",
     "make_grid",
+    "sample_grid",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -125,6 +126,12 @@ def save_image(image: torch.Tensor, path: str | Path) -> None:
     fmt = Image.registered_extensions().get(path.suffix.lower(), "PNG")
     pil = to_pil(image)
     atomic_write(path, lambda p: pil.save(p, format=fmt))
+
+
+def sample_grid(images: torch.Tensor, per_class: int) -> torch.Tensor:
+    """The grid of generated samples (``restok generate``'s ``grid.png``, the web app's): one row per class when
+    there are several per class, else rows of up to 8."""
+    return make_grid(images, nrow=per_class if per_class > 1 else min(8, len(images)))
 
 
 def make_grid(images: torch.Tensor | Sequence[torch.Tensor], nrow: int, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:

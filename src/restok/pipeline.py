@@ -77,19 +77,29 @@ class ResTokPipeline:
         seed: int | None = None,
         generator: torch.Generator | None = None,
         num_tokens: int | None = None,
+        batch_size: int = 16,
         callback: Any = None,
         **sampling_changes: Any,
     ) -> torch.Tensor:
         """Token ids (N, L) of ``num_images_per_class`` samples of each class, in class order (the generator's recipe,
-        or ``sampling``, with ``sampling_changes`` such as ``cfg_scale=2.0``)."""
+        or ``sampling``, with ``sampling_changes`` such as ``cfg_scale=2.0``).
+
+        Batches of ``batch_size`` are drawn one after the other from one ``torch.Generator`` seeded with ``seed``, as
+        ``restok generate --seed S --batch-size B`` does, so the same settings give the CLI's images.
+        ``callback(batch, step, tokens_so_far, end)`` is called after every model call.
+        """
         gen = self._need_generator()
         if num_images_per_class < 1:
             raise ValueError(f"num_images_per_class must be >= 1, got {num_images_per_class}")
-        labels = torch.tensor([c for c in self.class_ids(classes) for _ in range(num_images_per_class)], device=gen.device)
+        labels = [c for c in self.class_ids(classes) for _ in range(num_images_per_class)]
         if generator is None:
             generator = torch.Generator(gen.device).manual_seed(0 if seed is None else int(seed))
         sp = (sampling or gen.generation_config).replace(**sampling_changes)
-        ids = gen.generate(labels, sp, generator=generator, callback=callback)
+        out = []
+        for b in range(0, len(labels), batch_size):
+            hook = None if callback is None else (lambda s, t, e, b=b // batch_size: callback(b, s, t, e))
+            out.append(gen.generate(labels[b : b + batch_size], sp, generator=generator, callback=hook))
+        ids = torch.cat(out)
         return ids if num_tokens is None else ids[:, :num_tokens]
 
     @torch.no_grad()
