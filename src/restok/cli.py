@@ -182,6 +182,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             f"generator ({gen.config.vocab_size} codes, {gen.num_tokens} tokens) does not match the tokenizer "
             f"({tok.codebook_size} codes, {tok.num_tokens} tokens): use the tokenizer the generator was trained on"
         )
+    if args.num_tokens is not None and args.num_tokens not in tok.prefix_lengths:
+        raise CLIError(f"--num-tokens {args.num_tokens} is not a prefix length of the tokenizer; choose one of {list(tok.prefix_lengths)}")
     classes = resolve_classes(args.classes, gen.config.num_classes)
     labels = [c for c in classes for _ in range(args.per_class)]
     sampling = sampling_from_args(args, gen.generation_config)
@@ -194,7 +196,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         steps: list[torch.Tensor] = []
         callback = (lambda s, seq, end: steps.append(seq.clone())) if args.progressive else None
         with autocast_to(device, DTYPES[args.dtype]):
-            ids = gen.generate(chunk, sampling, generator=rng, callback=callback)
+            ids = gen.generate(chunk, sampling, generator=rng, callback=callback, num_tokens=args.num_tokens)
             images = tok.decode(ids, DTYPES[args.pixel_dtype])
         for j, label in enumerate(chunk):
             n = b * args.batch_size + j
@@ -209,6 +211,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 save_image(make_grid(frames, nrow=len(frames)), out / f"{n:06d}_class{label}_progressive.png")
         all_images.append(images.cpu())
     elapsed = time.perf_counter() - t0
+    calls = sum(1 for _, e in gen.step_positions if e <= (args.num_tokens or gen.num_tokens))
     grid = torch.cat(all_images)
     save_image(sample_grid(grid, args.per_class), out / "grid.png")
     manifest = {
@@ -216,14 +219,49 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "created": datetime.now(timezone.utc).isoformat(),
         "settings": {**sampling.to_dict(), "seed": args.seed, "batch_size": args.batch_size, "dtype": args.dtype,
                      "pixel_dtype": args.pixel_dtype, "device": str(device), "per_class": args.per_class,
-                     "classes": classes, "num_model_calls": gen.num_steps},
+                     "classes": classes, "num_tokens": args.num_tokens or gen.num_tokens, "num_model_calls": calls},
         "generator": gen.identity(),
         "tokenizer": tok.identity(),
         "images": records,
         "seconds": round(elapsed, 3),
     }
     write_json(out / "manifest.json", manifest)
-    print(f"wrote {len(labels)} image(s), grid.png and manifest.json to {out} ({elapsed:.1f}s, {gen.num_steps} calls per batch)")
+    print(f"wrote {len(labels)} image(s), grid.png and manifest.json to {out} ({elapsed:.1f}s, {calls} calls per batch)")
+    return 0
+
+
+def cmd_vary(args: argparse.Namespace) -> int:
+    """Coarse-kept variations of one image: its first ``--keep`` tokens kept, the finer levels sampled."""
+    device = resolve_device(args.device)
+    gen = _load_generator(args.generator, device)
+    tok = _load_tokenizer(args.tokenizer, device)
+    if gen.config.vocab_size != tok.codebook_size or gen.num_tokens != tok.num_tokens:
+        raise CLIError("the generator does not match the tokenizer: use the tokenizer the generator was trained on")
+    steps = [e for _, e in gen.step_positions]
+    if args.keep not in steps:
+        raise CLIError(f"--keep {args.keep} is not a step boundary of this generator; choose one of {steps}")
+    try:
+        original = load_image(args.image, tok.config.image_size)
+    except ImageLoadError as e:
+        raise CLIError(str(e)) from None
+    (label,) = resolve_classes([args.classes], gen.config.num_classes)
+    sampling = sampling_from_args(args, gen.generation_config)
+    x = original[None].to(device)
+    ids = tok.encode(x)[:, : args.keep]
+    with autocast_to(device, DTYPES[args.dtype]):
+        out = gen.generate([label] * args.num, sampling, generator=torch.Generator(device).manual_seed(args.seed), prefix=ids)
+        images = tok.decode(out, DTYPES[args.pixel_dtype]).cpu()
+        coarse = tok.decode(ids, DTYPES[args.pixel_dtype]).cpu()[0] if args.keep in tok.prefix_lengths else None
+    dest = Path(args.out)
+    stem = Path(args.image).stem
+    for i, im in enumerate(images):
+        save_image(im, dest / f"{stem}_keep{args.keep}_{i:02d}.png")
+    strip = [original] + ([coarse] if coarse is not None else []) + list(images)
+    save_image(make_grid(torch.stack(strip), nrow=len(strip)), dest / f"{stem}_keep{args.keep}_strip.png")
+    write_json(dest / f"{stem}_keep{args.keep}.json", {"image": str(args.image), "keep": args.keep, "class": label, "seed": args.seed,
+               "sampling": sampling.to_dict(), "kept_ids": ids[0].tolist(), "generator": gen.identity(), "tokenizer": tok.identity()})
+    print(f"wrote {args.num} variations keeping {args.keep} of {tok.num_tokens} tokens, and the strip "
+          f"(original{', coarse' if coarse is not None else ''}, variations) to {dest}")
     return 0
 
 
@@ -354,12 +392,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", nargs="+", required=True,
                    help='class ids or names, e.g. 207 360 or "golden retriever" otter (ImageNet names for 1,000-class models)')
     s.add_argument("--per-class", type=int, default=1, help="images per class (default: 1)")
+    s.add_argument("--num-tokens", type=int, default=None, help="stop after the call that completes this many tokens (fewer calls)")
     add_sampling_options(s)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--progressive", action="store_true", help="also write what each HAR step decodes to, coarse to fine")
     s.add_argument("--out", required=True, help="output directory")
     add_model_options(s)
     s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("vary", help="coarse-kept variations: keep an image's first k tokens, sample the finer levels")
+    s.add_argument("image", help="image file")
+    s.add_argument("--generator", required=True, help="generator directory, file or Hub id")
+    s.add_argument("--tokenizer", required=True, help="tokenizer directory, file or Hub id")
+    s.add_argument("--keep", type=int, required=True, help="tokens kept (a level boundary: 1, 2, 4, 8, ...)")
+    s.add_argument("--classes", required=True, help="class id or name of the variations")
+    s.add_argument("--num", type=int, default=8, help="variations (default: 8)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="output directory")
+    add_sampling_options(s)
+    add_model_options(s)
+    s.set_defaults(func=cmd_vary)
 
     s = sub.add_parser("convert", help="convert an official checkpoint into this package's format")
     s.add_argument("src", help="official directory, weights file (e.g. ema_model/pytorch_model.bin) or Hub id")

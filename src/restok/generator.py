@@ -384,8 +384,11 @@ class HARGenerator(PretrainedModel):
         generator: torch.Generator | None = None,
         callback: Any = None,
         use_cache: bool = True,
+        num_tokens: int | None = None,
+        prefix: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Sample token ids (B, L) for the given classes in ``num_steps`` calls.
+        """Sample token ids (B, L) for the given classes in ``num_steps`` calls (``num_tokens``: stop after the call that
+        completes that many, in fewer calls; ``prefix``: keep an image's first k tokens and sample the finer levels).
 
         The recipe is ``sampling`` (default: :attr:`generation_config`) with any keyword given here changed; see
         :class:`~restok.sampling.SamplingConfig` and :func:`restok.sampling.generate`.
@@ -393,4 +396,5 @@ class HARGenerator(PretrainedModel):
         sp = (sampling or self.generation_config).replace(
             cfg_scale=cfg_scale, cfg_schedule=cfg_schedule, cfg_start=cfg_start, temperature=temperature, top_k=top_k, top_p=top_p
         )
-        return generate(self, class_labels, sp, generator=generator, callback=callback, use_cache=use_cache)
+        return generate(self, class_labels, sp, generator=generator, callback=callback, use_cache=use_cache,
+                        num_tokens=num_tokens, prefix=prefix)

@@ -98,14 +98,25 @@ class ResTokPipeline:
         out = []
         for b in range(0, len(labels), batch_size):
             hook = None if callback is None else (lambda s, t, e, b=b // batch_size: callback(b, s, t, e))
-            out.append(gen.generate(labels[b : b + batch_size], sp, generator=generator, callback=hook))
-        ids = torch.cat(out)
-        return ids if num_tokens is None else ids[:, :num_tokens]
+            out.append(gen.generate(labels[b : b + batch_size], sp, generator=generator, callback=hook, num_tokens=num_tokens))
+        return torch.cat(out)
 
     @torch.no_grad()
     def __call__(self, classes: Sequence[int | str] | int | str, num_images_per_class: int = 1, **kwargs: Any) -> list[Image.Image]:
         """PIL images of ``num_images_per_class`` samples of each class (ids or names); keywords as :meth:`generate_ids`."""
         return self.decode(self.generate_ids(classes, num_images_per_class, **kwargs))
+
+    @torch.no_grad()
+    def vary(self, image: ImageLike, keep: int, classes: int | str, num: int = 8, *, seed: int = 0,
+             sampling: SamplingConfig | None = None, **sampling_changes: Any) -> list[Image.Image]:
+        """Coarse-kept variations: ``num`` images that keep ``image``'s first ``keep`` tokens (a level boundary) and
+        sample the finer levels for class ``classes`` (the HAR steps continue from ``keep``)."""
+        gen = self._need_generator()
+        ids = self.encode(image)[:1, :keep]  # (1, keep)
+        (label,) = self.class_ids(classes)
+        sp = (sampling or gen.generation_config).replace(**sampling_changes)
+        out = gen.generate([label] * num, sp, generator=torch.Generator(gen.device).manual_seed(int(seed)), prefix=ids)
+        return self.decode(out)
 
     # -------------------------------------------------------------------------------- tokenizer
     def prepare(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:

@@ -212,6 +212,8 @@ def generate(
     generator: torch.Generator | None = None,
     callback: Callable[[int, torch.Tensor, int], None] | None = None,
     use_cache: bool = True,
+    num_tokens: int | None = None,
+    prefix: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generate token ids (B, L) with a :class:`~restok.generator.HARGenerator` (Sec. 4) under ``sampling``.
 
@@ -227,6 +229,11 @@ def generate(
         callback: called after each model call as ``callback(step, tokens_so_far (B, end), end)``.
         use_cache: False recomputes the whole teacher-forced sequence at every call instead of reading
             the static KV cache (same tokens; only for measuring what the cache saves).
+        num_tokens: stop after the call that completes this many tokens (a step boundary: 1, 2, ..., A, 2A, ..., L),
+            returning (B, num_tokens) ids, decodable by the tokenizer's prefix decoding when it is a prefix length.
+        prefix: (B, k) or (1, k) ids kept as they are (k a step boundary, e.g. a coarse image's first tokens): their
+            keys and values are computed in one teacher-forced call, and sampling continues from the step after them
+            (coarse-kept variations). k = 0 is plain generation.
     """
     sp = sampling
     labels = model.check_labels(class_labels, allow_null=False).to(model.device)
@@ -239,7 +246,30 @@ def generate(
     cache = model.new_cache(batch_labels.shape[0]) if use_cache else None
     seq = torch.zeros(batch_labels.shape[0], L, dtype=torch.long, device=labels.device)  # (B', L)
     steps = model.step_positions
+    ends = [e for _, e in steps]
+    stop = L if num_tokens is None else int(num_tokens)
+    if stop not in ends:
+        raise ValueError(f"num_tokens must be a step boundary {ends}, got {num_tokens}")
+    kept = 0
+    if prefix is not None:
+        prefix = torch.as_tensor(prefix)
+        if prefix.dim() != 2 or prefix.is_floating_point() or prefix.shape[0] not in (1, B):
+            raise ValueError(f"prefix must be integer ids of shape (B={B} or 1, k), got {prefix.dtype} {list(prefix.shape)}")
+        kept = prefix.shape[1]
+        if kept and kept not in ends:
+            raise ValueError(f"a kept prefix must end at a step boundary {ends}, got {kept} tokens")
+        if kept > stop:
+            raise ValueError(f"the kept prefix ({kept} tokens) is longer than num_tokens={stop}")
+        if prefix.numel() and (int(prefix.min()) < 0 or int(prefix.max()) >= model.config.vocab_size):
+            raise ValueError(f"prefix ids must be in [0, {model.config.vocab_size})")
+        seq[:, :kept] = prefix.to(seq.device).expand(B, kept).repeat(2 if guided else 1, 1)
+        if kept and use_cache:
+            model.forward_step(seq, class_emb, 0, kept, cache)  # keys/values of the kept positions, in one call
     for s, (start, end) in enumerate(steps):
+        if end <= kept:
+            continue
+        if start >= stop:
+            break
         if use_cache:
             logits = model.forward_step(seq, class_emb, start, end, cache)  # (B', n, V)
         else:  # the grouped mask keeps positions < end blind to the unknown tokens after them
@@ -253,4 +283,4 @@ def generate(
             seq[B:, start:end] = new
         if callback is not None:
             callback(s, seq[:B, :end], end)
-    return seq[:B].clone()
+    return seq[:B, :stop].clone()

@@ -25,7 +25,7 @@ from .quantizer import VectorQuantizer
 from .rope import mrope_table
 from .vit import Block
 
-__all__ = ["ResTok", "ResTokEncoder", "ResTokDecoder", "ResTokOutput", "EncoderOutput"]
+__all__ = ["ResTok", "ResTokEncoder", "ResTokDecoder", "ResTokOutput", "EncoderOutput", "AdaptiveCodes"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -255,6 +255,24 @@ class ResTokOutput:
     decoder_features: torch.Tensor | None = None  # (B, F, g, g) projected feature-query outputs (alignment)
 
 
+@dataclass
+class AdaptiveCodes:
+    """Result of :meth:`ResTok.encode_adaptive`: full ids and, per image, the chosen prefix length."""
+
+    ids: torch.Tensor  # (B, L) every token; image b uses ids[b, :lengths[b]]
+    lengths: torch.Tensor  # (B,) chosen prefix lengths
+    quality: torch.Tensor  # (B,) the metric at the chosen length
+    met: torch.Tensor  # (B,) bool: whether the target was reached within the cap
+    metric: str
+    target: float
+    prefix_lengths: tuple[int, ...]  # the lengths that were tried
+    table: torch.Tensor  # (B, n) the metric of every tried length
+
+    def ids_of(self, b: int) -> torch.Tensor:
+        """The ids image ``b`` keeps, (lengths[b],)."""
+        return self.ids[b, : int(self.lengths[b])]
+
+
 class ResTok(PretrainedModel):
     """The ResTok tokenizer: images in [0, 1] <-> up to ``num_tokens`` discrete, nested, coarse-to-fine tokens.
 
@@ -434,6 +452,59 @@ class ResTok(PretrainedModel):
             pad = codes.new_zeros(codes.shape[0], self.num_tokens - k, codes.shape[2])
             codes = torch.cat([codes, pad], dim=1)  # (B, L, C)
         return self.decode_codes(codes, k, pixel_dtype).clamp(0.0, 1.0)
+
+    @torch.no_grad()
+    def encode_adaptive(
+        self,
+        images: torch.Tensor,
+        *,
+        psnr: float | None = None,
+        ssim: float | None = None,
+        lpips: float | None = None,
+        lpips_net: Any = None,
+        max_tokens: int | None = None,
+    ) -> AdaptiveCodes:
+        """Per image, the shortest allowed prefix whose reconstruction meets the target: ``psnr`` (dB, at least),
+        ``ssim`` (at least) or ``lpips`` (at most; pass ``lpips_net``, e.g. ``restok.backbones.build_lpips("vgg16",
+        vgg_weights=..., lin_weights=...)``, as no wheel ships the VGG16 weights), never longer than ``max_tokens``.
+
+        One encode, then one batched decode per allowed prefix length (every image at once); reconstructions are
+        scored as the evaluation protocol scores them (8-bit). An image that no prefix up to the cap satisfies gets
+        the cap, with ``met`` False.
+        """
+        from .metrics import psnr as psnr_fn
+        from .metrics import ssim as ssim_fn
+
+        given = {"psnr": psnr, "ssim": ssim, "lpips": lpips}
+        chosen = [k for k, v in given.items() if v is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"give exactly one target (psnr=, ssim= or lpips=), got {chosen or 'none'}")
+        metric = chosen[0]
+        target = float(given[metric])
+        if metric == "lpips" and lpips_net is None:
+            raise ValueError("an lpips target needs lpips_net= (restok.backbones.build_lpips with local VGG16 weights)")
+        cap = self.num_tokens if max_tokens is None else int(max_tokens)
+        lengths = [k for k in self.prefix_lengths if k <= cap]
+        if not lengths:
+            raise ValueError(f"max_tokens={max_tokens} is below the shortest prefix {self.prefix_lengths[0]}")
+        x = self._check_images(images).float()
+        ids = self.encode(x)  # (B, L)
+        scores = []
+        for k in lengths:
+            rec = torch.round(self.decode(ids[:, :k]) * 255) / 255  # (B, 3, H, W), 8-bit as in evaluation
+            if metric == "psnr":
+                scores.append(psnr_fn(rec, x))
+            elif metric == "ssim":
+                scores.append(ssim_fn(rec, x))
+            else:
+                scores.append(lpips_net(rec, x).double().flatten())
+        table = torch.stack(scores, dim=1).cpu()  # (B, n): quality of every prefix
+        ok = table <= target if metric == "lpips" else table >= target
+        met = ok.any(dim=1)
+        first = torch.where(met, ok.float().argmax(dim=1), torch.full_like(met, len(lengths) - 1, dtype=torch.long))
+        chosen_len = torch.tensor(lengths)[first]
+        quality = table[torch.arange(len(first)), first]
+        return AdaptiveCodes(ids.cpu(), chosen_len, quality, met, metric, target, tuple(lengths), table)
 
     def sample_kept_tokens(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Per-sample kept prefix lengths for nested token dropout (Sec. 3.4, App. A.2 Tab. 9)."""
