@@ -69,6 +69,15 @@ def _parse_tokens(value: str, tok: ResTok) -> list[int]:
     return [k]
 
 
+def _load_pair(args: argparse.Namespace, device: torch.device) -> tuple[HARGenerator, ResTok]:
+    """``--generator`` and ``--tokenizer``, refusing a pair whose vocabularies or token counts differ."""
+    from .pipeline import check_compatible
+
+    gen, tok = _load_generator(args.generator, device), _load_tokenizer(args.tokenizer, device)
+    check_compatible(tok, gen)
+    return gen, tok
+
+
 def unique_stems(paths: Sequence[str]) -> list[str]:
     """Output names for input files: their stems, with the parent folder (then a counter) added where two collide, so
     that ``a/x.png`` and ``b/x.png`` never overwrite each other."""
@@ -175,13 +184,7 @@ def cmd_detokenize(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     """Sample class-conditional images; write PNGs, a grid and a JSON manifest of every setting."""
     device = resolve_device(args.device)
-    gen = _load_generator(args.generator, device)
-    tok = _load_tokenizer(args.tokenizer, device)
-    if gen.config.vocab_size != tok.codebook_size or gen.num_tokens != tok.num_tokens:
-        raise CLIError(
-            f"generator ({gen.config.vocab_size} codes, {gen.num_tokens} tokens) does not match the tokenizer "
-            f"({tok.codebook_size} codes, {tok.num_tokens} tokens): use the tokenizer the generator was trained on"
-        )
+    gen, tok = _load_pair(args, device)
     if args.num_tokens is not None and args.num_tokens not in tok.prefix_lengths:
         raise CLIError(f"--num-tokens {args.num_tokens} is not a prefix length of the tokenizer; choose one of {list(tok.prefix_lengths)}")
     classes = resolve_classes(args.classes, gen.config.num_classes)
@@ -233,10 +236,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_vary(args: argparse.Namespace) -> int:
     """Coarse-kept variations of one image: its first ``--keep`` tokens kept, the finer levels sampled."""
     device = resolve_device(args.device)
-    gen = _load_generator(args.generator, device)
-    tok = _load_tokenizer(args.tokenizer, device)
-    if gen.config.vocab_size != tok.codebook_size or gen.num_tokens != tok.num_tokens:
-        raise CLIError("the generator does not match the tokenizer: use the tokenizer the generator was trained on")
+    gen, tok = _load_pair(args, device)
     steps = [e for _, e in gen.step_positions]
     if args.keep not in steps:
         raise CLIError(f"--keep {args.keep} is not a step boundary of this generator; choose one of {steps}")

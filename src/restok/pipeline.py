@@ -21,20 +21,26 @@ from .images import eval_transform, pil_to_tensor, to_pil
 from .sampling import SamplingConfig
 from .tokenizer import ResTok
 
-__all__ = ["ResTokPipeline"]
+__all__ = ["ResTokPipeline", "check_compatible"]
 
 ImageLike = Image.Image | str | os.PathLike | torch.Tensor
+
+
+def check_compatible(tokenizer: ResTok, generator: HARGenerator) -> None:
+    """Raise a ValueError unless ``generator`` samples ``tokenizer``'s tokens (same codebook and token count)."""
+    if generator.config.vocab_size != tokenizer.codebook_size or generator.num_tokens != tokenizer.num_tokens:
+        raise ValueError(
+            f"generator ({generator.config.vocab_size} codes, {generator.num_tokens} tokens) does not match the tokenizer "
+            f"({tokenizer.codebook_size} codes, {tokenizer.num_tokens} tokens): use the tokenizer the generator was trained on"
+        )
 
 
 class ResTokPipeline:
     """A :class:`~restok.ResTok` and (optionally) a :class:`~restok.HARGenerator` trained on its tokens."""
 
     def __init__(self, tokenizer: ResTok, generator: HARGenerator | None = None, class_names: Sequence[str] | None = None) -> None:
-        if generator is not None and (generator.config.vocab_size != tokenizer.codebook_size or generator.num_tokens != tokenizer.num_tokens):
-            raise ValueError(
-                f"generator ({generator.config.vocab_size} codes, {generator.num_tokens} tokens) does not match the tokenizer "
-                f"({tokenizer.codebook_size} codes, {tokenizer.num_tokens} tokens): use the tokenizer the generator was trained on"
-            )
+        if generator is not None:
+            check_compatible(tokenizer, generator)
         self.tokenizer, self.generator = tokenizer.eval(), generator.eval() if generator is not None else None
         n = generator.config.num_classes if generator is not None else 0
         self.class_names = tuple(class_names) if class_names is not None else class_names_for(n)
