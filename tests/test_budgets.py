@@ -96,3 +96,28 @@ def test_vary_command(tmp_path) -> None:
                         "--keep", "6", "--classes", "4", "--out", str(tmp_path / "bad")], capture_output=True, text=True,
                        env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
     assert r.returncode == 2 and "--keep 6 is not a step boundary" in r.stderr
+
+
+def test_rate_curve_in_one_pass_equals_separate_evaluations(tmp_path, inception_torchscript, models) -> None:
+    from restok.data import ImageDataset, open_image_source
+    from restok.evaluation import evaluate_reconstruction
+    from restok.inception import load_inception
+
+    tok, _ = models
+    inc = load_inception(inception_torchscript)
+    src = open_image_source("embedded:mnist-test")
+    kw = dict(num_images=24, batch_size=8, progress=False, allow_partial=False)
+    curve = evaluate_reconstruction(tok, src, inc, tmp_path / "curve.json", tokens="all", target_psnr=17.0, **kw)
+    assert [r["tokens"] for r in curve["rate_curve"]] == [4, 8, 16, 32] and (tmp_path / "curve.png").is_file()
+    for row in curve["rate_curve"]:
+        one = evaluate_reconstruction(tok, src, inc, tmp_path / f"k{row['tokens']}.json", tokens=row["tokens"], **kw)
+        for key in ("rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy"):
+            assert row[key] == one[key], (row["tokens"], key)
+    assert curve["psnr"] == curve["rate_curve"][-1]["psnr"]
+    # the budget distribution is what encode_adaptive chooses on the same batches
+    ds = ImageDataset(src, 32, train=False)
+    chosen = []
+    for b in range(0, 24, 8):
+        chosen += tok.encode_adaptive(torch.stack([ds.load(i, 0) for i in range(b, b + 8)]), psnr=17.0).lengths.tolist()
+    budget = curve["budget"]
+    assert budget["lengths"] == {k: chosen.count(k) for k in (4, 8, 16, 32)} and budget["mean_tokens"] == pytest.approx(sum(chosen) / 24)

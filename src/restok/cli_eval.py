@@ -15,6 +15,17 @@ from .precision import DTYPES
 __all__ = ["add_eval_commands"]
 
 
+def _tokens_arg(value: str | None) -> Any:
+    """``--tokens``: None, a number, ``all`` or a comma list."""
+    if value is None or value == "all":
+        return value
+    try:
+        parts = [int(v) for v in str(value).split(",")]
+    except ValueError:
+        raise ValueError(f"--tokens must be a number, 'all' or a comma list of numbers, got {value!r}") from None
+    return parts[0] if len(parts) == 1 else parts
+
+
 def _print(result: dict[str, Any] | None, keys: tuple[str, ...], out: str) -> None:
     if result is None:
         return
@@ -49,11 +60,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     tok = ResTok.from_pretrained(args.tokenizer, device=device)
     if args.task == "reconstruction":
         result = evaluate_reconstruction(
-            tok, open_image_source(args.data), inception, args.out, tokens=args.tokens, num_images=args.num_images,
+            tok, open_image_source(args.data), inception, args.out, tokens=_tokens_arg(args.tokens), num_images=args.num_images,
+            target_psnr=args.target_psnr,
             batch_size=args.batch_size, allow_partial=args.allow_partial, rank=rank, world=world, barrier=barrier, progress=progress,
             pixel_dtype=DTYPES[args.pixel_dtype],
         )
-        _print(result, ("rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy", "num_images", "inception_score"), args.out)
+        _print(result, ("rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy", "num_images", "inception_score", "budget"), args.out)
         return 0
     from .generator import HARGenerator
 
@@ -128,7 +140,10 @@ def add_eval_commands(sub: Any) -> None:
     s = esub.add_parser("reconstruction", help="rFID (TiTok protocol), PSNR, SSIM, codebook usage and entropy")
     s.add_argument("--tokenizer", required=True)
     s.add_argument("--data", required=True, help="image folder or .tar shards (ImageNet val: the 50,000 images)")
-    s.add_argument("--tokens", type=int, default=None, help="decode from this many tokens (default: all)")
+    s.add_argument("--tokens", default=None, help="decode from this many tokens (default: all of them), or 'all' (or a comma "
+                                                  "list) for the rate curve: every prefix length in one pass, and OUT.png")
+    s.add_argument("--target-psnr", type=float, default=None,
+                   help="with --tokens all: the distribution of the shortest prefix reaching this PSNR per image")
     s.add_argument("--num-images", type=int, default=None, help="images to use (default: all in --data)")
     pixel(s)
     common(s)

@@ -29,7 +29,7 @@ import time
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -128,24 +128,64 @@ def _chain(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterable[np.ndarray
 # ------------------------------------------------------------------------------------------- reconstruction
 @torch.no_grad()
 def reconstruction_batch(
-    tokenizer: Any, x: torch.Tensor, tokens: int, inception: InceptionFeatures | None = None, pixel_dtype: torch.dtype = torch.float32
+    tokenizer: Any, x: torch.Tensor, tokens: int | Sequence[int], inception: InceptionFeatures | None = None,
+    pixel_dtype: torch.dtype = torch.float32,
 ) -> dict[str, np.ndarray]:
     """Per-image results of one batch (B, 3, S, S) in [0, 1] under the reconstruction protocol: ``psnr``,
-    ``ssim`` (NaN below 11 px), ``ids`` and, with an Inception, ``real``/``fake`` features and ``logits``."""
+    ``ssim`` (NaN below 11 px), ``ids`` and, with an Inception, ``real``/``fake`` features and ``logits``.
+
+    With several prefix lengths (the rate curve) the images are encoded once and each prefix decoded: the arrays of
+    length k are keyed ``psnr@k``, ``ssim@k``, ``fake@k``, ``logits@k``; ``ids`` holds the longest prefix.
+    """
+    if not isinstance(tokens, int):
+        ks = sorted(int(k) for k in tokens)
+        ids = tokenizer.encode(x)[:, : ks[-1]]
+        out: dict[str, np.ndarray] = {"ids": ids.cpu().numpy().astype(np.int64)}
+        if inception is not None:
+            out["real"] = inception(to_uint8_truncate(x))[0].cpu().numpy()
+        for k in ks:
+            one = _scored(tokenizer, x, ids[:, :k], inception, pixel_dtype)
+            out.update({f"{name}@{k}": v for name, v in one.items()})
+        return out
     ids = tokenizer.encode(x)[:, :tokens]
+    arrays = {**_scored(tokenizer, x, ids, inception, pixel_dtype), "ids": ids.cpu().numpy().astype(np.int64)}
+    if inception is not None:
+        arrays["real"] = inception(to_uint8_truncate(x))[0].cpu().numpy()
+    return arrays
+
+
+def _scored(tokenizer: Any, x: torch.Tensor, ids: torch.Tensor, inception: InceptionFeatures | None, pixel_dtype: torch.dtype) -> dict[str, np.ndarray]:
+    """PSNR, SSIM and (with an Inception) features and logits of the 8-bit reconstruction from ``ids``."""
     rec = tokenizer.decode(ids, pixel_dtype)  # clamped to [0, 1]
     rec = torch.round(rec * 255) / 255  # 8-bit reconstructions, as the official evaluator
     arrays = {
         "psnr": psnr(rec, x).cpu().numpy(),
         "ssim": ssim(rec, x).cpu().numpy() if min(x.shape[-2:]) >= 11 else np.full(len(x), np.nan),
-        "ids": ids.cpu().numpy().astype(np.int64),
     }
     if inception is not None:
-        f_real, _ = inception(to_uint8_truncate(x))
         f_fake, logits = inception(to_uint8_truncate(rec))
-        arrays.update(real=f_real.cpu().numpy(), fake=f_fake.cpu().numpy(),
-                      logits=logits.cpu().numpy() if logits is not None else np.zeros((len(x), 0)))
+        arrays.update(fake=f_fake.cpu().numpy(), logits=logits.cpu().numpy() if logits is not None else np.zeros((len(x), 0)))
     return arrays
+
+
+def prefix_arrays(arrays: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
+    """The single-length view (``psnr``, ``ids[:, :k]``, ...) of rate-curve arrays at prefix length ``k``."""
+    view = {name[: -len(f"@{k}")]: v for name, v in arrays.items() if name.endswith(f"@{k}")}
+    view["ids"] = arrays["ids"][:, :k]
+    if "real" in arrays:
+        view["real"] = arrays["real"]
+    return view
+
+
+def budget_distribution(arrays: dict[str, np.ndarray], lengths: Sequence[int], target_psnr: float) -> dict[str, Any]:
+    """For a PSNR target, each image's shortest prefix that meets it (the longest when none does): how many images
+    chose each length, the mean tokens per image and the fraction that met the target."""
+    table = np.stack([arrays[f"psnr@{k}"] for k in lengths], axis=1)  # (N, n)
+    ok = table >= target_psnr
+    met = ok.any(axis=1)
+    chosen = np.where(met, np.asarray(lengths)[ok.argmax(axis=1)], lengths[-1])
+    return {"target_psnr": target_psnr, "lengths": {int(k): int((chosen == k).sum()) for k in lengths},
+            "mean_tokens": float(chosen.mean()), "met": float(met.mean())}
 
 
 def summarize_reconstruction(arrays: dict[str, np.ndarray], codebook_size: int, fid_method: str | None = None) -> dict[str, Any]:
@@ -174,7 +214,7 @@ def evaluate_reconstruction(
     source: ImageSource,
     inception: InceptionFeatures,
     out: str | Path,
-    tokens: int | None = None,
+    tokens: int | str | Sequence[int] | None = None,
     num_images: int | None = None,
     batch_size: int = 32,
     allow_partial: bool = False,
@@ -183,15 +223,25 @@ def evaluate_reconstruction(
     barrier: Callable[[], None] | None = None,
     progress: bool = True,
     pixel_dtype: torch.dtype = torch.float32,
+    target_psnr: float | None = None,
 ) -> dict[str, Any] | None:
     """rFID, PSNR, SSIM, codebook usage and entropy of ``tokenizer`` on ``source``; writes ``out`` (JSON).
-    ``pixel_dtype``: the CNN pixel decoder's precision (:meth:`~restok.tokenizer.ResTok.decode_codes`)."""
+
+    ``tokens``: one prefix length (default: all tokens), or ``"all"`` / a list for the rate curve -- every length in
+    one pass (each batch encoded once, each prefix decoded), as ``rate_curve`` in the JSON (and ``OUT.png`` when
+    matplotlib is installed), the top-level numbers being those of the longest; with ``target_psnr``, also the
+    distribution of the shortest prefix meeting it per image. ``pixel_dtype``: the CNN pixel decoder's precision."""
     from tqdm.auto import tqdm
 
     out = Path(out)
-    k = tokens or tokenizer.num_tokens
-    if k not in tokenizer.prefix_lengths:
-        raise EvaluationError(f"--tokens {k} is not a prefix length of this tokenizer {list(tokenizer.prefix_lengths)}")
+    curve = tokens == "all" or isinstance(tokens, (list, tuple))
+    ks = list(tokenizer.prefix_lengths) if tokens == "all" else sorted(int(t) for t in tokens) if curve else [int(tokens or tokenizer.num_tokens)]
+    bad = [t for t in ks if t not in tokenizer.prefix_lengths]
+    if bad or not ks:
+        raise EvaluationError(f"--tokens {bad or ks} is not a prefix length of this tokenizer {list(tokenizer.prefix_lengths)}")
+    if target_psnr is not None and not curve:
+        raise EvaluationError("a PSNR target needs the rate curve: pass --tokens all")
+    k = ks[-1]
     available = len(source)
     asked = num_images or available
     if asked > available and not allow_partial:
@@ -203,7 +253,7 @@ def evaluate_reconstruction(
     dataset = ImageDataset(source, tokenizer.config.image_size, train=False)
     fid_method = default_fid_method()
     settings = {
-        "protocol": PROTOCOL_VERSION, "task": "reconstruction", "tokens": k, "num_images": n, "batch_size": batch_size,
+        "protocol": PROTOCOL_VERSION, "task": "reconstruction", "tokens": ks if curve else k, "num_images": n, "batch_size": batch_size,
         "data": source.description, "tokenizer": tokenizer.identity(),
         "inception": inception.identity(), "precision": str(next(tokenizer.parameters()).dtype), "pixel_decoder_dtype": str(pixel_dtype),
     }
@@ -222,7 +272,7 @@ def evaluate_reconstruction(
         if not items:
             job.save(c, {"ids": np.zeros((0, k), np.int64)})  # done, nothing to merge
             continue
-        job.save(c, reconstruction_batch(tokenizer, torch.stack(items).to(device), k, inception, pixel_dtype))
+        job.save(c, reconstruction_batch(tokenizer, torch.stack(items).to(device), ks if curve else k, inception, pixel_dtype))
     job.note_skipped(skipped)
     merged = _merged(job, barrier)
     if merged is None:
@@ -234,7 +284,17 @@ def evaluate_reconstruction(
             f"only {got} of {asked} images could be evaluated ({len(all_skipped)} unreadable, e.g. {all_skipped[:2]}); "
             "refusing to report (pass --allow-partial to accept it)"
         )
-    result = summarize_reconstruction(merged, tokenizer.codebook_size, fid_method)
+    if curve:
+        rows = []
+        for t in ks:
+            row = summarize_reconstruction(prefix_arrays(merged, t), tokenizer.codebook_size, fid_method)
+            rows.append({"tokens": t, "rfid": row.pop("rfid", None), **row})
+        result = {k2: v for k2, v in rows[-1].items() if k2 != "tokens"}
+        result["rate_curve"] = rows
+        if target_psnr is not None:
+            result["budget"] = budget_distribution(merged, ks, float(target_psnr))
+    else:
+        result = summarize_reconstruction(merged, tokenizer.codebook_size, fid_method)
     result = {"rfid": result.pop("rfid", None), **result}
     result["settings"] = {
         **settings,
@@ -249,7 +309,26 @@ def evaluate_reconstruction(
         "seconds": time.perf_counter() - t0,
     }
     write_json(out, result)
+    if curve:
+        _rate_plot(out.with_suffix(".png"), result["rate_curve"])
     return result
+
+
+def _rate_plot(path: Path, rows: list[dict[str, Any]]) -> None:
+    """PSNR, SSIM and rFID against the number of tokens (skipped without matplotlib)."""
+    try:
+        from .viz import _plt, _save
+
+        plt = _plt()
+    except ImportError:
+        return
+    keys = [k for k in ("psnr", "ssim", "rfid", "codebook_usage") if all(r.get(k) is not None for r in rows)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        ax.plot([r["tokens"] for r in rows], [r[key] for r in rows], marker="o")
+        ax.set(xscale="log", xlabel="tokens kept", title=key)
+        ax.set_xticks([r["tokens"] for r in rows], [str(r["tokens"]) for r in rows])
+    _save(fig, path)
 
 
 # ------------------------------------------------------------------------------------------- references
