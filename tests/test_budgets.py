@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from PIL import Image
 
 from restok import HARGenerator, ResTok, SamplingConfig
 from restok.datasets import MNISTDigits
@@ -121,3 +122,57 @@ def test_rate_curve_in_one_pass_equals_separate_evaluations(tmp_path, inception_
         chosen += tok.encode_adaptive(torch.stack([ds.load(i, 0) for i in range(b, b + 8)]), psnr=17.0).lengths.tolist()
     budget = curve["budget"]
     assert budget["lengths"] == {k: chosen.count(k) for k in (4, 8, 16, 32)} and budget["mean_tokens"] == pytest.approx(sum(chosen) / 24)
+
+
+def test_ragged_files_round_trip_through_every_command(tmp_path, models) -> None:
+    """tokenize --target-psnr -> detokenize per image; extract-codes --target-psnr -> check-codes -> generator training."""
+    import numpy as np
+
+    from restok.codes import CodesDataset, check_codes, extract_codes
+    from restok.data import open_image_source
+    from restok.images import load_image
+    from restok.train import load_train_config, train_generator
+
+    tok, _ = models
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    test = MNISTDigits("test", 32)
+    files = []
+    (tmp_path / "digits").mkdir()
+    for i in (3, 250, 420, 777, 999):
+        p = tmp_path / "digits" / f"d{i}.png"
+        to_pil(test[i]["image"]).save(p)
+        files.append(str(p))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "restok", *a], capture_output=True, text=True, env=env, timeout=300)  # noqa: E731
+    r = run("tokenize", *files, "--tokenizer", "restok-tiny-mnist", "--target-psnr", "17", "--out", str(tmp_path / "r.npz"))
+    assert r.returncode == 0 and "tokens per image on average" in r.stdout, r.stderr
+    d = np.load(tmp_path / "r.npz")
+    x = torch.stack([load_image(f, 32) for f in files])
+    want = tok.encode_adaptive(x, psnr=17.0)
+    assert d["lengths"].tolist() == want.lengths.tolist() and str(d["target"]) == "psnr>=17.0"
+    for b, n in enumerate(d["lengths"]):
+        assert d["ids"][b, :n].tolist() == want.ids_of(b).tolist() and (d["ids"][b, n:] == -1).all()
+    r = run("detokenize", str(tmp_path / "r.npz"), "--out", str(tmp_path / "dec"))
+    assert r.returncode == 0, r.stderr
+    for b, f in enumerate(files):  # each image decoded from its own length
+        got = np.asarray(Image.open(tmp_path / "dec" / f"{os.path.basename(f)[:-4]}.png"), dtype=np.int16)
+        ref = np.asarray(to_pil(tok.decode(want.ids_of(b)[None])[0]), dtype=np.int16)
+        assert np.abs(got - ref).max() <= 1
+    r = run("detokenize", str(tmp_path / "r.npz"), "--out", str(tmp_path / "dec32"), "--tokens", "32")
+    if int(d["lengths"].min()) < 32:
+        assert r.returncode == 2 and "keep fewer than 32 tokens" in r.stderr
+    # a ragged code set: lengths per crop, checked, and trained on with the loss masked past each length
+    src = open_image_source(str(tmp_path / "digits"))
+    assert len(src) == 5 and src.num_classes == 0
+    meta = extract_codes(tok, src, tmp_path / "codes", crop="center", batch_size=5, shard_size=3, progress=False, target_psnr=17.0)
+    assert meta["ragged"] and meta["target_psnr"] == 17.0
+    report = check_codes(tmp_path / "codes", tok, src, num_verify=2)
+    assert report["num_samples"] == 5
+    ds = CodesDataset(tmp_path / "codes")
+    lens = {ds[(i, s)]["length"] for i in range(5) for s in range(4)}
+    assert lens <= {4, 8, 16, 32} and len(lens) >= 1
+    cfg = load_train_config("har-tiny", "generator", ["batch_size=4", "log_every=1", "save_every=100", "image_every=100", "trackers=[]",
+                                                       "model_overrides={num_classes: 1}"])
+    res = train_generator(cfg, str(tmp_path / "codes"), tmp_path / "gen", max_steps=2, progress=False)
+    assert res.status == "finished"
+    rec = [json.loads(line) for line in (tmp_path / "gen" / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["loss"]) for r in rec)

@@ -137,19 +137,35 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     images, failed = _load_images(args.images, tok.config.image_size)
     if not images:
         raise CLIError("no readable images")
-    ids = []
+    targets = {"psnr": args.target_psnr, "ssim": args.target_ssim}
+    target = {k: v for k, v in targets.items() if v is not None}
+    if len(target) > 1:
+        raise CLIError("give one of --target-psnr and --target-ssim")
+    if args.max_tokens is not None and not target:
+        raise CLIError("--max-tokens caps an adaptive budget: give --target-psnr or --target-ssim too")
+    ids, lengths, quality = [], [], []
     for batch in progress(list(batches(images, args.batch_size)), "tokenizing"):
+        x = torch.stack([t for _, t in batch]).to(device)
         with autocast_to(device, DTYPES[args.dtype]):
-            ids.append(tok.encode(torch.stack([t for _, t in batch]).to(device)).cpu())
+            if target:
+                res = tok.encode_adaptive(x, **target, max_tokens=args.max_tokens)
+                ids.append(res.ids)
+                lengths.append(res.lengths)
+                quality.append(res.quality)
+            else:
+                ids.append(tok.encode(x).cpu())
+                lengths.append(torch.full((len(batch),), tok.num_tokens))
+    all_ids, all_len = torch.cat(ids).numpy().astype(np.int32), torch.cat(lengths).numpy().astype(np.int32)
+    all_ids[np.arange(all_ids.shape[1])[None, :] >= all_len[:, None]] = -1  # a ragged file: -1 past each image's length
     out = Path(args.out)
-    save_npz(
-        out,
-        ids=torch.cat(ids).numpy().astype(np.int32),
-        files=np.array([p for p, _ in images]),
-        tokenizer=np.array(args.tokenizer),
-        image_size=np.array(tok.config.image_size),
-    )
-    print(f"wrote ids of {len(images)} image(s), {tok.num_tokens} tokens each, to {out}" + (f"; {len(failed)} input(s) failed" if failed else ""))
+    arrays = dict(ids=all_ids, lengths=all_len, files=np.array([p for p, _ in images]), tokenizer=np.array(args.tokenizer),
+                  image_size=np.array(tok.config.image_size))
+    if target:
+        (metric, value), = target.items()
+        arrays.update(target=np.array(f"{metric}>={value}"), quality=torch.cat(quality).numpy())
+    save_npz(out, **arrays)
+    per = f"{tok.num_tokens} tokens each" if not target else f"{all_len.mean():.1f} tokens per image on average ({metric} >= {value})"
+    print(f"wrote ids of {len(images)} image(s), {per}, to {out}" + (f"; {len(failed)} input(s) failed" if failed else ""))
     return EXIT_INPUTS_FAILED if failed else 0
 
 
@@ -166,18 +182,38 @@ def cmd_detokenize(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.codes}: 'ids' must be integers of shape (N, L), got {raw.dtype} {list(raw.shape)}")
     if len(files) != raw.shape[0]:
         raise CLIError(f"{args.codes}: {raw.shape[0]} rows of ids but {len(files)} file names")
+    lengths = data["lengths"].astype(np.int64) if "lengths" in data.files else np.full(raw.shape[0], raw.shape[1])
+    if lengths.shape != (raw.shape[0],):
+        raise CLIError(f"{args.codes}: 'lengths' must hold one length per row, got shape {list(lengths.shape)}")
     ids_all = torch.from_numpy(raw.astype(np.int64))
     tok = _load_tokenizer(tok_src, device)
-    ks = _parse_tokens(args.tokens, tok) if args.tokens else [ids_all.shape[1]]
+    bad = sorted(set(lengths.tolist()) - set(tok.prefix_lengths))
+    if bad:
+        raise CLIError(f"{args.codes}: lengths {bad[:5]} are not prefix lengths of the tokenizer {list(tok.prefix_lengths)}")
+    if args.tokens == "all":
+        wanted = {i: [k for k in tok.prefix_lengths if k <= lengths[i]] for i in range(len(files))}
+    elif args.tokens:
+        k = _parse_tokens(args.tokens, tok)[0]
+        short = [files[i] for i in range(len(files)) if lengths[i] < k]
+        if short:
+            raise CLIError(f"{len(short)} image(s) keep fewer than {k} tokens (e.g. {short[0]}); decode them with a shorter --tokens")
+        wanted = {i: [k] for i in range(len(files))}
+    else:
+        wanted = {i: [int(lengths[i])] for i in range(len(files))}  # each image from its own length
+    several = args.tokens == "all"
     out = Path(args.out)
     stems = unique_stems(files)
-    for idx in progress(list(batches(list(range(len(files))), args.batch_size)), "decoding"):
-        for k in ks:
+    jobs = sorted({(k, i) for i, ks in wanted.items() for k in ks})
+    written = 0
+    for k in sorted({k for k, _ in jobs}):
+        rows = [i for kk, i in jobs if kk == k]
+        for idx in progress(list(batches(rows, args.batch_size)), f"decoding {k} tokens"):
             with autocast_to(device, DTYPES[args.dtype]):
-                imgs = tok.decode(ids_all[idx, :k].to(device), DTYPES[args.pixel_dtype])
+                imgs = tok.decode(ids_all[list(idx), :k].to(device), DTYPES[args.pixel_dtype])
             for j, i in enumerate(idx):
-                save_image(imgs[j], out / (f"{stems[i]}.png" if len(ks) == 1 else f"{stems[i]}_k{k}.png"))
-    print(f"wrote {len(files) * len(ks)} image(s) to {out}")
+                save_image(imgs[j], out / (f"{stems[i]}_k{k}.png" if several else f"{stems[i]}.png"))
+                written += 1
+    print(f"wrote {written} image(s) to {out}")
     return 0
 
 
@@ -371,17 +407,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(s)
     s.set_defaults(func=cmd_reconstruct)
 
-    s = sub.add_parser("tokenize", help="encode images to token ids (.npz)")
+    s = sub.add_parser("tokenize", help="encode images to token ids (.npz), all tokens or an adaptive budget per image")
     s.add_argument("images", nargs="+")
     s.add_argument("--tokenizer", required=True, help="tokenizer directory, file or Hub id")
-    s.add_argument("--out", required=True, help="output .npz file")
+    s.add_argument("--out", required=True, help="output .npz file (ids (N, L) with -1 past each image's length, lengths, files)")
+    s.add_argument("--target-psnr", type=float, default=None, help="keep per image the shortest prefix reaching this PSNR (dB)")
+    s.add_argument("--target-ssim", type=float, default=None, help="... or this SSIM")
+    s.add_argument("--max-tokens", type=int, default=None, help="cap of the adaptive budget")
     add_model_options(s)
     s.set_defaults(func=cmd_tokenize)
 
     s = sub.add_parser("detokenize", help="decode token ids (.npz from 'tokenize') to images")
     s.add_argument("codes", help=".npz written by 'restok tokenize'")
     s.add_argument("--tokenizer", default=None, help="override the tokenizer recorded in the .npz")
-    s.add_argument("--tokens", default=None, help="decode only a prefix (a length or 'all')")
+    s.add_argument("--tokens", default=None, help="decode a prefix (a length, or 'all' for every length an image keeps); "
+                                                  "default: each image from its own length")
     s.add_argument("--out", required=True, help="output directory")
     add_model_options(s)
     s.set_defaults(func=cmd_detokenize)

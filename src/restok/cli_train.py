@@ -75,7 +75,7 @@ def cmd_extract_codes(args: argparse.Namespace) -> int:
     source = open_image_source(args.data)
     meta = extract_codes(
         tok, source, args.out, crop=args.crop, batch_size=args.batch_size, shard_size=args.shard_size,
-        rank=rank, world=world, barrier=barrier, progress=not args.no_progress,
+        rank=rank, world=world, barrier=barrier, progress=not args.no_progress, target_psnr=args.target_psnr,
     )
     if meta is not None:
         print(
@@ -136,6 +136,8 @@ def add_train_commands(sub: Any) -> None:
                    help="ten-crop with flips (official), centre + flip, or the centre crop alone (no mirror: digits, text)")
     s.add_argument("--batch-size", type=int, default=32, help="images per batch (each with all its crops)")
     s.add_argument("--shard-size", type=int, default=10_000, help="images per shard")
+    s.add_argument("--target-psnr", type=float, default=None,
+                   help="a ragged code set: each crop keeps the shortest prefix reaching this PSNR (shard-*.lengths.npy)")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_extract_codes)

@@ -67,10 +67,15 @@ def extract_codes(
     world: int = 1,
     barrier: Callable[[], None] | None = None,
     progress: bool = True,
+    target_psnr: float | None = None,
 ) -> dict[str, Any] | None:
     """Encode every image of ``source`` (each crop) and write the shards this process owns (k % world ==
     rank); shards already complete are skipped (resume), and a rerun under other settings (tokenizer, crop,
-    shard size, data, batch size) is refused. Rank 0 writes ``meta.json`` after ``barrier``."""
+    shard size, data, batch size) is refused. Rank 0 writes ``meta.json`` after ``barrier``.
+
+    With ``target_psnr`` the set is ragged: each crop keeps the shortest prefix reaching that PSNR
+    (:meth:`~restok.ResTok.encode_adaptive`); ``shard-*.lengths.npy`` (n, crops) holds the lengths and the codes
+    past them are 0."""
     from tqdm.auto import tqdm
 
     if crop not in CROP_MODES:
@@ -86,7 +91,7 @@ def extract_codes(
     n_shards = math.ceil(len(source) / shard_size)
     identity = tokenizer.identity()
     settings = {"format": CODES_FORMAT, "version": CODES_VERSION, "tokenizer": identity, "crop": crop, "shard_size": shard_size,
-                "batch_size": batch_size, "data": source.description, "num_images": len(source)}
+                "batch_size": batch_size, "data": source.description, "num_images": len(source), "target_psnr": target_psnr}
     try:
         job = ChunkJob(out, settings, n_shards, rank, world, marker="shard-{:05d}.codes.npy", record="extract-settings.json")
     except ChunkError as e:
@@ -95,7 +100,7 @@ def extract_codes(
     skipped_here: list[str] = []
     bar = tqdm(total=sum(min(shard_size, len(source) - k * shard_size) for k in mine), disable=not progress, desc="extract codes", unit="img")
     for k in mine:
-        codes, labels, indices = [], [], []
+        codes, labels, indices, lengths = [], [], [], []
         batch_imgs: list[torch.Tensor] = []
         batch_meta: list[tuple[int, int]] = []
 
@@ -103,7 +108,14 @@ def extract_codes(
             if not batch_imgs:
                 return
             x = torch.stack(batch_imgs).to(device)  # (b * crops, 3, S, S)
-            ids = tokenizer.encode(x).cpu().numpy().reshape(len(batch_meta), -1, L)
+            if target_psnr is None:
+                ids = tokenizer.encode(x).cpu().numpy().reshape(len(batch_meta), -1, L)
+            else:
+                res = tokenizer.encode_adaptive(x, psnr=target_psnr)
+                lens = res.lengths.numpy().reshape(len(batch_meta), -1)  # (b, crops)
+                ids = res.ids.numpy().reshape(len(batch_meta), -1, L)
+                ids[np.arange(L)[None, None, :] >= lens[..., None]] = 0  # past each crop's length
+                lengths.append(lens.astype(np.int16))
             codes.append(ids.astype(dtype))
             labels.extend(m[1] for m in batch_meta)
             indices.extend(m[0] for m in batch_meta)
@@ -127,6 +139,9 @@ def extract_codes(
         arr = np.concatenate(codes) if codes else np.zeros((0, CROP_MODES[crop], L), dtype)
         save_npy(out / f"{_shard_name(k)}.labels.npy", np.asarray(labels, dtype=np.int64))
         save_npy(out / f"{_shard_name(k)}.indices.npy", np.asarray(indices, dtype=np.int64))
+        if target_psnr is not None:
+            lens_arr = np.concatenate(lengths) if lengths else np.zeros((0, CROP_MODES[crop]), np.int16)
+            save_npy(out / f"{_shard_name(k)}.lengths.npy", lens_arr)
         save_npy(job.path(k), arr)  # last: marks the shard complete
     bar.close()
     job.note_skipped(skipped_here)
@@ -150,6 +165,8 @@ def extract_codes(
         "class_names": source.class_names,
         "shard_size": shard_size,
         "num_images": len(source),
+        "ragged": target_psnr is not None,
+        "target_psnr": target_psnr,
         "shards": [{"name": _shard_name(k), "count": c} for k, c in enumerate(counts)],
         "tokenizer": identity,
         "data": source.description,
@@ -170,6 +187,14 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if meta.get("version", 0) > CODES_VERSION:
         raise CodesError(f"{p}: format version {meta['version']} is newer than this package's {CODES_VERSION}; upgrade restok")
     return meta
+
+
+def _prefix_lengths(meta: dict[str, Any]) -> tuple[int, ...]:
+    """The prefix lengths of the tokenizer a code set records."""
+    from .hierarchy import prefix_lengths
+
+    cfg = (meta.get("tokenizer") or {}).get("config") or {}
+    return prefix_lengths(int(meta["num_tokens"]), int(cfg.get("min_tokens", 1)))
 
 
 def check_codes(path: str | Path, tokenizer: Any = None, source: ImageSource | None = None, num_verify: int = 4) -> dict[str, Any]:
@@ -203,6 +228,18 @@ def check_codes(path: str | Path, tokenizer: Any = None, source: ImageSource | N
             problems.append(f"{name}: {codes.shape[0]} codes, {labels.shape[0]} labels, {indices.shape[0]} indices, meta says {sh['count']}")
         if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= K):
             problems.append(f"{name}: token ids outside [0, {K})")
+        if meta.get("ragged"):
+            try:
+                lens = np.load(path / f"{name}.lengths.npy", allow_pickle=False)
+            except (OSError, ValueError) as e:
+                problems.append(f"{name}: ragged set without readable lengths ({e})")
+                lens = None
+            if lens is not None:
+                allowed = set(_prefix_lengths(meta))
+                if lens.shape != codes.shape[:2]:
+                    problems.append(f"{name}: lengths shape {lens.shape}, expected {codes.shape[:2]}")
+                elif lens.size and not set(np.unique(lens).tolist()) <= allowed:
+                    problems.append(f"{name}: lengths {sorted(set(np.unique(lens).tolist()) - allowed)[:5]} are not prefix lengths {sorted(allowed)}")
         ncls = meta["num_classes"]
         if labels.size and ncls and (int(labels.min()) < 0 or int(labels.max()) >= ncls):
             problems.append(f"{name}: labels outside [0, {ncls})")
@@ -240,7 +277,13 @@ def check_codes(path: str | Path, tokenizer: Any = None, source: ImageSource | N
             device = next(tokenizer.parameters()).device
             for row in range(min(num_verify, codes.shape[0])):
                 crops = crops_of(decode_image(source.records[int(indices[row])].read()), meta["image_size"], meta["crop"])
-                ids = tokenizer.encode(torch.stack([pil_to_tensor(c) for c in crops]).to(device)).cpu().numpy()
+                x = torch.stack([pil_to_tensor(c) for c in crops]).to(device)
+                if meta.get("ragged"):
+                    res = tokenizer.encode_adaptive(x, psnr=meta["target_psnr"])
+                    ids = res.ids.numpy()
+                    ids[np.arange(L)[None, :] >= res.lengths.numpy()[:, None]] = 0
+                else:
+                    ids = tokenizer.encode(x).cpu().numpy()
                 if not np.array_equal(ids, codes[row].astype(np.int64)):
                     problems.append(f"{name} row {row}: re-encoding source image {int(indices[row])} gives different ids")
                 verified += 1
@@ -253,6 +296,7 @@ def check_codes(path: str | Path, tokenizer: Any = None, source: ImageSource | N
 class _Shard:
     codes: np.ndarray
     labels: np.ndarray
+    lengths: np.ndarray | None = None  # (n, crops) for a ragged set
 
 
 class CodesDataset(torch.utils.data.Dataset):
@@ -266,6 +310,7 @@ class CodesDataset(torch.utils.data.Dataset):
             _Shard(
                 np.load(path / f"{s['name']}.codes.npy", mmap_mode="r", allow_pickle=False),
                 np.load(path / f"{s['name']}.labels.npy", allow_pickle=False),
+                np.load(path / f"{s['name']}.lengths.npy", allow_pickle=False) if self.meta.get("ragged") else None,
             )
             for s in self.meta["shards"]
         ]
@@ -286,13 +331,15 @@ class CodesDataset(torch.utils.data.Dataset):
         n_crops = shard.codes.shape[1]
         crop = derive_seed(seed, "crop") % n_crops
         tokens = torch.from_numpy(np.asarray(shard.codes[row, crop], dtype=np.int64))
-        return {"tokens": tokens, "label": int(shard.labels[row]), "index": index, "skipped": []}
+        length = int(shard.lengths[row, crop]) if shard.lengths is not None else tokens.shape[0]
+        return {"tokens": tokens, "length": length, "label": int(shard.labels[row]), "index": index, "skipped": []}
 
 
 def collate_codes(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack token sequences and labels."""
     return {
         "tokens": torch.stack([it["tokens"] for it in items]),
+        "length": torch.tensor([it.get("length", it["tokens"].shape[0]) for it in items], dtype=torch.long),
         "label": torch.tensor([it["label"] for it in items], dtype=torch.long),
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
         "skipped": [],

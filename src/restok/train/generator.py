@@ -71,20 +71,23 @@ class GeneratorTask(ModelTask):
         """One optimizer step on the HAR (or vanilla) cross-entropy (spec §3.2)."""
         cfg, acc, raw = self.cfg, self.acc, self.raw
         tokens = batch["tokens"].to(acc.device)  # (b, L)
+        # a ragged code set: positions past each sample's kept length are not predicted (their inputs never feed an
+        # earlier position: the HAR layout reads only coarser levels)
+        targets = torch.where(torch.arange(tokens.shape[1], device=acc.device)[None, :] < batch["length"].to(acc.device)[:, None], tokens, -100)
         labels = batch["label"].clamp_min(0).to(acc.device)  # unlabelled codes (-1) all train as class 0
         b, rank = tokens.shape[0], acc.process_index
         # Label dropout drawn for the global batch and sliced, so 1 and N processes agree.
         drop_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "labels", step))
         drop = (torch.rand(cfg.batch_size, generator=drop_gen) < raw.config.class_dropout_prob)[rank * b : (rank + 1) * b]
         labels = torch.where(drop.to(acc.device), torch.full_like(labels, raw.null_class), labels)
-        chunks = list(zip(tokens.chunk(cfg.grad_accum), labels.chunk(cfg.grad_accum)))
+        chunks = list(zip(tokens.chunk(cfg.grad_accum), labels.chunk(cfg.grad_accum), targets.chunk(cfg.grad_accum)))
         loss_sum, acc_sum = 0.0, 0.0
-        for i, (t, y) in enumerate(chunks):
+        for i, (t, y, tgt) in enumerate(chunks):
             sync = i == len(chunks) - 1
             with self.grad_sync(self.raw if self.fsdp else self.model, sync):
                 with acc.autocast():
                     logits = self.model(t, y, drop_labels=False)  # (b, L, V)
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), t.reshape(-1))
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100)
                 bad = torch.tensor([0.0 if torch.isfinite(loss.detach()) else 1.0], device=acc.device)
                 if float(acc.reduce(bad, "sum")) > 0:
                     raise TrainingError(
@@ -93,7 +96,8 @@ class GeneratorTask(ModelTask):
                     )
                 acc.backward(loss / len(chunks))
             loss_sum += float(loss.detach()) / len(chunks)
-            acc_sum += float((logits.argmax(-1) == t).float().mean()) / len(chunks)
+            valid = tgt != -100
+            acc_sum += float((logits.argmax(-1) == t)[valid].float().mean()) / len(chunks)
         clip = cfg.optimizer.grad_clip if cfg.optimizer.grad_clip > 0 else float("inf")
         gnorm = acc.clip_grad_norm_(self.model.parameters(), clip)
         self.opt.step()
