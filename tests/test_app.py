@@ -207,4 +207,7 @@ def test_previews_stream_while_sampling_runs() -> None:
     updates = list(be.generate("1, 2", 2, 0, 2.0, "constant", 0.0, 0, 1.0, 1.0))
     counts = [len(u[1]) for u in updates]
     assert counts == [1, 2, 3, 4, 4] and updates[-1][2] is not None and all(u[2] is None for u in updates[:-1])
-    assert "too small" in be.tokenize(None, None, 3)[0] or "upload an image" in be.tokenize(None, None, 3)[0]
+    assert "upload an image or pick an example first" in be.tokenize(None, None, 3)[0]
+    tiny = Image.new("RGB", (5, 5))
+    be.examples["tiny"] = tiny
+    assert "too small (5 x 5 px)" in be.tokenize(None, "tiny", 3)[0]

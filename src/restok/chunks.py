@@ -41,7 +41,9 @@ class ChunkJob:
         except BaseException:
             self.close()
             raise
-        self._pattern = re.compile("^" + re.sub(r"\\\{:0(\d+)d\\\}", lambda m: rf"(\d{{{m.group(1)}}})", re.escape(marker)) + "$")
+        head, _, tail = marker.partition("{:0")  # e.g. "chunk-", "6d}.npz"
+        width, _, suffix = tail.partition("d}")
+        self._pattern = re.compile(f"^{re.escape(head)}(\\d{{{int(width)}}}){re.escape(suffix)}$")
 
     def _check_settings(self, settings: dict[str, Any], path: Path) -> None:
         """Record the settings, or refuse a folder that holds work done under other ones."""

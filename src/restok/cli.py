@@ -21,6 +21,7 @@ import torch
 from . import __version__
 from . import hierarchy as Hy
 from .classes import resolve_classes
+from .codes import fill_past_lengths
 from .cli_common import CLIError, add_model_options, add_sampling_options, batches, progress, resolve_device, sampling_from_args
 from .cli_eval import add_eval_commands
 from .cli_plot import add_plot_commands
@@ -156,7 +157,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
                 ids.append(tok.encode(x).cpu())
                 lengths.append(torch.full((len(batch),), tok.num_tokens))
     all_ids, all_len = torch.cat(ids).numpy().astype(np.int32), torch.cat(lengths).numpy().astype(np.int32)
-    all_ids[np.arange(all_ids.shape[1])[None, :] >= all_len[:, None]] = -1  # a ragged file: -1 past each image's length
+    fill_past_lengths(all_ids, all_len, -1)  # a ragged file: -1 past each image's length
     out = Path(args.out)
     arrays = dict(ids=all_ids, lengths=all_len, files=np.array([p for p, _ in images]), tokenizer=np.array(args.tokenizer),
                   image_size=np.array(tok.config.image_size))

@@ -29,7 +29,7 @@ from .chunks import ChunkError, ChunkJob
 from .data import ImageSource, adm_center_crop, decode_image, derive_seed, pil_to_tensor, ten_crop
 from .io import save_npy, write_json
 
-__all__ = ["CODES_FORMAT", "CROP_MODES", "CodesError", "crops_of", "extract_codes", "check_codes", "CodesDataset", "read_meta"]
+__all__ = ["fill_past_lengths", "CODES_FORMAT", "CROP_MODES", "CodesError", "crops_of", "extract_codes", "check_codes", "CodesDataset", "read_meta"]
 
 CODES_FORMAT = "restok-codes"
 CODES_VERSION = 1
@@ -38,6 +38,13 @@ CROP_MODES = {"ten-crop": 10, "center": 2, "center-only": 1}
 
 class CodesError(ValueError):
     """A code set that is incomplete, inconsistent or does not match its tokenizer."""
+
+
+def fill_past_lengths(ids: np.ndarray, lengths: np.ndarray, value: int) -> np.ndarray:
+    """``ids`` (..., L) with every position at or past its row's length (``lengths`` (...)) set to ``value``, in place:
+    the padding of a ragged token file (-1 in ``restok tokenize`` files, 0 in code sets, whose ids are unsigned)."""
+    ids[np.arange(ids.shape[-1]) >= np.asarray(lengths)[..., None]] = value
+    return ids
 
 
 def crops_of(img: Image.Image, size: int, mode: str, crop_range: float = 1.1) -> list[Image.Image]:
@@ -114,7 +121,7 @@ def extract_codes(
                 res = tokenizer.encode_adaptive(x, psnr=target_psnr)
                 lens = res.lengths.numpy().reshape(len(batch_meta), -1)  # (b, crops)
                 ids = res.ids.numpy().reshape(len(batch_meta), -1, L)
-                ids[np.arange(L)[None, None, :] >= lens[..., None]] = 0  # past each crop's length
+                fill_past_lengths(ids, lens, 0)
                 lengths.append(lens.astype(np.int16))
             codes.append(ids.astype(dtype))
             labels.extend(m[1] for m in batch_meta)
@@ -281,7 +288,7 @@ def check_codes(path: str | Path, tokenizer: Any = None, source: ImageSource | N
                 if meta.get("ragged"):
                     res = tokenizer.encode_adaptive(x, psnr=meta["target_psnr"])
                     ids = res.ids.numpy()
-                    ids[np.arange(L)[None, :] >= res.lengths.numpy()[:, None]] = 0
+                    fill_past_lengths(ids, res.lengths.numpy(), 0)
                 else:
                     ids = tokenizer.encode(x).cpu().numpy()
                 if not np.array_equal(ids, codes[row].astype(np.int64)):

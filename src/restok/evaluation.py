@@ -24,6 +24,7 @@ by process k mod world (several GPUs through torchrun/accelerate). Chunk seeds d
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import zipfile
@@ -106,7 +107,7 @@ def write_sample_batch(path: str | Path, images: Iterable[np.ndarray], labels: n
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             with zf.open("arr_0.npy", "w", force_zip64=True) as f:
                 np.lib.format.write_array_header_2_0(f, {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": shape})
-                for chunk in _chain(first, it):
+                for chunk in itertools.chain([first], it):
                     if chunk.shape[1:] != shape[1:]:
                         raise EvaluationError(f"image chunk of shape {chunk.shape} does not fit {shape}")
                     f.write(np.ascontiguousarray(chunk, dtype=np.uint8).tobytes())
@@ -118,11 +119,6 @@ def write_sample_batch(path: str | Path, images: Iterable[np.ndarray], labels: n
 
     atomic_write(path, write)
     return written
-
-
-def _chain(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
-    yield first
-    yield from rest
 
 
 # ------------------------------------------------------------------------------------------- reconstruction

@@ -17,7 +17,7 @@ from PIL import Image
 
 from .classes import class_names_for, resolve_classes
 from .generator import HARGenerator
-from .images import eval_transform, pil_to_tensor, to_pil
+from .images import eval_transform, load_image, pil_to_tensor, to_pil
 from .sampling import SamplingConfig
 from .tokenizer import ResTok
 
@@ -140,8 +140,6 @@ class ResTokPipeline:
                 out.append(im if im.dim() == 3 else im[0])
                 continue
             if isinstance(im, (str, os.PathLike)):
-                from .images import load_image
-
                 out.append(load_image(Path(im), size))
                 continue
             if not isinstance(im, Image.Image):
