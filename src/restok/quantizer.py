@@ -24,6 +24,7 @@ class QuantizerOutput:
     commitment_loss: torch.Tensor
     codebook_loss: torch.Tensor
     entropy_loss: torch.Tensor
+    latents: torch.Tensor | None = None  # (B, L, C) detached inputs as compared with the codes (unit norm when l2)
 
 
 def _entropy_loss(neg_distances: torch.Tensor, temperature: float = 0.01) -> torch.Tensor:
@@ -89,4 +90,6 @@ class VectorQuantizer(nn.Module):
             else:
                 entropy = d.new_zeros(())
             codes = zn + (zq - zn).detach()  # straight-through estimator
-        return QuantizerOutput(codes, ids.view(B, L), commitment + codebook + entropy, commitment, codebook, entropy)
+        return QuantizerOutput(
+            codes, ids.view(B, L), commitment + codebook + entropy, commitment, codebook, entropy, zn.detach()
+        )

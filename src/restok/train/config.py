@@ -83,6 +83,10 @@ class TrainConfig:
     eval_data: str | None = None
     eval_inception: str | None = None
     eval_batch_size: int = 32
+    # Remedy for codebook collapse (tokenizer runs; off in the official recipes): a code that no process has chosen
+    # for this many steps is restarted at one of the step's encoder outputs (restok.train.codebook). 0 = off. The
+    # official remedy, the entropy term, is ``model_overrides: {entropy_loss_ratio: ...}``.
+    restart_dead_codes: int = 0
     tf32: bool = True  # TF32 matmuls and cuDNN convolutions on CUDA, as the official scripts (ignored elsewhere)
 
     def __post_init__(self) -> None:
@@ -105,6 +109,10 @@ class TrainConfig:
             raise ValueError("save_every, log_every, image_every and keep_checkpoints must be >= 1")
         if self.eval_every < 0 or self.eval_images < 1 or self.eval_batch_size < 1:
             raise ValueError("eval_every must be >= 0 (0 = off), eval_images and eval_batch_size >= 1")
+        if self.restart_dead_codes < 0:
+            raise ValueError(f"restart_dead_codes must be >= 0 steps (0 = off), got {self.restart_dead_codes}")
+        if self.restart_dead_codes and self.kind != "tokenizer":
+            raise ValueError("restart_dead_codes restarts a tokenizer's codebook; it does not apply to generator runs")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 

@@ -18,6 +18,7 @@ from ..losses import TokenizerLoss
 from ..metrics import codebook_stats
 from ..tokenizer import ResTok
 from ..vit import Block
+from .codebook import DeadCodeRestarter
 from .config import TrainConfig
 from .engine import TrainingError, build_optimizer, build_scheduler, enable_activation_checkpointing, full_tensor, param_groups
 from .export import inference_model_config
@@ -70,6 +71,7 @@ class TokenizerTask(ModelTask):
         if cfg.compile:
             self.model = torch.compile(self.model)
         self.counts = torch.zeros(self.raw.codebook_size, dtype=torch.long)
+        self.restarter = DeadCodeRestarter(self.raw.codebook_size, cfg.restart_dead_codes, cfg.seed) if cfg.restart_dead_codes else None
         self.d_params: list[nn.Parameter] = []
         if self.loss.discriminator is not None:
             self.d_params = [p for p in self.loss.discriminator.heads.parameters()]
@@ -113,7 +115,8 @@ class TokenizerTask(ModelTask):
         for p in self.d_params:
             p.requires_grad_(False)  # the tokenizer's update must not touch D
         sums: dict[str, float] = {}
-        recons = []
+        recons, latents = [], []
+        step_counts = torch.zeros_like(self.counts)
         for i, (x, k) in enumerate(chunks):
             sync = i == len(chunks) - 1
             with self.grad_sync(self.raw if self.fsdp else self.model, sync):
@@ -123,9 +126,12 @@ class TokenizerTask(ModelTask):
                 self._check_finite(loss.detach(), step, "tokenizer", logs)
                 acc.backward(loss / len(chunks))
             recons.append(out.reconstruction.detach())
-            self.counts += torch.bincount(out.ids.reshape(-1).cpu(), minlength=self.counts.numel())
+            step_counts += torch.bincount(out.ids.reshape(-1).cpu(), minlength=self.counts.numel())
+            if self.restarter is not None:
+                latents.append(out.latents.reshape(-1, out.latents.shape[-1]))  # (b*L, C)
             for key, v in logs.items():
                 sums[key] = sums.get(key, 0.0) + v / len(chunks)
+        self.counts += step_counts
         gnorm = acc.clip_grad_norm_(self.model.parameters(), cfg.optimizer.grad_clip if cfg.optimizer.grad_clip > 0 else float("inf"))
         self.opt.step()
         self.sched.step()
@@ -150,16 +156,20 @@ class TokenizerTask(ModelTask):
             self.d_opt.zero_grad(set_to_none=True)
             out_logs.update(d_sums, d_grad_norm=float(d_norm), d_lr=self.d_sched.get_last_lr()[0])
         self.ema.update(self.raw)
+        if self.restarter is not None:
+            self.restarter.step(acc, step, step_counts, torch.cat(latents), dict(self.raw.named_parameters()),
+                                self._torch_optimizer(), self.ema.shadow)
         return out_logs
 
     def interval_stats(self) -> dict[str, float]:
         """Codebook usage and entropy (Eq. 5-6) of the ids seen since the last log, on this process."""
+        out = self.restarter.interval_stats() if self.restarter is not None else {}
         if self.counts is None or int(self.counts.sum()) == 0:
-            return {}
+            return out
         ids = torch.repeat_interleave(torch.arange(self.counts.numel()), self.counts)
         stats = codebook_stats(ids, self.counts.numel())
         self.counts.zero_()
-        return {"codebook_usage": stats["usage"], "codebook_entropy": stats["entropy"]}
+        return {"codebook_usage": stats["usage"], "codebook_entropy": stats["entropy"], **out}
 
     # ----------------------------------------------------------------------------------- checkpoints
     def checkpoint_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
@@ -167,6 +177,8 @@ class TokenizerTask(ModelTask):
         out = super().checkpoint_tensors()
         if self.loss.discriminator is not None:
             out["loss"] = self.loss.saved_state()
+        if self.restarter is not None:
+            out["codebook"] = self.restarter.state_tensors()
         return out
 
     def checkpoint_state(self) -> dict[str, Any]:
@@ -174,6 +186,8 @@ class TokenizerTask(ModelTask):
         state = super().checkpoint_state()
         if self.loss.discriminator is not None:
             state.update(disc_optimizer=self.d_opt.state_dict(), disc_scheduler=self.d_sched.state_dict())
+        if self.restarter is not None:
+            state["dead_codes"] = self.restarter.state()
         return state
 
     def load_checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
@@ -185,6 +199,10 @@ class TokenizerTask(ModelTask):
             self.loss.load_saved_state(tensors["loss"])
             self.d_opt.load_state_dict(state["disc_optimizer"])
             self.d_sched.load_state_dict(state["disc_scheduler"])
+        if self.restarter is not None:
+            if "codebook" not in tensors or "dead_codes" not in state:
+                raise TrainingError("the checkpoint has no dead-code record but this config restarts dead codes")
+            self.restarter.load(tensors["codebook"], state["dead_codes"])
 
     # ----------------------------------------------------------------------------------- outputs
     @torch.no_grad()
