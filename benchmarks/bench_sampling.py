@@ -11,27 +11,27 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any, Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import autocast, pixel_dtype, device_from, machine, print_table, timeit  # noqa: E402
+from common import autocast, device_from, machine, peak_tflops, pixel_dtype, print_table, timeit  # noqa: E402
 
 from restok import HARGenerator, ResTok  # noqa: E402
 
 SIZES = {"tiny": ("har-tiny", "restok-tiny"), "full": ("har-l", "restok-l-128")}
 
 
-def compiled_copy(gen: HARGenerator) -> HARGenerator:
-    """A copy whose cached step is ``torch.compile``d: one graph per step shape (9 for HAR-128), reused
-    across calls and batches of the same size."""
-    import copy
+def flops_per_image(fn: Callable[[], Any], batch: int) -> float:
+    """FLOPs of one image through ``fn`` (a whole batch of ``batch``), counted by PyTorch's FLOP counter (matmuls,
+    attention and convolutions: the work a compute floor is made of)."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    c = copy.deepcopy(gen)
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, gen.num_steps)  # one graph per step shape
-    c.forward_step = torch.compile(c.forward_step, dynamic=False)  # type: ignore[method-assign]
-    return c
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / batch
 
 
 def main() -> None:
@@ -40,7 +40,9 @@ def main() -> None:
     ap.add_argument("--size", choices=sorted(SIZES), default="tiny")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--dtype", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile'd models")
+    ap.add_argument("--compile", action="store_true", help="also time the compiled path (generate/decode compile=True)")
+    ap.add_argument("--only-compiled", action="store_true", help="with --compile: skip the eager rows")
+    ap.add_argument("--har-only", action="store_true", help="skip the vanilla-AR rows")
     ap.add_argument("--no-uncached", action="store_true", help="skip the (slow) no-KV-cache rows")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeat", type=int, default=3)
@@ -54,40 +56,57 @@ def main() -> None:
     van = HARGenerator.from_preset(gname, num_tokens=L, vocab_size=V, ar_tokens=L).eval().to(dev)
     for m in (har, van):
         torch.nn.init.normal_(m.output.weight, std=0.02)  # non-degenerate logits
-    rows = []
-    compiled = [False, True] if args.compile else [False]
+    rows: list[list[Any]] = []
+    work: dict[tuple[Any, ...], float] = {}  # FLOPs per image of each workload
+    compiled = ([True] if args.only_compiled else [False, True]) if args.compile else [False]
     for comp in compiled:
         for dtype in args.dtype:
             for B in args.batches:
                 labels = torch.arange(B, device=dev) % har.config.num_classes
-                for name, base, cached in (("HAR", har, True), ("vanilla AR", van, True), ("HAR", har, False), ("vanilla AR", van, False)):
-                    if not cached and (args.no_uncached or comp):
+                for name, gen, cached in (("HAR", har, True), ("vanilla AR", van, True), ("HAR", har, False), ("vanilla AR", van, False)):
+                    if (not cached and (args.no_uncached or comp)) or (args.har_only and gen is van):
                         continue
-                    gen = compiled_copy(base) if comp else base
 
                     def tokens() -> torch.Tensor:
                         with torch.no_grad(), autocast(dev, dtype):
                             return gen.generate(labels, cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_p=0.95,
-                                                generator=torch.Generator(dev).manual_seed(0), use_cache=cached)
+                                                generator=torch.Generator(dev).manual_seed(0), use_cache=cached, compile=comp)
 
                     t_tok = timeit(tokens, dev, warmup=1, repeat=args.repeat)
                     ids = tokens()
                     same = "-"
-                    if comp:  # an optimisation must not change the sampled tokens
+                    if comp:  # an optimisation must not change the sampled tokens: seeded and greedy against eager
                         with torch.no_grad(), autocast(dev, dtype):
-                            greedy = lambda m: m.generate(labels, cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_k=1)  # noqa: E731
-                            same = "yes" if torch.equal(greedy(gen), greedy(base)) else "NO"
+                            greedy = lambda c: gen.generate(labels, cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_k=1, compile=c)  # noqa: E731
+                            seeded = torch.equal(ids, gen.generate(labels, cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_p=0.95,
+                                                                   generator=torch.Generator(dev).manual_seed(0)))
+                            same = "yes" if seeded and torch.equal(greedy(True), greedy(False)) else "NO"
 
                     def decode() -> torch.Tensor:
                         with torch.no_grad(), autocast(dev, dtype):
-                            return tok.decode(ids, pixel_dtype(dtype))
+                            return tok.decode(ids, pixel_dtype(dtype), compile=comp)
 
                     t_dec = timeit(decode, dev, warmup=1, repeat=args.repeat)
+                    key = (name, dtype, B, cached)
+                    if key not in work:  # the same work compiled or not: counted once, always on the eager path
+
+                        def eager() -> None:
+                            with torch.no_grad(), autocast(dev, dtype):
+                                out = gen.generate(labels, cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_p=0.95,
+                                                   generator=torch.Generator(dev).manual_seed(0), use_cache=cached)
+                                tok.decode(out, pixel_dtype(dtype))
+
+                        work[key] = flops_per_image(eager, B)
+                    peak = peak_tflops(dev, dtype)
+                    floor = 50_000 * work[key] / (peak * 1e12) / 3600 if peak else "-"
                     rows.append([name, gen.num_steps, "yes" if cached else "no", dtype, "yes" if comp else "no", same, B,
-                                 B / t_tok, B / (t_tok + t_dec), t_tok, t_dec, 50_000 * (t_tok + t_dec) / B / 3600])
+                                 B / t_tok, B / (t_tok + t_dec), t_tok, t_dec, work[key] / 1e9,
+                                 50_000 * (t_tok + t_dec) / B / 3600, floor])
     print(f"machine: {machine()}; models: {gname} + {tname} ({L} tokens); guidance 3.75 step from 0.25, top-p 0.95")
-    print_table(f"Sampling ({args.size})", ["generator", "calls", "KV cache", "dtype", "compile", "greedy tokens = eager", "batch",
-                "tokens img/s", "tokens+decode img/s", "tokens s", "decode s", "50k samples (gFID), h"], rows)
+    print("50k floor: 50,000 x (FLOPs per image, generation + decode) / the chip's dense peak for the dtype (GPUs only)")
+    print_table(f"Sampling ({args.size})", ["generator", "calls", "KV cache", "dtype", "compile", "tokens = eager (seeded, greedy)",
+                "batch", "tokens img/s", "tokens+decode img/s", "tokens s", "decode s", "GFLOP/img", "50k samples (gFID), h",
+                "50k compute floor, h"], rows)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ from . import __version__
 from . import hierarchy as Hy
 from .classes import resolve_classes
 from .codes import fill_past_lengths
-from .cli_common import CLIError, add_model_options, add_sampling_options, batches, progress, resolve_device, sampling_from_args
+from .cli_common import (
+    CLIError, add_compile_option, add_model_options, add_sampling_options, batches, progress, resolve_device, sampling_from_args,
+)
 from .cli_eval import add_eval_commands
 from .cli_plot import add_plot_commands
 from .cli_train import add_train_commands
@@ -236,8 +238,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         steps: list[torch.Tensor] = []
         callback = (lambda s, seq, end: steps.append(seq.clone())) if args.progressive else None
         with autocast_to(device, DTYPES[args.dtype]):
-            ids = gen.generate(chunk, sampling, generator=rng, callback=callback, num_tokens=args.num_tokens)
-            images = tok.decode(ids, DTYPES[args.pixel_dtype])
+            ids = gen.generate(chunk, sampling, generator=rng, callback=callback, num_tokens=args.num_tokens, compile=args.compile)
+            images = tok.decode(ids, DTYPES[args.pixel_dtype], compile=args.compile)
         for j, label in enumerate(chunk):
             n = b * args.batch_size + j
             name = f"{n:06d}_class{label}.png"
@@ -259,7 +261,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "created": datetime.now(timezone.utc).isoformat(),
         "settings": {**sampling.to_dict(), "seed": args.seed, "batch_size": args.batch_size, "dtype": args.dtype,
                      "pixel_dtype": args.pixel_dtype, "device": str(device), "per_class": args.per_class,
-                     "classes": classes, "num_tokens": args.num_tokens or gen.num_tokens, "num_model_calls": calls},
+                     "classes": classes, "num_tokens": args.num_tokens or gen.num_tokens, "num_model_calls": calls,
+                     "compile": args.compile},
         "generator": gen.identity(),
         "tokenizer": tok.identity(),
         "images": records,
@@ -435,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--per-class", type=int, default=1, help="images per class (default: 1)")
     s.add_argument("--num-tokens", type=int, default=None, help="stop after the call that completes this many tokens (fewer calls)")
     add_sampling_options(s)
+    add_compile_option(s)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--progressive", action="store_true", help="also write what each HAR step decodes to, coarse to fine")
     s.add_argument("--out", required=True, help="output directory")

@@ -80,6 +80,13 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=None)
 
 
+def add_compile_option(p: argparse.ArgumentParser) -> None:
+    """``--compile``: the compiled sampling steps and decode of :mod:`restok.compiled`."""
+    p.add_argument("--compile", action="store_true",
+                   help="run each HAR step shape and the decode as one torch.compile graph (CUDA graphs on CUDA); the "
+                        "first batch of each size compiles, later ones are faster; same tokens as without")
+
+
 def sampling_from_args(args: argparse.Namespace, default: SamplingConfig) -> SamplingConfig:
     """The recipe the options name: ``--sampling`` (or ``default``), with each given setting changed."""
     base = default

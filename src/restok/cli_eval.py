@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .cli_common import add_sampling_options, process_group, sampling_from_args
+from .cli_common import add_compile_option, add_sampling_options, process_group, sampling_from_args
 from .sampling import CFG_SCHEDULES
 from .precision import DTYPES
 
@@ -76,6 +76,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, seed=args.seed, sampling=sampling, allow_partial=args.allow_partial,
         rank=rank, world=world, barrier=barrier, progress=progress,
         autocast_dtype=DTYPES[args.dtype], pixel_dtype=DTYPES[args.pixel_dtype], save_samples=args.save_samples,
+        compile=args.compile,
     )
     _print(result, ("gfid", "precision", "recall", "inception_score", "num_samples"), args.out)
     return 0
@@ -156,6 +157,7 @@ def add_eval_commands(sub: Any) -> None:
     s.add_argument("--per-class", type=int, default=50)
     s.add_argument("--seed", type=int, default=0)
     add_sampling_options(s)
+    add_compile_option(s)
     s.add_argument("--dtype", default="fp32", choices=list(DTYPES),
                    help="autocast precision of sampling and the tokenizer's transformer (default: fp32)")
     s.add_argument("--save-samples", default=None, metavar="FILE.npz",

@@ -414,8 +414,12 @@ def evaluate_generation(
     autocast_dtype: torch.dtype | None = None,
     pixel_dtype: torch.dtype = torch.float32,
     save_samples: str | Path | None = None,
+    compile: bool = False,
 ) -> dict[str, Any] | None:
     """gFID, precision/recall and (with logits) IS of ``per_class`` samples per class; writes ``out`` (JSON).
+
+    ``compile``: sample and decode through :mod:`restok.compiled` (recorded in the settings: a compiled kernel's
+    rounding may change a rare token, so a resume does not mix the two).
 
     ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs sampling and the tokenizer's transformer under autocast;
     ``pixel_dtype`` is the CNN pixel decoder's precision (float32 by default, as the official code).
@@ -438,7 +442,7 @@ def evaluate_generation(
         "sampling": sp.to_dict(), "generator": generator.identity(), "tokenizer": tokenizer.identity(),
         "inception": inception.identity(), "precision": str(next(generator.parameters()).dtype),
         "autocast": None if autocast_dtype is None else str(autocast_dtype), "pixel_decoder_dtype": str(pixel_dtype),
-        "save_images": keep_images,
+        "save_images": keep_images, "compile": bool(compile),
     }
     n_chunks = math.ceil(total / batch_size)
     job = _job(out, settings, n_chunks, rank, world)
@@ -450,8 +454,8 @@ def evaluate_generation(
         g = torch.Generator(device).manual_seed(derive_seed(seed, "chunk", c) % (2**63))
         t = time.perf_counter()
         with autocast_to(device, autocast_dtype):
-            ids = generator.generate(labels, sp, generator=g)
-            images = tokenizer.decode(ids, pixel_dtype)
+            ids = generator.generate(labels, sp, generator=g, compile=compile)
+            images = tokenizer.decode(ids, pixel_dtype, compile=compile)
         gen_time += time.perf_counter() - t
         u8 = (images * 255).clamp(0, 255).to(torch.uint8)  # official PNG conversion (truncation)
         feats, logits = inception(u8)

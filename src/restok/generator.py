@@ -80,8 +80,8 @@ class Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, h, T, d)
         if cache is not None:
             kc, vc = cache
-            kc[:, :, positions] = k.to(kc.dtype)
-            vc[:, :, positions] = v.to(vc.dtype)
+            kc.index_copy_(2, positions, k.to(kc.dtype))  # in place: the static cache (no host sync, graph-safe)
+            vc.index_copy_(2, positions, v.to(vc.dtype))
             k, v = kc.to(q.dtype), vc.to(q.dtype)  # (B, h_kv, L, d)
         if self.n_kv != self.n_head:
             k = k.repeat_interleave(self.n_head // self.n_kv, dim=1)
@@ -322,15 +322,20 @@ class HARGenerator(PretrainedModel):
         cache: KVCache | None = None,
     ) -> torch.Tensor:
         """Transformer layers + head on (B, T, D) inputs at ``positions`` -> logits (B, T, V) float32."""
-        cos, sin = self._rope_table
-        if cos.device != positions.device:
-            self._rope_table = cos, sin = cos.to(positions.device), sin.to(positions.device)
+        cos, sin = self._rope_on(positions.device)
         rope = (cos[positions], sin[positions])
         h = self.tok_dropout(h)
         for i, layer in enumerate(self.layers):
             layer_cache = None if cache is None else (cache.keys[i], cache.values[i])
             h = layer(h, rope, mask, layer_cache, positions)
         return self.output(self.norm(h)).float()
+
+    def _rope_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The float32 RoPE table, moved to ``device`` once (compiled steps call this before tracing)."""
+        cos, sin = self._rope_table
+        if cos.device != device:
+            self._rope_table = cos, sin = cos.to(device), sin.to(device)
+        return cos, sin
 
     def forward(self, tokens: torch.Tensor, class_labels: torch.Tensor, drop_labels: bool | None = None) -> torch.Tensor:
         """Teacher-forced logits (B, L, V) in the training layout: position p predicts token p.
@@ -366,8 +371,15 @@ class HARGenerator(PretrainedModel):
         which must already be in ``tokens``; their keys/values are written into ``cache``.
         """
         positions = torch.arange(start, end, device=tokens.device)
+        return self._step(tokens, class_emb, positions, self._mask[start:end], cache)
+
+    def _step(
+        self, tokens: torch.Tensor, class_emb: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: KVCache
+    ) -> torch.Tensor:
+        """:meth:`forward_step` with the step's positions (T,) and mask rows (T, L) given as tensors: what
+        :mod:`restok.compiled` compiles, one graph per step shape."""
         h = self.embed_positions(tokens, class_emb, positions)  # (B, T, D)
-        return self._run(h, positions, self._mask[start:end], cache)
+        return self._run(h, positions, mask, cache)
 
     @torch.no_grad()
     def generate(
@@ -386,9 +398,11 @@ class HARGenerator(PretrainedModel):
         use_cache: bool = True,
         num_tokens: int | None = None,
         prefix: torch.Tensor | None = None,
+        compile: bool | str = False,
     ) -> torch.Tensor:
         """Sample token ids (B, L) for the given classes in ``num_steps`` calls (``num_tokens``: stop after the call that
-        completes that many, in fewer calls; ``prefix``: keep an image's first k tokens and sample the finer levels).
+        completes that many, in fewer calls; ``prefix``: keep an image's first k tokens and sample the finer levels;
+        ``compile``: run each step shape as one ``torch.compile`` graph, CUDA graphs on CUDA, same tokens).
 
         The recipe is ``sampling`` (default: :attr:`generation_config`) with any keyword given here changed; see
         :class:`~restok.sampling.SamplingConfig` and :func:`restok.sampling.generate`.
@@ -397,4 +411,4 @@ class HARGenerator(PretrainedModel):
             cfg_scale=cfg_scale, cfg_schedule=cfg_schedule, cfg_start=cfg_start, temperature=temperature, top_k=top_k, top_p=top_p
         )
         return generate(self, class_labels, sp, generator=generator, callback=callback, use_cache=use_cache,
-                        num_tokens=num_tokens, prefix=prefix)
+                        num_tokens=num_tokens, prefix=prefix, compile=compile)

@@ -85,6 +85,7 @@ class ResTokPipeline:
         num_tokens: int | None = None,
         batch_size: int = 16,
         callback: Any = None,
+        compile: bool | str = False,
         **sampling_changes: Any,
     ) -> torch.Tensor:
         """Token ids (N, L) of ``num_images_per_class`` samples of each class, in class order (the generator's recipe,
@@ -92,7 +93,8 @@ class ResTokPipeline:
 
         Batches of ``batch_size`` are drawn one after the other from one ``torch.Generator`` seeded with ``seed``, as
         ``restok generate --seed S --batch-size B`` does, so the same settings give the CLI's images.
-        ``callback(batch, step, tokens_so_far, end)`` is called after every model call.
+        ``callback(batch, step, tokens_so_far, end)`` is called after every model call; ``compile=True`` samples through
+        the compiled steps (:mod:`restok.compiled`).
         """
         gen = self._need_generator()
         if num_images_per_class < 1:
@@ -104,13 +106,15 @@ class ResTokPipeline:
         out = []
         for b in range(0, len(labels), batch_size):
             hook = None if callback is None else (lambda s, t, e, b=b // batch_size: callback(b, s, t, e))
-            out.append(gen.generate(labels[b : b + batch_size], sp, generator=generator, callback=hook, num_tokens=num_tokens))
+            out.append(gen.generate(labels[b : b + batch_size], sp, generator=generator, callback=hook, num_tokens=num_tokens,
+                                    compile=compile))
         return torch.cat(out)
 
     @torch.no_grad()
     def __call__(self, classes: Sequence[int | str] | int | str, num_images_per_class: int = 1, **kwargs: Any) -> list[Image.Image]:
         """PIL images of ``num_images_per_class`` samples of each class (ids or names); keywords as :meth:`generate_ids`."""
-        return self.decode(self.generate_ids(classes, num_images_per_class, **kwargs))
+        ids = self.generate_ids(classes, num_images_per_class, **kwargs)
+        return self.decode(ids, compile=kwargs.get("compile", False))
 
     @torch.no_grad()
     def vary(self, image: ImageLike, keep: int, classes: int | str, num: int = 8, *, seed: int = 0,
@@ -153,10 +157,10 @@ class ResTokPipeline:
         return self.tokenizer.encode(self.prepare(images))
 
     @torch.no_grad()
-    def decode(self, ids: torch.Tensor, tokens: int | None = None) -> list[Image.Image]:
-        """PIL images from token ids (B, k), or from their first ``tokens``."""
+    def decode(self, ids: torch.Tensor, tokens: int | None = None, compile: bool | str = False) -> list[Image.Image]:
+        """PIL images from token ids (B, k), or from their first ``tokens`` (``compile``: see :meth:`ResTok.decode`)."""
         ids = ids if tokens is None else ids[:, :tokens]
-        return [to_pil(x) for x in self.tokenizer.decode(ids.to(self.device)).cpu()]
+        return [to_pil(x) for x in self.tokenizer.decode(ids.to(self.device), compile=compile).cpu()]
 
     @torch.no_grad()
     def reconstruct(self, images: ImageLike | Sequence[ImageLike], tokens: int | str | None = None) -> list[Image.Image] | dict[int, list[Image.Image]]:

@@ -152,18 +152,17 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     ``top_k = 0`` and ``top_p = 1.0`` switch the filters off. Nucleus keeps the smallest prefix of the
     sorted distribution whose cumulative probability exceeds ``top_p``, and always the top token.
     """
-    logits = logits.clone()
     if top_k > 0:
         k = min(top_k, logits.shape[-1])
         kth = torch.topk(logits, k)[0][..., -1, None]
-        logits[logits < kth] = float("-inf")
+        logits = logits.masked_fill(logits < kth, float("-inf"))  # not logits[mask] = ...: that syncs on CUDA
     if top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True)
         cum = torch.cumsum(F.softmax(sorted_logits, dim=-1), dim=-1)
         remove = cum > top_p
         remove[..., 1:] = remove[..., :-1].clone()  # shift right: keep the token that crosses top_p
         remove[..., 0] = False
-        logits[remove.scatter(1, order, remove)] = float("-inf")
+        logits = logits.masked_fill(remove.scatter(1, order, remove), float("-inf"))
     return logits
 
 
@@ -214,6 +213,7 @@ def generate(
     use_cache: bool = True,
     num_tokens: int | None = None,
     prefix: torch.Tensor | None = None,
+    compile: bool | str = False,
 ) -> torch.Tensor:
     """Generate token ids (B, L) with a :class:`~restok.generator.HARGenerator` (Sec. 4) under ``sampling``.
 
@@ -234,6 +234,9 @@ def generate(
         prefix: (B, k) or (1, k) ids kept as they are (k a step boundary, e.g. a coarse image's first tokens): their
             keys and values are computed in one teacher-forced call, and sampling continues from the step after them
             (coarse-kept variations). k = 0 is plain generation.
+        compile: ``True`` runs each step through :mod:`restok.compiled` (one ``fullgraph`` graph per step shape, a
+            static KV cache, CUDA graphs on CUDA; the first call per batch size compiles); a string picks the
+            ``torch.compile`` mode. Same tokens as eager up to the compiled kernels' float rounding.
     """
     sp = sampling
     labels = model.check_labels(class_labels, allow_null=False).to(model.device)
@@ -243,7 +246,14 @@ def generate(
         raise ValueError("this generator has no null class (class_dropout_prob was 0), so it cannot use guidance")
     batch_labels = torch.cat([labels, torch.full_like(labels, model.null_class)]) if guided else labels
     class_emb = model.embed_labels(batch_labels)  # (B', 1, D)
-    cache = model.new_cache(batch_labels.shape[0]) if use_cache else None
+    if compile and not use_cache:
+        raise ValueError("compile=True runs the cached steps; it cannot be combined with use_cache=False")
+    compiled = None
+    if compile:
+        from .compiled import compiled_steps
+
+        compiled = compiled_steps(model, batch_labels.shape[0], compile)
+    cache = None if compiled is not None or not use_cache else model.new_cache(batch_labels.shape[0])
     seq = torch.zeros(batch_labels.shape[0], L, dtype=torch.long, device=labels.device)  # (B', L)
     steps = model.step_positions
     ends = [e for _, e in steps]
@@ -263,14 +273,18 @@ def generate(
         if prefix.numel() and (int(prefix.min()) < 0 or int(prefix.max()) >= model.config.vocab_size):
             raise ValueError(f"prefix ids must be in [0, {model.config.vocab_size})")
         seq[:, :kept] = prefix.to(seq.device).expand(B, kept).repeat(2 if guided else 1, 1)
-        if kept and use_cache:
+        if kept and compiled is not None:
+            compiled.keep(kept, seq, class_emb)
+        elif kept and use_cache:
             model.forward_step(seq, class_emb, 0, kept, cache)  # keys/values of the kept positions, in one call
     for s, (start, end) in enumerate(steps):
         if end <= kept:
             continue
         if start >= stop:
             break
-        if use_cache:
+        if compiled is not None:
+            logits = compiled.step(s, seq, class_emb)  # (B', n, V)
+        elif use_cache:
             logits = model.forward_step(seq, class_emb, start, end, cache)  # (B', n, V)
         else:  # the grouped mask keeps positions < end blind to the unknown tokens after them
             logits = model(seq, batch_labels, drop_labels=False)[:, start:end]  # (B', n, V)

@@ -7,6 +7,7 @@ Structure (level sizes, merge layers, masks, RoPE ids) comes from :mod:`restok.h
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -154,6 +155,10 @@ class ResTokDecoder(nn.Module):
         self.cfg = cfg
         D = cfg.decoder_width
         self.levels = Hy.latent_level_sizes(cfg.num_tokens)
+        self.bounds = Hy.latent_level_bounds(cfg.num_tokens)
+        # 2-D RoPE of latents + queries, float32, made once and kept out of the buffers (``.to(bf16)`` cannot round it)
+        g = cfg.grid_size
+        self._rope = mrope_table(Hy.decoder_position_ids((g, g), cfg.num_tokens), D // cfg.decoder_num_heads, cfg.rope_theta)
         self.latent_mask_token = nn.Parameter(D**-0.5 * torch.randn(1, 1, cfg.token_size))
         if cfg.learnable_dec_image_tokens:
             self.mask_token = nn.Parameter(D**-0.5 * torch.randn(1, 1, D))
@@ -189,8 +194,7 @@ class ResTokDecoder(nn.Module):
         keep_t = torch.as_tensor(keep, device=codes.device).reshape(-1, 1)  # (B or 1, 1)
         kept = (pos[None, :] < keep_t).unsqueeze(-1)  # (B or 1, L, 1)
         x = torch.where(kept, codes, self.latent_mask_token.to(codes.dtype))  # (B, L, C)
-        bounds = Hy.latent_level_bounds(L)
-        x = torch.cat([emb(x[:, a:b]) for emb, (a, b) in zip(self.decoder_embed, bounds)], dim=1)  # (B, L, D)
+        x = torch.cat([emb(x[:, a:b]) for emb, (a, b) in zip(self.decoder_embed, self.bounds)], dim=1)  # (B, L, D)
         if cfg.learnable_dec_image_tokens:
             queries = self.mask_token.to(x.dtype).expand(B, g * g, -1)  # (B, G, D)
         else:
@@ -203,9 +207,10 @@ class ResTokDecoder(nn.Module):
             queries = torch.cat([queries, feat_queries])  # (2B, G, D)
         x = self.ln_pre(torch.cat([x, queries], dim=1))  # (B or 2B, L + G, D)
 
-        head_dim = cfg.decoder_width // cfg.decoder_num_heads
-        cos, sin = mrope_table(Hy.decoder_position_ids((g, g), L), head_dim, cfg.rope_theta)
-        rope = (cos.to(x.device), sin.to(x.device))
+        cos, sin = self._rope
+        if cos.device != x.device:  # once per device
+            self._rope = cos, sin = cos.to(x.device), sin.to(x.device)
+        rope = (cos, sin)
         attention = []
         for blk in self.blocks:
             x, w = blk(x, rope, None, return_weights=return_attention)
@@ -253,6 +258,7 @@ class ResTokOutput:
     image_tokens: list[torch.Tensor]  # encoder image-token levels, coarse to fine, each (B, h*w, D)
     encoder_features: torch.Tensor | None = None  # (B, F) projected coarsest image tokens, averaged (alignment)
     decoder_features: torch.Tensor | None = None  # (B, F, g, g) projected feature-query outputs (alignment)
+    latents: torch.Tensor | None = None  # (B, L, C) detached quantizer inputs (dead-code restarts start from these)
 
 
 @dataclass
@@ -435,23 +441,60 @@ class ResTok(PretrainedModel):
         with torch.autocast(device_type=feats.device.type, dtype=pixel_dtype):
             return self.pixel_decoder(feats).float()
 
-    @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, H, W) float in [0, 1] -> token ids (B, L) int64; any prefix ``ids[:, :k]`` decodes."""
-        images = self._check_images(images)
-        return self.encode_latents(images)[1].ids
+    def _autocast(self, dtype: torch.dtype | None) -> Any:
+        """Autocast of the ViTs to ``dtype`` (None: off); the quantizer and the pixel decoder set their own precision."""
+        if dtype is None:
+            return nullcontext()
+        if dtype not in (torch.bfloat16, torch.float16):
+            raise ValueError(f"autocast must be torch.bfloat16 or torch.float16 (or None), got {dtype!r}")
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     @torch.no_grad()
-    def decode(self, ids: torch.Tensor, pixel_dtype: torch.dtype | None = None) -> torch.Tensor:
-        """Token ids (B, k), k an allowed prefix length -> images (B, 3, H, W) clamped to [0, 1]
-        (``pixel_dtype``: see :meth:`decode_codes`)."""
-        ids = self._check_ids(ids)
-        k = ids.shape[1]
-        codes = self.quantize.lookup(ids.to(self.quantize.embedding.weight.device))  # (B, k, C)
+    def encode(self, images: torch.Tensor, autocast: torch.dtype | None = None) -> torch.Tensor:
+        """Images (B, 3, H, W) float in [0, 1] -> token ids (B, L) int64; any prefix ``ids[:, :k]`` decodes.
+
+        ``autocast=torch.bfloat16`` runs the CNN encoder and the ViT in bf16 with float32 weights (the quantizer's
+        nearest-code search stays float32); ids can differ from float32 where two codes are nearly equidistant.
+        """
+        images = self._check_images(images)
+        with self._autocast(autocast):
+            return self.encode_latents(images)[1].ids
+
+    @torch.no_grad()
+    def decode(
+        self,
+        ids: torch.Tensor,
+        pixel_dtype: torch.dtype | None = None,
+        *,
+        autocast: torch.dtype | None = None,
+        compile: bool | str = False,
+    ) -> torch.Tensor:
+        """Token ids (B, k), k an allowed prefix length -> float32 images (B, 3, H, W) clamped to [0, 1].
+
+        Args:
+            pixel_dtype: the CNN pixel decoder's precision (default :attr:`pixel_dtype`, float32; see
+                :meth:`decode_codes`); it holds under ``autocast`` too.
+            autocast: ``torch.bfloat16`` (or ``float16``) runs the ViT decoder under autocast with float32 weights.
+            compile: ``True`` runs the decode as one ``torch.compile`` graph per (batch size, k) (CUDA graphs on
+                CUDA; :mod:`restok.compiled`); a string picks the mode. Pixels as eager up to float rounding.
+        """
+        ids = self._check_ids(ids).to(self.quantize.embedding.weight.device)
+        pixel_dtype = _check_pixel_dtype(self.pixel_dtype if pixel_dtype is None else pixel_dtype)
+        with self._autocast(autocast):
+            if compile:
+                from .compiled import compiled_decoder
+
+                return compiled_decoder(self, compile)(ids, ids.shape[1], pixel_dtype)
+            return self._decode_ids(ids, ids.shape[1], pixel_dtype)
+
+    def _decode_ids(self, ids: torch.Tensor, k: int, pixel_dtype: torch.dtype) -> torch.Tensor:
+        """Checked ids (B, k) on the model's device -> clamped pixels (B, 3, H, W): the graph compiled decode runs."""
+        codes = self.quantize.lookup(ids)  # (B, k, C)
         if k < self.num_tokens:  # the masked positions' values are never used
             pad = codes.new_zeros(codes.shape[0], self.num_tokens - k, codes.shape[2])
             codes = torch.cat([codes, pad], dim=1)  # (B, L, C)
-        return self.decode_codes(codes, k, pixel_dtype).clamp(0.0, 1.0)
+        feats, _, _ = self.decoder(codes.to(self.decoder.ln_pre.weight.dtype), k)
+        return self._pixel_decode(feats, pixel_dtype).clamp(0.0, 1.0)
 
     @torch.no_grad()
     def encode_adaptive(
@@ -546,7 +589,7 @@ class ResTok(PretrainedModel):
             enc_feats = self.vf_proj(coarse).mean(dim=(2, 3))  # (B, F)
         return ResTokOutput(
             recon, q.ids, keep, q.loss, q.commitment_loss, q.codebook_loss, q.entropy_loss, enc.image_tokens,
-            enc_feats, dec_feats,
+            enc_feats, dec_feats, q.latents,
         )
 
     def inference_config(self) -> ResTokConfig:
