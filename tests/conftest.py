@@ -122,3 +122,14 @@ def require(module: str):  # type: ignore[no-untyped-def]
     if os.environ.get("CI"):
         return importlib.import_module(module)
     return pytest.importorskip(module)
+
+
+def require_compiler() -> None:
+    """Inductor's CPU kernels need a C++ compiler: skip without one locally, fail under CI (which installs g++)."""
+    import os
+    import shutil
+
+    if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
+        if os.environ.get("RESTOK_REQUIRE_COMPILER") or os.environ.get("CI"):
+            pytest.fail("no C++ compiler (g++) for torch.compile's CPU backend; CI installs it")
+        pytest.skip("no C++ compiler for torch.compile's CPU backend")

@@ -16,6 +16,8 @@ from PIL import Image
 from restok import HARGenerator, ResTok
 from restok.images import load_image
 
+from .conftest import require_compiler
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
@@ -136,6 +138,7 @@ def test_generate_writes_images_grid_manifest_and_progressive(models, tmp_path):
 
 
 def test_generate_compile_gives_the_same_images(models, tmp_path):
+    require_compiler()
     common = ["generate", "--generator", str(models["gen"]), "--tokenizer", str(models["tok"]), "--classes", "3", "7",
               "--seed", "2", "--batch-size", "2", "--sampling", "released"]
     eager, comp = run(*common, "--out", str(tmp_path / "eager")), run(*common, "--compile", "--out", str(tmp_path / "comp"))

@@ -9,6 +9,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from restok import HARGenerator, ResTok
 
+from .conftest import require_compiler
+
+@pytest.fixture(autouse=True)
+def _compiler(request) -> None:
+    if "never_reads_back" not in request.node.name:
+        require_compiler()
+
+
 # What reads a device value back to the host: .item()/int()/bool() of a tensor, and boolean-mask indexing.
 SYNCING_OPS = ("_local_scalar_dense", "nonzero", "masked_select", "is_nonzero", "equal")
 
