@@ -141,3 +141,15 @@ def test_compiled_decode_and_bf16_autocast_keep_the_pixel_decoder_float32() -> N
     assert torch.equal(tok.encode(eager), tok.encode(eager))
     with pytest.raises(ValueError, match="autocast"):
         tok.decode(ids, autocast=torch.float64)
+
+
+def test_float32_pixels_after_bf16_pixels_reuse_no_bf16_weights() -> None:
+    """The pixel decoder caches its rewritten conv weights; one folded under bf16 autocast must not serve a later
+    float32 decode (found by the GPU suite's rehearsal: a dtype error, or silently bf16 weights)."""
+    torch.manual_seed(0)
+    tok = ResTok.from_preset("restok-tiny").eval()
+    ids = torch.randint(0, tok.codebook_size, (2, 32))
+    fresh = ResTok.from_preset("restok-tiny").eval()
+    fresh.load_state_dict(tok.state_dict())
+    tok.decode(ids, pixel_dtype=torch.bfloat16)
+    assert torch.equal(tok.decode(ids), fresh.decode(ids))

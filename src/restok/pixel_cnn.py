@@ -70,7 +70,12 @@ def _prepared(owner: nn.Module, key: str, sources: tuple[torch.Tensor, ...], mak
     """``make()`` in channels-last layout, cached on ``owner`` while no gradient is needed and no source changed."""
     if (torch.is_grad_enabled() and any(s.requires_grad for s in sources)) or torch.compiler.is_compiling():
         return make()  # training: differentiable, rebuilt every call; compiled graphs fold it themselves
-    stamp = tuple((s.data_ptr(), s._version, s.dtype, s.device, s.shape) for s in sources)
+    # the autocast state is part of the key: a weight folded under bf16 autocast comes out bf16 and must not be
+    # reused by a float32 call (the float32 pixel decoder after a bf16 one)
+    dev = sources[0].device.type
+    stamp = (torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev)) + tuple(
+        (s.data_ptr(), s._version, s.dtype, s.device, s.shape) for s in sources
+    )
     cache: dict[str, tuple[tuple, torch.Tensor]] = owner.__dict__.setdefault(_CACHE_ATTR, {})
     hit = cache.get(key)
     if hit is not None and hit[0] == stamp:
