@@ -83,6 +83,14 @@ def test_compiled_har_sampling_equals_eager_with_one_graph_per_step_shape() -> N
                            gen.generate(labels, generator=torch.Generator().manual_seed(3), compile=True, **kw))
     with pytest.raises(ValueError, match="use_cache=False"):
         gen.generate(labels, compile=True, use_cache=False)
+    # the compiled functions are not part of the model: a deep copy and a dtype change leave them out
+    import copy
+
+    twin = copy.deepcopy(gen)
+    assert "_restok_compiled" in gen.__dict__ and "_restok_compiled" not in twin.__dict__
+    assert torch.equal(twin.generate(labels, top_k=1), gen.generate(labels, top_k=1))
+    gen.float()  # .to()/.float()/.cuda() replace the tensors the graphs were traced with: the store goes
+    assert "_restok_compiled" not in gen.__dict__
 
 
 def test_vanilla_ar_compiles_one_graph_for_all_its_calls() -> None:

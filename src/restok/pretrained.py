@@ -70,12 +70,19 @@ class PretrainedModel(nn.Module):
         return torch.float32
 
     def _apply(self, fn: Any, recurse: bool = True) -> "PretrainedModel":
+        self.__dict__.pop("_restok_compiled", None)  # compiled steps and caches (restok.compiled) of the old tensors
         super()._apply(fn, recurse)
         for name in self.keep_in_fp32_modules:
             m = getattr(self, name, None)
             if m is not None and any(p.is_floating_point() and p.dtype != torch.float32 for p in m.parameters()):
                 m.float()
         return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling and ``copy.deepcopy`` leave out the compiled functions (they are rebuilt on first use)."""
+        state = dict(super().__getstate__())
+        state.pop("_restok_compiled", None)
+        return state
 
     def fingerprint(self) -> str:
         """SHA-256 of the weights file this model was loaded from, else of its tensors in memory."""
