@@ -161,3 +161,20 @@ def test_float32_pixels_after_bf16_pixels_reuse_no_bf16_weights() -> None:
     fresh.load_state_dict(tok.state_dict())
     tok.decode(ids, pixel_dtype=torch.bfloat16)
     assert torch.equal(tok.decode(ids), fresh.decode(ids))
+
+
+def test_each_step_and_the_decode_trace_as_one_graph_without_breaks() -> None:
+    """``torch._dynamo.explain`` of a HAR step and of the decode: one graph, no graph break (what fullgraph enforces)."""
+    torch._dynamo.reset()
+    gen = _generator()
+    labels = torch.tensor([1, 2])
+    emb = gen.embed_labels(labels)
+    seq = torch.zeros(2, gen.num_tokens, dtype=torch.long)
+    cache = gen.new_cache(2)
+    for a, b in gen.step_positions[:5]:
+        ex = torch._dynamo.explain(gen._step)(seq, emb, torch.arange(a, b), gen._mask[a:b], cache)
+        assert ex.graph_count == 1 and ex.graph_break_count == 0, (a, b, ex.break_reasons)
+    tok = ResTok.from_preset("restok-tiny").eval()
+    ids = torch.randint(0, tok.codebook_size, (2, 8))
+    ex = torch._dynamo.explain(tok._decode_ids)(ids, 8, torch.float32)
+    assert ex.graph_count == 1 and ex.graph_break_count == 0, ex.break_reasons
