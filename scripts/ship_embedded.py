@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "src" / "restok" / "assets"
 SHIPPED = {"restok-tiny-mnist": "tok-restok", "har-tiny-mnist": "har-restok"}
+DEMO_CFG = 2.0  # replicate.py embedded measures the generator at this guidance scale
 
 
 def main() -> None:
@@ -49,6 +50,10 @@ def main() -> None:
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(args.runs / run / "final", dest)
+        (dest / "README.md").unlink(missing_ok=True)  # the run's model card; the package's card is card.json
+        if name == "har-tiny-mnist":  # the recipe its figures (and the demo) use: guidance 2.0
+            (dest / "generation_config.json").write_text(json.dumps(
+                {**json.loads((dest / "generation_config.json").read_text()), "cfg_scale": DEMO_CFG}, indent=2))
         card = {
             "name": name,
             "command": times[run]["command"],

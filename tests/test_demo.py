@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,7 +58,7 @@ def test_embedded_data_as_image_source_and_dataset() -> None:
 
 # Held-out digits 0..999 are class-sorted (100 per class): two of each class.
 HANDFUL = [c * 100 + i for c in range(10) for i in (3, 57)]
-PSNR_32_THRESHOLD = 19.5  # measured 20.27 dB on these 20 digits with the shipped model (2026-11-28)
+PSNR_32_THRESHOLD = 22.5  # measured 23.30 dB on these 20 digits with the shipped model (2026-12-01)
 
 
 def test_embedded_tokenizer_reconstructs_held_out_digits() -> None:
@@ -165,3 +166,70 @@ def test_demo_quick(tmp_path, demo_models) -> None:
     strip = Image.open(tmp_path / "demo" / "reconstructions.png")
     assert strip.size == (10 * 34 + 2, 5 * 34 + 2)  # 10 digits x (originals + 4 prefix lengths), 2 px padding
     assert "PSNR" in (tmp_path / "demo" / "report.md").read_text() and "<img" in (tmp_path / "demo" / "report.html").read_text()
+
+
+def _digit_classifier():  # type: ignore[no-untyped-def]
+    """benchmarks/replication's digit classifier (a small CNN, 96.4 % on the held-out digits), loaded by path."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "replication" / "digit_classifier.py"
+    spec = importlib.util.spec_from_file_location("digit_classifier", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+@torch.no_grad()
+def test_shipped_cards_hold_what_the_shipped_models_measure() -> None:
+    """The embedded cards' figures, re-measured from the shipped weights on the 1,000 held-out digits: PSNR and the
+    digit classifier's verdict at every prefix length, codebook usage/entropy, and the generator's class accuracy
+    under the evaluation protocol's sampling (class i mod 10, one seeded generator per chunk of 100, guidance 2.0)."""
+    from restok.checkpoint import embedded_model_card
+    from restok.data import derive_seed
+    from restok.evaluation import generation_labels
+    from restok.metrics import codebook_stats, psnr
+
+    dc = _digit_classifier()
+    net = dc.load_classifier()
+    tok = ResTok.from_pretrained("restok-tiny-mnist").eval()
+    card = embedded_model_card("restok-tiny-mnist")["figures"]
+    x, y = MNISTDigits("test").batch(range(1000))
+    ids = torch.cat([tok.encode(b) for b in x.split(100)])
+    for k in tok.prefix_lengths:
+        rec = torch.cat([tok.decode(b[:, :k]) for b in ids.split(100)])
+        assert abs(float(psnr(rec, x).mean()) - card[f"held-out PSNR (dB, {k} tokens)"]) < 1e-3, k
+        assert abs(dc.accuracy(net, rec, y) - card[f"reconstructions classified as the original digit ({k} tokens)"]) < 1e-6, k
+    stats = codebook_stats(ids, tok.codebook_size)
+    assert stats["usage"] == card["codebook usage"] and abs(stats["entropy"] - card["codebook entropy (bits)"]) < 1e-6
+    # the issue's targets: 95 % of 32-token reconstructions kept, >= 0.5 dB per level, >= half the codes used
+    assert card["reconstructions classified as the original digit (32 tokens)"] >= 0.95
+    gains = [card[f"held-out PSNR (dB, {b} tokens)"] - card[f"held-out PSNR (dB, {a} tokens)"] for a, b in ((4, 8), (8, 16), (16, 32))]
+    assert min(gains) >= 0.5 and stats["usage"] >= 0.5, gains
+    gen = HARGenerator.from_pretrained("har-tiny-mnist").eval()
+    gcard = embedded_model_card("har-tiny-mnist")["figures"]
+    labels = generation_labels(1000, 10)
+    hits = 0
+    for c in range(10):
+        lab = labels[c * 100 : (c + 1) * 100]
+        g = torch.Generator().manual_seed(derive_seed(0, "chunk", c) % (2**63))
+        images = tok.decode(gen.generate(lab, cfg_scale=2.0, generator=g))
+        u8 = (images * 255).clamp(0, 255).to(torch.uint8)  # what the evaluation scored
+        hits += int((net(u8.float() / 255).argmax(1) == lab).sum())
+    assert abs(hits / 1000 - gcard["class accuracy (digit classifier)"]) < 1e-6 and hits >= 950
+
+
+@torch.no_grad()
+def test_the_demo_strip_keeps_every_digit() -> None:
+    """The demo's coarse-to-fine strip (one held-out digit per class): at 32 tokens the classifier reads nine of the ten
+    reconstructions as their own digit (the old model kept eight). The miss is the thin, open-looped '3' (#333), whose
+    32-token reconstruction still closes into an '8' (p(3) = 0.14; the other held-out 3s are kept): a known limit
+    of this 1.5 M-parameter tokenizer, named in benchmarks/replication/RESULTS.md."""
+    dc = _digit_classifier()
+    tok = ResTok.from_pretrained("restok-tiny-mnist").eval()
+    test = MNISTDigits("test", tok.config.image_size)
+    idx = torch.linspace(0, len(test) - 1, 1000).long()[torch.linspace(0, 999, 10).long()].tolist()  # the demo's columns
+    x, y = test.batch(idx)
+    assert y.tolist() == list(range(10))
+    pred = dc.load_classifier()(tok.decode(tok.encode(x))).argmax(1)
+    kept = [int(p) == int(t) for p, t in zip(pred, y)]
+    assert sum(kept) >= 9, pred.tolist()
