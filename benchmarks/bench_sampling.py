@@ -67,36 +67,26 @@ def main() -> None:
                     if (not cached and (args.no_uncached or comp)) or (args.har_only and gen is van):
                         continue
 
-                    def tokens() -> torch.Tensor:
+                    def sample(compiled: bool, greedy: bool = False) -> torch.Tensor:
+                        """The released recipe (or its greedy variant), seeded, compiled or eager."""
+                        filt = {"top_k": 1} if greedy else {"top_p": 0.95}
                         with torch.no_grad(), autocast(dev, dtype):
-                            return gen.generate(labels, cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_p=0.95,
-                                                generator=torch.Generator(dev).manual_seed(0), use_cache=cached, compile=comp)
+                            return gen.generate(labels, cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, **filt,
+                                                generator=torch.Generator(dev).manual_seed(0), use_cache=cached, compile=compiled)
 
-                    t_tok = timeit(tokens, dev, warmup=1, repeat=args.repeat)
-                    ids = tokens()
+                    def decode(ids: torch.Tensor, compiled: bool) -> torch.Tensor:
+                        with torch.no_grad(), autocast(dev, dtype):
+                            return tok.decode(ids, pixel_dtype(dtype), compile=compiled)
+
+                    t_tok = timeit(lambda: sample(comp), dev, warmup=1, repeat=args.repeat)
+                    ids = sample(comp)
                     same = "-"
                     if comp:  # an optimisation must not change the sampled tokens: seeded and greedy against eager
-                        with torch.no_grad(), autocast(dev, dtype):
-                            greedy = lambda c: gen.generate(labels, cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_k=1, compile=c)  # noqa: E731
-                            seeded = torch.equal(ids, gen.generate(labels, cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_p=0.95,
-                                                                   generator=torch.Generator(dev).manual_seed(0)))
-                            same = "yes" if seeded and torch.equal(greedy(True), greedy(False)) else "NO"
-
-                    def decode() -> torch.Tensor:
-                        with torch.no_grad(), autocast(dev, dtype):
-                            return tok.decode(ids, pixel_dtype(dtype), compile=comp)
-
-                    t_dec = timeit(decode, dev, warmup=1, repeat=args.repeat)
+                        same = "yes" if torch.equal(ids, sample(False)) and torch.equal(sample(True, True), sample(False, True)) else "NO"
+                    t_dec = timeit(lambda: decode(ids, comp), dev, warmup=1, repeat=args.repeat)
                     key = (name, dtype, B, cached)
                     if key not in work:  # the same work compiled or not: counted once, always on the eager path
-
-                        def eager() -> None:
-                            with torch.no_grad(), autocast(dev, dtype):
-                                out = gen.generate(labels, cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_p=0.95,
-                                                   generator=torch.Generator(dev).manual_seed(0), use_cache=cached)
-                                tok.decode(out, pixel_dtype(dtype))
-
-                        work[key] = flops_per_image(eager, B)
+                        work[key] = flops_per_image(lambda: decode(sample(False), False), B)
                     peak = peak_tflops(dev, dtype)
                     floor = 50_000 * work[key] / (peak * 1e12) / 3600 if peak else "-"
                     rows.append([name, gen.num_steps, "yes" if cached else "no", dtype, "yes" if comp else "no", same, B,

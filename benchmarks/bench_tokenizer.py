@@ -37,13 +37,12 @@ def main() -> None:
     S = tok.config.image_size
     rows = []
     for comp in ([False, True] if args.compile else [False]):
+        enc_c = torch.compile(tok.encode, dynamic=False) if comp else tok.encode  # encode: plain torch.compile
         for dtype in args.dtype:
             for B in args.batches:
                 x = torch.rand(B, 3, S, S, device=dev)
                 with torch.no_grad():
                     ids = tok.encode(x)
-
-                enc_c = torch.compile(tok.encode, dynamic=False) if comp else tok.encode  # encode: plain torch.compile
 
                 def enc() -> torch.Tensor:
                     with torch.no_grad(), autocast(dev, dtype):

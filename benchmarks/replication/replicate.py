@@ -260,7 +260,7 @@ def cmd_table5(runs: Path, inception_weights: str) -> str:
 
 @torch.no_grad()
 def prefix_figures(tok: ResTok, x: torch.Tensor, y: torch.Tensor) -> dict[int, dict[str, float]]:
-    """Per kept-token count: held-out PSNR (dB, mean over images) and the share of reconstructions that the digit
+    """Per kept-token count: held-out MSE, PSNR (dB, mean over images) and the share of reconstructions that the digit
     classifier assigns to the original digit's label."""
     from restok.metrics import psnr
 
@@ -269,7 +269,8 @@ def prefix_figures(tok: ResTok, x: torch.Tensor, y: torch.Tensor) -> dict[int, d
     out = {}
     for k in tok.prefix_lengths:
         rec = torch.cat([tok.decode(b[:, :k]) for b in ids.split(EVAL_BATCH)])
-        out[k] = {"psnr": float(psnr(rec, x).mean()), "classifier_accuracy": accuracy(net, rec, y)}
+        out[k] = {"mse": float((rec - x).pow(2).mean()), "psnr": float(psnr(rec, x).mean()),
+                  "classifier_accuracy": accuracy(net, rec, y)}
     return out
 
 
@@ -300,21 +301,15 @@ def cmd_embedded(runs: Path, inception_weights: str, cfg_scale: float = 2.0) -> 
 @torch.no_grad()
 def cmd_fig5(runs: Path) -> str:
     """Held-out MSE / PSNR by kept-token count, both tokenizers; and the reconstruction strips as PNG."""
-    from restok.metrics import psnr
-
     test = MNISTDigits("test")
-    x, _ = test.batch(range(len(test)))
+    x, y = test.batch(range(len(test)))
     rows, per = [], {}
     for name in ("tok-titok", "tok-restok"):
         if not (runs / name / "final").exists():
             print(f"{name}: not trained, left out of Fig. 5", flush=True)
             continue
         tok = ResTok.from_pretrained(str(runs / name / "final")).eval()
-        ids = torch.cat([tok.encode(b) for b in x.split(EVAL_BATCH)])
-        per[name] = {}
-        for k in tok.prefix_lengths:
-            rec = torch.cat([tok.decode(b[:, :k]) for b in ids.split(EVAL_BATCH)])
-            per[name][k] = (float((rec - x).pow(2).mean()), float(psnr(rec, x).mean()))
+        per[name] = {k: (v["mse"], v["psnr"]) for k, v in prefix_figures(tok, x, y).items()}
         try:
             from restok.viz import plot_attention, reconstruction_strip
 

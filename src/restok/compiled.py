@@ -130,8 +130,7 @@ def compiled_decoder(model: Any, mode: bool | str = True, backend: str = "induct
     store = _store(model)
     if key not in store:
         _allow_graphs("decode", 2 * len(model.prefix_lengths))  # prefix lengths x a few batch sizes
-        cos, sin = model.decoder._rope
-        model.decoder._rope = (cos.to(model.device), sin.to(model.device))  # before tracing: no move inside the graph
+        model.decoder._rope_on(model.device)  # before tracing: no move inside the graph
         fn = torch.compile(model._decode_ids, **_compile_kwargs(mode, backend))
         cuda_graphs = model.device.type == "cuda" and mode == "reduce-overhead"
 

@@ -7,7 +7,6 @@ Structure (level sizes, merge layers, masks, RoPE ids) comes from :mod:`restok.h
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -20,7 +19,7 @@ from .checkpoint import Provenance
 from .config import ResTokConfig, tokenizer_preset
 from .official import TOKENIZER_TRAINING_ONLY
 from .pixel_cnn import PixelDecoder, PixelEncoder
-from .precision import DTYPES
+from .precision import DTYPES, autocast_to
 from .pretrained import PretrainedModel
 from .quantizer import VectorQuantizer
 from .rope import mrope_table
@@ -173,6 +172,13 @@ class ResTokDecoder(nn.Module):
             # image queries, in a second copy of the batch, and are aligned to the teacher's patch features.
             self.feat_mask_token = nn.Parameter(D**-0.5 * torch.randn(1, 1, D))
 
+    def _rope_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The float32 RoPE table, moved to ``device`` once (the compiled decode calls this before tracing)."""
+        cos, sin = self._rope
+        if cos.device != device:
+            self._rope = cos, sin = cos.to(device), sin.to(device)
+        return cos, sin
+
     def forward(
         self,
         codes: torch.Tensor,
@@ -207,10 +213,7 @@ class ResTokDecoder(nn.Module):
             queries = torch.cat([queries, feat_queries])  # (2B, G, D)
         x = self.ln_pre(torch.cat([x, queries], dim=1))  # (B or 2B, L + G, D)
 
-        cos, sin = self._rope
-        if cos.device != x.device:  # once per device
-            self._rope = cos, sin = cos.to(x.device), sin.to(x.device)
-        rope = (cos, sin)
+        rope = self._rope_on(x.device)
         attention = []
         for blk in self.blocks:
             x, w = blk(x, rope, None, return_weights=return_attention)
@@ -443,11 +446,9 @@ class ResTok(PretrainedModel):
 
     def _autocast(self, dtype: torch.dtype | None) -> Any:
         """Autocast of the ViTs to ``dtype`` (None: off); the quantizer and the pixel decoder set their own precision."""
-        if dtype is None:
-            return nullcontext()
-        if dtype not in (torch.bfloat16, torch.float16):
+        if dtype is not None and dtype not in (torch.bfloat16, torch.float16):
             raise ValueError(f"autocast must be torch.bfloat16 or torch.float16 (or None), got {dtype!r}")
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return autocast_to(self.device, dtype)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor, autocast: torch.dtype | None = None) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..data import derive_seed
-from .engine import _is_dtensor, full_tensor
+from .engine import _is_dtensor, copy_whole_, full_tensor
 
 __all__ = ["DeadCodeRestarter"]
 
@@ -31,12 +31,9 @@ WEIGHT = "quantize.embedding.weight"  # the codebook's parameter name (also its 
 def _set_rows(t: torch.Tensor, idx: torch.Tensor, rows: torch.Tensor) -> None:
     """``t[idx] = rows`` for a plain tensor or an FSDP-sharded one (a collective there: every process calls it)."""
     if _is_dtensor(t):
-        from torch.distributed.tensor import distribute_tensor
-
         whole = full_tensor(t.detach()).clone()
         whole[idx.to(whole.device)] = rows.to(whole.device, whole.dtype)
-        # every process holds the same whole tensor, so each takes its slice without communication
-        t.copy_(distribute_tensor(whole, t.device_mesh, t.placements, src_data_rank=None))
+        copy_whole_(t, whole)  # every process computed the same whole tensor
     else:
         t[idx.to(t.device)] = rows.to(t.device, t.dtype)
 

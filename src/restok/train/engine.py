@@ -100,6 +100,16 @@ def full_tensor(t: torch.Tensor) -> torch.Tensor:
     return t.full_tensor() if _is_dtensor(t) else t
 
 
+def copy_whole_(dst: torch.Tensor, whole: torch.Tensor) -> None:
+    """``dst.copy_(whole)`` where ``whole`` is the entire tensor and ``dst`` may be an FSDP shard: every process holds the
+    same ``whole`` (read from one file, or computed alike), so each takes its own slice without communication."""
+    if _is_dtensor(dst):
+        from torch.distributed.tensor import distribute_tensor
+
+        whole = distribute_tensor(whole.to(dst.device, dst.dtype), dst.device_mesh, dst.placements, src_data_rank=None)
+    dst.copy_(whole)
+
+
 def shard_model(model: nn.Module, block_types: tuple[type, ...]) -> nn.Module:
     """Shard ``model`` across the processes with FSDP2 (``fully_shard``): one unit per block, one for the rest.
 
@@ -148,14 +158,7 @@ class EMA:
         if missing or unexpected:
             raise TrainingError(f"EMA state does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
         for n, sh in self.shadow.items():
-            if _is_dtensor(sh):
-                from torch.distributed.tensor import distribute_tensor
-
-                # every process read the same file, so each takes its own slice without communication
-                part = distribute_tensor(state[n].to(sh.device, sh.dtype), sh.device_mesh, sh.placements, src_data_rank=None)
-                sh.copy_(part)
-            else:
-                sh.copy_(state[n])
+            copy_whole_(sh, state[n])  # every process read the same file
         self.updates = updates
 
     @torch.no_grad()
