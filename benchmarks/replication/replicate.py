@@ -228,10 +228,11 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> str:
 
 def cmd_table2(runs: Path, inception_weights: str, seeds: list[int], budget: tuple[int, int] | None = None) -> str:
     """Table 2's rows (TiTok-like, hierarchies without residuals, ResTok), each trained with every seed and the same
-    dead-code restarts: mean and standard deviation over seeds of PSNR, rFID, codebook usage, H_C, and gFID / class
-    accuracy of the same vanilla-AR recipe on each tokenizer's codes, without guidance."""
+    dead-code restarts: mean and sample standard deviation over seeds (then each seed's figures) of PSNR, rFID,
+    codebook usage, H_C, and gFID / class accuracy of the same vanilla-AR recipe on each tokenizer's codes, without
+    guidance."""
     inc = _inception(inception_weights)
-    rows = []
+    rows, per_seed = [], []
     keys = ("psnr", "rfid", "codebook_usage", "codebook_entropy", "gfid", "class_accuracy")
     for label, row, _ in TABLE2_ROWS:
         vals: dict[str, list[float]] = {k: [] for k in keys}
@@ -244,12 +245,15 @@ def cmd_table2(runs: Path, inception_weights: str, seeds: list[int], budget: tup
             g = _generation(runs, gen, tok, inc, cfg_scale=1.0)
             for k in keys:
                 vals[k].append(float((r if k in r else g)[k]))
+            per_seed.append([label, seed] + [vals[k][-1] for k in keys])
         n = len(vals["psnr"])
         if n == 0:
             continue
         cell = lambda v: f"{np.mean(v):.4g} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.2g}"  # noqa: E731
         rows.append([label, n] + [cell(vals[k]) for k in keys])
-    table = _md_table(["tokenizer", "seeds", "PSNR (dB)", "rFID", "usage", "H_C (bits)", "gFID (AR, no CFG)", "class acc."], rows)
+    figures = ["PSNR (dB)", "rFID", "usage", "H_C (bits)", "gFID (AR, no CFG)", "class acc."]
+    # mean ± sample standard deviation (ddof 1) over the seeds, then every seed's own figures
+    table = _md_table(["tokenizer", "seeds"] + figures, rows) + "\n\n" + _md_table(["tokenizer", "seed"] + figures, per_seed)
     print(table)
     return table
 
