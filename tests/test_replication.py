@@ -64,3 +64,28 @@ def test_table2_at_the_configs_budget_shares_seed_0_with_the_embedded_models(rep
     assert {"tok-hier", "tok-restok-s2", "ar-titok-s2", "ar-hier-s2"} <= set(outs)
     assert len(outs) == len(set(outs))
     assert not any("max_steps=" in a for c in calls for a in c)
+
+
+def test_an_evaluation_of_a_retrained_model_is_not_reused(replicate, tmp_path):
+    """The cached figures name the weights they measured (SHA-256): retraining a model under the same run name makes
+    them stale, and they are removed with their chunks instead of being printed again."""
+    import json
+
+    runs = tmp_path / "runs"
+    for name in ("tok-x", "gen-x"):
+        (runs / name / "final").mkdir(parents=True)
+        (runs / name / "final" / "model.safetensors").write_bytes(name.encode())
+    sha = {n: replicate.file_sha256(runs / n / "final" / "model.safetensors") for n in ("tok-x", "gen-x")}
+    out = runs / "eval" / "gen-gen-x-cfg1.json"
+    work = out.with_name(out.name + ".work")
+    work.mkdir(parents=True)
+    (work / "chunk-000000.npz").write_bytes(b"old")
+    out.write_text(json.dumps({"gfid": 1.0, "settings": {"generator": {"sha256": sha["gen-x"]},
+                                                          "tokenizer": {"sha256": sha["tok-x"]}}}))
+    roles = {"generator": "gen-x", "tokenizer": "tok-x"}
+    assert replicate._cached(out, runs, roles)
+    assert out.exists() and work.exists()
+    (runs / "tok-x" / "final" / "model.safetensors").write_bytes(b"retrained")
+    assert not replicate._cached(out, runs, roles)
+    assert not out.exists() and not work.exists()
+    assert not replicate._cached(out, runs, roles)  # nothing cached: evaluate

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -51,6 +52,7 @@ from digit_classifier import accuracy, load_classifier  # noqa: E402
 from digit_classifier import main as train_classifier  # noqa: E402
 
 from restok import HARGenerator, ResTok  # noqa: E402
+from restok.checkpoint import file_sha256  # noqa: E402
 from restok.datasets import MNISTDigits, mnist_source  # noqa: E402
 
 # name -> (kind, config, input): every model of the replication, in training order.
@@ -184,11 +186,28 @@ def _reference(runs: Path, inception: Any) -> Path:
     return ref
 
 
+def _cached(out: Path, runs: Path, models: dict[str, str]) -> bool:
+    """Whether ``out`` holds an evaluation of exactly these models (role -> run name, as its settings record the
+    weights' SHA-256): a model retrained under the same name makes the old figures stale, so they and their chunks
+    are removed (they are this script's own cache) and the evaluation runs again."""
+    if not out.exists():
+        return False
+    settings = json.loads(out.read_text()).get("settings", {})
+    stale = [role for role, name in models.items()
+             if settings.get(role, {}).get("sha256") != file_sha256(runs / name / "final" / "model.safetensors")]
+    if not stale:
+        return True
+    print(f"{out.name}: the {' and '.join(stale)} changed since it was written; evaluating again", flush=True)
+    out.unlink()
+    shutil.rmtree(out.with_name(out.name + ".work"), ignore_errors=True)
+    return False
+
+
 def _reconstruction(runs: Path, name: str, inception: Any) -> dict[str, Any]:
     from restok.evaluation import evaluate_reconstruction
 
     out = runs / "eval" / f"rec-{name}.json"
-    if not out.exists():
+    if not _cached(out, runs, {"tokenizer": name}):
         tok = ResTok.from_pretrained(str(runs / name / "final")).eval()
         evaluate_reconstruction(tok, mnist_source("test"), inception, out, batch_size=EVAL_BATCH, progress=False)
     return json.loads(out.read_text())
@@ -199,7 +218,7 @@ def _generation(runs: Path, gen_name: str, tok_name: str, inception: Any, cfg_sc
     from restok.evaluation import evaluate_generation
 
     out = runs / "eval" / f"gen-{gen_name}-cfg{cfg_scale:g}.json"
-    if not out.exists():
+    if not _cached(out, runs, {"generator": gen_name, "tokenizer": tok_name}):
         tok = ResTok.from_pretrained(str(runs / tok_name / "final")).eval()
         gen = HARGenerator.from_pretrained(str(runs / gen_name / "final")).eval()
         res = evaluate_generation(gen, tok, inception, _reference(runs, inception), out, per_class=PER_CLASS,
