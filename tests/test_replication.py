@@ -89,3 +89,46 @@ def test_an_evaluation_of_a_retrained_model_is_not_reused(replicate, tmp_path):
     assert not replicate._cached(out, runs, roles)
     assert not out.exists() and not work.exists()
     assert not replicate._cached(out, runs, roles)  # nothing cached: evaluate
+
+
+def test_fig5_at_a_budget_compares_the_rows_trained_at_it(replicate, monkeypatch, tmp_path):
+    """``fig5 --budget`` reads Table 2's seed-0 rows of that budget (an untrained row is left out), measures each by
+    kept tokens, draws one held-out digit per class, and summarises the ResTok row's attention by level."""
+    import json
+
+    import torch
+
+    from restok import ResTok
+    from restok.datasets import MNISTDigits
+
+    real = MNISTDigits("test")
+    idx = torch.linspace(0, len(real) - 1, 1000).long()[torch.arange(0, 1000, 50)].tolist()  # 2 per class, sorted
+
+    class Few:
+        """20 held-out digits, still sorted by class as the real split is."""
+
+        def __init__(self, split: str = "test", size: int = 32) -> None:
+            assert split == "test"
+
+        def __len__(self) -> int:
+            return len(idx)
+
+        def batch(self, indices):  # type: ignore[no-untyped-def]
+            return real.batch(idx)
+
+    monkeypatch.setattr(replicate, "MNISTDigits", Few)
+    runs = tmp_path / "runs"
+    torch.manual_seed(0)
+    ResTok.from_preset("restok-tiny", hierarchy_stages=1, latent_hierarchy=False, residual_image_tokens=False,
+                       residual_latent_tokens=False).save_pretrained(runs / "tok-titok-1-2-s0" / "final")
+    ResTok.from_preset("restok-tiny").save_pretrained(runs / "tok-restok-1-2-s0" / "final")
+    table = replicate.cmd_fig5(runs, (1, 2))
+    assert "TiTok-like MSE" in table and "ResTok PSNR" in table and "hierarchies" not in table
+    out = json.loads((runs / "eval" / "fig5-1-2.json").read_text())
+    assert sorted(out["error"]) == ["tok-restok-1-2-s0", "tok-titok-1-2-s0"]
+    assert all(sorted(map(int, v)) == [4, 8, 16, 32] for v in out["error"].values())
+    assert len(out["attention"]["share_by_scale"]) == len(out["attention"]["level_sizes"])
+    for name in out["error"]:
+        assert (runs / "eval" / f"fig5-strip-{name}.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="tok-restok-3-4-s0"):
+        replicate.cmd_fig5(runs, (3, 4))
