@@ -223,8 +223,8 @@ def test_the_demo_strip_keeps_nine_of_its_ten_digits() -> None:
     """The demo's coarse-to-fine strip (one held-out digit per class): at 32 tokens the classifier reads nine of the ten
     reconstructions as their own digit (the 2026-11-28 model kept eight). The miss is the thin, open-looped '3' (#333):
     its 16-token reconstruction is read as a 3, its 32-token one closes into an '8' (p(3) = 0.15; the original itself
-    gets p(3) = 0.56, p(8) = 0.35) with the 12,000-step tokenizer as with the 6,000-step one: a known limit of this 1.5 M-parameter tokenizer, named in
-    benchmarks/replication/RESULTS.md."""
+    gets p(3) = 0.56, p(8) = 0.35) with the 12,000-step tokenizer as with the 6,000-step one: a known limit of this
+    1.5 M-parameter tokenizer, named in benchmarks/replication/RESULTS.md."""
     dc = _digit_classifier()
     tok = ResTok.from_pretrained("restok-tiny-mnist").eval()
     test = MNISTDigits("test", tok.config.image_size)

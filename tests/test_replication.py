@@ -128,7 +128,9 @@ def test_fig5_at_a_budget_compares_the_rows_trained_at_it(replicate, monkeypatch
     assert sorted(out["error"]) == ["tok-restok-1-2-s0", "tok-titok-1-2-s0"]
     assert all(sorted(map(int, v)) == [4, 8, 16, 32] for v in out["error"].values())
     assert len(out["attention"]["share_by_scale"]) == len(out["attention"]["level_sizes"])
-    for name in out["error"]:
-        assert (runs / "eval" / f"fig5-strip-{name}.png").stat().st_size > 0
+    from PIL import Image
+
+    for name in out["error"]:  # one digit per class: 10 columns x (originals + 4 prefix lengths), 2 px padding
+        assert Image.open(runs / "eval" / f"fig5-strip-{name}.png").size == (10 * 34 + 2, 5 * 34 + 2)
     with pytest.raises(SystemExit, match="tok-restok-3-4-s0"):
         replicate.cmd_fig5(runs, (3, 4))
