@@ -546,3 +546,32 @@ def test_entropy_term_is_a_training_option_and_logged(images, tmp_path) -> None:
     assert all("entropy" in r and r["entropy"] != 0 for r in rec)
     with pytest.raises(ValueError, match="restart_dead_codes"):
         load_train_config("har-tiny", "generator", ["restart_dead_codes=5"])
+
+
+def test_init_from_starts_a_run_from_trained_weights(images, codes, tmp_path) -> None:
+    """``init_from`` (fine-tuning): the run starts from the source's weights (a step at learning rate 0 ends on them
+    exactly, fresh alignment heads aside), and a source of another architecture is refused with the keys named."""
+    frozen = ["optimizer.warmup_steps=5", "save_every=1000"]  # warm-up: the one step runs at learning rate 0
+    torch.manual_seed(123)
+    ResTok.from_preset("restok-tiny").save_pretrained(str(tmp_path / "tok"))
+    src = load_file(str(tmp_path / "tok" / "model.safetensors"))
+    tok_cfg = lambda extra: load_train_config("restok-tiny", "tokenizer", [*FAST_TOK, *frozen, *extra])  # noqa: E731
+    train_tokenizer(tok_cfg([f"init_from={tmp_path / 'tok'}"]), str(images), tmp_path / "ft", max_steps=1, progress=False)
+    assert _identical(_weights(tmp_path / "ft"), src)
+    train_tokenizer(tok_cfg([]), str(images), tmp_path / "fresh", max_steps=1, progress=False)
+    assert not _identical(_weights(tmp_path / "fresh"), src)
+    torch.manual_seed(0)
+    ResTok.from_preset("restok-tiny", width=48).save_pretrained(str(tmp_path / "narrow"))
+    with pytest.raises(TrainingError, match="does not fit.*other shapes"):
+        train_tokenizer(tok_cfg([f"init_from={tmp_path / 'narrow'}"]), str(images), tmp_path / "bad", max_steps=1, progress=False)
+    with pytest.raises(TrainingError, match="cannot be loaded"):
+        train_tokenizer(tok_cfg([f"init_from={tmp_path / 'nothing-here'}"]), str(images), tmp_path / "bad2", max_steps=1, progress=False)
+    # a generator: the code set fixes vocabulary, length and classes; the source must have the same
+    gen_cfg = lambda extra: load_train_config("har-tiny", "generator", [*FAST_GEN, *frozen, *extra])  # noqa: E731
+    torch.manual_seed(5)
+    HARGenerator.from_preset("har-tiny", vocab_size=1024, num_tokens=32, num_classes=2, ar_tokens=4).save_pretrained(str(tmp_path / "gen"))
+    train_generator(gen_cfg([f"init_from={tmp_path / 'gen'}"]), str(codes), tmp_path / "gft", max_steps=1, progress=False)
+    assert _identical(_weights(tmp_path / "gft"), load_file(str(tmp_path / "gen" / "model.safetensors")))
+    HARGenerator.from_preset("har-tiny", vocab_size=1024, num_tokens=32, num_classes=10, ar_tokens=4).save_pretrained(str(tmp_path / "gen10"))
+    with pytest.raises(TrainingError, match="other shapes"):
+        train_generator(gen_cfg([f"init_from={tmp_path / 'gen10'}"]), str(codes), tmp_path / "gbad", max_steps=1, progress=False)

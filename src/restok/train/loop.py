@@ -18,7 +18,7 @@ from ..lock import FolderLock
 from .config import TrainConfig
 from .engine import CheckpointDir, MetricLogger, StopRequest, TrainingError, make_accelerator, rng_state, seed_step, set_rng_state
 
-__all__ = ["Task", "ModelTask", "RunResult", "run_training"]
+__all__ = ["Task", "ModelTask", "RunResult", "load_initial_weights", "run_training"]
 
 log = logging.getLogger("restok.train")
 
@@ -42,6 +42,38 @@ class Task(Protocol):
     def export_final(self, path: Path) -> None: ...
 
 
+def _training_only(model: torch.nn.Module) -> set[str]:
+    """State-dict keys of the training-only heads (those that ``inference_config`` leaves out; none for generators)."""
+    if not hasattr(model, "inference_config"):
+        return set()
+    with torch.device("meta"):  # the skeleton's key names only, no memory
+        return set(model.state_dict()) - set(type(model)(model.inference_config()).state_dict())
+
+
+def load_initial_weights(model: torch.nn.Module, source: str) -> list[str]:
+    """Copy a trained model's weights into ``model`` (``init_from``: fine-tuning). Every parameter must exist in the
+    source with the same shape, except training-only heads (a tokenizer's alignment heads): the model's keep their
+    fresh initialisation if the source lacks them (their keys are returned), the source's are ignored if the model
+    has none. Settings that change no shape (dropout, nested dropout, loss weights) are the run's own."""
+    try:
+        src_model = type(model).from_pretrained(source)  # type: ignore[attr-defined]
+    except Exception as e:  # noqa: BLE001 - any failure to load means the setting cannot be honoured
+        raise TrainingError(f"init_from={source!r} cannot be loaded as a {type(model).__name__}: {e}") from e
+    own, optional = model.state_dict(), _training_only(model)
+    src = {k: v for k, v in src_model.state_dict().items() if k in own or k not in _training_only(src_model)}
+    missing = sorted(set(own) - set(src) - optional)
+    extra = sorted(set(src) - set(own))
+    shapes = sorted(f"{k} {tuple(src[k].shape)} -> {tuple(own[k].shape)}" for k in set(own) & set(src)
+                    if own[k].shape != src[k].shape)
+    if missing or extra or shapes:
+        parts = [f"{what}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}" for what, keys in
+                 (("not in the source", missing), ("not in this model", extra), ("other shapes", shapes)) if keys]
+        raise TrainingError(f"init_from={source!r} does not fit this run's model ({'; '.join(parts)}): "
+                            "give the run the source's architecture (model / model_overrides)")
+    model.load_state_dict(src, strict=False)
+    return sorted(optional - set(src))
+
+
 class ModelTask:
     """Shared part of both trainers: model (``self.model`` prepared, ``self.raw`` unwrapped), EMA, optimizer
     and scheduler, saved to and restored from checkpoints.
@@ -54,11 +86,16 @@ class ModelTask:
     fsdp: bool = False
 
     def prepare_model(self, acc: Any, model: torch.nn.Module, block_types: tuple[type, ...]) -> None:
-        """Wrap ``model`` for the run (DDP through Accelerate, or FSDP2 shards), then build EMA and optimizer."""
+        """Wrap ``model`` for the run (DDP through Accelerate, or FSDP2 shards), then build EMA and optimizer; with
+        ``init_from`` the weights are first those of that trained model (so the EMA and every shard start there)."""
         from .engine import EMA, build_optimizer, param_groups, shard_model
 
         cfg = self.cfg  # type: ignore[attr-defined]
         self.acc = acc
+        if cfg.init_from:
+            fresh = load_initial_weights(model, cfg.init_from)
+            log.info("init_from=%s: weights loaded%s", cfg.init_from,
+                     f"; freshly initialised (the source has none): {', '.join(fresh)}" if fresh else "")
         self.fsdp = cfg.distributed == "fsdp" and acc.num_processes > 1
         if self.fsdp:
             model = shard_model(model.to(acc.device), block_types)
