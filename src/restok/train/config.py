@@ -88,7 +88,7 @@ class TrainConfig:
     # official remedy, the entropy term, is ``model_overrides: {entropy_loss_ratio: ...}``.
     restart_dead_codes: int = 0
     # Fine-tuning: start from a trained model's weights (a run's ``final/``, a file, an official checkpoint or a Hub
-    # id, as ``from_pretrained`` takes them) instead of a fresh initialisation; see ModelTask.start_from.
+    # id, as ``from_pretrained`` takes them) instead of a fresh initialisation; see train.loop.load_initial_weights.
     init_from: str | None = None
     tf32: bool = True  # TF32 matmuls and cuDNN convolutions on CUDA, as the official scripts (ignored elsewhere)
 

@@ -12,6 +12,7 @@ from typing import Any, Iterator, Protocol
 
 import torch
 
+from ..checkpoint import CheckpointError, check_state_dict
 from ..data import StepBatchSampler
 from ..io import write_text
 from ..lock import FolderLock
@@ -59,19 +60,16 @@ def load_initial_weights(model: torch.nn.Module, source: str) -> list[str]:
         src_model = type(model).from_pretrained(source)  # type: ignore[attr-defined]
     except Exception as e:  # noqa: BLE001 - any failure to load means the setting cannot be honoured
         raise TrainingError(f"init_from={source!r} cannot be loaded as a {type(model).__name__}: {e}") from e
-    own, optional = model.state_dict(), _training_only(model)
-    src = {k: v for k, v in src_model.state_dict().items() if k in own or k not in _training_only(src_model)}
-    missing = sorted(set(own) - set(src) - optional)
-    extra = sorted(set(src) - set(own))
-    shapes = sorted(f"{k} {tuple(src[k].shape)} -> {tuple(own[k].shape)}" for k in set(own) & set(src)
-                    if own[k].shape != src[k].shape)
-    if missing or extra or shapes:
-        parts = [f"{what}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}" for what, keys in
-                 (("not in the source", missing), ("not in this model", extra), ("other shapes", shapes)) if keys]
-        raise TrainingError(f"init_from={source!r} does not fit this run's model ({'; '.join(parts)}): "
-                            "give the run the source's architecture (model / model_overrides)")
-    model.load_state_dict(src, strict=False)
-    return sorted(optional - set(src))
+    own = model.state_dict()
+    fresh = sorted(_training_only(model) - set(src_model.state_dict()))
+    try:  # the package's one key/shape check (from_pretrained's), against the model less its fresh heads
+        tensors, _ = check_state_dict({k: v for k, v in own.items() if k not in fresh}, src_model.state_dict(),
+                                      tuple(_training_only(src_model)), source, f"this run's {type(model).__name__}")
+    except CheckpointError as e:
+        raise TrainingError(f"init_from={source!r} does not fit this run's model: {e}\n"
+                            "give the run the source's architecture (model / model_overrides)") from e
+    model.load_state_dict(tensors, strict=False)
+    return fresh
 
 
 class ModelTask:
