@@ -134,3 +134,27 @@ def test_fig5_at_a_budget_compares_the_rows_trained_at_it(replicate, monkeypatch
         assert Image.open(runs / "eval" / f"fig5-strip-{name}.png").size == (10 * 34 + 2, 5 * 34 + 2)
     with pytest.raises(SystemExit, match="tok-restok-3-4-s0"):
         replicate.cmd_fig5(runs, (3, 4))
+
+
+def test_a_model_trained_under_another_recipe_does_not_stand_in_for_the_current_one(replicate, monkeypatch, tmp_path):
+    """``train`` skips a model whose ``final/`` exists only if its recorded settings are what the config (with the
+    command's overrides) gives now; otherwise it stops and names the settings, and ``--tokenizer-set`` reproduces them."""
+    import yaml
+
+    from restok.train.config import load_train_config
+
+    name, config = "tok-restok-1000-750-s0", "configs/mnist-tokenizer.yaml"
+    run = tmp_path / "runs" / name
+    (run / "final").mkdir(parents=True)
+    current = load_train_config(str(replicate.ROOT / config), "tokenizer", ["trackers=[]", "max_steps=1000"])
+    older = round(current.min_crop - 0.05, 2)
+    recorded = {**current.to_dict(), "min_crop": older, "data": "embedded:mnist-train"}
+    (run / "config.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
+    with pytest.raises(SystemExit, match="min_crop"):
+        _recorded(replicate, monkeypatch, tmp_path, only=[name], seeds=[0], budget=(1000, 750))
+    assert _recorded(replicate, monkeypatch, tmp_path, only=[name], seeds=[0], budget=(1000, 750),
+                     tokenizer_set=[f"min_crop={older}"]) == []
+    # A new run gets the overrides on its command line (and so in its own config.yaml and the cards' commands).
+    calls = _recorded(replicate, monkeypatch, tmp_path, only=["tok-hier-1000-750-s0"], seeds=[0], budget=(1000, 750),
+                      tokenizer_set=["min_crop=1.0"])
+    assert [c[-1] for c in calls] == ["min_crop=1.0"]

