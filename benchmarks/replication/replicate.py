@@ -12,7 +12,8 @@
 
 ``train`` runs the repository's own commands (``restok train tokenizer|generator``, ``restok extract-codes``) for
 the configs in ``configs/``; a model whose ``final/`` exists is not retrained, so an interrupted ``train`` can be
-run again. Wall times land in ``RUNS/times.json``. The tables read the trained models, write JSON into
+run again, but only if its ``config.yaml`` records the settings the config gives now (``--tokenizer-set KEY=VALUE``
+passes overrides to every tokenizer, e.g. to reproduce runs trained under an older recipe). Wall times land in ``RUNS/times.json``. The tables read the trained models, write JSON into
 ``RUNS/eval`` (evaluation chunks are kept, so reruns resume) and print a Markdown table.
 
 * Table 2 (direction): ResTok (hierarchies + both residuals) against the same tokenizer with hierarchies but no
