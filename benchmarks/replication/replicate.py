@@ -13,8 +13,9 @@
 ``train`` runs the repository's own commands (``restok train tokenizer|generator``, ``restok extract-codes``) for
 the configs in ``configs/``; a model whose ``final/`` exists is not retrained, so an interrupted ``train`` can be
 run again, but only if its ``config.yaml`` records the settings the config gives now (``--tokenizer-set KEY=VALUE``
-passes overrides to every tokenizer, e.g. to reproduce runs trained under an older recipe). Wall times land in ``RUNS/times.json``. The tables read the trained models, write JSON into
-``RUNS/eval`` (evaluation chunks are kept, so reruns resume) and print a Markdown table.
+passes overrides to every tokenizer, e.g. to reproduce runs trained under an older recipe). Wall times land in
+``RUNS/times.json``. The tables read the trained models, write JSON into ``RUNS/eval`` (evaluation chunks are
+kept, so reruns resume) and print a Markdown table.
 
 * Table 2 (direction): ResTok (hierarchies + both residuals) against the same tokenizer with hierarchies but no
   residuals and with neither (TiTok-like), same data, steps, decoder and dead-code restarts on every row (so that
@@ -142,6 +143,8 @@ def settings_differ(run: Path, kind: str, config: str, overrides: list[str]) -> 
 
     from restok.train.config import load_train_config
 
+    if not (run / "config.yaml").exists():
+        return ["config.yaml (none recorded)"]
     old = yaml.safe_load((run / "config.yaml").read_text())
     new = load_train_config(str(ROOT / config), kind, overrides).to_dict()
     return sorted(k for k in set(old) | set(new) if k not in ("data", "num_workers") and old.get(k) != new.get(k))
