@@ -158,3 +158,6 @@ def test_a_model_trained_under_another_recipe_does_not_stand_in_for_the_current_
     calls = _recorded(replicate, monkeypatch, tmp_path, only=["tok-hier-1000-750-s0"], seeds=[0], budget=(1000, 750),
                       tokenizer_set=["min_crop=1.0"])
     assert [c[-1] for c in calls] == ["min_crop=1.0"]
+    (run / "config.yaml").unlink()  # a run that recorded no settings is not trusted either
+    with pytest.raises(SystemExit, match="config.yaml"):
+        _recorded(replicate, monkeypatch, tmp_path, only=[name], seeds=[0], budget=(1000, 750))
