@@ -142,12 +142,13 @@ def settings_differ(run: Path, kind: str, config: str, overrides: list[str]) -> 
     import yaml
 
     from restok.train.config import load_train_config
+    from restok.train.loop import config_differences
 
     if not (run / "config.yaml").exists():
         return ["config.yaml (none recorded)"]
     old = yaml.safe_load((run / "config.yaml").read_text())
     new = load_train_config(str(ROOT / config), kind, overrides).to_dict()
-    return sorted(k for k in set(old) | set(new) if k not in ("data", "num_workers") and old.get(k) != new.get(k))
+    return config_differences(old, new, ignore=("data", "num_workers"))
 
 
 def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None = None,

@@ -231,6 +231,11 @@ class RunResult:
     signal: int | None = None
 
 
+def config_differences(old: dict[str, Any], new: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """Top-level settings of two run configs (``RUN/config.yaml`` dicts) that differ, ``ignore`` aside."""
+    return sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
+
+
 def _write_config(run: Path, cfg: TrainConfig, resume: bool, data: str) -> None:
     """``RUN/config.yaml`` with the data it trains on; a resumed run must use the config and data it started with
     (except its length)."""
@@ -240,7 +245,7 @@ def _write_config(run: Path, cfg: TrainConfig, resume: bool, data: str) -> None:
     new = {**cfg.to_dict(), "data": data}
     if resume and path.exists():
         old = yaml.safe_load(path.read_text())
-        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in ("max_steps", "num_workers"))
+        diff = config_differences(old, new, ignore=("max_steps", "num_workers"))
         if diff:
             raise TrainingError(
                 f"--resume with a different config than the run was started with: {diff} differ "
