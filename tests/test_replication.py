@@ -161,3 +161,30 @@ def test_a_model_trained_under_another_recipe_does_not_stand_in_for_the_current_
     (run / "config.yaml").unlink()  # a run that recorded no settings is not trusted either
     with pytest.raises(SystemExit, match="config.yaml"):
         _recorded(replicate, monkeypatch, tmp_path, only=[name], seeds=[0], budget=(1000, 750))
+
+
+def test_codes_of_a_retrained_tokenizer_are_not_reused(replicate, monkeypatch, tmp_path):
+    """``train`` reuses a code set only if its ``meta.json`` names the tokenizer weights now in the run (SHA-256): codes
+    of an older tokenizer would train (or stand in for) a stale generator."""
+    import json
+
+    import yaml
+
+    from restok.checkpoint import file_sha256
+    from restok.train.config import load_train_config
+
+    runs, config = tmp_path / "runs", "configs/mnist-tokenizer.yaml"
+    tok = runs / "tok-restok-1000-750-s0"
+    (tok / "final").mkdir(parents=True)
+    (tok / "final" / "model.safetensors").write_bytes(b"retrained weights")
+    cfg = load_train_config(str(replicate.ROOT / config), "tokenizer", ["trackers=[]", "max_steps=1000"])
+    (tok / "config.yaml").write_text(yaml.safe_dump({**cfg.to_dict(), "data": "embedded:mnist-train"}, sort_keys=False))
+    codes = runs / "codes-restok-1000-750-s0"
+    codes.mkdir()
+    (codes / "meta.json").write_text(json.dumps({"tokenizer": {"sha256": "0" * 64}}))
+    only = dict(only=[tok.name, "ar-restok-1000-750-s0"], seeds=[0], budget=(1000, 750))
+    with pytest.raises(SystemExit, match="codes-restok-1000-750-s0 was extracted from other weights"):
+        _recorded(replicate, monkeypatch, tmp_path, **only)
+    (codes / "meta.json").write_text(json.dumps({"tokenizer": {"sha256": file_sha256(tok / "final" / "model.safetensors")}}))
+    calls = _recorded(replicate, monkeypatch, tmp_path, **only)
+    assert [(c[0], c[1]) for c in calls] == [("train", "generator")]  # the codes are reused, the generator trained

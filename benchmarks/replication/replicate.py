@@ -168,7 +168,12 @@ def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None
         if kind == "generator":
             codes = runs / source
             tok_run = runs / source.replace("codes-", "tok-", 1)
-            if not (codes / "meta.json").exists():
+            if (codes / "meta.json").exists():  # codes of other tokenizer weights would train a stale generator
+                made_by = json.loads((codes / "meta.json").read_text()).get("tokenizer", {}).get("sha256")
+                if made_by != file_sha256(tok_run / "final" / "model.safetensors"):
+                    raise SystemExit(f"replicate.py: {codes} was extracted from other weights than {tok_run}/final "
+                                     f"(retrained since?); move it and the generators trained on it aside")
+            else:
                 t = time.perf_counter()
                 args = ["extract-codes", "--tokenizer", str(tok_run / "final"), "--data", "embedded:mnist-train",
                         "--out", str(codes), "--crop", "center-only", "--batch-size", "100", "--no-progress"]
