@@ -188,3 +188,19 @@ def test_codes_of_a_retrained_tokenizer_are_not_reused(replicate, monkeypatch, t
     (codes / "meta.json").write_text(json.dumps({"tokenizer": {"sha256": file_sha256(tok / "final" / "model.safetensors")}}))
     calls = _recorded(replicate, monkeypatch, tmp_path, **only)
     assert [(c[0], c[1]) for c in calls] == [("train", "generator")]  # the codes are reused, the generator trained
+    # A generator trained on an older extraction (its config.yaml's data line names the tokenizer) is not reused
+    # either once the codes were re-extracted from the retrained tokenizer.
+    gen = runs / "ar-restok-1000-750-s0"
+    (gen / "final").mkdir(parents=True)
+    gcfg = load_train_config(str(replicate.ROOT / "configs/mnist-generator-ar.yaml"), "generator",
+                             ["trackers=[]", "max_steps=750"]).to_dict()
+
+    def trained_on(sha: str) -> None:
+        data = f"code set {codes} (4000 samples x 1 crops, tokenizer sha256 {sha})"
+        (gen / "config.yaml").write_text(yaml.safe_dump({**gcfg, "data": data}, sort_keys=False))
+
+    trained_on("1" * 64)
+    with pytest.raises(SystemExit, match="ar-restok-1000-750-s0 was trained on codes of other tokenizer weights"):
+        _recorded(replicate, monkeypatch, tmp_path, **only)
+    trained_on(file_sha256(tok / "final" / "model.safetensors"))
+    assert _recorded(replicate, monkeypatch, tmp_path, **only) == []  # both reused

@@ -151,6 +151,26 @@ def settings_differ(run: Path, kind: str, config: str, overrides: list[str]) -> 
     return config_differences(old, new, ignore=("data", "num_workers"))
 
 
+def _codes_made_by(codes: Path) -> str | None:
+    """SHA-256 of the tokenizer weights a code set was extracted with (its ``meta.json``)."""
+    if not (codes / "meta.json").exists():
+        return None
+    return (json.loads((codes / "meta.json").read_text()).get("tokenizer") or {}).get("sha256")
+
+
+def _trained_on(run: Path) -> str | None:
+    """SHA-256 of the tokenizer whose codes a generator run trained on: its ``config.yaml`` ``data`` line records it
+    (``restok.train.generator``)."""
+    import re
+
+    import yaml
+
+    if not (run / "config.yaml").exists():
+        return None
+    found = re.search(r"tokenizer sha256 ([0-9a-f]{64})", str(yaml.safe_load((run / "config.yaml").read_text()).get("data")))
+    return found.group(1) if found else None
+
+
 def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None = None,
               budget: tuple[int, int] | None = None, tokenizer_set: list[str] | None = None) -> None:
     """Train every model (or those in ``only``) that has no ``final/`` yet, and extract the codes the generators need;
@@ -169,8 +189,7 @@ def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None
             codes = runs / source
             tok_run = runs / source.replace("codes-", "tok-", 1)
             if (codes / "meta.json").exists():  # codes of other tokenizer weights would train a stale generator
-                made_by = json.loads((codes / "meta.json").read_text()).get("tokenizer", {}).get("sha256")
-                if made_by != file_sha256(tok_run / "final" / "model.safetensors"):
+                if _codes_made_by(codes) != file_sha256(tok_run / "final" / "model.safetensors"):
                     raise SystemExit(f"replicate.py: {codes} was extracted from other weights than {tok_run}/final "
                                      f"(retrained since?); move it and the generators trained on it aside")
             else:
@@ -188,6 +207,9 @@ def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None
                 raise SystemExit(f"replicate.py: {out} was trained under other settings than {config} "
                                  f"{' '.join(extra)} gives now ({', '.join(differ)} differ); train it into another "
                                  f"--runs folder, or pass the settings it was trained with (--tokenizer-set KEY=VALUE)")
+            if kind == "generator" and _trained_on(out) != _codes_made_by(runs / source):
+                raise SystemExit(f"replicate.py: {out} was trained on codes of other tokenizer weights than "
+                                 f"{runs / source} holds now (re-extracted since?); move it aside to train it again")
             print(f"{name}: already trained", flush=True)
             continue
         flag = ["--data", source] if kind == "tokenizer" else ["--codes", str(runs / source)]
