@@ -143,7 +143,7 @@ def test_a_model_trained_under_another_recipe_does_not_stand_in_for_the_current_
 
     from restok.train.config import load_train_config
 
-    name, config = "tok-restok-1000-750-s0", "configs/mnist-tokenizer.yaml"
+    name, config = "tok-restok-1000-750-s0", "configs/mnist-tokenizer-table2.yaml"
     run = tmp_path / "runs" / name
     (run / "final").mkdir(parents=True)
     current = load_train_config(str(replicate.ROOT / config), "tokenizer", ["trackers=[]", "max_steps=1000"])
@@ -173,7 +173,7 @@ def test_codes_of_a_retrained_tokenizer_are_not_reused(replicate, monkeypatch, t
     from restok.checkpoint import file_sha256
     from restok.train.config import load_train_config
 
-    runs, config = tmp_path / "runs", "configs/mnist-tokenizer.yaml"
+    runs, config = tmp_path / "runs", "configs/mnist-tokenizer-table2.yaml"
     tok = runs / "tok-restok-1000-750-s0"
     (tok / "final").mkdir(parents=True)
     (tok / "final" / "model.safetensors").write_bytes(b"retrained weights")

@@ -71,7 +71,7 @@ MODELS: dict[str, tuple[str, str, str]] = {
 TABLE2_ROWS = (
     ("TiTok-like (no hierarchy, no residuals)", "titok", "configs/mnist-tokenizer-titok.yaml"),
     ("hierarchies, no residuals", "hier", "configs/mnist-tokenizer-hier.yaml"),
-    ("ResTok (hierarchies + both residuals)", "restok", "configs/mnist-tokenizer.yaml"),
+    ("ResTok (hierarchies + both residuals)", "restok", "configs/mnist-tokenizer-table2.yaml"),
 )
 
 
