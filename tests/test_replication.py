@@ -172,6 +172,7 @@ def test_codes_of_a_retrained_tokenizer_are_not_reused(replicate, monkeypatch, t
 
     from restok.checkpoint import file_sha256
     from restok.train.config import load_train_config
+    from restok.train.generator import code_set_identity
 
     runs, config = tmp_path / "runs", "configs/mnist-tokenizer-table2.yaml"
     tok = runs / "tok-restok-1000-750-s0"
@@ -195,8 +196,8 @@ def test_codes_of_a_retrained_tokenizer_are_not_reused(replicate, monkeypatch, t
     gcfg = load_train_config(str(replicate.ROOT / "configs/mnist-generator-ar.yaml"), "generator",
                              ["trackers=[]", "max_steps=750"]).to_dict()
 
-    def trained_on(sha: str) -> None:
-        data = f"code set {codes} (4000 samples x 1 crops, tokenizer sha256 {sha})"
+    def trained_on(sha: str) -> None:  # the record a generator run writes (restok.train.generator)
+        data = code_set_identity(codes, {"num_samples": 4000, "num_crops": 1, "tokenizer": {"sha256": sha}})
         (gen / "config.yaml").write_text(yaml.safe_dump({**gcfg, "data": data}, sort_keys=False))
 
     trained_on("1" * 64)

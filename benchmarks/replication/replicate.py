@@ -159,16 +159,14 @@ def _codes_made_by(codes: Path) -> str | None:
 
 
 def _trained_on(run: Path) -> str | None:
-    """SHA-256 of the tokenizer whose codes a generator run trained on: its ``config.yaml`` ``data`` line records it
-    (``restok.train.generator``)."""
-    import re
-
+    """SHA-256 of the tokenizer whose codes a generator run trained on, as its ``config.yaml`` ``data`` record names it."""
     import yaml
+
+    from restok.train.generator import code_set_tokenizer_sha
 
     if not (run / "config.yaml").exists():
         return None
-    found = re.search(r"tokenizer sha256 ([0-9a-f]{64})", str(yaml.safe_load((run / "config.yaml").read_text()).get("data")))
-    return found.group(1) if found else None
+    return code_set_tokenizer_sha(str(yaml.safe_load((run / "config.yaml").read_text()).get("data")))
 
 
 def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None = None,

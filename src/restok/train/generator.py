@@ -5,6 +5,7 @@ dropped to the null class for classifier-free guidance."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,21 @@ def build_generator_for_training(cfg: TrainConfig, meta: dict[str, Any]) -> HARG
 log = logging.getLogger("restok.train")
 
 
+_TOKENIZER_SHA = re.compile(r"tokenizer sha256 ([0-9a-f]{64})")
+
+
+def code_set_identity(path: str | Path, meta: dict[str, Any]) -> str:
+    """A generator run's ``data`` record (``RUN/config.yaml``): the code set's folder, size and tokenizer SHA-256."""
+    sha = (meta.get("tokenizer") or {}).get("sha256")
+    return f"code set {Path(path).resolve()} ({meta['num_samples']} samples x {meta['num_crops']} crops, tokenizer sha256 {sha})"
+
+
+def code_set_tokenizer_sha(identity: str) -> str | None:
+    """The tokenizer SHA-256 that a :func:`code_set_identity` record names (None if it names none)."""
+    found = _TOKENIZER_SHA.search(identity)
+    return found.group(1) if found else None
+
+
 class GeneratorTask(ModelTask):
     """Model, optimizer, EMA and codes of a generator run."""
 
@@ -60,8 +76,7 @@ class GeneratorTask(ModelTask):
 
     def data_identity(self) -> str:
         """The code set, as a resume must find it again: its folder, size and tokenizer."""
-        m = self.dataset.meta
-        return f"code set {Path(self.codes_path).resolve()} ({m['num_samples']} samples x {m['num_crops']} crops, tokenizer sha256 {(m['tokenizer'] or {}).get('sha256')})"
+        return code_set_identity(self.codes_path, self.dataset.meta)
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Batch token sequences and labels."""
