@@ -62,7 +62,7 @@ def worker(kind: str, size: str, batch: int, dtype: str, compile_: bool, device:
     model.zero_grad(set_to_none=True)
     fwd = torch.compile(model) if compile_ else model  # the compiled graph runs the same math
     from restok.train.config import OptimConfig
-    from restok.train.engine import build_optimizer
+    from restok.train.optim import build_optimizer
 
     opt = build_optimizer(list(model.parameters()), OptimConfig(lr=1e-4))  # what the trainers use (fused AdamW)
 

@@ -72,7 +72,7 @@ def device_from(name: str) -> torch.device:
 
 def autocast(device: torch.device, dtype: str) -> Any:
     """Autocast to a named precision (``fp32`` = none), as the CLI's ``--dtype`` does."""
-    from restok.precision import DTYPES, autocast_to
+    from restok.runtime.precision import DTYPES, autocast_to
 
     return autocast_to(device, DTYPES[dtype])
 

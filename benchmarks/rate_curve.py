@@ -12,9 +12,9 @@ import argparse
 
 import torch
 
-from restok import ResTok
-from restok.datasets import MNISTDigits
-from restok.metrics import codebook_stats, ssim
+from restok import ResTok, encode_adaptive
+from restok.data.embedded import MNISTDigits
+from restok.eval.metrics import codebook_stats, ssim
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     x, _ = MNISTDigits("test", tok.config.image_size).batch(range(1000))
     tables, ssims, ids = [], {k: [] for k in tok.prefix_lengths}, []
     for b in x.split(250):
-        res = tok.encode_adaptive(b, psnr=0.0)
+        res = encode_adaptive(tok, b, psnr=0.0)
         tables.append(res.table)
         ids.append(res.ids)
         for k in tok.prefix_lengths:

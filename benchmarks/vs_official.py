@@ -151,7 +151,7 @@ def train_worker(official: Path, size: str, which: str, kind: str, batch: int, r
         opt = torch.optim.AdamW(params, lr=1e-4)  # as the official trainers build it (utils/train_utils.py)
     else:
         from restok.train.config import OptimConfig
-        from restok.train.engine import build_optimizer
+        from restok.train.optim import build_optimizer
 
         opt = build_optimizer(params, OptimConfig(lr=1e-4))  # as restok's trainers build it
 

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from restok.datasets import MNISTDigits
+from restok.data.embedded import MNISTDigits
 
 WEIGHTS = Path(__file__).resolve().parent / "digit_classifier.safetensors"
 

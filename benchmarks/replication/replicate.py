@@ -56,8 +56,9 @@ from digit_classifier import accuracy, load_classifier  # noqa: E402
 from digit_classifier import main as train_classifier  # noqa: E402
 
 from restok import HARGenerator, ResTok  # noqa: E402
-from restok.checkpoint import file_sha256  # noqa: E402
-from restok.datasets import MNISTDigits, mnist_source  # noqa: E402
+from restok.runtime.processes import Processes  # noqa: E402
+from restok.runtime.hashing import file_sha256  # noqa: E402
+from restok.data.embedded import MNISTDigits, mnist_source  # noqa: E402
 
 # name -> (kind, config, input): every model of the replication, in training order.
 MODELS: dict[str, tuple[str, str, str]] = {
@@ -221,14 +222,14 @@ def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None
 
 
 def _inception(path: str) -> Any:
-    from restok.inception import load_inception
+    from restok.eval.inception import load_inception
 
     return load_inception(path, dtype="fp32")
 
 
 def _reference(runs: Path, inception: Any) -> Path:
     """The held-out digits' Inception statistics (made once)."""
-    from restok.evaluation import make_reference
+    from restok.eval.references import make_reference
 
     ref = runs / "eval" / "heldout-ref.npz"
     if not ref.exists():
@@ -258,25 +259,25 @@ def _cached(out: Path, runs: Path, models: dict[str, str]) -> bool:
 
 
 def _reconstruction(runs: Path, name: str, inception: Any) -> dict[str, Any]:
-    from restok.evaluation import evaluate_reconstruction
+    from restok.eval.reconstruction import evaluate_reconstruction
 
     out = runs / "eval" / f"rec-{name}.json"
     if not _cached(out, runs, {"tokenizer": name}):
         tok = ResTok.from_pretrained(str(runs / name / "final")).eval()
-        evaluate_reconstruction(tok, mnist_source("test"), inception, out, batch_size=EVAL_BATCH, progress=False)
+        evaluate_reconstruction(tok, mnist_source("test"), inception, out, batch_size=EVAL_BATCH, processes=Processes(progress=False))
     return json.loads(out.read_text())
 
 
 def _generation(runs: Path, gen_name: str, tok_name: str, inception: Any, cfg_scale: float) -> dict[str, Any]:
     """gFID / precision / recall of 1,000 class-balanced samples, plus class accuracy and time per image."""
-    from restok.evaluation import evaluate_generation
+    from restok.eval.generation import evaluate_generation
 
     out = runs / "eval" / f"gen-{gen_name}-cfg{cfg_scale:g}.json"
     if not _cached(out, runs, {"generator": gen_name, "tokenizer": tok_name}):
         tok = ResTok.from_pretrained(str(runs / tok_name / "final")).eval()
         gen = HARGenerator.from_pretrained(str(runs / gen_name / "final")).eval()
         res = evaluate_generation(gen, tok, inception, _reference(runs, inception), out, per_class=PER_CLASS,
-                                  batch_size=EVAL_BATCH, sampling={"cfg_scale": cfg_scale}, progress=False, save_images=True)
+                                  batch_size=EVAL_BATCH, sampling={"cfg_scale": cfg_scale}, processes=Processes(progress=False), save_images=True)
         work = out.with_name(out.name + ".work")
         chunks = [np.load(p) for p in sorted(work.glob("chunk-*.npz"))]
         images = torch.from_numpy(np.concatenate([c["images"] for c in chunks])).permute(0, 3, 1, 2).float() / 255
@@ -349,7 +350,7 @@ def cmd_table5(runs: Path, inception_weights: str) -> str:
 def prefix_figures(tok: ResTok, x: torch.Tensor, y: torch.Tensor) -> dict[int, dict[str, float]]:
     """Per kept-token count: held-out MSE, PSNR (dB, mean over images) and the share of reconstructions that the digit
     classifier assigns to the original digit's label."""
-    from restok.metrics import psnr
+    from restok.eval.metrics import psnr
 
     net = load_classifier()
     ids = torch.cat([tok.encode(b) for b in x.split(EVAL_BATCH)])
@@ -402,7 +403,7 @@ def cmd_fig5(runs: Path, budget: tuple[int, int] | None = None) -> str:
         tok = ResTok.from_pretrained(str(runs / name / "final")).eval()
         per[name], labels[name] = {k: (v["mse"], v["psnr"]) for k, v in prefix_figures(tok, x, y).items()}, label
         try:
-            from restok.viz import plot_attention, reconstruction_strip
+            from restok.eval.plots import plot_attention, reconstruction_strip
 
             (runs / "eval").mkdir(parents=True, exist_ok=True)
             reconstruction_strip(tok, x[one_per_class], runs / "eval" / f"fig5-strip-{name}.png")
@@ -436,8 +437,8 @@ def attention_by_level(tok: ResTok, x: torch.Tensor) -> dict[str, Any]:
     not win by having more tokens), averaged over the layers of the last stage and the images; the attention-
     weighted mean scale index of each level, and its rank correlation with the level (positive: finer latent
     levels look at finer image scales, the paper's description)."""
-    from restok import hierarchy as Hy
-    from restok.viz import latent_to_image_attention
+    from restok.core import hierarchy as Hy
+    from restok.eval.plots import latent_to_image_attention
 
     maps = latent_to_image_attention(tok, x)
     last = maps[-1]["scales"]

@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from restok import HARGenerator, ResTok
-from restok.official import generator_config_from_official, tokenizer_config_from_official
-from restok.config import ResTokConfig
+from restok.models.official import generator_config_from_official, tokenizer_config_from_official
+from restok.core.configs import ResTokConfig
 
 from seeded_weights import seeded_state_dict  # noqa: E402  (run as a script from this folder's parent)
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from ..data import derive_seed
-from .engine import _is_dtensor, copy_whole_, full_tensor
+from ..runtime.seeds import derive_seed
+from .distributed import copy_whole_, full_tensor, is_dtensor
 
 __all__ = ["DeadCodeRestarter"]
 
@@ -30,7 +30,7 @@ WEIGHT = "quantize.embedding.weight"  # the codebook's parameter name (also its 
 
 def _set_rows(t: torch.Tensor, idx: torch.Tensor, rows: torch.Tensor) -> None:
     """``t[idx] = rows`` for a plain tensor or an FSDP-sharded one (a collective there: every process calls it)."""
-    if _is_dtensor(t):
+    if is_dtensor(t):
         whole = full_tensor(t.detach()).clone()
         whole[idx.to(whole.device)] = rows.to(whole.device, whole.dtype)
         copy_whole_(t, whole)  # every process computed the same whole tensor

@@ -14,20 +14,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..config import check_field_types
-from ..losses import TokenizerLossConfig
+from ..core.fields import Config, check_field_types, config_from_dict
+from .losses import TokenizerLossConfig
 
 __all__ = ["OptimConfig", "TrainConfig", "RECIPES", "load_train_config", "apply_overrides"]
 
-# Parameters whose names contain any of these get no weight decay (the official exclusion list).
-NO_DECAY_KEYS = (
-    "ln", "bias", "latent_tokens", "mask_token", "embedding", "norm", "gamma", "embed",
-    "mask_latent_token", "rope", "freqs_cis",
-)
-
-
-@dataclass
-class OptimConfig:
+@dataclass(frozen=True)
+class OptimConfig(Config):
     """AdamW + linear warm-up + cosine decay (spec §2.4)."""
 
     lr: float = 1e-4
@@ -46,9 +39,11 @@ class OptimConfig:
             raise ValueError(f"invalid optimizer settings {self}")
 
 
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True)
+class TrainConfig(Config):
     """One training run. ``kind`` is ``tokenizer`` or ``generator``; ``model`` a preset name."""
+
+    config_name = "training"
 
     kind: str = "tokenizer"
     model: str = "restok-tiny"
@@ -93,12 +88,6 @@ class TrainConfig:
     tf32: bool = True  # TF32 matmuls and cuDNN convolutions on CUDA, as the official scripts (ignored elsewhere)
 
     def __post_init__(self) -> None:
-        if isinstance(self.optimizer, Mapping):
-            self.optimizer = OptimConfig(**self.optimizer)
-        if isinstance(self.disc_optimizer, Mapping):
-            self.disc_optimizer = OptimConfig(**self.disc_optimizer)
-        if isinstance(self.loss, Mapping):
-            self.loss = TokenizerLossConfig.from_dict(dict(self.loss))
         check_field_types(self)
         if self.kind not in ("tokenizer", "generator"):
             raise ValueError(f"kind must be 'tokenizer' or 'generator', got {self.kind!r}")
@@ -118,24 +107,6 @@ class TrainConfig:
             raise ValueError("restart_dead_codes restarts a tokenizer's codebook; it does not apply to generator runs")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (for YAML/JSON and the run folder)."""
-        d = dataclasses.asdict(self)
-        d["trackers"] = list(self.trackers)
-        d["keep_steps"] = list(self.keep_steps)
-        for k in ("optimizer", "disc_optimizer"):
-            d[k]["betas"] = list(d[k]["betas"])
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
-        """Build from a nested dict, naming unknown keys."""
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(data) - known)
-        if bad:
-            raise ValueError(f"unknown training setting(s) {bad}; known: {sorted(known)}")
-        return cls(**dict(data))
 
 
 def _tiny_loss() -> dict[str, Any]:

@@ -5,38 +5,38 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
-import torch.nn as nn
 from safetensors.torch import load_file
 
-from ..checkpoint import FORMAT_VERSION, Provenance
-from ..config import HARConfig, ResTokConfig, config_from_dict
-from .engine import CheckpointDir, TrainingError
+from .. import models as _registered_families  # noqa: F401 - every family in the registry
+from ..core.registry import identify_checkpoint
+from ..hub.files import FORMAT_VERSION
+from ..hub.keys import check_state_dict
+from ..hub.provenance import Provenance
+from .checkpoints import CheckpointDir
+from .errors import TrainingError
 
 __all__ = ["inference_model_config", "inference_model", "export_checkpoint"]
 
 
-def inference_model_config(kind: str, config: ResTokConfig | HARConfig) -> dict[str, object]:
-    """The ``config.json`` record (this package's format) of an inference model of ``kind``."""
-    return {"format": "restok", "format_version": FORMAT_VERSION, "kind": kind, "config": config.to_dict()}
+def inference_model_config(model: Any, config: Any) -> dict[str, Any]:
+    """The ``config.json`` record (this package's format) of an inference model of ``model``'s family with ``config``."""
+    return {"format": "restok", "format_version": FORMAT_VERSION, "kind": model.kind, "family": model.family,
+            "config": config.to_dict()}
 
 
-def inference_model(record: dict[str, object], weights: dict[str, torch.Tensor]) -> nn.Module:
-    """The model ``record`` describes, holding ``weights`` (EMA shadows may carry extra training-only heads)."""
-    from ..generator import HARGenerator
-    from ..tokenizer import ResTok
-
-    kind = record.get("kind")
-    if kind not in ("tokenizer", "generator"):
-        raise TrainingError(f"unknown model kind {kind!r} in an inference config")
-    cls, cfg_cls = (ResTok, ResTokConfig) if kind == "tokenizer" else (HARGenerator, HARConfig)
-    model = cls(config_from_dict(cfg_cls, record["config"]))  # type: ignore[arg-type]
-    own = model.state_dict()
-    missing = [k for k in own if k not in weights]
-    if missing:
-        raise TrainingError(f"the weights miss {len(missing)} tensors of the {kind}, e.g. {missing[:5]}")
-    model.load_state_dict({k: weights[k].to(own[k].dtype) for k in own}, strict=True)
+def inference_model(record: dict[str, Any], weights: dict[str, torch.Tensor]) -> Any:
+    """The model ``record`` describes, holding ``weights`` (EMA shadows may carry extra training-only heads, which the
+    family's key filters drop; anything else missing or extra is an error naming the keys)."""
+    found = identify_checkpoint(record)
+    if found is None:
+        raise TrainingError(f"unknown model kind or family ({record.get('kind')!r}, {record.get('family')!r}) in an inference config")
+    cls = found[0]
+    model = cls(cls.read_config(record, None, "inference_config.json"))
+    tensors, _ = check_state_dict(model.state_dict(), weights, cls.ignored_prefixes, "the EMA weights", f"the {cls.kind}")
+    model.load_state_dict(tensors, strict=True)
     return model.eval()
 
 

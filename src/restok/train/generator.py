@@ -12,14 +12,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..codes import CodesDataset, collate_codes
-from ..data import derive_seed
-from ..generator import HARGenerator, TransformerBlock
-from ..images import make_grid, save_image
+from ..data.codes import CodesDataset, collate_codes
+from ..data.images import make_grid, save_image
+from ..models.auto import load_tokenizer
+from ..models.har import HARGenerator
+from ..models.layers.llama import TransformerBlock
+from ..runtime.seeds import derive_seed
 from .config import TrainConfig
-from .engine import TrainingError, build_scheduler, enable_activation_checkpointing, full_tensor
+from .distributed import enable_activation_checkpointing, full_tensor
+from .errors import TrainingError
 from .export import inference_model_config
-from .loop import ModelTask, RunResult, run_training
+from .loop import RunResult, run_training
+from .optim import build_scheduler
+from .task import ModelTask
 
 __all__ = ["GeneratorTask", "train_generator"]
 
@@ -128,8 +133,6 @@ class GeneratorTask(ModelTask):
     def _load_tokenizer(self) -> Any:
         """The tokenizer that decodes sample grids: the config's, else the one the code set names (if loadable)."""
         if self._tokenizer is None:
-            from ..tokenizer import ResTok
-
             name = self.cfg.tokenizer or self.dataset.meta["tokenizer"].get("source")
             if isinstance(name, dict):  # what from_pretrained records: {"source": path or Hub id, "weights": file}
                 name = name.get("source")
@@ -138,7 +141,7 @@ class GeneratorTask(ModelTask):
                 self._tokenizer = False
                 return self._tokenizer
             try:
-                self._tokenizer = ResTok.from_pretrained(str(name)).eval().to(self.acc.device)
+                self._tokenizer = load_tokenizer(str(name)).eval().to(self.acc.device)
             except Exception as e:  # noqa: BLE001 - grids are optional; training goes on without them
                 log.warning("cannot load tokenizer %s for sample grids (%s); set tokenizer=PATH", name, e)
                 self._tokenizer = False
@@ -160,7 +163,7 @@ class GeneratorTask(ModelTask):
 
     def inference_config(self) -> dict[str, Any]:
         """The generator that the EMA weights make."""
-        return inference_model_config("generator", self.raw.config)
+        return inference_model_config(self.raw, self.raw.config)
 
 
 def train_generator(cfg: TrainConfig, codes: str, out: str | Path, **options: Any) -> RunResult:
@@ -168,4 +171,4 @@ def train_generator(cfg: TrainConfig, codes: str, out: str | Path, **options: An
     :func:`~restok.train.loop.run_training`'s (max_steps, stop_at, resume, device, progress)."""
     if cfg.kind != "generator":
         raise TrainingError(f"config is a {cfg.kind} config, not a generator config")
-    return run_training(GeneratorTask(cfg, codes), cfg, out, **options)
+    return run_training(lambda c: GeneratorTask(c, codes), cfg, out, **options)

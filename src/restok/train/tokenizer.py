@@ -11,18 +11,24 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..data import ImageDataset, collate_images, derive_seed, open_image_source
-from ..images import make_grid, save_image
-from ..inception import load_inception
-from ..losses import TokenizerLoss
-from ..metrics import codebook_stats
-from ..tokenizer import ResTok
-from ..vit import Block
+from ..data.datasets import ImageDataset, collate_images
+from ..data.images import make_grid, save_image
+from ..data.sources import open_image_source
+from ..eval.inception import load_inception
+from ..eval.metrics import codebook_stats
+from ..eval.reconstruction import reconstruction_batch, summarize_reconstruction
+from ..models.layers.vit import Block
+from ..models.restok import ResTok
+from ..runtime.seeds import derive_seed
 from .codebook import DeadCodeRestarter
 from .config import TrainConfig
-from .engine import TrainingError, build_optimizer, build_scheduler, enable_activation_checkpointing, full_tensor, param_groups
+from .distributed import enable_activation_checkpointing, full_tensor
+from .errors import TrainingError
 from .export import inference_model_config
-from .loop import ModelTask, RunResult, run_training
+from .loop import RunResult, run_training
+from .losses import TokenizerLoss
+from .optim import build_optimizer, build_scheduler, param_groups
+from .task import ModelTask
 
 __all__ = ["TokenizerTask", "train_tokenizer"]
 
@@ -220,14 +226,12 @@ class TokenizerTask(ModelTask):
 
     def inference_config(self) -> dict[str, Any]:
         """The inference tokenizer (no alignment heads) that the EMA weights make."""
-        return inference_model_config("tokenizer", self.raw.inference_config())
+        return inference_model_config(self.raw, self.raw.inference_config())
 
     @torch.no_grad()
     def validate(self, step: int) -> dict[str, float]:
         """PSNR, SSIM, codebook usage/entropy (and rFID with ``eval_inception``) of the EMA weights on the first
         ``eval_images`` held-out images, through the evaluation protocol of :mod:`restok.evaluation`."""
-        from ..evaluation import reconstruction_batch, summarize_reconstruction
-
         scores: dict[str, float] = {}
 
         def run(model: ResTok) -> None:
@@ -254,4 +258,4 @@ def train_tokenizer(cfg: TrainConfig, data: str, out: str | Path, **options: Any
     :func:`~restok.train.loop.run_training`'s (max_steps, stop_at, resume, device, progress)."""
     if cfg.kind != "tokenizer":
         raise TrainingError(f"config is a {cfg.kind} config, not a tokenizer config")
-    return run_training(TokenizerTask(cfg, data), cfg, out, **options)
+    return run_training(lambda c: TokenizerTask(c, data), cfg, out, **options)

@@ -1,0 +1,75 @@
+"""The ``restok`` command line: one module per command group, every command the same shape (:mod:`.base`), shared
+option sets declared once (:mod:`.options`).
+
+Groups: images to tokens and back (:mod:`.tokenize`), generation (:mod:`.generate`), checkpoints and presets
+(:mod:`.models`), training and code sets (:mod:`.train`), evaluation (:mod:`.eval`), plots (:mod:`.plot`) and the
+demos (:mod:`.apps`). :func:`main` runs a command line in-process and returns its exit status: 0 done, 1 done but
+some input files failed (each named), 2 error (one line; ``--debug`` for the traceback), 128 + N when stopped by
+signal N. The top layer: it imports everything below it, nothing imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ..runtime.version import __version__
+from . import apps, eval, generate, models, plot, tokenize, train
+from .base import EXIT_ERROR, CLIError, Command, add_command
+
+__all__ = ["main", "build_parser", "COMMANDS", "CLIError"]
+
+COMMANDS: tuple[Command, ...] = (*tokenize.COMMANDS, *generate.COMMANDS, *models.COMMANDS, *apps.COMMANDS, *train.COMMANDS,
+                                 *eval.COMMANDS, *plot.COMMANDS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every command of :data:`COMMANDS`."""
+    p = argparse.ArgumentParser(prog="restok", description="ResTok tokenizer and HAR generator (arXiv 2601.03955).")
+    p.add_argument("--version", action="version", version=f"restok {__version__}")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command")
+    for command in COMMANDS:
+        add_command(sub, command)
+    return p
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``key=value`` overrides may sit anywhere among the options of ``train`` (argparse only takes one
+    run of them); no command means ``info``."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "command", None) == "train" and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command is None:
+        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "info"])
+    if getattr(args, "batch_size", 1) < 1:
+        parser.error("--batch-size must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``restok`` command line (``argv``, default ``sys.argv[1:]``) and return its exit status."""
+    parser = build_parser()
+    try:
+        args = _parse(parser, argv)
+    except SystemExit as e:  # argparse's own errors and --help/--version
+        return int(e.code or 0) if not isinstance(e.code, str) else EXIT_ERROR
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: out of memory (try a smaller --batch-size)", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - every failure reaches the user as one message, the traceback only with --debug
+        if args.debug:
+            raise
+        expected = isinstance(e, (CLIError, ValueError, OSError, RuntimeError, ImportError))
+        text = str(e) or type(e).__name__
+        print(f"error: {text}" if expected else f"error: {type(e).__name__}: {text} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,73 @@
+"""``restok demo`` (the offline report on the embedded models) and ``restok app`` (the web demo)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..runtime.processes import resolve_device
+from .base import CLIError, Command
+from .options import device_option, group, model_options, output_option
+
+__all__ = ["COMMANDS"]
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    model_options(p, tokenizer="restok-tiny-mnist", generator="har-tiny-mnist")
+    g = group(p, "what to show")
+    g.add_argument("--num-eval", type=int, default=1000, help="held-out digits for the PSNR table (default: all 1000)")
+    g.add_argument("--per-class", type=int, default=8, help="generated digits per class (default: 8)")
+    g.add_argument("--cfg-scale", type=float, default=2.0, help="guidance scale of the samples (default: 2.0)")
+    g.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    g.add_argument("--quick", action="store_true", help="100 held-out digits and 4 samples per class")
+    output_option(p, "output folder", default="restok-demo")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the offline demo on the embedded models and say where its outputs are."""
+    from ..apps.demo import run_demo as demo
+
+    num_eval, per_class = (min(args.num_eval, 100), min(args.per_class, 4)) if args.quick else (args.num_eval, args.per_class)
+    f = demo(args.out, args.tokenizer, args.generator, num_eval, per_class, args.cfg_scale, args.seed)
+    psnr = ", ".join(f"{k} tokens {v:.1f} dB" for k, v in f["psnr_db_by_tokens"].items())
+    print(f"held-out PSNR: {psnr}")
+    print(f"wrote {Path(args.out) / 'report.html'} (and report.md, reconstructions.png, samples.png, progressive.png) "
+          f"in {f['timings']['total_s']:.1f} s")
+    return 0
+
+
+def _app_arguments(p: argparse.ArgumentParser) -> None:
+    model_options(p, tokenizer="restok-tiny-mnist", generator="har-tiny-mnist")
+    g = group(p, "server")
+    g.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
+    g.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    g.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    device_option(p)
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """Start the web demo and serve until interrupted (``--generator none``: the tokenizer tab alone)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise CLIError("restok app needs Gradio: pip install 'restok[app]'") from None
+    from ..apps.web import build_app
+
+    generator = None if args.generator.lower() == "none" else args.generator
+    demo = build_app(args.tokenizer, generator, device=resolve_device(args.device))
+    _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                                          prevent_thread_lock=True, quiet=True)
+    print(f"restok app running at {local_url}" + (f" (public: {share_url})" if share_url else "") + "; Ctrl+C stops it", flush=True)
+    try:
+        demo.block_thread()
+    finally:
+        demo.close()
+    return 0
+
+
+COMMANDS = (
+    Command("demo", "the embedded MNIST models: coarse-to-fine reconstructions, samples, report (offline)", _demo_arguments, run_demo),
+    Command("app", "local web demo (Gradio): tokenizer and generator tabs (pip install 'restok[app]')", _app_arguments, run_app),
+)

@@ -1,0 +1,148 @@
+"""Option sets that several commands share, each declared once: the models, the device (one rule, one list of
+choices), precisions, batch size, seed, output, progress, the prefix lengths (one grammar), and the sampling options
+(generated from :class:`~restok.SamplingConfig`'s fields, not copied by hand). Each set is an argument group, so
+``--help`` reads in sections."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Sequence
+
+from ..runtime.precision import DTYPES
+from ..runtime.processes import DEVICES
+from ..sampling import SAMPLING_FIELDS, SAMPLING_PRESETS, SamplingConfig
+from .base import CLIError
+
+__all__ = [
+    "group", "model_options", "device_option", "precision_options", "batch_option", "seed_option", "output_option",
+    "progress_option", "compile_option", "tokens_option", "parse_tokens", "sampling_options", "sampling_from_args",
+]
+
+_GROUPS = "_restok_groups"
+
+
+def group(p: argparse.ArgumentParser, title: str) -> Any:
+    """The argument group ``title`` of a parser (made once, shared by every option set that names it)."""
+    groups = p.__dict__.setdefault(_GROUPS, {})
+    if title not in groups:
+        groups[title] = p.add_argument_group(title)
+    return groups[title]
+
+
+def model_options(p: argparse.ArgumentParser, tokenizer: str | None = "required", generator: str | None = None) -> None:
+    """``--tokenizer`` / ``--generator``: ``"required"``, ``"optional"`` (default None: the command's own choice), a
+    default model's name, or None for no such option."""
+    g = group(p, "models")
+    for flag, value, what in (("--tokenizer", tokenizer, "tokenizer"), ("--generator", generator, "generator")):
+        if value is None:
+            continue
+        helptext = f"{what}: an embedded name, a folder, a weights file or a Hub id (any registered family)"
+        if value == "required":
+            g.add_argument(flag, required=True, help=helptext)
+        elif value == "optional":
+            g.add_argument(flag, default=None, help=helptext)
+        else:
+            g.add_argument(flag, default=value, help=f"{helptext} (default: {value})")
+
+
+def device_option(p: argparse.ArgumentParser) -> None:
+    """``--device``: where to run (auto: cuda, then mps, then cpu)."""
+    group(p, "device and precision").add_argument("--device", default="auto", choices=list(DEVICES),
+                                                   help="where to run (default: auto = cuda, then mps, then cpu)")
+
+
+def precision_options(p: argparse.ArgumentParser, autocast_help: str = "autocast precision (default: fp32)") -> None:
+    """``--dtype`` (autocast) and ``--pixel-dtype`` (the CNN pixel decoder)."""
+    g = group(p, "device and precision")
+    g.add_argument("--dtype", default="fp32", choices=list(DTYPES), help=autocast_help)
+    g.add_argument("--pixel-dtype", default="fp32", choices=list(DTYPES),
+                   help="precision of the CNN pixel decoder (default: fp32, as the official code; bf16 is faster, pixels "
+                        "within bf16 rounding)")
+
+
+def batch_option(p: argparse.ArgumentParser, default: int, what: str = "images per batch") -> None:
+    """``--batch-size``."""
+    group(p, "device and precision").add_argument("--batch-size", type=int, default=default, help=f"{what} (default: {default})")
+
+
+def seed_option(p: argparse.ArgumentParser) -> None:
+    """``--seed``: the seed of every random draw of the command."""
+    group(p, "sampling").add_argument("--seed", type=int, default=0, help="seed (default: 0); the same seed and settings give the same output")
+
+
+def output_option(p: argparse.ArgumentParser, helptext: str, default: str | None = None) -> None:
+    """``--out``: where the command writes (required unless it has a default)."""
+    g = group(p, "output")
+    if default is None:
+        g.add_argument("--out", required=True, help=helptext)
+    else:
+        g.add_argument("--out", default=default, help=f"{helptext} (default: {default})")
+
+
+def progress_option(p: argparse.ArgumentParser) -> None:
+    """``--no-progress``: no progress bars."""
+    group(p, "output").add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def compile_option(p: argparse.ArgumentParser) -> None:
+    """``--compile``: the compiled sampling steps and decode (restok.sampling.compiled)."""
+    group(p, "device and precision").add_argument(
+        "--compile", action="store_true",
+        help="run each HAR step shape and the decode as one torch.compile graph (CUDA graphs on CUDA); the first batch of "
+             "each size compiles, later ones are faster; same tokens as without")
+
+
+def tokens_option(p: argparse.ArgumentParser, helptext: str) -> None:
+    """``--tokens``: a prefix length, a comma list of them, or ``all`` (one grammar, :func:`parse_tokens`)."""
+    group(p, "models").add_argument("--tokens", default=None, metavar="K|K1,K2,...|all", help=helptext)
+
+
+def parse_tokens(value: str | None, prefix_lengths: Sequence[int]) -> list[int] | None:
+    """``--tokens`` as prefix lengths: None (not given), a number, a comma list, or ``all`` (every length)."""
+    if value is None:
+        return None
+    if value == "all":
+        return list(prefix_lengths)
+    try:
+        ks = sorted({int(v) for v in str(value).split(",")})
+    except ValueError:
+        raise CLIError(f"--tokens must be a number, a comma list of numbers or 'all', got {value!r}") from None
+    bad = [k for k in ks if k not in prefix_lengths]
+    if bad:
+        raise CLIError(f"--tokens {','.join(map(str, bad))} is not allowed; choose from {list(prefix_lengths)} or 'all'")
+    return ks
+
+
+def _number_type(f: Any) -> type:
+    """The argparse type of a recipe field (int or float), from its default."""
+    return int if isinstance(f.default, int) and not isinstance(f.default, bool) else float if isinstance(f.default, float) else str
+
+
+def sampling_options(p: argparse.ArgumentParser, many: bool = False) -> None:
+    """The sampling options: ``--sampling`` (a preset name or a JSON file), then one option per recipe field (from
+    SamplingConfig's fields and their descriptions); ``many``: each takes several values (a search grid)."""
+    g = group(p, "sampling")
+    if not many:
+        g.add_argument("--sampling", default=None, metavar="PRESET|FILE.json",
+                       help=f"sampling recipe: {' or '.join(SAMPLING_PRESETS)} (preset), or a JSON file (e.g. a guidance "
+                            "search's best.json); default: the generator's own (generation_config.json; the released "
+                            "recipe for the official weights)")
+    for name, f in SAMPLING_FIELDS.items():
+        kwargs: dict[str, Any] = {"default": None, "type": _number_type(f), "help": f.metadata["help"]}
+        if "choices" in f.metadata:
+            kwargs["choices"] = list(f.metadata["choices"])
+        if many:
+            kwargs["nargs"] = "+"
+            kwargs["help"] += " (several values: the grid's axis)"
+        g.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def sampling_from_args(args: argparse.Namespace, default: SamplingConfig) -> SamplingConfig:
+    """The recipe the options name: ``--sampling`` (or ``default``), with each given setting changed."""
+    base = default
+    if args.sampling is not None:
+        base = SAMPLING_PRESETS[args.sampling] if args.sampling in SAMPLING_PRESETS else SamplingConfig.load(args.sampling)
+    try:
+        return base.replace(**{name: getattr(args, name) for name in SAMPLING_FIELDS})
+    except ValueError as e:
+        raise CLIError(f"sampling: {e}") from None

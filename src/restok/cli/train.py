@@ -1,0 +1,150 @@
+"""``restok train tokenizer|generator``, ``restok extract-codes``, ``restok check-codes``: training and its data.
+
+Run unchanged under ``accelerate launch`` or ``torchrun`` for several processes/GPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from ..runtime.processes import launched
+from .base import Command
+from .options import batch_option, device_option, group, model_options, output_option, progress_option
+
+__all__ = ["COMMANDS"]
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+
+
+def _report(result: Any, main: bool) -> int:
+    """Print where the run stands (main process only); exit status 0, or 128 + signal when interrupted."""
+    code = 0 if result.status != "interrupted" else 128 + int(result.signal or 0)
+    if not main:
+        return code
+    if result.status == "finished":
+        print(f"finished at step {result.step}; final EMA weights: {result.final} (load with from_pretrained)")
+    elif result.status == "stopped":
+        print(f"stopped at step {result.step} (--stop-at); checkpoint {result.checkpoint}; continue with --resume")
+    else:
+        print(f"interrupted at step {result.step}; checkpoint {result.checkpoint}; continue with --resume", file=sys.stderr)
+    return code
+
+
+# ------------------------------------------------------------------------------------------- train
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    """What every training run takes besides its data."""
+    p.add_argument("--config", required=True, help="recipe name (restok-l-128, restok-tiny, har-l, har-tiny, ...) or YAML file")
+    output_option(p, "run folder (config, logs, grids, checkpoints, final/)")
+    g = group(p, "run length and resume")
+    g.add_argument("--max-steps", type=int, default=None, help="length of the run and of its LR schedule")
+    g.add_argument("--stop-at", type=int, default=None, help="end early after this step's checkpoint (as an interruption would)")
+    g.add_argument("--resume", action="store_true", help="continue from the run folder's newest complete checkpoint")
+    device_option(p)
+    progress_option(p)
+    p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. optimizer.lr=3e-4 batch_size=64")
+
+
+def _tokenizer_run_arguments(p: argparse.ArgumentParser) -> None:
+    g = group(p, "data")
+    g.add_argument("--data", required=True, help="image folder (one sub-folder per class, or flat) or .tar shards")
+    g.add_argument("--eval-data", default=None, help="held-out images for validation every eval_every steps (restok-l-128: every 50,000)")
+    _run_arguments(p)
+
+
+def _generator_run_arguments(p: argparse.ArgumentParser) -> None:
+    group(p, "data").add_argument("--codes", required=True, help="code set written by 'restok extract-codes'")
+    _run_arguments(p)
+
+
+def _train(args: argparse.Namespace, kind: str, data: str, overrides: list[str]) -> int:
+    """Load the config (recipe or YAML, then overrides) and train."""
+    from ..train import load_train_config, train_generator, train_tokenizer
+
+    _setup_logging()
+    cfg = load_train_config(args.config, kind, list(args.overrides) + overrides)
+    options = dict(max_steps=args.max_steps, stop_at=args.stop_at, resume=args.resume,
+                   device=None if args.device == "auto" else args.device, progress=not args.no_progress)
+    result = (train_tokenizer if kind == "tokenizer" else train_generator)(cfg, data, args.out, **options)
+    return _report(result, os.environ.get("RANK", "0") == "0")
+
+
+def run_train_tokenizer(args: argparse.Namespace) -> int:
+    """Train a tokenizer on images."""
+    return _train(args, "tokenizer", args.data, [f"eval_data={args.eval_data}"] if args.eval_data else [])
+
+
+def run_train_generator(args: argparse.Namespace) -> int:
+    """Train a generator on a code set."""
+    return _train(args, "generator", args.codes, [])
+
+
+# ------------------------------------------------------------------------------------------- code sets
+def _extract_arguments(p: argparse.ArgumentParser) -> None:
+    model_options(p, tokenizer="required")
+    g = group(p, "data")
+    g.add_argument("--data", required=True, help="image folder or .tar shards")
+    g.add_argument("--crop", default="ten-crop", choices=["ten-crop", "center", "center-only"],
+                   help="ten-crop with flips (official), centre + flip, or the centre crop alone (no mirror: digits, text)")
+    g.add_argument("--shard-size", type=int, default=10_000, help="images per shard")
+    g.add_argument("--target-psnr", type=float, default=None,
+                   help="a ragged code set: each crop keeps the shortest prefix reaching this PSNR (shard-*.lengths.npy)")
+    output_option(p, "output folder of the code set")
+    device_option(p)
+    batch_option(p, 32, "images per batch (each with all its crops)")
+    progress_option(p)
+
+
+def run_extract_codes(args: argparse.Namespace) -> int:
+    """Tokenize a dataset into a sharded, resumable code set (all processes of a torchrun/accelerate job)."""
+    from ..data.sources import open_image_source
+    from ..models.auto import load_tokenizer
+    from ..train.codes import extract_codes
+
+    processes, device = launched(args.device, progress=not args.no_progress)
+    tok = load_tokenizer(args.tokenizer, device=device)
+    meta = extract_codes(tok, open_image_source(args.data), args.out, crop=args.crop, batch_size=args.batch_size,
+                         shard_size=args.shard_size, processes=processes, target_psnr=args.target_psnr)
+    if meta is not None:
+        print(f"wrote {meta['num_samples']} samples x {meta['num_crops']} crops x {meta['num_tokens']} tokens "
+              f"in {len(meta['shards'])} shard(s) to {args.out} ({len(meta['skipped'])} unreadable files skipped)")
+    return 0
+
+
+def _check_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("codes", help="code set folder")
+    model_options(p, tokenizer="optional")
+    g = group(p, "data")
+    g.add_argument("--data", default=None, help="the source images, to re-encode --verify samples")
+    g.add_argument("--verify", type=int, default=4, help="images to re-encode, spread over every shard (default: 4)")
+
+
+def run_check_codes(args: argparse.Namespace) -> int:
+    """Validate a code set (and optionally re-encode a few images with its tokenizer)."""
+    from ..data.sources import open_image_source
+    from ..models.auto import load_tokenizer
+    from ..train.codes import check_codes
+
+    tok = load_tokenizer(args.tokenizer).eval() if args.tokenizer else None
+    source = open_image_source(args.data) if args.data else None
+    report = check_codes(args.codes, tok, source, num_verify=args.verify)
+    print(json.dumps({k: v for k, v in report.items() if k != "meta"}))
+    print(f"ok: {args.codes} is a complete, consistent code set")
+    return 0
+
+
+COMMANDS = (
+    Command("train", "train a tokenizer or a generator (accelerate launch / torchrun for many GPUs)", subcommands=(
+        Command("tokenizer", "train a tokenizer", _tokenizer_run_arguments, run_train_tokenizer),
+        Command("generator", "train a generator", _generator_run_arguments, run_train_generator),
+    )),
+    Command("extract-codes", "tokenize a dataset for generator training (sharded, resumable)", _extract_arguments, run_extract_codes),
+    Command("check-codes", "validate a code set against its format and, optionally, its tokenizer", _check_arguments, run_check_codes),
+)

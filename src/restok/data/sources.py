@@ -1,0 +1,145 @@
+"""Image sources: a folder tree, tar shards, or the embedded data, behind one interface (:mod:`.records`).
+
+* a folder tree: one sub-folder per class (sorted names, as torchvision's ImageFolder), or a flat folder of
+  unlabelled images;
+* webdataset-style tar shards (``KEY.jpg``/``KEY.png`` + ``KEY.cls``), a folder of them, one ``.tar`` or a brace
+  pattern (``shards-{0000..0099}.tar``) -- indexed once, so that every sample has a fixed position, which is what
+  makes resume and multi-process runs exact;
+* ``embedded:NAME`` (:mod:`.embedded`).
+
+Unreadable files are skipped where they are read (the next sample takes their place), counted and named.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import tarfile
+from pathlib import Path
+
+from .embedded import embedded_source
+from .images import IMAGE_SUFFIXES
+from .records import DataError, ImageRecord, ImageSource
+
+__all__ = ["open_image_source", "MAX_SHARDS", "MAX_SPARSE_CLASSES"]
+
+
+def _read_file(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _folder_source(root: Path) -> ImageSource:
+    """Sub-folders with images = classes (sorted names, as torchvision's ImageFolder); else flat, unlabelled."""
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    is_img = lambda p: p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES  # noqa: E731
+    classes = [d for d in subdirs if any(is_img(p) for p in d.rglob("*"))]
+    records: list[ImageRecord] = []
+    if classes:
+        for label, d in enumerate(classes):
+            for p in sorted(d.rglob("*")):
+                if is_img(p):
+                    records.append(ImageRecord(str(p), label, functools.partial(_read_file, str(p))))
+        names = [d.name for d in classes]
+    else:
+        for p in sorted(root.iterdir()):
+            if is_img(p):
+                records.append(ImageRecord(str(p), -1, functools.partial(_read_file, str(p))))
+        names = []
+    if not records:
+        raise DataError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return ImageSource(records, names, f"image folder {root} ({len(records)} images, {len(names)} classes)")
+
+
+MAX_SHARDS = 100_000  # a brace pattern naming more shards than this is refused before it is expanded
+# Class ids of tar shards run from 0 to the largest label; a largest label far above the number of classes seen
+# (one stray .cls of 1000000) would build a huge generator, so it is refused.
+MAX_SPARSE_CLASSES = 1000
+
+
+def _expand_braces(pattern: str) -> list[str]:
+    """``shards-{0000..0003}.tar`` -> the four names (webdataset's brace notation); refuses more than MAX_SHARDS."""
+    total = 1
+    for a, b in re.findall(r"\{(\d+)\.\.(\d+)\}", pattern):
+        if int(b) < int(a):
+            raise DataError(f"shard pattern {pattern!r}: range {{{a}..{b}}} is empty")
+        total *= int(b) - int(a) + 1
+        if total > MAX_SHARDS:
+            raise DataError(f"shard pattern {pattern!r} names more than {MAX_SHARDS:,} shards; is it a typo?")
+    m = re.search(r"\{(\d+)\.\.(\d+)\}", pattern)
+    if not m:
+        return [pattern]
+    a, b = m.group(1), m.group(2)
+    out = []
+    for i in range(int(a), int(b) + 1):
+        out += _expand_braces(pattern[: m.start()] + str(i).zfill(len(a)) + pattern[m.end() :])
+    return out
+
+
+def _read_tar_member(path: str, offset: int, size: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
+def _shard_source(paths: list[str]) -> ImageSource:
+    """Index tar shards: group members by key (name up to the first dot), image + optional ``.cls`` label."""
+    records: list[ImageRecord] = []
+    labels_seen: set[int] = set()
+    for path in paths:
+        if not os.path.isfile(path):
+            raise DataError(f"shard {path} does not exist")
+        groups: dict[str, dict[str, tarfile.TarInfo]] = {}
+        try:
+            with tarfile.open(path, "r:") as tf:
+                for info in tf:
+                    if not info.isfile():
+                        continue
+                    base = os.path.basename(info.name)
+                    key, _, ext = base.partition(".")
+                    groups.setdefault(os.path.join(os.path.dirname(info.name), key), {})[ext.lower()] = info
+                cls_bytes = {k: tf.extractfile(m["cls"]).read() for k, m in groups.items() if "cls" in m}
+        except tarfile.TarError as e:
+            raise DataError(f"shard {path} is not a readable tar file: {e}") from None
+        for key, members in groups.items():
+            img = next((members[e] for e in ("jpg", "jpeg", "png", "webp", "bmp") if e in members), None)
+            if img is None:
+                continue
+            label = -1
+            if key in cls_bytes:
+                try:
+                    label = int(cls_bytes[key].decode().strip())
+                except ValueError:
+                    label = -1
+            if label >= 0:
+                labels_seen.add(label)
+            records.append(ImageRecord(f"{path}:{img.name}", label, functools.partial(_read_tar_member, path, img.offset_data, img.size)))
+    if not records:
+        raise DataError(f"no images found in {len(paths)} shard(s) starting {paths[0]}")
+    n_cls = max(labels_seen) + 1 if labels_seen else 0
+    if n_cls > MAX_SPARSE_CLASSES and n_cls > 2 * len(labels_seen):
+        raise DataError(
+            f"the .cls labels of {len(paths)} shard(s) go up to {n_cls - 1} but only {len(labels_seen)} distinct classes "
+            "appear; class ids must run 0..C-1 (a stray label?)"
+        )
+    names = [str(i) for i in range(n_cls)]
+    return ImageSource(records, names, f"{len(paths)} tar shard(s) ({len(records)} images, {n_cls} classes)")
+
+
+def open_image_source(path: str | Path) -> ImageSource:
+    """A folder tree, a folder of ``.tar`` shards, one ``.tar``, a brace pattern of shards, or the embedded
+    data by name (``embedded:mnist-train``, ``embedded:mnist-test``, ``embedded:mnist``)."""
+    p = str(path)
+    if p.startswith("embedded:"):
+        return embedded_source(p[len("embedded:") :])
+    if p.endswith(".tar") or "{" in p:
+        return _shard_source(_expand_braces(p))
+    root = Path(p)
+    if not root.exists():
+        raise DataError(f"data path {p} does not exist")
+    if root.is_dir():
+        tars = sorted(str(t) for t in root.glob("*.tar"))
+        if tars:
+            return _shard_source(tars)
+        return _folder_source(root)
+    raise DataError(f"data path {p} is neither a folder nor a .tar shard")

@@ -1,0 +1,77 @@
+"""Devices and processes: the one rule that turns ``--device`` into a device, and the processes a launcher
+(``torchrun``, ``accelerate launch``) started, as one small value that every multi-process job takes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+__all__ = ["DEVICES", "resolve_device", "Processes", "launched"]
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``auto`` is cuda, then mps, then cpu; a device that is not there is refused (ValueError naming it)."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
+    if name not in DEVICES:
+        raise ValueError(f"--device {name}: unknown device; choose one of {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if name == "mps" and not _mps_available():
+        raise ValueError("--device mps: MPS is not available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class Processes:
+    """The processes of one job: this one's ``rank``, how many there are (``world``), how to wait for all of them
+    (``barrier``, None for one process) and whether this one draws progress bars (the main one only)."""
+
+    rank: int = 0
+    world: int = 1
+    barrier: Callable[[], None] | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.world:
+            raise ValueError(f"rank {self.rank} is not one of {self.world} processes")
+
+    @property
+    def main(self) -> bool:
+        """True on the process that merges and writes the results."""
+        return self.rank == 0
+
+    @property
+    def shows_progress(self) -> bool:
+        """Progress bars on the main process only, when asked for."""
+        return self.progress and self.main
+
+    def wait(self) -> None:
+        """Wait until every process gets here."""
+        if self.barrier is not None:
+            self.barrier()
+
+
+def launched(device: str = "auto", progress: bool = True) -> tuple[Processes, torch.device]:
+    """The processes and this process's device: from ``torchrun`` / ``accelerate launch`` when launched that way
+    (through Accelerate's process state), else this one process on :func:`resolve_device`'s device."""
+    dev = resolve_device(device)
+    try:
+        from accelerate import PartialState
+    except ImportError:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError("a multi-process launch needs Hugging Face Accelerate: pip install 'restok[train]'") from None
+        return Processes(progress=progress), dev
+    state = PartialState(cpu=dev.type == "cpu")
+    return Processes(state.process_index, state.num_processes, state.wait_for_everyone, progress), state.device

@@ -1,0 +1,106 @@
+"""The sampling recipe: one typed, validated record of how to sample a generator (guidance scale, schedule and
+start, temperature, top-k, top-p), the named recipes, and the description of each setting that the command line's
+options are generated from."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..core.fields import Config
+from .guidance import CFG_SCHEDULES
+
+__all__ = ["SamplingConfig", "SAMPLING_PRESETS", "RELEASED_RECIPE", "SAMPLING_FIELDS", "check_sampling"]
+
+
+def _setting(default: Any, help: str, **extra: Any) -> Any:
+    """A recipe field with the help text (and choices) its command-line option is made from."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class SamplingConfig(Config):
+    """How to sample from a generator: classifier-free guidance (scale, schedule, start), temperature, top-k and
+    top-p. Stored with a generator as ``generation_config.json`` (as transformers does), so ``gen.generate(labels)``
+    follows the recipe its weights were released with unless told otherwise; validated when built."""
+
+    cfg_scale: float = _setting(1.0, "guidance scale (1 = none)")
+    cfg_schedule: str = _setting("constant", "guidance schedule over the model calls", choices=tuple(sorted(CFG_SCHEDULES)))
+    cfg_start: float = _setting(0.0, "ratio of the calls from which the 'step' schedule guides")
+    temperature: float = _setting(1.0, "softmax temperature")
+    top_k: int = _setting(0, "keep the k most likely tokens (0 = off)")
+    top_p: float = _setting(1.0, "nucleus: keep the most likely tokens up to this probability (1.0 = off)")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int):
+            if isinstance(self.top_k, float) and self.top_k.is_integer():
+                object.__setattr__(self, "top_k", int(self.top_k))
+            else:
+                raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
+        for name in ("cfg_scale", "cfg_start", "temperature", "top_p"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{name} must be a number, got {v!r}")
+            object.__setattr__(self, name, float(v))
+        check_sampling(self)
+
+    def replace(self, **changes: Any) -> "SamplingConfig":
+        """A copy with some settings changed (None values are ignored)."""
+        unknown = sorted(set(changes) - set(SAMPLING_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown sampling setting(s) {unknown}; known: {sorted(SAMPLING_FIELDS)}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SamplingConfig":
+        """Build from a dict (e.g. ``generation_config.json``), naming unknown keys."""
+        names = set(SAMPLING_FIELDS)
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown sampling setting(s) {unknown}; known: {sorted(names)}")
+        return cls(**dict(data))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SamplingConfig":
+        """Read a JSON file: a sampling config, or a file holding one under ``sampling`` (e.g. a search's best)."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read sampling config {path}: {e}") from None
+        if isinstance(data, dict) and isinstance(data.get("sampling"), dict):
+            data = data["sampling"]
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a sampling config must be a JSON object")
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: {e}") from None
+
+
+# Every setting of a recipe with its description: what the command line's options, the search grid's axes and the
+# generators' keyword arguments are derived from.
+SAMPLING_FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(SamplingConfig)}
+
+
+def check_sampling(sp: SamplingConfig) -> None:
+    """Raise a ValueError naming the first out-of-range sampling setting."""
+    if sp.cfg_schedule not in CFG_SCHEDULES:
+        raise ValueError(f"unknown cfg_schedule {sp.cfg_schedule!r}; choose one of {sorted(CFG_SCHEDULES)}")
+    if not sp.cfg_scale >= 1.0:
+        raise ValueError(f"cfg_scale must be >= 1.0 (1.0 = no guidance), got {sp.cfg_scale}")
+    if not 0.0 <= sp.cfg_start <= 1.0:
+        raise ValueError(f"cfg_start must be in [0, 1], got {sp.cfg_start}")
+    if not sp.temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {sp.temperature}")
+    if not isinstance(sp.top_k, int) or sp.top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {sp.top_k}")
+    if not 0.0 < sp.top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1] (1.0 = off), got {sp.top_p}")
+
+
+# The released sampling recipe (official README): step schedule at 3.75 from ratio 0.25, top-p 0.95.
+RELEASED_RECIPE = SamplingConfig(cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_k=0, top_p=0.95, temperature=1.0)
+SAMPLING_PRESETS: dict[str, SamplingConfig] = {"released": RELEASED_RECIPE, "none": SamplingConfig()}

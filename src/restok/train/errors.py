@@ -1,0 +1,7 @@
+"""The one error of training: a run that cannot go on (bad data, NaN loss, mismatched resume state); its message says why."""
+
+__all__ = ["TrainingError"]
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (bad data, NaN loss, mismatched resume state); the message says why."""

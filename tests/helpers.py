@@ -1,0 +1,114 @@
+"""Helpers shared by the tests: the command line run in-process (and, for exit codes, signals and launchers, in a
+real process), tiny data and models, and the stand-in FID Inception."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+DATA = Path(__file__).parent / "data"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+@dataclass
+class Ran:
+    """What a command line did: its exit status and output (as ``subprocess.CompletedProcess`` names them)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str) -> Ran:
+    """``restok ARGS`` run in this process through ``restok.cli.main`` (no new interpreter, no second ``import torch``)."""
+    from restok.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return Ran(code, out.getvalue(), err.getvalue())
+
+
+def run_process(*args: str, env: dict[str, str] | None = None, timeout: int = 300, **kwargs: object) -> subprocess.CompletedProcess:
+    """``python -m restok ARGS`` in a new process: for exit statuses as a shell sees them, signals and launchers."""
+    return subprocess.run([sys.executable, "-m", "restok", *map(str, args)], capture_output=True, text=True,
+                          env=env or ENV, timeout=timeout, **kwargs)
+
+
+def one_line_error(r: Ran | subprocess.CompletedProcess, *words: str) -> None:
+    """Assert a failed command printed one ``error:`` line (no traceback) holding every word."""
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "%|" not in ln]
+    assert lines and lines[-1].startswith("error: "), r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    for w in words:
+        assert w in lines[-1], (w, lines[-1])
+
+
+def official_keys(kind: str) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` of the official tokenizer/generator checkpoints (from the reference key lists)."""
+    out = {}
+    for line in (DATA / f"official-{kind}-keys.tsv").read_text().splitlines():
+        name, shape, _ = line.split("\t")
+        out[name] = tuple(int(s) for s in re.findall(r"\d+", shape))
+    return out
+
+
+def write_image_folder(root: Path, classes: int = 2, per_class: int = 4, size: tuple[int, int] = (40, 48), seed: int = 0) -> Path:
+    """A class-per-folder tree of small random PNGs whose dominant colour channel is the class."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        d = root / f"class{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            a = (rng.random((*size, 3)) * 120).astype("uint8")
+            a[:, :, c % 3] = 220
+            Image.fromarray(a).save(d / f"{i:03d}.png")
+    return root
+
+
+def require(module: str):  # type: ignore[no-untyped-def]
+    """Import an optional test dependency: skip when it is missing locally, fail under CI (which installs it)."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
+def require_compiler() -> None:
+    """Inductor's CPU kernels need a C++ compiler: skip without one locally, fail under CI (which installs g++)."""
+    import shutil
+
+    if shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
+        if os.environ.get("RESTOK_REQUIRE_COMPILER") or os.environ.get("CI"):
+            pytest.fail("no C++ compiler (g++) for torch.compile's CPU backend; CI installs it")
+        pytest.skip("no C++ compiler for torch.compile's CPU backend")
+
+
+STAND_IN_FEATURES = 64
+
+
+class TinyInception(torch.nn.Module):
+    """Stands in for the FID Inception: same interface (299 px in [-1, 1) -> (B, F)), with F = 64 features instead of
+    2,048 so that the exact SciPy ``sqrtm`` FID takes milliseconds, not the ~12 s of a 2048-d one on 2 cores."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 7, stride=7)
+        self.fc = torch.nn.Linear(8 * 16, STAND_IN_FEATURES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(x)), 4)
+        return torch.relu(self.fc(h.flatten(1)))
