@@ -5,7 +5,7 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from restok.app import build_app  # noqa: E402
+from restok.apps.web import build_app  # noqa: E402
 
 demo = build_app(os.environ.get("RESTOK_TOKENIZER", "restok-tiny-mnist"), os.environ.get("RESTOK_GENERATOR", "har-tiny-mnist"))
 

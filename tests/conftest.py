@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,9 @@ def _torchvision_cpu_shim() -> object | None:
 
 
 _TORCHVISION_SHIM = _torchvision_cpu_shim()
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: the workers share the cores
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -180,6 +180,7 @@ def _digit_classifier():  # type: ignore[no-untyped-def]
 
 
 @torch.no_grad()
+@pytest.mark.slow
 def test_shipped_cards_hold_what_the_shipped_models_measure() -> None:
     """The embedded cards' figures, re-measured from the shipped weights on the 1,000 held-out digits: PSNR and the
     digit classifier's verdict at every prefix length, codebook usage/entropy, and the generator's class accuracy

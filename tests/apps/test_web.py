@@ -117,6 +117,7 @@ def _image(b, img) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
+@pytest.mark.slow
 def test_tokenizer_tab_in_a_browser(app_url, browser, tmp_path) -> None:
     from restok.datasets import MNISTDigits
     from restok.images import to_pil
@@ -164,6 +165,7 @@ def test_tokenizer_tab_in_a_browser(app_url, browser, tmp_path) -> None:
     b.save_screenshot(str(ARTIFACTS / "app-4-bad-file.png"))
 
 
+@pytest.mark.slow
 def test_generator_tab_matches_the_cli(app_url, browser, tmp_path) -> None:
     b = browser
     b.get(app_url)

@@ -195,6 +195,7 @@ def test_full_disk_keeps_the_previous_file(tmp_path, tok_dir, pngs) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".codes.npz")]  # no temporary left behind
 
 
+@pytest.mark.slow
 def test_saved_models_are_byte_identical_across_processes(tmp_path) -> None:
     code = ("import torch, sys; from restok import HARGenerator; torch.manual_seed(0); "
             "HARGenerator.from_preset('har-tiny').save_pretrained(sys.argv[1])")
@@ -254,6 +255,7 @@ def _hold_lock(folder: Path) -> subprocess.Popen:
     return p
 
 
+@pytest.mark.slow
 def test_one_job_per_folder(tmp_path, tok_dir) -> None:
     images = write_image_folder(tmp_path / "imgs")
     for folder, cmd in (
@@ -271,6 +273,7 @@ def test_one_job_per_folder(tmp_path, tok_dir) -> None:
         assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.slow
 def test_damaged_newest_checkpoint_falls_back_and_resume_is_exact(tmp_path, caplog) -> None:
     images = write_image_folder(tmp_path / "imgs")
     cfg = lambda: load_train_config("restok-tiny", "tokenizer", FAST)  # noqa: E731
@@ -301,6 +304,7 @@ def test_resume_with_other_data_is_refused(tmp_path) -> None:
         train_tokenizer(cfg(), str(other), tmp_path / "run", max_steps=4, resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_kill_during_extraction_then_resume_gives_the_same_code_set(tmp_path, tok_dir) -> None:
     images = write_image_folder(tmp_path / "imgs", per_class=6)
     args = ["extract-codes", "--tokenizer", str(tok_dir), "--data", str(images), "--crop", "center", "--shard-size", "3",

@@ -190,6 +190,7 @@ def test_push_to_hub_uploads_our_format(monkeypatch, tiny_tok):
     assert "restok train generator" in uploaded["card"] and "class accuracy" in uploaded["card"] and '"cfg_scale": 2.0' in uploaded["card"]
 
 
+@pytest.mark.slow
 def test_generator_from_official_nested_training_config(tmp_path, tiny_gen):
     # the official generator run's config.yaml: both a vq_model and a generator block, with interpolations
     yaml_text = f"""

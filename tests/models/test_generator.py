@@ -52,7 +52,7 @@ def test_cached_steps_equal_teacher_forced_logits(tiny_gen, ar_tokens):
         cache = gen.new_cache(3)
         class_emb = gen.cls_embedding(labels, train=False)
         parts = [gen.forward_step(tokens, class_emb, s, e, cache) for s, e in Hy.har_step_positions(32, ar_tokens)]
-    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=5e-5, rtol=1e-5)  # float32 reduction order
 
 
 def _count_calls(gen: HARGenerator) -> list:

@@ -83,6 +83,7 @@ def test_schedule_and_ema_rules() -> None:
     assert ema.shadow["weight"].item() == pytest.approx(2 * 2 / 11 + 13 * 9 / 11)
 
 
+@pytest.mark.slow
 def test_tokenizer_overfits_a_handful_of_images(images, tmp_path) -> None:
     cfg = load_train_config("restok-tiny", "tokenizer", [
         "batch_size=4", "log_every=1", "save_every=1000", "image_every=1000", "trackers=[]",
@@ -107,6 +108,7 @@ def test_generator_overfits_its_codes(codes, tmp_path) -> None:
     assert gen.config.num_classes == 2 and gen.config.vocab_size == 1024 and gen.config.num_tokens == 32
 
 
+@pytest.mark.slow
 def test_tokenizer_exact_resume_with_gan_and_alignment(images, tmp_path) -> None:
     cfg = lambda: load_train_config("restok-tiny", "tokenizer", FAST_TOK)  # noqa: E731 - GAN from step 2, alignment on
     train_tokenizer(cfg(), str(images), tmp_path / "full", max_steps=6, progress=False)
@@ -180,6 +182,7 @@ ck.save(2, {"model": {"w": torch.zeros(3)}}, {"step": 2})
 """
 
 
+@pytest.mark.slow
 def test_process_killed_while_saving_leaves_previous_checkpoint(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-c", KILL_DURING_SAVE, str(tmp_path)], capture_output=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL
@@ -194,6 +197,7 @@ def test_process_killed_while_saving_leaves_previous_checkpoint(tmp_path) -> Non
 NO_DROPOUT = "model_overrides={token_dropout_p: 0.0, resid_dropout_p: 0.0, ffn_dropout_p: 0.0}"
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(codes, tmp_path) -> None:
     """torchrun with 2 CPU processes (gloo) and the same global batch gives the 1-process weights."""
     pytest.importorskip("accelerate")
@@ -219,6 +223,7 @@ def _torchrun(args: list[str], port: int) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_fsdp_generator_matches_one_process_and_resumes_exactly(codes, tmp_path) -> None:
     """distributed=fsdp (FSDP2 shards, 2 CPU processes): same weights as 1 process; stop + resume is bitwise exact."""
     pytest.importorskip("accelerate")
@@ -249,6 +254,7 @@ def test_fsdp_generator_matches_one_process_and_resumes_exactly(codes, tmp_path)
     assert ddp.returncode != 0 and "different config" in ddp.stderr
 
 
+@pytest.mark.slow
 def test_tokenizer_two_processes_match_one_fsdp_and_ddp_with_dead_code_restarts(image_folder, tmp_path) -> None:
     """The tokenizer with GAN, alignment and dead-code restarts on: 2 processes (FSDP2 shards, and DDP) give the
     1-process weights -- the same codes restarted to the same encoder outputs -- and the reconstruction grids
@@ -281,8 +287,13 @@ def test_tokenizer_two_processes_match_one_fsdp_and_ddp_with_dead_code_restarts(
     assert (tmp_path / "two" / "images" / "step-00000002.png").stat().st_size > 100
 
 
-def test_bf16_and_compiled_generator_training(codes, tmp_path) -> None:
-    """mixed_precision=bf16 (CPU autocast) and compile=true train, export and stay close to the fp32 eager run."""
+@pytest.mark.slow
+def test_bf16_and_compiled_generator_training(codes, tmp_path, monkeypatch) -> None:
+    """mixed_precision=bf16 (CPU autocast) and compile=true train, export and stay close to the fp32 eager run. The
+    compiled run traces forward and backward through AOTAutograd (``aot_eager``): Inductor's kernels are checked
+    against eager in tests/sampling/test_compiled.py, and would cost minutes here on a cold cache."""
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real(model, **{**kw, "backend": "aot_eager"}))
     fp32 = load_train_config("har-tiny", "generator", [*FAST_GEN, NO_DROPOUT])
     train_generator(fp32, str(codes), tmp_path / "fp32", max_steps=3, progress=False, device="cpu")
     bf16 = load_train_config("har-tiny", "generator", [*FAST_GEN, NO_DROPOUT, "mixed_precision=bf16"])
@@ -429,6 +440,7 @@ def test_cli_train_stop_and_resume(images, tmp_path, capsys) -> None:
     shutil.rmtree(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_validation_kept_checkpoints_and_export(images, tmp_path, inception_torchscript) -> None:
     """eval_every logs the protocol's numbers for the EMA weights; a keep_steps checkpoint survives pruning and
     exports to the same model the run's final/ holds at that step."""
@@ -520,6 +532,7 @@ def test_dead_code_restarter_restarts_only_codes_unused_for_n_steps() -> None:
     assert all(any(torch.equal(row, l) for l in latents[:2]) for row in weight.data)
 
 
+@pytest.mark.slow
 def test_dead_code_restarts_lift_usage_are_logged_and_resume_exactly(images, tmp_path) -> None:
     """restart_dead_codes on a collapsing setup: usage rises against the same run without it, restarts are logged,
     and stop + resume ends bitwise equal to an uninterrupted run (the last-use record is in the checkpoint)."""

@@ -7,11 +7,15 @@ import argparse
 import json
 from typing import Any
 
+from pathlib import Path
+
+from ..eval import jobs
+from ..eval.jobs import GenerationRequest, Inception, ReconstructionRequest, ReferenceRequest, SearchRequest
 from ..runtime.precision import DTYPES
-from ..runtime.processes import Processes, launched
+from ..sampling import SAMPLING_FIELDS
 from .base import Command
-from .options import (batch_option, compile_option, device_option, group, model_options, output_option, parse_tokens,
-                      precision_options, progress_option, sampling_from_args, sampling_options, seed_option, tokens_option)
+from .options import (batch_option, compile_option, device_option, group, model_options, output_option, parse_tokens, precision_options,
+                      progress_option, sampling_changes, sampling_options, seed_option, tokens_option)
 
 __all__ = ["COMMANDS"]
 
@@ -30,12 +34,9 @@ def _common(p: argparse.ArgumentParser, out_help: str) -> None:
     batch_option(p, 32)
 
 
-def _start(args: argparse.Namespace) -> tuple[Processes, Any, Any]:
-    """The launcher's processes, this one's device, and the FID Inception on it."""
-    from ..eval.inception import load_inception
-
-    processes, device = launched(args.device, progress=not args.no_progress)
-    return processes, device, load_inception(args.inception_weights, device=device, dtype=args.inception_dtype)
+def _inception(args: argparse.Namespace) -> Inception:
+    """The FID Inception and where the job runs, as the options name them."""
+    return Inception(args.inception_weights, args.inception_dtype, args.device, not args.no_progress)
 
 
 def _print(result: dict[str, Any] | None, keys: tuple[str, ...], out: str) -> None:
@@ -62,18 +63,9 @@ def _reconstruction_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_reconstruction(args: argparse.Namespace) -> int:
     """rFID, PSNR, SSIM, codebook usage and entropy of a tokenizer."""
-    from ..data.sources import open_image_source
-    from ..eval.reconstruction import evaluate_reconstruction
-    from ..models.auto import load_tokenizer
-
-    processes, device, inception = _start(args)
-    tok = load_tokenizer(args.tokenizer, device=device)
-    ks = parse_tokens(args.tokens, tok.prefix_lengths)  # None: every token, one length: that prefix, several: the rate curve
-    tokens = "all" if args.tokens == "all" else ks[0] if ks and len(ks) == 1 else ks
-    result = evaluate_reconstruction(tok, open_image_source(args.data), inception, args.out, tokens=tokens, num_images=args.num_images,
-                                     target_psnr=args.target_psnr, batch_size=args.batch_size, allow_partial=args.allow_partial,
-                                     processes=processes, pixel_dtype=DTYPES[args.pixel_dtype])
-    _print(result, ("rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy", "num_images", "inception_score", "budget"), args.out)
+    req = ReconstructionRequest(args.tokenizer, args.data, Path(args.out), parse_tokens(args.tokens), args.num_images, args.target_psnr,
+                                args.batch_size, args.allow_partial, args.pixel_dtype, _inception(args))
+    _print(jobs.run_reconstruction(req), ("rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy", "num_images", "inception_score", "budget"), args.out)
     return 0
 
 
@@ -101,18 +93,10 @@ def _generation_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_generation(args: argparse.Namespace) -> int:
     """gFID, IS, precision/recall of a generator against a reference batch."""
-    from ..eval.generation import evaluate_generation
-    from ..models.auto import load_pair
-
-    processes, device, inception = _start(args)
-    gen, tok = load_pair(args.tokenizer, args.generator, device=device)
-    sampling = sampling_from_args(args, gen.generation_config)
-    result = evaluate_generation(
-        gen, tok, inception, args.reference, args.out, num_samples=args.num_samples, per_class=args.per_class,
-        batch_size=args.batch_size, seed=args.seed, sampling=sampling, allow_partial=args.allow_partial, processes=processes,
-        autocast_dtype=DTYPES[args.dtype], pixel_dtype=DTYPES[args.pixel_dtype], save_samples=args.save_samples, compile=args.compile,
-    )
-    _print(result, ("gfid", "precision", "recall", "inception_score", "num_samples"), args.out)
+    req = GenerationRequest(args.generator, args.tokenizer, args.reference, Path(args.out), args.num_samples, args.per_class, args.seed,
+                            args.sampling, sampling_changes(args), args.batch_size, args.allow_partial, args.dtype, args.pixel_dtype,
+                            args.save_samples, args.compile, _inception(args))
+    _print(jobs.run_generation(req), ("gfid", "precision", "recall", "inception_score", "num_samples"), args.out)
     return 0
 
 
@@ -133,23 +117,9 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_search(args: argparse.Namespace) -> int:
     """Guidance search: the grid from the options (or a YAML/JSON file), then the search."""
-    from ..eval.search import SearchGrid, search_guidance
-    from ..hub.files import read_config_file
-    from ..models.auto import load_pair
-    from ..sampling import SAMPLING_FIELDS
-
-    axes: dict[str, Any] = dict(read_config_file(args.grid)) if args.grid else {}
-    axes.update({name: getattr(args, name) for name in SAMPLING_FIELDS if getattr(args, name) is not None})
-    grid = SearchGrid.from_dict(axes)
-    n_points = len(grid.points())
-    processes, device, inception = _start(args)
-    gen, tok = load_pair(args.tokenizer, args.generator, device=device)
-    if processes.main:
-        refine = f", then a finer grid at {args.refine_per_class or 4 * args.per_class} per class" if args.refine else ""
-        print(f"guidance search: {n_points} point(s) x {args.per_class} samples per class x {gen.config.num_classes} classes{refine}", flush=True)
-    result = search_guidance(gen, tok, inception, args.reference, args.out, grid, per_class=args.per_class, refine=args.refine,
-                             refine_per_class=args.refine_per_class, batch_size=args.batch_size, seed=args.seed, processes=processes,
-                             log=(lambda m: print(m, flush=True)) if processes.main else None)
+    req = SearchRequest(args.generator, args.tokenizer, args.reference, Path(args.out), args.grid, sampling_changes(args), args.per_class,
+                        args.refine, args.refine_per_class, args.seed, args.batch_size, _inception(args))
+    result = jobs.run_search(req, announce=lambda m: print(m, flush=True))
     if result is not None:
         b = result["best"]
         print(json.dumps({k: b[k] for k in (*SAMPLING_FIELDS, "gfid", "inception_score")}))
@@ -169,12 +139,8 @@ def _reference_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_reference(args: argparse.Namespace) -> int:
     """Write a reference batch from images."""
-    from ..data.sources import open_image_source
-    from ..eval.references import make_reference, reference_images
-
-    _, _, inception = _start(args)
-    images = reference_images(open_image_source(args.data), args.image_size, args.num_images)
-    print(json.dumps(make_reference(images, inception, args.out)))
+    req = ReferenceRequest(args.data, Path(args.out), args.image_size, args.num_images, _inception(args))
+    print(json.dumps(jobs.run_reference(req)))
     return 0
 
 

@@ -15,7 +15,7 @@ from .base import CLIError
 
 __all__ = [
     "group", "model_options", "device_option", "precision_options", "batch_option", "seed_option", "output_option",
-    "progress_option", "compile_option", "tokens_option", "parse_tokens", "sampling_options", "sampling_from_args",
+    "progress_option", "compile_option", "tokens_option", "parse_tokens", "sampling_options", "sampling_changes", "sampling_from_args",
 ]
 
 _GROUPS = "_restok_groups"
@@ -97,20 +97,16 @@ def tokens_option(p: argparse.ArgumentParser, helptext: str) -> None:
     group(p, "models").add_argument("--tokens", default=None, metavar="K|K1,K2,...|all", help=helptext)
 
 
-def parse_tokens(value: str | None, prefix_lengths: Sequence[int]) -> list[int] | None:
-    """``--tokens`` as prefix lengths: None (not given), a number, a comma list, or ``all`` (every length)."""
-    if value is None:
-        return None
-    if value == "all":
-        return list(prefix_lengths)
+def parse_tokens(value: str | None) -> int | str | tuple[int, ...] | None:
+    """``--tokens`` (one grammar for every command): None (not given), a number, a comma list, or ``all``. Which
+    lengths a tokenizer allows is :func:`restok.core.hierarchy.select_prefixes`'s to check."""
+    if value is None or value == "all":
+        return value
     try:
-        ks = sorted({int(v) for v in str(value).split(",")})
+        ks = tuple(sorted({int(v) for v in str(value).split(",")}))
     except ValueError:
         raise CLIError(f"--tokens must be a number, a comma list of numbers or 'all', got {value!r}") from None
-    bad = [k for k in ks if k not in prefix_lengths]
-    if bad:
-        raise CLIError(f"--tokens {','.join(map(str, bad))} is not allowed; choose from {list(prefix_lengths)} or 'all'")
-    return ks
+    return ks[0] if len(ks) == 1 else ks
 
 
 def _number_type(f: Any) -> type:
@@ -137,12 +133,14 @@ def sampling_options(p: argparse.ArgumentParser, many: bool = False) -> None:
         g.add_argument("--" + name.replace("_", "-"), **kwargs)
 
 
+def sampling_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the sampling options change (None where not given), by recipe field."""
+    return {name: getattr(args, name) for name in SAMPLING_FIELDS}
+
+
 def sampling_from_args(args: argparse.Namespace, default: SamplingConfig) -> SamplingConfig:
     """The recipe the options name: ``--sampling`` (or ``default``), with each given setting changed."""
-    base = default
-    if args.sampling is not None:
-        base = SAMPLING_PRESETS[args.sampling] if args.sampling in SAMPLING_PRESETS else SamplingConfig.load(args.sampling)
     try:
-        return base.replace(**{name: getattr(args, name) for name in SAMPLING_FIELDS})
+        return SamplingConfig.resolve(args.sampling, default, **sampling_changes(args))
     except ValueError as e:
         raise CLIError(f"sampling: {e}") from None

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..core.hierarchy import select_prefixes
 from ..data.images import ImageLoadError, load_image, make_grid, save_image
 from ..data.token_files import TokenFile, read_token_file, write_token_file
 from ..eval.budgets import encode_adaptive
@@ -42,6 +43,14 @@ def _running(p: argparse.ArgumentParser) -> None:
     batch_option(p, 16)
 
 
+def _lengths(tokens: str | None, allowed: Sequence[int]) -> list[int]:
+    """The prefix lengths ``--tokens`` names (None: all tokens), checked against the tokenizer's."""
+    try:
+        return select_prefixes(parse_tokens(tokens), tuple(allowed))
+    except ValueError as e:
+        raise CLIError(f"--tokens: {e}") from None
+
+
 def _failed_note(failed: list[str]) -> str:
     return f"; {len(failed)} input(s) failed" if failed else ""
 
@@ -59,7 +68,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     """Reconstruct images from k tokens; write each reconstruction and a side-by-side comparison."""
     device = resolve_device(args.device)
     tok = load_tokenizer(args.tokenizer, device=device)
-    ks = parse_tokens(args.tokens, tok.prefix_lengths) or [tok.num_tokens]
+    ks = _lengths(args.tokens, tok.prefix_lengths)
     out = Path(args.out)
     images, failed = load_images(args.images, tok.config.image_size)
     names = dict(zip([p for p, _ in images], unique_stems([p for p, _ in images])))
@@ -150,7 +159,7 @@ def _wanted(tf: TokenFile, tokens: str | None, prefix_lengths: Sequence[int]) ->
     """(k, row) pairs to decode: each image from its own length, or the lengths ``--tokens`` names that it keeps."""
     if tokens is None:
         return sorted((int(tf.lengths[i]), i) for i in range(len(tf.files)))
-    ks = parse_tokens(tokens, prefix_lengths) or []
+    ks = _lengths(tokens, prefix_lengths)
     if tokens != "all":
         short = [tf.files[i] for i in range(len(tf.files)) if tf.lengths[i] < max(ks)]
         if short:

@@ -28,6 +28,7 @@ __all__ = [
     "pooled_grid",
     "latent_pool_grids",
     "prefix_lengths",
+    "select_prefixes",
     "nested_dropout_probs",
     "merge_layers",
     "image_level_grids",
@@ -103,6 +104,20 @@ def prefix_lengths(num_tokens: int, min_tokens: int) -> tuple[int, ...]:
             f"min_tokens must be one of the level boundaries {list(ends)} for {num_tokens} tokens, got {min_tokens}"
         )
     return tuple(e for e in ends if e >= min_tokens)
+
+
+def select_prefixes(spec: int | str | tuple[int, ...] | list[int] | None, allowed: tuple[int, ...]) -> list[int]:
+    """The prefix lengths a user asks for, in increasing order: None (the longest), one length, several, or ``"all"``;
+    a ValueError names the ones that are not among ``allowed``."""
+    if spec is None:
+        return [allowed[-1]]
+    if spec == "all":
+        return list(allowed)
+    ks = sorted({int(spec)} if isinstance(spec, int) else {int(k) for k in spec})  # type: ignore[union-attr]
+    bad = [k for k in ks if k not in allowed]
+    if bad or not ks:
+        raise ValueError(f"prefix length(s) {bad or ks} not allowed: choose from {list(allowed)} or 'all'")
+    return ks
 
 
 def nested_dropout_probs(num_tokens: int, min_tokens: int, drop_prob: float) -> tuple[float, ...]:

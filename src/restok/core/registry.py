@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Collection, Mapping
 
 __all__ = ["KINDS", "DEFAULT_FAMILIES", "Layout", "register_model", "model_class", "model_classes", "find_preset",
-           "identify_checkpoint", "RegistryError"]
+           "identify_checkpoint", "check_compatible", "RegistryError"]
 
 KINDS = ("tokenizer", "generator")
 # The family of a restok-format file that names none (files written before there was more than one per kind).
@@ -87,3 +87,13 @@ def identify_checkpoint(config: Mapping[str, Any] | None, keys: Collection[str] 
             if layout.matches(config, keys):
                 return cls, layout
     return None
+
+
+def check_compatible(tokenizer: Any, generator: Any) -> None:
+    """Raise a ValueError unless ``generator`` samples ``tokenizer``'s tokens (same codebook and token count), whatever
+    their families."""
+    if generator.vocab_size != tokenizer.codebook_size or generator.num_tokens != tokenizer.num_tokens:
+        raise ValueError(
+            f"generator ({generator.vocab_size} codes, {generator.num_tokens} tokens) does not match the tokenizer "
+            f"({tokenizer.codebook_size} codes, {tokenizer.num_tokens} tokens): use the tokenizer the generator was trained on"
+        )

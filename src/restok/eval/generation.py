@@ -109,6 +109,17 @@ def _checked(merged: dict[str, np.ndarray], labels_all: torch.Tensor, total: int
     return got
 
 
+def _recipe(generator: Any, sampling: Any) -> SamplingConfig:
+    """The sampling recipe of an evaluation (see :func:`evaluate_generation`'s ``sampling``)."""
+    if isinstance(sampling, SamplingConfig):
+        return sampling
+    recipe, changes = sampling if isinstance(sampling, tuple) else (None, sampling or {})
+    try:
+        return SamplingConfig.resolve(recipe, generator.generation_config, **changes)
+    except ValueError as e:
+        raise ValueError(f"sampling: {e}") from None
+
+
 def _record(settings: dict[str, Any], total: int, C: int, got: int, reference: str | Path, ref: dict[str, np.ndarray],
             save_samples: str | Path | None, processes: Processes, seconds: float, gen_time: float) -> dict[str, Any]:
     """The result's ``settings``: what shaped the numbers, how each was computed, where the files are, and timings."""
@@ -135,7 +146,7 @@ def evaluate_generation(
     per_class: int = 50,
     batch_size: int = 32,
     seed: int = 0,
-    sampling: SamplingConfig | dict[str, Any] | None = None,
+    sampling: SamplingConfig | dict[str, Any] | tuple[str | None, dict[str, Any]] | None = None,
     allow_partial: bool = False,
     processes: Processes | None = None,
     save_images: bool = False,
@@ -146,7 +157,8 @@ def evaluate_generation(
 ) -> dict[str, Any] | None:
     """gFID, precision/recall and (with logits) IS of ``per_class`` samples per class; writes ``out`` (JSON).
 
-    ``sampling``: the recipe (default: the generator's own, with what a dict changes). ``compile``: sample and decode
+    ``sampling``: the recipe -- a config, a dict of changes to the generator's own, or ``(preset or JSON file or None,
+    changes)`` as the command line names it (default: the generator's own). ``compile``: sample and decode
     through compiled steps (recorded in the settings: a compiled kernel's rounding may change a rare token, so a
     resume does not mix the two). ``autocast_dtype`` (e.g. ``torch.bfloat16``) runs sampling and the tokenizer's
     transformer under autocast; ``pixel_dtype`` is the CNN pixel decoder's precision (float32 by default, as the
@@ -155,7 +167,7 @@ def evaluate_generation(
     """
     processes = processes or Processes()
     out = Path(out)
-    sp = sampling if isinstance(sampling, SamplingConfig) else generator.generation_config.replace(**(sampling or {}))
+    sp = _recipe(generator, sampling)
     C = generator.config.num_classes
     total = num_samples if num_samples is not None else per_class * C
     if total < 1:

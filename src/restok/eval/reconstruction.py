@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..core.hierarchy import select_prefixes
 from ..data.datasets import ImageDataset
 from ..data.records import ImageSource
 from ..runtime.files import write_json
@@ -102,11 +103,10 @@ def token_lengths(tokenizer: Any, tokens: int | str | Sequence[int] | None) -> t
     """The prefix lengths to evaluate and whether that is a rate curve: one length (default: all tokens), ``"all"``
     or a list; an EvaluationError names lengths the tokenizer does not decode."""
     curve = tokens == "all" or isinstance(tokens, (list, tuple))
-    ks = list(tokenizer.prefix_lengths) if tokens == "all" else sorted(int(t) for t in tokens) if curve else [int(tokens or tokenizer.num_tokens)]  # type: ignore[union-attr]
-    bad = [t for t in ks if t not in tokenizer.prefix_lengths]
-    if bad or not ks:
-        raise EvaluationError(f"--tokens {bad or ks} is not a prefix length of this tokenizer {list(tokenizer.prefix_lengths)}")
-    return ks, curve
+    try:
+        return select_prefixes(tokens, tuple(tokenizer.prefix_lengths)), curve  # type: ignore[arg-type]
+    except ValueError as e:
+        raise EvaluationError(f"--tokens: {e}") from None
 
 
 def _image_count(source: ImageSource, num_images: int | None, allow_partial: bool) -> tuple[int, int]:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..hub.files import read_config_file
 from ..runtime.files import write_json, write_text
 from ..runtime.processes import Processes
 from ..runtime.progress import progress
@@ -80,6 +81,13 @@ class SearchGrid:
             if recipe not in out:
                 out.append(recipe)
         return out
+
+    @classmethod
+    def from_file(cls, path: str | Path | None, **axes: Any) -> "SearchGrid":
+        """The axes of a YAML/JSON grid file (none: the defaults), then ``axes`` changing it (None values ignored)."""
+        data = dict(read_config_file(path)) if path else {}
+        data.update({k: v for k, v in axes.items() if v is not None})
+        return cls.from_dict(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SearchGrid":

@@ -23,6 +23,7 @@ from ..core.registry import DEFAULT_FAMILIES, Layout, identify_checkpoint
 from ..runtime.files import write_json
 from ..runtime.hashing import state_dict_sha256
 from ..runtime.precision import parse_dtype
+from ..runtime.processes import resolve_device
 from .cards import model_card
 from .files import FORMAT_VERSION, CheckpointError, read_config_file, read_state_dict, save_checkpoint
 from .keys import check_state_dict
@@ -117,7 +118,7 @@ class PretrainedModel(nn.Module):
                 ``"ema_model/pytorch_model.bin"`` or ``"restok-tiny-mnist"``.
             config: a config dataclass, a dict in either layout or a JSON/YAML file, instead of the one beside the weights.
             revision, cache_dir, force_download, proxies, token, local_files_only: as ``huggingface_hub.hf_hub_download``.
-            device / map_location: where the model goes (default: CPU).
+            device / map_location: where the model goes (default: CPU; ``"auto"``: the best device there is).
             torch_dtype: cast the weights (e.g. ``torch.bfloat16`` or ``"bf16"``); modules the official code keeps in
                 float32 stay float32.
         """
@@ -141,7 +142,7 @@ class PretrainedModel(nn.Module):
         model.provenance = Provenance(name, str(found.weights), revision, "restok" if layout is None else layout.name, tuple(dropped), card)
         model.load_side_files(found, layout)
         dtype = parse_dtype(torch_dtype) if torch_dtype is not None else None
-        return model.to(device=device or map_location or "cpu", dtype=dtype).eval()
+        return model.to(device=resolve_device(device or map_location or "cpu"), dtype=dtype).eval()
 
     @classmethod
     def _check_family(cls, name: str, raw: Mapping[str, Any] | None, keys: Collection[str]) -> Layout | None:

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..core.registry import DEFAULT_FAMILIES, KINDS, find_preset, identify_checkpoint, model_class
+from ..core.registry import DEFAULT_FAMILIES, KINDS, check_compatible, find_preset, identify_checkpoint, model_class
 from ..hub.files import CheckpointError, read_config_file, read_state_dict_keys
 from ..hub.resolve import resolve_checkpoint
 
@@ -24,31 +24,33 @@ def _refuse_preset(src: str, kind: str | None) -> None:
 
 
 def model_class_of(src: str | os.PathLike, kind: str | None = None, config: Any = None, **hub: Any) -> type:
-    """The registered class that loads the checkpoint ``src`` (of ``kind`` when given), from its config and, when
-    that does not decide, its weight names; a CheckpointError when no family (of that kind) owns it."""
+    """The registered class that loads the checkpoint ``src`` (of ``kind`` when given), from its config and weight
+    names; a CheckpointError when no family (of that kind) owns it."""
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     found = resolve_checkpoint(str(src), **hub)
     raw = read_config_file(config) if isinstance(config, (str, os.PathLike)) else dict(config) if isinstance(config, Mapping) else found.config
-    hit = identify_checkpoint(raw) if raw and raw.get("format") == "restok" else None
-    hit = hit or identify_checkpoint(raw, read_state_dict_keys(found.weights)) or identify_checkpoint(raw)
+    keys = read_state_dict_keys(found.weights)
+    hit = identify_checkpoint(raw, keys) or identify_checkpoint(raw)
     if hit is None:
         if kind is not None and raw is None:  # a bare weights file with no config: the kind's original family
             return model_class(DEFAULT_FAMILIES[kind])
         what = f"a {kind}" if kind else "a tokenizer or a generator"
         raise CheckpointError(f"cannot tell which model {src} is: no registered family recognises it as {what}")
-    cls = hit[0]
-    if kind is not None and cls.kind != kind:
-        raise CheckpointError(f"{src} is a {cls.kind} checkpoint, not a {kind}")
-    return cls
+    if kind is not None and hit[0].kind != kind:
+        raise CheckpointError(f"{src} is a {hit[0].kind} checkpoint, not a {kind}")
+    return hit[0]
 
 
 def load_model(src: str | os.PathLike, kind: str | None = None, **kwargs: Any) -> Any:
     """Load any registered model (of ``kind`` when given); ``kwargs`` as ``from_pretrained``'s (``device``,
     ``torch_dtype``, ``config``, ``revision``, ``local_files_only``, ...)."""
-    _refuse_preset(str(src), kind)
     hub = {k: kwargs[k] for k in ("revision", "cache_dir", "force_download", "proxies", "token", "local_files_only") if k in kwargs}
-    cls = model_class_of(src, kind, kwargs.get("config"), **hub)
+    try:
+        cls = model_class_of(src, kind, kwargs.get("config"), **hub)
+    except CheckpointError:
+        _refuse_preset(str(src), kind)
+        raise
     return cls.from_pretrained(src, **kwargs)
 
 
@@ -62,18 +64,9 @@ def load_generator(src: str | os.PathLike, **kwargs: Any) -> Any:
     return load_model(src, "generator", **kwargs)
 
 
-def check_compatible(tokenizer: Any, generator: Any) -> None:
-    """Raise a ValueError unless ``generator`` samples ``tokenizer``'s tokens (same codebook and token count)."""
-    if generator.vocab_size != tokenizer.codebook_size or generator.num_tokens != tokenizer.num_tokens:
-        raise ValueError(
-            f"generator ({generator.vocab_size} codes, {generator.num_tokens} tokens) does not match the tokenizer "
-            f"({tokenizer.codebook_size} codes, {tokenizer.num_tokens} tokens): use the tokenizer the generator was trained on"
-        )
-
-
 def load_pair(tokenizer: str | os.PathLike, generator: str | os.PathLike, **kwargs: Any) -> tuple[Any, Any]:
     """``(generator, tokenizer)``, refusing a pair whose vocabularies or token counts differ."""
-    gen, tok = load_generator(generator, **kwargs), load_tokenizer(tokenizer, **kwargs)
+    gen, tok = (load_model(src, kind, **kwargs) for src, kind in ((generator, "generator"), (tokenizer, "tokenizer")))
     check_compatible(tok, gen)
     return gen, tok
 

@@ -75,13 +75,13 @@ class ResTokEncoder(nn.Module):
         """(B, D, g, g) features -> (B, L, D) initial latent tokens (Alg. 1)."""
         cfg = self.cfg
         if not cfg.latent_hierarchy:
-            return F.interpolate(feats.flatten(2), size=cfg.num_tokens, mode="area").transpose(1, 2)
+            return F.interpolate(feats.flatten(2), size=cfg.num_tokens, mode="area").transpose(1, 2)  # (B, L, D)
         rest, parts = feats, []
         for h, w in Hy.latent_pool_grids(cfg.num_tokens):
             pooled = F.interpolate(rest, size=(h, w), mode="area")  # (B, D, h, w) average pooling
             parts.append(pooled.flatten(2).transpose(1, 2))  # (B, h*w, D) row-major
             if cfg.residual_latent_tokens:
-                rest = rest - F.interpolate(pooled, size=feats.shape[-2:], mode="nearest")
+                rest = rest - F.interpolate(pooled, size=feats.shape[-2:], mode="nearest")  # (B, D, g, g) residual (Alg. 1 line 5)
         return torch.cat(parts, dim=1)  # (B, L, D)
 
     def _legacy_head(self, h: torch.Tensor) -> torch.Tensor:
@@ -93,7 +93,7 @@ class ResTokEncoder(nn.Module):
         """
         B, L, D = h.shape
         s = h.reshape(B, D, L, 1)  # (B, D, L, 1) -- reinterpretation, not a transpose
-        outs = [conv(s[:, :, a:b]) for conv, (a, b) in zip(self.conv_out, Hy.latent_level_bounds(L))]
+        outs = [conv(s[:, :, a:b]) for conv, (a, b) in zip(self.conv_out, Hy.latent_level_bounds(L))]  # (B, C, n_l, 1) per level
         z = torch.cat(outs, dim=2)  # (B, C, L, 1)
         return z.reshape(B, self.cfg.token_size, L).transpose(1, 2)  # (B, L, C)
 
@@ -102,7 +102,7 @@ class ResTokEncoder(nn.Module):
         cfg, L = self.cfg, self.cfg.num_tokens
         x = self.patch_embed(feats)  # (B, D, g, g)
         latents = self._init_latents(x)  # (B, L, D)
-        level_emb = torch.cat([e.expand(n, -1) for e, n in zip(self.latent_token_level_embedding, self.levels)])
+        level_emb = torch.cat([e.expand(n, -1) for e, n in zip(self.latent_token_level_embedding, self.levels)])  # (L, D)
         latents = latents + level_emb.to(latents.dtype)  # (B, L, D)
         img = x.flatten(2).transpose(1, 2) + self.level_embedding[0].to(x.dtype)  # (B, G, D)
         x = self.ln_pre(torch.cat([img, latents], dim=1))  # (B, G + L, D)
@@ -111,7 +111,7 @@ class ResTokEncoder(nn.Module):
         attention: list[torch.Tensor] = []
         stage = 0
         grids = self.stage_grids(0)
-        mask, rope = self._stage_tables(grids, head_dim, x.device)
+        mask, rope = self._stage_tables(grids, head_dim, x.device)  # (N, N), (N, hd/2) x 2
         for i, blk in enumerate(self.blocks):
             merging = i in self.merge_at
             n_coarse = grids[0][0] * grids[0][1]
@@ -129,14 +129,14 @@ class ResTokEncoder(nn.Module):
                 stage += 1
                 grids = self.stage_grids(stage)
                 n_new = grids[0][0] * grids[0][1]
-                emb = self.level_embedding[stage].to(x.dtype)
+                emb = self.level_embedding[stage].to(x.dtype)  # (1, D)
                 x = torch.cat([x[:, :n_new] + emb, x[:, n_new:]], dim=1)  # new coarsest level gets its embedding
-                mask, rope = self._stage_tables(grids, head_dim, x.device)
+                mask, rope = self._stage_tables(grids, head_dim, x.device)  # (N', N'), (N', hd/2) x 2
 
         latents = self.ln_post(x[:, -L:])  # (B, L, D)
         sizes = [h * w for h, w in grids]
         image_tokens = list(torch.split(x[:, :-L], sizes, dim=1))  # coarse to fine
-        return EncoderOutput(self._legacy_head(latents), image_tokens, attention)
+        return EncoderOutput(self._legacy_head(latents), image_tokens, attention)  # codes (B, L, C)
 
     def _stage_tables(
         self, grids: tuple[tuple[int, int], ...], head_dim: int, device: torch.device
@@ -191,7 +191,7 @@ class ResTokDecoder(nn.Module):
         """
         cfg, L, g = self.cfg, self.cfg.num_tokens, self.cfg.grid_size
         B = codes.shape[0]
-        pos = torch.arange(L, device=codes.device)
+        pos = torch.arange(L, device=codes.device)  # (L,)
         keep_t = torch.as_tensor(keep, device=codes.device).reshape(-1, 1)  # (B or 1, 1)
         kept = (pos[None, :] < keep_t).unsqueeze(-1)  # (B or 1, L, 1)
         x = torch.where(kept, codes, self.latent_mask_token.to(codes.dtype))  # (B, L, C)
@@ -200,8 +200,8 @@ class ResTokDecoder(nn.Module):
             queries = self.mask_token.to(x.dtype).expand(B, g * g, -1)  # (B, G, D)
         else:
             queries = self._latent_queries(x)  # (B, G, D), from the latents before their level embedding
-        level_emb = torch.cat([e.expand(n, -1) for e, n in zip(self.latent_token_level_embedding, self.levels)])
-        x = x + level_emb.to(x.dtype)
+        level_emb = torch.cat([e.expand(n, -1) for e, n in zip(self.latent_token_level_embedding, self.levels)])  # (L, D)
+        x = x + level_emb.to(x.dtype)  # (B, L, D)
         if return_features:
             feat_queries = self.feat_mask_token.to(x.dtype).expand(B, g * g, -1)  # (B, G, D)
             x = torch.cat([x, x])  # (2B, L, D): second half feeds the feature queries
@@ -211,7 +211,7 @@ class ResTokDecoder(nn.Module):
         rope = self.rope()  # (L + G, d/2) x 2, float32
         attention = []
         for blk in self.blocks:
-            x, w = blk(x, rope, None, return_weights=return_attention)
+            x, w = blk(x, rope, None, return_weights=return_attention)  # (B or 2B, L + G, D), (B, N, N) or None
             if w is not None:
                 attention.append(w)
         x = x[:, L:]  # (B or 2B, G, D)
@@ -238,7 +238,7 @@ class ResTokDecoder(nn.Module):
             up = F.interpolate(level, size=(g, g), mode="nearest")  # (B, D, g, g)
             total = up if total is None else total + up
         if not cfg.residual_latent_tokens:
-            total = total / len(self.levels)
+            total = total / len(self.levels)  # (B, D, g, g)
         return total.flatten(2).transpose(1, 2)  # (B, g*g, D)
 
 
@@ -257,6 +257,29 @@ class ResTokOutput:
     encoder_features: torch.Tensor | None = None  # (B, F) projected coarsest image tokens, averaged (alignment)
     decoder_features: torch.Tensor | None = None  # (B, F, g, g) projected feature-query outputs (alignment)
     latents: torch.Tensor | None = None  # (B, L, C) detached quantizer inputs (dead-code restarts start from these)
+
+
+PIXEL_DTYPES = tuple(DTYPES.values())
+
+
+def _check_pixel_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The pixel decoder's precision, or a ValueError naming the allowed ones."""
+    if dtype not in PIXEL_DTYPES:
+        raise ValueError(f"pixel_dtype must be one of {[str(d) for d in PIXEL_DTYPES]}, got {dtype!r}")
+    return dtype
+
+
+def _init_weights(module: nn.Module) -> None:
+    """Official initialisation: truncated normal(0, 0.02) linear/conv weights, zero biases, unit LayerNorm."""
+    if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+        nn.init.trunc_normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.trunc_normal_(module.weight, mean=0.0, std=0.02)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
 
 
 @register_model
@@ -325,6 +348,139 @@ class ResTok(PretrainedModel):
         """Number of codes (the generator's vocabulary)."""
         return self.config.codebook_size
 
+    # -------------------------------------------------------------------------------- model
+    def encode_latents(self, images: torch.Tensor, return_attention: bool = False) -> tuple[EncoderOutput, Any]:
+        """(B, 3, H, W) in [0, 1] (any float dtype) -> encoder output and quantizer output (codes, ids, losses)."""
+        x = (images.to(self.imnet_mean.dtype) - self.imnet_mean) / self.imnet_std  # (B, 3, H, W) ImageNet-normalised
+        enc = self.encoder(self.pixel_encoder(x), return_attention=return_attention)  # latents (B, L, C)
+        return enc, self.quantize(enc.latents)
+
+    def decode_codes(
+        self,
+        codes: torch.Tensor,
+        keep: int | Sequence[int] | torch.Tensor | None = None,
+        pixel_dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """(B, L, C) code vectors, kept prefix length(s) -> (B, 3, H, W) unclamped float32 pixels.
+
+        The pixel decoder runs in ``pixel_dtype`` (default :attr:`pixel_dtype`, float32 as in the official code, even
+        under an outer autocast); bfloat16/float16 run it under autocast, with pixels that differ by that format's
+        rounding (speed-ups in ``benchmarks/RESULTS.md``).
+        """
+        pixel_dtype = _check_pixel_dtype(self.pixel_dtype if pixel_dtype is None else pixel_dtype)
+        keep = self.num_tokens if keep is None else keep
+        keep_t = self._check_keep(keep, codes.shape[0]).to(codes.device)
+        feats, _, _ = self.decoder(codes.to(self.decoder.ln_pre.weight.dtype), keep_t)  # (B, Z, g, g)
+        return self._pixel_decode(feats, pixel_dtype)  # (B, 3, H, W)
+
+    def _pixel_decode(self, feats: torch.Tensor, pixel_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The CNN pixel decoder in ``pixel_dtype`` (see :meth:`decode_codes`) -> float32 pixels."""
+        if pixel_dtype == torch.float32:
+            with torch.autocast(device_type=feats.device.type, enabled=False):
+                return self.pixel_decoder(feats.float())  # (B, 3, H, W)
+        with torch.autocast(device_type=feats.device.type, dtype=pixel_dtype):
+            return self.pixel_decoder(feats).float()  # (B, 3, H, W)
+
+    def _autocast(self, dtype: torch.dtype | None) -> Any:
+        """Autocast of the ViTs to ``dtype`` (None: off); the quantizer and the pixel decoder set their own precision."""
+        if dtype is not None and dtype not in (torch.bfloat16, torch.float16):
+            raise ValueError(f"autocast must be torch.bfloat16 or torch.float16 (or None), got {dtype!r}")
+        return autocast_to(self.device, dtype)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, autocast: torch.dtype | None = None) -> torch.Tensor:
+        """Images (B, 3, H, W) float in [0, 1] -> token ids (B, L) int64; any prefix ``ids[:, :k]`` decodes.
+
+        ``autocast=torch.bfloat16`` runs the CNN encoder and the ViT in bf16 with float32 weights (the quantizer's
+        nearest-code search stays float32); ids can differ from float32 where two codes are nearly equidistant.
+        """
+        images = self._check_images(images)
+        with self._autocast(autocast):
+            return self.encode_latents(images)[1].ids
+
+    @torch.no_grad()
+    def decode(
+        self,
+        ids: torch.Tensor,
+        pixel_dtype: torch.dtype | None = None,
+        *,
+        autocast: torch.dtype | None = None,
+        compile: bool | str = False,
+    ) -> torch.Tensor:
+        """Token ids (B, k), k an allowed prefix length -> float32 images (B, 3, H, W) clamped to [0, 1].
+
+        Args:
+            pixel_dtype: the CNN pixel decoder's precision (default :attr:`pixel_dtype`, float32; see
+                :meth:`decode_codes`); it holds under ``autocast`` too.
+            autocast: ``torch.bfloat16`` (or ``float16``) runs the ViT decoder under autocast with float32 weights.
+            compile: ``True`` runs the decode as one ``torch.compile`` graph per (batch size, k) (CUDA graphs on
+                CUDA; :class:`~restok.sampling.CompiledDecoder`); a string picks the mode. Pixels as eager up to float
+                rounding.
+        """
+        ids = self._check_ids(ids).to(self.quantize.embedding.weight.device)
+        pixel_dtype = _check_pixel_dtype(self.pixel_dtype if pixel_dtype is None else pixel_dtype)
+        with self._autocast(autocast):
+            if compile:
+                return CompiledDecoder(self, compile)(ids, ids.shape[1], pixel_dtype)
+            return self.decode_ids(ids, ids.shape[1], pixel_dtype)
+
+    def decode_ids(self, ids: torch.Tensor, k: int, pixel_dtype: torch.dtype) -> torch.Tensor:
+        """Checked ids (B, k) on the model's device -> clamped pixels (B, 3, H, W), without validation (what
+        :meth:`decode` runs after checking, and the compiled decode traces)."""
+        codes = self.quantize.lookup(ids)  # (B, k, C)
+        if k < self.num_tokens:  # the masked positions' values are never used
+            pad = codes.new_zeros(codes.shape[0], self.num_tokens - k, codes.shape[2])  # (B, L - k, C)
+            codes = torch.cat([codes, pad], dim=1)  # (B, L, C)
+        feats, _, _ = self.decoder(codes.to(self.decoder.ln_pre.weight.dtype), k)  # (B, Z, g, g)
+        return self._pixel_decode(feats, pixel_dtype).clamp(0.0, 1.0)  # (B, 3, H, W)
+
+    def sample_kept_tokens(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-sample kept prefix lengths for nested token dropout (Sec. 3.4, App. A.2 Tab. 9)."""
+        lengths = torch.tensor(self.prefix_lengths)
+        if not self.config.nested_dropout:
+            return lengths[-1:].expand(batch).clone()
+        probs = torch.tensor(Hy.nested_dropout_probs(self.num_tokens, self.config.min_tokens, self.config.drop_prob))
+        idx = torch.multinomial(probs, batch, replacement=True, generator=generator)
+        return lengths[idx]
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        kept_tokens: int | Sequence[int] | torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> ResTokOutput:
+        """Reconstruct images; in training mode, kept lengths are drawn by nested dropout unless given.
+
+        Returns the unclamped reconstruction, the ids and the quantizer losses the training objective
+        (Eq. 4) needs. In eval mode all tokens are kept unless ``kept_tokens`` says otherwise.
+        """
+        images = self._check_images(images)  # (B, 3, H, W)
+        B = images.shape[0]
+        enc, q = self.encode_latents(images)  # codes (B, L, C), ids (B, L)
+        if kept_tokens is None:
+            kept_tokens = self.sample_kept_tokens(B, generator) if self.training else self.num_tokens
+        keep = self._check_keep(kept_tokens, B).to(images.device)  # (B,)
+        cfg = self.config
+        if not cfg.decoder_feature_dim:
+            recon = self.decode_codes(q.codes, keep)  # (B, 3, H, W)
+            dec_feats = None
+        else:
+            feats, _, query_out = self.decoder(q.codes, keep, return_features=True)  # (B, Z, g, g), (B, D, g, g)
+            recon = self._pixel_decode(feats)  # (B, 3, H, W)
+            dec_feats = self.vf_proj_dec(query_out)  # (B, F, g, g)
+        enc_feats = None
+        if cfg.encoder_feature_dim:
+            coarse = enc.image_tokens[0].transpose(1, 2).unsqueeze(2)  # (B, D, 1, n) coarsest level
+            enc_feats = self.vf_proj(coarse).mean(dim=(2, 3))  # (B, F)
+        return ResTokOutput(
+            recon, q.ids, keep, q.loss, q.commitment_loss, q.codebook_loss, q.entropy_loss, enc.image_tokens,
+            enc_feats, dec_feats, q.latents,
+        )
+
+    def inference_config(self) -> ResTokConfig:
+        """This model's config without the training-only alignment heads (what ``final/`` checkpoints hold)."""
+        return self.config.replace(encoder_feature_dim=0, decoder_feature_dim=0)
+
     # -------------------------------------------------------------------------------- validation
     def _check_images(self, images: torch.Tensor) -> torch.Tensor:
         """Raise a ValueError naming the problem unless ``images`` is float (B, 3, S, S) in [0, 1]."""
@@ -386,159 +542,3 @@ class ResTok(PretrainedModel):
         if bad:
             raise ValueError(f"kept-token count(s) {bad} not allowed; allowed prefix lengths are {list(self.prefix_lengths)}")
         return t
-
-    # -------------------------------------------------------------------------------- model
-    def encode_latents(self, images: torch.Tensor, return_attention: bool = False) -> tuple[EncoderOutput, Any]:
-        """(B, 3, H, W) in [0, 1] (any float dtype) -> encoder output and quantizer output (codes, ids, losses)."""
-        x = (images.to(self.imnet_mean.dtype) - self.imnet_mean) / self.imnet_std
-        enc = self.encoder(self.pixel_encoder(x), return_attention=return_attention)
-        return enc, self.quantize(enc.latents)
-
-    def decode_codes(
-        self,
-        codes: torch.Tensor,
-        keep: int | Sequence[int] | torch.Tensor | None = None,
-        pixel_dtype: torch.dtype | None = None,
-    ) -> torch.Tensor:
-        """(B, L, C) code vectors, kept prefix length(s) -> (B, 3, H, W) unclamped float32 pixels.
-
-        The pixel decoder runs in ``pixel_dtype`` (default :attr:`pixel_dtype`, float32 as in the official code, even
-        under an outer autocast); bfloat16/float16 run it under autocast, with pixels that differ by that format's
-        rounding (speed-ups in ``benchmarks/RESULTS.md``).
-        """
-        pixel_dtype = _check_pixel_dtype(self.pixel_dtype if pixel_dtype is None else pixel_dtype)
-        keep = self.num_tokens if keep is None else keep
-        keep_t = self._check_keep(keep, codes.shape[0]).to(codes.device)
-        feats, _, _ = self.decoder(codes.to(self.decoder.ln_pre.weight.dtype), keep_t)
-        return self._pixel_decode(feats, pixel_dtype)
-
-    def _pixel_decode(self, feats: torch.Tensor, pixel_dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The CNN pixel decoder in ``pixel_dtype`` (see :meth:`decode_codes`) -> float32 pixels."""
-        if pixel_dtype == torch.float32:
-            with torch.autocast(device_type=feats.device.type, enabled=False):
-                return self.pixel_decoder(feats.float())
-        with torch.autocast(device_type=feats.device.type, dtype=pixel_dtype):
-            return self.pixel_decoder(feats).float()
-
-    def _autocast(self, dtype: torch.dtype | None) -> Any:
-        """Autocast of the ViTs to ``dtype`` (None: off); the quantizer and the pixel decoder set their own precision."""
-        if dtype is not None and dtype not in (torch.bfloat16, torch.float16):
-            raise ValueError(f"autocast must be torch.bfloat16 or torch.float16 (or None), got {dtype!r}")
-        return autocast_to(self.device, dtype)
-
-    @torch.no_grad()
-    def encode(self, images: torch.Tensor, autocast: torch.dtype | None = None) -> torch.Tensor:
-        """Images (B, 3, H, W) float in [0, 1] -> token ids (B, L) int64; any prefix ``ids[:, :k]`` decodes.
-
-        ``autocast=torch.bfloat16`` runs the CNN encoder and the ViT in bf16 with float32 weights (the quantizer's
-        nearest-code search stays float32); ids can differ from float32 where two codes are nearly equidistant.
-        """
-        images = self._check_images(images)
-        with self._autocast(autocast):
-            return self.encode_latents(images)[1].ids
-
-    @torch.no_grad()
-    def decode(
-        self,
-        ids: torch.Tensor,
-        pixel_dtype: torch.dtype | None = None,
-        *,
-        autocast: torch.dtype | None = None,
-        compile: bool | str = False,
-    ) -> torch.Tensor:
-        """Token ids (B, k), k an allowed prefix length -> float32 images (B, 3, H, W) clamped to [0, 1].
-
-        Args:
-            pixel_dtype: the CNN pixel decoder's precision (default :attr:`pixel_dtype`, float32; see
-                :meth:`decode_codes`); it holds under ``autocast`` too.
-            autocast: ``torch.bfloat16`` (or ``float16``) runs the ViT decoder under autocast with float32 weights.
-            compile: ``True`` runs the decode as one ``torch.compile`` graph per (batch size, k) (CUDA graphs on
-                CUDA; :class:`~restok.sampling.CompiledDecoder`); a string picks the mode. Pixels as eager up to float
-                rounding.
-        """
-        ids = self._check_ids(ids).to(self.quantize.embedding.weight.device)
-        pixel_dtype = _check_pixel_dtype(self.pixel_dtype if pixel_dtype is None else pixel_dtype)
-        with self._autocast(autocast):
-            if compile:
-                return CompiledDecoder(self, compile)(ids, ids.shape[1], pixel_dtype)
-            return self.decode_ids(ids, ids.shape[1], pixel_dtype)
-
-    def decode_ids(self, ids: torch.Tensor, k: int, pixel_dtype: torch.dtype) -> torch.Tensor:
-        """Checked ids (B, k) on the model's device -> clamped pixels (B, 3, H, W), without validation (what
-        :meth:`decode` runs after checking, and the compiled decode traces)."""
-        codes = self.quantize.lookup(ids)  # (B, k, C)
-        if k < self.num_tokens:  # the masked positions' values are never used
-            pad = codes.new_zeros(codes.shape[0], self.num_tokens - k, codes.shape[2])
-            codes = torch.cat([codes, pad], dim=1)  # (B, L, C)
-        feats, _, _ = self.decoder(codes.to(self.decoder.ln_pre.weight.dtype), k)
-        return self._pixel_decode(feats, pixel_dtype).clamp(0.0, 1.0)
-
-    def sample_kept_tokens(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Per-sample kept prefix lengths for nested token dropout (Sec. 3.4, App. A.2 Tab. 9)."""
-        lengths = torch.tensor(self.prefix_lengths)
-        if not self.config.nested_dropout:
-            return lengths[-1:].expand(batch).clone()
-        probs = torch.tensor(Hy.nested_dropout_probs(self.num_tokens, self.config.min_tokens, self.config.drop_prob))
-        idx = torch.multinomial(probs, batch, replacement=True, generator=generator)
-        return lengths[idx]
-
-    def forward(
-        self,
-        images: torch.Tensor,
-        kept_tokens: int | Sequence[int] | torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> ResTokOutput:
-        """Reconstruct images; in training mode, kept lengths are drawn by nested dropout unless given.
-
-        Returns the unclamped reconstruction, the ids and the quantizer losses the training objective
-        (Eq. 4) needs. In eval mode all tokens are kept unless ``kept_tokens`` says otherwise.
-        """
-        images = self._check_images(images)
-        B = images.shape[0]
-        enc, q = self.encode_latents(images)
-        if kept_tokens is None:
-            kept_tokens = self.sample_kept_tokens(B, generator) if self.training else self.num_tokens
-        keep = self._check_keep(kept_tokens, B).to(images.device)
-        cfg = self.config
-        if not cfg.decoder_feature_dim:
-            recon = self.decode_codes(q.codes, keep)
-            dec_feats = None
-        else:
-            feats, _, query_out = self.decoder(q.codes, keep, return_features=True)
-            recon = self._pixel_decode(feats)
-            dec_feats = self.vf_proj_dec(query_out)  # (B, F, g, g)
-        enc_feats = None
-        if cfg.encoder_feature_dim:
-            coarse = enc.image_tokens[0].transpose(1, 2).unsqueeze(2)  # (B, D, 1, n) coarsest level
-            enc_feats = self.vf_proj(coarse).mean(dim=(2, 3))  # (B, F)
-        return ResTokOutput(
-            recon, q.ids, keep, q.loss, q.commitment_loss, q.codebook_loss, q.entropy_loss, enc.image_tokens,
-            enc_feats, dec_feats, q.latents,
-        )
-
-    def inference_config(self) -> ResTokConfig:
-        """This model's config without the training-only alignment heads (what ``final/`` checkpoints hold)."""
-        return self.config.replace(encoder_feature_dim=0, decoder_feature_dim=0)
-
-
-PIXEL_DTYPES = tuple(DTYPES.values())
-
-
-def _check_pixel_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The pixel decoder's precision, or a ValueError naming the allowed ones."""
-    if dtype not in PIXEL_DTYPES:
-        raise ValueError(f"pixel_dtype must be one of {[str(d) for d in PIXEL_DTYPES]}, got {dtype!r}")
-    return dtype
-
-
-def _init_weights(module: nn.Module) -> None:
-    """Official initialisation: truncated normal(0, 0.02) linear/conv weights, zero biases, unit LayerNorm."""
-    if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-        nn.init.trunc_normal_(module.weight, mean=0.0, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Embedding):
-        nn.init.trunc_normal_(module.weight, mean=0.0, std=0.02)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)

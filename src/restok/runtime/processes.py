@@ -19,18 +19,23 @@ def _mps_available() -> bool:
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """``auto`` is cuda, then mps, then cpu; a device that is not there is refused (ValueError naming it)."""
+    """A device from ``--device``'s value: ``auto`` is cuda (this process's GPU under a launcher: ``LOCAL_RANK``), then
+    mps, then cpu; any torch device name (``cuda:1``) is taken as it is; one that is not there is refused (ValueError)."""
     if isinstance(name, torch.device):
         return name
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
-    if name not in DEVICES:
-        raise ValueError(f"--device {name}: unknown device; choose one of {', '.join(DEVICES)}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available (use --device cpu or auto)")
-    if name == "mps" and not _mps_available():
-        raise ValueError("--device mps: MPS is not available (use --device cpu or auto)")
-    return torch.device(name)
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        return torch.device("mps" if _mps_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {name}: unknown device; choose one of {', '.join(DEVICES)}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is available (use --device cpu or auto)")
+    if dev.type == "mps" and not _mps_available():
+        raise ValueError(f"--device {name}: MPS is not available (use --device cpu or auto)")
+    return dev
 
 
 @dataclass(frozen=True)

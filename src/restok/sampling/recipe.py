@@ -64,6 +64,14 @@ class SamplingConfig(Config):
         return cls(**dict(data))
 
     @classmethod
+    def resolve(cls, recipe: "str | SamplingConfig | None", default: "SamplingConfig", **changes: Any) -> "SamplingConfig":
+        """The recipe a user names: a preset (``released``, ``none``), a JSON file, a config, or None for ``default``
+        (a generator's own); then each setting given in ``changes`` changed (None values ignored)."""
+        base = default if recipe is None else recipe if isinstance(recipe, SamplingConfig) else \
+            SAMPLING_PRESETS[recipe] if recipe in SAMPLING_PRESETS else cls.load(recipe)
+        return base.replace(**changes)
+
+    @classmethod
     def load(cls, path: str | Path) -> "SamplingConfig":
         """Read a JSON file: a sampling config, or a file holding one under ``sampling`` (e.g. a search's best)."""
         try:

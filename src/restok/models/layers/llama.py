@@ -27,8 +27,8 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., D) -> (..., D)."""
-        xf = x.float()
-        return (xf * torch.rsqrt(torch.mean(xf * xf, dim=-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+        xf = x.float()  # (..., D) float32
+        return (xf * torch.rsqrt(torch.mean(xf * xf, dim=-1, keepdim=True) + self.eps)).type_as(x) * self.weight  # (..., D)
 
 
 class Attention(nn.Module):
@@ -89,7 +89,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, T, D)."""
-        return self.ffn_dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+        return self.ffn_dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))  # (B, T, hidden) -> (B, T, D)
 
 
 class DropPath(nn.Module):
@@ -103,8 +103,8 @@ class DropPath(nn.Module):
         """Zero whole samples with probability p, rescaling the rest."""
         if not self.training or self.p == 0.0:
             return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1 - self.p)
-        return x * keep / (1 - self.p)
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(1 - self.p)  # (B, 1, ..., 1)
+        return x * keep / (1 - self.p)  # same shape as x
 
 
 class TransformerBlock(nn.Module):
@@ -127,8 +127,8 @@ class TransformerBlock(nn.Module):
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, T, D) -> (B, T, D)."""
-        h = x + self.drop_path(self.attention(self.attention_norm(x), rope, mask, cache, positions))
-        return h + self.drop_path(self.feed_forward(self.ffn_norm(h)))
+        h = x + self.drop_path(self.attention(self.attention_norm(x), rope, mask, cache, positions))  # (B, T, D)
+        return h + self.drop_path(self.feed_forward(self.ffn_norm(h)))  # (B, T, D)
 
 
 class LabelEmbedder(nn.Module):
@@ -142,9 +142,9 @@ class LabelEmbedder(nn.Module):
     def forward(self, labels: torch.Tensor, train: bool) -> torch.Tensor:
         """(B,) class ids -> (B, 1, D); in training a ``dropout_prob`` fraction becomes the null class."""
         if train and self.dropout_prob > 0:
-            drop = torch.rand(labels.shape[0], device=labels.device) < self.dropout_prob
-            labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
-        return self.embedding_table(labels).unsqueeze(1)
+            drop = torch.rand(labels.shape[0], device=labels.device) < self.dropout_prob  # (B,)
+            labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)  # (B,)
+        return self.embedding_table(labels).unsqueeze(1)  # (B, 1, D)
 
 
 class SpecialTokenEmbedding(nn.Module):

@@ -146,15 +146,15 @@ class ResnetBlock(nn.Module):
     def forward(self, x: torch.Tensor, pool: bool = False) -> torch.Tensor:
         """(B, Cin, H, W) -> (B, Cout, H, W), or its 2x2 average pool (B, Cout, H/2, W/2) when ``pool``."""
         if not _FAST_CONVS:
-            h = self.forward_reference(x)
-            return F.avg_pool2d(h, 2, 2) if pool else h
+            h = self.forward_reference(x)  # (B, Cout, H, W)
+            return F.avg_pool2d(h, 2, 2) if pool else h  # (B, Cout, H/2, W/2) or (B, Cout, H, W)
         h = _conv(self.conv1, _gn_silu(self.norm1, x))  # (B, Cout, H, W)
         # stride 2 when the 2x2 mean is folded in: (B, Cout, H/2, W/2), else (B, Cout, H, W)
         out = F.conv2d(_gn_silu(self.norm2, h), self._conv2_weight(pool), stride=2 if pool else 1, padding=1)
         if self.nin_shortcut is not None:
             return out  # the shortcut is folded into the conv
-        skip = F.avg_pool2d(x, 2, 2) if pool else x
-        return out.add_(skip) if not torch.is_grad_enabled() else out + skip
+        skip = F.avg_pool2d(x, 2, 2) if pool else x  # the input at the output's size
+        return out.add_(skip) if not torch.is_grad_enabled() else out + skip  # (B, Cout, H/2 or H, W/2 or W)
 
 
 class _Stage(nn.Module):
@@ -195,8 +195,8 @@ class _UpStage(_Stage):
         if conv is None:
             return x
         # conv(nearest_upsample(x)) as one transposed conv; its weight layout is (Cin, Cout, kH, kW).
-        w = _prepared(conv, "up", (conv.weight,), lambda: _fold_taps(conv.weight, _UPSAMPLE_TAPS).transpose(0, 1))
-        return F.conv_transpose2d(x, w, conv.bias, stride=2, padding=1)
+        w = _prepared(conv, "up", (conv.weight,), lambda: _fold_taps(conv.weight, _UPSAMPLE_TAPS).transpose(0, 1))  # (Cin, Cout, 4, 4)
+        return F.conv_transpose2d(x, w, conv.bias, stride=2, padding=1)  # (B, Cout, 2H, 2W)
 
 
 class PixelEncoder(nn.Module):

@@ -70,25 +70,25 @@ class VectorQuantizer(nn.Module):
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         """(B, L, C) continuous latents -> codes, ids and losses."""
         with torch.autocast(device_type=z.device.type, enabled=False):
-            z = z.float()
+            z = z.float()  # (B, L, C)
             B, L, C = z.shape
             flat = z.reshape(B * L, C)  # (BL, C)
             if self.use_l2_norm:
-                flat = F.normalize(flat, dim=-1)
+                flat = F.normalize(flat, dim=-1)  # (BL, C) unit vectors
             emb = self.codebook()  # (K, C)
             # Same expression and order as the official code, so near-ties resolve identically.
             d = torch.sum(flat**2, dim=1, keepdim=True) + torch.sum(emb**2, dim=1) - 2 * torch.einsum(
                 "bd,dn->bn", flat, emb.T
             )  # (BL, K)
             ids = torch.argmin(d, dim=1)  # (BL,)
-            zq = self.lookup(ids).view(B, L, C)
-            zn = flat.view(B, L, C)
-            commitment = self.commitment_cost * torch.mean((zq.detach() - zn) ** 2)
-            codebook = torch.mean((zq - zn.detach()) ** 2)
+            zq = self.lookup(ids).view(B, L, C)  # (B, L, C)
+            zn = flat.view(B, L, C)  # (B, L, C)
+            commitment = self.commitment_cost * torch.mean((zq.detach() - zn) ** 2)  # ()
+            codebook = torch.mean((zq - zn.detach()) ** 2)  # ()
             if self.entropy_loss_ratio > 0:
-                entropy = self.entropy_loss_ratio * _entropy_loss(-d)
+                entropy = self.entropy_loss_ratio * _entropy_loss(-d)  # ()
             else:
-                entropy = d.new_zeros(())
+                entropy = d.new_zeros(())  # ()
             codes = zn + (zq - zn).detach()  # straight-through estimator
         return QuantizerOutput(
             codes, ids.view(B, L), commitment + codebook + entropy, commitment, codebook, entropy, zn.detach()

@@ -27,15 +27,15 @@ def mrope_table(position_ids: torch.Tensor, head_dim: int, theta: float) -> tupl
     omega = 1.0 / (theta ** (torch.arange(0, axis_dim, 2, dtype=torch.float64) / axis_dim))  # (hd/4,)
     pos = position_ids.to(torch.float64)  # (N, 2)
     angles = torch.cat([pos[:, 0:1] * omega, pos[:, 1:2] * omega], dim=-1)  # (N, hd/2)
-    return torch.cos(angles).float(), torch.sin(angles).float()
+    return torch.cos(angles).float(), torch.sin(angles).float()  # (N, hd/2) each
 
 
 def rope_1d_table(seq_len: int, head_dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
     """1-D RoPE for positions ``0..seq_len-1`` computed in float32 as LlamaGen/gpt-fast do."""
     freqs = 1.0 / (base ** (torch.arange(0, head_dim, 2)[: head_dim // 2].float() / head_dim))  # (hd/2,)
     angles = torch.outer(torch.arange(seq_len), freqs)  # (T, hd/2)
-    rot = torch.polar(torch.ones_like(angles), angles)
-    return rot.real.contiguous(), rot.imag.contiguous()
+    rot = torch.polar(torch.ones_like(angles), angles)  # (T, hd/2) complex
+    return rot.real.contiguous(), rot.imag.contiguous()  # (T, hd/2) each
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -46,8 +46,8 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     """
     xf = x.float().unflatten(-1, (-1, 2))  # (..., hd/2, 2)
     x0, x1 = xf[..., 0], xf[..., 1]
-    out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)
-    return out.flatten(-2).type_as(x)
+    out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)  # (..., hd/2, 2)
+    return out.flatten(-2).type_as(x)  # (..., hd)
 
 
 class RopeTable(torch.nn.Module):

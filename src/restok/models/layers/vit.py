@@ -42,10 +42,10 @@ class Attention(nn.Module):
         With ``return_weights`` also returns the head-averaged attention probabilities (B, N, N).
         """
         B, N, D = x.shape
-        bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))
-        qkv = F.linear(x, self.qkv.weight, bias).reshape(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))  # (3D,)
+        qkv = F.linear(x, self.qkv.weight, bias).reshape(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # (3, B, h, N, d)
         q, k, v = qkv.unbind(0)  # (B, h, N, d) each
-        q, k = self.q_norm(q), self.k_norm(k)
+        q, k = self.q_norm(q), self.k_norm(k)  # (B, h, N, d) each
         cos, sin = rope
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)  # (B, h, N, d)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, d)
@@ -53,9 +53,9 @@ class Attention(nn.Module):
         if return_weights:
             scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, h, N, N)
             if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
+                scores = scores.masked_fill(~mask, float("-inf"))  # (B, h, N, N)
             weights = scores.softmax(-1).mean(1)  # (B, N, N)
-        return self.proj(out.transpose(1, 2).reshape(B, N, D)), weights
+        return self.proj(out.transpose(1, 2).reshape(B, N, D)), weights  # (B, N, D)
 
 
 class Mlp(nn.Module):
@@ -69,7 +69,7 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, D) -> (B, N, D)."""
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(self.act(self.fc1(x)))  # (B, N, hidden) -> (B, N, D)
 
 
 class Block(nn.Module):
@@ -101,7 +101,7 @@ class Block(nn.Module):
         is prepended, and (``residual_merge``) the nearest-upsampled merged tokens are subtracted from
         the level they came from (Alg. 2, lines 3-4).
         """
-        a, weights = self.attn(self.norm1(x), rope, mask, return_weights)
+        a, weights = self.attn(self.norm1(x), rope, mask, return_weights)  # (B, N, D)
         x = x + self.gamma_1 * a  # (B, N, D)
         if merge_tokens:
             level = x[:, :merge_tokens]  # (B, n, D)
@@ -109,5 +109,5 @@ class Block(nn.Module):
             if residual_merge:
                 level = level - merged.repeat_interleave(2, dim=1)  # (B, n, D)
             x = torch.cat((merged, level, x[:, merge_tokens:]), dim=1)  # (B, N + n/2, D)
-        x = x + self.gamma_2 * self.mlp(self.norm2(x))
+        x = x + self.gamma_2 * self.mlp(self.norm2(x))  # (B, N + n/2, D)
         return x, weights
