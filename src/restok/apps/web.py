@@ -35,7 +35,7 @@ from ..data.token_files import TokenFile, write_token_file
 from ..eval.metrics import psnr
 from ..models.auto import load_generator, load_tokenizer
 from ..pipelines import ResTokPipeline
-from ..sampling import CFG_SCHEDULES
+from ..sampling import CFG_SCHEDULES, SAMPLING_FIELDS
 
 __all__ = ["build_app", "DemoBackend", "tokenize_image", "MIN_IMAGE_SIDE", "MAX_CLASSES", "MAX_PER_CLASS"]
 
@@ -167,10 +167,9 @@ class DemoBackend:
 
     def _settings_html(self, ids_of: list[int], n: int, seed: int, sampling: Any) -> str:
         """The request's settings and the ``restok generate`` command that writes the same grid."""
+        recipe = [arg for name in SAMPLING_FIELDS for arg in ("--" + name.replace("_", "-"), str(getattr(sampling, name)))]
         cmd = ["restok", "generate", "--generator", str(self.gen_name), "--tokenizer", str(self.tok_name), "--classes", *[str(c) for c in ids_of],
-               "--per-class", str(n), "--seed", str(seed), "--batch-size", str(BATCH_SIZE), "--cfg-scale", str(sampling.cfg_scale),
-               "--cfg-schedule", sampling.cfg_schedule, "--cfg-start", str(sampling.cfg_start), "--top-k", str(sampling.top_k),
-               "--top-p", str(sampling.top_p), "--temperature", str(sampling.temperature), "--out", "samples/"]
+               "--per-class", str(n), "--seed", str(seed), "--batch-size", str(BATCH_SIZE), *recipe, "--out", "samples/"]
         shown = ", ".join(f"{c} ({self.names[c]})" if self.names else str(c) for c in ids_of)
         return (f"<p>classes {html.escape(shown)}; {n} per class; seed {seed}; {self.gen.num_steps} model calls per image. "
                 f"The same images from the command line (<code>samples/grid.png</code>):</p>"
