@@ -152,7 +152,7 @@ def test_generate_compile_gives_the_same_images(models, tmp_path, monkeypatch):
         (["--classes", "12"], "unknown class: 12 (ids are 0..9)"),
         (["--classes", "golden retriever"], "classes have no names"),
         (["--classes", "1", "--sampling", "nonexistent.json"], "cannot read sampling config"),
-        (["--classes", "1", "--top-p", "0"], "top_p"),
+        (["--classes", "1", "--top-p", "0"], "argument --top-p: must be in (0, 1], got 0"),
     ],
 )
 def test_generate_errors_are_one_line(models, tmp_path, extra, message):

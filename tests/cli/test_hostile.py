@@ -20,7 +20,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from restok import HARGenerator, ResTok
-from restok.train import TrainingError, load_train_config, train_tokenizer
+from restok.train import TrainConfig, TrainingError, load_train_config, train_tokenizer
 
 from ..helpers import Ran, run_cli, write_image_folder
 
@@ -142,7 +142,7 @@ def test_extract_codes_refuses_bad_shard_sizes(tmp_path, tok_dir) -> None:
     images = write_image_folder(tmp_path / "imgs")
     for size in ("0", "-5"):
         one_line_error(restok("extract-codes", "--tokenizer", str(tok_dir), "--data", str(images), "--out", str(tmp_path / f"c{size}"),
-                              "--shard-size", size, "--no-progress"), "shard size")
+                              "--shard-size", size, "--no-progress"), "--shard-size")
 
 
 def test_exit_status_tells_failed_inputs_from_errors(tmp_path, tok_dir, pngs) -> None:
@@ -322,3 +322,174 @@ def test_kill_during_extraction_then_resume_gives_the_same_code_set(tmp_path, to
         assert np.array_equal(np.load(f), np.load(tmp_path / "killed" / f.name)), f.name
     r = restok("check-codes", str(tmp_path / "killed"), "--tokenizer", str(tok_dir), "--data", str(images))
     assert r.returncode == 0, r.stderr
+
+
+# ------------------------------------------------------------------------------------------- the second trial's classes
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A file outside the run folder that planted links point at; it must never change."""
+    f = tmp_path / "outside" / "precious.txt"
+    f.parent.mkdir()
+    f.write_text("precious\n")
+    return f
+
+
+@pytest.mark.slow
+def test_links_planted_in_a_run_folder_are_refused_and_followed_nowhere(tmp_path, outside) -> None:
+    images = write_image_folder(tmp_path / "imgs", per_class=2)
+    for planted in (".restok.lock", "metrics.jsonl", "checkpoints"):
+        run = tmp_path / f"run-{planted.strip('.')}"
+        run.mkdir()
+        (run / planted).symlink_to(outside if planted != "checkpoints" else outside.parent, target_is_directory=planted == "checkpoints")
+        r = restok("train", "tokenizer", "--config", "restok-tiny", "--data", str(images), "--out", str(run), "--max-steps", "2",
+                   "--no-progress", *FAST)
+        one_line_error(r, planted, "symbolic link")
+        assert outside.read_text() == "precious\n" and sorted(p.name for p in outside.parent.iterdir()) == ["precious.txt"]
+
+
+def test_a_link_planted_as_an_evaluation_lock_is_refused(tmp_path, tok_dir, outside, inception_torchscript) -> None:
+    images = write_image_folder(tmp_path / "imgs", per_class=2)
+    work = tmp_path / "res.json.work"
+    work.mkdir()
+    (work / ".restok.lock").symlink_to(outside)
+    r = restok("eval", "reconstruction", "--tokenizer", str(tok_dir), "--data", str(images), "--out", str(tmp_path / "res.json"),
+               "--inception-weights", inception_torchscript, "--no-progress")
+    one_line_error(r, ".restok.lock", "symbolic link")
+    assert outside.read_text() == "precious\n"
+
+
+def test_restok_offline_alone_never_reaches_the_network(monkeypatch, tmp_path, pngs) -> None:
+    import socket
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("RESTOK_OFFLINE", "1")
+    reached = []
+
+    def no_network(*a, **k):
+        reached.append(a)
+        raise OSError("network used")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    t = time.perf_counter()
+    r = restok("tokenize", str(pngs[0]), "--tokenizer", "someorg/somemodel", "--out", str(tmp_path / "c.npz"))
+    one_line_error(r, "someorg/somemodel", "not in the Hugging Face cache")
+    assert reached == [] and time.perf_counter() - t < 10
+
+
+def test_limits_are_checked_before_the_work(tmp_path, tok_dir) -> None:
+    # a thin strip of a few bytes would become 32 x 32,000,000 pixels after the resize
+    strip = tmp_path / "strip.png"
+    Image.new("L", (1_000_000, 1)).save(strip, optimize=True)
+    assert strip.stat().st_size < 10_000
+    t = time.perf_counter()
+    r = restok("tokenize", str(strip), "--tokenizer", str(tok_dir), "--out", str(tmp_path / "c.npz"))
+    assert r.returncode == 2 and "aspect ratio is too extreme" in r.stderr and "strip.png" in r.stderr, r.stderr
+    assert time.perf_counter() - t < 30
+    # a FIFO among the inputs is skipped and named (a process of its own: a hang would be caught by the timeout)
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    ok = tmp_path / "ok.png"
+    Image.new("RGB", (40, 40)).save(ok)
+    p = subprocess.run([sys.executable, "-m", "restok", "tokenize", str(fifo), str(ok), "--tokenizer", str(tok_dir), "--out",
+                        str(tmp_path / "d.npz")], capture_output=True, text=True, env=ENV, timeout=120)
+    assert p.returncode == 1 and "fifo.png is a FIFO" in p.stderr, p.stderr
+    # a YAML alias bomb, and model sizes beyond any machine, fail in one line before anything is built
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("base: restok-tiny\n" + "\n".join(
+        ["x0: &x0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"] + [f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 10)}]" for i in range(1, 9)]))
+    run = ["train", "tokenizer", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--no-progress"]
+    t = time.perf_counter()
+    one_line_error(restok(*run, "--config", str(bomb)), "expands to more than")
+    one_line_error(restok(*run, "--config", "restok-tiny", "model_overrides.depth=100000"), "depth", "1024")
+    one_line_error(restok(*run, "--config", "restok-tiny", "model_overrides.width=1e6"), "width", "integer")
+    assert time.perf_counter() - t < 30
+    # a checkpoint whose config asks for more parameters than memory holds is refused before allocation
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    record = json.loads((tok_dir / "config.json").read_text())
+    record["config"].update(width=65536, num_heads=1024, depth=64)
+    (huge / "config.json").write_text(json.dumps(record))
+    (huge / "model.safetensors").write_bytes((tok_dir / "model.safetensors").read_bytes())
+    one_line_error(restok("tokenize", str(ok), "--tokenizer", str(huge), "--out", str(tmp_path / "e.npz")), "parameters", "more than")
+    # a search grid of a million points is refused before any model is loaded, naming the flag that allows it
+    axes = ["--cfg-scale", *map(str, range(1, 101)), "--top-k", *map(str, range(100)), "--temperature", *(str(1 + i / 100) for i in range(100))]
+    t = time.perf_counter()
+    one_line_error(restok("eval", "search", "--generator", "g", "--tokenizer", "t", "--reference", "r.npz", "--out", str(tmp_path / "s"),
+                          *axes), "1,000,000 points", "--max-points")
+    assert time.perf_counter() - t < 10
+
+
+def test_nan_and_overflow_never_become_results(tmp_path, tok_dir, pngs) -> None:
+    from restok.eval import EvaluationError, load_reference
+
+    ref = tmp_path / "ref.npz"
+    sigma = np.eye(4)
+    sigma[1, 2] = np.nan
+    np.savez(ref, mu=np.zeros(4), sigma=sigma, activations=np.ones((8, 4)))
+    with pytest.raises(EvaluationError, match="'sigma' holds NaN"):
+        load_reference(ref)
+    # weights so large that the decoder overflows: one line, and no black PNG written
+    sd = load_file(str(tok_dir / "model.safetensors"))
+    loud = tmp_path / "loud"
+    loud.mkdir()
+    (loud / "config.json").write_text((tok_dir / "config.json").read_text())
+    save_file({k: v * 1e38 if k.startswith("decoder") and v.is_floating_point() else v for k, v in sd.items()}, str(loud / "model.safetensors"))
+    r = restok("reconstruct", str(pngs[0]), "--tokenizer", str(loud), "--out", str(tmp_path / "rec"))
+    one_line_error(r, "NaN or infinite")
+    assert not list((tmp_path / "rec").glob("*.png")) if (tmp_path / "rec").exists() else True
+    # a training config whose model is of the other kind
+    with pytest.raises(ValueError, match="'har-tiny' is a generator preset"):
+        TrainConfig(kind="tokenizer", model="har-tiny")
+
+
+def test_labels_and_verification_check_content(tmp_path, tok_dir) -> None:
+    import io
+    import tarfile
+
+    from restok.data import DataError, open_image_source
+
+    for label in (b"-3", b"cat", b"1.5"):
+        shard = tmp_path / f"s{label.decode()}.tar"
+        with tarfile.open(shard, "w") as tf:
+            for key, cls in (("a", b"0"), ("b", label)):
+                buf = io.BytesIO()
+                Image.new("RGB", (8, 8)).save(buf, format="PNG")
+                for ext, data in (("png", buf.getvalue()), ("cls", cls)):
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+        with pytest.raises(DataError, match=rf"b\.cls: the class label '{label.decode()}' is not a non-negative integer"):
+            open_image_source(str(shard))
+        one_line_error(restok("extract-codes", "--tokenizer", str(tok_dir), "--data", str(shard), "--out", str(tmp_path / "c"),
+                              "--no-progress"), "b.cls")
+    # check-codes re-encodes images of every shard: a change in the last shard is found
+    images = write_image_folder(tmp_path / "imgs", per_class=3)
+    out = tmp_path / "codes"
+    assert restok("extract-codes", "--tokenizer", str(tok_dir), "--data", str(images), "--crop", "center", "--shard-size", "2",
+                  "--out", str(out), "--no-progress").returncode == 0
+    for p in sorted((images / "class1").glob("*.png"))[1:]:  # images 4 and 5: the last shard
+        Image.fromarray(255 - np.asarray(Image.open(p))).save(p)
+    r = restok("check-codes", str(out), "--tokenizer", str(tok_dir), "--data", str(images), "--verify", "3")
+    assert r.returncode == 2 and "error:" in r.stderr, (r.stdout, r.stderr)
+
+
+def test_small_losses(tmp_path, tok_dir, pngs) -> None:
+    # the same input twice: two outputs, as the count says
+    r = restok("reconstruct", str(pngs[0]), str(pngs[0]), "--tokenizer", str(tok_dir), "--tokens", "8", "--out", str(tmp_path / "o"))
+    assert r.returncode == 0 and "wrote 2 reconstruction(s)" in r.stdout
+    assert len(list((tmp_path / "o").glob("*_compare.png"))) == 2
+    # a checkpoint save on a full disk names the disk and the checkpoint; the earlier checkpoints stay
+    from restok.train.checkpoints import CheckpointDir
+
+    ckpts = CheckpointDir(tmp_path / "run", keep=2)
+    ckpts.save(1, {"ema": {"w": torch.ones(2)}}, {"step": 1})
+
+    def full(*a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . unexpected pos 8092672 vs 8092560")
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(torch, "save", full)
+        with pytest.raises(TrainingError, match=r"disk full.*could not write checkpoint .*step-00000002.*earlier checkpoints are intact"):
+            ckpts.save(2, {"ema": {"w": torch.ones(2)}}, {"step": 2})
+    assert [s for s, _ in ckpts.complete()] == [1] and not list(ckpts.root.glob(".tmp-*"))

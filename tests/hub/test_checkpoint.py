@@ -161,6 +161,8 @@ def test_unsupported_official_options_are_refused(small_official_tok):
 def test_push_to_hub_uploads_our_format(monkeypatch, tiny_tok):
     import huggingface_hub
 
+    for var in ("HF_HUB_OFFLINE", "RESTOK_OFFLINE"):  # the tests run offline; the fake Hub below is all they reach
+        monkeypatch.delenv(var, raising=False)
     uploaded = {}
 
     class FakeApi:
@@ -188,6 +190,11 @@ def test_push_to_hub_uploads_our_format(monkeypatch, tiny_tok):
     gen.push_to_hub("me/har")
     assert uploaded["files"] == ["README.md", "card.json", "config.json", "generation_config.json", "model.safetensors"]
     assert "restok train generator" in uploaded["card"] and "class accuracy" in uploaded["card"] and '"cfg_scale": 2.0' in uploaded["card"]
+    # offline means offline: RESTOK_OFFLINE alone stops a push before any Hub client is made
+    monkeypatch.setenv("RESTOK_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda **_: pytest.fail("a Hub client was made offline"))
+    with pytest.raises(OSError, match="offline"):
+        gen.push_to_hub("me/har")
 
 
 @pytest.mark.slow

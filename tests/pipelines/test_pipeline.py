@@ -134,3 +134,54 @@ def test_submodules_are_reachable_as_the_readme_writes_them():
     assert restok.hierarchy.latent_level_sizes(8) == (1, 1, 2, 4)
     with pytest.raises(AttributeError):
         restok.no_such_module  # noqa: B018
+
+
+def test_python_api_mistakes_get_messages_that_name_the_argument() -> None:
+    """The API's boundary: every number checked as the command line checks it, each mistake named in the message."""
+    from restok import encode_adaptive
+
+    pipe = ResTokPipeline.from_pretrained("restok-tiny-mnist", "har-tiny-mnist")
+    tok, gen = pipe.tokenizer, pipe.generator
+    x = torch.rand(2, 3, tok.config.image_size, tok.config.image_size)
+    ids = tok.encode(x)
+    assert tok.decode(ids[:0]).shape == (0, 3, tok.config.image_size, tok.config.image_size)  # an empty batch decodes to one
+    assert torch.equal(gen.generate([1], {"cfg_scale": 2.0}, generator=torch.Generator().manual_seed(0)),
+                       gen.generate([1], cfg_scale=2.0, generator=torch.Generator().manual_seed(0)))  # a recipe as a dict
+    cases = [
+        (lambda: gen.generate(["three"]), "integer class ids, got 'three'"),
+        (lambda: gen.generate([10**30]), "unknown class id"),
+        (lambda: gen.generate([]), "no class labels given"),
+        (lambda: gen.generate([1], 3.5), "sampling must be a SamplingConfig"),
+        (lambda: gen.generate([1], temperature=float("inf")), r"temperature must be in \[0.0001, 100\], got inf"),
+        (lambda: gen.generate([1], cfg_scale=float("nan")), "cfg_scale must be"),
+        (lambda: pipe([]), "no classes given"),
+        (lambda: pipe([1], seed=2**70), r"seed must be in \[0, 9223372036854775807\]"),
+        (lambda: pipe([1], seed=-1), "seed must be in"),
+        (lambda: pipe([1], batch_size=0), "batch_size must be an integer >= 1"),
+        (lambda: pipe.vary(x[0], 4, 1, num=0), "num must be an integer >= 1"),
+        (lambda: encode_adaptive(tok, x, psnr=float("nan")), r"psnr target must be in \(0, 200\], got nan"),
+        (lambda: encode_adaptive(tok, x, psnr=float("inf")), "psnr target must be in"),
+        (lambda: encode_adaptive(tok, x, ssim=2.0), r"ssim target must be in \(0, 1\]"),
+        (lambda: encode_adaptive(tok, x, psnr=20.0, max_tokens=5), "max_tokens=5 is not a prefix length"),
+        (lambda: SamplingConfig(top_p=float("nan")), "top_p must be in"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_overflowing_weights_are_an_error_not_black_images(tiny_tok) -> None:
+    ids = tiny_tok.encode(torch.rand(1, 3, 32, 32))
+    with torch.no_grad():
+        for name, p in tiny_tok.named_parameters():
+            if name.startswith("decoder"):
+                p.mul_(1e38)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        tiny_tok.decode(ids)
+
+
+def test_nan_logits_are_named_not_torch_s_message() -> None:
+    from restok.sampling.logits import sample_from_logits
+
+    with pytest.raises(ValueError, match="next-token probabilities are NaN or infinite"):
+        sample_from_logits(torch.full((2, 8), float("nan")), generator=torch.Generator().manual_seed(0))

@@ -14,9 +14,11 @@ import argparse
 import sys
 from typing import Sequence
 
+from ..runtime.network import settle_offline
 from ..runtime.version import __version__
 from . import apps, eval, generate, models, plot, tokenize, train
 from .base import EXIT_ERROR, CLIError, Command, add_command
+from .options import Parser
 
 __all__ = ["main", "build_parser", "COMMANDS", "CLIError"]
 
@@ -26,7 +28,7 @@ COMMANDS: tuple[Command, ...] = (*tokenize.COMMANDS, *generate.COMMANDS, *models
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command of :data:`COMMANDS`."""
-    p = argparse.ArgumentParser(prog="restok", description="ResTok tokenizer and HAR generator (arXiv 2601.03955).")
+    p = Parser(prog="restok", description="ResTok tokenizer and HAR generator (arXiv 2601.03955).")
     p.add_argument("--version", action="version", version=f"restok {__version__}")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command")
@@ -46,13 +48,12 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "info"])
-    if getattr(args, "batch_size", 1) < 1:
-        parser.error("--batch-size must be >= 1")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``restok`` command line (``argv``, default ``sys.argv[1:]``) and return its exit status."""
+    settle_offline()  # resolved once, before any command touches a Hub client
     parser = build_parser()
     try:
         args = _parse(parser, argv)
@@ -63,8 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except MemoryError:
-        print("error: out of memory (try a smaller --batch-size)", file=sys.stderr)
+    except MemoryError as e:  # ours name the model and the memory; the allocator's say nothing
+        print(f"error: {e}" if str(e) else "error: out of memory (try a smaller --batch-size)", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:  # noqa: BLE001 - every failure reaches the user as one message, the traceback only with --debug
         if args.debug:

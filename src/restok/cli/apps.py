@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..runtime.processes import resolve_device
 from .base import CLIError, Command
-from .options import device_option, group, model_options, output_option
+from .options import (device_option, group, model_options, number, output_option, sampling_type, SEED)
 
 __all__ = ["COMMANDS"]
 
@@ -16,10 +16,10 @@ __all__ = ["COMMANDS"]
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
     model_options(p, tokenizer="restok-tiny-mnist", generator="har-tiny-mnist")
     g = group(p, "what to show")
-    g.add_argument("--num-eval", type=int, default=1000, help="held-out digits for the PSNR table (default: all 1000)")
-    g.add_argument("--per-class", type=int, default=8, help="generated digits per class (default: 8)")
-    g.add_argument("--cfg-scale", type=float, default=2.0, help="guidance scale of the samples (default: 2.0)")
-    g.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    g.add_argument("--num-eval", type=number(int, ge=1, le=1000), default=1000, help="held-out digits for the PSNR table (default: all 1000)")
+    g.add_argument("--per-class", type=number(int, ge=1, le=1000), default=8, help="generated digits per class (default: 8)")
+    g.add_argument("--cfg-scale", type=sampling_type("cfg_scale"), default=2.0, help="guidance scale of the samples (default: 2.0)")
+    g.add_argument("--seed", type=SEED, default=0, help="seed (default: 0)")
     g.add_argument("--quick", action="store_true", help="100 held-out digits and 4 samples per class")
     output_option(p, "output folder", default="restok-demo")
 
@@ -41,7 +41,7 @@ def _app_arguments(p: argparse.ArgumentParser) -> None:
     model_options(p, tokenizer="restok-tiny-mnist", generator="har-tiny-mnist")
     g = group(p, "server")
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
-    g.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    g.add_argument("--port", type=number(int, ge=1, le=65535), default=7860, help="port (default: 7860)")
     g.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     device_option(p)
 

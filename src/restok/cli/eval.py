@@ -11,11 +11,11 @@ from pathlib import Path
 
 from ..eval import jobs
 from ..eval.jobs import GenerationRequest, Inception, ReconstructionRequest, ReferenceRequest, SearchRequest
+from ..eval.search import MAX_SEARCH_POINTS
 from ..runtime.precision import DTYPES
 from ..sampling import SAMPLING_FIELDS
 from .base import Command
-from .options import (batch_option, compile_option, device_option, group, model_options, output_option, parse_tokens, precision_options,
-                      progress_option, sampling_changes, sampling_options, seed_option, tokens_option)
+from .options import (batch_option, compile_option, COUNT, device_option, group, model_options, number, output_option, parse_tokens, precision_options, progress_option, sampling_changes, sampling_options, seed_option, target_type, tokens_option)
 
 __all__ = ["COMMANDS"]
 
@@ -51,10 +51,10 @@ def _reconstruction_arguments(p: argparse.ArgumentParser) -> None:
     model_options(p, tokenizer="required")
     g = group(p, "data")
     g.add_argument("--data", required=True, help="image folder or .tar shards (ImageNet val: the 50,000 images)")
-    g.add_argument("--num-images", type=int, default=None, help="images to use (default: all in --data)")
+    g.add_argument("--num-images", type=COUNT, default=None, help="images to use (default: all in --data)")
     tokens_option(p, "decode from this many tokens (default: all of them), or 'all' (or a comma list) for the rate curve: "
                      "every prefix length in one pass, and OUT.png")
-    group(p, "models").add_argument("--target-psnr", type=float, default=None,
+    group(p, "models").add_argument("--target-psnr", type=target_type("psnr"), default=None,
                                     help="with --tokens all: the distribution of the shortest prefix reaching this PSNR per image")
     group(p, "device and precision").add_argument("--pixel-dtype", default="fp32", choices=list(DTYPES),
                                                    help="precision of the CNN pixel decoder (default: fp32, as the official code)")
@@ -72,14 +72,14 @@ def run_reconstruction(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------- generation
 def _per_class_option(p: argparse.ArgumentParser, default: int, helptext: str) -> None:
     """``--per-class`` (old spelling ``--samples-per-class`` kept as an alias)."""
-    group(p, "sampling").add_argument("--per-class", "--samples-per-class", dest="per_class", type=int, default=default, help=helptext)
+    group(p, "sampling").add_argument("--per-class", "--samples-per-class", dest="per_class", type=number(int, ge=1, le=10**6), default=default, help=helptext)
 
 
 def _generation_arguments(p: argparse.ArgumentParser) -> None:
     model_options(p, tokenizer="required", generator="required")
     group(p, "data").add_argument("--reference", required=True,
                                   help="reference .npz (ADM VIRTUAL_imagenet256_labeled.npz, or 'eval reference')")
-    group(p, "sampling").add_argument("--num-samples", type=int, default=None, help="default: --per-class x classes")
+    group(p, "sampling").add_argument("--num-samples", type=COUNT, default=None, help="default: --per-class x classes")
     _per_class_option(p, 50, "samples per class (default: 50)")
     seed_option(p)
     sampling_options(p)
@@ -109,8 +109,9 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     sampling_options(p, many=True)
     _per_class_option(p, 5, "samples per class at each point (default: 5, a cheap pass)")
     g.add_argument("--refine", action="store_true", help="then a finer grid around the best point at more samples")
-    g.add_argument("--refine-per-class", "--refine-samples-per-class", dest="refine_per_class", type=int, default=None,
+    g.add_argument("--refine-per-class", "--refine-samples-per-class", dest="refine_per_class", type=number(int, ge=1, le=10**6), default=None,
                    help="samples per class of the finer grid (default: 4x)")
+    g.add_argument("--max-points", type=number(int, ge=1, le=10**7), default=MAX_SEARCH_POINTS, help=f"refuse a grid of more points (default: {MAX_SEARCH_POINTS})")
     seed_option(p)
     _common(p, "output folder (table.csv, table.json, best.json, search.png, one work folder per point)")
 
@@ -118,7 +119,7 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
 def run_search(args: argparse.Namespace) -> int:
     """Guidance search: the grid from the options (or a YAML/JSON file), then the search."""
     req = SearchRequest(args.generator, args.tokenizer, args.reference, Path(args.out), args.grid, sampling_changes(args), args.per_class,
-                        args.refine, args.refine_per_class, args.seed, args.batch_size, _inception(args))
+                        args.refine, args.refine_per_class, args.seed, args.batch_size, _inception(args), args.max_points)
     result = jobs.run_search(req, announce=lambda m: print(m, flush=True))
     if result is not None:
         b = result["best"]
@@ -132,8 +133,8 @@ def run_search(args: argparse.Namespace) -> int:
 def _reference_arguments(p: argparse.ArgumentParser) -> None:
     g = group(p, "data")
     g.add_argument("--data", required=True)
-    g.add_argument("--image-size", type=int, default=256)
-    g.add_argument("--num-images", type=int, default=None)
+    g.add_argument("--image-size", type=number(int, ge=1, le=8192), default=256, help="side of the reference images (default: 256)")
+    g.add_argument("--num-images", type=COUNT, default=None, help="images to use (default: all in --data)")
     _common(p, "the reference batch (.npz: arr_0, mu, sigma, activations)")
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from ..pipelines.samples import SampleRequest, VariationRequest, write_samples, write_variations
 from .base import Command
-from .options import (batch_option, compile_option, device_option, group, model_options, output_option, precision_options,
-                      sampling_changes, sampling_options, seed_option)
+from .options import (batch_option, compile_option, device_option, group, model_options, number, output_option, precision_options, sampling_changes, sampling_options, seed_option)
 
 __all__ = ["COMMANDS"]
 
@@ -29,8 +28,8 @@ def _generate_arguments(p: argparse.ArgumentParser) -> None:
     g = group(p, "what to generate")
     g.add_argument("--classes", nargs="+", required=True,
                    help='class ids or names, e.g. 207 360 or "golden retriever" otter (ImageNet names for 1,000-class models)')
-    g.add_argument("--per-class", type=int, default=1, help="images per class (default: 1)")
-    g.add_argument("--num-tokens", type=int, default=None, help="stop after the call that completes this many tokens (fewer calls)")
+    g.add_argument("--per-class", type=number(int, ge=1, le=10**6), default=1, help="images per class (default: 1)")
+    g.add_argument("--num-tokens", type=number(int, ge=1, le=8192), default=None, help="stop after the call that completes this many tokens (fewer calls)")
     g.add_argument("--progressive", action="store_true", help="also write what each HAR step decodes to, coarse to fine")
     _pair_and_recipe(p)
     compile_option(p)
@@ -52,9 +51,9 @@ def run_generate(args: argparse.Namespace) -> int:
 def _vary_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="image file")
     g = group(p, "what to generate")
-    g.add_argument("--keep", type=int, required=True, help="tokens kept (a level boundary: 1, 2, 4, 8, ...)")
+    g.add_argument("--keep", type=number(int, ge=1, le=8192), required=True, help="tokens kept (a level boundary: 1, 2, 4, 8, ...)")
     g.add_argument("--classes", required=True, help="class id or name of the variations")
-    g.add_argument("--num", type=int, default=8, help="variations (default: 8)")
+    g.add_argument("--num", type=number(int, ge=1, le=10**4), default=8, help="variations (default: 8)")
     _pair_and_recipe(p)
     output_option(p, "output directory")
 

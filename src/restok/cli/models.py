@@ -13,6 +13,7 @@ from ..models.auto import convert_checkpoint
 from ..runtime.version import __version__
 from ..sampling import RELEASED_RECIPE
 from .base import Command
+from .options import SEED, number
 
 __all__ = ["COMMANDS"]
 
@@ -39,7 +40,7 @@ def run_convert(args: argparse.Namespace) -> int:
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder of 'restok train'")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest)")
+    p.add_argument("--step", type=number(int, ge=0, le=10**12), default=None, help="checkpoint step (default: the newest)")
     p.add_argument("--out", default=None, help="output folder (default: RUN/export-step-<step>)")
     p.add_argument("--weights", default="ema", choices=["ema", "model"], help="EMA weights (default) or the raw ones")
 
@@ -55,13 +56,12 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _info_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0, help="seed of the tiny models and inputs")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the tiny models and inputs")
 
 
 def _count(model_cls: type, cfg: object) -> int:
     """Parameter count of a model built on the meta device (no memory or init cost)."""
-    with torch.device("meta"):
-        return sum(p.numel() for p in model_cls(cfg).parameters())
+    return model_cls.parameter_count(cfg)
 
 
 def _print_presets() -> None:

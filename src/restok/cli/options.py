@@ -6,19 +6,74 @@ choices), precisions, batch size, seed, output, progress, the prefix lengths (on
 from __future__ import annotations
 
 import argparse
-from typing import Any, Sequence
+from typing import Any, Callable
 
+from ..core.fields import Range, field_range
+from ..eval.budgets import TARGET_RANGES
+from ..runtime.seeds import MAX_SEED
 from ..runtime.precision import DTYPES
 from ..runtime.processes import DEVICES
 from ..sampling import SAMPLING_FIELDS, SAMPLING_PRESETS, SamplingConfig
 from .base import CLIError
 
 __all__ = [
-    "group", "model_options", "device_option", "precision_options", "batch_option", "seed_option", "output_option",
+    "number", "ranged", "target_type", "sampling_type", "COUNT", "SEED", "Parser", "group", "model_options", "device_option", "precision_options", "batch_option", "seed_option", "output_option",
     "progress_option", "compile_option", "tokens_option", "parse_tokens", "sampling_options", "sampling_changes", "sampling_from_args",
 ]
 
 _GROUPS = "_restok_groups"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line naming the option (``error: argument --seed: must be ...``) and the
+    usage left to ``--help``; exit status 2 as argparse's."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Print the one-line error and exit with status 2."""
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def number(kind: type, *, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
+           unit: str = "") -> Callable[[str], Any]:
+    """An argparse ``type`` for an int or float option in a range (finite always): a value outside it, NaN, inf or
+    a non-number is refused by argparse with a one-line message naming the option. The range travels with the type
+    (``.range``), so tests and ``--help`` read it."""
+    rng = Range(ge, gt, le, lt)
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except (ValueError, OverflowError):
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"must be {what} {rng.describe()}{unit}, got {text!r}") from None
+        if value not in rng:
+            raise argparse.ArgumentTypeError(f"must be {rng.describe()}{unit}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    parse.range = rng  # type: ignore[attr-defined]
+    parse.kind = kind  # type: ignore[attr-defined]
+    return parse
+
+
+# The counts and sizes the commands take; the upper bounds are typo guards far above any real run.
+COUNT = number(int, ge=1, le=10**9)
+SEED = number(int, ge=0, le=MAX_SEED)
+
+
+def ranged(kind: type, rng: Range) -> Callable[[str], Any]:
+    """:func:`number` for a range declared elsewhere (a config field's, a metric's)."""
+    return number(kind, ge=rng.ge, gt=rng.gt, le=rng.le, lt=rng.lt)
+
+
+def target_type(metric: str) -> Callable[[str], Any]:
+    """The argparse type of a quality target (``--target-psnr``, ``--target-ssim``): the range the API checks."""
+    return ranged(float, TARGET_RANGES[metric])
+
+
+def sampling_type(name: str) -> Any:
+    """The argparse type of one sampling setting (its field's range)."""
+    return _number_type(SAMPLING_FIELDS[name])
 
 
 def group(p: argparse.ArgumentParser, title: str) -> Any:
@@ -62,12 +117,14 @@ def precision_options(p: argparse.ArgumentParser, autocast_help: str = "autocast
 
 def batch_option(p: argparse.ArgumentParser, default: int, what: str = "images per batch") -> None:
     """``--batch-size``."""
-    group(p, "device and precision").add_argument("--batch-size", type=int, default=default, help=f"{what} (default: {default})")
+    group(p, "device and precision").add_argument("--batch-size", type=number(int, ge=1, le=2**20), default=default,
+                                                   help=f"{what} (default: {default})")
 
 
 def seed_option(p: argparse.ArgumentParser) -> None:
     """``--seed``: the seed of every random draw of the command."""
-    group(p, "sampling").add_argument("--seed", type=int, default=0, help="seed (default: 0); the same seed and settings give the same output")
+    group(p, "sampling").add_argument("--seed", type=SEED, default=0,
+                                      help="seed (default: 0); the same seed and settings give the same output")
 
 
 def output_option(p: argparse.ArgumentParser, helptext: str, default: str | None = None) -> None:
@@ -109,9 +166,12 @@ def parse_tokens(value: str | None) -> int | str | tuple[int, ...] | None:
     return ks[0] if len(ks) == 1 else ks
 
 
-def _number_type(f: Any) -> type:
-    """The argparse type of a recipe field (int or float), from its default."""
-    return int if isinstance(f.default, int) and not isinstance(f.default, bool) else float if isinstance(f.default, float) else str
+def _number_type(f: Any) -> Any:
+    """The argparse type of a recipe field: a ranged int or float (the field's own range), or str."""
+    kind = int if isinstance(f.default, int) and not isinstance(f.default, bool) else float if isinstance(f.default, float) else str
+    if kind is str:
+        return str
+    return ranged(kind, field_range(f) or Range())
 
 
 def sampling_options(p: argparse.ArgumentParser, many: bool = False) -> None:

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from ..core.hierarchy import select_prefixes
@@ -19,7 +18,7 @@ from ..runtime.precision import DTYPES, autocast_to
 from ..runtime.processes import resolve_device
 from ..runtime.progress import progress
 from .base import EXIT_INPUTS_FAILED, CLIError, Command, batches, unique_stems
-from .options import batch_option, device_option, group, model_options, output_option, parse_tokens, precision_options, tokens_option
+from .options import (batch_option, device_option, group, model_options, number, output_option, parse_tokens, precision_options, target_type, tokens_option)
 
 __all__ = ["COMMANDS", "load_images"]
 
@@ -71,14 +70,14 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     ks = _lengths(args.tokens, tok.prefix_lengths)
     out = Path(args.out)
     images, failed = load_images(args.images, tok.config.image_size)
-    names = dict(zip([p for p, _ in images], unique_stems([p for p, _ in images])))
-    for batch in progress(batches(images, args.batch_size), "reconstructing"):
+    # one name per input, in order: a path given twice gets two names (and two outputs), as the count says
+    named = list(zip(unique_stems([p for p, _ in images]), (t for _, t in images)))
+    for batch in progress(batches(named, args.batch_size), "reconstructing"):
         x = torch.stack([t for _, t in batch]).to(device)  # (b, 3, S, S)
         with autocast_to(device, DTYPES[args.dtype]):
             ids = tok.encode(x)
             recons = {k: tok.decode(ids[:, :k], DTYPES[args.pixel_dtype]) for k in ks}
-        for i, (path, orig) in enumerate(batch):
-            stem = names[path]
+        for i, (stem, orig) in enumerate(batch):
             for k in ks:
                 save_image(recons[k][i], out / f"{stem}_k{k}.png")
             strip = [orig] + [recons[k][i].cpu() for k in ks]
@@ -92,9 +91,9 @@ def _tokenize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files")
     model_options(p, tokenizer="required")
     g = group(p, "adaptive budget")
-    g.add_argument("--target-psnr", type=float, default=None, help="keep per image the shortest prefix reaching this PSNR (dB)")
-    g.add_argument("--target-ssim", type=float, default=None, help="... or this SSIM")
-    g.add_argument("--max-tokens", type=int, default=None, help="cap of the adaptive budget")
+    g.add_argument("--target-psnr", type=target_type("psnr"), default=None, help="keep per image the shortest prefix reaching this PSNR (dB)")
+    g.add_argument("--target-ssim", type=target_type("ssim"), default=None, help="... or this SSIM")
+    g.add_argument("--max-tokens", type=number(int, ge=1, le=8192), default=None, help="cap of the adaptive budget")
     output_option(p, "output .npz file (ids (N, L) with -1 past each image's length, lengths, files)")
     _running(p)
 
@@ -132,6 +131,8 @@ def run_tokenize(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     tok = load_tokenizer(args.tokenizer, device=device)
     target = _budget(args)
+    if args.max_tokens is not None and args.max_tokens not in tok.prefix_lengths:
+        raise CLIError(f"--max-tokens {args.max_tokens} is not a prefix length of the tokenizer; choose one of {list(tok.prefix_lengths)}")
     images, failed = load_images(args.images, tok.config.image_size)
     if not images:
         raise CLIError("no readable images")

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..runtime.processes import launched
 from .base import Command
-from .options import batch_option, device_option, group, model_options, output_option, progress_option
+from .options import (batch_option, device_option, group, model_options, number, output_option, progress_option, target_type)
 
 __all__ = ["COMMANDS"]
 
@@ -44,8 +44,8 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="recipe name (restok-l-128, restok-tiny, har-l, har-tiny, ...) or YAML file")
     output_option(p, "run folder (config, logs, grids, checkpoints, final/)")
     g = group(p, "run length and resume")
-    g.add_argument("--max-steps", type=int, default=None, help="length of the run and of its LR schedule")
-    g.add_argument("--stop-at", type=int, default=None, help="end early after this step's checkpoint (as an interruption would)")
+    g.add_argument("--max-steps", type=number(int, ge=1, le=10**12), default=None, help="length of the run and of its LR schedule")
+    g.add_argument("--stop-at", type=number(int, ge=1, le=10**12), default=None, help="end early after this step's checkpoint (as an interruption would)")
     g.add_argument("--resume", action="store_true", help="continue from the run folder's newest complete checkpoint")
     device_option(p)
     progress_option(p)
@@ -93,8 +93,8 @@ def _extract_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", required=True, help="image folder or .tar shards")
     g.add_argument("--crop", default="ten-crop", choices=["ten-crop", "center", "center-only"],
                    help="ten-crop with flips (official), centre + flip, or the centre crop alone (no mirror: digits, text)")
-    g.add_argument("--shard-size", type=int, default=10_000, help="images per shard")
-    g.add_argument("--target-psnr", type=float, default=None,
+    g.add_argument("--shard-size", type=number(int, ge=1, le=10**9), default=10_000, help="images per shard")
+    g.add_argument("--target-psnr", type=target_type("psnr"), default=None,
                    help="a ragged code set: each crop keeps the shortest prefix reaching this PSNR (shard-*.lengths.npy)")
     output_option(p, "output folder of the code set")
     device_option(p)
@@ -123,7 +123,7 @@ def _check_arguments(p: argparse.ArgumentParser) -> None:
     model_options(p, tokenizer="optional")
     g = group(p, "data")
     g.add_argument("--data", default=None, help="the source images, to re-encode --verify samples")
-    g.add_argument("--verify", type=int, default=4, help="images to re-encode, spread over every shard (default: 4)")
+    g.add_argument("--verify", type=number(int, ge=0, le=10**9), default=4, help="images to re-encode, spread over every shard (default: 4)")
 
 
 def run_check_codes(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import hierarchy as H
-from .fields import Config, check_field_types, config_from_dict, replace_checked
+from .fields import Config, check_field_types, config_from_dict, replace_checked, setting
 
 __all__ = [
     "PixelCNNConfig",
@@ -25,11 +25,11 @@ __all__ = [
 class PixelCNNConfig(Config):
     """MaskGIT-style CNN pixel encoder/decoder (App. A.1); the official one is 128 wide and 16x."""
 
-    hidden_channels: int = 128  # width of the first stage
-    channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4)  # per-stage width multipliers; len-1 downsamplings
-    num_res_blocks: int = 2
-    z_channels: int = 256  # channels handed to / taken from the ViT's 1x1 projections
-    num_groups: int = 32  # GroupNorm groups
+    hidden_channels: int = setting(128, ge=1, le=8192)  # width of the first stage
+    channel_mult: tuple[int, ...] = setting((1, 1, 2, 2, 4), ge=1, le=64)  # per-stage width multipliers; len-1 downsamplings
+    num_res_blocks: int = setting(2, ge=1, le=64)
+    z_channels: int = setting(256, ge=1, le=65536)  # channels handed to / taken from the ViT's 1x1 projections
+    num_groups: int = setting(32, ge=1, le=8192)  # GroupNorm groups
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -53,19 +53,19 @@ class PixelCNNConfig(Config):
 class ResTokConfig(Config):
     """ResTok tokenizer (Sec. 3). Defaults are the official ``restok_l_128``."""
 
-    image_size: int = 256
-    num_tokens: int = 128  # L latent tokens, a power of two
-    min_tokens: int = 4  # shortest nested prefix (Sec. 5.1)
-    codebook_size: int = 8192
-    token_size: int = 8  # code dimension
-    width: int = 1024  # ViT encoder
-    depth: int = 24
-    num_heads: int = 16
-    decoder_width: int = 1024
-    decoder_depth: int = 24
-    decoder_num_heads: int = 16
-    mlp_ratio: float = 4.0
-    hierarchy_stages: int = 4  # S image-token levels; S-1 residual merges (Alg. 2); 1 = no merging
+    image_size: int = setting(256, ge=1, le=8192)
+    num_tokens: int = setting(128, ge=2, le=8192)  # L latent tokens, a power of two
+    min_tokens: int = setting(4, ge=1, le=8192)  # shortest nested prefix (Sec. 5.1)
+    codebook_size: int = setting(8192, ge=2, le=2**24)
+    token_size: int = setting(8, ge=1, le=65536)  # code dimension
+    width: int = setting(1024, ge=1, le=65536)  # ViT encoder
+    depth: int = setting(24, ge=1, le=1024)
+    num_heads: int = setting(16, ge=1, le=1024)
+    decoder_width: int = setting(1024, ge=1, le=65536)
+    decoder_depth: int = setting(24, ge=1, le=1024)
+    decoder_num_heads: int = setting(16, ge=1, le=1024)
+    mlp_ratio: float = setting(4.0, gt=0, le=64)
+    hierarchy_stages: int = setting(4, ge=1, le=64)  # S image-token levels; S-1 residual merges (Alg. 2); 1 = no merging
     residual_image_tokens: bool = True  # Alg. 2 line 4
     residual_latent_tokens: bool = True  # Alg. 1 line 5
     latent_hierarchy: bool = True  # multi-level pooled latent init; False = 1-D area interpolation (TiTok-like)
@@ -73,17 +73,17 @@ class ResTokConfig(Config):
     # the embedded latents of every level upsampled to the image grid and summed (official
     # ``learnable_dec_image_tokens: False``), which gives the queries image content from the first step.
     learnable_dec_image_tokens: bool = True
-    rope_theta: float = 10000.0
+    rope_theta: float = setting(10000.0, gt=0)
     use_l2_norm: bool = True  # l2-normalised codes and codebook
-    commitment_cost: float = 0.25
-    entropy_loss_ratio: float = 0.0
+    commitment_cost: float = setting(0.25, ge=0)
+    entropy_loss_ratio: float = setting(0.0, ge=0)
     nested_dropout: bool = True  # training only (Sec. 3.4)
-    drop_prob: float = 0.2  # 1 - P(keep all tokens)
+    drop_prob: float = setting(0.2, ge=0, le=1)  # 1 - P(keep all tokens)
     pixel_cnn: PixelCNNConfig = field(default_factory=PixelCNNConfig)
     # Training-only representation alignment (Sec. 3.4, "VF" in the official code): the feature size of the
     # frozen teacher (1024 for DINOv3-L); 0 = no projection head. Inference checkpoints keep these at 0.
-    encoder_feature_dim: int = 0  # adds vf_proj on the coarsest image tokens
-    decoder_feature_dim: int = 0  # adds feature queries (feat_mask_token) and vf_proj_dec in the decoder
+    encoder_feature_dim: int = setting(0, ge=0, le=65536)  # adds vf_proj on the coarsest image tokens
+    decoder_feature_dim: int = setting(0, ge=0, le=65536)  # adds feature queries (feat_mask_token) and vf_proj_dec in the decoder
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -137,26 +137,26 @@ class ResTokConfig(Config):
 class HARConfig(Config):
     """LlamaGen-style GPT with hierarchical autoregressive groups (Sec. 4). Defaults are the official GPT-L."""
 
-    dim: int = 1024
-    n_layer: int = 24
-    n_head: int = 16
-    n_kv_head: int | None = None
-    multiple_of: int = 256  # SwiGLU hidden size rounded up to a multiple of this
-    ffn_dim_multiplier: float | None = None
-    rope_base: float = 10000.0
-    norm_eps: float = 1e-5
-    initializer_range: float = 0.02
-    num_tokens: int = 128  # block size L
-    vocab_size: int = 8192  # = the tokenizer's codebook size
-    num_classes: int = 1000
-    ar_tokens: int = 4  # A tokens predicted one by one; A = num_tokens gives vanilla next-token AR
-    num_special_tokens: int | None = None  # rows of the special-token table; None = L-1 (official) or 0 for vanilla
-    class_dropout_prob: float = 0.1  # label dropout for classifier-free guidance
-    token_dropout_p: float = 0.1
-    attn_dropout_p: float = 0.0
-    resid_dropout_p: float = 0.1
-    ffn_dropout_p: float = 0.1
-    drop_path_rate: float = 0.0
+    dim: int = setting(1024, ge=1, le=65536)
+    n_layer: int = setting(24, ge=1, le=1024)
+    n_head: int = setting(16, ge=1, le=1024)
+    n_kv_head: int | None = setting(None, ge=1, le=1024)
+    multiple_of: int = setting(256, ge=1, le=65536)  # SwiGLU hidden size rounded up to a multiple of this
+    ffn_dim_multiplier: float | None = setting(None, gt=0, le=64)
+    rope_base: float = setting(10000.0, gt=0)
+    norm_eps: float = setting(1e-5, gt=0, le=1)
+    initializer_range: float = setting(0.02, ge=0, le=10)
+    num_tokens: int = setting(128, ge=2, le=8192)  # block size L
+    vocab_size: int = setting(8192, ge=2, le=2**24)  # = the tokenizer's codebook size
+    num_classes: int = setting(1000, ge=1, le=2**24)
+    ar_tokens: int = setting(4, ge=1, le=8192)  # A tokens predicted one by one; A = num_tokens gives vanilla next-token AR
+    num_special_tokens: int | None = setting(None, ge=0, le=8192)  # rows of the special-token table; None = L-1 (official) or 0 for vanilla
+    class_dropout_prob: float = setting(0.1, ge=0, lt=1)  # label dropout for classifier-free guidance
+    token_dropout_p: float = setting(0.1, ge=0, lt=1)
+    attn_dropout_p: float = setting(0.0, ge=0, lt=1)
+    resid_dropout_p: float = setting(0.1, ge=0, lt=1)
+    ffn_dropout_p: float = setting(0.1, ge=0, lt=1)
+    drop_path_rate: float = setting(0.0, ge=0, lt=1)
 
     def __post_init__(self) -> None:
         check_field_types(self)

@@ -4,18 +4,101 @@ Every config of restok (the models', sampling's, training's) is a frozen datacla
 dict from ``config.json``, a YAML file or ``key=value`` overrides becomes a config through :meth:`Config.from_dict`
 alone: unknown keys are named, nested configs are built from their dicts, lists become tuples, and every field is
 type-checked (``"no"`` for a boolean, ``10.7`` for an integer) before the class validates its values.
+
+Every number is checked the same way wherever it comes from (a file, ``key=value``, the Python API): a float must be
+finite, and a field declared with :func:`setting` must lie in its range (``ge``/``gt``/``le``/``lt``, for each item
+of a tuple). The command line's numeric options use the same :class:`Range`, so a range is written once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any, Mapping, TypeVar
 
-__all__ = ["Config", "check_field_types", "config_from_dict", "replace_checked", "plain"]
+__all__ = ["Config", "check_field_types", "config_from_dict", "replace_checked", "plain", "Range", "setting", "field_range",
+           "numeric_fields"]
 
 C = TypeVar("C", bound="Config")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bounds of a number: ``ge``/``gt`` below, ``le``/``lt`` above (None: unbounded on that side); finite always."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def __contains__(self, value: float) -> bool:
+        return math.isfinite(value) and not (
+            (self.ge is not None and value < self.ge) or (self.gt is not None and value <= self.gt)
+            or (self.le is not None and value > self.le) or (self.lt is not None and value >= self.lt))
+
+    def describe(self) -> str:
+        """The range in words: ">= 1", "in [0, 1)", "in (0, 1]", "a finite number"."""
+        lo = f"[{_num(self.ge)}" if self.ge is not None else f"({_num(self.gt)}" if self.gt is not None else None
+        hi = f"{_num(self.le)}]" if self.le is not None else f"{_num(self.lt)})" if self.lt is not None else None
+        if lo and hi:
+            return f"in {lo}, {hi}"
+        if lo:
+            return (">= " if lo[0] == "[" else "> ") + lo[1:]
+        if hi:
+            return ("<= " if hi[-1] == "]" else "< ") + hi[:-1]
+        return "a finite number"
+
+    def check(self, value: Any, name: str) -> None:
+        """Raise a ValueError naming ``name`` unless ``value`` (a number, or a tuple of them) lies in the range."""
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v not in self:
+                raise ValueError(f"{name} must be {self.describe()}, got {_short(v)}")
+
+
+def _num(x: float) -> str:
+    """A bound as written in messages (``1``, ``0.5``, ``1e+06``)."""
+    if isinstance(x, int):
+        return str(x)
+    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+def setting(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None, default_factory: Any = dataclasses.MISSING, **metadata: Any) -> Any:
+    """A dataclass field whose number (or each number of its tuple) must lie in the range given; ``metadata`` carries
+    anything else a field describes (the command line's help text)."""
+    meta = {**metadata, "range": Range(ge, gt, le, lt)}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def field_range(f: dataclasses.Field) -> Range | None:
+    """The declared range of a config field (None: none declared)."""
+    return f.metadata.get("range")
+
+
+def numeric_fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """Every field of a config class (and, dotted, of its nested configs) that holds numbers: name -> (field, type)."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, tuple[dataclasses.Field, Any]] = {}
+    for f in dataclasses.fields(cls):
+        nested = _nested_class(hints[f.name])
+        if nested is not None:
+            out.update({f"{f.name}.{k}": v for k, v in numeric_fields(nested).items()})
+        elif _is_numeric(hints[f.name]):
+            out[f.name] = (f, hints[f.name])
+    return out
+
+
+def _is_numeric(t: Any) -> bool:
+    """Whether an annotation holds numbers (``int``, ``float | None``, ``tuple[float, float]``, ...), booleans aside."""
+    if t in (int, float):
+        return True
+    return typing.get_origin(t) in (typing.Union, types.UnionType, tuple) and any(
+        _is_numeric(a) for a in typing.get_args(t) if a is not Ellipsis)
 
 
 def _type_name(t: Any) -> str:
@@ -29,6 +112,8 @@ def _type_name(t: Any) -> str:
     if origin is tuple:
         plural = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
         return "a list of " + (plural.get(args[0], "values") if len(args) == 2 and args[1] is Ellipsis else f"{len(args)} values")
+    if dataclasses.is_dataclass(t):
+        return f"a mapping of {t.__name__} settings"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(t, getattr(t, "__name__", str(t)))
 
 
@@ -51,7 +136,10 @@ def _coerce(value: Any, t: Any) -> tuple[bool, Any]:
         return isinstance(value, int) and not isinstance(value, bool), value
     if t is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return ok, float(value) if ok else value
+        try:
+            return ok, float(value) if ok else value
+        except OverflowError:  # an integer beyond any float
+            return False, value
     if t is str:
         return isinstance(value, str), value
     if origin is tuple:
@@ -78,9 +166,16 @@ def check_field_types(obj: Any) -> None:
             value = config_from_dict(nested, value, f"{type(obj).__name__}.{f.name}")
         ok, fixed = _coerce(value, hints[f.name])
         if not ok:
-            raise ValueError(f"{type(obj).__name__}.{f.name} must be {_type_name(hints[f.name])}, got {value!r}")
+            raise ValueError(f"{type(obj).__name__}.{f.name} must be {_type_name(hints[f.name])}, got {_short(value)}")
+        (field_range(f) or Range()).check(fixed, f"{type(obj).__name__}.{f.name}")  # finite always, in range if declared
         if fixed is not value:
             object.__setattr__(obj, f.name, fixed)
+
+
+def _short(value: Any) -> str:
+    """A value as an error message shows it (a huge integer cut short)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:40] + f"... ({len(text)} characters)"
 
 
 def _nested_class(annotation: Any) -> type | None:
@@ -105,7 +200,10 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], what: str | None = N
     for key, value in data.items():
         nested = _nested_class(hints[key])
         if nested is not None and isinstance(value, Mapping):
-            value = config_from_dict(nested, value, f"{what} {key}")
+            try:
+                value = config_from_dict(nested, value, f"{what} {key}")
+            except ValueError as e:  # name the key the user wrote (optimizer or disc_optimizer?)
+                raise ValueError(f"{key}: {e}" if not str(e).startswith(f"unknown {what} {key}") else str(e)) from None
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from ..core.hierarchy import prefix_lengths
+from ..runtime.inputs import read_text_input
 from ..runtime.seeds import derive_seed
 from .transforms import adm_center_crop, ten_crop
 
@@ -72,7 +73,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     p = Path(path) / "meta.json"
     if not p.exists():
         raise CodesError(f"{path} is not a complete code set: no meta.json (an interrupted extraction? run it again)")
-    meta = json.loads(p.read_text())
+    meta = json.loads(read_text_input(p, "code set record"))
     if meta.get("format") != CODES_FORMAT:
         raise CodesError(f"{p}: not a restok code set (format {meta.get('format')!r})")
     if meta.get("version", 0) > CODES_VERSION:

@@ -20,11 +20,13 @@ import torch
 from PIL import Image
 
 from ..runtime.files import atomic_write
+from ..runtime.inputs import NotRegularFileError, regular_file
 
 __all__ = [
     "ImageLoadError",
     "MAX_IMAGE_PIXELS",
     "check_image_size",
+    "check_resize",
     "IMAGE_SUFFIXES",
     "to_rgb",
     "resized_size",
@@ -48,13 +50,27 @@ class ImageLoadError(ValueError):
     """An image file that cannot be read or converted."""
 
 
-def check_image_size(img: Image.Image) -> None:
-    """Refuse an opened (not yet decoded) image larger than :data:`MAX_IMAGE_PIXELS`."""
+def check_image_size(img: Image.Image, size: int | None = None) -> None:
+    """Refuse an opened (not yet decoded) image larger than :data:`MAX_IMAGE_PIXELS`, or one that resizing its short
+    side to ``size`` would make larger (a thin strip of few bytes must not become gigabytes)."""
     w, h = img.size
     if w * h > MAX_IMAGE_PIXELS:
         raise ImageLoadError(f"{w} x {h} pixels is more than the {MAX_IMAGE_PIXELS:,} allowed (RESTOK_MAX_IMAGE_PIXELS)")
     if min(w, h) < 1:
         raise ImageLoadError("empty image")
+    if size is not None:
+        check_resize(w, h, size)
+
+
+def check_resize(width: int, height: int, short: int) -> None:
+    """Refuse resizing a ``width`` x ``height`` image's short side to ``short`` when the result would exceed
+    :data:`MAX_IMAGE_PIXELS` (an extreme aspect ratio), before any memory is taken."""
+    long = max(width, height) * short // max(min(width, height), 1)
+    if long * short > MAX_IMAGE_PIXELS:
+        raise ImageLoadError(
+            f"{width} x {height} pixels would become {long:,} x {short} when its short side is resized to {short} "
+            f"({long * short:,} pixels, more than the {MAX_IMAGE_PIXELS:,} allowed); its aspect ratio is too extreme"
+        )
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -87,6 +103,7 @@ def eval_transform(img: Image.Image, size: int) -> Image.Image:
     img = to_rgb(img)
     if min(img.size) < 1:
         raise ImageLoadError("empty image")
+    check_resize(*img.size, size)
     new = resized_size(*img.size, size)
     if new != img.size:  # torchvision returns the image untouched when the size already fits
         img = img.resize(new, Image.BICUBIC)
@@ -102,12 +119,14 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
     """Read an image file -> (3, size, size) float in [0, 1] through :func:`eval_transform`."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            check_image_size(im)
+        with Image.open(regular_file(path, "image")) as im:
+            check_image_size(im, size)
             im.load()
             return pil_to_tensor(eval_transform(im, size))
     except FileNotFoundError:
         raise ImageLoadError(f"{path}: no such file") from None
+    except NotRegularFileError as e:
+        raise ImageLoadError(str(e)) from None
     except ImageLoadError as e:
         raise ImageLoadError(f"{path}: {e}") from None
     except Exception as e:  # noqa: BLE001 - PIL raises many kinds

@@ -18,6 +18,7 @@ import re
 import tarfile
 from pathlib import Path
 
+from ..runtime.inputs import regular_file
 from .embedded import embedded_source
 from .images import IMAGE_SUFFIXES
 from .records import DataError, ImageRecord, ImageSource
@@ -82,13 +83,24 @@ def _read_tar_member(path: str, offset: int, size: int) -> bytes:
         return f.read(size)
 
 
+def _class_label(data: bytes, where: str) -> int:
+    """The class id of a ``.cls`` member (a non-negative decimal integer), or a DataError naming the member: a label
+    that is not one would otherwise train a generator on a wrong or missing class."""
+    text = data.decode("utf-8", errors="replace").strip()
+    if not text.isdigit() or not text.isascii():
+        raise DataError(f"{where}: the class label {text[:40]!r} is not a non-negative integer")
+    return int(text)
+
+
 def _shard_source(paths: list[str]) -> ImageSource:
     """Index tar shards: group members by key (name up to the first dot), image + optional ``.cls`` label."""
     records: list[ImageRecord] = []
     labels_seen: set[int] = set()
     for path in paths:
-        if not os.path.isfile(path):
-            raise DataError(f"shard {path} does not exist")
+        try:
+            regular_file(path, "shard")
+        except (OSError, ValueError) as e:
+            raise DataError(str(e)) from None
         groups: dict[str, dict[str, tarfile.TarInfo]] = {}
         try:
             with tarfile.open(path, "r:") as tf:
@@ -105,12 +117,7 @@ def _shard_source(paths: list[str]) -> ImageSource:
             img = next((members[e] for e in ("jpg", "jpeg", "png", "webp", "bmp") if e in members), None)
             if img is None:
                 continue
-            label = -1
-            if key in cls_bytes:
-                try:
-                    label = int(cls_bytes[key].decode().strip())
-                except ValueError:
-                    label = -1
+            label = _class_label(cls_bytes[key], f"{path}:{members['cls'].name}") if key in cls_bytes else -1
             if label >= 0:
                 labels_seen.add(label)
             records.append(ImageRecord(f"{path}:{img.name}", label, functools.partial(_read_tar_member, path, img.offset_data, img.size)))

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from ..runtime.files import save_npz
+from ..runtime.inputs import regular_file
 from .codes import fill_past_lengths
 
 __all__ = ["TokenFile", "TokenFileError", "write_token_file", "read_token_file"]
@@ -60,13 +61,16 @@ def write_token_file(path: str | os.PathLike, tf: TokenFile) -> Path:
 def read_token_file(path: str | os.PathLike) -> TokenFile:
     """Read and check a token-ids file: integer ids (N, L), one name and one length (<= L) per row."""
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(regular_file(path, "codes file"), allow_pickle=False)
         raw, files = data["ids"], [str(f) for f in data["files"]]
         tokenizer, size = str(data["tokenizer"]), int(data["image_size"]) if "image_size" in data.files else 0
     except Exception as e:  # noqa: BLE001 - OSError, BadZipFile, EOFError, KeyError, ValueError: all mean "not one"
         raise TokenFileError(f"{path}: not a readable restok codes file ({type(e).__name__}: {e})") from None
     if raw.ndim != 2 or not np.issubdtype(raw.dtype, np.integer):
         raise TokenFileError(f"{path}: 'ids' must be integers of shape (N, L), got {raw.dtype} {list(raw.shape)}")
+    if any("\x00" in f for f in files):
+        row = next(i for i, f in enumerate(files) if "\x00" in f)
+        raise TokenFileError(f"{path}: the file name of row {row} holds a NUL character ({files[row]!r}); no file can have it")
     if len(files) != raw.shape[0]:
         raise TokenFileError(f"{path}: {raw.shape[0]} rows of ids but {len(files)} file names")
     lengths = data["lengths"] if "lengths" in data.files else np.full(raw.shape[0], raw.shape[1])

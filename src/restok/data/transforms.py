@@ -10,7 +10,7 @@ import math
 import torch
 from PIL import Image
 
-from .images import center_crop_box, check_image_size, to_rgb
+from .images import center_crop_box, check_image_size, check_resize, to_rgb
 
 __all__ = ["adm_center_crop", "adm_random_crop", "ten_crop", "decode_image"]
 
@@ -23,6 +23,7 @@ def _box_halve(img: Image.Image, target_short: int) -> Image.Image:
 
 
 def _resize_short(img: Image.Image, short: int) -> Image.Image:
+    check_resize(*img.size, short)
     scale = short / min(img.size)
     return img.resize(tuple(round(x * scale) for x in img.size), resample=Image.BICUBIC)
 

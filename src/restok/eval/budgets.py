@@ -13,10 +13,23 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..core.fields import Range
 from .metrics import psnr as psnr_fn
 from .metrics import ssim as ssim_fn
 
-__all__ = ["AdaptiveCodes", "encode_adaptive", "budget_distribution"]
+__all__ = ["AdaptiveCodes", "encode_adaptive", "budget_distribution", "TARGET_RANGES", "check_target"]
+
+# What a quality target may be (the command line's --target-psnr/--target-ssim use the same ranges): PSNR in dB up to
+# the 200 dB that identical 8-bit images score (restok.eval.metrics.psnr), SSIM up to 1, LPIPS a distance from 0.
+TARGET_RANGES = {"psnr": Range(gt=0.0, le=200.0), "ssim": Range(gt=0.0, le=1.0), "lpips": Range(ge=0.0, le=10.0)}
+
+
+def check_target(metric: str, value: Any) -> float:
+    """A quality target as a float in its metric's range, or a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{metric} target must be a number, got {value!r}")
+    TARGET_RANGES[metric].check(float(value), f"the {metric} target")
+    return float(value)
 
 
 @dataclass
@@ -46,7 +59,7 @@ def _target(psnr: float | None, ssim: float | None, lpips: float | None, lpips_n
     metric = chosen[0]
     if metric == "lpips" and lpips_net is None:
         raise ValueError("an lpips target needs lpips_net= (restok.train.backbones.build_lpips with local VGG16 weights)")
-    return metric, float(given[metric])  # type: ignore[arg-type]
+    return metric, check_target(metric, given[metric])
 
 
 @torch.no_grad()
@@ -69,10 +82,11 @@ def encode_adaptive(
     with ``met`` False.
     """
     metric, target = _target(psnr, ssim, lpips, lpips_net)
-    cap = tokenizer.num_tokens if max_tokens is None else int(max_tokens)
+    cap = tokenizer.num_tokens if max_tokens is None else max_tokens
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap not in tokenizer.prefix_lengths:
+        raise ValueError(f"max_tokens={max_tokens!r} is not a prefix length of the tokenizer; choose one of "
+                         f"{list(tokenizer.prefix_lengths)}")
     lengths = [k for k in tokenizer.prefix_lengths if k <= cap]
-    if not lengths:
-        raise ValueError(f"max_tokens={max_tokens} is below the shortest prefix {tokenizer.prefix_lengths[0]}")
     ids = tokenizer.encode(images)  # (B, L), the images validated there
     x = images.float().to(ids.device)  # (B, 3, H, W)
     scores = []
@@ -97,6 +111,7 @@ def budget_distribution(arrays: dict[str, np.ndarray], lengths: Sequence[int], t
     """For a PSNR target, each image's shortest prefix that meets it (the longest when none does): how many images
     chose each length, the mean tokens per image and the fraction that met the target. ``arrays`` holds the rate
     curve's per-image ``psnr@k``."""
+    check_target("psnr", target_psnr)
     table = np.stack([arrays[f"psnr@{k}"] for k in lengths], axis=1)  # (N, n)
     ok = table >= target_psnr
     met = ok.any(axis=1)

@@ -16,7 +16,7 @@ from .generation import evaluate_generation
 from .inception import load_inception
 from .reconstruction import evaluate_reconstruction
 from .references import make_reference, reference_images
-from .search import SearchGrid, search_guidance
+from .search import MAX_SEARCH_POINTS, SearchGrid, search_guidance
 
 __all__ = ["Inception", "ReconstructionRequest", "GenerationRequest", "SearchRequest", "ReferenceRequest", "run_reconstruction",
            "run_generation", "run_search", "run_reference"]
@@ -109,21 +109,24 @@ class SearchRequest:
     seed: int = 0
     batch_size: int = 32
     inception: Inception = field(default_factory=Inception)
+    max_points: int = MAX_SEARCH_POINTS
 
 
 def run_search(req: SearchRequest, announce: Callable[[str], None] | None = None) -> dict[str, Any] | None:
     """The guidance search of the request (None on processes but the main one); ``announce`` hears the plan and each
     point's result on the main process."""
     grid = SearchGrid.from_file(req.grid_file, **req.axes)
+    points = grid.points(req.max_points)  # a grid too large, or with a bad value, fails before any model is loaded
     gen, tok = load_pair(req.tokenizer, req.generator, device=req.inception.device)
     inception = load_inception(req.inception.weights, device=gen.device, dtype=req.inception.dtype)
     processes, _ = launched(req.inception.device, progress=req.inception.progress)
     log = announce if processes.main else None
     if log is not None:
         refine = f", then a finer grid at {req.refine_per_class or 4 * req.per_class} per class" if req.refine else ""
-        log(f"guidance search: {len(grid.points())} point(s) x {req.per_class} samples per class x {gen.config.num_classes} classes{refine}")
+        log(f"guidance search: {len(points)} point(s) x {req.per_class} samples per class x {gen.config.num_classes} classes{refine}")
     return search_guidance(gen, tok, inception, req.reference, req.out, grid, per_class=req.per_class, refine=req.refine,
-                           refine_per_class=req.refine_per_class, batch_size=req.batch_size, seed=req.seed, processes=processes, log=log)
+                           refine_per_class=req.refine_per_class, batch_size=req.batch_size, seed=req.seed, processes=processes, log=log,
+                           max_points=req.max_points)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import torch
 from ..data.datasets import ImageDataset
 from ..data.records import ImageSource
 from ..runtime.files import atomic_write, save_npy, save_npz
+from ..runtime.inputs import regular_file
 from .inception import InceptionFeatures
 from .metrics import feature_statistics
 from .protocol import EvaluationError
@@ -44,9 +45,10 @@ def load_reference(path: str | Path, inception: InceptionFeatures | None = None,
     Activations for precision/recall come from the file's ``activations`` if present, else are computed
     from ``arr_0`` with ``inception`` and cached beside the file as ``<name>.<sha>.activations.npy``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise EvaluationError(f"reference file {path} does not exist")
+    try:
+        path = regular_file(path, "reference file")
+    except (OSError, ValueError) as e:
+        raise EvaluationError(str(e)) from None
     try:
         ref = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001
@@ -77,6 +79,9 @@ def load_reference(path: str | Path, inception: InceptionFeatures | None = None,
         out["activations"] = acts
         if "mu" not in out:
             out["mu"], out["sigma"] = feature_statistics(acts)
+    for key, value in out.items():  # a NaN here would become a NaN gFID, reported as a result
+        if not np.isfinite(np.asarray(value, dtype=np.float64)).all():
+            raise EvaluationError(f"reference {path}: '{key}' holds NaN or infinite values; the file is damaged")
     return out
 
 

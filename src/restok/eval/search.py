@@ -15,12 +15,13 @@ import csv
 import io
 import itertools
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from ..hub.files import read_config_file
-from ..runtime.files import write_json, write_text
+from ..runtime.files import make_dir, remove_stale_temporaries, write_json, write_text
 from ..runtime.processes import Processes
 from ..runtime.progress import progress
 from ..sampling import CFG_SCHEDULES, SAMPLING_FIELDS, SamplingConfig
@@ -30,7 +31,11 @@ from .plots import plot_search
 from .protocol import EvaluationError
 from .references import load_reference
 
-__all__ = ["SearchGrid", "search_guidance", "refined_grid", "TABLE_COLUMNS"]
+__all__ = ["SearchGrid", "search_guidance", "refined_grid", "TABLE_COLUMNS", "MAX_SEARCH_POINTS"]
+
+# Each point of a search is a generation evaluation of its own; a grid larger than this is a typo far more often than
+# a plan (``--max-points`` raises it).
+MAX_SEARCH_POINTS = 1000
 
 TABLE_COLUMNS = ("stage", "point", "cfg_scale", "cfg_schedule", "cfg_start", "top_k", "top_p", "temperature",
                  "per_class", "num_samples", "gfid", "inception_score", "precision", "recall", "seconds")
@@ -62,25 +67,32 @@ class SearchGrid:
     def __repr__(self) -> str:
         return f"SearchGrid({', '.join(f'{k}={v}' for k, v in self.axes.items())})"
 
-    def points(self) -> list[SamplingConfig]:
-        """Every distinct recipe of the grid, in axis order; a ValueError names an empty axis or a bad value."""
+    def size(self) -> int:
+        """Combinations of the axes' values (before duplicates are dropped), computed without listing them."""
+        return math.prod(len(values) for values in self.axes.values())
+
+    def points(self, max_points: int = MAX_SEARCH_POINTS) -> list[SamplingConfig]:
+        """Every distinct recipe of the grid, in axis order; a ValueError names an empty axis, a bad value, or a grid
+        of more than ``max_points`` combinations (refused before any is listed: each point is a full evaluation)."""
         empty = [name for name, values in self.axes.items() if not values]
         if empty:
             raise ValueError(f"the search grid has no values for {', '.join(empty)}")
+        if self.size() > max_points:
+            shape = " x ".join(f"{len(v)} {k}" for k, v in self.axes.items() if len(v) > 1)
+            raise ValueError(f"the search grid has {self.size():,} points ({shape}), more than the {max_points:,} allowed; "
+                             "narrow an axis, or raise the limit with --max-points")
         unknown = sorted(set(self.axes["cfg_schedule"]) - set(CFG_SCHEDULES))
         if unknown:
             raise ValueError(f"unknown guidance schedule(s) {unknown}; choose from {sorted(CFG_SCHEDULES)}")
-        out: list[SamplingConfig] = []
+        out: dict[SamplingConfig, None] = {}  # insertion-ordered set
         for values in itertools.product(*self.axes.values()):
             point = dict(zip(self.axes, values))
             if float(point["cfg_scale"]) == 1.0:
                 point.update(cfg_schedule="constant", cfg_start=0.0)
             elif point["cfg_schedule"] != "step":
                 point["cfg_start"] = 0.0
-            recipe = SamplingConfig(**point)
-            if recipe not in out:
-                out.append(recipe)
-        return out
+            out.setdefault(SamplingConfig(**point), None)
+        return list(out)
 
     @classmethod
     def from_file(cls, path: str | Path | None, **axes: Any) -> "SearchGrid":
@@ -178,6 +190,7 @@ def search_guidance(
     seed: int = 0,
     processes: Processes | None = None,
     log: Callable[[str], None] | None = None,
+    max_points: int = MAX_SEARCH_POINTS,
 ) -> dict[str, Any] | None:
     """Evaluate every point of ``grid`` (then, with ``refine``, of a finer grid around the best at ``refine_per_class``
     samples per class) into the folder ``out``: ``table.csv``, ``table.json``, ``best.json``, ``search.png``, and one
@@ -186,7 +199,7 @@ def search_guidance(
     out = Path(out)
     if per_class < 1 or (refine_per_class is not None and refine_per_class < 1):
         raise EvaluationError("samples per class must be >= 1")
-    stages = [(1, grid.points(), per_class)]
+    stages = [(1, grid.points(max_points), per_class)]
     ref = load_reference(reference, inception)  # fails now, not after hours, if the file lacks what a metric needs
     if ref["activations"].shape[0] <= 3:
         raise EvaluationError(f"reference {reference} has {ref['activations'].shape[0]} images; precision/recall need more than 3")
@@ -196,9 +209,12 @@ def search_guidance(
     t_start = time.perf_counter()
     for stage, points, n in stages:  # a second stage is appended after the first when refining
         bar = progress(points, f"guidance search, stage {stage}", enabled=processes.shows_progress, unit="point")
+        folder = make_dir(out / f"stage{stage}", inside=out)  # a link planted there never receives the points
+        if processes.main:
+            remove_stale_temporaries(folder)  # what a killed run was writing
         for i, sp in enumerate(bar):
             t0 = time.perf_counter()
-            row = _evaluate_point(generator, tokenizer, inception, reference, out / f"stage{stage}" / f"point-{i:04d}.json",
+            row = _evaluate_point(generator, tokenizer, inception, reference, folder / f"point-{i:04d}.json",
                                   sp, n, batch_size, seed, processes)
             if row is None:  # not the main process
                 continue

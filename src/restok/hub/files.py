@@ -9,6 +9,7 @@ format: a folder with ``config.json`` (``{"format": "restok", "format_version": 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from typing import Any, Mapping
 import torch
 
 from ..runtime.files import atomic_write, write_json, write_text
+from ..runtime.inputs import load_yaml, read_text_input, regular_file
 
 __all__ = ["FORMAT_VERSION", "WEIGHT_FILES", "CheckpointError", "read_state_dict", "read_state_dict_keys", "read_config_file",
            "read_json", "save_checkpoint"]
@@ -37,8 +39,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     tensors and plain containers is refused.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        regular_file(path, "checkpoint file")
+    except (OSError, ValueError) as e:
+        raise CheckpointError(str(e).replace("no such file", "not found")) from None
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -89,13 +93,11 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """A JSON or YAML (needs PyYAML) config file as a dict; official ``${a.b}`` interpolations are resolved."""
     path = Path(path)
     if path.suffix in (".yaml", ".yml"):
+        if importlib.util.find_spec("yaml") is None:
+            raise CheckpointError(f"reading {path} needs PyYAML (`pip install pyyaml`), or pass a JSON config")
         try:
-            import yaml
-        except ImportError:
-            raise CheckpointError(f"reading {path} needs PyYAML (`pip install pyyaml`), or pass a JSON config") from None
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as e:
+            data = load_yaml(read_text_input(path, "config"), f"config {path}")
+        except (OSError, ValueError) as e:
             raise CheckpointError(f"cannot read config {path}: {e}") from None
     else:
         data = read_json(path)
@@ -126,8 +128,8 @@ def _resolve_interpolations(node: Any, root: Mapping[str, Any]) -> Any:
 def read_json(path: Path) -> dict[str, Any]:
     """Parse a JSON file, naming it on failure."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = json.loads(read_text_input(path, "config"))
+    except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot read config {path}: {e}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"config {path} is not a JSON object")

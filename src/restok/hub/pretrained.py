@@ -22,6 +22,7 @@ from ..core.fields import config_from_dict
 from ..core.registry import DEFAULT_FAMILIES, Layout, identify_checkpoint
 from ..runtime.files import write_json
 from ..runtime.hashing import state_dict_sha256
+from ..runtime.memory import available_memory, format_bytes
 from ..runtime.precision import parse_dtype
 from ..runtime.processes import resolve_device
 from .cards import model_card
@@ -86,11 +87,32 @@ class PretrainedModel(nn.Module):
         return {**self.provenance.to_dict(), "sha256": self.fingerprint(), "config": self.config.to_dict()}
 
     @classmethod
+    def parameter_count(cls, config: Any) -> int:
+        """Parameters a model of ``config`` has, counted on the meta device (no memory, no initialisation)."""
+        with torch.device("meta"):
+            return sum(p.numel() for p in cls(config).parameters())
+
+    @classmethod
+    def check_fits(cls, config: Any, device: str | torch.device | None = None, bytes_per_parameter: int = 4,
+                   what: str = "its float32 weights") -> int:
+        """Refuse, before allocating, a model of ``config`` whose parameters (times ``bytes_per_parameter``) need more
+        memory than ``device`` has free; returns the parameter count."""
+        n = cls.parameter_count(config)
+        need, free = n * bytes_per_parameter, available_memory(resolve_device(device or "cpu"))
+        if free is not None and need > free:
+            raise MemoryError(f"a {cls.family} {cls.kind} with this config has {n:,} parameters: {what} need "
+                              f"{format_bytes(need)}, more than the {format_bytes(free)} free on {resolve_device(device or 'cpu')} "
+                              f"({config.summary() if hasattr(config, 'summary') else config})")
+        return n
+
+    @classmethod
     def from_preset(cls: type[M], name: str, **overrides: Any) -> M:
         """A randomly initialised model from one of this family's named presets, with optional field overrides."""
         if name not in cls.presets:
             raise ValueError(f"unknown {cls.kind} preset {name!r}; available: {sorted(cls.presets)}")
-        return cls(cls.presets[name].replace(**overrides))
+        config = cls.presets[name].replace(**overrides)
+        cls.check_fits(config)
+        return cls(config)
 
     # -------------------------------------------------------------------------------- loading
     @classmethod
@@ -134,6 +156,7 @@ class PretrainedModel(nn.Module):
             config = cls.read_config(raw, layout, str(found.weights))
         elif not isinstance(config, cls.config_class):
             raise CheckpointError(f"config must be a {cls.config_class.__name__}, a dict or a config file, got {type(config).__name__}")
+        cls.check_fits(config)  # a config file asking for a model larger than memory fails here, not in the allocator
         model = cls(config)
         tensors, dropped = check_state_dict(model.state_dict(), sd, cls.ignored_prefixes, str(found.weights), f"{cls.__name__}({config!r})")
         model.load_state_dict(tensors, strict=True)

@@ -6,6 +6,8 @@ import os
 import tempfile
 from typing import Any
 
+from ..runtime.network import OFFLINE_VARIABLES, OfflineError, offline
+
 __all__ = ["push_folder_to_hub", "temporary_folder"]
 
 
@@ -16,6 +18,8 @@ def push_folder_to_hub(
     """Create (if needed) the Hub repo ``repo_id`` and upload ``folder`` to it; returns the repo URL."""
     from huggingface_hub import HfApi
 
+    if offline():
+        raise OfflineError(f"cannot push to the Hub repo {repo_id}: offline ({' or '.join(OFFLINE_VARIABLES)} is set)")
     api = HfApi(token=token)
     url = api.create_repo(repo_id, private=private, exist_ok=True)
     kwargs: dict[str, Any] = {"commit_message": commit_message}

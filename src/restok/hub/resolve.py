@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..runtime.network import settle_offline
 from .files import WEIGHT_FILES, CheckpointError, read_config_file, read_json
 
 __all__ = ["EMBEDDED_MODELS", "ResolvedCheckpoint", "resolve_checkpoint", "embedded_model_dir", "embedded_model_card",
@@ -61,10 +62,15 @@ class ResolvedCheckpoint:
 
 
 def hub_download(repo_id: str, filename: str, hub: Mapping[str, Any]) -> str:
-    """Download one file of a Hub repo (cached; respects HF_HUB_OFFLINE and ``local_files_only``)."""
+    """Download one file of a Hub repo (cached); offline (:func:`restok.runtime.network.offline`) or with
+    ``local_files_only`` only the cache is read, and no request is made."""
+    kwargs = {k: v for k, v in hub.items() if v is not None}
+    if settle_offline():  # RESTOK_OFFLINE alone must keep the Hub client off the network (it only knows HF_HUB_OFFLINE)
+        kwargs["local_files_only"] = True
+        kwargs.pop("force_download", None)
     from huggingface_hub import hf_hub_download
 
-    return hf_hub_download(repo_id, filename, **{k: v for k, v in hub.items() if v is not None})
+    return hf_hub_download(repo_id, filename, **kwargs)
 
 
 def resolve_checkpoint(path_or_hub_id: str, **hub: Any) -> ResolvedCheckpoint:

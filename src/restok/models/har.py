@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -206,7 +207,7 @@ class HARGenerator(PretrainedModel):
         changed (``cfg_scale=2.0``, ``top_k=50``, ...); see :class:`~restok.sampling.SamplingConfig` and
         :func:`restok.sampling.generate`.
         """
-        sp = (sampling or self.generation_config).replace(**changes)
+        sp = SamplingConfig.resolve(sampling, self.generation_config, **changes)
         return generate(self, class_labels, sp, generator=generator, callback=callback, use_cache=use_cache,
                         num_tokens=num_tokens, prefix=prefix, compile=compile, sampler=sampler)
 
@@ -225,19 +226,25 @@ class HARGenerator(PretrainedModel):
 
     # -------------------------------------------------------------------------------- validation
     def check_labels(self, labels: Any, allow_null: bool = False) -> torch.Tensor:
-        """Class ids as a (B,) int64 tensor, or a ValueError naming the bad ids."""
-        t = torch.as_tensor(labels)
-        if t.dim() == 0:
-            t = t.reshape(1)
-        if t.dim() != 1 or t.is_floating_point() or t.dtype == torch.bool:
-            raise ValueError(f"class labels must be a 1-D integer tensor or list, got {t.dtype} of shape {list(t.shape)}")
-        if isinstance(labels, torch.Tensor) and labels.is_floating_point():
-            raise ValueError(f"class labels must be integers, got a {labels.dtype} tensor")
+        """Class ids as a (B,) int64 tensor, or a ValueError naming the bad ids (names are resolved by
+        :class:`~restok.ResTokPipeline`, not here)."""
+        if isinstance(labels, torch.Tensor):
+            if labels.dim() > 1 or labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+                raise ValueError(f"class labels must be a 1-D integer tensor or list, got {labels.dtype} of shape {list(labels.shape)}")
+            values = labels.reshape(-1).tolist()
+        else:
+            values = list(labels) if isinstance(labels, (list, tuple, range)) else [labels]
+            wrong = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, np.integer))]
+            if wrong:
+                raise ValueError(f"class labels must be integer class ids, got {wrong[0]!r}" + (
+                    " (class names are resolved by ResTokPipeline, e.g. pipe(['goldfish']))" if isinstance(wrong[0], str) else ""))
+        if not values:
+            raise ValueError("no class labels given: an empty batch has nothing to generate")
         hi = self.config.num_classes + (1 if allow_null and self.supports_guidance else 0)
-        bad = sorted({int(v) for v in t.tolist() if not 0 <= int(v) < hi})
+        bad = sorted({int(v) for v in values if not 0 <= int(v) < hi})
         if bad:
             raise ValueError(f"unknown class id(s) {bad[:10]}: this generator has classes 0..{self.config.num_classes - 1}")
-        return t.long()
+        return torch.tensor([int(v) for v in values], dtype=torch.long)
 
     def _check_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids as (B, L) int64, or a ValueError."""

@@ -419,10 +419,18 @@ class ResTok(PretrainedModel):
         """
         ids = self._check_ids(ids).to(self.quantize.embedding.weight.device)
         pixel_dtype = _check_pixel_dtype(self.pixel_dtype if pixel_dtype is None else pixel_dtype)
+        if ids.shape[0] == 0:  # no images: an empty batch of them (as slicing an empty batch gives)
+            S = self.config.image_size
+            return torch.empty(0, 3, S, S, device=ids.device)
         with self._autocast(autocast):
             if compile:
-                return CompiledDecoder(self, compile)(ids, ids.shape[1], pixel_dtype)
-            return self.decode_ids(ids, ids.shape[1], pixel_dtype)
+                images = CompiledDecoder(self, compile)(ids, ids.shape[1], pixel_dtype)
+            else:
+                images = self.decode_ids(ids, ids.shape[1], pixel_dtype)
+        if not bool(torch.isfinite(images).all()):  # clamp keeps NaN: without this they become black images
+            raise ValueError("the decoded images hold NaN or infinite values: the tokenizer's weights overflow at this "
+                             "precision, or are damaged; nothing was decoded")
+        return images
 
     def decode_ids(self, ids: torch.Tensor, k: int, pixel_dtype: torch.dtype) -> torch.Tensor:
         """Checked ids (B, k) on the model's device -> clamped pixels (B, 3, H, W), without validation (what

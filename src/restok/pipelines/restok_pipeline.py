@@ -21,11 +21,19 @@ from ..data.classes import class_names_for, resolve_classes
 from ..data.images import eval_transform, load_image, pil_to_tensor, to_pil
 from ..data.token_files import TokenFile, read_token_file, write_token_file
 from ..models.auto import check_compatible, load_generator, load_tokenizer
+from ..runtime.seeds import check_seed
 from ..sampling import CompiledSampler, SamplingConfig
 
 __all__ = ["ResTokPipeline", "check_compatible"]
 
 ImageLike = Image.Image | str | os.PathLike | torch.Tensor
+
+
+def _check_count(value: Any, name: str) -> int:
+    """A count argument as an int >= 1, or a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
 
 
 class ResTokPipeline:
@@ -67,6 +75,8 @@ class ResTokPipeline:
         gen = self._need_generator()
         if isinstance(classes, (int, str)):
             classes = [classes]
+        if len(classes) == 0:
+            raise ValueError("no classes given: name at least one class id or name")
         return resolve_classes(list(classes), gen.config.num_classes, self.class_names)
 
     def _sampler(self, rows: int, compile: bool | str) -> CompiledSampler | None:
@@ -101,12 +111,12 @@ class ResTokPipeline:
         compiled steps (:class:`~restok.sampling.CompiledSampler`, kept by the pipeline for its later calls).
         """
         gen = self._need_generator()
-        if num_images_per_class < 1:
-            raise ValueError(f"num_images_per_class must be >= 1, got {num_images_per_class}")
+        _check_count(num_images_per_class, "num_images_per_class")
+        _check_count(batch_size, "batch_size")
         labels = [c for c in self.class_ids(classes) for _ in range(num_images_per_class)]
         if generator is None:
-            generator = torch.Generator(gen.device).manual_seed(0 if seed is None else int(seed))
-        sp = (sampling or gen.generation_config).replace(**sampling_changes)
+            generator = torch.Generator(gen.device).manual_seed(check_seed(0 if seed is None else seed))
+        sp = SamplingConfig.resolve(sampling, gen.generation_config, **sampling_changes)
         out = []
         for b in range(0, len(labels), batch_size):
             chunk = labels[b : b + batch_size]
@@ -127,10 +137,12 @@ class ResTokPipeline:
         """Coarse-kept variations: ``num`` images that keep ``image``'s first ``keep`` tokens (a level boundary) and
         sample the finer levels for class ``classes`` (the HAR steps continue from ``keep``)."""
         gen = self._need_generator()
+        _check_count(num, "num")
+        generator = torch.Generator(gen.device).manual_seed(check_seed(seed))
         ids = self.encode(image)[:1, :keep]  # (1, keep)
         (label,) = self.class_ids(classes)
-        sp = (sampling or gen.generation_config).replace(**sampling_changes)
-        out = gen.generate([label] * num, sp, generator=torch.Generator(gen.device).manual_seed(int(seed)), prefix=ids)
+        sp = SamplingConfig.resolve(sampling, gen.generation_config, **sampling_changes)
+        out = gen.generate([label] * num, sp, generator=generator, prefix=ids)
         return self.decode(out)
 
     # -------------------------------------------------------------------------------- tokenizer

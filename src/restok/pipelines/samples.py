@@ -70,6 +70,14 @@ def _sample_all(pipe: ResTokPipeline, labels: list[int], sampling: SamplingConfi
     return files
 
 
+def _classes(classes: Any, num_classes: int) -> list[int]:
+    """Class ids from the ``--classes`` the request names, or a ValueError naming the option."""
+    try:
+        return resolve_classes(classes, num_classes)
+    except ValueError as e:
+        raise ValueError(f"--classes: {e}") from None
+
+
 def write_samples(req: SampleRequest) -> dict[str, Any]:
     """Sample ``req.per_class`` images of each class and write them, ``grid.png`` and ``manifest.json`` (every setting,
     the seed, the models' sources and SHA-256) to ``req.out``; returns the manifest."""
@@ -78,7 +86,7 @@ def write_samples(req: SampleRequest) -> dict[str, Any]:
     gen, tok = load_pair(req.tokenizer, req.generator, device=req.device)
     if req.num_tokens is not None and req.num_tokens not in tok.prefix_lengths:
         raise ValueError(f"--num-tokens {req.num_tokens} is not a prefix length of the tokenizer; choose one of {list(tok.prefix_lengths)}")
-    classes = resolve_classes(req.classes, gen.config.num_classes)
+    classes = _classes(req.classes, gen.config.num_classes)
     try:
         sampling = SamplingConfig.resolve(req.recipe, gen.generation_config, **req.changes)
     except ValueError as e:
@@ -131,7 +139,7 @@ def write_variations(req: VariationRequest) -> dict[str, Any]:
     if req.keep not in steps:
         raise ValueError(f"--keep {req.keep} is not a step boundary of this generator; choose one of {steps}")
     original = load_image(req.image, tok.config.image_size)  # (3, S, S)
-    (label,) = resolve_classes([req.classes], gen.config.num_classes)
+    (label,) = _classes([req.classes], gen.config.num_classes)
     sampling = SamplingConfig.resolve(req.recipe, gen.generation_config, **req.changes)
     ids = tok.encode(original[None].to(tok.device))[:, : req.keep]  # (1, keep)
     with autocast_to(tok.device, DTYPES[req.dtype]):

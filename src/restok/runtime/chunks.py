@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .files import save_npz, write_json, write_text
+from .files import make_dir, remove_stale_temporaries, save_npz, write_json, write_text
 from .locks import FolderLock
 
 __all__ = ["ChunkError", "ChunkJob"]
@@ -31,9 +31,12 @@ class ChunkJob:
     """``n_chunks`` chunks of a job in ``work``; ``marker`` formats the file whose presence marks chunk k done."""
 
     def __init__(self, work: str | Path, settings: dict[str, Any], n_chunks: int, rank: int = 0, world: int = 1,
-                 marker: str = "chunk-{:06d}.npz", record: str = "settings.json") -> None:
+                 marker: str = "chunk-{:06d}.npz", record: str = "settings.json", inside: str | Path | None = None) -> None:
         self.work, self.n_chunks, self.rank, self.world, self.marker = Path(work), n_chunks, rank, world, marker
-        self.work.mkdir(parents=True, exist_ok=True)
+        # ``inside``: the folder the user named, when the work folder is one restok derives (never a planted link)
+        make_dir(self.work, inside) if inside is not None else self.work.mkdir(parents=True, exist_ok=True)
+        if rank == 0:
+            remove_stale_temporaries(self.work)  # half-written files of a killed run
         # one job per folder: the main process holds the folder's lock until this object goes away
         self.lock = FolderLock(self.work, f"job in {self.work.name}") if rank == 0 else None
         try:

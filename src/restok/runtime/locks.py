@@ -12,6 +12,8 @@ import weakref
 from pathlib import Path
 from typing import IO, Any
 
+from .files import open_nofollow
+
 __all__ = ["FolderLock", "LockError"]
 
 
@@ -42,7 +44,7 @@ class FolderLock:
         earlier = _HELD.get(key)
         if earlier is not None:
             earlier.release()
-        f = open(self.path, "a+")
+        f = open_nofollow(self.path, "a+")  # a link planted as the lock file is refused, never written through
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -52,8 +54,7 @@ class FolderLock:
             raise LockError(
                 f"{self.path.parent} is in use by a running restok job ({holder}); wait for it to end, or use another folder"
             ) from None
-        f.seek(0)
-        f.truncate()
+        f.truncate(0)
         f.write(f"{self.what}, pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         f.flush()
         self._file = f

@@ -43,4 +43,10 @@ def sample_from_logits(
     if top_k > 0 or top_p < 1.0:
         logits = filter_logits(logits, top_k, top_p)
     probs = F.softmax(logits, dim=-1)  # (N, V)
-    return torch.multinomial(probs, num_samples=1, generator=generator)[:, 0]  # (N,)
+    try:
+        return torch.multinomial(probs, num_samples=1, generator=generator)[:, 0]  # (N,)
+    except RuntimeError as e:
+        if "probability tensor" not in str(e):
+            raise
+        raise ValueError("the generator's next-token probabilities are NaN or infinite: its weights overflow at this "
+                         "precision, or are damaged; nothing was sampled") from None

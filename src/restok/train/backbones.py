@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..runtime.network import offline
+
 __all__ = [
     "VGG16Features",
     "LPIPS",
@@ -56,11 +58,6 @@ RANDOM_INIT_SEED = 1234  # small spec networks without a file: the same random w
 
 class BackboneError(RuntimeError):
     """A pretrained network could not be built or its weights did not fit."""
-
-
-def offline() -> bool:
-    """True when the environment asks for no network (``HF_HUB_OFFLINE``, ``RESTOK_OFFLINE``): then no downloader runs."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "RESTOK_OFFLINE"))
 
 
 # Which training setting takes a local file instead of each download (named in the offline error).

@@ -15,13 +15,21 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..runtime.files import fsync_dir
+from ..runtime.files import disk_full_error, fsync_dir, make_dir
 from ..runtime.hashing import file_sha256
 from .errors import TrainingError
 
 __all__ = ["CHECKPOINT_RE", "CheckpointDir", "rng_state", "set_rng_state"]
 
 CHECKPOINT_RE = re.compile(r"^step-(\d{8})$")
+
+
+def _remove(path: Path) -> None:
+    """Delete a folder of ours, or only the link when ``path`` is a symbolic link (never what it points to)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
 
 
 class CheckpointDir:
@@ -31,6 +39,7 @@ class CheckpointDir:
     (what :func:`restok.train.export.export_checkpoint` writes out)."""
 
     def __init__(self, run: Path, keep: int, keep_steps: tuple[int, ...] = ()) -> None:
+        self.run = run
         self.root = run / "checkpoints"
         self.keep = keep
         self.keep_steps = frozenset(keep_steps)
@@ -42,7 +51,7 @@ class CheckpointDir:
         out = []
         for d in self.root.iterdir():
             m = CHECKPOINT_RE.match(d.name)
-            if m and d.is_dir() and (d / "trainer.pt").exists():
+            if m and not d.is_symlink() and d.is_dir() and (d / "trainer.pt").exists():  # links are not ours
                 out.append((int(m.group(1)), d))
         return sorted(out)
 
@@ -65,12 +74,33 @@ class CheckpointDir:
     ) -> Path:
         """Write ``<name>.safetensors`` for each tensor dict, ``trainer.pt`` and ``inference_config.json``; then
         rename into place."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_dir(self.root, inside=self.run)  # a planted link never receives the checkpoints
         final = self.root / f"step-{step:08d}"
         tmp = self.root / f".tmp-step-{step:08d}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        _remove(tmp)
         tmp.mkdir()
+        try:
+            self._write(tmp, tensors, trainer_state, inference_config)
+        except (OSError, RuntimeError) as e:
+            shutil.rmtree(tmp, ignore_errors=True)  # what was written frees the disk again; older checkpoints stay
+            if disk_full_error(e, final) is not None:
+                raise TrainingError(f"disk full (or a file size limit)? could not write checkpoint {final} "
+                                    f"({' '.join(str(e).split())[:200]}); the earlier checkpoints are intact") from None
+            raise
+        _remove(final)  # the same step saved again (e.g. final after a periodic save), or a link planted there
+        os.replace(tmp, final)
+        fsync_dir(self.root)
+        for s, old in self.complete()[: -self.keep]:
+            if s not in self.keep_steps:
+                shutil.rmtree(old, ignore_errors=True)
+        for stale in self.root.glob(".tmp-step-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        return final
+
+    @staticmethod
+    def _write(tmp: Path, tensors: dict[str, dict[str, torch.Tensor]], trainer_state: dict[str, Any],
+               inference_config: dict[str, Any] | None) -> None:
+        """The files of one checkpoint into ``tmp``, each fsynced, and ``files.json`` recording their sizes and hashes."""
         for name, t in tensors.items():
             save_file({k: v.detach().cpu().contiguous() for k, v in t.items()}, str(tmp / f"{name}.safetensors"))
         torch.save(trainer_state, tmp / "trainer.pt")
@@ -85,16 +115,6 @@ class CheckpointDir:
         (tmp / "files.json").write_text(json.dumps(files, indent=2))
         with open(tmp / "files.json", "rb") as fh:
             os.fsync(fh.fileno())
-        if final.exists():  # the same step saved again (e.g. final after a periodic save)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        fsync_dir(self.root)
-        for s, old in self.complete()[: -self.keep]:
-            if s not in self.keep_steps:
-                shutil.rmtree(old, ignore_errors=True)
-        for stale in self.root.glob(".tmp-step-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        return final
 
     @staticmethod
     def damage(folder: Path) -> str | None:

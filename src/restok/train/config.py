@@ -8,13 +8,13 @@ generator wd 0.05 / clip 1 / bf16.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..core.fields import Config, check_field_types, config_from_dict
+from ..core.fields import Config, check_field_types, setting
+from ..runtime.inputs import load_yaml, read_text_input
 from .losses import TokenizerLossConfig
 
 __all__ = ["OptimConfig", "TrainConfig", "RECIPES", "load_train_config", "apply_overrides"]
@@ -23,12 +23,12 @@ __all__ = ["OptimConfig", "TrainConfig", "RECIPES", "load_train_config", "apply_
 class OptimConfig(Config):
     """AdamW + linear warm-up + cosine decay (spec §2.4)."""
 
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = 1e-4
-    warmup_steps: int = 5_000
-    end_lr: float = 1e-5
-    grad_clip: float = 10.0  # 0 = no clipping
+    lr: float = setting(1e-4, gt=0, le=10)
+    betas: tuple[float, float] = setting((0.9, 0.95), ge=0, lt=1)
+    weight_decay: float = setting(1e-4, ge=0, le=10)
+    warmup_steps: int = setting(5_000, ge=0, le=10**12)
+    end_lr: float = setting(1e-5, ge=0, le=10)
+    grad_clip: float = setting(10.0, ge=0)  # 0 = no clipping
     # the fused AdamW kernel (one pass per tensor; ~4x the per-tensor loop's speed on CPU, the same update up
     # to float rounding); false = PyTorch's reference per-tensor loop
     fused: bool = True
@@ -48,23 +48,23 @@ class TrainConfig(Config):
     kind: str = "tokenizer"
     model: str = "restok-tiny"
     model_overrides: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 8  # global batch, over all processes and accumulation steps
-    grad_accum: int = 1
-    max_steps: int = 1_000
-    seed: int = 0
+    batch_size: int = setting(8, ge=1, le=2**24)  # global batch, over all processes and accumulation steps
+    grad_accum: int = setting(1, ge=1, le=2**16)
+    max_steps: int = setting(1_000, ge=1, le=10**12)
+    seed: int = setting(0, ge=0, le=2**63 - 1)
     mixed_precision: str = "no"  # no | bf16 | fp16
-    ema_decay: float = 0.9999
+    ema_decay: float = setting(0.9999, ge=0, lt=1)
     optimizer: OptimConfig = field(default_factory=OptimConfig)
     disc_optimizer: OptimConfig = field(default_factory=OptimConfig)  # tokenizer GAN heads
     loss: TokenizerLossConfig = field(default_factory=TokenizerLossConfig)  # tokenizer only
-    min_crop: float = 0.8  # random resized crop fraction (ADM random_crop_arr 0.8-1.0)
+    min_crop: float = setting(0.8, gt=0, le=1)  # random resized crop fraction (ADM random_crop_arr 0.8-1.0)
     flip: bool = True
-    save_every: int = 5_000
-    keep_checkpoints: int = 2  # the newest N checkpoints are kept ...
-    keep_steps: tuple[int, ...] = ()  # ... and these, always (the released generator used the tokenizer's 750k EMA)
-    log_every: int = 50
-    image_every: int = 5_000  # reconstruction / sample grids with the EMA weights
-    num_workers: int = 0
+    save_every: int = setting(5_000, ge=1, le=10**12)
+    keep_checkpoints: int = setting(2, ge=1, le=10**6)  # the newest N checkpoints are kept ...
+    keep_steps: tuple[int, ...] = setting((), ge=1, le=10**12)  # ... and these, always (the released generator used the tokenizer's 750k EMA)
+    log_every: int = setting(50, ge=1, le=10**12)
+    image_every: int = setting(5_000, ge=1, le=10**12)  # reconstruction / sample grids with the EMA weights
+    num_workers: int = setting(0, ge=0, le=1024)
     distributed: str = "ddp"  # ddp | fsdp (restok shards with FSDP2 itself; see engine.shard_model)
     compile: bool = False  # torch.compile the model
     grad_checkpointing: bool = False  # activation checkpointing in the transformer blocks
@@ -73,15 +73,15 @@ class TrainConfig(Config):
     # Validation during tokenizer training (official trainer: EMA weights every 50k steps): PSNR, SSIM, codebook
     # usage/entropy of the first ``eval_images`` held-out images of ``eval_data`` through the evaluation transform,
     # and rFID when ``eval_inception`` names an FID Inception file. 0 = off.
-    eval_every: int = 0
-    eval_images: int = 1_000
+    eval_every: int = setting(0, ge=0, le=10**12)
+    eval_images: int = setting(1_000, ge=1, le=10**9)
     eval_data: str | None = None
     eval_inception: str | None = None
-    eval_batch_size: int = 32
+    eval_batch_size: int = setting(32, ge=1, le=2**20)
     # Remedy for codebook collapse (tokenizer runs; off in the official recipes): a code that no process has chosen
     # for this many steps is restarted at one of the step's encoder outputs (restok.train.codebook). 0 = off. The
     # official remedy, the entropy term, is ``model_overrides: {entropy_loss_ratio: ...}``.
-    restart_dead_codes: int = 0
+    restart_dead_codes: int = setting(0, ge=0, le=10**12)
     # Fine-tuning: start from a trained model's weights (a run's ``final/``, a file, an official checkpoint or a Hub
     # id, as ``from_pretrained`` takes them) instead of a fresh initialisation; see train.loop.load_initial_weights.
     init_from: str | None = None
@@ -105,8 +105,33 @@ class TrainConfig(Config):
             raise ValueError(f"restart_dead_codes must be >= 0 steps (0 = off), got {self.restart_dead_codes}")
         if self.restart_dead_codes and self.kind != "tokenizer":
             raise ValueError("restart_dead_codes restarts a tokenizer's codebook; it does not apply to generator runs")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        self._check_model()
+
+    def _check_model(self) -> None:
+        """The model must be a preset of the run's kind (a tokenizer run cannot train a generator preset)."""
+        from .. import models as _registered  # noqa: F401 - every family's presets in the registry
+        from ..core.registry import find_preset
+
+        found = find_preset(self.model, self.kind)
+        if found is not None:
+            try:  # the model's config is checked now, not when the run has started
+                found[1].replace(**self.model_overrides)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"model_overrides: {e}") from None
+            return
+        if found is None:
+            other = find_preset(self.model)
+            if other is not None:
+                raise ValueError(f"model {self.model!r} is a {other[0].kind} preset; a {self.kind} run trains a {self.kind}")
+            names = sorted(n for cls in _registered_classes(self.kind) for n in cls.presets)
+            raise ValueError(f"model {self.model!r} is not a {self.kind} preset; choose one of {names}")
+
+
+def _registered_classes(kind: str) -> list[type]:
+    """The registered model families of one kind."""
+    from ..core.registry import model_classes
+
+    return model_classes(kind)
 
 
 def _tiny_loss() -> dict[str, Any]:
@@ -154,12 +179,7 @@ for _size in ("b", "xl", "xxl"):
 
 def _parse_value(text: str) -> Any:
     """``key=value`` values are YAML scalars/lists (``1e-4``, ``true``, ``[0.9, 0.95]``, ``null``)."""
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ValueError(f"override value {text!r} is not a YAML value ({str(e).splitlines()[0]})") from None
+    return load_yaml(text, f"override value {text!r}")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -216,12 +236,7 @@ def _config_data(name_or_path: str, seen: tuple[Path, ...] = ()) -> dict[str, An
         raise ValueError(f"config {name_or_path!r} is neither a recipe ({', '.join(sorted(RECIPES))}) nor a YAML file")
     if p.resolve() in seen:
         raise ValueError(f"{p}: 'base:' chain loops back to itself")
-    import yaml
-
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ValueError(f"{p}: not a valid YAML file ({' '.join(str(e).split())})") from None
+    data = load_yaml(read_text_input(p, "training config"), str(p)) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{p}: a training config must be a YAML mapping")
     base = data.pop("base", None)
@@ -244,4 +259,6 @@ def load_train_config(name_or_path: str, kind: str, overrides: list[str] | None 
         raise ValueError(f"config {name_or_path!r} is a {data['kind']} config, not a {kind} config")
     full = _merge(_defaults_dict(kind), data)
     full = apply_overrides(full, overrides or [])
+    if full.get("kind") != kind:
+        raise ValueError(f"kind={full.get('kind')!r} contradicts 'restok train {kind}'")
     return TrainConfig.from_dict(_fix_numbers(full))

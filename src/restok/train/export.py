@@ -15,6 +15,7 @@ from ..core.registry import identify_checkpoint
 from ..hub.files import FORMAT_VERSION
 from ..hub.keys import check_state_dict
 from ..hub.provenance import Provenance
+from ..runtime.files import make_dir
 from .checkpoints import CheckpointDir
 from .errors import TrainingError
 
@@ -59,6 +60,6 @@ def export_checkpoint(run: str | Path, step: int | None = None, out: str | Path 
         raise TrainingError(f"{folder} has no inference_config.json (written by an older restok); it cannot be exported")
     model = inference_model(json.loads(record_file.read_text()), load_file(str(folder / f"{weights}.safetensors")))
     model.provenance = Provenance(source=f"{weights} weights of {folder}", layout="trained")
-    dest = Path(out) if out is not None else run / f"export-step-{step:08d}"
+    dest = Path(out) if out is not None else make_dir(run / f"export-step-{step:08d}", inside=run)
     model.save_pretrained(dest)
     return dest

@@ -24,18 +24,19 @@ from .errors import TrainingError
 from .export import inference_model_config
 from .loop import RunResult, run_training
 from .optim import build_scheduler
-from .task import ModelTask
+from .task import ModelTask, build_for_training
 
 __all__ = ["GeneratorTask", "train_generator"]
 
 
-def build_generator_for_training(cfg: TrainConfig, meta: dict[str, Any]) -> HARGenerator:
-    """The preset with token count, vocabulary and class count read from the code set (never constants)."""
+def build_generator_for_training(cfg: TrainConfig, meta: dict[str, Any], device: torch.device | None = None) -> HARGenerator:
+    """The preset with token count, vocabulary and class count read from the code set (never constants); refused
+    before it is built when its training state cannot fit ``device``."""
     overrides = dict(cfg.model_overrides)
     overrides.update(num_tokens=meta["num_tokens"], vocab_size=meta["codebook_size"], num_classes=max(1, meta["num_classes"]))
     if "ar_tokens" not in cfg.model_overrides:
         overrides["ar_tokens"] = min(meta["tokenizer"]["config"].get("min_tokens", 4), meta["num_tokens"])
-    return HARGenerator.from_preset(cfg.model, **overrides)
+    return build_for_training(HARGenerator, cfg.model, device, **overrides)
 
 
 log = logging.getLogger("restok.train")
@@ -69,7 +70,7 @@ class GeneratorTask(ModelTask):
         cfg = self.cfg
         self.acc = acc
         torch.manual_seed(cfg.seed)
-        model = build_generator_for_training(cfg, self.dataset.meta)
+        model = build_generator_for_training(cfg, self.dataset.meta, acc.device)
         if cfg.grad_checkpointing:
             enable_activation_checkpointing(model, (TransformerBlock,))
         model.train()

@@ -15,7 +15,8 @@ from typing import Any, Callable
 import torch
 
 from ..data.datasets import StepBatchSampler
-from ..runtime.files import write_text
+from ..runtime.files import make_dir, write_text
+from ..runtime.inputs import load_yaml, read_text_input
 from ..runtime.locks import FolderLock
 from ..runtime.processes import resolve_device
 from ..runtime.progress import progress as progress_bar
@@ -55,7 +56,7 @@ def _write_config(run: Path, cfg: TrainConfig, resume: bool, data: str) -> None:
     path = run / "config.yaml"
     new = {**cfg.to_dict(), "data": data}
     if resume and path.exists():
-        old = yaml.safe_load(path.read_text())
+        old = load_yaml(read_text_input(path, "run config"), str(path))
         diff = config_differences(old, new, ignore=("max_steps", "num_workers"))
         if diff:
             raise TrainingError(
@@ -141,6 +142,7 @@ class _Interval:
 def _after_step(task: Task, cfg: TrainConfig, run: Path, logger: MetricLogger, done: int) -> None:
     """Grids and validation at their intervals (every process: gathering sharded weights is a collective)."""
     if done % cfg.image_every == 0:
+        make_dir(run / "images", inside=run)  # a link planted there never receives the grids
         task.write_images(run / "images" / f"step-{done:08d}.png", done)
     if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.max_steps):
         scores = task.validate(done)

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core.fields import Config, check_field_types
+from ..core.fields import Config, check_field_types, setting
 from .backbones import IMAGENET_MEAN, IMAGENET_STD, ViT, build_dino_backbone, build_feature_teacher, build_lpips
 
 if TYPE_CHECKING:
@@ -219,22 +219,22 @@ class DinoDiscriminator(nn.Module):
 class TokenizerLossConfig(Config):
     """Weights and networks of Eq. 4; the defaults are the official recipe (spec: losses.py)."""
 
-    reconstruction_weight: float = 1.0  # MSE
-    perceptual_weight: float = 1.0  # LPIPS; 0 = off (no network built)
+    reconstruction_weight: float = setting(1.0, ge=0, le=1e6)  # MSE
+    perceptual_weight: float = setting(1.0, ge=0, le=1e6)  # LPIPS; 0 = off (no network built)
     perceptual_network: str = "vgg16"  # vgg16 | vgg16-tiny
     perceptual_vgg_weights: str | None = None  # local torchvision vgg16 .pth; None = download
     perceptual_lin_weights: str | None = None  # local LPIPS vgg.pth; None = download
-    perceptual_jitter: int = 15  # px of random pad/crop at 256 px, scaled with the image size
-    quantizer_weight: float = 1.0
-    discriminator_weight: float = 0.5  # 0 = no GAN (no network built)
-    discriminator_start: int = 20_000  # step at which the GAN terms and D's training start
+    perceptual_jitter: int = setting(15, ge=0, le=1024)  # px of random pad/crop at 256 px, scaled with the image size
+    quantizer_weight: float = setting(1.0, ge=0, le=1e6)
+    discriminator_weight: float = setting(0.5, ge=0, le=1e6)  # 0 = no GAN (no network built)
+    discriminator_start: int = setting(20_000, ge=0, le=10**12)  # step at which the GAN terms and D's training start
     discriminator_backbone: str = "dino-vits16"  # dino-vits16 | vit-tiny
     discriminator_weights: str | None = None
-    diffaug_prob: float = 0.5
-    lecam_weight: float = 0.001
-    lecam_decay: float = 0.999
-    alignment_weight: float = 1.0  # 0 = no alignment (no teacher built)
-    alignment_margin: float = 0.25  # hinge at cos = 1 - margin
+    diffaug_prob: float = setting(0.5, ge=0, le=1)
+    lecam_weight: float = setting(0.001, ge=0, le=1e6)
+    lecam_decay: float = setting(0.999, ge=0, le=1)
+    alignment_weight: float = setting(1.0, ge=0, le=1e6)  # 0 = no alignment (no teacher built)
+    alignment_margin: float = setting(0.25, ge=0, le=2)  # hinge at cos = 1 - margin
     encoder_alignment: bool = True  # coarsest image tokens vs the teacher's CLS
     decoder_alignment: bool = True  # decoder feature queries vs the teacher's patch tokens
     alignment_teacher: str = "dinov3-vitl16"  # dinov3-vitl16 | dinov3-vits16 | dino-vits16 | vit-tiny

@@ -4,11 +4,13 @@ turned into a checkpoint and a clean exit)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
+from ..runtime.files import open_nofollow
 from .errors import TrainingError
 
 __all__ = ["MetricLogger", "available_trackers", "StopRequest"]
@@ -27,8 +29,10 @@ class MetricLogger:
         if not self.enabled:
             return
         clean = {k: float(v) for k, v in values.items()}
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"step": step, **clean}) + "\n")
+        # NaN is not JSON: a non-finite value is logged as null (a diverged step is stopped by the loop itself)
+        record = {k: v if math.isfinite(v) else None for k, v in clean.items()}
+        with open_nofollow(self.path) as f:  # a link planted as the log is refused, never appended to
+            f.write(json.dumps({"step": step, **record}, allow_nan=False) + "\n")
         if self.acc.trackers:
             self.acc.log(clean, step=step)
 

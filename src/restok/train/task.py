@@ -14,13 +14,14 @@ import torch
 from ..hub.files import CheckpointError
 from ..hub.keys import check_state_dict
 from ..hub.provenance import Provenance
+from ..runtime.files import make_dir
 from .distributed import shard_model
 from .ema import EMA
 from .errors import TrainingError
 from .export import inference_model
 from .optim import build_optimizer, param_groups
 
-__all__ = ["Task", "ModelTask", "load_initial_weights"]
+__all__ = ["Task", "ModelTask", "load_initial_weights", "build_for_training", "TRAINING_BYTES_PER_PARAMETER"]
 
 log = logging.getLogger("restok.train")
 
@@ -73,6 +74,18 @@ def _training_only(model: torch.nn.Module) -> set[str]:
         return set()
     with torch.device("meta"):  # the skeleton's key names only, no memory
         return set(model.state_dict()) - set(type(model)(model.inference_config()).state_dict())
+
+
+# float32 weights, gradients, AdamW's two moments and the EMA copy: what a run holds per parameter before activations
+TRAINING_BYTES_PER_PARAMETER = 20
+
+
+def build_for_training(cls: Any, preset: str, device: torch.device | None, **overrides: Any) -> Any:
+    """``cls.from_preset(preset, **overrides)`` after checking that the run's per-parameter state fits ``device``."""
+    if preset in cls.presets:
+        cls.check_fits(cls.presets[preset].replace(**overrides), device, TRAINING_BYTES_PER_PARAMETER,
+                       "its float32 weights, gradients, AdamW moments and EMA copy")
+    return cls.from_preset(preset, **overrides)
 
 
 def load_initial_weights(model: torch.nn.Module, source: str) -> list[str]:
@@ -206,6 +219,7 @@ class ModelTask:
         shadow = self.ema.state_dict()
         if not self.acc.is_main_process:
             return
+        make_dir(path, inside=path.parent)  # a link planted as RUN/final never receives the model
         model = inference_model(self.inference_config(), shadow)  # type: ignore[attr-defined] # each trainer's own
         cfg = self.cfg  # type: ignore[attr-defined]
         card = {"training": {"run": path.parent.name, "kind": cfg.kind, "steps": cfg.max_steps, "config": cfg.to_dict()}}

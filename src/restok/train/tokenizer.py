@@ -28,16 +28,17 @@ from .export import inference_model_config
 from .loop import RunResult, run_training
 from .losses import TokenizerLoss
 from .optim import build_optimizer, build_scheduler, param_groups
-from .task import ModelTask
+from .task import ModelTask, build_for_training
 
 __all__ = ["TokenizerTask", "train_tokenizer"]
 
 
-def build_tokenizer_for_training(cfg: TrainConfig, teacher_dim: int) -> ResTok:
-    """The preset plus overrides, with alignment heads sized to the teacher when alignment is on."""
+def build_tokenizer_for_training(cfg: TrainConfig, teacher_dim: int, device: torch.device | None = None) -> ResTok:
+    """The preset plus overrides, with alignment heads sized to the teacher when alignment is on (refused before it
+    is built when its training state cannot fit ``device``)."""
     lc = cfg.loss
-    return ResTok.from_preset(
-        cfg.model,
+    return build_for_training(
+        ResTok, cfg.model, device,
         **{
             **cfg.model_overrides,
             "encoder_feature_dim": teacher_dim if lc.use_alignment and lc.encoder_alignment else 0,
@@ -67,7 +68,7 @@ class TokenizerTask(ModelTask):
         self.acc = acc
         torch.manual_seed(cfg.seed)  # initial weights: the same on every process
         self.loss = TokenizerLoss(cfg.loss).to(acc.device)
-        model = build_tokenizer_for_training(cfg, self.loss.teacher_dim)
+        model = build_tokenizer_for_training(cfg, self.loss.teacher_dim, acc.device)
         self.dataset = ImageDataset(self.source, model.config.image_size, train=True, min_crop=cfg.min_crop, flip=cfg.flip)
         if cfg.grad_checkpointing:
             enable_activation_checkpointing(model, (Block,))
