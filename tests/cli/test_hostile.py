@@ -127,6 +127,8 @@ def test_codes_files_that_lie_are_refused(tmp_path, tok_dir) -> None:
         "float": {**ok, "ids": np.full((2, 32), 3.7)},
         "rows": {**ok, "files": np.array(["a.png"])},
         "empty": None,
+        "lengths": {**ok, "lengths": np.array([8.5, 32.0])},  # would be truncated to 8 if not refused
+        "nul": {**ok, "files": np.array(["a.png", "b\x00.png"])},
     }
     for name, arrays in cases.items():
         p = tmp_path / f"{name}.npz"

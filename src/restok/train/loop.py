@@ -84,6 +84,7 @@ def _start(task: Task, cfg: TrainConfig, run: Path, acc: Any, resume: bool) -> N
         _write_config(run, cfg, resume, task.data_identity())
         if acc.trackers is not None and acc.log_with:
             flat = {k: (json.dumps(v) if isinstance(v, (dict, list, tuple)) else v) for k, v in cfg.to_dict().items()}
+            make_dir(run / "logs" / "restok", inside=run)  # where TensorBoard writes: never through a planted link
             acc.init_trackers("restok", config=flat)
     task.build(acc)
 
