@@ -137,11 +137,17 @@ def generator_config_from_official(cfg: Mapping[str, Any]) -> HARConfig:
     )
 
 
+# Settings only ResTok's official configs have (TiTok's, which share the ``model.vq_model`` nesting, have none).
+_RESTOK_SETTINGS = ("merge_tokens", "hierarchy_stages", "pixel_cnn", "drop_latent_tokens", "latent_hierarchy",
+                    "residual_image_tokens", "residual_latent_tokens")
+
+
 def _keys_say(keys: Collection[str]) -> str | None:
-    """``"tokenizer"`` or ``"generator"`` when the weight names decide it (official names), else None."""
+    """``"tokenizer"`` or ``"generator"`` when the weight names say it is ResTok's/the HAR GPT's, else None: ResTok's
+    CNN pixel encoder and ViT ``blocks`` (TiTok's ViT has a ``transformer``, LlamaGen's VQ ``conv_blocks``)."""
     if "tok_embeddings.weight" in keys:
         return "generator"
-    if any(k.startswith("encoder.") for k in keys):
+    if any(k.startswith(("pixel_encoder.", "encoder.blocks.")) for k in keys):
         return "tokenizer"
     return None
 
@@ -151,15 +157,20 @@ def _is_official_tokenizer(cfg: Mapping[str, Any] | None, keys: Collection[str])
     said = _keys_say(keys)
     if said is not None:
         return said == "tokenizer" and not (cfg or {}).get("format")
+    if any(k.startswith("encoder.") for k in keys):
+        return False  # another family's encoder
     model = (cfg or {}).get("model")
-    return isinstance(model, Mapping) and "vq_model" in model and "generator" not in model
+    if not (isinstance(model, Mapping) and isinstance(model.get("vq_model"), Mapping) and "generator" not in model):
+        return False
+    vq = model["vq_model"]
+    return any(k in vq for k in _RESTOK_SETTINGS) or "vit_enc_model_size" not in vq
 
 
 def _is_official_generator(cfg: Mapping[str, Any] | None, keys: Collection[str]) -> bool:
     """The flat LlamaGen ``ModelArgs`` config, the nested generator training config, or the GPT's weights."""
     said = _keys_say(keys)
-    if said is not None:
-        return said == "generator" and not (cfg or {}).get("format")
+    if said is not None:  # the GPT's weights; without a config beside them they are LlamaGen's own release
+        return said == "generator" and cfg is not None and not cfg.get("format")
     cfg = cfg or {}
     model = cfg.get("model")
     return ("n_layer" in cfg and "vocab_size" in cfg) or (isinstance(model, Mapping) and "generator" in model)

@@ -6,7 +6,6 @@ Structure (level sizes, merge layers, masks, RoPE ids) comes from :mod:`restok.c
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -17,15 +16,13 @@ import torch.nn.functional as F
 from ..core import hierarchy as Hy
 from ..core.configs import TOKENIZER_PRESETS, ResTokConfig
 from ..core.registry import register_model
-from ..hub.pretrained import PretrainedModel
 from ..hub.provenance import Provenance
-from ..runtime.precision import DTYPES, autocast_to
-from ..sampling.compiled import CompiledDecoder
 from .layers.pixel_cnn import PixelDecoder, PixelEncoder
 from .layers.quantizer import VectorQuantizer
 from .layers.rope import RopeTable, mrope_table
 from .layers.vit import Block
 from .official import RESTOK_LAYOUTS, TOKENIZER_TRAINING_ONLY
+from .tokenizer import Tokenizer, check_pixel_dtype
 
 __all__ = ["ResTok", "ResTokEncoder", "ResTokDecoder", "ResTokOutput", "EncoderOutput"]
 
@@ -259,16 +256,6 @@ class ResTokOutput:
     latents: torch.Tensor | None = None  # (B, L, C) detached quantizer inputs (dead-code restarts start from these)
 
 
-PIXEL_DTYPES = tuple(DTYPES.values())
-
-
-def _check_pixel_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The pixel decoder's precision, or a ValueError naming the allowed ones."""
-    if dtype not in PIXEL_DTYPES:
-        raise ValueError(f"pixel_dtype must be one of {[str(d) for d in PIXEL_DTYPES]}, got {dtype!r}")
-    return dtype
-
-
 def _init_weights(module: nn.Module) -> None:
     """Official initialisation: truncated normal(0, 0.02) linear/conv weights, zero biases, unit LayerNorm."""
     if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
@@ -283,7 +270,7 @@ def _init_weights(module: nn.Module) -> None:
 
 
 @register_model
-class ResTok(PretrainedModel):
+class ResTok(Tokenizer):
     """The ResTok tokenizer: images in [0, 1] <-> up to ``num_tokens`` discrete, nested, coarse-to-fine tokens.
 
     Loading, saving, ``.device``/``.dtype`` come from :class:`~restok.pretrained.PretrainedModel`. Cast to bf16/fp16
@@ -298,7 +285,7 @@ class ResTok(PretrainedModel):
     """
 
     family = "restok"
-    kind = "tokenizer"
+    nested = True
     config_class = ResTokConfig
     presets = TOKENIZER_PRESETS
     layouts = RESTOK_LAYOUTS
@@ -334,19 +321,9 @@ class ResTok(PretrainedModel):
 
     # -------------------------------------------------------------------------------- properties
     @property
-    def num_tokens(self) -> int:
-        """L, the full token count."""
-        return self.config.num_tokens
-
-    @property
     def prefix_lengths(self) -> tuple[int, ...]:
         """Allowed decode lengths, e.g. (4, 8, 16, 32, 64, 128)."""
         return self.config.prefix_lengths
-
-    @property
-    def codebook_size(self) -> int:
-        """Number of codes (the generator's vocabulary)."""
-        return self.config.codebook_size
 
     # -------------------------------------------------------------------------------- model
     def encode_latents(self, images: torch.Tensor, return_attention: bool = False) -> tuple[EncoderOutput, Any]:
@@ -354,6 +331,10 @@ class ResTok(PretrainedModel):
         x = (images.to(self.imnet_mean.dtype) - self.imnet_mean) / self.imnet_std  # (B, 3, H, W) ImageNet-normalised
         enc = self.encoder(self.pixel_encoder(x), return_attention=return_attention)  # latents (B, L, C)
         return enc, self.quantize(enc.latents)
+
+    def encode_ids(self, images: torch.Tensor) -> torch.Tensor:
+        """Checked images (B, 3, H, W) in [0, 1] -> ids (B, L); any prefix ``ids[:, :k]`` decodes."""
+        return self.encode_latents(images)[1].ids
 
     def decode_codes(
         self,
@@ -367,70 +348,11 @@ class ResTok(PretrainedModel):
         under an outer autocast); bfloat16/float16 run it under autocast, with pixels that differ by that format's
         rounding (speed-ups in ``benchmarks/RESULTS.md``).
         """
-        pixel_dtype = _check_pixel_dtype(self.pixel_dtype if pixel_dtype is None else pixel_dtype)
+        pixel_dtype = check_pixel_dtype(self.pixel_dtype if pixel_dtype is None else pixel_dtype)
         keep = self.num_tokens if keep is None else keep
         keep_t = self._check_keep(keep, codes.shape[0]).to(codes.device)
         feats, _, _ = self.decoder(codes.to(self.decoder.ln_pre.weight.dtype), keep_t)  # (B, Z, g, g)
         return self._pixel_decode(feats, pixel_dtype)  # (B, 3, H, W)
-
-    def _pixel_decode(self, feats: torch.Tensor, pixel_dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The CNN pixel decoder in ``pixel_dtype`` (see :meth:`decode_codes`) -> float32 pixels."""
-        if pixel_dtype == torch.float32:
-            with torch.autocast(device_type=feats.device.type, enabled=False):
-                return self.pixel_decoder(feats.float())  # (B, 3, H, W)
-        with torch.autocast(device_type=feats.device.type, dtype=pixel_dtype):
-            return self.pixel_decoder(feats).float()  # (B, 3, H, W)
-
-    def _autocast(self, dtype: torch.dtype | None) -> Any:
-        """Autocast of the ViTs to ``dtype`` (None: off); the quantizer and the pixel decoder set their own precision."""
-        if dtype is not None and dtype not in (torch.bfloat16, torch.float16):
-            raise ValueError(f"autocast must be torch.bfloat16 or torch.float16 (or None), got {dtype!r}")
-        return autocast_to(self.device, dtype)
-
-    @torch.no_grad()
-    def encode(self, images: torch.Tensor, autocast: torch.dtype | None = None) -> torch.Tensor:
-        """Images (B, 3, H, W) float in [0, 1] -> token ids (B, L) int64; any prefix ``ids[:, :k]`` decodes.
-
-        ``autocast=torch.bfloat16`` runs the CNN encoder and the ViT in bf16 with float32 weights (the quantizer's
-        nearest-code search stays float32); ids can differ from float32 where two codes are nearly equidistant.
-        """
-        images = self._check_images(images)
-        with self._autocast(autocast):
-            return self.encode_latents(images)[1].ids
-
-    @torch.no_grad()
-    def decode(
-        self,
-        ids: torch.Tensor,
-        pixel_dtype: torch.dtype | None = None,
-        *,
-        autocast: torch.dtype | None = None,
-        compile: bool | str = False,
-    ) -> torch.Tensor:
-        """Token ids (B, k), k an allowed prefix length -> float32 images (B, 3, H, W) clamped to [0, 1].
-
-        Args:
-            pixel_dtype: the CNN pixel decoder's precision (default :attr:`pixel_dtype`, float32; see
-                :meth:`decode_codes`); it holds under ``autocast`` too.
-            autocast: ``torch.bfloat16`` (or ``float16``) runs the ViT decoder under autocast with float32 weights.
-            compile: ``True`` runs the decode as one ``torch.compile`` graph per (batch size, k) (CUDA graphs on
-                CUDA; :class:`~restok.sampling.CompiledDecoder`); a string picks the mode. Pixels as eager up to float
-                rounding.
-        """
-        ids = self._check_ids(ids).to(self.quantize.embedding.weight.device)
-        pixel_dtype = _check_pixel_dtype(self.pixel_dtype if pixel_dtype is None else pixel_dtype)
-        if ids.shape[0] == 0:  # no images: an empty batch of them (as slicing an empty batch gives)
-            S = self.config.image_size
-            return torch.empty(0, 3, S, S, device=ids.device)
-        with self._autocast(autocast):
-            if compile:
-                images = CompiledDecoder(self, compile)(ids, ids.shape[1], pixel_dtype)
-            else:
-                images = self.decode_ids(ids, ids.shape[1], pixel_dtype)
-        if not bool(torch.isfinite(images).all()):  # clamp keeps NaN: without this they become black images
-            raise ValueError("the decoded images hold NaN or infinite values: the tokenizer's weights overflow at this "
-                             "precision, or are damaged; nothing was decoded")
-        return images
 
     def decode_ids(self, ids: torch.Tensor, k: int, pixel_dtype: torch.dtype) -> torch.Tensor:
         """Checked ids (B, k) on the model's device -> clamped pixels (B, 3, H, W), without validation (what
@@ -490,55 +412,6 @@ class ResTok(PretrainedModel):
         return self.config.replace(encoder_feature_dim=0, decoder_feature_dim=0)
 
     # -------------------------------------------------------------------------------- validation
-    def _check_images(self, images: torch.Tensor) -> torch.Tensor:
-        """Raise a ValueError naming the problem unless ``images`` is float (B, 3, S, S) in [0, 1]."""
-        S = self.config.image_size
-        if not isinstance(images, torch.Tensor):
-            raise ValueError(f"images must be a torch.Tensor of shape [B, 3, {S}, {S}], got {type(images).__name__}")
-        if images.dim() != 4:
-            raise ValueError(f"images must have shape [B, 3, {S}, {S}], got {list(images.shape)} (rank {images.dim()})")
-        if not images.is_floating_point():
-            raise ValueError(
-                f"images must be a float tensor with values in [0, 1], got dtype {images.dtype}"
-                + (" (divide uint8 images by 255)" if images.dtype == torch.uint8 else "")
-            )
-        if images.shape[1] != 3:
-            raise ValueError(f"images must have 3 (RGB) channels, got {images.shape[1]} in shape {list(images.shape)}")
-        if tuple(images.shape[-2:]) != (S, S):
-            raise ValueError(
-                f"this tokenizer takes {S}x{S} images, got {images.shape[-2]}x{images.shape[-1]}; resize/crop first"
-            )
-        if images.shape[0] == 0:
-            raise ValueError("images is an empty batch")
-        lo, hi = float(images.min()), float(images.max())
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError("images contain NaN or Inf values")
-        if lo < -1e-3 or hi > 1 + 1e-3:
-            raise ValueError(
-                f"images must have values in [0, 1], got range [{lo:.3f}, {hi:.3f}]"
-                + (" (they look ImageNet-normalised or in [-1, 1]; pass raw [0, 1] pixels)" if lo < 0 else "")
-            )
-        return images
-
-    def _check_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        """Raise a ValueError unless ``ids`` is an integer (B, k) tensor of codes with an allowed k."""
-        if not isinstance(ids, torch.Tensor):
-            raise ValueError(f"token ids must be a torch.Tensor of shape [B, k], got {type(ids).__name__}")
-        if ids.dim() == 3 and ids.shape[1] == 1:
-            ids = ids[:, 0]
-        if ids.dim() != 2:
-            raise ValueError(f"token ids must have shape [B, k], got {list(ids.shape)}")
-        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-            raise ValueError(f"token ids must be an integer tensor, got dtype {ids.dtype}")
-        k = ids.shape[1]
-        if k not in self.prefix_lengths:
-            raise ValueError(f"cannot decode {k} tokens; allowed prefix lengths are {list(self.prefix_lengths)}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.codebook_size):
-            raise ValueError(
-                f"token ids must be in [0, {self.codebook_size}), got range [{int(ids.min())}, {int(ids.max())}]"
-            )
-        return ids.long()
-
     def _check_keep(self, keep: int | Sequence[int] | torch.Tensor, batch: int) -> torch.Tensor:
         """Validate kept prefix length(s) and return them as a (B,) int64 tensor."""
         t = torch.as_tensor(keep, dtype=torch.long).reshape(-1)

@@ -1,0 +1,369 @@
+"""TiTok (Yu et al. 2024, "An Image is Worth 32 Tokens") and One-D-Piece (Miwa et al. 2025): the flat 1-D
+tokenizers ResTok is compared with (Table 1), loaded from their public releases in their own layouts.
+
+TiTok: a ViT encoder reads the image patches and ``L`` learned latent tokens; the latents are quantized (l2-normed
+codes for the VQ releases); a ViT decoder reads the codes and one mask token per patch. The two-stage releases
+(L-32, B-64, S-128: ``finetune_decoder``) predict, per patch, logits over the 1,024 codes of MaskGIT's VQGAN, whose
+softmax-weighted code vectors its CNN decoder turns into pixels; the single-stage VQ-8k releases (BL-64, BL-128,
+SL-256: ``is_legacy: False``) predict the patch pixels directly, then a 3x3 conv. One-D-Piece is a two-stage TiTok
+trained with tail-token drop: its decoder takes any number ``k <= L`` of leading codes (only their positional
+embeddings are added), so every prefix decodes. TiTok's VAE releases give continuous latents, not ids: they are
+refused by name (they do not fit a discrete tokenizer's contract).
+
+Written from the computations of github.com/bytedance/1d-tokenizer (``modeling/titok.py``,
+``modeling/modules/blocks.py``, ``maskgit_vqgan.py``) and github.com/turingmotors/One-D-Piece, with their
+state-dict names; ``tests/parity/make_family_fixtures.py`` runs those repositories' code for the parity tests.
+Quirks kept for the released weights: the legacy encoder head reshapes (B, L, W) latents to (B, W, L, 1) without
+a transpose before its 1x1 conv; the pixel CNN's shortcut applies to the block's output (see layers/pixel_cnn).
+Images are taken in [0, 1] without normalisation, as the releases were trained.
+
+Axes: B batch, L latent tokens, k kept tokens, P patches (g x g), W width, C code size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from ..core.configs import PixelCNNConfig
+from ..core.fields import Config, check_field_types, setting
+from ..core.registry import Layout, register_model
+from ..hub.files import CheckpointError
+from ..hub.provenance import Provenance
+from .layers.pixel_cnn import PixelDecoder
+from .layers.quantizer import VectorQuantizer
+from .tokenizer import Tokenizer
+
+__all__ = ["TiTokConfig", "TiTok", "OneDPiece", "TITOK_PRESETS", "ONE_D_PIECE_PRESETS", "VIT_SIZES"]
+
+# The releases name their ViTs by size: (width, depth, heads), as blocks.py's tables.
+VIT_SIZES = {"small": (512, 8, 8), "base": (768, 12, 12), "large": (1024, 24, 16)}
+
+
+@dataclass(frozen=True)
+class TiTokConfig(Config):
+    """A TiTok / One-D-Piece tokenizer. Defaults are TiTok-L-32."""
+
+    config_name = "TiTok"
+
+    image_size: int = setting(256, ge=1, le=8192)
+    patch_size: int = setting(16, ge=1, le=1024)
+    num_tokens: int = setting(32, ge=1, le=8192)
+    codebook_size: int = setting(4096, ge=2, le=2**24)
+    token_size: int = setting(12, ge=1, le=65536)
+    use_l2_norm: bool = True
+    width: int = setting(1024, ge=1, le=65536)
+    depth: int = setting(24, ge=1, le=1024)
+    num_heads: int = setting(16, ge=1, le=1024)
+    decoder_width: int = setting(1024, ge=1, le=65536)
+    decoder_depth: int = setting(24, ge=1, le=1024)
+    decoder_num_heads: int = setting(16, ge=1, le=1024)
+    # Two-stage decoding through MaskGIT's VQGAN (the L-32/B-64/S-128 and One-D-Piece releases); False: pixels directly.
+    two_stage: bool = True
+    # The released encoder head's reshape without transpose (``is_legacy``, true for every two-stage release).
+    legacy: bool = True
+    pixel_codebook_size: int = setting(1024, ge=2, le=2**24)
+    pixel_cnn: PixelCNNConfig = field(default_factory=PixelCNNConfig)
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
+        for name, w, h in (("encoder", self.width, self.num_heads), ("decoder", self.decoder_width, self.decoder_num_heads)):
+            if w % h:
+                raise ValueError(f"{name} width {w} is not divisible by its {h} heads")
+        if self.two_stage and not self.legacy:
+            raise ValueError("two_stage decoding exists only with the legacy heads (as in the releases)")
+        if self.two_stage and self.pixel_cnn.downsample != self.patch_size:
+            raise ValueError(f"the pixel decoder upsamples {self.pixel_cnn.downsample}x, the patches are {self.patch_size} px")
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per image side."""
+        return self.image_size // self.patch_size
+
+    def summary(self) -> str:
+        """One line for listings (``restok info``)."""
+        return f"{self.image_size:4d}px  {self.num_tokens:4d} tokens  {self.codebook_size} codes"
+
+
+def _tiny(**kw: Any) -> TiTokConfig:
+    """A small config for tests and examples (random weights; nothing released is this small)."""
+    base = dict(image_size=32, patch_size=16, num_tokens=8, codebook_size=64, token_size=8, width=64, depth=2, num_heads=4,
+                decoder_width=64, decoder_depth=2, decoder_num_heads=4, pixel_codebook_size=32,
+                pixel_cnn=PixelCNNConfig(hidden_channels=32, channel_mult=(1, 1, 2, 2, 2), num_res_blocks=1, z_channels=16, num_groups=8))
+    return TiTokConfig(**{**base, **kw})
+
+
+def _sized(enc: str, dec: str, **kw: Any) -> TiTokConfig:
+    """A config from the releases' size names."""
+    (w, d, h), (dw, dd, dh) = VIT_SIZES[enc], VIT_SIZES[dec]
+    return TiTokConfig(width=w, depth=d, num_heads=h, decoder_width=dw, decoder_depth=dd, decoder_num_heads=dh, **kw)
+
+
+_VQ8K = dict(codebook_size=8192, token_size=64, use_l2_norm=False, two_stage=False, legacy=False)
+TITOK_PRESETS: dict[str, TiTokConfig] = {
+    "titok-l-32": _sized("large", "large", num_tokens=32),
+    "titok-b-64": _sized("base", "base", num_tokens=64),
+    "titok-s-128": _sized("small", "small", num_tokens=128),
+    "titok-bl-64-vq8k": _sized("base", "large", num_tokens=64, **_VQ8K),
+    "titok-bl-128-vq8k": _sized("base", "large", num_tokens=128, **_VQ8K),
+    "titok-sl-256-vq8k": _sized("small", "large", num_tokens=256, **_VQ8K),
+    "titok-tiny": _tiny(),
+}
+ONE_D_PIECE_PRESETS: dict[str, TiTokConfig] = {
+    "one-d-piece-l-256": _sized("large", "large", num_tokens=256),
+    "one-d-piece-b-256": _sized("base", "base", num_tokens=256),
+    "one-d-piece-s-256": _sized("small", "small", num_tokens=256),
+    "one-d-piece-tiny": _tiny(num_tokens=16),
+}
+
+
+# ------------------------------------------------------------------------------------------- the ViTs
+class ResidualAttentionBlock(nn.Module):
+    """Pre-norm block with ``nn.MultiheadAttention`` (sequence-first, as the releases) and a GELU MLP."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential()
+        self.mlp.add_module("c_fc", nn.Linear(width, 4 * width))
+        self.mlp.add_module("gelu", nn.GELU())
+        self.mlp.add_module("c_proj", nn.Linear(4 * width, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, B, W) -> (N, B, W)."""
+        h = self.ln_1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.ln_2(x))
+
+
+class _ViT(nn.Module):
+    """What the encoder and the decoder share: the class token, embeddings of the patch grid and of the latent
+    positions, and the transformer between two LayerNorms."""
+
+    def __init__(self, width: int, depth: int, heads: int, grid: int, num_tokens: int) -> None:
+        super().__init__()
+        scale = width**-0.5
+        self.class_embedding = nn.Parameter(scale * torch.randn(1, width))
+        self.positional_embedding = nn.Parameter(scale * torch.randn(grid**2 + 1, width))
+        self.latent_token_positional_embedding = nn.Parameter(scale * torch.randn(num_tokens, width))
+        self.ln_pre = nn.LayerNorm(width)
+        self.transformer = nn.ModuleList([ResidualAttentionBlock(width, heads) for _ in range(depth)])
+        self.ln_post = nn.LayerNorm(width)
+        self.width, self.grid = width, grid
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """ln_pre, the blocks (sequence-first inside), (B, N, W) -> (B, N, W)."""
+        x = self.ln_pre(x).permute(1, 0, 2)  # (N, B, W)
+        for block in self.transformer:
+            x = block(x)
+        return x.permute(1, 0, 2)  # (B, N, W)
+
+    def with_class(self, x: torch.Tensor) -> torch.Tensor:
+        """Prepend the class token to the patch tokens and add the grid's positions: (B, P, W) -> (B, P + 1, W)."""
+        cls = self.class_embedding.to(x.dtype).unsqueeze(0).expand(x.shape[0], -1, -1)  # (B, 1, W)
+        return torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
+
+
+class TiTokEncoder(_ViT):
+    """Patches + latent tokens -> (B, C, 1, L) pre-quantization latents."""
+
+    def __init__(self, cfg: TiTokConfig) -> None:
+        super().__init__(cfg.width, cfg.depth, cfg.num_heads, cfg.grid_size, cfg.num_tokens)
+        self.patch_embed = nn.Conv2d(3, cfg.width, cfg.patch_size, stride=cfg.patch_size)
+        self.conv_out = nn.Conv2d(cfg.width, cfg.token_size, 1)
+        self.legacy, self.num_tokens, self.token_size = cfg.legacy, cfg.num_tokens, cfg.token_size
+
+    def forward(self, images: torch.Tensor, latent_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S), (L, W) -> (B, C, 1, L)."""
+        B = images.shape[0]
+        x = self.with_class(self.patch_embed(images).flatten(2).transpose(1, 2))  # (B, P + 1, W)
+        lat = latent_tokens.to(x.dtype).unsqueeze(0).expand(B, -1, -1) + self.latent_token_positional_embedding.to(x.dtype)
+        x = self.run(torch.cat([x, lat], dim=1))  # (B, P + 1 + L, W)
+        lat = self.ln_post(x[:, 1 + self.grid**2 :])  # (B, L, W)
+        if self.legacy:  # the released heads: a reshape, not a transpose (kept for their weights)
+            lat = lat.reshape(B, self.width, self.num_tokens, 1)
+        else:
+            lat = lat.reshape(B, self.num_tokens, self.width, 1).permute(0, 2, 1, 3)  # (B, W, L, 1)
+        return self.conv_out(lat).reshape(B, self.token_size, 1, self.num_tokens)  # (B, C, 1, L)
+
+
+class TiTokDecoder(_ViT):
+    """(B, k, C) codes + one mask token per patch -> per-patch VQGAN code logits (legacy) or pixels."""
+
+    def __init__(self, cfg: TiTokConfig) -> None:
+        super().__init__(cfg.decoder_width, cfg.decoder_depth, cfg.decoder_num_heads, cfg.grid_size, cfg.num_tokens)
+        w, p = cfg.decoder_width, cfg.patch_size
+        self.decoder_embed = nn.Linear(cfg.token_size, w)
+        self.mask_token = nn.Parameter(w**-0.5 * torch.randn(1, 1, w))
+        self.legacy, self.patch = cfg.legacy, p
+        if cfg.legacy:
+            self.ffn = nn.Sequential(nn.Conv2d(w, 2 * w, 1), nn.Tanh(), nn.Conv2d(2 * w, cfg.pixel_codebook_size, 1))
+            self.conv_out = nn.Identity()
+        else:
+            self.ffn = nn.Sequential(nn.Conv2d(w, p * p * 3, 1))
+            self.conv_out = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """(B, k, C), k <= L -> (B, 1024, g, g) logits (legacy) or (B, 3, S, S) pixels."""
+        B, k, _ = codes.shape
+        x = self.decoder_embed(codes) + self.latent_token_positional_embedding[:k]  # (B, k, W)
+        masks = self.with_class(self.mask_token.to(x.dtype).expand(B, self.grid**2, -1))  # (B, P + 1, W)
+        x = self.ln_post(self.run(torch.cat([masks, x], dim=1))[:, 1 : 1 + self.grid**2])  # (B, P, W)
+        x = x.transpose(1, 2).reshape(B, self.width, self.grid, self.grid)  # (B, W, g, g)
+        x = self.ffn(x.contiguous())
+        if not self.legacy:  # (B, p*p*3, g, g) -> (B, 3, g*p, g*p), channels ordered (p1, p2, c)
+            p = self.patch
+            x = x.reshape(B, p, p, 3, self.grid, self.grid).permute(0, 3, 4, 1, 5, 2).reshape(B, 3, self.grid * p, self.grid * p)
+        return self.conv_out(x)
+
+
+# ------------------------------------------------------------------------------------------- the tokenizers
+class _Codebook(nn.Module):
+    """MaskGIT VQGAN's codebook (``embedding``): what the two-stage decoder's code logits weight."""
+
+    def __init__(self, n: int, dim: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(n, dim)
+
+
+def _init_weights(module: nn.Module) -> None:
+    """The releases' initialisation: truncated normal(0, 0.02) linear/conv/embedding weights, zero biases."""
+    if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)):
+        nn.init.trunc_normal_(module.weight, mean=0.0, std=0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def _is_titok_config(cfg: Mapping[str, Any] | None) -> bool:
+    """A release's nested config (``model.vq_model`` with TiTok's ViT sizes and latent tokens, no ResTok hierarchy)."""
+    vq = ((cfg or {}).get("model") or {}).get("vq_model") if isinstance((cfg or {}).get("model"), Mapping) else None
+    return isinstance(vq, Mapping) and "num_latent_tokens" in vq and "vit_enc_model_size" in vq and not any(
+        k in vq for k in ("merge_tokens", "hierarchy_stages", "pixel_cnn", "drop_latent_tokens", "latent_hierarchy"))
+
+
+def _is_one_d_piece(cfg: Mapping[str, Any]) -> bool:
+    """One-D-Piece's configs say so (``model.type``) or relax TiTok's length check (``strict_length_assertion``)."""
+    model = cfg.get("model") or {}
+    return model.get("type") == "one_d_piece" or model.get("vq_model", {}).get("strict_length_assertion") is False
+
+
+def _titok_keys(keys: Any) -> bool:
+    """TiTok's weight names: top-level latent tokens, a ViT encoder with a patch embedding."""
+    return "latent_tokens" in keys and "encoder.patch_embed.weight" in keys
+
+
+def config_from_release(cfg: Mapping[str, Any]) -> TiTokConfig:
+    """Our config from a release's ``config.json`` (TiTok's and One-D-Piece's OmegaConf dump)."""
+    vq = dict(cfg["model"]["vq_model"])
+    if vq.get("quantize_mode", "vq") != "vq":
+        raise CheckpointError(f"TiTok quantize_mode {vq['quantize_mode']!r}: the VAE releases give continuous latents, not "
+                              "token ids, and are not supported (use a VQ release)")
+    crop = int(((cfg.get("dataset") or {}).get("preprocessing") or {}).get("crop_size", 256))
+    if int(vq.get("vit_enc_patch_size", 16)) != int(vq.get("vit_dec_patch_size", 16)):
+        raise CheckpointError("TiTok encoder and decoder patch sizes differ: not supported")
+    try:
+        (w, d, h), (dw, dd, dh) = VIT_SIZES[vq["vit_enc_model_size"]], VIT_SIZES[vq["vit_dec_model_size"]]
+    except KeyError as e:
+        raise CheckpointError(f"unknown TiTok ViT size {e}; known: {sorted(VIT_SIZES)}") from None
+    return TiTokConfig(image_size=crop, patch_size=int(vq.get("vit_enc_patch_size", 16)), num_tokens=int(vq["num_latent_tokens"]),
+                       codebook_size=int(vq["codebook_size"]), token_size=int(vq["token_size"]),
+                       use_l2_norm=bool(vq.get("use_l2_norm", False)), width=w, depth=d, num_heads=h, decoder_width=dw,
+                       decoder_depth=dd, decoder_num_heads=dh, two_stage=bool(vq.get("finetune_decoder", True)),
+                       legacy=bool(vq.get("is_legacy", True)))
+
+
+def _titok_matches(cfg: Mapping[str, Any] | None, keys: Any) -> bool:
+    if cfg and cfg.get("format"):
+        return False
+    return (_is_titok_config(cfg) and not _is_one_d_piece(cfg or {})) or (cfg is None and _titok_keys(keys))
+
+
+def _one_d_piece_matches(cfg: Mapping[str, Any] | None, keys: Any) -> bool:
+    return bool(cfg) and not cfg.get("format") and _is_titok_config(cfg) and _is_one_d_piece(cfg)
+
+
+@register_model
+class TiTok(Tokenizer):
+    """TiTok: images in [0, 1] <-> ``num_tokens`` flat 1-D tokens; only the full sequence decodes.
+
+    Example:
+        >>> tok = TiTok.from_pretrained("yucornetto/tokenizer_titok_l32_imagenet")  # or a local folder / file
+        >>> ids = tok.encode(images)  # (B, 32)
+        >>> recon = tok.decode(ids)
+    """
+
+    family = "titok"
+    config_class = TiTokConfig
+    presets = TITOK_PRESETS
+    layouts = (Layout("release", _titok_matches, config_from_release),)
+    ignored_prefixes = ()
+    description = "a TiTok 1-D tokenizer (Yu et al. 2024): images <-> a fixed number of discrete tokens"
+    keep_in_fp32_modules = ("quantize", "pixel_decoder", "pixel_quantize")
+
+    def __init__(self, config: TiTokConfig) -> None:
+        super().__init__()
+        if not isinstance(config, TiTokConfig):
+            raise TypeError(f"config must be a TiTokConfig, got {type(config).__name__}")
+        self.config = config
+        self.encoder = TiTokEncoder(config)
+        self.decoder = TiTokDecoder(config)
+        self.latent_tokens = nn.Parameter(config.width**-0.5 * torch.randn(config.num_tokens, config.width))
+        self.apply(_init_weights)
+        self.quantize = VectorQuantizer(config.codebook_size, config.token_size, use_l2_norm=config.use_l2_norm)
+        if config.two_stage:
+            self.pixel_quantize = _Codebook(config.pixel_codebook_size, config.pixel_cnn.z_channels)
+            self.pixel_decoder = PixelDecoder(config.pixel_cnn)
+        self.provenance = Provenance()
+        self.pixel_dtype = torch.float32
+
+    def encode_ids(self, images: torch.Tensor) -> torch.Tensor:
+        """Checked images (B, 3, S, S) in [0, 1] -> ids (B, L)."""
+        z = self.encoder(images.to(self.latent_tokens.dtype), self.latent_tokens)  # (B, C, 1, L)
+        return self.quantize(z[:, :, 0].transpose(1, 2)).ids  # (B, L)
+
+    def decode_ids(self, ids: torch.Tensor, k: int, pixel_dtype: torch.dtype) -> torch.Tensor:
+        """Checked ids (B, k) -> clamped float32 pixels (B, 3, S, S)."""
+        codes = self.quantize.lookup(ids)[:, :k]  # (B, k, C)
+        out = self.decoder(codes.to(self.decoder.ln_pre.weight.dtype))  # logits (B, 1024, g, g) or pixels (B, 3, S, S)
+        if self.config.two_stage:
+            probs = out.float().softmax(1)  # (B, 1024, g, g)
+            feats = torch.einsum("nchw,cd->ndhw", probs, self.pixel_quantize.embedding.weight.float())  # (B, Z, g, g)
+            out = self._pixel_decode(feats, pixel_dtype)
+        return out.float().clamp(0.0, 1.0)
+
+
+@register_model
+class OneDPiece(TiTok):
+    """One-D-Piece: a TiTok whose every prefix of ``k`` tokens decodes (tail-token drop); the budgets it reports are
+    the powers of two up to ``num_tokens``, and any ``k`` from 1 to ``num_tokens`` decodes."""
+
+    family = "one-d-piece"
+    nested = True
+    presets = ONE_D_PIECE_PRESETS
+    layouts = (Layout("release", _one_d_piece_matches, config_from_release),)
+    description = "a One-D-Piece 1-D tokenizer (Miwa et al. 2025): TiTok with tail-token drop, every prefix decodes"
+
+    @property
+    def prefix_lengths(self) -> tuple[int, ...]:
+        """Powers of two up to L, and L."""
+        L = self.num_tokens
+        return tuple(sorted({2**i for i in range(L.bit_length()) if 2**i <= L} | {L}))
+
+    def decodable(self, k: int) -> bool:
+        """Any ``1 <= k <= L``."""
+        return 1 <= k <= self.num_tokens
+
+    def describe_lengths(self) -> str:
+        """The decodable lengths in words."""
+        return f"any length from 1 to {self.num_tokens} decodes"
+

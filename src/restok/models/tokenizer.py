@@ -1,0 +1,188 @@
+"""What every image tokenizer of restok is, whatever its family: images in [0, 1] <-> discrete token ids.
+
+:class:`Tokenizer` holds the contract the rest of the package relies on (the command line, the pipeline, the
+evaluation protocols and the web demo never ask which family they hold): ``encode`` (B, 3, S, S) float images in
+[0, 1] to (B, L) int64 ids, ``decode`` ids (B, k) back to float32 images clamped to [0, 1], the lengths ``k`` that
+decode (:attr:`prefix_lengths`: every nested prefix of ResTok or One-D-Piece, only ``L`` for TiTok and 2-D grid
+tokenizers), and the checks of inputs with one message each. A family supplies :meth:`encode_ids` and
+:meth:`decode_ids` (the unchecked computations, which the compiled decode also traces) and its facts.
+
+Axes: B batch, L tokens, k kept tokens, S image side.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..hub.pretrained import PretrainedModel
+from ..runtime.precision import DTYPES, autocast_to
+from ..sampling.compiled import CompiledDecoder
+
+__all__ = ["Tokenizer", "PIXEL_DTYPES", "check_pixel_dtype"]
+
+PIXEL_DTYPES = tuple(DTYPES.values())
+
+
+def check_pixel_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The pixel decoder's precision, or a ValueError naming the allowed ones."""
+    if dtype not in PIXEL_DTYPES:
+        raise ValueError(f"pixel_dtype must be one of {[str(d) for d in PIXEL_DTYPES]}, got {dtype!r}")
+    return dtype
+
+
+class Tokenizer(PretrainedModel):
+    """Base of every tokenizer family: the checked ``encode``/``decode`` around a family's own computations."""
+
+    kind = "tokenizer"
+    # Whether any prefix ids[:, :k] of the ids decodes (ResTok, One-D-Piece) or only the full sequence (TiTok, a
+    # 2-D grid in raster order, where a prefix is the top rows of the image and nothing else).
+    nested: bool = False
+
+    config: Any
+    pixel_dtype: torch.dtype = torch.float32
+
+    # -------------------------------------------------------------------------------- facts
+    @property
+    def num_tokens(self) -> int:
+        """L, the full token count."""
+        return self.config.num_tokens
+
+    @property
+    def prefix_lengths(self) -> tuple[int, ...]:
+        """The token budgets this tokenizer decodes and reports, shortest first (``(L,)`` when not nested)."""
+        return (self.num_tokens,)
+
+    @property
+    def codebook_size(self) -> int:
+        """Number of codes (a generator's vocabulary)."""
+        return self.config.codebook_size
+
+    def decodable(self, k: int) -> bool:
+        """Whether ``k`` leading ids decode (by default: the lengths of :attr:`prefix_lengths`)."""
+        return k in self.prefix_lengths
+
+    def describe_lengths(self) -> str:
+        """The decodable lengths in words, for messages."""
+        return f"allowed prefix lengths are {list(self.prefix_lengths)}"
+
+    # -------------------------------------------------------------------------------- what a family supplies
+    def encode_ids(self, images: torch.Tensor) -> torch.Tensor:
+        """Checked images (B, 3, S, S) in [0, 1] -> ids (B, L) int64, without validation."""
+        raise NotImplementedError
+
+    def decode_ids(self, ids: torch.Tensor, k: int, pixel_dtype: torch.dtype) -> torch.Tensor:
+        """Checked ids (B, k) on the model's device -> clamped float32 pixels (B, 3, S, S), without validation."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------------------------- the contract
+    def _autocast(self, dtype: torch.dtype | None) -> Any:
+        """Autocast of the transformer parts to ``dtype`` (None: off); quantizers and pixel decoders set their own."""
+        if dtype is not None and dtype not in (torch.bfloat16, torch.float16):
+            raise ValueError(f"autocast must be torch.bfloat16 or torch.float16 (or None), got {dtype!r}")
+        return autocast_to(self.device, dtype)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, autocast: torch.dtype | None = None) -> torch.Tensor:
+        """Images (B, 3, S, S) float in [0, 1] -> token ids (B, L) int64 (nested tokenizers: any prefix decodes).
+
+        ``autocast=torch.bfloat16`` runs the networks in bf16 with float32 weights (nearest-code searches stay
+        float32); ids can differ from float32 where two codes are nearly equidistant.
+        """
+        images = self._check_images(images)
+        with self._autocast(autocast):
+            return self.encode_ids(images)
+
+    @torch.no_grad()
+    def decode(
+        self,
+        ids: torch.Tensor,
+        pixel_dtype: torch.dtype | None = None,
+        *,
+        autocast: torch.dtype | None = None,
+        compile: bool | str = False,
+    ) -> torch.Tensor:
+        """Token ids (B, k), k a decodable length -> float32 images (B, 3, S, S) clamped to [0, 1].
+
+        Args:
+            pixel_dtype: the CNN pixel decoder's precision (default :attr:`pixel_dtype`, float32); it holds under
+                ``autocast`` too.
+            autocast: ``torch.bfloat16`` (or ``float16``) runs the transformer decoder under autocast.
+            compile: ``True`` runs the decode as one ``torch.compile`` graph per (batch size, k) (CUDA graphs on
+                CUDA; :class:`~restok.sampling.CompiledDecoder`); a string picks the mode.
+        """
+        ids = self._check_ids(ids).to(self.device)
+        pixel_dtype = check_pixel_dtype(self.pixel_dtype if pixel_dtype is None else pixel_dtype)
+        if ids.shape[0] == 0:  # no images: an empty batch of them (as slicing an empty batch gives)
+            S = self.config.image_size
+            return torch.empty(0, 3, S, S, device=ids.device)
+        with self._autocast(autocast):
+            if compile:
+                images = CompiledDecoder(self, compile)(ids, ids.shape[1], pixel_dtype)
+            else:
+                images = self.decode_ids(ids, ids.shape[1], pixel_dtype)
+        if not bool(torch.isfinite(images).all()):  # clamp keeps NaN: without this they become black images
+            raise ValueError("the decoded images hold NaN or infinite values: the tokenizer's weights overflow at this "
+                             "precision, or are damaged; nothing was decoded")
+        return images
+
+    # -------------------------------------------------------------------------------- validation
+    def _check_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Raise a ValueError naming the problem unless ``images`` is float (B, 3, S, S) in [0, 1]."""
+        S = self.config.image_size
+        if not isinstance(images, torch.Tensor):
+            raise ValueError(f"images must be a torch.Tensor of shape [B, 3, {S}, {S}], got {type(images).__name__}")
+        if images.dim() != 4:
+            raise ValueError(f"images must have shape [B, 3, {S}, {S}], got {list(images.shape)} (rank {images.dim()})")
+        if not images.is_floating_point():
+            raise ValueError(
+                f"images must be a float tensor with values in [0, 1], got dtype {images.dtype}"
+                + (" (divide uint8 images by 255)" if images.dtype == torch.uint8 else "")
+            )
+        if images.shape[1] != 3:
+            raise ValueError(f"images must have 3 (RGB) channels, got {images.shape[1]} in shape {list(images.shape)}")
+        if tuple(images.shape[-2:]) != (S, S):
+            raise ValueError(
+                f"this tokenizer takes {S}x{S} images, got {images.shape[-2]}x{images.shape[-1]}; resize/crop first"
+            )
+        if images.shape[0] == 0:
+            raise ValueError("images is an empty batch")
+        lo, hi = float(images.min()), float(images.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError("images contain NaN or Inf values")
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(
+                f"images must have values in [0, 1], got range [{lo:.3f}, {hi:.3f}]"
+                + (" (they look ImageNet-normalised or in [-1, 1]; pass raw [0, 1] pixels)" if lo < 0 else "")
+            )
+        return images
+
+    def _check_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Raise a ValueError unless ``ids`` is an integer (B, k) tensor of codes with a decodable k."""
+        if not isinstance(ids, torch.Tensor):
+            raise ValueError(f"token ids must be a torch.Tensor of shape [B, k], got {type(ids).__name__}")
+        if ids.dim() == 3 and ids.shape[1] == 1:
+            ids = ids[:, 0]
+        if ids.dim() != 2:
+            raise ValueError(f"token ids must have shape [B, k], got {list(ids.shape)}")
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise ValueError(f"token ids must be an integer tensor, got dtype {ids.dtype}")
+        k = ids.shape[1]
+        if not self.decodable(k):
+            raise ValueError(f"cannot decode {k} tokens; {self.describe_lengths()}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.codebook_size):
+            raise ValueError(
+                f"token ids must be in [0, {self.codebook_size}), got range [{int(ids.min())}, {int(ids.max())}]"
+            )
+        return ids.long()
+
+    def _pixel_decode(self, feats: torch.Tensor, pixel_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The family's CNN pixel decoder (``self.pixel_decoder``) in ``pixel_dtype`` -> float32 pixels; float32 runs
+        outside any autocast, as the official codes run it."""
+        if pixel_dtype == torch.float32:
+            with torch.autocast(device_type=feats.device.type, enabled=False):
+                return self.pixel_decoder(feats.float())  # (B, 3, H, W)
+        with torch.autocast(device_type=feats.device.type, dtype=pixel_dtype):
+            return self.pixel_decoder(feats).float()  # (B, 3, H, W)
