@@ -34,6 +34,9 @@ class Layout:
     name: str
     matches: Callable[[Mapping[str, Any] | None, Collection[str]], bool]
     read_config: Callable[[Mapping[str, Any]], Any]
+    # Optional: the config from the config dict (None for bare weights) and the weights' {name: shape}; layouts whose
+    # releases ship bare weights, or whose config does not say every size, read the rest off the tensors.
+    from_weights: Callable[[Mapping[str, Any] | None, Mapping[str, tuple[int, ...]], str], Any] | None = None
 
 
 _REGISTRY: dict[str, type] = {}

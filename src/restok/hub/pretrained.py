@@ -153,7 +153,10 @@ class PretrainedModel(nn.Module):
         sd = read_state_dict(found.weights)
         layout = cls._check_family(name, raw, sd.keys())
         if config is None or isinstance(config, (str, os.PathLike, Mapping)):
-            config = cls.read_config(raw, layout, str(found.weights))
+            if layout is not None and layout.from_weights is not None:
+                config = layout.from_weights(raw, {k: tuple(v.shape) for k, v in sd.items()}, str(found.weights))
+            else:
+                config = cls.read_config(raw, layout, str(found.weights))
         elif not isinstance(config, cls.config_class):
             raise CheckpointError(f"config must be a {cls.config_class.__name__}, a dict or a config file, got {type(config).__name__}")
         cls.check_fits(config)  # a config file asking for a model larger than memory fails here, not in the allocator

@@ -22,6 +22,8 @@ Axes: B batch, L latent tokens, k kept tokens, P patches (g x g), W width, C cod
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -282,6 +284,54 @@ def config_from_release(cfg: Mapping[str, Any]) -> TiTokConfig:
                        legacy=bool(vq.get("is_legacy", True)))
 
 
+def pixel_cnn_from_shapes(shapes: Mapping[str, tuple[int, ...]], prefix: str = "pixel_decoder.") -> PixelCNNConfig:
+    """The VQGAN decoder's config read off its weights (levels, widths, blocks per level, latent channels); its
+    GroupNorms have 32 groups in every release (not visible in the shapes)."""
+    levels = 1 + max(int(k[len(prefix) + 3 :].split(".")[0]) for k in shapes if k.startswith(prefix + "up."))
+    widths = [shapes[f"{prefix}up.{i}.block.0.conv2.weight"][0] for i in range(levels)]
+    blocks = {k.split(".")[len(prefix.split(".")) + 2] for k in shapes if k.startswith(prefix + "up.0.block.")}
+    hidden = widths[0]  # channel_mult[0] is 1 in every release
+    return PixelCNNConfig(hidden_channels=hidden, channel_mult=tuple(w // hidden for w in widths), num_res_blocks=len(blocks),
+                          z_channels=shapes[prefix + "conv_in.weight"][1], num_groups=math.gcd(32, hidden))
+
+
+def _count(shapes: Mapping[str, Any], prefix: str) -> int:
+    """How many numbered children ``prefix.N.`` the weights have."""
+    return len({k[len(prefix) :].split(".")[0] for k in shapes if k.startswith(prefix)})
+
+
+def _heads(width: int) -> int:
+    """The releases' heads for a ViT width (64 per head otherwise)."""
+    return next((h for w, _, h in VIT_SIZES.values() if w == width), max(1, width // 64))
+
+
+def config_from_weights(raw: Mapping[str, Any] | None, shapes: Mapping[str, tuple[int, ...]], where: str) -> TiTokConfig:
+    """The config of a release: from its ``config.json`` when there is one, else read off the weights (a bare
+    ``tokenizer_titok_*.bin``; ``use_l2_norm`` then follows the releases: on for the two-stage ones, off for VQ-8k);
+    the pixel decoder's sizes always come from the weights."""
+    two_stage = "pixel_decoder.conv_in.weight" in shapes
+    pixel = pixel_cnn_from_shapes(shapes) if two_stage else PixelCNNConfig()
+    if raw is not None:
+        cfg = config_from_release(raw)
+        extra = {"pixel_cnn": pixel} if two_stage else {}
+        if two_stage:
+            extra["pixel_codebook_size"] = shapes["pixel_quantize.embedding.weight"][0]
+        return dataclasses.replace(cfg, **extra)
+    try:
+        L, w = shapes["latent_tokens"]
+        patch = shapes["encoder.patch_embed.weight"][-1]
+        grid = math.isqrt(shapes["encoder.positional_embedding"][0] - 1)
+        codes, token = shapes["quantize.embedding.weight"]
+        dw = shapes["decoder.decoder_embed.weight"][0]
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{where}: not a TiTok checkpoint (missing or odd {e})") from None
+    return TiTokConfig(image_size=grid * patch, patch_size=patch, num_tokens=L, codebook_size=codes, token_size=token,
+                       use_l2_norm=two_stage, width=w, depth=_count(shapes, "encoder.transformer."), num_heads=_heads(w),
+                       decoder_width=dw, decoder_depth=_count(shapes, "decoder.transformer."), decoder_num_heads=_heads(dw),
+                       two_stage=two_stage, legacy="decoder.conv_out.weight" not in shapes,
+                       pixel_codebook_size=shapes.get("pixel_quantize.embedding.weight", (1024,))[0], pixel_cnn=pixel)
+
+
 def _titok_matches(cfg: Mapping[str, Any] | None, keys: Any) -> bool:
     if cfg and cfg.get("format"):
         return False
@@ -305,7 +355,7 @@ class TiTok(Tokenizer):
     family = "titok"
     config_class = TiTokConfig
     presets = TITOK_PRESETS
-    layouts = (Layout("release", _titok_matches, config_from_release),)
+    layouts = (Layout("release", _titok_matches, config_from_release, config_from_weights),)
     ignored_prefixes = ()
     description = "a TiTok 1-D tokenizer (Yu et al. 2024): images <-> a fixed number of discrete tokens"
     keep_in_fp32_modules = ("quantize", "pixel_decoder", "pixel_quantize")
@@ -350,7 +400,7 @@ class OneDPiece(TiTok):
     family = "one-d-piece"
     nested = True
     presets = ONE_D_PIECE_PRESETS
-    layouts = (Layout("release", _one_d_piece_matches, config_from_release),)
+    layouts = (Layout("release", _one_d_piece_matches, config_from_release, config_from_weights),)
     description = "a One-D-Piece 1-D tokenizer (Miwa et al. 2025): TiTok with tail-token drop, every prefix decodes"
 
     @property

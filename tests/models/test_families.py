@@ -1,0 +1,84 @@
+"""The compared families (TiTok, One-D-Piece, LlamaGen) against fixtures made by their own repositories' code
+(``tests/parity/make_family_fixtures.py``): same weight names and shapes, identical ids, pixels within float
+tolerance; and each loads from its release layouts (config.json + weights, bare weights) through the registry."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from restok.core.registry import model_class
+from restok.models import load_tokenizer
+
+FAMILIES = Path(__file__).resolve().parent.parent / "fixtures" / "families"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "parity"))
+from seeded_weights import seeded_state_dict  # noqa: E402
+
+TITOK_CASES = ["titok_two_stage", "titok_single_stage", "one_d_piece"]
+
+
+def fixture(case: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The case's metadata and tensors."""
+    return json.loads((FAMILIES / f"{case}.json").read_text()), load_file(str(FAMILIES / f"{case}.safetensors"))
+
+
+def release_folder(tmp_path: Path, meta: dict, bare: bool = False) -> Path:
+    """The case's seeded weights in the release layout: ``config.json`` + ``model.safetensors`` (the Hub repos'), or
+    a bare weights file (the ``tokenizer_titok_*.bin`` downloads) written with ``torch.save``."""
+    sd = seeded_state_dict(meta["state_dict_shapes"], meta["weight_seed"])
+    if bare:
+        path = tmp_path / "tokenizer.bin"
+        torch.save(sd, path)
+        return path
+    d = tmp_path / "release"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(meta["release_config"]))
+    save_file(sd, str(d / "model.safetensors"))
+    return d
+
+
+@pytest.mark.parametrize("case", TITOK_CASES)
+def test_titok_families_match_their_repositories(case: str, tmp_path: Path) -> None:
+    meta, t = fixture(case)
+    tok = load_tokenizer(release_folder(tmp_path, meta))
+    assert type(tok) is model_class(meta["family"])
+    assert {k: list(v.shape) for k, v in tok.state_dict().items()} == meta["state_dict_shapes"]
+    ids = tok.encode(t["images"])
+    assert torch.equal(ids, t["ids"])
+    torch.testing.assert_close(tok.decode(t["ids"]), t["decoded"].clamp(0, 1), atol=2e-5, rtol=0)
+    for k in meta["lengths"]:  # One-D-Piece: every prefix decodes, as the repository's decode_tokens(length=k)
+        torch.testing.assert_close(tok.decode(t["ids"][:, :k]), t[f"decoded_k{k}"].clamp(0, 1), atol=2e-5, rtol=0)
+
+
+def test_bare_titok_weights_are_read_off_their_shapes(tmp_path: Path) -> None:
+    meta, t = fixture("titok_two_stage")
+    tok = load_tokenizer(release_folder(tmp_path, meta, bare=True))
+    assert type(tok).family == "titok" and tok.config.use_l2_norm and tok.config.two_stage
+    assert tok.num_tokens == 8 and tok.codebook_size == 64 and tok.config.image_size == 32
+    assert torch.equal(tok.encode(t["images"]), t["ids"])
+
+
+def test_what_each_family_says_about_its_prefixes() -> None:
+    titok = model_class("titok").from_preset("titok-tiny")
+    odp = model_class("one-d-piece").from_preset("one-d-piece-tiny")
+    assert not titok.nested and titok.prefix_lengths == (titok.num_tokens,)
+    assert odp.nested and odp.prefix_lengths == (1, 2, 4, 8, 16) and odp.decodable(5)
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="8"):
+        titok.decode(titok.encode(images)[:, :4])
+    assert odp.decode(odp.encode(images)[:, :5]).shape == (2, 3, 32, 32)
+
+
+def test_vae_releases_are_refused_by_name(tmp_path: Path) -> None:
+    meta, _ = fixture("titok_single_stage")
+    d = release_folder(tmp_path, meta)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["model"]["vq_model"]["quantize_mode"] = "vae"
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(Exception, match="continuous latents"):
+        load_tokenizer(d)
