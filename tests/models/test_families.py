@@ -82,3 +82,53 @@ def test_vae_releases_are_refused_by_name(tmp_path: Path) -> None:
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(Exception, match="continuous latents"):
         load_tokenizer(d)
+
+
+@pytest.mark.parametrize("case", ["llamagen_vq16", "llamagen_vq8"])
+def test_llamagen_vq_matches_its_repository(case: str, tmp_path: Path) -> None:
+    meta, t = fixture(case)
+    sd = seeded_state_dict(meta["state_dict_shapes"], meta["weight_seed"])
+    path = tmp_path / "vq_ds16_c2i.pt"
+    torch.save({"model": sd, "steps": torch.tensor(0)}, path)  # the release layout: weights under "model"
+    tok = load_tokenizer(path, config={"image_size": meta["image_size"]})  # the weights do not fix the image size
+    assert type(tok).family == "llamagen-vq" and not tok.nested
+    assert tok.prefix_lengths == (tok.num_tokens,) == (t["ids"].shape[1],)
+    assert "quantize.codebook_used" in tok.provenance.dropped_keys
+    assert torch.equal(tok.encode(t["images"]), t["ids"])
+    expected = ((t["decoded"] + 1) / 2).clamp(0, 1)  # LlamaGen's [-1, 1] output, as [0, 1] pixels
+    torch.testing.assert_close(tok.decode(t["ids"]), expected, atol=2e-5, rtol=0)
+
+
+def load_gpt(meta: dict, tmp_path: Path) -> torch.nn.Module:
+    """The case's seeded GPT from a release-layout file; the repository's ``block_size`` and ``n_head`` given (the weights
+    fix neither; for the release widths the heads are known)."""
+    from restok.models import load_generator
+
+    sd = seeded_state_dict(meta["state_dict_shapes"], meta["weight_seed"])
+    path = tmp_path / "c2i_T.pt"
+    torch.save({"model": sd}, path)
+    return load_generator(path, config={k: meta["model_args"][k] for k in ("block_size", "n_head")})
+
+
+def test_llamagen_release_file_names_give_the_grid(tmp_path: Path) -> None:
+    from restok.models import load_generator
+    from restok.models.llamagen_gpt import LlamaGenGPT
+
+    gen = LlamaGenGPT.from_preset("llamagen-gpt-tiny")
+    for name, grid in (("c2i_T_256.pt", 16), ("c2i_T_384.pt", 24)):
+        torch.save({"model": gen.state_dict()}, tmp_path / name)
+        loaded = load_generator(tmp_path / name)
+        assert loaded.num_tokens == grid * grid and loaded.generation_config.cfg_scale == 2.0
+
+
+@pytest.mark.parametrize("case", ["llamagen_gpt_a", "llamagen_gpt_b"])
+def test_llamagen_gpt_logits_and_greedy_samples_match_its_repository(case: str, tmp_path: Path) -> None:
+    meta, t = fixture(case)
+    gen = load_gpt(meta, tmp_path)
+    assert type(gen).family == "llamagen-gpt" and gen.num_steps == gen.num_tokens == meta["model_args"]["block_size"]
+    assert {k: list(v.shape) for k, v in gen.state_dict().items()} == meta["state_dict_shapes"]
+    torch.testing.assert_close(gen(t["tokens"], t["labels"]), t["logits"], atol=1e-4, rtol=0)
+    for scale in meta["greedy_cfg"]:  # restok's sampler (KV cache, guidance) gives the repository's greedy tokens
+        for use_cache in (True, False):
+            out = gen.generate(t["labels"], cfg_scale=scale, top_k=1, use_cache=use_cache)
+            assert torch.equal(out, t[f"greedy_cfg{scale:g}"]), (scale, use_cache)

@@ -10,7 +10,7 @@ from typing import Any
 from pathlib import Path
 
 from ..eval import jobs
-from ..eval.jobs import GenerationRequest, Inception, ReconstructionRequest, ReferenceRequest, SearchRequest
+from ..eval.jobs import CompareRequest, GenerationRequest, Inception, ReconstructionRequest, ReferenceRequest, SearchRequest
 from ..eval.search import MAX_SEARCH_POINTS
 from ..runtime.precision import DTYPES
 from ..sampling import SAMPLING_FIELDS
@@ -145,11 +145,38 @@ def run_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- compare
+def _compare_arguments(p: argparse.ArgumentParser) -> None:
+    g = group(p, "models")
+    g.add_argument("--tokenizer", dest="tokenizers", action="append", required=True, metavar="NAME_OR_PATH",
+                   help="a tokenizer of any family (ResTok, TiTok, One-D-Piece, LlamaGen VQ): Hub id, folder, weights file or "
+                        "embedded name; repeat for each")
+    g = group(p, "data")
+    g.add_argument("--data", required=True, help="image folder or .tar shards (ImageNet val: the 50,000 images)")
+    g.add_argument("--num-images", type=COUNT, default=None, help="images to use (default: all in --data)")
+    group(p, "output").add_argument("--no-speed", action="store_true", help="do not time encode/decode images/s")
+    _common(p, "output folder (table.csv, table.json, table.md, rate.png, one result JSON and work folder per tokenizer)")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """Several tokenizers under one protocol: a table and a rate-quality plot."""
+    req = CompareRequest(tuple(args.tokenizers), args.data, Path(args.out), args.num_images, args.batch_size, args.allow_partial,
+                         not args.no_speed, _inception(args))
+    result = jobs.run_compare(req, announce=lambda m: print(m, flush=True))
+    if result is not None:
+        for r in result["rows"]:
+            print(json.dumps({k: r[k] for k in ("tokenizer", "tokens", "rfid", "psnr", "ssim", "codebook_usage")}))
+        print(f"wrote {args.out}/table.csv, table.json, table.md" + (", rate.png" if (Path(args.out) / "rate.png").exists() else ""))
+    return 0
+
+
 COMMANDS = (
     Command("eval", "rFID/PSNR/SSIM/codebook metrics, gFID/IS/precision/recall, reference batches", subcommands=(
         Command("reconstruction", "rFID (TiTok protocol), PSNR, SSIM, codebook usage and entropy", _reconstruction_arguments, run_reconstruction),
         Command("generation", "gFID, precision/recall, Inception Score against a reference batch", _generation_arguments, run_generation),
         Command("search", "guidance search: gFID/IS/precision/recall over a grid of sampling recipes (resumable)", _search_arguments, run_search),
+        Command("compare", "several tokenizers (any families) under one protocol: rFID/PSNR/SSIM/usage/speed at every budget",
+                _compare_arguments, run_compare),
         Command("reference", "write a reference batch (.npz: arr_0, mu, sigma, activations) from images", _reference_arguments, run_reference),
     )),
 )

@@ -217,7 +217,10 @@ def decoder_position_ids(grid: tuple[int, int], num_tokens: int) -> torch.Tensor
 
 
 def _check_ar_tokens(num_tokens: int, ar_tokens: int) -> None:
-    """Raise unless ``ar_tokens`` is a level boundary (a power of two <= L)."""
+    """Raise unless ``ar_tokens`` is a level boundary (a power of two <= L); plain next-token prediction
+    (``ar_tokens == num_tokens``, e.g. LlamaGen's 16x16 or 24x24 grids) takes any length >= 2."""
+    if ar_tokens == num_tokens and isinstance(num_tokens, int) and not isinstance(num_tokens, bool) and num_tokens >= 2:
+        return
     _check_num_tokens(num_tokens)
     if not is_power_of_two(ar_tokens) or ar_tokens > num_tokens:
         raise ValueError(
@@ -235,7 +238,8 @@ def har_step_positions(num_tokens: int, ar_tokens: int) -> tuple[tuple[int, int]
     """
     _check_ar_tokens(num_tokens, ar_tokens)
     steps = [(p, p + 1) for p in range(ar_tokens)]
-    steps += [(s, e) for s, e in latent_level_bounds(num_tokens) if s >= ar_tokens]
+    if ar_tokens < num_tokens:
+        steps += [(s, e) for s, e in latent_level_bounds(num_tokens) if s >= ar_tokens]
     return tuple(steps)
 
 
@@ -297,6 +301,8 @@ def har_attention_mask(num_tokens: int, ar_tokens: int) -> torch.Tensor:
     """Boolean ``[L, L]`` grouped mask (Fig. 8b): positions ``< A`` causal; a HAR group sees every earlier
     position and its whole own group (bidirectional inside the group)."""
     _check_ar_tokens(num_tokens, ar_tokens)
+    if ar_tokens == num_tokens:  # plain next-token prediction: causal
+        return torch.ones(num_tokens, num_tokens, dtype=torch.bool).tril()
     level = torch.tensor(latent_level_of_position(num_tokens))
     mask = level[None, :] <= level[:, None]  # (L, L): key level <= query level
     mask[:ar_tokens, :] = False

@@ -12,6 +12,7 @@ from ..data.sources import open_image_source
 from ..models.auto import load_pair, load_tokenizer
 from ..runtime.precision import DTYPES
 from ..runtime.processes import launched
+from .compare import compare_tokenizers, entry_labels
 from .generation import evaluate_generation
 from .inception import load_inception
 from .reconstruction import evaluate_reconstruction
@@ -19,7 +20,7 @@ from .references import make_reference, reference_images
 from .search import MAX_SEARCH_POINTS, SearchGrid, search_guidance
 
 __all__ = ["Inception", "ReconstructionRequest", "GenerationRequest", "SearchRequest", "ReferenceRequest", "run_reconstruction",
-           "run_generation", "run_search", "run_reference"]
+           "run_generation", "run_search", "run_reference", "CompareRequest", "run_compare"]
 
 
 @dataclass(frozen=True)
@@ -146,3 +147,26 @@ def run_reference(req: ReferenceRequest) -> dict[str, Any]:
     images = reference_images(open_image_source(req.data), req.image_size, req.num_images)
     inception = load_inception(req.inception.weights, device=launched(req.inception.device, progress=False)[1], dtype=req.inception.dtype)
     return make_reference(images, inception, req.out)
+
+
+@dataclass(frozen=True)
+class CompareRequest:
+    """``restok eval compare``: several tokenizers (any families) on one image set, every budget each supports."""
+
+    tokenizers: tuple[str, ...]
+    data: str
+    out: Path
+    num_images: int | None = None
+    batch_size: int = 32
+    allow_partial: bool = False
+    speed: bool = True
+    inception: Inception = field(default_factory=Inception)
+
+
+def run_compare(req: CompareRequest, announce: Callable[[str], None] = lambda _m: None) -> dict[str, Any] | None:
+    """The comparison table of the request's tokenizers (None on processes but the main one)."""
+    processes, device = launched(req.inception.device, progress=req.inception.progress)
+    inception = load_inception(req.inception.weights, device=device, dtype=req.inception.dtype)
+    return compare_tokenizers(entry_labels(req.tokenizers), lambda src: load_tokenizer(src, device=req.inception.device),
+                              open_image_source(req.data), inception, req.out, num_images=req.num_images, batch_size=req.batch_size,
+                              allow_partial=req.allow_partial, processes=processes, speed=req.speed, announce=announce)

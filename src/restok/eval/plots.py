@@ -17,7 +17,7 @@ from ..runtime.files import atomic_write
 from .metrics import codebook_stats
 
 __all__ = ["pyplot", "save_figure", "reconstruction_strip", "latent_to_image_attention", "plot_attention", "plot_codebook_usage",
-           "plot_training_curves", "plot_rate_curve", "plot_search"]
+           "plot_training_curves", "plot_rate_curve", "plot_search", "plot_comparison"]
 
 
 def pyplot() -> Any:
@@ -172,5 +172,25 @@ def plot_search(path: str | Path, rows: list[dict[str, Any]]) -> Path | None:
     axes[0].set(xlabel="guidance scale", ylabel="gFID (lower is better)", title="gFID")
     axes[1].set(xlabel="guidance scale", ylabel="Inception Score", title="IS" + ("" if has_is else " (needs an Inception with logits)"))
     axes[0].legend(fontsize=7)
+    save_figure(fig, path)
+    return Path(path)
+
+
+def plot_comparison(path: str | Path, rows: list[dict[str, Any]]) -> Path | None:
+    """rFID, PSNR, SSIM (and LPIPS when measured) against tokens per image, one line per tokenizer (a tokenizer of one
+    budget is one point); None without matplotlib."""
+    try:
+        plt = pyplot()
+    except ImportError:
+        return None
+    keys = [k for k in ("rfid", "psnr", "ssim", "lpips") if any(r.get(k) is not None for r in rows)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.6), squeeze=False)
+    names = list(dict.fromkeys(r["tokenizer"] for r in rows))
+    for ax, key in zip(axes[0], keys):
+        for name in names:
+            rs = sorted((r for r in rows if r["tokenizer"] == name and r.get(key) is not None), key=lambda r: r["tokens"])
+            ax.plot([r["tokens"] for r in rs], [r[key] for r in rs], marker="o", label=name)
+        ax.set(xscale="log", xlabel="tokens per image", title=key)
+    axes[0][0].legend(fontsize=7)
     save_figure(fig, path)
     return Path(path)

@@ -169,8 +169,8 @@ def _is_official_tokenizer(cfg: Mapping[str, Any] | None, keys: Collection[str])
 def _is_official_generator(cfg: Mapping[str, Any] | None, keys: Collection[str]) -> bool:
     """The flat LlamaGen ``ModelArgs`` config, the nested generator training config, or the GPT's weights."""
     said = _keys_say(keys)
-    if said is not None:  # the GPT's weights; without a config beside them they are LlamaGen's own release
-        return said == "generator" and cfg is not None and not cfg.get("format")
+    if said is not None and (said != "generator" or not cfg or cfg.get("format")):
+        return False  # GPT weights without a full config beside them are LlamaGen's own release (models.llamagen_gpt)
     cfg = cfg or {}
     model = cfg.get("model")
     return ("n_layer" in cfg and "vocab_size" in cfg) or (isinstance(model, Mapping) and "generator" in model)

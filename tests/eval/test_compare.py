@@ -1,0 +1,69 @@
+"""``restok eval compare``: several families under one protocol give the numbers separate ``eval reconstruction`` runs
+give, at every budget each supports; the table, the plot and resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from restok.core.registry import model_class
+from tests.helpers import run_cli, write_image_folder
+
+
+@pytest.fixture(scope="module")
+def family_models(tmp_path_factory) -> dict[str, Path]:
+    """Random-weight tiny tokenizers of four families, saved in restok's format."""
+    d = tmp_path_factory.mktemp("families")
+    out = {}
+    for family, preset in (("restok", "restok-tiny"), ("titok", "titok-tiny"), ("one-d-piece", "one-d-piece-tiny"),
+                           ("llamagen-vq", "llamagen-vq-tiny")):
+        torch.manual_seed(0)
+        model_class(family).from_preset(preset).save_pretrained(d / preset)
+        out[family] = d / preset
+    return out
+
+
+@pytest.mark.slow
+def test_compare_equals_separate_reconstruction_runs(family_models: dict[str, Path], inception_torchscript: str, tmp_path: Path) -> None:
+    data = write_image_folder(tmp_path / "images", classes=2, per_class=3, size=(40, 36))
+    toks = [family_models[f] for f in ("one-d-piece", "titok", "llamagen-vq")]
+    args = ["--data", str(data), "--inception-weights", inception_torchscript, "--no-progress", "--batch-size", "4"]
+    ran = run_cli("eval", "compare", *[a for t in toks for a in ("--tokenizer", str(t))], "--out", str(tmp_path / "cmp"), *args)
+    assert ran.returncode == 0, ran.stderr
+    table = json.loads((tmp_path / "cmp" / "table.json").read_text())
+    rows = table["rows"]
+    # every budget each supports: One-D-Piece's prefix lengths, TiTok's and LlamaGen's one length
+    assert [(r["tokenizer"], r["tokens"]) for r in rows] == [("one-d-piece-tiny", k) for k in (1, 2, 4, 8, 16)] + [
+        ("titok-tiny", 8), ("llamagen-vq-tiny", 64)]
+    assert all(r["encode_images_per_s"] > 0 and r["decode_images_per_s"] > 0 for r in rows)
+    assert set(table["versions"]) >= {"torch", "numpy", "pillow"} and "not measured" in table["lpips"]
+    with open(tmp_path / "cmp" / "table.csv") as f:
+        assert [row["tokenizer"] for row in csv.DictReader(f)] == [r["tokenizer"] for r in rows]
+    assert (tmp_path / "cmp" / "table.md").read_text().count("\n| ") == len(rows)
+    assert (tmp_path / "cmp" / "rate.png").stat().st_size > 1000
+    # the same numbers as a separate `restok eval reconstruction` of each tokenizer at each budget
+    for r in rows[3:]:  # One-D-Piece at 4 and 8 tokens, TiTok, LlamaGen
+        alone = tmp_path / f"{r['tokenizer']}-{r['tokens']}.json"
+        got = run_cli("eval", "reconstruction", "--tokenizer", r["source"], "--tokens", str(r["tokens"]), "--out", str(alone), *args)
+        assert got.returncode == 0, got.stderr
+        single = json.loads(alone.read_text())
+        for key in ("rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy"):
+            assert single[key] == pytest.approx(r[key], rel=1e-9, abs=1e-12), (r["tokenizer"], r["tokens"], key)
+    # a rerun resumes: nothing is recomputed, the table is the same
+    again = run_cli("eval", "compare", *[a for t in toks for a in ("--tokenizer", str(t))], "--out", str(tmp_path / "cmp"), *args, "--no-speed")
+    assert again.returncode == 0, again.stderr
+    rerun = json.loads((tmp_path / "cmp" / "table.json").read_text())["rows"]
+    assert [(r["tokens"], r["psnr"], r["rfid"]) for r in rerun] == [(r["tokens"], r["psnr"], r["rfid"]) for r in rows]
+
+
+def test_compare_needs_tokenizers_and_names_a_bad_one(tmp_path: Path, inception_torchscript: str) -> None:
+    data = write_image_folder(tmp_path / "images", classes=1, per_class=2)
+    r = run_cli("eval", "compare", "--data", str(data), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "--tokenizer" in r.stderr
+    r = run_cli("eval", "compare", "--tokenizer", str(tmp_path / "missing"), "--data", str(data), "--out", str(tmp_path / "o"),
+                "--inception-weights", inception_torchscript, "--no-progress")
+    assert r.returncode != 0 and "missing" in r.stderr and "Traceback" not in r.stderr
