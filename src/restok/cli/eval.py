@@ -170,6 +170,35 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- check (the FID doctor)
+def _check_arguments(p: argparse.ArgumentParser) -> None:
+    g = group(p, "inputs")
+    g.add_argument("samples", nargs="?", default=None,
+                   help="a sample batch: an ADM .npz (arr_0 uint8 NHWC, optional labels) or a folder of images (one sub-folder per class)")
+    g.add_argument("--reference", default=None, help="the reference batch the samples are scored against (.npz with mu/sigma)")
+    g.add_argument("--reference-sha256", default=None, metavar="HEX",
+                   help="the SHA-256 of the statistics (mu, sigma as float64) of the reference batch you mean to use")
+    g.add_argument("--result", dest="results", action="append", default=[], metavar="JSON",
+                   help="a result file (restok eval generation/reconstruction, or another evaluator's); repeat to compare two")
+    g.add_argument("--generator", default=None, help="the generator whose card's sampling recipe the results should follow")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Name every protocol deviation; 0 when clean, 1 with one line per finding."""
+    from ..eval.doctor import check_fid_inputs
+    from ..models.auto import load_generator
+
+    if args.samples is None and args.reference is None and not args.results:
+        raise ValueError("nothing to check: give a sample batch, --reference or --result")
+    recipe = load_generator(args.generator).generation_config.to_dict() if args.generator else None
+    found = check_fid_inputs(args.samples, args.reference, args.results, args.reference_sha256, recipe)
+    for line in found.lines:
+        print(line)
+    if not found.lines:
+        print("clean: no deviation from the protocol found (" + "; ".join(found.checked) + ")")
+    return 1 if found.lines else 0
+
+
 COMMANDS = (
     Command("eval", "rFID/PSNR/SSIM/codebook metrics, gFID/IS/precision/recall, reference batches", subcommands=(
         Command("reconstruction", "rFID (TiTok protocol), PSNR, SSIM, codebook usage and entropy", _reconstruction_arguments, run_reconstruction),
@@ -177,6 +206,8 @@ COMMANDS = (
         Command("search", "guidance search: gFID/IS/precision/recall over a grid of sampling recipes (resumable)", _search_arguments, run_search),
         Command("compare", "several tokenizers (any families) under one protocol: rFID/PSNR/SSIM/usage/speed at every budget",
                 _compare_arguments, run_compare),
+        Command("check", "the FID doctor: name every protocol deviation of a sample batch, reference and result files",
+                _check_arguments, run_check),
         Command("reference", "write a reference batch (.npz: arr_0, mu, sigma, activations) from images", _reference_arguments, run_reference),
     )),
 )

@@ -27,8 +27,8 @@ from ..runtime.seeds import derive_seed
 from ..sampling import CompiledDecoder, CompiledSampler, SamplingConfig
 from .inception import InceptionFeatures
 from .metrics import ADM_IS_SPLIT, default_fid_method, feature_statistics, frechet_distance, inception_score, precision_recall
-from .protocol import PROTOCOL_VERSION, EvaluationError, merge_work, now, open_work
-from .references import load_reference, write_sample_batch
+from .protocol import versions, PROTOCOL_VERSION, EvaluationError, merge_work, now, open_work
+from .references import load_reference, statistics_sha256, write_sample_batch
 
 __all__ = ["LABEL_ORDER", "generation_labels", "evaluate_generation"]
 
@@ -129,9 +129,11 @@ def _record(settings: dict[str, Any], total: int, C: int, got: int, reference: s
                            + (f"; one split of {got} here" if got <= ADM_IS_SPLIT else ""),
         "fid": "scipy sqrtm of sigma_sample @ sigma_ref (ADM evaluator)" if default_fid_method() == "sqrtm" else "eigh (SciPy missing)",
         "chunk_seeds": "derive_seed(seed, 'chunk', k) per batch k",
-        "reference": {"path": str(Path(reference).resolve()), "num_images": int(ref["activations"].shape[0])},
+        "reference": {"path": str(Path(reference).resolve()), "num_images": int(ref["activations"].shape[0]),
+                      "statistics_sha256": statistics_sha256(ref["mu"], ref["sigma"])},
         "samples_file": None if save_samples is None else str(Path(save_samples).resolve()),
         "processes": processes.world, "date": now(), "seconds": seconds, "sampling_seconds_this_process": gen_time,
+        "versions": versions(),
     }
 
 

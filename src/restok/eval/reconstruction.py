@@ -29,7 +29,7 @@ from .budgets import budget_distribution
 from .inception import InceptionFeatures
 from .metrics import codebook_stats, default_fid_method, feature_statistics, frechet_distance, inception_score, psnr, ssim
 from .plots import plot_rate_curve
-from .protocol import PROTOCOL_VERSION, EvaluationError, merge_work, now, open_work, to_uint8_truncate
+from .protocol import versions, PROTOCOL_VERSION, EvaluationError, merge_work, now, open_work, to_uint8_truncate
 
 __all__ = ["reconstruction_batch", "prefix_arrays", "summarize_reconstruction", "evaluate_reconstruction", "token_lengths"]
 
@@ -206,6 +206,7 @@ def evaluate_reconstruction(
         "fid": "scipy sqrtm of sigma_real @ sigma_fake (TiTok evaluator)" if default_fid_method() == "sqrtm" else "eigh (SciPy missing)",
         "inception_score": "one split over all reconstructions, eps 1e-16 (TiTok evaluator)",
         "processes": processes.world, "date": now(), "seconds": time.perf_counter() - t0,
+        "versions": versions(),
     }
     write_json(out, result)
     if curve:

@@ -4,6 +4,8 @@ none), making one from images, and writing the scored samples for the ADM Tensor
 
 from __future__ import annotations
 
+import hashlib
+
 import itertools
 import zipfile
 from pathlib import Path
@@ -20,7 +22,7 @@ from .inception import InceptionFeatures
 from .metrics import feature_statistics
 from .protocol import EvaluationError
 
-__all__ = ["load_reference", "make_reference", "reference_images", "image_features", "write_sample_batch"]
+__all__ = ["load_reference", "make_reference", "reference_images", "image_features", "write_sample_batch", "statistics_sha256"]
 
 
 def image_features(images: np.ndarray, inception: InceptionFeatures, batch_size: int = 64) -> np.ndarray:
@@ -37,6 +39,15 @@ def reference_images(source: ImageSource, image_size: int, num_images: int | Non
     ds = ImageDataset(source, image_size, train=False)
     n = min(len(ds), num_images or len(ds))
     return np.stack([(ds.load(i, 0) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy() for i in range(n)])
+
+
+def statistics_sha256(mu: np.ndarray, sigma: np.ndarray) -> str:
+    """SHA-256 of a reference's FID statistics (mu then sigma as little-endian float64): names the reference batch
+    whatever archive holds it."""
+    h = hashlib.sha256()
+    for a in (mu, sigma):
+        h.update(np.ascontiguousarray(np.asarray(a, dtype="<f8")).tobytes())
+    return h.hexdigest()
 
 
 def load_reference(path: str | Path, inception: InceptionFeatures | None = None, need_activations: bool = True, batch_size: int = 64) -> dict[str, np.ndarray]:
