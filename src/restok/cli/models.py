@@ -70,7 +70,7 @@ def _print_presets() -> None:
         print(f"\n{kind} presets:")
         for cls in model_classes(kind):
             for name, cfg in cls.presets.items():
-                print(f"  {name:14s} {cfg.summary()}  {_count(cls, cfg):>12,d} params")
+                print(f"  {name:18s} {cfg.summary()}  {_count(cls, cfg):>12,d} params")
 
 
 def run_info(args: argparse.Namespace) -> int:

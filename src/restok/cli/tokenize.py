@@ -42,10 +42,10 @@ def _running(p: argparse.ArgumentParser) -> None:
     batch_option(p, 16)
 
 
-def _lengths(tokens: str | None, allowed: Sequence[int]) -> list[int]:
-    """The prefix lengths ``--tokens`` names (None: all tokens), checked against the tokenizer's."""
+def _lengths(tokens: str | None, tok: Any) -> list[int]:
+    """The prefix lengths ``--tokens`` names (None: all tokens), checked against what the tokenizer decodes."""
     try:
-        return select_prefixes(parse_tokens(tokens), tuple(allowed))
+        return select_prefixes(parse_tokens(tokens), tuple(tok.prefix_lengths), tok.decodable, tok.describe_lengths())
     except ValueError as e:
         raise CLIError(f"--tokens: {e}") from None
 
@@ -67,7 +67,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     """Reconstruct images from k tokens; write each reconstruction and a side-by-side comparison."""
     device = resolve_device(args.device)
     tok = load_tokenizer(args.tokenizer, device=device)
-    ks = _lengths(args.tokens, tok.prefix_lengths)
+    ks = _lengths(args.tokens, tok)
     out = Path(args.out)
     images, failed = load_images(args.images, tok.config.image_size)
     # one name per input, in order: a path given twice gets two names (and two outputs), as the count says
@@ -156,11 +156,11 @@ def _detokenize_arguments(p: argparse.ArgumentParser) -> None:
     _running(p)
 
 
-def _wanted(tf: TokenFile, tokens: str | None, prefix_lengths: Sequence[int]) -> list[tuple[int, int]]:
+def _wanted(tf: TokenFile, tokens: str | None, tok: Any) -> list[tuple[int, int]]:
     """(k, row) pairs to decode: each image from its own length, or the lengths ``--tokens`` names that it keeps."""
     if tokens is None:
         return sorted((int(tf.lengths[i]), i) for i in range(len(tf.files)))
-    ks = _lengths(tokens, prefix_lengths)
+    ks = _lengths(tokens, tok)
     if tokens != "all":
         short = [tf.files[i] for i in range(len(tf.files)) if tf.lengths[i] < max(ks)]
         if short:
@@ -174,7 +174,7 @@ def run_detokenize(args: argparse.Namespace) -> int:
     tf = read_token_file(args.codes)
     tok = load_tokenizer(args.tokenizer or tf.tokenizer, device=device)
     tf.check_lengths(tok.prefix_lengths, str(args.codes))
-    jobs = _wanted(tf, args.tokens, tok.prefix_lengths)
+    jobs = _wanted(tf, args.tokens, tok)
     several = args.tokens is not None and (args.tokens == "all" or "," in args.tokens)
     out, stems, ids_all = Path(args.out), unique_stems(tf.files), torch.from_numpy(tf.ids)
     for k in sorted({k for k, _ in jobs}):

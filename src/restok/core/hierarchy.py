@@ -15,6 +15,8 @@ Vocabulary used below:
 
 from __future__ import annotations
 
+from typing import Callable
+
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -106,17 +108,20 @@ def prefix_lengths(num_tokens: int, min_tokens: int) -> tuple[int, ...]:
     return tuple(e for e in ends if e >= min_tokens)
 
 
-def select_prefixes(spec: int | str | tuple[int, ...] | list[int] | None, allowed: tuple[int, ...]) -> list[int]:
-    """The prefix lengths a user asks for, in increasing order: None (the longest), one length, several, or ``"all"``;
-    a ValueError names the ones that are not among ``allowed``."""
+def select_prefixes(spec: int | str | tuple[int, ...] | list[int] | None, allowed: tuple[int, ...],
+                    decodable: Callable[[int], bool] | None = None, describe: str | None = None) -> list[int]:
+    """The prefix lengths a user asks for, in increasing order: None (the longest), one length, several, or ``"all"``
+    (the ``allowed`` budgets); a ValueError names the ones that are not among ``allowed`` (or, for tokenizers whose
+    every prefix decodes such as One-D-Piece, that ``decodable`` refuses)."""
     if spec is None:
         return [allowed[-1]]
     if spec == "all":
         return list(allowed)
     ks = sorted({int(spec)} if isinstance(spec, int) else {int(k) for k in spec})  # type: ignore[union-attr]
-    bad = [k for k in ks if k not in allowed]
+    ok = decodable or (lambda k: k in allowed)
+    bad = [k for k in ks if not ok(k)]
     if bad or not ks:
-        raise ValueError(f"prefix length(s) {bad or ks} not allowed: choose from {list(allowed)} or 'all'")
+        raise ValueError(f"prefix length(s) {bad or ks} not allowed: " + (describe or f"choose from {list(allowed)}") + " or 'all'")
     return ks
 
 

@@ -104,7 +104,7 @@ def token_lengths(tokenizer: Any, tokens: int | str | Sequence[int] | None) -> t
     or a list; an EvaluationError names lengths the tokenizer does not decode."""
     curve = tokens == "all" or isinstance(tokens, (list, tuple))
     try:
-        return select_prefixes(tokens, tuple(tokenizer.prefix_lengths)), curve  # type: ignore[arg-type]
+        return select_prefixes(tokens, tuple(tokenizer.prefix_lengths), tokenizer.decodable, tokenizer.describe_lengths()), curve  # type: ignore[arg-type]
     except ValueError as e:
         raise EvaluationError(f"--tokens: {e}") from None
 

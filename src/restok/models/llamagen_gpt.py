@@ -51,7 +51,7 @@ def _gpt(size: str, grid: int = 16, **kw: Any) -> HARConfig:
 LLAMAGEN_GPT_PRESETS: dict[str, HARConfig] = {
     "llamagen-gpt-b": _gpt("B"), "llamagen-gpt-l": _gpt("L"), "llamagen-gpt-xl": _gpt("XL", 24),
     "llamagen-gpt-b-384": _gpt("B", 24), "llamagen-gpt-l-384": _gpt("L", 24),
-    "llamagen-gpt-tiny": HARConfig(dim=64, n_layer=2, n_head=4, num_tokens=16, vocab_size=64, num_classes=10, ar_tokens=16,
+    "llamagen-gpt-tiny": HARConfig(dim=64, n_layer=2, n_head=4, num_tokens=64, vocab_size=64, num_classes=10, ar_tokens=64,
                                    num_special_tokens=0),
 }
 
