@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from restok.core.registry import model_class
+from restok.models.layers.perceptual import VGG16Features
 from tests.helpers import run_cli, write_image_folder
 
 
@@ -31,7 +32,11 @@ def family_models(tmp_path_factory) -> dict[str, Path]:
 def test_compare_equals_separate_reconstruction_runs(family_models: dict[str, Path], inception_torchscript: str, tmp_path: Path) -> None:
     data = write_image_folder(tmp_path / "images", classes=2, per_class=3, size=(40, 36))
     toks = [family_models[f] for f in ("one-d-piece", "titok", "llamagen-vq")]
-    args = ["--data", str(data), "--inception-weights", inception_torchscript, "--no-progress", "--batch-size", "4"]
+    vgg = tmp_path / "vgg16.pth"  # random VGG16 weights in torchvision's layout (the real file is not in any wheel)
+    torch.manual_seed(0)
+    torch.save(VGG16Features().state_dict(), vgg)
+    args = ["--data", str(data), "--inception-weights", inception_torchscript, "--no-progress", "--batch-size", "4",
+            "--lpips", "--lpips-vgg", str(vgg)]
     ran = run_cli("eval", "compare", *[a for t in toks for a in ("--tokenizer", str(t))], "--out", str(tmp_path / "cmp"), *args)
     assert ran.returncode == 0, ran.stderr
     table = json.loads((tmp_path / "cmp" / "table.json").read_text())
@@ -40,7 +45,8 @@ def test_compare_equals_separate_reconstruction_runs(family_models: dict[str, Pa
     assert [(r["tokenizer"], r["tokens"]) for r in rows] == [("one-d-piece-tiny", k) for k in (1, 2, 4, 8, 16)] + [
         ("titok-tiny", 8), ("llamagen-vq-tiny", 64)]
     assert all(r["encode_images_per_s"] > 0 and r["decode_images_per_s"] > 0 for r in rows)
-    assert set(table["versions"]) >= {"torch", "numpy", "pillow"} and "not measured" in table["lpips"]
+    assert set(table["versions"]) >= {"torch", "numpy", "pillow"} and "vgg16.pth" in table["lpips"]
+    assert all(0 < r["lpips"] < 5 for r in rows)
     with open(tmp_path / "cmp" / "table.csv") as f:
         assert [row["tokenizer"] for row in csv.DictReader(f)] == [r["tokenizer"] for r in rows]
     assert (tmp_path / "cmp" / "table.md").read_text().count("\n| ") == len(rows)
@@ -51,7 +57,7 @@ def test_compare_equals_separate_reconstruction_runs(family_models: dict[str, Pa
         got = run_cli("eval", "reconstruction", "--tokenizer", r["source"], "--tokens", str(r["tokens"]), "--out", str(alone), *args)
         assert got.returncode == 0, got.stderr
         single = json.loads(alone.read_text())
-        for key in ("rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy"):
+        for key in ("rfid", "psnr", "ssim", "lpips", "codebook_usage", "codebook_entropy"):
             assert single[key] == pytest.approx(r[key], rel=1e-9, abs=1e-12), (r["tokenizer"], r["tokens"], key)
     # a rerun resumes: nothing is recomputed, the table is the same
     again = run_cli("eval", "compare", *[a for t in toks for a in ("--tokenizer", str(t))], "--out", str(tmp_path / "cmp"), *args, "--no-speed")
@@ -67,3 +73,14 @@ def test_compare_needs_tokenizers_and_names_a_bad_one(tmp_path: Path, inception_
     r = run_cli("eval", "compare", "--tokenizer", str(tmp_path / "missing"), "--data", str(data), "--out", str(tmp_path / "o"),
                 "--inception-weights", inception_torchscript, "--no-progress")
     assert r.returncode != 0 and "missing" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_lpips_offline_needs_the_vgg_file(tmp_path: Path, inception_torchscript: str, family_models: dict[str, Path], monkeypatch) -> None:
+    monkeypatch.setenv("RESTOK_OFFLINE", "1")
+    data = write_image_folder(tmp_path / "images", classes=1, per_class=2)
+    r = run_cli("eval", "compare", "--tokenizer", family_models["titok"], "--data", data, "--out", tmp_path / "o", "--lpips",
+                "--inception-weights", inception_torchscript, "--no-progress")
+    assert r.returncode != 0 and "--lpips-vgg" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = run_cli("eval", "reconstruction", "--tokenizer", family_models["titok"], "--data", data, "--out", tmp_path / "o.json",
+                "--lpips-vgg", "x.pth", "--inception-weights", inception_torchscript)
+    assert r.returncode != 0 and "add --lpips" in r.stderr

@@ -10,7 +10,7 @@ from typing import Any
 from pathlib import Path
 
 from ..eval import jobs
-from ..eval.jobs import CompareRequest, GenerationRequest, Inception, ReconstructionRequest, ReferenceRequest, SearchRequest
+from ..eval.jobs import CompareRequest, GenerationRequest, Inception, Lpips, ReconstructionRequest, ReferenceRequest, SearchRequest
 from ..eval.search import MAX_SEARCH_POINTS
 from ..runtime.precision import DTYPES
 from ..sampling import SAMPLING_FIELDS
@@ -32,6 +32,23 @@ def _common(p: argparse.ArgumentParser, out_help: str) -> None:
     progress_option(p)
     device_option(p)
     batch_option(p, 32)
+
+
+def _lpips_options(p: argparse.ArgumentParser) -> None:
+    """LPIPS-VGG16 as a metric: on with ``--lpips``; its weights from files (offline: the VGG16 file is required)."""
+    g = group(p, "LPIPS")
+    g.add_argument("--lpips", action="store_true", help="also score LPIPS-VGG16 (lower is better)")
+    g.add_argument("--lpips-vgg", default=None, metavar="FILE",
+                   help="torchvision's VGG16 weights (vgg16-397923af.pth); default: downloaded (no wheel ships them)")
+    g.add_argument("--lpips-lin", default=None, metavar="FILE",
+                   help="the LPIPS 'lin' heads (vgg.pth); default: the ones pip's lpips wheel ships, else downloaded")
+
+
+def _lpips(args: argparse.Namespace) -> Lpips | None:
+    """The LPIPS the options ask for (None: off)."""
+    if not args.lpips and (args.lpips_vgg or args.lpips_lin):
+        raise ValueError("--lpips-vgg/--lpips-lin name LPIPS weights: add --lpips to score LPIPS")
+    return Lpips(args.lpips_vgg, args.lpips_lin) if args.lpips else None
 
 
 def _inception(args: argparse.Namespace) -> Inception:
@@ -58,14 +75,15 @@ def _reconstruction_arguments(p: argparse.ArgumentParser) -> None:
                                     help="with --tokens all: the distribution of the shortest prefix reaching this PSNR per image")
     group(p, "device and precision").add_argument("--pixel-dtype", default="fp32", choices=list(DTYPES),
                                                    help="precision of the CNN pixel decoder (default: fp32, as the official code)")
+    _lpips_options(p)
     _common(p, "result JSON (finished batches are kept in OUT.work/ for resume)")
 
 
 def run_reconstruction(args: argparse.Namespace) -> int:
     """rFID, PSNR, SSIM, codebook usage and entropy of a tokenizer."""
     req = ReconstructionRequest(args.tokenizer, args.data, Path(args.out), parse_tokens(args.tokens), args.num_images, args.target_psnr,
-                                args.batch_size, args.allow_partial, args.pixel_dtype, _inception(args))
-    _print(jobs.run_reconstruction(req), ("rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy", "num_images", "inception_score", "budget"), args.out)
+                                args.batch_size, args.allow_partial, args.pixel_dtype, _inception(args), _lpips(args))
+    _print(jobs.run_reconstruction(req), ("rfid", "psnr", "ssim", "lpips", "codebook_usage", "codebook_entropy", "num_images", "inception_score", "budget"), args.out)
     return 0
 
 
@@ -155,17 +173,18 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data", required=True, help="image folder or .tar shards (ImageNet val: the 50,000 images)")
     g.add_argument("--num-images", type=COUNT, default=None, help="images to use (default: all in --data)")
     group(p, "output").add_argument("--no-speed", action="store_true", help="do not time encode/decode images/s")
+    _lpips_options(p)
     _common(p, "output folder (table.csv, table.json, table.md, rate.png, one result JSON and work folder per tokenizer)")
 
 
 def run_compare(args: argparse.Namespace) -> int:
     """Several tokenizers under one protocol: a table and a rate-quality plot."""
     req = CompareRequest(tuple(args.tokenizers), args.data, Path(args.out), args.num_images, args.batch_size, args.allow_partial,
-                         not args.no_speed, _inception(args))
+                         not args.no_speed, _inception(args), _lpips(args))
     result = jobs.run_compare(req, announce=lambda m: print(m, flush=True))
     if result is not None:
         for r in result["rows"]:
-            print(json.dumps({k: r[k] for k in ("tokenizer", "tokens", "rfid", "psnr", "ssim", "codebook_usage")}))
+            print(json.dumps({k: r[k] for k in ("tokenizer", "tokens", "rfid", "psnr", "ssim", "lpips", "codebook_usage")}))
         print(f"wrote {args.out}/table.csv, table.json, table.md" + (", rate.png" if (Path(args.out) / "rate.png").exists() else ""))
     return 0
 

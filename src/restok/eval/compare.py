@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -130,6 +131,7 @@ def compare_tokenizers(
     processes: Processes | None = None,
     speed: bool = True,
     announce: Callable[[str], None] = lambda _m: None,
+    lpips: Any = None,
 ) -> dict[str, Any] | None:
     """Score every tokenizer in ``entries`` (loaded with ``load``) on ``source`` at each budget it supports; write
     ``OUT/<label>.json`` per tokenizer and the table and plot; the table on the main process (None elsewhere)."""
@@ -144,7 +146,7 @@ def compare_tokenizers(
         announce(f"[{i + 1}/{len(entries)}] {entry.label} ({type(tok).family}, budgets {list(tok.prefix_lengths)})")
         result = evaluate_reconstruction(tok, source, inception, out / f"{entry.label}.json", tokens=list(tok.prefix_lengths),
                                          num_images=num_images, batch_size=batch_size, allow_partial=allow_partial,
-                                         processes=processes)
+                                         processes=processes, lpips=lpips)
         if result is None:
             continue  # not the main process: the main one writes the table
         measured = None
@@ -159,8 +161,10 @@ def compare_tokenizers(
         return None
     notes = {"protocol": "TiTok reconstruction protocol (restok eval reconstruction) for every tokenizer: the same evaluation "
                          "transform, 8-bit reconstructions, FID Inception and evaluator",
-             "lpips": "not measured (see the README: LPIPS needs the VGG16 backbone weights)",
-             "speed": f"images/s on one batch of {batch_size} on the main process, best of 2 after a warm-up" if speed else "not measured",
+             "lpips": ("LPIPS-VGG16 (Zhang et al. 2018) of the 8-bit reconstructions: " + json.dumps(lpips.identity)) if lpips is not None
+             else "not measured: pass --lpips with --lpips-vgg FILE (torchvision's vgg16-397923af.pth; no wheel ships it)",
+             "speed": f"images/s on one batch of {min(batch_size, len(source))} on the main process, best of 2 after a warm-up"
+             if speed else "not measured",
              "versions": versions()}
     write_table(out, rows, notes)
     plot_comparison(out / "rate.png", rows)

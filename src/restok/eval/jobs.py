@@ -19,7 +19,7 @@ from .reconstruction import evaluate_reconstruction
 from .references import make_reference, reference_images
 from .search import MAX_SEARCH_POINTS, SearchGrid, search_guidance
 
-__all__ = ["Inception", "ReconstructionRequest", "GenerationRequest", "SearchRequest", "ReferenceRequest", "run_reconstruction",
+__all__ = ["Inception", "Lpips", "ReconstructionRequest", "GenerationRequest", "SearchRequest", "ReferenceRequest", "run_reconstruction",
            "run_generation", "run_search", "run_reference", "CompareRequest", "run_compare"]
 
 
@@ -31,6 +31,22 @@ class Inception:
     dtype: str = "fp64"
     device: str = "auto"
     progress: bool = True
+
+
+@dataclass(frozen=True)
+class Lpips:
+    """LPIPS-VGG16 as a reconstruction metric: the VGG16 backbone (torchvision's ``vgg16-397923af.pth``; no wheel ships
+    it, so offline it must be a local file) and the "lin" heads (default: the ``lpips`` wheel's, else downloaded)."""
+
+    vgg_weights: str | None = None
+    lin_weights: str | None = None
+
+    def build(self, device: Any) -> Any:
+        """The frozen network on ``device``."""
+        from ..models.layers.perceptual import build_lpips
+
+        return build_lpips("vgg16", self.vgg_weights, self.lin_weights,
+                           vgg_option="--lpips-vgg vgg16-397923af.pth (torchvision's VGG16 weights file)").to(device)
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,7 @@ class ReconstructionRequest:
     allow_partial: bool = False
     pixel_dtype: str = "fp32"
     inception: Inception = field(default_factory=Inception)
+    lpips: Lpips | None = None
 
 
 def run_reconstruction(req: ReconstructionRequest) -> dict[str, Any] | None:
@@ -56,7 +73,8 @@ def run_reconstruction(req: ReconstructionRequest) -> dict[str, Any] | None:
     processes, _ = launched(req.inception.device, progress=req.inception.progress)
     return evaluate_reconstruction(tok, open_image_source(req.data), inception, req.out, tokens=req.tokens, num_images=req.num_images,
                                    target_psnr=req.target_psnr, batch_size=req.batch_size, allow_partial=req.allow_partial,
-                                   processes=processes, pixel_dtype=DTYPES[req.pixel_dtype])
+                                   processes=processes, pixel_dtype=DTYPES[req.pixel_dtype],
+                                   lpips=None if req.lpips is None else req.lpips.build(tok.device))
 
 
 @dataclass(frozen=True)
@@ -161,6 +179,7 @@ class CompareRequest:
     allow_partial: bool = False
     speed: bool = True
     inception: Inception = field(default_factory=Inception)
+    lpips: Lpips | None = None
 
 
 def run_compare(req: CompareRequest, announce: Callable[[str], None] = lambda _m: None) -> dict[str, Any] | None:
@@ -169,4 +188,5 @@ def run_compare(req: CompareRequest, announce: Callable[[str], None] = lambda _m
     inception = load_inception(req.inception.weights, device=device, dtype=req.inception.dtype)
     return compare_tokenizers(entry_labels(req.tokenizers), lambda src: load_tokenizer(src, device=req.inception.device),
                               open_image_source(req.data), inception, req.out, num_images=req.num_images, batch_size=req.batch_size,
-                              allow_partial=req.allow_partial, processes=processes, speed=req.speed, announce=announce)
+                              allow_partial=req.allow_partial, processes=processes, speed=req.speed, announce=announce,
+                              lpips=None if req.lpips is None else req.lpips.build(device))

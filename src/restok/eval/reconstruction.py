@@ -34,14 +34,18 @@ from .protocol import versions, PROTOCOL_VERSION, EvaluationError, merge_work, n
 __all__ = ["reconstruction_batch", "prefix_arrays", "summarize_reconstruction", "evaluate_reconstruction", "token_lengths"]
 
 
-def _scored(tokenizer: Any, x: torch.Tensor, ids: torch.Tensor, inception: InceptionFeatures | None, pixel_dtype: torch.dtype) -> dict[str, np.ndarray]:
-    """PSNR, SSIM and (with an Inception) features and logits of the 8-bit reconstruction from ``ids``."""
+def _scored(tokenizer: Any, x: torch.Tensor, ids: torch.Tensor, inception: InceptionFeatures | None, pixel_dtype: torch.dtype,
+            lpips: Any = None) -> dict[str, np.ndarray]:
+    """PSNR, SSIM, (with an Inception) features and logits, and (with an LPIPS network) LPIPS of the 8-bit
+    reconstruction from ``ids``."""
     rec = tokenizer.decode(ids, pixel_dtype)  # (B, 3, H, W) clamped to [0, 1]
     rec = torch.round(rec * 255) / 255  # 8-bit reconstructions, as the official evaluator
     arrays = {
         "psnr": psnr(rec, x).cpu().numpy(),
         "ssim": ssim(rec, x).cpu().numpy() if min(x.shape[-2:]) >= 11 else np.full(len(x), np.nan),
     }
+    if lpips is not None:
+        arrays["lpips"] = lpips(rec, x).double().cpu().numpy()
     if inception is not None:
         f_fake, logits = inception(to_uint8_truncate(rec))
         arrays.update(fake=f_fake.cpu().numpy(), logits=logits.cpu().numpy() if logits is not None else np.zeros((len(x), 0)))
@@ -51,7 +55,7 @@ def _scored(tokenizer: Any, x: torch.Tensor, ids: torch.Tensor, inception: Incep
 @torch.no_grad()
 def reconstruction_batch(
     tokenizer: Any, x: torch.Tensor, tokens: int | Sequence[int], inception: InceptionFeatures | None = None,
-    pixel_dtype: torch.dtype = torch.float32,
+    pixel_dtype: torch.dtype = torch.float32, lpips: Any = None,
 ) -> dict[str, np.ndarray]:
     """Per-image results of one batch (B, 3, S, S) in [0, 1] under the reconstruction protocol: ``psnr``,
     ``ssim`` (NaN below 11 px), ``ids`` and, with an Inception, ``real``/``fake`` features and ``logits``.
@@ -65,7 +69,7 @@ def reconstruction_batch(
     if inception is not None:
         out["real"] = inception(to_uint8_truncate(x))[0].cpu().numpy()
     for k in ks:
-        one = _scored(tokenizer, x, ids[:, :k], inception, pixel_dtype)
+        one = _scored(tokenizer, x, ids[:, :k], inception, pixel_dtype, lpips)
         out.update(one if isinstance(tokens, int) else {f"{name}@{k}": v for name, v in one.items()})
     return out
 
@@ -90,6 +94,8 @@ def summarize_reconstruction(arrays: dict[str, np.ndarray], codebook_size: int, 
         "codebook_entropy": cb["entropy"],
         "num_images": n,
     }
+    if "lpips" in arrays:
+        out["lpips"] = float(np.mean(arrays["lpips"]))
     if "real" in arrays and n >= 2:
         mu_r, sig_r = feature_statistics(arrays["real"])
         mu_f, sig_f = feature_statistics(arrays["fake"])
@@ -120,7 +126,7 @@ def _image_count(source: ImageSource, num_images: int | None, allow_partial: boo
 
 
 def _run_chunks(tokenizer: Any, dataset: ImageDataset, job: Any, n: int, batch_size: int, tokens: int | list[int],
-                inception: InceptionFeatures, pixel_dtype: torch.dtype, processes: Processes) -> None:
+                inception: InceptionFeatures, pixel_dtype: torch.dtype, processes: Processes, lpips: Any = None) -> None:
     """This process's chunks of the reconstruction protocol (unreadable images counted and named)."""
     skipped: list[str] = []
     k_max = tokens if isinstance(tokens, int) else max(tokens)
@@ -134,7 +140,7 @@ def _run_chunks(tokenizer: Any, dataset: ImageDataset, job: Any, n: int, batch_s
         if not items:
             job.save(c, {"ids": np.zeros((0, k_max), np.int64)})  # done, nothing to merge
             continue
-        job.save(c, reconstruction_batch(tokenizer, torch.stack(items).to(tokenizer.device), tokens, inception, pixel_dtype))
+        job.save(c, reconstruction_batch(tokenizer, torch.stack(items).to(tokenizer.device), tokens, inception, pixel_dtype, lpips))
     job.note_skipped(skipped)
 
 
@@ -168,6 +174,7 @@ def evaluate_reconstruction(
     processes: Processes | None = None,
     pixel_dtype: torch.dtype = torch.float32,
     target_psnr: float | None = None,
+    lpips: Any = None,
 ) -> dict[str, Any] | None:
     """rFID, PSNR, SSIM, codebook usage and entropy of ``tokenizer`` on ``source``; writes ``out`` (JSON).
 
@@ -175,7 +182,8 @@ def evaluate_reconstruction(
     one pass (each batch encoded once, each prefix decoded), as ``rate_curve`` in the JSON (and ``OUT.png`` when
     matplotlib is installed), the top-level numbers being those of the longest; with ``target_psnr``, also the
     distribution of the shortest prefix meeting it per image. ``pixel_dtype``: the CNN pixel decoder's precision.
-    ``processes``: the processes of a torchrun launch (chunk k done by process k mod world); None for one."""
+    ``processes``: the processes of a torchrun launch (chunk k done by process k mod world); None for one. ``lpips``: an
+    LPIPS network (:func:`restok.models.layers.perceptual.build_lpips`) to score LPIPS-VGG too (None: not measured)."""
     processes = processes or Processes()
     out = Path(out)
     ks, curve = token_lengths(tokenizer, tokens)
@@ -187,10 +195,12 @@ def evaluate_reconstruction(
         "batch_size": batch_size, "data": source.description, "tokenizer": tokenizer.identity(), "inception": inception.identity(),
         "precision": str(next(tokenizer.parameters()).dtype), "pixel_decoder_dtype": str(pixel_dtype),
     }
+    if lpips is not None:  # only then: work folders of runs without LPIPS keep resuming
+        settings["lpips"] = getattr(lpips, "identity", "LPIPS-VGG16")
     job = open_work(out, settings, math.ceil(n / batch_size), processes)
     t0 = time.perf_counter()
     dataset = ImageDataset(source, tokenizer.config.image_size, train=False)
-    _run_chunks(tokenizer, dataset, job, n, batch_size, ks if curve else ks[-1], inception, pixel_dtype, processes)
+    _run_chunks(tokenizer, dataset, job, n, batch_size, ks if curve else ks[-1], inception, pixel_dtype, processes, lpips)
     merged = merge_work(job, processes)
     if merged is None:
         return None

@@ -16,7 +16,6 @@ Axes: B batch, C channels, N tokens, D width.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..models.layers.perceptual import (LPIPS, LPIPS_LIN_URL, VGG16_URL, WEIGHT_OPTIONS, BackboneError, VGG16Features,
+                                       build_lpips, freeze, installed_lpips_heads, load_weights, seeded_init)
 from ..runtime.network import offline
 
 __all__ = [
@@ -39,13 +40,15 @@ __all__ = [
     "build_feature_teacher",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "BackboneError",
+    "WEIGHT_OPTIONS",
+    "VGG16_URL",
+    "LPIPS_LIN_URL",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
-LPIPS_LIN_URL = "https://heibox.uni-heidelberg.de/f/607503859c864bc1b30b/?dl=1"  # taming-transformers vgg.pth
 DINO_VITS16_URL = "https://dl.fbaipublicfiles.com/dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth"
 # timm names of the DINOv3 teachers (their pretrained configs point at the Hub repos timm/<name>); the paper
 # aligns to ViT-L/16, the ViT-S/16 is a light stand-in for small runs.
@@ -53,191 +56,6 @@ DINOV3_TIMM_NAMES = {
     "dinov3-vitl16": "vit_large_patch16_dinov3.lvd1689m",
     "dinov3-vits16": "vit_small_patch16_dinov3.lvd1689m",
 }
-RANDOM_INIT_SEED = 1234  # small spec networks without a file: the same random weights on every machine
-
-
-class BackboneError(RuntimeError):
-    """A pretrained network could not be built or its weights did not fit."""
-
-
-# Which training setting takes a local file instead of each download (named in the offline error).
-WEIGHT_OPTIONS = {
-    "LPIPS VGG16 features": "loss.perceptual_vgg_weights=vgg16-397923af.pth",
-    "LPIPS lin heads": "loss.perceptual_lin_weights=vgg.pth (or pip install lpips, whose wheel ships it)",
-    "discriminator backbone dino-vits16": "loss.discriminator_weights=dino_deitsmall16_pretrain.pth "
-                                          "(loss.alignment_weights=... when DINO is the alignment teacher)",
-}
-
-
-def load_weights(module: nn.Module, source: str | None, url: str | None, what: str, strict: bool = True) -> list[str]:
-    """Load a state dict into ``module`` from a local file (``source``) or ``url``; returns ignored keys.
-
-    With neither, the module keeps seeded random weights (only allowed for the small test networks,
-    which pass ``url=None``).
-    """
-    if source:
-        if not os.path.isfile(source):
-            raise BackboneError(f"{what}: weights file {source!r} does not exist")
-        if source.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state = load_file(source)
-        else:
-            state = torch.load(source, map_location="cpu", weights_only=True)
-    elif url:
-        if offline():
-            option = WEIGHT_OPTIONS.get(what, "the setting that names its weights file")
-            raise BackboneError(
-                f"{what}: offline (HF_HUB_OFFLINE/RESTOK_OFFLINE is set), so {url} is not downloaded; pass the local "
-                f"file instead: {option}"
-            )
-        try:
-            state = torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True, progress=False)
-        except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
-            raise BackboneError(
-                f"{what}: could not download weights from {url} ({type(e).__name__}: {e}); "
-                "on an offline machine download the file elsewhere and pass its local path"
-            ) from None
-    else:
-        return []
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if strict and missing:
-        raise BackboneError(f"{what}: weights miss {len(missing)} keys, e.g. {missing[:5]}")
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if wrong:
-        k = wrong[0]
-        raise BackboneError(
-            f"{what}: {len(wrong)} tensors have the wrong shape, e.g. {k}: file {list(state[k].shape)} vs model {list(own[k].shape)}"
-        )
-    module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=strict)
-    return unexpected
-
-
-def _seeded_init(module: nn.Module) -> None:
-    """Deterministic random init for the small test networks (independent of the global RNG)."""
-    g = torch.Generator().manual_seed(RANDOM_INIT_SEED)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() >= 2:
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
-            elif name.endswith("weight"):
-                p.fill_(1.0)
-            else:
-                p.zero_()
-
-
-def _freeze(module: nn.Module) -> nn.Module:
-    """Eval mode and no gradients: these networks are never trained."""
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
-
-
-# ------------------------------------------------------------------------------------------- VGG16 / LPIPS
-VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
-LPIPS_TAPS = (3, 8, 15, 22, 29)  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 in torchvision's numbering
-
-
-class VGG16Features(nn.Module):
-    """torchvision's ``vgg16().features`` up to relu5_3, same key names (``features.N.weight``)."""
-
-    def __init__(self, width_divisor: int = 1) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c = 3
-        for v in VGG16_LAYOUT:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                out = int(v) // width_divisor
-                layers += [nn.Conv2d(c, out, 3, padding=1), nn.ReLU(inplace=False)]
-                c = out
-        self.features = nn.Sequential(*layers)
-        self.channels = tuple(int(v) // width_divisor for v in (64, 128, 256, 512, 512))
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(B, 3, H, W) -> the five tapped activations."""
-        taps = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in LPIPS_TAPS:
-                taps.append(x)
-        return taps
-
-
-class _Lin(nn.Module):
-    """One LPIPS head: dropout (inactive, eval) then a 1x1 bias-free conv to one channel (``linN.model.1``)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.model = nn.Sequential(nn.Dropout(), nn.Conv2d(channels, 1, 1, bias=False))
-
-
-class LPIPS(nn.Module):
-    """LPIPS-VGG16 (Zhang et al. 2018) as used by TiTok/taming; inputs in [0, 1], output (B,)."""
-
-    def __init__(self, width_divisor: int = 1) -> None:
-        super().__init__()
-        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1), persistent=False)
-        self.net = VGG16Features(width_divisor)
-        self.lins = nn.ModuleList([_Lin(c) for c in self.net.channels])
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Perceptual distance per image between (B, 3, H, W) tensors in [0, 1]."""
-        fx = self.net((x * 2 - 1 - self.shift) / self.scale)
-        fy = self.net((y * 2 - 1 - self.shift) / self.scale)
-        total = x.new_zeros(x.shape[0])
-        for a, b, lin in zip(fx, fy, self.lins):
-            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)  # unit-normalise channels
-            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            total = total + lin.model((a - b) ** 2).mean(dim=(1, 2, 3))  # (B,)
-        return total
-
-
-def build_lpips(spec: str = "vgg16", vgg_weights: str | None = None, lin_weights: str | None = None) -> LPIPS:
-    """The frozen LPIPS network: ``vgg16`` (public weights, file or download) or ``vgg16-tiny`` (random)."""
-    if spec not in ("vgg16", "vgg16-tiny"):
-        raise BackboneError(f"unknown perceptual network {spec!r}; choose 'vgg16' or 'vgg16-tiny'")
-    real = spec == "vgg16"
-    m = LPIPS(width_divisor=1 if real else 8)
-    if not real:
-        _seeded_init(m)
-        with torch.no_grad():  # LPIPS heads are non-negative, so the distance is too
-            for lin in m.lins:
-                lin.model[1].weight.abs_()
-    load_weights(m.net, vgg_weights, VGG16_URL if real else None, "LPIPS VGG16 features", strict=True)
-    lins = {f"lin{i}": lin for i, lin in enumerate(m.lins)}
-    holder = nn.Module()
-    for k, v in lins.items():
-        holder.add_module(k, v)
-    if real and lin_weights is None:
-        lin_weights = installed_lpips_heads()
-    load_weights(holder, lin_weights, LPIPS_LIN_URL if real else None, "LPIPS lin heads", strict=True)
-    return _freeze(m)
-
-
-def installed_lpips_heads() -> str | None:
-    """The LPIPS-VGG "lin" heads that pip's ``lpips`` wheel ships (``lpips/weights/v0.1/vgg.pth``, the same file
-    taming-transformers downloads), found without importing the package (which needs torchvision); else None."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec("lpips")
-    except (ImportError, ValueError):
-        return None
-    for d in (spec.submodule_search_locations or []) if spec else []:
-        f = Path(d) / "weights" / "v0.1" / "vgg.pth"
-        if f.is_file():
-            return str(f)
-    return None
-
 
 # ------------------------------------------------------------------------------------------- ViT (DINO style)
 class _Attention(nn.Module):
@@ -351,14 +169,14 @@ def build_dino_backbone(spec: str = "dino-vits16", weights: str | None = None) -
     s = VIT_SPECS[spec]
     vit = ViT(s.img_size, s.patch, s.dim, s.depth, s.heads)
     if s.url is None:
-        _seeded_init(vit)
+        seeded_init(vit)
     load_weights(vit, weights, s.url, f"discriminator backbone {spec}", strict=False)
     if spec == "dino-vits16":
         # The official DinoDisc zeroes the key part of every qkv bias on load (it cancels in softmax anyway).
         with torch.no_grad():
             for blk in vit.blocks:
                 blk.attn.qkv.bias[s.dim : 2 * s.dim].zero_()
-    return _freeze(vit)
+    return freeze(vit)
 
 
 # ------------------------------------------------------------------------------------------- alignment teacher
@@ -408,7 +226,7 @@ def _timm_dinov3(spec: str, weights: str | None) -> FeatureTeacher:
         patches = h[:, -gh * gw :].transpose(1, 2).reshape(x.shape[0], h.shape[-1], gh, gw)
         return h[:, 0], patches
 
-    return _freeze(FeatureTeacher(net, features, net.num_features))
+    return freeze(FeatureTeacher(net, features, net.num_features))
 
 
 def build_feature_teacher(spec: str = "dinov3-vitl16", weights: str | None = None) -> FeatureTeacher:
@@ -416,4 +234,4 @@ def build_feature_teacher(spec: str = "dinov3-vitl16", weights: str | None = Non
     if spec in DINOV3_TIMM_NAMES:
         return _timm_dinov3(spec, weights)
     vit = build_dino_backbone(spec, weights)
-    return _freeze(FeatureTeacher(vit, vit.features, vit.dim))
+    return freeze(FeatureTeacher(vit, vit.features, vit.dim))
