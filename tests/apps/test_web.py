@@ -12,6 +12,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 import urllib.request
@@ -50,7 +51,14 @@ def app_url():
         _need(False, "gradio (pip install 'restok[app]')")
     from restok.apps.web import build_app
 
-    demo = build_app("restok-tiny-mnist", "har-tiny-mnist")
+    import torch
+
+    from restok.models import TiTok
+
+    other = Path(tempfile.mkdtemp()) / "titok-tiny"
+    torch.manual_seed(0)
+    TiTok.from_preset("titok-tiny").save_pretrained(other)  # random weights: a second family beside the first
+    demo = build_app("restok-tiny-mnist", "har-tiny-mnist", compare=[str(other)])
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
@@ -127,10 +135,17 @@ def test_tokenizer_tab_in_a_browser(app_url, browser, tmp_path) -> None:
     b = browser
     b.get(app_url)
     _wait(b, lambda b: _css(b, "#tok-upload input[type=file]"))
+    # the page opens on an example already tokenized, the other tokenizer beside it
+    opened = _wait(b, lambda b: [c.text for c in _css(b, "#psnr-table td.psnr")] or None)
+    assert len(opened) == 4 and "first 32 tokens" in _css(b, "#recon-caption")[0].text
+    side = _wait(b, lambda b: [c.text for c in _css(b, "#psnr-table-compare td.psnr")] or None)
+    assert len(side) == 1 and "titok" in _css(b, "#tok-compare-psnr")[0].text  # TiTok reports its one budget, 8 tokens
+    assert len(_css(b, "#tok-compare-gallery img")) >= 1
     b.save_screenshot(str(ARTIFACTS / "app-1-start.png"))
     _css(b, "#tok-upload input[type=file]")[0].send_keys(str(digit))
     _wait(b, lambda b: "digit.png" in _flat(_css(b, "#tok-upload")[0]))
     _css(b, "#tok-run")[0].click()
+    _wait(b, lambda b: "digit.png" in _css(b, "#tok-ok")[0].text)  # the uploaded image replaced the opening example
     cells = _wait(b, lambda b: [c.text for c in _css(b, "#psnr-table td.psnr")] or None)
     psnr = [float(c) for c in cells]
     assert len(psnr) == 4 and psnr == sorted(psnr) and psnr[-1] > psnr[0] + 3, psnr
@@ -142,13 +157,14 @@ def test_tokenizer_tab_in_a_browser(app_url, browser, tmp_path) -> None:
     assert "32" in caption
     before = _image(b, _css(b, "#tok-recon img")[0])
     b.save_screenshot(str(ARTIFACTS / "app-2-tokenized.png"))
-    # move the token slider to its first position (4 tokens): the large reconstruction follows
+    # the slider counts tokens: 13 snaps to the next shorter prefix the tokenizer decodes (8); the large reconstruction follows
     from selenium.webdriver.common.keys import Keys
 
     box = _css(b, "#tok-slider input[type=number]")[0]
     box.send_keys(Keys.CONTROL, "a")
-    box.send_keys("0", Keys.ENTER)
-    _wait(b, lambda b: "first 4 tokens" in _css(b, "#recon-caption")[0].text)
+    box.send_keys("13", Keys.ENTER)
+    _wait(b, lambda b: "first 8 tokens" in _css(b, "#recon-caption")[0].text)
+    _wait(b, lambda b: _css(b, "#tok-slider input[type=number]")[0].get_attribute("value") == "8")
     changed = _wait(b, lambda b: not np.array_equal(_image(b, _css(b, "#tok-recon img")[0]), before))
     assert changed
     b.save_screenshot(str(ARTIFACTS / "app-3-slider.png"))

@@ -1,9 +1,12 @@
 """``restok app``: a local web demo (Gradio) of ResTok working -- coarse-to-fine tokens and HAR generation.
 
-* **Tokenizer** tab: upload an image or pick an example (embedded digits, scikit-image photos when installed); see it
-  through the evaluation transform, its reconstructions from every allowed prefix (4, 8, ..., L tokens) with PSNR,
-  the token ids level by level and a download of them (the ``restok tokenize`` file format); a slider picks the
-  number of tokens of the large reconstruction.
+* **Tokenizer** tab: opens on an example already tokenized; upload an image or pick another example (embedded digits,
+  scikit-image photos when installed); see it through the evaluation transform, its reconstructions from every
+  budget the tokenizer reports (4, 8, ..., L tokens for ResTok) with PSNR, the token ids level by level and a download
+  of them (the ``restok tokenize`` file format); a slider of token counts picks the large reconstruction (it snaps to
+  the nearest shorter length the tokenizer decodes). With ``restok app --compare OTHER`` (any family: TiTok,
+  One-D-Piece, LlamaGen VQ, another ResTok), a second tokenizer is shown beside it on the same image: its
+  reconstructions and PSNR at each of its budgets.
 * **Generator** tab: classes by id or name, the generator's own sampling recipe as default, seed, images per class;
   the progressive HAR previews appear while sampling runs (what the tokenizer decodes after each model call that
   completes a prefix), then the grid, a download and the ``restok generate`` command that makes the same images.
@@ -21,7 +24,7 @@ import shlex
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -37,7 +40,7 @@ from ..models.auto import load_generator, load_tokenizer
 from ..pipelines import ResTokPipeline
 from ..sampling import CFG_SCHEDULES, SAMPLING_FIELDS
 
-__all__ = ["build_app", "DemoBackend", "tokenize_image", "MIN_IMAGE_SIDE", "MAX_CLASSES", "MAX_PER_CLASS"]
+__all__ = ["build_app", "DemoBackend", "tokenize_image", "snap_tokens", "MIN_IMAGE_SIDE", "MAX_CLASSES", "MAX_PER_CLASS"]
 
 MIN_IMAGE_SIDE = 8  # smaller images are refused (a few pixels say nothing about a tokenizer)
 MAX_CLASSES, MAX_PER_CLASS = 16, 8  # one request's size, so that a page cannot ask for hours of sampling
@@ -94,17 +97,30 @@ def tokenize_image(tok: Any, img: Image.Image) -> dict[str, Any]:
 
 
 def _ids_html(ids: torch.Tensor, L: int) -> str:
-    """Token ids level by level (level sizes 1, 1, 2, 4, ...), as an HTML table."""
+    """Token ids level by level (level sizes 1, 1, 2, 4, ...; one row of L for a tokenizer of another length), as an
+    HTML table."""
     rows = []
-    for lvl, (a, b) in enumerate(Hy.latent_level_bounds(L)):
+    bounds = Hy.latent_level_bounds(L) if Hy.is_power_of_two(L) and L >= 2 else [(0, L)]
+    for lvl, (a, b) in enumerate(bounds):
         cells = " ".join(str(int(v)) for v in ids[a:b])
         rows.append(f"<tr><td>level {lvl}</td><td>{a}&ndash;{b - 1}</td><td style='font-family:monospace'>{cells}</td></tr>")
     return "<table id='ids-table'><tr><th>level</th><th>positions</th><th>token ids</th></tr>" + "".join(rows) + "</table>"
 
 
-def _psnr_html(scores: dict[int, float]) -> str:
+def _psnr_html(scores: dict[int, float], table_id: str = "psnr-table", title: str = "") -> str:
     rows = "".join(f"<tr><td>{k}</td><td class='psnr'>{v:.2f}</td></tr>" for k, v in scores.items())
-    return f"<table id='psnr-table'><tr><th>tokens</th><th>PSNR (dB)</th></tr>{rows}</table>"
+    head = f"<p><b>{html.escape(title)}</b></p>" if title else ""
+    return f"{head}<table id='{table_id}'><tr><th>tokens</th><th>PSNR (dB)</th></tr>{rows}</table>"
+
+
+def snap_tokens(tok: Any, k: float) -> int:
+    """The token count the slider means: ``k`` if the tokenizer decodes it, else the nearest shorter budget it reports
+    (the shortest when ``k`` is below all of them)."""
+    k = int(round(float(k)))
+    if tok.decodable(k):
+        return k
+    shorter = [b for b in tok.prefix_lengths if b <= k]
+    return shorter[-1] if shorter else tok.prefix_lengths[0]
 
 
 def _upscale(img: Image.Image, at_least: int = 192) -> Image.Image:
@@ -116,8 +132,11 @@ def _upscale(img: Image.Image, at_least: int = 192) -> Image.Image:
 class DemoBackend:
     """What the two tabs compute, apart from the page: models, examples and a folder for the downloads."""
 
-    def __init__(self, tokenizer: Any = "restok-tiny-mnist", generator: Any = "har-tiny-mnist", device: str | torch.device = "cpu") -> None:
+    def __init__(self, tokenizer: Any = "restok-tiny-mnist", generator: Any = "har-tiny-mnist", device: str | torch.device = "cpu",
+                 compare: Sequence[Any] = ()) -> None:
         self.tok = load_tokenizer(tokenizer, device=device) if isinstance(tokenizer, (str, Path)) else tokenizer
+        others = [load_tokenizer(t, device=device) if isinstance(t, (str, Path)) else t for t in compare]
+        self.others = {f"{o.provenance.source} ({type(o).family}, {o.num_tokens} tokens)": o for o in others}
         self.gen = load_generator(generator, device=device) if isinstance(generator, (str, Path)) else generator
         self.pipe = ResTokPipeline(self.tok, self.gen)
         self.tok_name = self.tok.provenance.source
@@ -128,28 +147,46 @@ class DemoBackend:
         self.workdir = Path(tempfile.mkdtemp(prefix="restok-app-"))
 
     # ------------------------------------------------------------------------- tokenizer tab
-    def tokenize(self, path: str | None, example: str | None, index: float) -> tuple:
-        """(status, prepared, gallery, PSNR table, ids table, ids file, large reconstruction, caption, state)."""
+    def tokenize(self, path: str | None, example: str | None, tokens: float, other: str | None = None) -> tuple:
+        """(status, prepared, gallery, PSNR table, ids table, ids file, large reconstruction, caption, state, slider,
+        compared gallery, compared PSNR table)."""
         try:
             img, name = _open_image(path, example, self.examples)
         except ImageLoadError as e:
-            return (f"<p id='tok-error' style='color:#b00'>&#9888; {html.escape(str(e))}</p>", None, [], "", "", None, None, None, None)
+            return (f"<p id='tok-error' style='color:#b00'>&#9888; {html.escape(str(e))}</p>", None, [], "", "", None, None, None, None,
+                    tokens, [], "")
         res = tokenize_image(self.tok, img)
         gallery = [(_upscale(to_pil(res["recons"][k])), f"{k} tokens: {res['psnr'][k]:.2f} dB") for k in self.prefixes]
+        side_gallery, side_table = self.compared(img, other)
         ids_file = self.workdir / f"{Path(name).stem.replace(' ', '_').replace('/', '_')}-ids.npz"
         write_token_file(ids_file, TokenFile(res["ids"][None].numpy(), np.array([self.tok.num_tokens]), [name], str(self.tok_name),
                                              self.tok.config.image_size))
-        big, caption = self.shown(res, index)
+        big, caption, k = self.shown(res, tokens)
         status = f"<p id='tok-ok'>{html.escape(name)}: {self.tok.num_tokens} tokens, prefixes {self.prefixes}</p>"
         return (status, _upscale(to_pil(res["image"])), gallery, _psnr_html(res["psnr"]), _ids_html(res["ids"], self.tok.num_tokens),
-                str(ids_file), big, caption, res)
+                str(ids_file), big, caption, res, k, side_gallery, side_table)
 
-    def shown(self, res: dict[str, Any] | None, index: float) -> tuple:
-        """The large reconstruction and its caption for slider position ``index``."""
+    def compared(self, img: Image.Image, other: str | None) -> tuple[list[tuple[Image.Image, str]], str]:
+        """The second tokenizer's reconstructions and PSNR table on the same image (empty when none is chosen)."""
+        if not other or other not in self.others:
+            return [], ""
+        tok = self.others[other]
+        res = tokenize_image(tok, img)
+        gallery = [(_upscale(to_pil(res["recons"][k])), f"{k} tokens: {res['psnr'][k]:.2f} dB") for k in tok.prefix_lengths]
+        return gallery, _psnr_html(res["psnr"], "psnr-table-compare", other)
+
+    @torch.no_grad()
+    def shown(self, res: dict[str, Any] | None, tokens: float) -> tuple:
+        """The large reconstruction, its caption and the token count actually shown, for a slider at ``tokens``."""
         if not res:
-            return None, ""
-        k = self.prefixes[max(0, min(int(index), len(self.prefixes) - 1))]
-        return _upscale(to_pil(res["recons"][k])), f"<p id='recon-caption'>from the first <b>{k}</b> tokens: PSNR {res['psnr'][k]:.2f} dB</p>"
+            return None, "", tokens
+        k = snap_tokens(self.tok, tokens)
+        if k not in res["recons"]:  # a length the tokenizer decodes but does not report (One-D-Piece): decode it now
+            rec = self.tok.decode(res["ids"][None, :k].to(self.tok.device))
+            res["recons"][k] = rec[0].cpu()
+            res["psnr"][k] = float(psnr(torch.round(rec * 255) / 255, res["image"][None].to(rec.device))[0])
+        caption = f"<p id='recon-caption'>from the first <b>{k}</b> tokens: PSNR {res['psnr'][k]:.2f} dB</p>"
+        return _upscale(to_pil(res["recons"][k])), caption, k
 
     # ------------------------------------------------------------------------- generator tab
     def _request(self, classes: str, per_class: float, cfg_scale: float, schedule: str, cfg_start: float, top_k: float,
@@ -223,11 +260,13 @@ class DemoBackend:
                self._settings_html(ids_of, n, int(seed), sampling))
 
 
-def build_app(tokenizer: Any = "restok-tiny-mnist", generator: Any = "har-tiny-mnist", device: str | torch.device = "cpu") -> Any:
-    """The Gradio Blocks of the demo on the given models (embedded names, folders, Hub ids, or loaded models)."""
+def build_app(tokenizer: Any = "restok-tiny-mnist", generator: Any = "har-tiny-mnist", device: str | torch.device = "cpu",
+              compare: Sequence[Any] = ()) -> Any:
+    """The Gradio Blocks of the demo on the given models (embedded names, folders, Hub ids, or loaded models); ``compare``:
+    tokenizers of any family to show beside the first on the same image."""
     import gradio as gr
 
-    be = DemoBackend(tokenizer, generator, device)
+    be = DemoBackend(tokenizer, generator, device, compare)
     tok, gen, prefixes = be.tok, be.gen, be.prefixes
     with gr.Blocks(title="ResTok demo") as demo:
         gr.Markdown(f"# ResTok: hierarchical residual 1-D tokens\nTokenizer `{be.tok_name}` ({tok.num_tokens} tokens, prefixes "
@@ -241,18 +280,29 @@ def build_app(tokenizer: Any = "restok-tiny-mnist", generator: Any = "har-tiny-m
                     status = gr.HTML(elem_id="tok-status")
                     prepared = gr.Image(label="prepared (evaluation transform)", type="pil", interactive=False, elem_id="tok-prepared")
                 with gr.Column(scale=1):
-                    slider = gr.Slider(0, len(prefixes) - 1, value=len(prefixes) - 1, step=1,
-                                       label=f"prefix: {' / '.join(map(str, prefixes))} tokens", elem_id="tok-slider")
+                    slider = gr.Slider(prefixes[0], tok.num_tokens, value=tok.num_tokens, step=1,
+                                       label=f"tokens kept ({tok.describe_lengths()}; other values snap to the next shorter one)",
+                                       elem_id="tok-slider")
                     big = gr.Image(label="reconstruction", type="pil", interactive=False, elem_id="tok-recon")
                     caption = gr.HTML(elem_id="tok-caption")
             gallery = gr.Gallery(label="coarse to fine: every prefix", columns=len(prefixes), object_fit="contain", elem_id="tok-gallery")
+            with gr.Group(visible=bool(be.others)):
+                other = gr.Dropdown(choices=["none", *be.others], value=next(iter(be.others), "none"), label="side by side with",
+                                    elem_id="tok-compare")
+                with gr.Row():
+                    side_gallery = gr.Gallery(label="the other tokenizer, coarse to fine", columns=6, object_fit="contain",
+                                              elem_id="tok-compare-gallery")
+                    side_table = gr.HTML(elem_id="tok-compare-psnr")
             with gr.Row():
                 psnr_table = gr.HTML(elem_id="tok-psnr")
                 ids_table = gr.HTML(elem_id="tok-ids")
             ids_file = gr.File(label="token ids (.npz, the restok tokenize format)", elem_id="tok-download")
             state = gr.State()
-            run.click(be.tokenize, [upload, example, slider], [status, prepared, gallery, psnr_table, ids_table, ids_file, big, caption, state])
-            slider.change(be.shown, [state, slider], [big, caption])
+            outputs = [status, prepared, gallery, psnr_table, ids_table, ids_file, big, caption, state, slider, side_gallery, side_table]
+            run.click(be.tokenize, [upload, example, slider, other], outputs)
+            other.change(be.tokenize, [upload, example, slider, other], outputs)
+            slider.change(be.shown, [state, slider], [big, caption, slider])
+            demo.load(be.tokenize, [upload, example, slider, other], outputs)  # the page opens on a tokenized example
         with gr.Tab("Generator"):
             gc = gen.generation_config if gen is not None else None
             default = "golden retriever, 360" if be.names else ", ".join(str(c) for c in range(min(4, gen.config.num_classes if gen else 0)))

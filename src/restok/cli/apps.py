@@ -43,6 +43,9 @@ def _app_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
     g.add_argument("--port", type=number(int, ge=1, le=65535), default=7860, help="port (default: 7860)")
     g.add_argument("--share", action="store_true", help="also open a public Gradio share link")
+    group(p, "models").add_argument("--compare", action="append", default=[], metavar="TOKENIZER",
+                                    help="a tokenizer of any family (TiTok, One-D-Piece, LlamaGen VQ, ResTok) to show side by side "
+                                         "with --tokenizer on the same image; repeat for several")
     device_option(p)
 
 
@@ -56,7 +59,7 @@ def run_app(args: argparse.Namespace) -> int:
     from ..apps.web import build_app
 
     generator = None if args.generator.lower() == "none" else args.generator
-    demo = build_app(args.tokenizer, generator, device=resolve_device(args.device))
+    demo = build_app(args.tokenizer, generator, device=resolve_device(args.device), compare=args.compare)
     _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=args.share,
                                           prevent_thread_lock=True, quiet=True)
     print(f"restok app running at {local_url}" + (f" (public: {share_url})" if share_url else "") + "; Ctrl+C stops it", flush=True)
