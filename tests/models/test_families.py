@@ -132,3 +132,19 @@ def test_llamagen_gpt_logits_and_greedy_samples_match_its_repository(case: str, 
         for use_cache in (True, False):
             out = gen.generate(t["labels"], cfg_scale=scale, top_k=1, use_cache=use_cache)
             assert torch.equal(out, t[f"greedy_cfg{scale:g}"]), (scale, use_cache)
+
+
+def test_bare_one_d_piece_weights_convert_with_their_release_config(tmp_path: Path) -> None:
+    import yaml
+
+    from tests.helpers import run_cli
+
+    meta, t = fixture("one_d_piece")
+    weights = release_folder(tmp_path, meta, bare=True)
+    cfg = tmp_path / "one-d-piece_s256.yaml"  # the repository's configs/*.yaml layout
+    cfg.write_text(yaml.safe_dump(meta["release_config"]))
+    r = run_cli("convert", weights, tmp_path / "converted", "--config", cfg)
+    assert r.returncode == 0, r.stderr
+    tok = load_tokenizer(tmp_path / "converted")
+    assert type(tok).family == "one-d-piece"
+    torch.testing.assert_close(tok.decode(t["ids"][:, :5]), t["decoded_k5"].clamp(0, 1), atol=2e-5, rtol=0)
