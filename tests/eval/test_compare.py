@@ -84,3 +84,30 @@ def test_lpips_offline_needs_the_vgg_file(tmp_path: Path, inception_torchscript:
     r = run_cli("eval", "reconstruction", "--tokenizer", family_models["titok"], "--data", data, "--out", tmp_path / "o.json",
                 "--lpips-vgg", "x.pth", "--inception-weights", inception_torchscript)
     assert r.returncode != 0 and "add --lpips" in r.stderr
+
+
+@pytest.mark.slow
+def test_compare_split_over_two_torchrun_processes_gives_the_same_table(family_models: dict[str, Path], inception_torchscript: str,
+                                                                        tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    data = write_image_folder(tmp_path / "images", classes=2, per_class=3, size=(40, 36))
+    args = ["eval", "compare", "--tokenizer", str(family_models["one-d-piece"]), "--tokenizer", str(family_models["restok"]),
+            "--data", str(data), "--inception-weights", inception_torchscript, "--no-progress", "--batch-size", "2", "--no-speed",
+            "--device", "cpu"]
+    one = run_cli(*args, "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531", "-m",
+                          "restok", *args, "--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = json.loads((tmp_path / "one" / "table.json").read_text())["rows"]
+    b = json.loads((tmp_path / "two" / "table.json").read_text())["rows"]
+    keys = ("tokenizer", "tokens", "rfid", "psnr", "ssim", "codebook_usage", "codebook_entropy", "num_images")
+    assert len(a) == len(b) == 9  # One-D-Piece at 1..16, ResTok at 4..32
+    for ra, rb in zip(a, b):
+        assert [ra[k] for k in keys[:2]] == [rb[k] for k in keys[:2]]
+        assert [ra[k] for k in keys[2:]] == pytest.approx([rb[k] for k in keys[2:]], rel=1e-9, abs=1e-12)
+    assert json.loads((tmp_path / "two" / "one-d-piece-tiny.json").read_text())["settings"]["processes"] == 2
