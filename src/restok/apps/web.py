@@ -260,6 +260,43 @@ class DemoBackend:
                self._settings_html(ids_of, n, int(seed), sampling))
 
 
+def _tokenizer_tab(gr: Any, be: DemoBackend, demo: Any) -> None:
+    """The tokenizer tab: the opening example, uploads, the token slider, the comparison; wired to ``be``."""
+    tok, prefixes = be.tok, be.prefixes
+    with gr.Tab("Tokenizer"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label="upload an image", type="filepath", elem_id="tok-upload")
+                example = gr.Dropdown(choices=list(be.examples), value=list(be.examples)[0], label="or pick an example", elem_id="tok-example")
+                run = gr.Button("Tokenize", variant="primary", elem_id="tok-run")
+                status = gr.HTML(elem_id="tok-status")
+                prepared = gr.Image(label="prepared (evaluation transform)", type="pil", interactive=False, elem_id="tok-prepared")
+            with gr.Column(scale=1):
+                slider = gr.Slider(prefixes[0], tok.num_tokens, value=tok.num_tokens, step=1,
+                                   label=f"tokens kept ({tok.describe_lengths()}; other values snap to the next shorter one)",
+                                   elem_id="tok-slider")
+                big = gr.Image(label="reconstruction", type="pil", interactive=False, elem_id="tok-recon")
+                caption = gr.HTML(elem_id="tok-caption")
+        gallery = gr.Gallery(label="coarse to fine: every prefix", columns=len(prefixes), object_fit="contain", elem_id="tok-gallery")
+        with gr.Group(visible=bool(be.others)):
+            other = gr.Dropdown(choices=["none", *be.others], value=next(iter(be.others), "none"), label="side by side with",
+                                elem_id="tok-compare")
+            with gr.Row():
+                side_gallery = gr.Gallery(label="the other tokenizer, coarse to fine", columns=6, object_fit="contain",
+                                          elem_id="tok-compare-gallery")
+                side_table = gr.HTML(elem_id="tok-compare-psnr")
+        with gr.Row():
+            psnr_table = gr.HTML(elem_id="tok-psnr")
+            ids_table = gr.HTML(elem_id="tok-ids")
+        ids_file = gr.File(label="token ids (.npz, the restok tokenize format)", elem_id="tok-download")
+        state = gr.State()
+        outputs = [status, prepared, gallery, psnr_table, ids_table, ids_file, big, caption, state, slider, side_gallery, side_table]
+        run.click(be.tokenize, [upload, example, slider, other], outputs)
+        other.change(be.tokenize, [upload, example, slider, other], outputs)
+        slider.change(be.shown, [state, slider], [big, caption, slider])
+        demo.load(be.tokenize, [upload, example, slider, other], outputs)  # the page opens on a tokenized example
+
+
 def build_app(tokenizer: Any = "restok-tiny-mnist", generator: Any = "har-tiny-mnist", device: str | torch.device = "cpu",
               compare: Sequence[Any] = ()) -> Any:
     """The Gradio Blocks of the demo on the given models (embedded names, folders, Hub ids, or loaded models); ``compare``:
@@ -271,38 +308,7 @@ def build_app(tokenizer: Any = "restok-tiny-mnist", generator: Any = "har-tiny-m
     with gr.Blocks(title="ResTok demo") as demo:
         gr.Markdown(f"# ResTok: hierarchical residual 1-D tokens\nTokenizer `{be.tok_name}` ({tok.num_tokens} tokens, prefixes "
                     f"{prefixes})" + (f", generator `{be.gen_name}` ({gen.num_steps} model calls per image)." if gen else "."))
-        with gr.Tab("Tokenizer"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    upload = gr.File(label="upload an image", type="filepath", elem_id="tok-upload")
-                    example = gr.Dropdown(choices=list(be.examples), value=list(be.examples)[0], label="or pick an example", elem_id="tok-example")
-                    run = gr.Button("Tokenize", variant="primary", elem_id="tok-run")
-                    status = gr.HTML(elem_id="tok-status")
-                    prepared = gr.Image(label="prepared (evaluation transform)", type="pil", interactive=False, elem_id="tok-prepared")
-                with gr.Column(scale=1):
-                    slider = gr.Slider(prefixes[0], tok.num_tokens, value=tok.num_tokens, step=1,
-                                       label=f"tokens kept ({tok.describe_lengths()}; other values snap to the next shorter one)",
-                                       elem_id="tok-slider")
-                    big = gr.Image(label="reconstruction", type="pil", interactive=False, elem_id="tok-recon")
-                    caption = gr.HTML(elem_id="tok-caption")
-            gallery = gr.Gallery(label="coarse to fine: every prefix", columns=len(prefixes), object_fit="contain", elem_id="tok-gallery")
-            with gr.Group(visible=bool(be.others)):
-                other = gr.Dropdown(choices=["none", *be.others], value=next(iter(be.others), "none"), label="side by side with",
-                                    elem_id="tok-compare")
-                with gr.Row():
-                    side_gallery = gr.Gallery(label="the other tokenizer, coarse to fine", columns=6, object_fit="contain",
-                                              elem_id="tok-compare-gallery")
-                    side_table = gr.HTML(elem_id="tok-compare-psnr")
-            with gr.Row():
-                psnr_table = gr.HTML(elem_id="tok-psnr")
-                ids_table = gr.HTML(elem_id="tok-ids")
-            ids_file = gr.File(label="token ids (.npz, the restok tokenize format)", elem_id="tok-download")
-            state = gr.State()
-            outputs = [status, prepared, gallery, psnr_table, ids_table, ids_file, big, caption, state, slider, side_gallery, side_table]
-            run.click(be.tokenize, [upload, example, slider, other], outputs)
-            other.change(be.tokenize, [upload, example, slider, other], outputs)
-            slider.change(be.shown, [state, slider], [big, caption, slider])
-            demo.load(be.tokenize, [upload, example, slider, other], outputs)  # the page opens on a tokenized example
+        _tokenizer_tab(gr, be, demo)
         with gr.Tab("Generator"):
             gc = gen.generation_config if gen is not None else None
             default = "golden retriever, 360" if be.names else ", ".join(str(c) for c in range(min(4, gen.config.num_classes if gen else 0)))

@@ -16,14 +16,14 @@ from typing import Sequence
 
 from ..runtime.network import settle_offline
 from ..runtime.version import __version__
-from . import apps, eval, generate, models, plot, tokenize, train
+from . import apps, data, eval, generate, models, plot, tokenize, train
 from .base import EXIT_ERROR, CLIError, Command, add_command
 from .options import Parser
 
 __all__ = ["main", "build_parser", "COMMANDS", "CLIError"]
 
 COMMANDS: tuple[Command, ...] = (*tokenize.COMMANDS, *generate.COMMANDS, *models.COMMANDS, *apps.COMMANDS, *train.COMMANDS,
-                                 *eval.COMMANDS, *plot.COMMANDS)
+                                 *data.COMMANDS, *eval.COMMANDS, *plot.COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@
 * webdataset-style tar shards (``KEY.jpg``/``KEY.png`` + ``KEY.cls``), a folder of them, one ``.tar`` or a brace
   pattern (``shards-{0000..0099}.tar``) -- indexed once, so that every sample has a fixed position, which is what
   makes resume and multi-process runs exact;
+* a Hugging Face dataset: a ``save_to_disk`` folder, parquet files, ``hf:ID`` (:mod:`.hf`);
 * ``embedded:NAME`` (:mod:`.embedded`).
 
 Unreadable files are skipped where they are read (the next sample takes their place), counted and named.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from ..runtime.inputs import regular_file
 from .embedded import embedded_source
+from .hf import hf_source, is_hf_spec
 from .images import IMAGE_SUFFIXES
 from .records import DataError, ImageRecord, ImageSource
 
@@ -134,11 +136,14 @@ def _shard_source(paths: list[str]) -> ImageSource:
 
 
 def open_image_source(path: str | Path) -> ImageSource:
-    """A folder tree, a folder of ``.tar`` shards, one ``.tar``, a brace pattern of shards, or the embedded
-    data by name (``embedded:mnist-train``, ``embedded:mnist-test``, ``embedded:mnist``)."""
+    """A folder tree, a folder of ``.tar`` shards, one ``.tar``, a brace pattern of shards, a Hugging Face dataset
+    (``save_to_disk`` folder, parquet files, ``hf:ID``; :mod:`.hf`), or the embedded data by name
+    (``embedded:mnist-train``, ``embedded:mnist-test``, ``embedded:mnist``)."""
     p = str(path)
     if p.startswith("embedded:"):
         return embedded_source(p[len("embedded:") :])
+    if is_hf_spec(p):
+        return hf_source(p)
     if p.endswith(".tar") or "{" in p:
         return _shard_source(_expand_braces(p))
     root = Path(p)

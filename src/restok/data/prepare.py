@@ -1,0 +1,222 @@
+"""``restok data prepare`` and ``restok data check``: any supported source to webdataset-layout tar shards, and what
+a folder of shards holds.
+
+Shards (``shard-000000.tar``, ...) hold ``KEY.jpg``/``KEY.png`` + ``KEY.cls`` per sample, KEY the sample's position in
+the source (``00000042``), in the source's order. A shard closes when the next sample would pass ``max_bytes`` or it
+holds ``max_samples``; each is written to a temporary and renamed (a crash leaves whole shards only), and
+``prepare.json`` lists the finished ones, so a rerun resumes after the last (a rerun under other settings is refused).
+``--resize S`` re-encodes every image with its short side S (bicubic, as the evaluation transform's resize; JPEG
+quality 95 for JPEG sources, PNG otherwise) so that a 1.28M-image set does not carry full-size originals.
+``classes.json`` beside the shards: class names, counts per class, the label mapping of a source whose labels did not
+run 0..C-1, and the shards with their counts and sizes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image
+
+from ..runtime.files import atomic_write, make_dir, write_json
+from .records import DataError, ImageSource
+from .transforms import decode_image
+
+__all__ = ["PrepareSettings", "prepare_shards", "check_shards", "ShardReport"]
+
+SHARD_NAME = "shard-{:06d}.tar"
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """How shards are cut and what is stored."""
+
+    max_bytes: int = 1 << 30  # per shard (webdataset's usual ~1 GB)
+    max_samples: int = 10_000
+    resize: int | None = None  # short side of re-encoded images (None: the original bytes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """For ``prepare.json`` (a resume must find the same)."""
+        return {"max_bytes": self.max_bytes, "max_samples": self.max_samples, "resize": self.resize}
+
+
+def _encoded(data: bytes, resize: int | None) -> tuple[bytes, str]:
+    """The bytes to store and their extension: the original (checked to decode), or re-encoded with short side ``resize``."""
+    img = decode_image(data)  # raises on unreadable data: the sample is skipped and named
+    fmt = (Image.open(io.BytesIO(data)).format or "").upper()
+    if resize is None:
+        ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}.get(fmt)
+        if ext is not None:
+            return data, ext
+    if resize is not None and min(img.size) != resize:
+        w, h = img.size
+        s = resize / min(w, h)
+        img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        img.save(buf, "JPEG", quality=95)
+        return buf.getvalue(), "jpg"
+    img.save(buf, "PNG")
+    return buf.getvalue(), "png"
+
+
+def _add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644  # fixed metadata: the same source gives the same bytes
+    tf.addfile(info, io.BytesIO(data))
+
+
+@dataclass
+class _State:
+    """``prepare.json``: settings, finished shards, skipped samples."""
+
+    settings: dict[str, Any]
+    shards: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def next_index(self) -> int:
+        return self.shards[-1]["end"] if self.shards else 0
+
+
+def _open_state(out: Path, settings: dict[str, Any]) -> _State:
+    f = out / "prepare.json"
+    if not f.exists():
+        return _State(settings)
+    old = json.loads(f.read_text())
+    if old.get("settings") != settings:
+        diff = sorted(k for k in set(settings) | set(old.get("settings", {})) if settings.get(k) != old.get("settings", {}).get(k))
+        raise DataError(f"{out} holds shards prepared under other settings ({', '.join(diff)}); use another --out or the same settings")
+    return _State(settings, old.get("shards", []), old.get("skipped", []))
+
+
+def _write_shard(path: Path, items: list[tuple[str, bytes, str, int]]) -> int:
+    """One shard, atomically; returns its size."""
+    def write(tmp: str) -> None:
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tf:
+            for key, data, ext, label in items:
+                _add(tf, f"{key}.{ext}", data)
+                if label >= 0:
+                    _add(tf, f"{key}.cls", str(label).encode())
+    atomic_write(path, write)
+    return path.stat().st_size
+
+
+def prepare_shards(source: ImageSource, out: str | Path, settings: PrepareSettings = PrepareSettings(),
+                   announce: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """Write ``source`` as tar shards into ``out`` (resuming after the last finished shard); returns ``classes.json``."""
+    out = make_dir(Path(out))
+    state = _open_state(out, {"source": source.description, "num_samples": len(source), **settings.to_dict()})
+    i, n, t0 = state.next_index, len(source), time.perf_counter()
+    if i:
+        announce(f"resuming after {len(state.shards)} finished shard(s), at sample {i} of {n}")
+    while i < n:
+        start, items, size = i, [], 0
+        while i < n and len(items) < settings.max_samples:
+            rec = source.records[i]
+            try:
+                data, ext = _encoded(rec.read(), settings.resize)
+            except Exception as e:  # noqa: BLE001 - unreadable samples are skipped and named
+                state.skipped.append(f"{rec.name} ({type(e).__name__}: {e})")
+                i += 1
+                continue
+            if items and size + len(data) + 1536 > settings.max_bytes:
+                break
+            items.append((f"{i:08d}", data, ext, rec.label))
+            size += len(data) + 1536  # tar headers and padding, about
+            i += 1
+        name = SHARD_NAME.format(len(state.shards))
+        nbytes = _write_shard(out / name, items) if items else 0
+        state.shards.append({"name": name, "start": start, "end": i, "samples": len(items), "bytes": nbytes})
+        write_json(out / "prepare.json", {"settings": state.settings, "shards": state.shards, "skipped": state.skipped})
+        announce(f"{name}: {len(items)} samples, {nbytes / 1e6:.1f} MB ({i}/{n}, {time.perf_counter() - t0:.0f} s)")
+    return _write_classes(out, source, state)
+
+
+def _write_classes(out: Path, source: ImageSource, state: _State) -> dict[str, Any]:
+    counts = [0] * source.num_classes
+    written = set()
+    for s in state.shards:
+        written.update(range(s["start"], s["end"]))
+    skipped_names = {x.split(" (")[0] for x in state.skipped}
+    for idx in written:
+        rec = source.records[idx]
+        if rec.label >= 0 and rec.name not in skipped_names:
+            counts[rec.label] += 1
+    info = {"class_names": source.class_names, "counts": counts, "label_map": getattr(source, "label_map", None),
+            "num_samples": sum(s["samples"] for s in state.shards), "skipped": state.skipped,
+            "shards": [{k: s[k] for k in ("name", "samples", "bytes")} for s in state.shards], "source": source.description}
+    write_json(out / "classes.json", info)
+    return info
+
+
+# ------------------------------------------------------------------------------------------- check
+@dataclass
+class ShardReport:
+    """What ``data check`` found: facts, and findings (one line each)."""
+
+    facts: dict[str, Any] = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)
+
+
+def check_shards(folder: str | Path, processes: int = 1, workers: int = 1, decode: bool = False) -> ShardReport:
+    """Counts, classes, unreadable members, shard sizes, and the shard arithmetic for ``processes`` x ``workers``."""
+    from .sources import open_image_source
+
+    folder = Path(folder)
+    shards = sorted(folder.glob("*.tar"))
+    if not shards:
+        raise DataError(f"{folder}: no .tar shards")
+    rep = ShardReport()
+    source = open_image_source(folder)
+    sizes = [p.stat().st_size for p in shards]
+    counts: dict[int, int] = {}
+    bad = []
+    for rec in source.records:
+        counts[rec.label] = counts.get(rec.label, 0) + 1
+        try:
+            data = rec.read()
+            decode_image(data) if decode else Image.open(io.BytesIO(data)).verify()
+        except Exception as e:  # noqa: BLE001 - named, one per line
+            bad.append(f"{rec.name} ({type(e).__name__})")
+    rep.facts = {"shards": len(shards), "samples": len(source), "classes": source.num_classes,
+                 "samples_per_class": {"min": min(counts.values()), "max": max(counts.values())} if counts else {},
+                 "shard_bytes": {"min": min(sizes), "max": max(sizes), "total": sum(sizes)}, "unreadable": len(bad)}
+    rep.findings += [f"unreadable: {b}" for b in bad[:20]] + ([f"... {len(bad) - 20} more unreadable"] if len(bad) > 20 else [])
+    _check_against_classes_json(folder, source, counts, rep)
+    _check_arithmetic(len(shards), sizes, processes, workers, rep)
+    return rep
+
+
+def _check_against_classes_json(folder: Path, source: ImageSource, counts: dict[int, int], rep: ShardReport) -> None:
+    f = folder / "classes.json"
+    if not f.exists():
+        return
+    info = json.loads(f.read_text())
+    if info.get("num_samples") != len(source):
+        rep.findings.append(f"classes.json says {info.get('num_samples')} samples, the shards hold {len(source)}: shards missing or changed")
+    for label, n in enumerate(info.get("counts", [])):
+        if counts.get(label, 0) != n:
+            rep.findings.append(f"class {label}: classes.json counts {n}, the shards hold {counts.get(label, 0)}")
+            break
+
+
+def _check_arithmetic(n_shards: int, sizes: list[int], processes: int, workers: int, rep: ShardReport) -> None:
+    """restok's own loader indexes samples, so any shard count works for it; a webdataset pipeline hands whole shards
+    to each of processes x workers, which needs at least one shard each and shards of similar size."""
+    readers = processes * workers
+    rep.facts["readers"] = readers
+    if n_shards < readers:
+        rep.findings.append(f"{n_shards} shards for {processes} processes x {workers} workers = {readers} readers: a webdataset "
+                            "pipeline leaves readers idle or hangs (restok's loader indexes samples and is not affected); "
+                            "prepare more, smaller shards (--max-samples)")
+    elif n_shards % readers and n_shards < 4 * readers:
+        rep.findings.append(f"{n_shards} shards do not split evenly over {readers} readers: webdataset ranks get unequal "
+                            "batches per epoch (restok's loader is not affected)")
+    if len(sizes) > 2 and max(sizes[:-1]) > 2 * max(1, min(sizes[:-1])):
+        rep.findings.append(f"shard sizes range {min(sizes[:-1]) / 1e6:.1f}-{max(sizes[:-1]) / 1e6:.1f} MB (the last aside)")
