@@ -592,3 +592,70 @@ def test_init_from_starts_a_run_from_trained_weights(images, codes, tmp_path) ->
     HARGenerator.from_preset("har-tiny", vocab_size=1024, num_tokens=32, num_classes=10, ar_tokens=4).save_pretrained(str(tmp_path / "gen10"))
     with pytest.raises(TrainingError, match="shape mismatches"):
         train_generator(gen_cfg([f"init_from={tmp_path / 'gen10'}"]), str(codes), tmp_path / "gbad", max_steps=1, progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_resume_on_another_number_of_processes(codes, tmp_path, mode, caplog) -> None:
+    """2 -> 1 and 1 -> 2 processes (DDP, and FSDP whose one-process half trains unsharded): the resume says what
+    carries over; the end state is the uninterrupted run's up to the reduction's rounding (equivalent, not bitwise)."""
+    pytest.importorskip("accelerate")
+    base = ["train", "generator", "--config", "har-tiny", "--codes", str(codes), "--max-steps", "4", "--no-progress",
+            "--device", "cpu", "batch_size=4", "save_every=2", "image_every=100", "trackers=[]", NO_DROPOUT,
+            f"distributed={'fsdp' if mode == 'fsdp' else 'ddp'}"]
+    port = 29541 if mode == "ddp" else 29551
+    whole = _torchrun([*base, "--out", str(tmp_path / "whole")], port)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    # 2 -> 1
+    first = _torchrun([*base, "--stop-at", "2", "--out", str(tmp_path / "two-one")], port + 1)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_cli(*base, "--resume", "--out", str(tmp_path / "two-one"))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "checkpointed on 2 process(es) on 1" in caplog.text and "not bitwise" in caplog.text
+    # 1 -> 2
+    first = run_cli(*base, "--stop-at", "2", "--out", str(tmp_path / "one-two"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = _torchrun([*base, "--resume", "--out", str(tmp_path / "one-two")], port + 2)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "checkpointed on 1 process(es) on 2" in second.stderr
+    w = _weights(tmp_path / "whole")
+    for run in ("two-one", "one-two"):
+        r = _weights(tmp_path / run)
+        assert r.keys() == w.keys()
+        assert max((w[k] - r[k]).abs().max().item() for k in w) < 1e-4, run
+    # a global batch the new count cannot split is refused in one line
+    third = _torchrun([*base, "--max-steps", "4", "batch_size=3", "--resume", "--out", str(tmp_path / "odd")], port + 3)
+    assert third.returncode != 0 and "not divisible by 2 processes" in third.stderr
+
+
+def test_optimizer_state_moves_between_position_and_name_layouts_exactly() -> None:
+    """The two layouts a checkpoint's optimizer state comes in load into either kind of run with every tensor equal."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    from restok.train.optim import param_groups
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+    opt = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-3)
+    for _ in range(2):
+        model(torch.randn(5, 3)).square().sum().backward()
+        opt.step()
+        opt.zero_grad()
+    by_position = opt.state_dict()
+    by_name = get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True))
+
+    class Holder:  # the two members of a Task that _load_optimizer reads
+        fsdp = True
+
+    from restok.train.task import ModelTask
+
+    for saved, layout in ((by_position, "torch"), (by_name, "fsdp-full")):
+        twin = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+        twin.load_state_dict(model.state_dict())
+        topt = torch.optim.AdamW(param_groups(twin, 0.05), lr=1e-3)
+        h = Holder()
+        h.raw, h.opt = twin, topt
+        h._torch_optimizer = lambda topt=topt: topt
+        ModelTask._load_optimizer(h, saved, layout)
+        got = topt.state_dict()
+        assert all(torch.equal(got["state"][i][k], by_position["state"][i][k]) for i in by_position["state"] for k in ("exp_avg", "exp_avg_sq"))

@@ -106,6 +106,13 @@ def _resume(task: Task, ckpts: CheckpointDir, total: int) -> tuple[int, Path | N
     task.load_checkpoint(tensors, state)
     set_rng_state(state["rng"])
     log.info("resumed from %s (step %d)", folder, int(state["step"]))
+    before, now_ = state.get("processes"), task.acc.num_processes
+    if before is not None and before != now_:
+        # What carries over exactly and what does not (README, "Resume on another number of processes").
+        log.warning("resuming a run checkpointed on %d process(es) on %d: the same global batches in the same order and "
+                    "the same optimizer, scheduler and EMA state; per-process random draws and the rounding of the "
+                    "gradient reduction differ, so the rest of the run is equivalent to, not bitwise equal to, an "
+                    "uninterrupted one", before, now_)
     return int(state["step"]), folder
 
 

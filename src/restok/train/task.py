@@ -181,16 +181,10 @@ class ModelTask:
         else:
             opt = self.opt.state_dict()
         return {"optimizer": opt, "optimizer_layout": "fsdp-full" if self.fsdp else "torch",
-                "scheduler": self.sched.state_dict(), "ema_updates": self.ema.updates}
+                "scheduler": self.sched.state_dict(), "ema_updates": self.ema.updates, "processes": self.acc.num_processes}
 
     def load_checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
         """Restore what the two methods above saved (every process reads the same files)."""
-        layout = state.get("optimizer_layout", "torch")
-        if layout != ("fsdp-full" if self.fsdp else "torch"):
-            raise TrainingError(
-                f"checkpoint optimizer state was written by a {'FSDP' if layout == 'fsdp-full' else 'DDP'} run; "
-                f"resume it with the same distributed setting"
-            )
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 
@@ -200,14 +194,32 @@ class ModelTask:
                 raise TrainingError(f"checkpoint model does not fit: missing {sorted(want - have)[:5]}, unexpected {sorted(have - want)[:5]}")
             opts = StateDictOptions(full_state_dict=True)
             set_model_state_dict(self.raw, tensors["model"], options=opts)
-            set_optimizer_state_dict(self.raw, self._torch_optimizer(), state["optimizer"], options=opts)
         else:
             missing, unexpected = self.raw.load_state_dict(tensors["model"], strict=False)
             if missing or unexpected:
                 raise TrainingError(f"checkpoint model does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
-            self.opt.load_state_dict(state["optimizer"])
+        self._load_optimizer(state["optimizer"], state.get("optimizer_layout", "torch"))
         self.ema.load_state_dict(tensors["ema"], state["ema_updates"])
         self.sched.load_state_dict(state["scheduler"])
+
+    def _load_optimizer(self, saved: dict[str, Any], layout: str) -> None:
+        """The optimizer state of a checkpoint whichever way it was written: by parameter position (``torch``: one
+        process or DDP) or by parameter name (``fsdp-full``: FSDP), into this run's optimizer, sharded or not -- so a
+        run resumes on another number of processes and across one process and FSDP."""
+        if layout not in ("torch", "fsdp-full"):
+            raise TrainingError(f"unknown optimizer layout {layout!r} in the checkpoint (written by a newer restok?)")
+        if layout == "torch" and not self.fsdp:
+            self.opt.load_state_dict(saved)
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        opt = self._torch_optimizer()
+        if layout == "torch":  # positions -> names, in the order the optimizer holds its parameters
+            name_of = {id(p): n for n, p in self.raw.named_parameters()}
+            names = [name_of[id(p)] for g in opt.param_groups for p in g["params"]]
+            saved = {"state": {names[int(i)]: st for i, st in saved["state"].items()},
+                     "param_groups": [{**g, "params": [names[int(i)] for i in g["params"]]} for g in saved["param_groups"]]}
+        set_optimizer_state_dict(self.raw, opt, saved, options=StateDictOptions(full_state_dict=True))
 
     def validate(self, step: int) -> dict[str, float]:
         """Held-out metrics of the EMA weights (every process calls it; the main one returns them)."""
