@@ -51,6 +51,22 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     return args
 
 
+# What the collective libraries say when another process of the run died or became unreachable (gloo, NCCL, the
+# c10d store); the raw text names a socket, not what happened.
+_PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "NCCL communicator was aborted", "ProcessGroupNCCL",
+              "DistNetworkError", "Broken pipe", "recvValueWithTimeout failed", "Socket Timeout", "Timed out waiting")
+
+
+def _peer_lost(e: BaseException) -> str | None:
+    """One line for a collective that failed because another process (on this node or another) stopped, else None."""
+    text = f"{type(e).__name__}: {e}"
+    if not any(k in text for k in _PEER_LOST):
+        return None
+    first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+    return (f"another process of this run stopped or became unreachable ({first}); this process stops too. Checkpoints "
+            "written so far are intact: start the run again on every node with --resume")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``restok`` command line (``argv``, default ``sys.argv[1:]``) and return its exit status."""
     settle_offline()  # resolved once, before any command touches a Hub client
@@ -71,6 +87,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         expected = isinstance(e, (CLIError, ValueError, OSError, RuntimeError, ImportError))
-        text = str(e) or type(e).__name__
+        text = _peer_lost(e) or str(e) or type(e).__name__
         print(f"error: {text}" if expected else f"error: {type(e).__name__}: {text} (run with --debug for the traceback)", file=sys.stderr)
         return EXIT_ERROR
