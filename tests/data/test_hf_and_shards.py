@@ -116,3 +116,42 @@ def test_prepare_resumes_refuses_other_settings_resizes_and_check_names_problems
     (out / "shard-000001.tar").write_bytes(bytes(raw))
     r = run_cli("data", "check", out, "--decode")
     assert r.returncode == 1 and any(line.startswith("unreadable:") and member.name in line for line in r.stdout.splitlines()), r.stdout
+
+
+def test_shard_index_matches_tarfile_and_its_cache_follows_the_shards(tmp_path: Path, stores: dict[str, Path]) -> None:
+    import io
+    import os
+    import time
+
+    from restok.data.shard_index import CACHE_NAME, load_shard_index
+
+    folder = open_image_source(stores["folder"])
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    # three tar dialects: ustar with a prefix, GNU long names, pax long names
+    for k, fmt in enumerate((tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT)):
+        with tarfile.open(shards / f"s{k}.tar", "w", format=fmt) as tf:
+            for i in range(4):
+                rec = folder.records[4 * k + i]
+                key = ("d" * 120 + "/" if fmt != tarfile.USTAR_FORMAT else "sub/dir/") + f"{'x' * 90 if k else ''}{4 * k + i:04d}"
+                for ext, data in (("png", rec.read()), ("cls", str(rec.label).encode())):
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+    src = open_image_source(shards)
+    assert (shards / CACHE_NAME).is_file()
+    assert [r.read() for r in src.records] == [r.read() for r in folder.records]
+    assert [r.label for r in src.records] == [r.label for r in folder.records]
+    with tarfile.open(shards / "s2.tar") as tf:
+        assert src.records[8].name.endswith(tf.getmembers()[0].name)
+    # a second open reads the cache; a changed shard is indexed again
+    t0 = time.perf_counter()
+    again = open_image_source(shards)
+    assert [r.label for r in again.records] == [r.label for r in src.records] and time.perf_counter() - t0 < 1
+    with tarfile.open(shards / "s0.tar", "a", format=tarfile.USTAR_FORMAT) as tf:
+        data = folder.records[0].read()
+        info = tarfile.TarInfo("extra.png")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    os.utime(shards / "s0.tar", ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert len(open_image_source(shards)) == 13 == len(load_shard_index(sorted(str(p) for p in shards.glob("*.tar"))))

@@ -7,7 +7,7 @@ sources without importing each other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 __all__ = ["DataError", "ImageRecord", "ImageSource"]
 
@@ -29,7 +29,7 @@ class ImageRecord:
 class ImageSource:
     """An indexable list of :class:`ImageRecord` plus the class names found in the data."""
 
-    def __init__(self, records: list[ImageRecord], class_names: list[str], description: str) -> None:
+    def __init__(self, records: Sequence[ImageRecord], class_names: list[str], description: str) -> None:
         self.records, self.class_names, self.description = records, class_names, description
 
     def __len__(self) -> int:

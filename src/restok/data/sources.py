@@ -14,16 +14,17 @@ Unreadable files are skipped where they are read (the next sample takes their pl
 from __future__ import annotations
 
 import functools
-import os
 import re
-import tarfile
 from pathlib import Path
+
+import numpy as np
 
 from ..runtime.inputs import regular_file
 from .embedded import embedded_source
 from .hf import hf_source, is_hf_spec
 from .images import IMAGE_SUFFIXES
 from .records import DataError, ImageRecord, ImageSource
+from .shard_index import ShardRecords, load_shard_index
 
 __all__ = ["open_image_source", "MAX_SHARDS", "MAX_SPARSE_CLASSES"]
 
@@ -79,60 +80,28 @@ def _expand_braces(pattern: str) -> list[str]:
     return out
 
 
-def _read_tar_member(path: str, offset: int, size: int) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read(size)
-
-
-def _class_label(data: bytes, where: str) -> int:
-    """The class id of a ``.cls`` member (a non-negative decimal integer), or a DataError naming the member: a label
-    that is not one would otherwise train a generator on a wrong or missing class."""
-    text = data.decode("utf-8", errors="replace").strip()
-    if not text.isdigit() or not text.isascii():
-        raise DataError(f"{where}: the class label {text[:40]!r} is not a non-negative integer")
-    return int(text)
-
-
 def _shard_source(paths: list[str]) -> ImageSource:
-    """Index tar shards: group members by key (name up to the first dot), image + optional ``.cls`` label."""
-    records: list[ImageRecord] = []
-    labels_seen: set[int] = set()
+    """Index tar shards (:mod:`.shard_index`: image + optional ``.cls`` label per key, cached beside the shards)."""
     for path in paths:
         try:
             regular_file(path, "shard")
         except (OSError, ValueError) as e:
             raise DataError(str(e)) from None
-        groups: dict[str, dict[str, tarfile.TarInfo]] = {}
-        try:
-            with tarfile.open(path, "r:") as tf:
-                for info in tf:
-                    if not info.isfile():
-                        continue
-                    base = os.path.basename(info.name)
-                    key, _, ext = base.partition(".")
-                    groups.setdefault(os.path.join(os.path.dirname(info.name), key), {})[ext.lower()] = info
-                cls_bytes = {k: tf.extractfile(m["cls"]).read() for k, m in groups.items() if "cls" in m}
-        except tarfile.TarError as e:
-            raise DataError(f"shard {path} is not a readable tar file: {e}") from None
-        for key, members in groups.items():
-            img = next((members[e] for e in ("jpg", "jpeg", "png", "webp", "bmp") if e in members), None)
-            if img is None:
-                continue
-            label = _class_label(cls_bytes[key], f"{path}:{members['cls'].name}") if key in cls_bytes else -1
-            if label >= 0:
-                labels_seen.add(label)
-            records.append(ImageRecord(f"{path}:{img.name}", label, functools.partial(_read_tar_member, path, img.offset_data, img.size)))
-    if not records:
+    try:
+        index = load_shard_index(paths)
+    except OSError as e:
+        raise DataError(f"cannot read the shards: {e}") from None
+    if not len(index):
         raise DataError(f"no images found in {len(paths)} shard(s) starting {paths[0]}")
-    n_cls = max(labels_seen) + 1 if labels_seen else 0
-    if n_cls > MAX_SPARSE_CLASSES and n_cls > 2 * len(labels_seen):
+    seen = np.unique(index.label[index.label >= 0])
+    n_cls = int(seen[-1]) + 1 if len(seen) else 0
+    if n_cls > MAX_SPARSE_CLASSES and n_cls > 2 * len(seen):
         raise DataError(
-            f"the .cls labels of {len(paths)} shard(s) go up to {n_cls - 1} but only {len(labels_seen)} distinct classes "
+            f"the .cls labels of {len(paths)} shard(s) go up to {n_cls - 1} but only {len(seen)} distinct classes "
             "appear; class ids must run 0..C-1 (a stray label?)"
         )
     names = [str(i) for i in range(n_cls)]
-    return ImageSource(records, names, f"{len(paths)} tar shard(s) ({len(records)} images, {n_cls} classes)")
+    return ImageSource(ShardRecords(index), names, f"{len(paths)} tar shard(s) ({len(index)} images, {n_cls} classes)")
 
 
 def open_image_source(path: str | Path) -> ImageSource:
