@@ -47,6 +47,11 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-steps", type=number(int, ge=1, le=10**12), default=None, help="length of the run and of its LR schedule")
     g.add_argument("--stop-at", type=number(int, ge=1, le=10**12), default=None, help="end early after this step's checkpoint (as an interruption would)")
     g.add_argument("--resume", action="store_true", help="continue from the run folder's newest complete checkpoint")
+    g = group(p, "before a long run")
+    g.add_argument("--preflight", action="store_true",
+                   help="check on every rank (launcher, a collective, shared --out, same data, batch arithmetic, disk, memory) "
+                        "and exit: 0 ready, 1 with a blocker; nothing is trained")
+    g.add_argument("--preflight-timeout", type=number(float, gt=0, le=86400), default=60.0, help="seconds the collective may take (default: 60)")
     device_option(p)
     progress_option(p)
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. optimizer.lr=3e-4 batch_size=64")
@@ -70,6 +75,15 @@ def _train(args: argparse.Namespace, kind: str, data: str, overrides: list[str])
 
     _setup_logging()
     cfg = load_train_config(args.config, kind, list(args.overrides) + overrides)
+    if args.preflight:
+        from ..train.preflight import preflight
+
+        lines, blocked = preflight(cfg, kind, data, args.out, None if args.device == "auto" else args.device, args.preflight_timeout)
+        for line in lines:
+            print(line, flush=True)
+        if lines:
+            print("preflight: " + ("BLOCKED: fix the blocker lines above before the run" if blocked else "ready"), flush=True)
+        return 1 if blocked else 0
     options = dict(max_steps=args.max_steps, stop_at=args.stop_at, resume=args.resume,
                    device=None if args.device == "auto" else args.device, progress=not args.no_progress)
     result = (train_tokenizer if kind == "tokenizer" else train_generator)(cfg, data, args.out, **options)

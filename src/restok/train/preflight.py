@@ -1,0 +1,196 @@
+"""``restok train ... --preflight``: before a long run, on every rank, what makes multi-node runs fail late -- checked
+in seconds, one line per finding, a nonzero exit on a blocker.
+
+* the launcher's world: ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``LOCAL_WORLD_SIZE`` as torchrun or Accelerate set them;
+* a collective (an all-reduce) that completes within ``timeout`` seconds (a hang is reported, not waited out);
+* one ``--out`` for every rank (rank 0 writes a token there; every rank must read it back: a shared filesystem);
+* the same data on every rank (sample count and a hash of the sample names and labels);
+* the batch arithmetic for the process count (global batch divisible by processes, per-process batch by
+  ``grad_accum``, at least one global batch of data) and the data-loader workers;
+* free disk under ``--out`` for the checkpoints the recipe keeps (``keep_checkpoints`` + ``keep_steps`` + the one being
+  written), and an estimate of memory per device: the training state per parameter (weights, gradients, AdamW moments,
+  EMA; sharded under FSDP) plus the activations of the transformer blocks (Korthikanti et al. 2022, s*b*h*(34 +
+  5*a*s/h) bytes per layer at 16 bits; twice that in float32) against the device's free memory.
+
+Every rank computes its facts; rank 0 gathers them and prints one line per finding (ranks named).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.configs import GENERATOR_PRESETS, TOKENIZER_PRESETS
+from ..models import HARGenerator, ResTok
+from ..runtime.memory import available_memory, format_bytes
+from .config import TrainConfig
+from .distributed import make_accelerator
+
+__all__ = ["preflight", "activation_bytes", "checkpoint_bytes"]
+
+BLOCKER, WARNING = "blocker", "warning"
+
+
+def _data_facts(kind: str, data: str) -> tuple[int, str]:
+    """Sample count and a hash of what the samples are."""
+    h = hashlib.sha256()
+    if kind == "tokenizer":
+        from ..data.sources import open_image_source
+
+        src = open_image_source(data)
+        h.update(src.description.encode())
+        step = max(1, len(src) // 4096)  # names and labels of evenly spread samples: cheap at 1.28M
+        for i in range(0, len(src), step):
+            r = src.records[i]
+            h.update(f"{r.name}|{r.label}".encode())
+        return len(src), h.hexdigest()[:16]
+    from ..data.codes import CodesDataset
+
+    ds = CodesDataset(data)
+    h.update(repr(sorted(ds.meta.items())).encode())
+    return len(ds), h.hexdigest()[:16]
+
+
+def _model(cfg: TrainConfig, kind: str, data: str) -> tuple[Any, Any]:
+    """The model class and config the run will build (a generator's sizes from its code set)."""
+    if kind == "tokenizer":
+        return ResTok, TOKENIZER_PRESETS[cfg.model].replace(**cfg.model_overrides)
+    from ..data.codes import CodesDataset
+
+    meta = CodesDataset(data).meta
+    over = {**cfg.model_overrides, "num_tokens": meta["num_tokens"], "vocab_size": meta["codebook_size"],
+            "num_classes": max(1, meta["num_classes"])}
+    over.setdefault("ar_tokens", min(meta["tokenizer"]["config"].get("min_tokens", 4), meta["num_tokens"]))
+    return HARGenerator, GENERATOR_PRESETS[cfg.model].replace(**over)
+
+
+def checkpoint_bytes(params: int) -> int:
+    """A checkpoint's size: float32 weights, EMA copy and AdamW's two moments."""
+    return 16 * params
+
+
+def activation_bytes(kind: str, mc: Any, per_process_batch: int, grad_accum: int, precision: str) -> int:
+    """Activations of the transformer blocks of one micro-batch (Korthikanti et al. 2022, no recomputation)."""
+    b = max(1, per_process_batch // max(1, grad_accum))
+    if kind == "tokenizer":
+        s = (mc.image_size // mc.pixel_cnn.downsample) ** 2 + mc.num_tokens  # image tokens of the CNN's grid + latents
+        layers = [(s, mc.width, mc.num_heads, mc.depth), (s, mc.decoder_width, mc.decoder_num_heads, mc.decoder_depth)]
+    else:
+        layers = [(mc.num_tokens, mc.dim, mc.n_head, mc.n_layer)]
+    scale = 1 if precision in ("bf16", "fp16") else 2
+    return int(sum(scale * s * b * h * (34 + 5 * a * s / h) * n for s, h, a, n in layers))
+
+
+def _collective(acc: Any, timeout: float) -> tuple[bool, float]:
+    """An all-reduce of ones finishing within ``timeout`` s: (it did and the sum was the world size, seconds)."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        t = torch.ones(1, device=acc.device)
+        out["sum"] = float(acc.reduce(t, "sum"))
+
+    t0 = time.perf_counter()
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    th.join(timeout)
+    return (not th.is_alive() and out.get("sum") == acc.num_processes), time.perf_counter() - t0
+
+
+def _launcher(acc: Any) -> list[tuple[str, str]]:
+    """What the launcher set, checked against what the process group says."""
+    env = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    out = []
+    if env["WORLD_SIZE"] is not None and int(env["WORLD_SIZE"]) != acc.num_processes:
+        out.append((BLOCKER, f"WORLD_SIZE={env['WORLD_SIZE']} but the process group has {acc.num_processes} processes"))
+    if env["RANK"] is not None and int(env["RANK"]) != acc.process_index:
+        out.append((BLOCKER, f"RANK={env['RANK']} but the process group says rank {acc.process_index}"))
+    if acc.num_processes > 1 and env["LOCAL_RANK"] is None:
+        out.append((WARNING, "LOCAL_RANK is not set: launch with torchrun or accelerate launch so each process gets its own device"))
+    return out
+
+
+def _shared_out(acc: Any, run: Path) -> list[tuple[str, str]]:
+    """Rank 0 writes a token under ``--out``; every rank reads it back."""
+    from accelerate.utils import broadcast_object_list
+
+    token = [uuid.uuid4().hex if acc.is_main_process else None]
+    broadcast_object_list(token)
+    f = run / f".preflight-{token[0]}"
+    if acc.is_main_process:
+        f.write_text(token[0])
+    acc.wait_for_everyone()
+    seen = f.is_file() and f.read_text() == token[0]
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        f.unlink(missing_ok=True)
+    return [] if seen else [(BLOCKER, f"--out {run} is not the folder rank 0 writes to (not a shared filesystem?): "
+                                      "checkpoints and the final model would be missing on this node")]
+
+
+def _budget(cfg: TrainConfig, kind: str, data: str, run: Path, acc: Any, n: int) -> list[tuple[str, str]]:
+    """Batch arithmetic, disk for the kept checkpoints, memory per device."""
+    out, world = [], acc.num_processes
+    if cfg.batch_size % world:
+        out.append((BLOCKER, f"batch_size {cfg.batch_size} (the global batch) is not divisible by {world} processes"))
+    elif (cfg.batch_size // world) % cfg.grad_accum:
+        out.append((BLOCKER, f"the per-process batch {cfg.batch_size // world} is not divisible by grad_accum={cfg.grad_accum}"))
+    if n < cfg.batch_size:
+        out.append((BLOCKER, f"the data has {n} samples, fewer than one global batch of {cfg.batch_size}"))
+    cls, mc = _model(cfg, kind, data)
+    params = cls.parameter_count(mc)
+    keep = cfg.keep_checkpoints + len(cfg.keep_steps) + 1
+    need, free = keep * checkpoint_bytes(params), shutil.disk_usage(run).free
+    if need > free:
+        out.append((BLOCKER, f"{keep} checkpoints of ~{format_bytes(checkpoint_bytes(params))} need {format_bytes(need)} under "
+                             f"{run}, {format_bytes(free)} free"))
+    state = 20 * params // (world if cfg.distributed == "fsdp" else 1)
+    act = activation_bytes(kind, mc, cfg.batch_size // world, cfg.grad_accum, cfg.mixed_precision)
+    mem = available_memory(acc.device)
+    line = (f"memory per device: ~{format_bytes(state + act)} ({format_bytes(state)} training state for {params:,} parameters"
+            f"{' sharded' if cfg.distributed == 'fsdp' else ''}, ~{format_bytes(act)} activations at {cfg.batch_size // world // cfg.grad_accum or 1} "
+            f"images per micro-batch)")
+    if mem is not None and state + act > mem:
+        out.append((BLOCKER, f"{line} > {format_bytes(mem)} free on {acc.device}: raise grad_accum, use distributed=fsdp, "
+                             "grad_checkpointing=true or mixed_precision=bf16"))
+    else:
+        out.append(("info", line + (f", {format_bytes(mem)} free" if mem is not None else "")))
+    return out
+
+
+def preflight(cfg: TrainConfig, kind: str, data: str, run: str | Path, device: str | None = None, timeout: float = 60.0) -> tuple[list[str], bool]:
+    """Every check on this rank; on rank 0 the lines of every rank (``[rank r] ...``) and whether any blocks."""
+    from accelerate.utils import gather_object
+
+    from ..runtime.processes import resolve_device
+
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    acc = make_accelerator(cfg, run, cpu=resolve_device(device or "auto").type == "cpu")
+    found = _launcher(acc)
+    ok, secs = _collective(acc, timeout)
+    if not ok:  # a hung collective: say so and leave without waiting for it
+        print(f"[rank {acc.process_index}] blocker: an all-reduce over {acc.num_processes} processes did not complete in "
+              f"{timeout:g} s (rendezvous address, firewall, NCCL_SOCKET_IFNAME?)", flush=True)
+        os._exit(1)
+    found.append(("info", f"all-reduce over {acc.num_processes} processes in {secs * 1e3:.0f} ms; device {acc.device}"))
+    found += _shared_out(acc, run)
+    n, digest = _data_facts(kind, data)
+    facts = gather_object([(acc.process_index, n, digest)])
+    if len({(c, d) for _, c, d in facts}) > 1:
+        found.append((BLOCKER, "ranks see different data: " + ", ".join(f"rank {r}: {c} samples ({d})" for r, c, d in facts)))
+    found.append(("info", f"data: {n} samples (hash {digest}); {cfg.num_workers} loader worker(s) per process, "
+                          f"{acc.num_processes * max(1, cfg.num_workers)} in all"))
+    found += _budget(cfg, kind, data, run, acc, n)
+    every = gather_object([(acc.process_index, level, text) for level, text in found])
+    lines = [f"[rank {r}] {level}: {text}" for r, level, text in sorted(every, key=lambda x: (x[0], x[1] != BLOCKER))]
+    blocked = any(level == BLOCKER for _, level, _ in every)
+    acc.wait_for_everyone()
+    return (lines if acc.is_main_process else []), blocked

@@ -1,0 +1,57 @@
+"""``restok train ... --preflight``: ready on a sound set-up; each blocker named in one line with a nonzero exit --
+batch arithmetic, disk, memory, and (two "nodes" on the loopback address) a --out that is not shared and data that
+differs between ranks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_cli, write_image_folder
+
+pytest.importorskip("accelerate")
+BASE = ["train", "tokenizer", "--config", "restok-tiny", "--preflight", "--device", "cpu", "trackers=[]"]
+
+
+def test_ready_and_blockers_in_one_process(image_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    ok = run_cli(*BASE, "--data", image_folder, "--out", tmp_path / "a", "batch_size=4")
+    assert ok.returncode == 0 and "preflight: ready" in ok.stdout, ok.stdout + ok.stderr
+    assert "all-reduce over 1 processes" in ok.stdout and "training state for 2,222,971 parameters" in ok.stdout
+    assert not (tmp_path / "a" / "checkpoints").exists()  # nothing trained
+    r = run_cli(*BASE, "--data", image_folder, "--out", tmp_path / "b", "batch_size=16", "grad_accum=3")
+    assert r.returncode == 1 and "BLOCKED" in r.stdout
+    assert any("blocker" in x and "not divisible by grad_accum=3" in x for x in r.stdout.splitlines())
+    r = run_cli(*BASE, "--data", image_folder, "--out", tmp_path / "c", "batch_size=16")
+    assert any("blocker" in x and "fewer than one global batch of 16" in x for x in r.stdout.splitlines())
+    import shutil
+
+    import restok.train.preflight as pf
+
+    monkeypatch.setattr(pf.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    monkeypatch.setattr(pf, "available_memory", lambda device: 1000)
+    r = run_cli(*BASE, "--data", image_folder, "--out", tmp_path / "d", "batch_size=4", "keep_checkpoints=3")
+    lines = [x for x in r.stdout.splitlines() if "] blocker:" in x]
+    assert r.returncode == 1 and len(lines) == 2, r.stdout
+    assert "4 checkpoints" in lines[0] + lines[1] and "free on cpu" in lines[0] + lines[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_with_different_out_and_data_are_blocked(tmp_path: Path) -> None:
+    data = [write_image_folder(tmp_path / f"img{i}", classes=2, per_class=4 + i) for i in range(2)]
+    port, procs, logs = 29761, [], [tmp_path / "n0.log", tmp_path / "n1.log"]
+    for i in range(2):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
+               "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "pf", "-m", "restok", *BASE, "--data", str(data[i]),
+               "--out", str(tmp_path / f"out{i}"), "batch_size=4"]
+        procs.append(subprocess.Popen(cmd, stdout=logs[i].open("w"), stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}))
+        time.sleep(1.0)
+    codes = [p.wait(timeout=300) for p in procs]
+    text = logs[0].read_text() + logs[1].read_text()
+    assert codes == [1, 1], text[-3000:]
+    assert "all-reduce over 2 processes" in text
+    assert "is not the folder rank 0 writes to" in text and "ranks see different data" in text, text[-3000:]
