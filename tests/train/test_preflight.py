@@ -55,3 +55,41 @@ def test_two_nodes_with_different_out_and_data_are_blocked(tmp_path: Path) -> No
     assert codes == [1, 1], text[-3000:]
     assert "all-reduce over 2 processes" in text
     assert "is not the folder rank 0 writes to" in text and "ranks see different data" in text, text[-3000:]
+
+
+def test_devices_fit_the_global_batch_as_micro_batches_and_accumulation(image_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    from restok.train import load_train_config
+    from restok.train.preflight import activation_bytes, fit_to_devices
+
+    cfg = load_train_config("restok-tiny", "tokenizer", ["batch_size=8"])
+    roomy, plan = fit_to_devices(cfg, "tokenizer", str(image_folder), 2, 10**12)
+    assert roomy.grad_accum == 1 and roomy.batch_size == 8 and "8 = 2 x 4 per micro-batch x 1" in plan
+    from restok.core.configs import TOKENIZER_PRESETS
+    from restok.models import ResTok
+
+    mc = TOKENIZER_PRESETS["restok-tiny"]
+    tight = 20 * ResTok.parameter_count(mc) + activation_bytes("tokenizer", mc, 4, 2, "no") + 1  # room for 2 images at once
+    fitted, plan = fit_to_devices(cfg, "tokenizer", str(image_folder), 2, tight)
+    assert (fitted.batch_size, fitted.grad_accum) == (8, 2) and fitted.optimizer == cfg.optimizer and "x 2 per micro-batch x 2" in plan
+    with pytest.raises(ValueError, match="does not split over 3 devices"):
+        fit_to_devices(cfg, "tokenizer", str(image_folder), 3, None)
+    with pytest.raises(ValueError, match="even one image"):
+        fit_to_devices(cfg, "tokenizer", str(image_folder), 1, 1000)
+    # through the command line: the plan is printed, and the run trains as with that grad_accum set by hand
+    args = ["train", "tokenizer", "--config", "restok-tiny", "--data", str(image_folder), "--max-steps", "2", "--no-progress",
+            "--device", "cpu", "batch_size=4", "log_every=1", "save_every=2", "image_every=3", "trackers=[]"]
+    r = run_cli(*args, "--devices", "1", "--memory-per-device", str(tight / 1e9), "--out", str(tmp_path / "fit"))
+    assert r.returncode == 0 and "global batch 4 = 1 x 2 per micro-batch x 2 accumulation" in r.stdout, r.stdout + r.stderr
+    by_hand = run_cli(*args, "grad_accum=2", "--out", str(tmp_path / "hand"))
+    assert by_hand.returncode == 0
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "fit" / "config.yaml").read_text())["grad_accum"] == 2
+    from safetensors.torch import load_file
+    import torch
+
+    a, b = (load_file(str(tmp_path / run / "final" / "model.safetensors")) for run in ("fit", "hand"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    r = run_cli(*args, "--devices", "2", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "the launcher started 4 processes" in r.stderr

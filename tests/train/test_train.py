@@ -659,3 +659,25 @@ def test_optimizer_state_moves_between_position_and_name_layouts_exactly() -> No
         ModelTask._load_optimizer(h, saved, layout)
         got = topt.state_dict()
         assert all(torch.equal(got["state"][i][k], by_position["state"][i][k]) for i in by_position["state"] for k in ("exp_avg", "exp_avg_sq"))
+
+
+def test_codebook_usage_per_level_and_the_collapse_warning(caplog) -> None:
+    """Each latent level's usage and entropy are logged; a level whose ids use under 5% of the codes they could is
+    named once in a warning (fine-tuning on one's own images is where this shows first)."""
+    from restok.core import hierarchy as Hy
+    from restok.train.tokenizer import TokenizerTask
+
+    task = TokenizerTask.__new__(TokenizerTask)
+    task.levels = Hy.latent_level_bounds(8)  # levels of 1, 1, 2, 4 tokens
+    task.level_counts = torch.zeros(len(task.levels), 64, dtype=torch.long)
+    task.collapse_warned = set()
+    task.level_counts[0, 5] = 400  # level 0: 400 ids, one code -> collapsed
+    task.level_counts[3, :64] = 25  # level 3: every code -> healthy
+    with caplog.at_level("WARNING", logger="restok.train"):
+        stats = task._level_stats()
+        task.level_counts[0, 5] = 400
+        task._level_stats()
+    assert stats["codebook_usage_level0"] == 1 / 64 and stats["codebook_usage_level3"] == 1.0
+    assert abs(stats["codebook_entropy_level3"] - 6.0) < 1e-6 and "codebook_usage_level1" not in stats
+    warnings = [r.getMessage() for r in caplog.records if "collapse" in r.getMessage()]
+    assert len(warnings) == 1 and "latent level 0" in warnings[0] and "restart_dead_codes" in warnings[0]

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from ..runtime.processes import launched
-from .base import Command
+from .base import CLIError, Command
 from .options import (batch_option, device_option, group, model_options, number, output_option, progress_option, target_type)
 
 __all__ = ["COMMANDS"]
@@ -52,6 +52,11 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                    help="check on every rank (launcher, a collective, shared --out, same data, batch arithmetic, disk, memory) "
                         "and exit: 0 ready, 1 with a blocker; nothing is trained")
     g.add_argument("--preflight-timeout", type=number(float, gt=0, le=86400), default=60.0, help="seconds the collective may take (default: 60)")
+    g.add_argument("--devices", type=number(int, ge=1, le=10**6), default=None,
+                   help="fit the recipe to this many devices (processes): its global batch as per-device micro-batches x "
+                        "gradient accumulation, learning rate and schedule unchanged; printed before the run")
+    g.add_argument("--memory-per-device", type=number(float, gt=0, le=10**6), default=None, metavar="GB",
+                   help="memory of each device for --devices (default: what this process's device has free)")
     device_option(p)
     progress_option(p)
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. optimizer.lr=3e-4 batch_size=64")
@@ -75,6 +80,8 @@ def _train(args: argparse.Namespace, kind: str, data: str, overrides: list[str])
 
     _setup_logging()
     cfg = load_train_config(args.config, kind, list(args.overrides) + overrides)
+    if args.devices:
+        cfg = _fit(cfg, kind, data, args)
     if args.preflight:
         from ..train.preflight import preflight
 
@@ -88,6 +95,22 @@ def _train(args: argparse.Namespace, kind: str, data: str, overrides: list[str])
                    device=None if args.device == "auto" else args.device, progress=not args.no_progress)
     result = (train_tokenizer if kind == "tokenizer" else train_generator)(cfg, data, args.out, **options)
     return _report(result, os.environ.get("RANK", "0") == "0")
+
+
+def _fit(cfg: Any, kind: str, data: str, args: argparse.Namespace) -> Any:
+    """The recipe fitted to ``--devices`` (refused when the launch has another process count), the plan printed."""
+    from ..runtime.memory import available_memory
+    from ..runtime.processes import resolve_device
+    from ..train.preflight import fit_to_devices
+
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if "WORLD_SIZE" in os.environ and launched != args.devices:
+        raise CLIError(f"--devices {args.devices} but the launcher started {launched} processes: give the count it starts")
+    memory = int(args.memory_per_device * 1e9) if args.memory_per_device else available_memory(resolve_device(args.device))
+    cfg, plan = fit_to_devices(cfg, kind, data, args.devices, memory)
+    if os.environ.get("RANK", "0") == "0":
+        print(plan, flush=True)
+    return cfg
 
 
 def run_train_tokenizer(args: argparse.Namespace) -> int:

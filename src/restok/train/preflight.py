@@ -194,3 +194,27 @@ def preflight(cfg: TrainConfig, kind: str, data: str, run: str | Path, device: s
     blocked = any(level == BLOCKER for _, level, _ in every)
     acc.wait_for_everyone()
     return (lines if acc.is_main_process else []), blocked
+
+
+def fit_to_devices(cfg: TrainConfig, kind: str, data: str, devices: int, memory: int | None) -> tuple[TrainConfig, str]:
+    """The recipe on ``devices`` processes of ``memory`` bytes each: the same global batch (so the same learning rate
+    and schedule) as per-device micro-batches x gradient accumulation, the fewest accumulation steps whose training
+    state and activations fit; and the line that says so. A ValueError when even one image per micro-batch does not."""
+    import dataclasses
+
+    if cfg.batch_size % devices:
+        raise ValueError(f"the global batch {cfg.batch_size} does not split over {devices} devices; choose a device count that "
+                         f"divides it (or change batch_size, which changes the recipe)")
+    per = cfg.batch_size // devices
+    cls, mc = _model(cfg, kind, data)
+    state = 20 * cls.parameter_count(mc) // (devices if cfg.distributed == "fsdp" else 1)
+    for accum in (a for a in range(1, per + 1) if per % a == 0):
+        need = state + activation_bytes(kind, mc, per, accum, cfg.mixed_precision)
+        if memory is None or need <= memory:
+            fitted = dataclasses.replace(cfg, grad_accum=accum)
+            return fitted, (f"fitted to {devices} device(s): global batch {cfg.batch_size} = {devices} x {per // accum} per "
+                            f"micro-batch x {accum} accumulation step(s) (learning rate and schedule unchanged); about "
+                            f"{format_bytes(need)} per device" + (f" of {format_bytes(memory)}" if memory else ""))
+    raise ValueError(f"even one image per micro-batch needs ~{format_bytes(state + activation_bytes(kind, mc, 1, 1, cfg.mixed_precision))} "
+                     f"per device, more than {format_bytes(memory or 0)}: use distributed=fsdp, mixed_precision=bf16 or "
+                     "grad_checkpointing=true, or more memory")

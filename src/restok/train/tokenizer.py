@@ -3,6 +3,8 @@ L_G, then (once the GAN has started) the discriminator-head update on L_D, then 
 
 from __future__ import annotations
 
+import logging
+
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import torch.nn as nn
 
 from ..data.datasets import ImageDataset, collate_images
 from ..data.images import make_grid, save_image
+from ..core import hierarchy as Hy
 from ..data.sources import open_image_source
 from ..eval.inception import load_inception
 from ..eval.metrics import codebook_stats
@@ -31,6 +34,8 @@ from .optim import build_optimizer, build_scheduler, param_groups
 from .task import ModelTask, build_for_training
 
 __all__ = ["TokenizerTask", "train_tokenizer"]
+
+log = logging.getLogger("restok.train")
 
 
 def build_tokenizer_for_training(cfg: TrainConfig, teacher_dim: int, device: torch.device | None = None) -> ResTok:
@@ -78,6 +83,9 @@ class TokenizerTask(ModelTask):
         if cfg.compile:
             self.model = torch.compile(self.model)
         self.counts = torch.zeros(self.raw.codebook_size, dtype=torch.long)
+        self.levels = Hy.latent_level_bounds(self.raw.num_tokens)  # per-level usage: a coarse level can collapse alone
+        self.level_counts = torch.zeros(len(self.levels), self.raw.codebook_size, dtype=torch.long)
+        self.collapse_warned: set[int] = set()
         self.restarter = DeadCodeRestarter(self.raw.codebook_size, cfg.restart_dead_codes, cfg.seed) if cfg.restart_dead_codes else None
         self.d_params: list[nn.Parameter] = []
         if self.loss.discriminator is not None:
@@ -133,7 +141,10 @@ class TokenizerTask(ModelTask):
                 self._check_finite(loss.detach(), step, "tokenizer", logs)
                 acc.backward(loss / len(chunks))
             recons.append(out.reconstruction.detach())
-            step_counts += torch.bincount(out.ids.reshape(-1).cpu(), minlength=self.counts.numel())
+            ids_cpu = out.ids.cpu()  # (b, L)
+            step_counts += torch.bincount(ids_cpu.reshape(-1), minlength=self.counts.numel())
+            for lvl, (a, e) in enumerate(self.levels):
+                self.level_counts[lvl] += torch.bincount(ids_cpu[:, a:e].reshape(-1), minlength=self.counts.numel())
             if self.restarter is not None:
                 latents.append(out.latents.reshape(-1, out.latents.shape[-1]))  # (b*L, C)
             for key, v in logs.items():
@@ -176,7 +187,30 @@ class TokenizerTask(ModelTask):
         ids = torch.repeat_interleave(torch.arange(self.counts.numel()), self.counts)
         stats = codebook_stats(ids, self.counts.numel())
         self.counts.zero_()
-        return {"codebook_usage": stats["usage"], "codebook_entropy": stats["entropy"], **out}
+        return {"codebook_usage": stats["usage"], "codebook_entropy": stats["entropy"], **self._level_stats(), **out}
+
+    # A level whose ids use fewer than this share of the codes they could use (min(K, ids seen)) has collapsed.
+    COLLAPSE_SHARE = 0.05
+
+    def _level_stats(self) -> dict[str, float]:
+        """Usage and entropy of each latent level's ids since the last log, and one warning per level that collapses."""
+        out: dict[str, float] = {}
+        K = self.level_counts.shape[1]
+        for lvl, counts in enumerate(self.level_counts):
+            n = int(counts.sum())
+            if not n:
+                continue
+            p = counts.double() / n
+            used = int((counts > 0).sum())
+            out[f"codebook_usage_level{lvl}"] = used / K
+            out[f"codebook_entropy_level{lvl}"] = float(-(p * torch.log2(p + 1e-8)).sum())
+            if used < self.COLLAPSE_SHARE * min(K, n) and lvl not in self.collapse_warned:
+                self.collapse_warned.add(lvl)
+                log.warning("codebook collapse at latent level %d (tokens %d-%d): its %d ids used %d of %d codes; consider "
+                            "restart_dead_codes=N or model_overrides={entropy_loss_ratio: 0.1} (README, Train your own)",
+                            lvl, self.levels[lvl][0], self.levels[lvl][1] - 1, n, used, K)
+        self.level_counts.zero_()
+        return out
 
     # ----------------------------------------------------------------------------------- checkpoints
     def checkpoint_tensors(self) -> dict[str, dict[str, torch.Tensor]]:
