@@ -64,7 +64,8 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 def _tokenizer_run_arguments(p: argparse.ArgumentParser) -> None:
     g = group(p, "data")
-    g.add_argument("--data", required=True, help="image folder (one sub-folder per class, or flat) or .tar shards")
+    g.add_argument("--data", required=True, help="image folder (one sub-folder per class, or flat), .tar shards, or a Hugging Face "
+                                                "dataset (save_to_disk folder, parquet, hf:ID[?split=..&image=..&label=..])")
     g.add_argument("--eval-data", default=None, help="held-out images for validation every eval_every steps (restok-l-128: every 50,000)")
     _run_arguments(p)
 
