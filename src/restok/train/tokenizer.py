@@ -141,10 +141,7 @@ class TokenizerTask(ModelTask):
                 self._check_finite(loss.detach(), step, "tokenizer", logs)
                 acc.backward(loss / len(chunks))
             recons.append(out.reconstruction.detach())
-            ids_cpu = out.ids.cpu()  # (b, L)
-            step_counts += torch.bincount(ids_cpu.reshape(-1), minlength=self.counts.numel())
-            for lvl, (a, e) in enumerate(self.levels):
-                self.level_counts[lvl] += torch.bincount(ids_cpu[:, a:e].reshape(-1), minlength=self.counts.numel())
+            self._count_ids(out.ids, step_counts)
             if self.restarter is not None:
                 latents.append(out.latents.reshape(-1, out.latents.shape[-1]))  # (b*L, C)
             for key, v in logs.items():
@@ -178,6 +175,13 @@ class TokenizerTask(ModelTask):
             self.restarter.step(acc, step, step_counts, torch.cat(latents), dict(self.raw.named_parameters()),
                                 self._torch_optimizer(), self.ema.shadow)
         return out_logs
+
+    def _count_ids(self, ids: torch.Tensor, step_counts: torch.Tensor) -> None:
+        """Add a micro-batch's ids (b, L) to the step's code counts and to each latent level's."""
+        ids = ids.cpu()
+        step_counts += torch.bincount(ids.reshape(-1), minlength=self.counts.numel())
+        for lvl, (a, e) in enumerate(self.levels):
+            self.level_counts[lvl] += torch.bincount(ids[:, a:e].reshape(-1), minlength=self.counts.numel())
 
     def interval_stats(self) -> dict[str, float]:
         """Codebook usage and entropy (Eq. 5-6) of the ids seen since the last log, on this process."""
