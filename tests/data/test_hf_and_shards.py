@@ -155,3 +155,21 @@ def test_shard_index_matches_tarfile_and_its_cache_follows_the_shards(tmp_path: 
         tf.addfile(info, io.BytesIO(data))
     os.utime(shards / "s0.tar", ns=(time.time_ns(), time.time_ns() + 10**9))
     assert len(open_image_source(shards)) == 13 == len(load_shard_index(sorted(str(p) for p in shards.glob("*.tar"))))
+
+
+def test_hf_ids_go_through_load_dataset(tmp_path: Path, stores: dict[str, Path]) -> None:
+    """``hf:ID`` is ``datasets.load_dataset(ID)``: a dataset repository laid out locally (what the Hub cache serves
+    offline) gives the folder's samples."""
+    repo = tmp_path / "repo" / "data"
+    repo.mkdir(parents=True)
+    import shutil
+
+    shutil.copy(stores["parquet"], repo / "train-00000-of-00001.parquet")
+    src = open_image_source(f"hf:{tmp_path / 'repo'}?split=train")
+    folder = open_image_source(stores["folder"])
+    assert [r.read() for r in src.records] == [r.read() for r in folder.records] and src.class_names == folder.class_names
+    r = run_cli("data", "check", tmp_path / "nothing-here")
+    assert r.returncode == 2 and "no .tar shards" in r.stderr
+    bad = run_cli("eval", "reconstruction", "--tokenizer", "restok-tiny-mnist", "--data", f"hf:{tmp_path / 'repo'}?split=test",
+                  "--out", tmp_path / "o.json")
+    assert bad.returncode == 2 and "split" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -93,3 +93,20 @@ def test_devices_fit_the_global_batch_as_micro_batches_and_accumulation(image_fo
     monkeypatch.setenv("WORLD_SIZE", "4")
     r = run_cli(*args, "--devices", "2", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "the launcher started 4 processes" in r.stderr
+
+
+def test_a_collective_that_hangs_is_reported_within_the_timeout() -> None:
+    import threading
+    import time as _time
+
+    from restok.train.preflight import _collective
+
+    class Hung:  # an accelerator whose all-reduce never returns (a peer behind a firewall)
+        device, num_processes = "cpu", 2
+
+        def reduce(self, t, op):  # noqa: ANN001, ANN201
+            threading.Event().wait()
+
+    t0 = _time.perf_counter()
+    ok, secs = _collective(Hung(), 0.5)
+    assert not ok and 0.5 <= secs < 2 and _time.perf_counter() - t0 < 2

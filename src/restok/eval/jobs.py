@@ -68,10 +68,11 @@ class ReconstructionRequest:
 
 def run_reconstruction(req: ReconstructionRequest) -> dict[str, Any] | None:
     """rFID, PSNR, SSIM, codebook usage and entropy of the request's tokenizer (None on processes but the main one)."""
+    source = open_image_source(req.data)  # a wrong data path fails before any model is loaded
     tok = load_tokenizer(req.tokenizer, device=req.inception.device)
     inception = load_inception(req.inception.weights, device=tok.device, dtype=req.inception.dtype)
     processes, _ = launched(req.inception.device, progress=req.inception.progress)
-    return evaluate_reconstruction(tok, open_image_source(req.data), inception, req.out, tokens=req.tokens, num_images=req.num_images,
+    return evaluate_reconstruction(tok, source, inception, req.out, tokens=req.tokens, num_images=req.num_images,
                                    target_psnr=req.target_psnr, batch_size=req.batch_size, allow_partial=req.allow_partial,
                                    processes=processes, pixel_dtype=DTYPES[req.pixel_dtype],
                                    lpips=None if req.lpips is None else req.lpips.build(tok.device))
@@ -184,9 +185,10 @@ class CompareRequest:
 
 def run_compare(req: CompareRequest, announce: Callable[[str], None] = lambda _m: None) -> dict[str, Any] | None:
     """The comparison table of the request's tokenizers (None on processes but the main one)."""
+    source = open_image_source(req.data)  # a wrong data path fails before any model is loaded
     processes, device = launched(req.inception.device, progress=req.inception.progress)
     inception = load_inception(req.inception.weights, device=device, dtype=req.inception.dtype)
     return compare_tokenizers(entry_labels(req.tokenizers), lambda src: load_tokenizer(src, device=req.inception.device),
-                              open_image_source(req.data), inception, req.out, num_images=req.num_images, batch_size=req.batch_size,
+                              source, inception, req.out, num_images=req.num_images, batch_size=req.batch_size,
                               allow_partial=req.allow_partial, processes=processes, speed=req.speed, announce=announce,
                               lpips=None if req.lpips is None else req.lpips.build(device))
