@@ -173,3 +173,17 @@ def test_hf_ids_go_through_load_dataset(tmp_path: Path, stores: dict[str, Path])
     bad = run_cli("eval", "reconstruction", "--tokenizer", "restok-tiny-mnist", "--data", f"hf:{tmp_path / 'repo'}?split=test",
                   "--out", tmp_path / "o.json")
     assert bad.returncode == 2 and "split" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreadable_image_in_a_dataset_is_named_and_skipped(tmp_path: Path, stores: dict[str, Path]) -> None:
+    folder = open_image_source(stores["folder"])
+    blobs = [r.read() for r in folder.records]
+    blobs[2] = b"not an image at all"
+    datasets.Dataset.from_dict({"image": blobs, "label": [r.label for r in folder.records]}).to_parquet(str(tmp_path / "bad.parquet"))
+    src = open_image_source(tmp_path / "bad.parquet")
+    item = ImageDataset(src, 32, train=False)[2]
+    assert item["index"] == 3 and len(item["skipped"]) == 1 and "bad.parquet" in item["skipped"][0] and "[2]" in item["skipped"][0]
+    r = run_cli("data", "prepare", tmp_path / "bad.parquet", "--out", tmp_path / "shards")
+    assert r.returncode == 1 and "1 unreadable sample(s) skipped" in r.stdout
+    info = json.loads((tmp_path / "shards" / "classes.json").read_text())
+    assert info["num_samples"] == 11 and "[2]" in info["skipped"][0] and sum(info["counts"]) == 11
