@@ -187,3 +187,24 @@ def test_an_unreadable_image_in_a_dataset_is_named_and_skipped(tmp_path: Path, s
     assert r.returncode == 1 and "1 unreadable sample(s) skipped" in r.stdout
     info = json.loads((tmp_path / "shards" / "classes.json").read_text())
     assert info["num_samples"] == 11 and "[2]" in info["skipped"][0] and sum(info["counts"]) == 11
+
+
+def test_string_labels_bad_labels_non_tar_shards_and_a_damaged_index_cache(tmp_path: Path, stores: dict[str, Path]) -> None:
+    folder = open_image_source(stores["folder"])
+    blobs = [r.read() for r in folder.records]
+    names = [("cat", "dog", "emu")[r.label] for r in folder.records]
+    datasets.Dataset.from_dict({"image": blobs, "label": names}).to_parquet(str(tmp_path / "names.parquet"))
+    src = open_image_source(tmp_path / "names.parquet")
+    assert src.class_names == ["cat", "dog", "emu"] and [r.label for r in src.records] == [r.label for r in folder.records]
+    datasets.Dataset.from_dict({"image": blobs, "label": [1.5] * len(blobs)}).to_parquet(str(tmp_path / "float.parquet"))
+    r = run_cli("data", "prepare", tmp_path / "float.parquet", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "not class ids" in r.stderr
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "a.tar").write_text("hello world, this is not a tar file" * 20)
+    r = run_cli("data", "check", shards)
+    assert r.returncode == 2 and "is not a readable tar file" in r.stderr and "a.tar" in r.stderr
+    good = tmp_path / "good"
+    assert run_cli("data", "prepare", stores["folder"], "--out", good).returncode == 0
+    (good / ".restok-index.npz").write_bytes(b"")  # truncated by a full disk, say
+    assert len(open_image_source(good)) == 12

@@ -111,3 +111,16 @@ def test_compare_split_over_two_torchrun_processes_gives_the_same_table(family_m
         assert [ra[k] for k in keys[:2]] == [rb[k] for k in keys[:2]]
         assert [ra[k] for k in keys[2:]] == pytest.approx([rb[k] for k in keys[2:]], rel=1e-9, abs=1e-12)
     assert json.loads((tmp_path / "two" / "one-d-piece-tiny.json").read_text())["settings"]["processes"] == 2
+
+
+def test_labels_stay_unique_and_timing_passes_over_unreadable_images(tmp_path: Path) -> None:
+    from restok.data.sources import open_image_source
+    from restok.eval.compare import _speed_batch, entry_labels
+
+    assert [e.label for e in entry_labels(["a/titok", "b/titok", "c/titok_2", "d/titok.safetensors"])] == [
+        "titok", "titok_2", "titok_2_2", "titok_3"]
+    data = write_image_folder(tmp_path / "images", classes=1, per_class=3)
+    first = sorted((data / "class0").iterdir())[0]
+    first.write_bytes(b"broken")
+    batch = _speed_batch(open_image_source(data), 32, 4)
+    assert batch.shape == (2, 3, 32, 32)

@@ -131,3 +131,17 @@ def test_the_recipe_is_checked_against_the_generator_card(tmp_path: Path, saved_
 def test_nothing_to_check_is_refused_in_one_line() -> None:
     r = run_cli("eval", "check")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "nothing to check" in r.stderr
+
+
+def test_unreadable_samples_and_files_that_are_not_archives(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((256, 256, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    (folder / "3.png").write_bytes(b"\x89PNG truncated")
+    code, lines = check(folder)
+    assert code == 1 and sum("unreadable: 1 sample file" in x for x in lines) == 1 and not any("labels" in x for x in lines)
+    bad = tmp_path / "x.npz"
+    bad.write_bytes(b"not a zip")
+    r = run_cli("eval", "check", bad)
+    assert r.returncode == 2 and "not a readable .npz" in r.stderr and len(r.stderr.strip().splitlines()) == 1

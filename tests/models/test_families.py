@@ -148,3 +148,14 @@ def test_bare_one_d_piece_weights_convert_with_their_release_config(tmp_path: Pa
     tok = load_tokenizer(tmp_path / "converted")
     assert type(tok).family == "one-d-piece"
     torch.testing.assert_close(tok.decode(t["ids"][:, :5]), t["decoded_k5"].clamp(0, 1), atol=2e-5, rtol=0)
+
+
+def test_a_flat_gpt_config_says_which_family_it_is() -> None:
+    from restok.core.registry import identify_checkpoint
+    from restok.models.llamagen_gpt import LlamaGenGPT
+
+    keys = set(LlamaGenGPT.from_preset("llamagen-gpt-tiny").state_dict())
+    args = {"dim": 64, "n_layer": 2, "n_head": 4, "vocab_size": 64, "block_size": 64, "num_classes": 10, "model_type": "c2i"}
+    assert identify_checkpoint({**args, "family": "llamagen-gpt"}, keys)[0] is LlamaGenGPT
+    assert identify_checkpoint(args, keys)[0].family == "har"  # unmarked: ResTok's vanilla AR layout (1-D positions)
+    assert identify_checkpoint(None, keys)[0] is LlamaGenGPT  # bare weights: LlamaGen's release

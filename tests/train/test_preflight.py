@@ -110,3 +110,14 @@ def test_a_collective_that_hangs_is_reported_within_the_timeout() -> None:
     t0 = _time.perf_counter()
     ok, secs = _collective(Hung(), 0.5)
     assert not ok and 0.5 <= secs < 2 and _time.perf_counter() - t0 < 2
+
+
+def test_devices_above_one_needs_a_launch_and_peer_messages_need_several_processes(image_folder: Path, tmp_path: Path, monkeypatch) -> None:
+    r = run_cli("train", "tokenizer", "--config", "restok-tiny", "--data", image_folder, "--out", tmp_path / "a", "--devices", "4")
+    assert r.returncode == 2 and "torchrun --nproc-per-node 4" in r.stderr
+    from restok.cli import _peer_lost
+
+    assert _peer_lost(BrokenPipeError("Broken pipe")) is None  # one process: a closed pipe is just that
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert _peer_lost(BrokenPipeError("Broken pipe")) is None
+    assert "another process of this run stopped" in _peer_lost(RuntimeError("[gloo] Connection closed by peer [127.0.0.1]:1"))

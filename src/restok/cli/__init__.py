@@ -59,6 +59,10 @@ _PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "NCCL com
 
 def _peer_lost(e: BaseException) -> str | None:
     """One line for a collective that failed because another process (on this node or another) stopped, else None."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2 or isinstance(e, OSError):  # one process, or a pipe/download error
+        return None
     text = f"{type(e).__name__}: {e}"
     if not any(k in text for k in _PEER_LOST):
         return None

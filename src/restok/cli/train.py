@@ -107,6 +107,12 @@ def _fit(cfg: Any, kind: str, data: str, args: argparse.Namespace) -> Any:
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if "WORLD_SIZE" in os.environ and launched != args.devices:
         raise CLIError(f"--devices {args.devices} but the launcher started {launched} processes: give the count it starts")
+    if "WORLD_SIZE" not in os.environ and args.devices > 1:
+        raise CLIError(f"--devices {args.devices} plans a run of {args.devices} processes: launch it so (torchrun --nproc-per-node "
+                       f"{args.devices} -m restok train ..., or accelerate launch --num_processes {args.devices}); alone it is one")
+    if launched > 1 and not args.memory_per_device:
+        # each rank would measure its own free memory and could choose another grad_accum: the collectives would not match
+        raise CLIError("--devices under a launcher needs --memory-per-device GB, so that every rank fits the recipe the same way")
     memory = int(args.memory_per_device * 1e9) if args.memory_per_device else available_memory(resolve_device(args.device))
     cfg, plan = fit_to_devices(cfg, kind, data, args.devices, memory)
     if os.environ.get("RANK", "0") == "0":

@@ -90,7 +90,7 @@ def _columns(ds: Any, opts: dict[str, str], where: str) -> tuple[str, str | None
     if image is None or image not in feats:
         raise DataError(f"{where}: no image column found among {list(feats)}; name it with ?image=COLUMN")
     label = opts.get("label") or next((c for c, f in feats.items() if isinstance(f, datasets.ClassLabel)), None) or next(
-        (c for c in LABEL_NAMES if c in feats and str(getattr(feats[c], "dtype", "")).startswith(("int", "uint"))), None)
+        (c for c in LABEL_NAMES if c in feats and str(getattr(feats[c], "dtype", "")).startswith(("int", "uint", "float", "string"))), None)
     if label is not None and label not in feats:
         raise DataError(f"{where}: no column {label!r} (columns: {list(feats)})")
     return image, label
@@ -130,10 +130,20 @@ def _labels(ds: Any, label: str | None) -> tuple[list[int], list[str], dict[str,
 
     if label is None:
         return [-1] * len(ds), [], None
-    values = [int(v) for v in ds[label]]
+    raw = list(ds[label])
+    if any(v is None for v in raw):
+        raise DataError(f"label column {label!r} has empty values (row {raw.index(None)}): label every row, or name no label column")
     feat = ds.features[label]
     if isinstance(feat, datasets.ClassLabel):
-        return values, list(feat.names), None
+        return [int(v) for v in raw], list(feat.names), None
+    if all(isinstance(v, str) for v in raw):  # class names: mapped to 0..C-1 in sorted order, as image folders' names
+        names = sorted(set(raw))
+        index = {n: i for i, n in enumerate(names)}
+        return [index[v] for v in raw], names, {n: i for n, i in index.items()}
+    if not all(isinstance(v, (int, bool)) or (isinstance(v, float) and v.is_integer()) for v in raw) or any(int(v) < 0 for v in raw):
+        raise DataError(f"label column {label!r} holds {type(raw[0]).__name__} values such as {raw[0]!r}, not class ids "
+                        "(non-negative integers) or class names")
+    values = [int(v) for v in raw]
     seen = sorted(set(values))
     if seen == list(range(len(seen))):
         return values, [str(v) for v in seen], None

@@ -78,6 +78,7 @@ class _State:
     settings: dict[str, Any]
     shards: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    skipped_index: list[int] = field(default_factory=list)
 
     @property
     def next_index(self) -> int:
@@ -92,7 +93,7 @@ def _open_state(out: Path, settings: dict[str, Any]) -> _State:
     if old.get("settings") != settings:
         diff = sorted(k for k in set(settings) | set(old.get("settings", {})) if settings.get(k) != old.get("settings", {}).get(k))
         raise DataError(f"{out} holds shards prepared under other settings ({', '.join(diff)}); use another --out or the same settings")
-    return _State(settings, old.get("shards", []), old.get("skipped", []))
+    return _State(settings, old.get("shards", []), old.get("skipped", []), old.get("skipped_index", []))
 
 
 def _write_shard(path: Path, items: list[tuple[str, bytes, str, int]]) -> int:
@@ -123,6 +124,7 @@ def prepare_shards(source: ImageSource, out: str | Path, settings: PrepareSettin
                 data, ext = _encoded(rec.read(), settings.resize)
             except Exception as e:  # noqa: BLE001 - unreadable samples are skipped and named
                 state.skipped.append(f"{rec.name} ({type(e).__name__}: {e})")
+                state.skipped_index.append(i)
                 i += 1
                 continue
             if items and size + len(data) + 1536 > settings.max_bytes:
@@ -130,27 +132,30 @@ def prepare_shards(source: ImageSource, out: str | Path, settings: PrepareSettin
             items.append((f"{i:08d}", data, ext, rec.label))
             size += len(data) + 1536  # tar headers and padding, about
             i += 1
-        name = SHARD_NAME.format(len(state.shards))
-        nbytes = _write_shard(out / name, items) if items else 0
-        state.shards.append({"name": name, "start": start, "end": i, "samples": len(items), "bytes": nbytes})
-        write_json(out / "prepare.json", {"settings": state.settings, "shards": state.shards, "skipped": state.skipped})
+        if items:
+            name = SHARD_NAME.format(len([x for x in state.shards if x["name"]]))
+            nbytes = _write_shard(out / name, items)
+            state.shards.append({"name": name, "start": start, "end": i, "samples": len(items), "bytes": nbytes})
+        else:  # only unreadable samples left: progress without a shard
+            name, nbytes = "(no shard: every sample unreadable)", 0
+            state.shards.append({"name": None, "start": start, "end": i, "samples": 0, "bytes": 0})
+        write_json(out / "prepare.json", {"settings": state.settings, "shards": state.shards, "skipped": state.skipped,
+                                          "skipped_index": state.skipped_index})
         announce(f"{name}: {len(items)} samples, {nbytes / 1e6:.1f} MB ({i}/{n}, {time.perf_counter() - t0:.0f} s)")
     return _write_classes(out, source, state)
 
 
 def _write_classes(out: Path, source: ImageSource, state: _State) -> dict[str, Any]:
     counts = [0] * source.num_classes
-    written = set()
+    skipped = set(state.skipped_index)
     for s in state.shards:
-        written.update(range(s["start"], s["end"]))
-    skipped_names = {x.split(" (")[0] for x in state.skipped}
-    for idx in written:
-        rec = source.records[idx]
-        if rec.label >= 0 and rec.name not in skipped_names:
-            counts[rec.label] += 1
+        for idx in range(s["start"], s["end"]):
+            label = source.records[idx].label
+            if label >= 0 and idx not in skipped:
+                counts[label] += 1
     info = {"class_names": source.class_names, "counts": counts, "label_map": getattr(source, "label_map", None),
             "num_samples": sum(s["samples"] for s in state.shards), "skipped": state.skipped,
-            "shards": [{k: s[k] for k in ("name", "samples", "bytes")} for s in state.shards], "source": source.description}
+            "shards": [{k: s[k] for k in ("name", "samples", "bytes")} for s in state.shards if s["name"]], "source": source.description}
     write_json(out / "classes.json", info)
     return info
 

@@ -29,6 +29,7 @@ IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp")
 
 
 def _octal(field: bytes) -> int:
+    """A tar header's number (octal text, or GNU base-256); ValueError when it is neither."""
     text = field.rstrip(b"\0 ").strip()
     if text and text[0] & 0x80:  # GNU base-256 for sizes of 8 GiB and more
         return int.from_bytes(field[1:], "big")
@@ -61,9 +62,12 @@ def _members(path: str) -> Iterator[tuple[str, int, int, bytes | None]]:
             hdr = f.read(512)
             if len(hdr) < 512 or hdr == b"\0" * 512:
                 return
-            if sum(hdr) - sum(hdr[148:156]) + 8 * 32 != _octal(hdr[148:156]):
-                raise DataError(f"{path}: not a tar file, or damaged at byte {pos} (header checksum)")
-            size, kind = _octal(hdr[124:136]), hdr[156:157]
+            try:
+                if sum(hdr) - sum(hdr[148:156]) + 8 * 32 != _octal(hdr[148:156]):
+                    raise ValueError("checksum")
+                size, kind = _octal(hdr[124:136]), hdr[156:157]
+            except ValueError:
+                raise DataError(f"shard {path} is not a readable tar file (damaged or not a tar at byte {pos})") from None
             data_at = pos + 512
             pos = data_at + (size + 511) // 512 * 512
             if kind in (b"L", b"x"):  # the next member's name: GNU long name, or a pax header
@@ -158,7 +162,7 @@ def _cached(cache: Path, paths: list[str]) -> ShardIndex | None:
             if int(z["version"]) != CACHE_VERSION or not np.array_equal(z["stamp"], _stamp(paths)):
                 return None
             return ShardIndex(paths, z["shard"], z["offset"], z["size"], z["label"], z["name"])
-    except (OSError, ValueError, KeyError):
+    except Exception:  # noqa: BLE001 - a damaged or foreign cache file: index the shards again
         return None
 
 

@@ -49,14 +49,18 @@ class CompareEntry:
 
 def entry_labels(sources: Sequence[str]) -> list[CompareEntry]:
     """A file-safe label per tokenizer (its last path part without a weights suffix; repeats numbered)."""
-    seen: dict[str, int] = {}
+    used: set[str] = set()
     out = []
     for src in sources:
         base = Path(str(src).rstrip("/")).name or str(src)
         base = re.sub(r"\.(safetensors|bin|pt|pth|ckpt)$", "", base)
         base = re.sub(r"[^A-Za-z0-9._+-]", "_", base).strip("._") or "tokenizer"
-        seen[base] = seen.get(base, 0) + 1
-        out.append(CompareEntry(str(src), base if seen[base] == 1 else f"{base}_{seen[base]}"))
+        label, k = base, 1
+        while label in used:  # every label names its own result file and work folder
+            k += 1
+            label = f"{base}_{k}"
+        used.add(label)
+        out.append(CompareEntry(str(src), label))
     return out
 
 
@@ -79,6 +83,20 @@ def measure_speed(tokenizer: Any, images: torch.Tensor, lengths: Sequence[int], 
     ids = tokenizer.encode(images)
     enc = best(lambda: tokenizer.encode(images))
     return {k: (enc, best(lambda k=k: tokenizer.decode(ids[:, :k]))) for k in lengths}
+
+
+def _speed_batch(source: ImageSource, size: int, batch_size: int) -> torch.Tensor:
+    """Up to ``batch_size`` readable images from the start of the data (unreadable ones passed over, as the protocol does)."""
+    dataset = ImageDataset(source, size, train=False)
+    out = []
+    for j in range(min(len(source), 4 * batch_size)):
+        if len(out) == batch_size:
+            break
+        try:
+            out.append(dataset.load(j, 0))
+        except Exception:  # noqa: BLE001 - skipped here as in the evaluation, where it is named
+            continue
+    return torch.stack(out) if out else torch.empty(0)
 
 
 def _rows(entry: CompareEntry, tokenizer: Any, result: dict[str, Any], speed: dict[int, tuple[float, float]] | None) -> list[dict[str, Any]]:
@@ -151,10 +169,8 @@ def compare_tokenizers(
             continue  # not the main process: the main one writes the table
         measured = None
         if speed:
-            n = min(batch_size, len(source))
-            dataset = ImageDataset(source, tok.config.image_size, train=False)
-            images = torch.stack([dataset.load(j, 0) for j in range(n)]).to(tok.device)
-            measured = measure_speed(tok, images, tok.prefix_lengths)
+            images = _speed_batch(source, tok.config.image_size, batch_size)
+            measured = measure_speed(tok, images.to(tok.device), tok.prefix_lengths) if len(images) else None
         rows += _rows(entry, tok, result, measured)
         del tok
     if not processes.main:

@@ -55,18 +55,40 @@ def _npz_member(zf: zipfile.ZipFile, name: str) -> str | None:
     return next((m for m in (f"{name}.npy", name) if m in zf.namelist()), None)
 
 
+def _open_arr0(path: Path) -> tuple[zipfile.ZipFile, Any, tuple[int, ...], np.dtype]:
+    """The archive, its open ``arr_0`` member past the header, the array's shape and dtype (closed again on error)."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise EvaluationError(f"{path} is not a readable .npz archive ({type(e).__name__})") from None
+    try:
+        member = _npz_member(zf, "arr_0")
+        if member is None:
+            raise EvaluationError(f"{path} has no arr_0 (an ADM sample batch holds its images there)")
+        f = zf.open(member)
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(f)
+        if fortran or len(shape) != 4:
+            raise EvaluationError(f"{path}: arr_0 must be a C-ordered (N, H, W, C) array, got shape {shape}")
+        return zf, f, tuple(shape), dtype
+    except BaseException:
+        zf.close()
+        raise
+
+
+def npz_image_shape(path: Path) -> tuple[int, ...]:
+    """``arr_0``'s shape, read from the header alone."""
+    zf, f, shape, _ = _open_arr0(path)
+    f.close()
+    zf.close()
+    return shape
+
+
 def iter_npz_images(path: Path, chunk: int = _CHUNK) -> tuple[tuple[int, ...], np.dtype, Iterator[np.ndarray]]:
-    """``arr_0``'s shape and dtype, and its images in chunks, read from the archive without loading it whole."""
-    zf = zipfile.ZipFile(path)
-    member = _npz_member(zf, "arr_0")
-    if member is None:
-        raise EvaluationError(f"{path} has no arr_0 (an ADM sample batch holds its images there)")
-    f = zf.open(member)
-    version = np.lib.format.read_magic(f)
-    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, fortran, dtype = read(f)
-    if fortran or len(shape) != 4:
-        raise EvaluationError(f"{path}: arr_0 must be a C-ordered (N, H, W, C) array, got shape {shape}")
+    """``arr_0``'s shape and dtype, and its images in chunks, read from the archive without loading it whole (the
+    archive is closed when the chunks are exhausted)."""
+    zf, f, shape, dtype = _open_arr0(path)
     per = int(np.prod(shape[1:])) * dtype.itemsize
 
     def chunks() -> Iterator[np.ndarray]:
@@ -76,7 +98,7 @@ def iter_npz_images(path: Path, chunk: int = _CHUNK) -> tuple[tuple[int, ...], n
                 n = min(chunk, left)
                 yield np.frombuffer(f.read(n * per), dtype=dtype).reshape(n, *shape[1:])
                 left -= n
-    return tuple(shape), dtype, chunks()
+    return shape, dtype, chunks()
 
 
 def _npz_labels(path: Path) -> np.ndarray | None:
@@ -166,15 +188,28 @@ def _check_folder(path: Path, found: Findings, size: int | None) -> tuple[int, i
     files, labels = _folder_images(path)
     jpeg, modes, sizes = [], {}, {}
 
+    bad: list[str] = []
+    good: list[int] = []
+
     def images() -> Iterator[np.ndarray]:
-        for f in files:
-            with Image.open(f) as im:
-                if im.format == "JPEG":
-                    jpeg.append(f.name)
-                modes[im.mode] = modes.get(im.mode, 0) + 1
-                sizes[im.size] = sizes.get(im.size, 0) + 1
-                yield np.asarray(im)[None]
+        for i, f in enumerate(files):
+            try:
+                with Image.open(f) as im:
+                    if im.format == "JPEG":
+                        jpeg.append(f.name)
+                    pixels = np.asarray(im)[None]
+                    modes[im.mode] = modes.get(im.mode, 0) + 1
+                    sizes[im.size] = sizes.get(im.size, 0) + 1
+            except Exception as e:  # noqa: BLE001 - an unreadable sample is a finding, not the end of the check
+                bad.append(f"{f.name} ({type(e).__name__})")
+                continue
+            good.append(i)
+            yield pixels
     n, _ = _check_pixels(images(), found)
+    if bad:
+        found.add(f"unreadable: {len(bad)} sample file(s) cannot be decoded (e.g. {bad[0]}): a killed or failed sampler?")
+    if not sizes:
+        raise EvaluationError(f"no readable images in {path}")
     if jpeg:
         found.add(f"format: {len(jpeg)} JPEG files (e.g. {jpeg[0]}): lossy compression changes FID; save samples as PNG or npz")
     if set(modes) - {"RGB"}:
@@ -183,7 +218,7 @@ def _check_folder(path: Path, found: Findings, size: int | None) -> tuple[int, i
     if len(sizes) > 1:
         found.add(f"size: {len(sizes)} different image sizes ({sorted(sizes)[:3]}...)")
     _check_size(h, w, size, found)
-    _check_labels(labels, n, found, ordered=False)
+    _check_labels(None if labels is None else labels[good], n, found, ordered=False)
     return n, h
 
 
@@ -196,7 +231,7 @@ def check_reference(path: Path, found: Findings, expected_sha: str | None) -> tu
             raise EvaluationError(f"reference {path} has no mu/sigma statistics (keys: {sorted(z.files)})")
         sha = statistics_sha256(z["mu"], z["sigma"])
         has_images = "arr_0" in z.files
-    side = iter_npz_images(path)[0][1] if has_images else None
+    side = npz_image_shape(path)[1] if has_images else None
     if expected_sha and sha != expected_sha.lower():
         found.add(f"reference: {path.name}'s statistics have SHA-256 {sha[:16]}..., not the named {expected_sha[:16]}...: "
                   "another reference batch")

@@ -87,13 +87,13 @@ def _gpt_keys(keys: Any) -> bool:
 def _matches(cfg: Mapping[str, Any] | None, keys: Any) -> bool:
     if cfg and cfg.get("format"):
         return False
-    if cfg and cfg.get("model_type") == "c2i" and "block_size" in cfg and "ar_token_num" not in cfg:  # a ModelArgs dump
-        return True
+    if cfg and cfg.get("family") == "llamagen-gpt":  # a ModelArgs dump marked as LlamaGen's (an unmarked flat dump is
+        return True  # indistinguishable from ResTok's vanilla AR config, which the official layout reads)
     return (not cfg or set(cfg) <= _ARGS) and _gpt_keys(keys)
 
 
 # What a config given with release weights may say (the repository's ModelArgs; e.g. config={"block_size": 576}).
-_ARGS = {"dim", "n_layer", "n_head", "n_kv_head", "multiple_of", "ffn_dim_multiplier", "rope_base", "norm_eps", "num_classes",
+_ARGS = {"family", "dim", "n_layer", "n_head", "n_kv_head", "multiple_of", "ffn_dim_multiplier", "rope_base", "norm_eps", "num_classes",
          "vocab_size", "cls_token_num", "block_size", "model_type", "class_dropout_prob"}
 
 

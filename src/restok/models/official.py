@@ -172,6 +172,8 @@ def _is_official_generator(cfg: Mapping[str, Any] | None, keys: Collection[str])
     if said is not None and (said != "generator" or not cfg or cfg.get("format")):
         return False  # GPT weights without a full config beside them are LlamaGen's own release (models.llamagen_gpt)
     cfg = cfg or {}
+    if cfg.get("family") == "llamagen-gpt":  # a flat GPT config says which position code its weights were trained with
+        return False
     model = cfg.get("model")
     return ("n_layer" in cfg and "vocab_size" in cfg) or (isinstance(model, Mapping) and "generator" in model)
 

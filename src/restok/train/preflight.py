@@ -30,6 +30,7 @@ import torch
 
 from ..core.configs import GENERATOR_PRESETS, TOKENIZER_PRESETS
 from ..models import HARGenerator, ResTok
+from ..runtime.files import write_text
 from ..runtime.memory import available_memory, format_bytes
 from .config import TrainConfig
 from .distributed import make_accelerator
@@ -94,13 +95,17 @@ def _collective(acc: Any, timeout: float) -> tuple[bool, float]:
     out: dict[str, Any] = {}
 
     def run() -> None:
-        t = torch.ones(1, device=acc.device)
-        out["sum"] = float(acc.reduce(t, "sum"))
+        try:
+            t = torch.ones(1, device=acc.device)
+            out["sum"] = float(acc.reduce(t, "sum"))
+        except Exception as e:  # noqa: BLE001 - reported as the reason, not as "did not complete"
+            out["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
     t0 = time.perf_counter()
     th = threading.Thread(target=run, daemon=True)
     th.start()
     th.join(timeout)
+    _collective.error = out.get("error")  # type: ignore[attr-defined]
     return (not th.is_alive() and out.get("sum") == acc.num_processes), time.perf_counter() - t0
 
 
@@ -125,7 +130,7 @@ def _shared_out(acc: Any, run: Path) -> list[tuple[str, str]]:
     broadcast_object_list(token)
     f = run / f".preflight-{token[0]}"
     if acc.is_main_process:
-        f.write_text(token[0])
+        write_text(f, token[0])
     acc.wait_for_everyone()
     seen = f.is_file() and f.read_text() == token[0]
     acc.wait_for_everyone()
@@ -176,19 +181,28 @@ def preflight(cfg: TrainConfig, kind: str, data: str, run: str | Path, device: s
     acc = make_accelerator(cfg, run, cpu=resolve_device(device or "auto").type == "cpu")
     found = _launcher(acc)
     ok, secs = _collective(acc, timeout)
-    if not ok:  # a hung collective: say so and leave without waiting for it
-        print(f"[rank {acc.process_index}] blocker: an all-reduce over {acc.num_processes} processes did not complete in "
-              f"{timeout:g} s (rendezvous address, firewall, NCCL_SOCKET_IFNAME?)", flush=True)
+    if not ok:  # a hung or failed collective: say so and leave without waiting for it
+        why = getattr(_collective, "error", None)
+        print(f"[rank {acc.process_index}] blocker: an all-reduce over {acc.num_processes} processes "
+              + (f"failed ({why})" if why else f"did not complete in {timeout:g} s") + " (rendezvous address, firewall, "
+              "NCCL_SOCKET_IFNAME?)", flush=True)
         os._exit(1)
     found.append(("info", f"all-reduce over {acc.num_processes} processes in {secs * 1e3:.0f} ms; device {acc.device}"))
     found += _shared_out(acc, run)
-    n, digest = _data_facts(kind, data)
+    try:  # a problem on one rank is its finding; every rank still reaches the gathers below
+        n, digest = _data_facts(kind, data)
+    except Exception as e:  # noqa: BLE001
+        n, digest = -1, f"unreadable: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
     facts = gather_object([(acc.process_index, n, digest)])
-    if len({(c, d) for _, c, d in facts}) > 1:
+    if len({(c, d) for _, c, d in facts}) > 1 or n < 0:
         found.append((BLOCKER, "ranks see different data: " + ", ".join(f"rank {r}: {c} samples ({d})" for r, c, d in facts)))
-    found.append(("info", f"data: {n} samples (hash {digest}); {cfg.num_workers} loader worker(s) per process, "
-                          f"{acc.num_processes * max(1, cfg.num_workers)} in all"))
-    found += _budget(cfg, kind, data, run, acc, n)
+    else:
+        found.append(("info", f"data: {n} samples (hash {digest}); {cfg.num_workers} loader worker(s) per process, "
+                              f"{acc.num_processes * max(1, cfg.num_workers)} in all"))
+        try:
+            found += _budget(cfg, kind, data, run, acc, n)
+        except Exception as e:  # noqa: BLE001
+            found.append((BLOCKER, f"cannot size the run: {type(e).__name__}: {e}"))
     every = gather_object([(acc.process_index, level, text) for level, text in found])
     lines = [f"[rank {r}] {level}: {text}" for r, level, text in sorted(every, key=lambda x: (x[0], x[1] != BLOCKER))]
     blocked = any(level == BLOCKER for _, level, _ in every)
