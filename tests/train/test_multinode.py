@@ -15,9 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import run_cli
+from tests.helpers import require, run_cli
 
-psutil = pytest.importorskip("psutil")
+psutil = require("psutil")  # comes with accelerate (the test extra)
 pytest.importorskip("accelerate")
 
 TRAIN = ["train", "tokenizer", "--config", "restok-tiny", "--no-progress", "--device", "cpu", "batch_size=4", "log_every=1",
