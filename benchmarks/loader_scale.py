@@ -1,6 +1,7 @@
 """The training data path at ImageNet scale: index cost, start-up time and loader throughput on 100k-200k JPEGs in a
 few hundred tar shards, beside the ``webdataset`` library's own pipeline on the same shards and workers.
 
+    pip install webdataset psutil   # the comparison and the memory figures
     python benchmarks/loader_scale.py --images 120000 --shards 300 --root /tmp/loader-bench --workers 1 2 4
 
 The set: a pool of 2,000 distinct synthetic JPEGs at natural-image sizes (500x375, 500x333, 375x500, 500x500,
