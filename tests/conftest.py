@@ -84,3 +84,12 @@ def saved_models(tmp_path_factory) -> dict[str, Path]:
     torch.nn.init.normal_(gen.output.weight, std=0.5)
     gen.save_pretrained(d / "gen")
     return {"tok": d / "tok", "gen": d / "gen"}
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A file outside the output folder that planted links point at; it must never change."""
+    f = tmp_path / "outside" / "precious.txt"
+    f.parent.mkdir()
+    f.write_text("precious\n")
+    return f

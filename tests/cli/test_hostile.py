@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from restok import HARGenerator, ResTok
+from restok import ResTok
 from restok.train import TrainConfig, TrainingError, load_train_config, train_tokenizer
 
 from ..helpers import Ran, run_cli, write_image_folder
@@ -327,15 +327,6 @@ def test_kill_during_extraction_then_resume_gives_the_same_code_set(tmp_path, to
 
 
 # ------------------------------------------------------------------------------------------- the second trial's classes
-@pytest.fixture
-def outside(tmp_path: Path) -> Path:
-    """A file outside the run folder that planted links point at; it must never change."""
-    f = tmp_path / "outside" / "precious.txt"
-    f.parent.mkdir()
-    f.write_text("precious\n")
-    return f
-
-
 @pytest.mark.slow
 def test_links_planted_in_a_run_folder_are_refused_and_followed_nowhere(tmp_path, outside) -> None:
     images = write_image_folder(tmp_path / "imgs", per_class=2)

@@ -159,3 +159,19 @@ def test_a_flat_gpt_config_says_which_family_it_is() -> None:
     assert identify_checkpoint({**args, "family": "llamagen-gpt"}, keys)[0] is LlamaGenGPT
     assert identify_checkpoint(args, keys)[0].family == "har"  # unmarked: ResTok's vanilla AR layout (1-D positions)
     assert identify_checkpoint(None, keys)[0] is LlamaGenGPT  # bare weights: LlamaGen's release
+
+
+def test_a_family_must_supply_its_computations_and_a_layout_one_reader() -> None:
+    from restok.core.registry import Layout
+    from restok.models import Tokenizer
+
+    class Half(Tokenizer):  # decode_ids missing
+        def encode_ids(self, images: torch.Tensor) -> torch.Tensor:
+            return images
+
+    with pytest.raises(TypeError, match="decode_ids"):
+        Half()
+    with pytest.raises(ValueError, match="exactly one"):
+        Layout("x", lambda cfg, keys: False)
+    with pytest.raises(ValueError, match="exactly one"):
+        Layout("x", lambda cfg, keys: False, read_config=dict, from_weights=lambda raw, shapes, where: None)

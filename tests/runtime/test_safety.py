@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,15 +19,6 @@ from restok.runtime.files import (DiskFullError, UnsafePathError, atomic_write, 
                                   open_nofollow, remove_stale_temporaries, write_json, write_text)
 from restok.runtime.inputs import NotRegularFileError, load_yaml, read_text_input, regular_file
 from restok.runtime.locks import FolderLock
-
-
-@pytest.fixture
-def outside(tmp_path: Path) -> Path:
-    """A file outside the output folder that a planted link points at; it must never change."""
-    f = tmp_path / "outside" / "precious.txt"
-    f.parent.mkdir()
-    f.write_text("precious\n")
-    return f
 
 
 def test_planted_links_are_never_written_through(tmp_path, outside) -> None:

@@ -108,8 +108,8 @@ def test_a_collective_that_hangs_is_reported_within_the_timeout() -> None:
             threading.Event().wait()
 
     t0 = _time.perf_counter()
-    ok, secs = _collective(Hung(), 0.5)
-    assert not ok and 0.5 <= secs < 2 and _time.perf_counter() - t0 < 2
+    ok, secs, error = _collective(Hung(), 0.5)
+    assert not ok and error is None and 0.5 <= secs < 2 and _time.perf_counter() - t0 < 2
 
 
 def test_devices_above_one_needs_a_launch_and_peer_messages_need_several_processes(image_folder: Path, tmp_path: Path, monkeypatch) -> None:

@@ -11,6 +11,7 @@ signal N. The top layer: it imports everything below it, nothing imports it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -59,8 +60,6 @@ _PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "NCCL com
 
 def _peer_lost(e: BaseException) -> str | None:
     """One line for a collective that failed because another process (on this node or another) stopped, else None."""
-    import os
-
     if int(os.environ.get("WORLD_SIZE", "1")) < 2 or isinstance(e, OSError):  # one process, or a pipe/download error
         return None
     text = f"{type(e).__name__}: {e}"

@@ -33,10 +33,14 @@ class Layout:
 
     name: str
     matches: Callable[[Mapping[str, Any] | None, Collection[str]], bool]
-    read_config: Callable[[Mapping[str, Any]], Any]
-    # Optional: the config from the config dict (None for bare weights) and the weights' {name: shape}; layouts whose
-    # releases ship bare weights, or whose config does not say every size, read the rest off the tensors.
+    # How the config is read: from the config dict alone, or (``from_weights``) from the dict -- None for bare weights --
+    # and the weights' {name: shape}, for layouts whose releases ship bare weights or a config that does not say every size.
+    read_config: Callable[[Mapping[str, Any]], Any] | None = None
     from_weights: Callable[[Mapping[str, Any] | None, Mapping[str, tuple[int, ...]], str], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.read_config is None) == (self.from_weights is None):
+            raise ValueError(f"layout {self.name!r} needs exactly one of read_config and from_weights")
 
 
 _REGISTRY: dict[str, type] = {}

@@ -139,7 +139,7 @@ def _labels(ds: Any, label: str | None) -> tuple[list[int], list[str], dict[str,
     if all(isinstance(v, str) for v in raw):  # class names: mapped to 0..C-1 in sorted order, as image folders' names
         names = sorted(set(raw))
         index = {n: i for i, n in enumerate(names)}
-        return [index[v] for v in raw], names, {n: i for n, i in index.items()}
+        return [index[v] for v in raw], names, index
     if not all(isinstance(v, (int, bool)) or (isinstance(v, float) and v.is_integer()) for v in raw) or any(int(v) < 0 for v in raw):
         raise DataError(f"label column {label!r} holds {type(raw[0]).__name__} values such as {raw[0]!r}, not class ids "
                         "(non-negative integers) or class names")

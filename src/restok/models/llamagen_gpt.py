@@ -125,11 +125,6 @@ def config_from_weights(raw: Mapping[str, Any] | None, shapes: Mapping[str, tupl
     return _check(cfg)
 
 
-def _from_args(raw: Mapping[str, Any]) -> HARConfig:
-    """Never reached: this layout's config is always read with the weights (:func:`config_from_weights`)."""
-    raise CheckpointError("a LlamaGen GPT config is read together with its weights")
-
-
 @register_model
 class LlamaGenGPT(HARGenerator):
     """LlamaGen's c2i GPT on VQ-16 codes, sampled by restok's sampler (``num_steps`` = L calls).
@@ -142,7 +137,7 @@ class LlamaGenGPT(HARGenerator):
 
     family = "llamagen-gpt"
     presets = LLAMAGEN_GPT_PRESETS
-    layouts = (Layout("release", _matches, _from_args, config_from_weights),)
+    layouts = (Layout("release", _matches, from_weights=config_from_weights),)
     ignored_prefixes = ("freqs_cis", "causal_mask")
     description = "LlamaGen's class-conditional GPT (Sun et al. 2024): VQ-16 grid tokens in raster order, 2-D RoPE"
 

@@ -265,11 +265,6 @@ def config_from_weights(raw: Mapping[str, Any] | None, shapes: Mapping[str, tupl
                             num_groups=math.gcd(32, ch))
 
 
-def _from_args(raw: Mapping[str, Any]) -> LlamaGenVQConfig:
-    """Never reached: this layout's config is always read with the weights (:func:`config_from_weights`)."""
-    raise CheckpointError("a LlamaGen VQ config is read together with its weights")
-
-
 # ------------------------------------------------------------------------------------------- the tokenizer
 @register_model
 class LlamaGenVQ(Tokenizer):
@@ -283,7 +278,7 @@ class LlamaGenVQ(Tokenizer):
     family = "llamagen-vq"
     config_class = LlamaGenVQConfig
     presets = LLAMAGEN_VQ_PRESETS
-    layouts = (Layout("release", _matches, _from_args, config_from_weights),)
+    layouts = (Layout("release", _matches, from_weights=config_from_weights),)
     ignored_prefixes = ("quantize.codebook_used",)
     description = "LlamaGen's VQGAN (Sun et al. 2024): images <-> a 2-D grid of discrete tokens in raster order"
     keep_in_fp32_modules = ("quantize",)
@@ -299,13 +294,9 @@ class LlamaGenVQ(Tokenizer):
         self.post_quant_conv = nn.Conv2d(config.codebook_embed_dim, config.z_channels, 1)
         self.provenance = Provenance()
 
-    def _pixel_decode(self, feats: torch.Tensor, pixel_dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """post_quant_conv + the CNN decoder in ``pixel_dtype`` (float32 outside any autocast) -> float32 pixels."""
-        if pixel_dtype == torch.float32:
-            with torch.autocast(device_type=feats.device.type, enabled=False):
-                return self.decoder(self.post_quant_conv(feats.float()))
-        with torch.autocast(device_type=feats.device.type, dtype=pixel_dtype):
-            return self.decoder(self.post_quant_conv(feats)).float()
+    def pixel_head(self, feats: torch.Tensor) -> torch.Tensor:
+        """post_quant_conv + the CNN decoder: (B, D, g, g) codes -> (B, 3, S, S) in about [-1, 1]."""
+        return self.decoder(self.post_quant_conv(feats))
 
     @property
     def grid_size(self) -> int:

@@ -355,7 +355,7 @@ class TiTok(Tokenizer):
     family = "titok"
     config_class = TiTokConfig
     presets = TITOK_PRESETS
-    layouts = (Layout("release", _titok_matches, config_from_release, config_from_weights),)
+    layouts = (Layout("release", _titok_matches, from_weights=config_from_weights),)
     ignored_prefixes = ()
     description = "a TiTok 1-D tokenizer (Yu et al. 2024): images <-> a fixed number of discrete tokens"
     keep_in_fp32_modules = ("quantize", "pixel_decoder", "pixel_quantize")
@@ -400,7 +400,7 @@ class OneDPiece(TiTok):
     family = "one-d-piece"
     nested = True
     presets = ONE_D_PIECE_PRESETS
-    layouts = (Layout("release", _one_d_piece_matches, config_from_release, config_from_weights),)
+    layouts = (Layout("release", _one_d_piece_matches, from_weights=config_from_weights),)
     description = "a One-D-Piece 1-D tokenizer (Miwa et al. 2025): TiTok with tail-token drop, every prefix decodes"
 
     @property

@@ -13,6 +13,7 @@ Axes: B batch, L tokens, k kept tokens, S image side.
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
 from typing import Any
 
 import torch
@@ -33,7 +34,7 @@ def check_pixel_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype
 
 
-class Tokenizer(PretrainedModel):
+class Tokenizer(PretrainedModel, metaclass=ABCMeta):
     """Base of every tokenizer family: the checked ``encode``/``decode`` around a family's own computations."""
 
     kind = "tokenizer"
@@ -69,13 +70,18 @@ class Tokenizer(PretrainedModel):
         return f"allowed prefix lengths are {list(self.prefix_lengths)}"
 
     # -------------------------------------------------------------------------------- what a family supplies
+    @abstractmethod
     def encode_ids(self, images: torch.Tensor) -> torch.Tensor:
         """Checked images (B, 3, S, S) in [0, 1] -> ids (B, L) int64, without validation."""
-        raise NotImplementedError
 
+    @abstractmethod
     def decode_ids(self, ids: torch.Tensor, k: int, pixel_dtype: torch.dtype) -> torch.Tensor:
         """Checked ids (B, k) on the model's device -> clamped float32 pixels (B, 3, S, S), without validation."""
-        raise NotImplementedError
+
+    def pixel_head(self, feats: torch.Tensor) -> torch.Tensor:
+        """The CNN that turns features into pixels (default ``self.pixel_decoder``; a family with another layout says
+        which modules it is)."""
+        return self.pixel_decoder(feats)
 
     # -------------------------------------------------------------------------------- the contract
     def _autocast(self, dtype: torch.dtype | None) -> Any:
@@ -179,10 +185,10 @@ class Tokenizer(PretrainedModel):
         return ids.long()
 
     def _pixel_decode(self, feats: torch.Tensor, pixel_dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The family's CNN pixel decoder (``self.pixel_decoder``) in ``pixel_dtype`` -> float32 pixels; float32 runs
+        """The family's CNN pixel decoder (:meth:`pixel_head`) in ``pixel_dtype`` -> float32 pixels; float32 runs
         outside any autocast, as the official codes run it."""
         if pixel_dtype == torch.float32:
             with torch.autocast(device_type=feats.device.type, enabled=False):
-                return self.pixel_decoder(feats.float())  # (B, 3, H, W)
+                return self.pixel_head(feats.float())  # (B, 3, H, W)
         with torch.autocast(device_type=feats.device.type, dtype=pixel_dtype):
-            return self.pixel_decoder(feats).float()  # (B, 3, H, W)
+            return self.pixel_head(feats).float()  # (B, 3, H, W)

@@ -90,8 +90,9 @@ def activation_bytes(kind: str, mc: Any, per_process_batch: int, grad_accum: int
     return int(sum(scale * s * b * h * (34 + 5 * a * s / h) * n for s, h, a, n in layers))
 
 
-def _collective(acc: Any, timeout: float) -> tuple[bool, float]:
-    """An all-reduce of ones finishing within ``timeout`` s: (it did and the sum was the world size, seconds)."""
+def _collective(acc: Any, timeout: float) -> tuple[bool, float, str | None]:
+    """An all-reduce of ones within ``timeout`` s: (it finished with the world size as its sum, seconds, the error it
+    raised if it failed rather than hung)."""
     out: dict[str, Any] = {}
 
     def run() -> None:
@@ -105,8 +106,7 @@ def _collective(acc: Any, timeout: float) -> tuple[bool, float]:
     th = threading.Thread(target=run, daemon=True)
     th.start()
     th.join(timeout)
-    _collective.error = out.get("error")  # type: ignore[attr-defined]
-    return (not th.is_alive() and out.get("sum") == acc.num_processes), time.perf_counter() - t0
+    return (not th.is_alive() and out.get("sum") == acc.num_processes), time.perf_counter() - t0, out.get("error")
 
 
 def _launcher(acc: Any) -> list[tuple[str, str]]:
@@ -180,9 +180,8 @@ def preflight(cfg: TrainConfig, kind: str, data: str, run: str | Path, device: s
     run.mkdir(parents=True, exist_ok=True)
     acc = make_accelerator(cfg, run, cpu=resolve_device(device or "auto").type == "cpu")
     found = _launcher(acc)
-    ok, secs = _collective(acc, timeout)
+    ok, secs, why = _collective(acc, timeout)
     if not ok:  # a hung or failed collective: say so and leave without waiting for it
-        why = getattr(_collective, "error", None)
         print(f"[rank {acc.process_index}] blocker: an all-reduce over {acc.num_processes} processes "
               + (f"failed ({why})" if why else f"did not complete in {timeout:g} s") + " (rendezvous address, firewall, "
               "NCCL_SOCKET_IFNAME?)", flush=True)

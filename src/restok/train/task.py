@@ -186,7 +186,7 @@ class ModelTask:
     def load_checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
         """Restore what the two methods above saved (every process reads the same files)."""
         if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
             want = {k for k in self.raw.state_dict()}
             have = set(tensors["model"])
