@@ -8,8 +8,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from restok.apps.web import build_app  # noqa: E402
 
-demo = build_app(os.environ.get("RESTOK_TOKENIZER", "restok-tiny-mnist"), os.environ.get("RESTOK_GENERATOR", "har-tiny-mnist"),
-                 compare=[t for t in os.environ.get("RESTOK_COMPARE", "").split(",") if t])
+demo = build_app(
+    os.environ.get("RESTOK_TOKENIZER", "restok-tiny-mnist"),
+    os.environ.get("RESTOK_GENERATOR", "har-tiny-mnist"),
+    compare=[t for t in os.environ.get("RESTOK_COMPARE", "").split(",") if t],
+)
 
 if __name__ == "__main__":
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -63,7 +64,12 @@ def main() -> None:
         for dtype in args.dtype:
             for B in args.batches:
                 labels = torch.arange(B, device=dev) % har.config.num_classes
-                for name, gen, cached in (("HAR", har, True), ("vanilla AR", van, True), ("HAR", har, False), ("vanilla AR", van, False)):
+                for name, gen, cached in (
+                    ("HAR", har, True),
+                    ("vanilla AR", van, True),
+                    ("HAR", har, False),
+                    ("vanilla AR", van, False),
+                ):
                     if (not cached and (args.no_uncached or comp)) or (args.har_only and gen is van):
                         continue
 
@@ -71,8 +77,16 @@ def main() -> None:
                         """The released recipe (or its greedy variant), seeded, compiled or eager."""
                         filt = {"top_k": 1} if greedy else {"top_p": 0.95}
                         with torch.no_grad(), autocast(dev, dtype):
-                            return gen.generate(labels, cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, **filt,
-                                                generator=torch.Generator(dev).manual_seed(0), use_cache=cached, compile=compiled)
+                            return gen.generate(
+                                labels,
+                                cfg_scale=3.75,
+                                cfg_schedule="step",
+                                cfg_start=0.25,
+                                **filt,
+                                generator=torch.Generator(dev).manual_seed(0),
+                                use_cache=cached,
+                                compile=compiled,
+                            )
 
                     def decode(ids: torch.Tensor, compiled: bool) -> torch.Tensor:
                         with torch.no_grad(), autocast(dev, dtype):
@@ -82,21 +96,59 @@ def main() -> None:
                     ids = sample(comp)
                     same = "-"
                     if comp:  # an optimisation must not change the sampled tokens: seeded and greedy against eager
-                        same = "yes" if torch.equal(ids, sample(False)) and torch.equal(sample(True, True), sample(False, True)) else "NO"
+                        same = (
+                            "yes"
+                            if torch.equal(ids, sample(False)) and torch.equal(sample(True, True), sample(False, True))
+                            else "NO"
+                        )
                     t_dec = timeit(lambda: decode(ids, comp), dev, warmup=1, repeat=args.repeat)
                     key = (name, dtype, B, cached)
                     if key not in work:  # the same work compiled or not: counted once, always on the eager path
                         work[key] = flops_per_image(lambda: decode(sample(False), False), B)
                     peak = peak_tflops(dev, dtype)
                     floor = 50_000 * work[key] / (peak * 1e12) / 3600 if peak else "-"
-                    rows.append([name, gen.num_steps, "yes" if cached else "no", dtype, "yes" if comp else "no", same, B,
-                                 B / t_tok, B / (t_tok + t_dec), t_tok, t_dec, work[key] / 1e9,
-                                 50_000 * (t_tok + t_dec) / B / 3600, floor])
+                    rows.append(
+                        [
+                            name,
+                            gen.num_steps,
+                            "yes" if cached else "no",
+                            dtype,
+                            "yes" if comp else "no",
+                            same,
+                            B,
+                            B / t_tok,
+                            B / (t_tok + t_dec),
+                            t_tok,
+                            t_dec,
+                            work[key] / 1e9,
+                            50_000 * (t_tok + t_dec) / B / 3600,
+                            floor,
+                        ]
+                    )
     print(f"machine: {machine()}; models: {gname} + {tname} ({L} tokens); guidance 3.75 step from 0.25, top-p 0.95")
-    print("50k floor: 50,000 x (FLOPs per image, generation + decode) / the chip's dense peak for the dtype (GPUs only)")
-    print_table(f"Sampling ({args.size})", ["generator", "calls", "KV cache", "dtype", "compile", "tokens = eager (seeded, greedy)",
-                "batch", "tokens img/s", "tokens+decode img/s", "tokens s", "decode s", "GFLOP/img", "50k samples (gFID), h",
-                "50k compute floor, h"], rows)
+    print(
+        "50k floor: 50,000 x (FLOPs per image, generation + decode) / the chip's dense peak for the dtype (GPUs only)"
+    )
+    print_table(
+        f"Sampling ({args.size})",
+        [
+            "generator",
+            "calls",
+            "KV cache",
+            "dtype",
+            "compile",
+            "tokens = eager (seeded, greedy)",
+            "batch",
+            "tokens img/s",
+            "tokens+decode img/s",
+            "tokens s",
+            "decode s",
+            "GFLOP/img",
+            "50k samples (gFID), h",
+            "50k compute floor, h",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

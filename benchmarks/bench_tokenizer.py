@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import autocast, pixel_dtype, device_from, machine, print_table, timeit  # noqa: E402
+from common import autocast, device_from, machine, pixel_dtype, print_table, timeit  # noqa: E402
 
 from restok import ResTok  # noqa: E402
 
@@ -27,7 +27,11 @@ def main() -> None:
     ap.add_argument("--size", choices=sorted(SIZES), default="tiny")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--dtype", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
-    ap.add_argument("--compile", action="store_true", help="also time the compiled decode (decode(compile=True)) and a torch.compile'd encode")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the compiled decode (decode(compile=True)) and a torch.compile'd encode",
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
@@ -36,7 +40,7 @@ def main() -> None:
     tok = ResTok.from_preset(SIZES[args.size]).eval().to(dev)
     S = tok.config.image_size
     rows = []
-    for comp in ([False, True] if args.compile else [False]):
+    for comp in [False, True] if args.compile else [False]:
         enc_c = torch.compile(tok.encode, dynamic=False) if comp else tok.encode  # encode: plain torch.compile
         for dtype in args.dtype:
             for B in args.batches:
@@ -55,7 +59,11 @@ def main() -> None:
                 te, td = timeit(enc, dev, repeat=args.repeat), timeit(dec, dev, repeat=args.repeat)
                 rows.append([dtype, "yes" if comp else "no", B, B / te, B / td, B / (te + td)])
     print(f"machine: {machine()}; model: {SIZES[args.size]} ({S} px, {tok.num_tokens} tokens)")
-    print_table(f"Tokenizer ({args.size})", ["dtype", "compile", "batch", "encode img/s", "decode img/s", "encode+decode img/s"], rows)
+    print_table(
+        f"Tokenizer ({args.size})",
+        ["dtype", "compile", "batch", "encode img/s", "decode img/s", "encode+decode img/s"],
+        rows,
+    )
 
 
 if __name__ == "__main__":

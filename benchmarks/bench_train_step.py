@@ -1,6 +1,7 @@
 """One training step (forward, loss, backward, the trainers' fused AdamW) of the tokenizer and the generator:
 time, peak memory and achieved model TFLOP/s (forward + backward matmul/conv FLOPs counted by
-``torch.utils.flop_counter``, against the chip's dense peak where known), fp32/bf16, optional torch.compile. Each configuration runs in a fresh process so that peak memory
+``torch.utils.flop_counter``, against the chip's dense peak where known), fp32/bf16, optional torch.compile. Each
+configuration runs in a fresh process so that peak memory
 (CUDA allocator peak, or the process's peak RSS on CPU) belongs to it alone.
 
     python benchmarks/bench_train_step.py --size tiny
@@ -76,8 +77,12 @@ def worker(kind: str, size: str, batch: int, dtype: str, compile_: bool, device:
     step()  # optimizer state exists from here on
     mem = peak_memory_mb(step, dev)
     sec = timeit(step, dev, warmup=0, repeat=repeat)
-    return {"seconds": sec, "peak_mb": mem, "params": sum(p.numel() for p in model.parameters()),
-            "flops": counter.get_total_flops()}
+    return {
+        "seconds": sec,
+        "peak_mb": mem,
+        "params": sum(p.numel() for p in model.parameters()),
+        "flops": counter.get_total_flops(),
+    }
 
 
 def main() -> None:
@@ -89,8 +94,12 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--peak-tflops", type=float, default=None,
-                    help="the chip's peak TFLOP/s for the %%-of-peak column (default: a table of known GPUs, by dtype)")
+    ap.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="the chip's peak TFLOP/s for the %%-of-peak column (default: a table of known GPUs, by dtype)",
+    )
     ap.add_argument("--worker", nargs=4, metavar=("KIND", "DTYPE", "COMPILE", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -99,18 +108,59 @@ def main() -> None:
         return
     rows = []
     for kind in ("tokenizer", "generator"):
-        for comp in ([False, True] if args.compile else [False]):
+        for comp in [False, True] if args.compile else [False]:
             for dtype in args.dtype:
-                cmd = [sys.executable, __file__, "--size", args.size, "--device", args.device, "--repeat", str(args.repeat),
-                       "--worker", kind, dtype, "1" if comp else "0", str(args.batch)]
-                res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--size",
+                    args.size,
+                    "--device",
+                    args.device,
+                    "--repeat",
+                    str(args.repeat),
+                    "--worker",
+                    kind,
+                    dtype,
+                    "1" if comp else "0",
+                    str(args.batch),
+                ]
+                res = json.loads(
+                    subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+                )
                 achieved = res["flops"] / res["seconds"] / 1e12
                 peak = args.peak_tflops or peak_tflops(device_from(args.device), dtype)
-                rows.append([kind, f"{res['params']:,}", dtype, "yes" if comp else "no", args.batch, res["seconds"],
-                             args.batch / res["seconds"], res["peak_mb"], achieved, f"{achieved / peak:.1%}" if peak else "-"])
+                rows.append(
+                    [
+                        kind,
+                        f"{res['params']:,}",
+                        dtype,
+                        "yes" if comp else "no",
+                        args.batch,
+                        res["seconds"],
+                        args.batch / res["seconds"],
+                        res["peak_mb"],
+                        achieved,
+                        f"{achieved / peak:.1%}" if peak else "-",
+                    ]
+                )
     print(f"machine: {machine()}; size: {args.size}")
-    print_table(f"Training step ({args.size})", ["model", "params", "dtype", "compile", "batch", "s/step", "samples/s", "peak MiB",
-                                                 "model TFLOP/s", "of chip peak"], rows)
+    print_table(
+        f"Training step ({args.size})",
+        [
+            "model",
+            "params",
+            "dtype",
+            "compile",
+            "batch",
+            "s/step",
+            "samples/s",
+            "peak MiB",
+            "model TFLOP/s",
+            "of chip peak",
+        ],
+        rows,
+    )
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -51,7 +52,8 @@ def machine() -> str:
     if torch.cuda.is_available():
         dev = torch.cuda.get_device_name(0)
     else:
-        dev = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+        cpu = platform.processor() or platform.machine()
+        dev = f"CPU {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
     return f"{dev}; torch {torch.__version__}; {datetime.now(timezone.utc).date().isoformat()}"
 
 
@@ -82,7 +84,9 @@ def pixel_dtype(dtype: str) -> torch.dtype:
     return torch.bfloat16 if dtype == "bf16" else torch.float32
 
 
-def timeit_interleaved(fns: Sequence[Callable[[], Any]], device: torch.device, warmup: int = 1, repeat: int = 3) -> list[float]:
+def timeit_interleaved(
+    fns: Sequence[Callable[[], Any]], device: torch.device, warmup: int = 1, repeat: int = 3
+) -> list[float]:
     """Fastest wall seconds of each of ``fns``, timed in turn round after round: on a shared machine the load
     drifts, and interleaving exposes every function to the same drift, so their ratios are fair."""
     for fn in fns:
@@ -101,8 +105,11 @@ def timeit_interleaved(fns: Sequence[Callable[[], Any]], device: torch.device, w
 
 # Dense (no sparsity) peak TFLOP/s by GPU name fragment: fp32 is the CUDA-core rate (PyTorch's default keeps
 # TF32 off for matmuls), bf16 the tensor-core rate. From the vendors' data sheets (SXM parts).
-GPU_PEAK_TFLOPS = {"H200": {"fp32": 67.0, "bf16": 989.0}, "H100": {"fp32": 67.0, "bf16": 989.0},
-                   "A100": {"fp32": 19.5, "bf16": 312.0}}
+GPU_PEAK_TFLOPS = {
+    "H200": {"fp32": 67.0, "bf16": 989.0},
+    "H100": {"fp32": 67.0, "bf16": 989.0},
+    "A100": {"fp32": 19.5, "bf16": 312.0},
+}
 
 
 def peak_tflops(device: torch.device, dtype: str) -> float | None:

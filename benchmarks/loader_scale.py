@@ -127,8 +127,14 @@ def measure_restok(root: str, workers: int, batches: int) -> dict[str, float]:
     src = open_image_source(root)
     ds = ImageDataset(src, 256, train=True)
     sampler = StepBatchSampler(len(src), 64, 0, 1, 0, 0, batches + 1)
-    dl = torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=workers, collate_fn=collate_images,
-                                     persistent_workers=False, prefetch_factor=4 if workers else None)
+    dl = torch.utils.data.DataLoader(
+        ds,
+        batch_sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_images,
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+    )
     it = iter(dl)
     next(it)
     start = time.perf_counter() - t0
@@ -140,12 +146,16 @@ def measure_restok(root: str, workers: int, batches: int) -> dict[str, float]:
 
 def measure_webdataset(root: str, workers: int, batches: int) -> dict[str, float]:
     """images/s of webdataset's pipeline on the same shards, with the same crop and flip."""
-    import torch
     import webdataset as wds
 
     urls = sorted(str(p) for p in Path(root).glob("*.tar"))
-    ds = (wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.split_by_node, empty_check=False).decode("pil")
-          .to_tuple("jpg", "cls").map(lambda s: (_crop(s[0], hash(s[1]) & 0xFFFF), s[1])).batched(64, partial=False))
+    ds = (
+        wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.split_by_node, empty_check=False)
+        .decode("pil")
+        .to_tuple("jpg", "cls")
+        .map(lambda s: (_crop(s[0], hash(s[1]) & 0xFFFF), s[1]))
+        .batched(64, partial=False)
+    )
     dl = wds.WebLoader(ds, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
     it = iter(dl)
     next(it)
@@ -157,8 +167,10 @@ def measure_webdataset(root: str, workers: int, batches: int) -> dict[str, float
 
 def _child(kind: str, root: str, workers: int, batches: int) -> dict[str, float]:
     """One measurement in a fresh interpreter (no warm page cache of this process, no leftover workers)."""
-    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import loader_scale as b; "
-            f"print(json.dumps(b.{kind}({root!r}" + (f", {workers}, {batches}" if kind != "measure_index" else "") + ")))")
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import loader_scale as b; "
+        f"print(json.dumps(b.{kind}({root!r}" + (f", {workers}, {batches}" if kind != "measure_index" else "") + ")))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -175,20 +187,28 @@ def main() -> None:
     t0 = time.perf_counter()
     build(args.root, args.images, args.shards)
     size = sum(p.stat().st_size for p in args.root.glob("*.tar"))
-    print(f"set: {args.images:,} images in {args.shards} shards, {size / 1e9:.1f} GB ({time.perf_counter() - t0:.0f} s to build or find)")
+    print(
+        f"set: {args.images:,} images in {args.shards} shards, {size / 1e9:.1f} GB ({time.perf_counter() - t0:.0f} s "
+        "to build or find)"
+    )
     (args.root / ".restok-index.npz").unlink(missing_ok=True)
     for what in ("scan (first start; writes the cache)", "cached (every later start)"):
         idx = _child("measure_index", str(args.root), 0, 0)
         per_m = 1.28e6 / idx["images"]
-        print(f"index, {what}: {idx['index_s']:.2f} s, {idx['index_mb']:.0f} MB per process "
-              f"(-> 1.28M images: {idx['index_s'] * per_m:.1f} s, {idx['index_mb'] * per_m:.0f} MB)")
+        print(
+            f"index, {what}: {idx['index_s']:.2f} s, {idx['index_mb']:.0f} MB per process "
+            f"(-> 1.28M images: {idx['index_s'] * per_m:.1f} s, {idx['index_mb'] * per_m:.0f} MB)"
+        )
     print("| workers | restok start (s) | restok images/s | webdataset images/s | ratio |")
     print("|---|---|---|---|---|")
     for w in args.workers:
         r = _child("measure_restok", str(args.root), w, args.batches)
         d = _child("measure_webdataset", str(args.root), w, args.batches)
-        print(f"| {w} | {r['start_s']:.2f} | {r['images_per_s']:.1f} | {d['images_per_s']:.1f} | {r['images_per_s'] / d['images_per_s']:.2f} |",
-              flush=True)
+        print(
+            f"| {w} | {r['start_s']:.2f} | {r['images_per_s']:.1f} | {d['images_per_s']:.1f} | "
+            f"{r['images_per_s'] / d['images_per_s']:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,14 @@ sys.path.insert(0, str(HERE))
 from common import device_from, machine, peak_memory_mb, print_table, timeit, timeit_interleaved  # noqa: E402
 
 SIZES = {
-    "small": {"tok": dict(model_size="small", tokens=32, crop=128, stages=4), "gen": dict(dim=768, n_layer=12, n_head=12)},
-    "full": {"tok": dict(model_size="large", tokens=128, crop=256, stages=4), "gen": dict(dim=1024, n_layer=24, n_head=16)},
+    "small": {
+        "tok": dict(model_size="small", tokens=32, crop=128, stages=4),
+        "gen": dict(dim=768, n_layer=12, n_head=12),
+    },
+    "full": {
+        "tok": dict(model_size="large", tokens=128, crop=256, stages=4),
+        "gen": dict(dim=1024, n_layer=24, n_head=16),
+    },
 }
 RELEASED = dict(cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_p=0.95)
 
@@ -55,9 +61,9 @@ def _fixture_maker() -> Any:
 
 def build_pair_tokenizer(mk: Any, official: Path, size: str) -> tuple[Any, Any]:
     """(official, ours) tokenizers with the same seeded weights, ours loaded through the official layout."""
+    import modeling.restok as restok_module
     from omegaconf import OmegaConf
 
-    import modeling.restok as restok_module
     from restok import ResTok
 
     t = SIZES[size]["tok"]
@@ -83,11 +89,20 @@ def build_pair_tokenizer(mk: Any, official: Path, size: str) -> tuple[Any, Any]:
 def build_pair_generator(mk: Any, size: str, tokens: int) -> tuple[Any, Any]:
     """(official, ours) GPT HAR generators with the same seeded weights."""
     import autoregressive.models.gpt_har as gpt
+
     from restok import HARGenerator
 
     g = SIZES[size]["gen"]
-    args = gpt.ModelArgs(**g, vocab_size=8192, block_size=tokens, num_classes=1000, cls_token_num=1, model_type="c2i",
-                         ar_token_num=4, spe_token_num=tokens - 1)
+    args = gpt.ModelArgs(
+        **g,
+        vocab_size=8192,
+        block_size=tokens,
+        num_classes=1000,
+        cls_token_num=1,
+        model_type="c2i",
+        ar_token_num=4,
+        spe_token_num=tokens - 1,
+    )
     torch.manual_seed(0)
     off = gpt.Transformer(args).float().eval()
     mk.apply_seeded_weights(off, 12)
@@ -111,9 +126,14 @@ def official_generate(off: Any, labels: torch.Tensor, greedy: bool) -> torch.Ten
     L = off.block_size if hasattr(off, "block_size") else off.config.block_size
     steps = 4 + (L.bit_length() - 1) - 2
     return off.generate(
-        condition=labels, num_sample_steps=L, guidance_scale=RELEASED["cfg_scale"], guidance_decay="step",
+        condition=labels,
+        num_sample_steps=L,
+        guidance_scale=RELEASED["cfg_scale"],
+        guidance_decay="step",
         cfg_schedule_kwargs={"num_steps": steps, "window_start": RELEASED["cfg_start"], "min_cfg_scale": 1.0},
-        top_k=1 if greedy else 0, top_p=1.0 if greedy else RELEASED["top_p"], randomize_temperature=1.0,
+        top_k=1 if greedy else 0,
+        top_p=1.0 if greedy else RELEASED["top_p"],
+        randomize_temperature=1.0,
     ).to(torch.int64)
 
 
@@ -177,18 +197,31 @@ def main() -> None:
     ap.add_argument("--skip", nargs="*", default=[], choices=["tokenizer", "sampling", "train"])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
-    ap.add_argument("--gen-dtype", choices=["fp32", "bf16"], default="fp32",
-                    help="GPT weights' dtype for sampling (bf16 = the official sampling script's default)")
+    ap.add_argument(
+        "--gen-dtype",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="GPT weights' dtype for sampling (bf16 = the official sampling script's default)",
+    )
     ap.add_argument("--worker", nargs=3, metavar=("WHICH", "KIND", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         which, kind, batch = args.worker
         with torch.enable_grad():
-            print(json.dumps(train_worker(args.official, args.size, which, kind, int(batch), args.repeat, device_from(args.device))))
+            print(
+                json.dumps(
+                    train_worker(
+                        args.official, args.size, which, kind, int(batch), args.repeat, device_from(args.device)
+                    )
+                )
+            )
         return
     mk = _fixture_maker()
     mk.install_official_paths(args.official)
-    print(f"machine: {machine()}; device: {device_from(args.device)}; size: {args.size}; official checkout: {args.official}")
+    print(
+        f"machine: {machine()}; device: {device_from(args.device)}; size: {args.size}; official checkout: "
+        f"{args.official}"
+    )
     dev = device_from(args.device)
     off_tok, tok = build_pair_tokenizer(mk, args.official, args.size)
     off_tok.to(dev), tok.to(dev)
@@ -205,18 +238,44 @@ def main() -> None:
                 raise SystemExit(f"outputs disagree at batch {B}: tokens identical {same}, max pixel diff {diff:.2e}")
             t_enc_o, t_dec_o, t_enc, t_dec = timeit_interleaved(
                 [lambda: off_tok.encode(x), lambda: off_tok.decode(zq), lambda: tok.encode(x), lambda: tok.decode(ids)],
-                dev, repeat=args.repeat)
-            rows.append([B, "yes", f"{diff:.1e}", B / (t_enc_o + t_dec_o), B / (t_enc + t_dec),
-                         (t_enc_o + t_dec_o) / (t_enc + t_dec), t_enc_o / t_enc, t_dec_o / t_dec])
-        print_table(f"Tokenizer encode+decode, ours vs official ({args.size}, fp32)",
-                    ["batch", "tokens identical", "max pixel diff", "official img/s", "ours img/s", "speed-up", "encode x", "decode x"], rows)
+                dev,
+                repeat=args.repeat,
+            )
+            rows.append(
+                [
+                    B,
+                    "yes",
+                    f"{diff:.1e}",
+                    B / (t_enc_o + t_dec_o),
+                    B / (t_enc + t_dec),
+                    (t_enc_o + t_dec_o) / (t_enc + t_dec),
+                    t_enc_o / t_enc,
+                    t_dec_o / t_dec,
+                ]
+            )
+        print_table(
+            f"Tokenizer encode+decode, ours vs official ({args.size}, fp32)",
+            [
+                "batch",
+                "tokens identical",
+                "max pixel diff",
+                "official img/s",
+                "ours img/s",
+                "speed-up",
+                "encode x",
+                "decode x",
+            ],
+            rows,
+        )
     if "sampling" not in args.skip:
         L = SIZES[args.size]["tok"]["tokens"]
         off_gen, gen = build_pair_generator(mk, args.size, L)
         gdt = torch.bfloat16 if args.gen_dtype == "bf16" else torch.float32
         off_gen.to(dev, gdt), gen.to(dev, gdt)
         labels2 = torch.tensor([207, 360], device=dev)
-        ours_greedy = gen.generate(labels2, top_k=1, cfg_scale=RELEASED["cfg_scale"], cfg_schedule="step", cfg_start=0.25)
+        ours_greedy = gen.generate(
+            labels2, top_k=1, cfg_scale=RELEASED["cfg_scale"], cfg_schedule="step", cfg_start=0.25
+        )
         agree = (ours_greedy == official_generate(off_gen, labels2, greedy=True)).float().mean().item()
         if gdt == torch.float32 and agree < 1.0:
             raise SystemExit("greedy HAR tokens differ between the implementations")
@@ -231,31 +290,89 @@ def main() -> None:
             labels = torch.arange(B, device=dev) * 37 % 1000
             ids = gen.generate(labels, generator=torch.Generator(dev).manual_seed(0), **RELEASED)
             t_tok_o, t_tok, t_dec_o, t_dec, t_dec16 = timeit_interleaved(
-                [lambda: official_generate(off_gen, labels, greedy=False),
-                 lambda: gen.generate(labels, generator=torch.Generator(dev).manual_seed(0), **RELEASED),
-                 lambda: off_tok.decode_tokens(ids), lambda: tok.decode(ids), lambda: tok.decode(ids, pixel_dtype=torch.bfloat16)],
-                dev, repeat=args.repeat)
+                [
+                    lambda: official_generate(off_gen, labels, greedy=False),
+                    lambda: gen.generate(labels, generator=torch.Generator(dev).manual_seed(0), **RELEASED),
+                    lambda: off_tok.decode_tokens(ids),
+                    lambda: tok.decode(ids),
+                    lambda: tok.decode(ids, pixel_dtype=torch.bfloat16),
+                ],
+                dev,
+                repeat=args.repeat,
+            )
             p16 = psnr_db(tok.decode(ids, pixel_dtype=torch.bfloat16), tok.decode(ids))
-            rows.append([B, f"{agree:.0%}", B / t_tok_o, B / t_tok, t_tok_o / t_tok, B / (t_tok_o + t_dec_o), B / (t_tok + t_dec),
-                         (t_tok_o + t_dec_o) / (t_tok + t_dec), B / (t_tok + t_dec16), (t_tok_o + t_dec_o) / (t_tok + t_dec16), p16])
-        print_table(f"HAR sampling, guidance on, ours vs official ({args.size}, GPT {args.gen_dtype}, tokenizer fp32)",
-                    ["batch", "greedy tokens identical", "official tokens img/s", "ours tokens img/s", "tokens speed-up",
-                     "official +decode img/s", "ours +decode img/s", "tokens+decode speed-up",
-                     "ours +decode, bf16 pixels img/s", "speed-up, bf16 pixels", "bf16-pixel PSNR vs fp32 (dB)"], rows)
+            rows.append(
+                [
+                    B,
+                    f"{agree:.0%}",
+                    B / t_tok_o,
+                    B / t_tok,
+                    t_tok_o / t_tok,
+                    B / (t_tok_o + t_dec_o),
+                    B / (t_tok + t_dec),
+                    (t_tok_o + t_dec_o) / (t_tok + t_dec),
+                    B / (t_tok + t_dec16),
+                    (t_tok_o + t_dec_o) / (t_tok + t_dec16),
+                    p16,
+                ]
+            )
+        print_table(
+            f"HAR sampling, guidance on, ours vs official ({args.size}, GPT {args.gen_dtype}, tokenizer fp32)",
+            [
+                "batch",
+                "greedy tokens identical",
+                "official tokens img/s",
+                "ours tokens img/s",
+                "tokens speed-up",
+                "official +decode img/s",
+                "ours +decode img/s",
+                "tokens+decode speed-up",
+                "ours +decode, bf16 pixels img/s",
+                "speed-up, bf16 pixels",
+                "bf16-pixel PSNR vs fp32 (dB)",
+            ],
+            rows,
+        )
     if "train" not in args.skip:
         rows = []
         for kind in ("tokenizer", "generator"):
             res = {}
             for which in ("official", "ours"):
-                cmd = [sys.executable, __file__, "--official", str(args.official), "--size", args.size, "--repeat", str(args.repeat),
-                       "--device", args.device,
-                       "--worker", which, kind, str(args.train_batch)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--official",
+                    str(args.official),
+                    "--size",
+                    args.size,
+                    "--repeat",
+                    str(args.repeat),
+                    "--device",
+                    args.device,
+                    "--worker",
+                    which,
+                    kind,
+                    str(args.train_batch),
+                ]
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
                 res[which] = json.loads(out)
             o, u = res["official"], res["ours"]
-            rows.append([kind, args.train_batch, o["seconds"], u["seconds"], o["seconds"] / u["seconds"], o["peak_mb"], u["peak_mb"]])
-        print_table(f"Training step, ours vs official ({args.size}, fp32)",
-                    ["model", "batch", "official s/step", "ours s/step", "speed-up", "official peak MiB", "ours peak MiB"], rows)
+            rows.append(
+                [
+                    kind,
+                    args.train_batch,
+                    o["seconds"],
+                    u["seconds"],
+                    o["seconds"] / u["seconds"],
+                    o["peak_mb"],
+                    u["peak_mb"],
+                ]
+            )
+        print_table(
+            f"Training step, ours vs official ({args.size}, fp32)",
+            ["model", "batch", "official s/step", "ours s/step", "speed-up", "official peak MiB", "ours peak MiB"],
+            rows,
+        )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ def main() -> None:
     )
     if len(names) != 1000 or len(set(names)) != 1000:
         raise SystemExit(f"expected 1000 distinct names, got {len(names)} ({len(set(names))} distinct)")
-    OUT.write_text(json.dumps({"source": "torchvision/models/_meta.py _IMAGENET_CATEGORIES", "names": names}, indent=0) + "\n")
+    OUT.write_text(
+        json.dumps({"source": "torchvision/models/_meta.py _IMAGENET_CATEGORIES", "names": names}, indent=0) + "\n"
+    )
     print(f"wrote {OUT} ({len(names)} names; 207 = {names[207]!r}, 360 = {names[360]!r})")
 
 

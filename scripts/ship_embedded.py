@@ -35,14 +35,22 @@ def main() -> None:
     per = json.loads((ev / "embedded-prefix.json").read_text())  # replicate.py embedded: PSNR, classifier by prefix
     figures = {
         "restok-tiny-mnist": {
-            "held-out PSNR (dB, 32 tokens)": rec["psnr"], "held-out rFID (1,000 digits)": rec["rfid"],
-            "codebook usage": rec["codebook_usage"], "codebook entropy (bits)": rec["codebook_entropy"],
+            "held-out PSNR (dB, 32 tokens)": rec["psnr"],
+            "held-out rFID (1,000 digits)": rec["rfid"],
+            "codebook usage": rec["codebook_usage"],
+            "codebook entropy (bits)": rec["codebook_entropy"],
             **{f"held-out PSNR (dB, {k} tokens)": v["psnr"] for k, v in per.items()},
-            **{f"reconstructions classified as the original digit ({k} tokens)": v["classifier_accuracy"] for k, v in per.items()},
+            **{
+                f"reconstructions classified as the original digit ({k} tokens)": v["classifier_accuracy"]
+                for k, v in per.items()
+            },
         },
         "har-tiny-mnist": {
-            "gFID (1,000 samples, CFG 2.0)": gen["gfid"], "class accuracy (digit classifier)": gen["class_accuracy"],
-            "precision": gen["precision"], "recall": gen["recall"], "calls per image": gen["num_calls"],
+            "gFID (1,000 samples, CFG 2.0)": gen["gfid"],
+            "class accuracy (digit classifier)": gen["class_accuracy"],
+            "precision": gen["precision"],
+            "recall": gen["recall"],
+            "calls per image": gen["num_calls"],
         },
     }
     for name, run in SHIPPED.items():
@@ -52,8 +60,11 @@ def main() -> None:
         shutil.copytree(args.runs / run / "final", dest)
         (dest / "README.md").unlink(missing_ok=True)  # the run's model card; the package's card is card.json
         if name == "har-tiny-mnist":  # the recipe its figures (and the demo) use: guidance 2.0
-            (dest / "generation_config.json").write_text(json.dumps(
-                {**json.loads((dest / "generation_config.json").read_text()), "cfg_scale": DEMO_CFG}, indent=2))
+            (dest / "generation_config.json").write_text(
+                json.dumps(
+                    {**json.loads((dest / "generation_config.json").read_text()), "cfg_scale": DEMO_CFG}, indent=2
+                )
+            )
         card = {
             "name": name,
             "command": times[run]["command"],

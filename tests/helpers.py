@@ -30,7 +30,8 @@ class Ran:
 
 
 def run_cli(*args: str) -> Ran:
-    """``restok ARGS`` run in this process through ``restok.cli.main`` (no new interpreter, no second ``import torch``)."""
+    """``restok ARGS`` run in this process through ``restok.cli.main`` (no new interpreter, no second ``import
+    torch``)."""
     from restok.cli import main
 
     out, err = io.StringIO(), io.StringIO()
@@ -39,10 +40,18 @@ def run_cli(*args: str) -> Ran:
     return Ran(code, out.getvalue(), err.getvalue())
 
 
-def run_process(*args: str, env: dict[str, str] | None = None, timeout: int = 300, **kwargs: object) -> subprocess.CompletedProcess:
+def run_process(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 300, **kwargs: object
+) -> subprocess.CompletedProcess:
     """``python -m restok ARGS`` in a new process: for exit statuses as a shell sees them, signals and launchers."""
-    return subprocess.run([sys.executable, "-m", "restok", *map(str, args)], capture_output=True, text=True,
-                          env=env or ENV, timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "restok", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env or ENV,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 def one_line_error(r: Ran | subprocess.CompletedProcess, *words: str) -> None:
@@ -64,7 +73,9 @@ def official_keys(kind: str) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def write_image_folder(root: Path, classes: int = 2, per_class: int = 4, size: tuple[int, int] = (40, 48), seed: int = 0) -> Path:
+def write_image_folder(
+    root: Path, classes: int = 2, per_class: int = 4, size: tuple[int, int] = (40, 48), seed: int = 0
+) -> Path:
     """A class-per-folder tree of small random PNGs whose dominant colour channel is the class."""
     import numpy as np
     from PIL import Image

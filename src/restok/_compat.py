@@ -12,22 +12,47 @@ from types import ModuleType
 __all__ = ["MOVED", "install"]
 
 MOVED = {
-    "app": "restok.apps.web", "backbones": "restok.train.backbones", "checkpoint": "restok.hub", "chunks": "restok.runtime.chunks",
-    "classes": "restok.data.classes", "codes": "restok.train.codes", "compiled": "restok.sampling.compiled",
-    "config": "restok.core.configs", "convert": "restok.models.auto", "datasets": "restok.data.embedded", "demo": "restok.apps.demo",
-    "evaluation": "restok.eval", "generator": "restok.models.har", "hierarchy": "restok.core.hierarchy", "images": "restok.data.images",
-    "inception": "restok.eval.inception", "io": "restok.runtime.files", "lock": "restok.runtime.locks", "losses": "restok.train.losses",
-    "metrics": "restok.eval.metrics", "official": "restok.models.official", "pipeline": "restok.pipelines",
-    "pixel_cnn": "restok.models.layers.pixel_cnn", "precision": "restok.runtime.precision", "pretrained": "restok.hub.pretrained",
-    "quantizer": "restok.models.layers.quantizer", "rope": "restok.models.layers.rope", "search": "restok.eval.search",
-    "sources": "restok.data.records", "tokenizer": "restok.models.restok", "viz": "restok.eval.plots", "vit": "restok.models.layers.vit",
+    "app": "restok.apps.web",
+    "backbones": "restok.train.backbones",
+    "checkpoint": "restok.hub",
+    "chunks": "restok.runtime.chunks",
+    "classes": "restok.data.classes",
+    "codes": "restok.train.codes",
+    "compiled": "restok.sampling.compiled",
+    "config": "restok.core.configs",
+    "convert": "restok.models.auto",
+    "datasets": "restok.data.embedded",
+    "demo": "restok.apps.demo",
+    "evaluation": "restok.eval",
+    "generator": "restok.models.har",
+    "hierarchy": "restok.core.hierarchy",
+    "images": "restok.data.images",
+    "inception": "restok.eval.inception",
+    "io": "restok.runtime.files",
+    "lock": "restok.runtime.locks",
+    "losses": "restok.train.losses",
+    "metrics": "restok.eval.metrics",
+    "official": "restok.models.official",
+    "pipeline": "restok.pipelines",
+    "pixel_cnn": "restok.models.layers.pixel_cnn",
+    "precision": "restok.runtime.precision",
+    "pretrained": "restok.hub.pretrained",
+    "quantizer": "restok.models.layers.quantizer",
+    "rope": "restok.models.layers.rope",
+    "search": "restok.eval.search",
+    "sources": "restok.data.records",
+    "tokenizer": "restok.models.restok",
+    "viz": "restok.eval.plots",
+    "vit": "restok.models.layers.vit",
 }
 
 
 class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Finds ``restok.<old name>`` and hands out the module it moved to (its own ``__spec__`` kept)."""
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
         prefix, _, name = fullname.partition(".")
         if prefix != "restok" or name not in MOVED:
             return None

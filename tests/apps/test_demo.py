@@ -15,7 +15,6 @@ from restok.datasets import MNISTDigits, load_mnist
 from restok.metrics import psnr
 
 
-
 def test_mnist_split_sizes_and_disjointness() -> None:
     xtr, ytr = load_mnist("train")
     xte, yte = load_mnist("test")
@@ -165,7 +164,10 @@ def test_demo_quick(tmp_path, demo_models) -> None:
     assert samples.std() > 5  # generated images are not constant
     strip = Image.open(tmp_path / "demo" / "reconstructions.png")
     assert strip.size == (10 * 34 + 2, 5 * 34 + 2)  # 10 digits x (originals + 4 prefix lengths), 2 px padding
-    assert "PSNR" in (tmp_path / "demo" / "report.md").read_text() and "<img" in (tmp_path / "demo" / "report.html").read_text()
+    assert (
+        "PSNR" in (tmp_path / "demo" / "report.md").read_text()
+        and "<img" in (tmp_path / "demo" / "report.html").read_text()
+    )
 
 
 def _digit_classifier():  # type: ignore[no-untyped-def]
@@ -199,12 +201,18 @@ def test_shipped_cards_hold_what_the_shipped_models_measure() -> None:
     for k in tok.prefix_lengths:
         rec = torch.cat([tok.decode(b[:, :k]) for b in ids.split(100)])
         assert abs(float(psnr(rec, x).mean()) - card[f"held-out PSNR (dB, {k} tokens)"]) < 1e-3, k
-        assert abs(dc.accuracy(net, rec, y) - card[f"reconstructions classified as the original digit ({k} tokens)"]) < 1e-6, k
+        assert (
+            abs(dc.accuracy(net, rec, y) - card[f"reconstructions classified as the original digit ({k} tokens)"])
+            < 1e-6
+        ), k
     stats = codebook_stats(ids, tok.codebook_size)
     assert stats["usage"] == card["codebook usage"] and abs(stats["entropy"] - card["codebook entropy (bits)"]) < 1e-6
     # the targets: 95 % of 32-token reconstructions kept, >= 0.5 dB per level, >= half the codes used
     assert card["reconstructions classified as the original digit (32 tokens)"] >= 0.95
-    gains = [card[f"held-out PSNR (dB, {b} tokens)"] - card[f"held-out PSNR (dB, {a} tokens)"] for a, b in ((4, 8), (8, 16), (16, 32))]
+    gains = [
+        card[f"held-out PSNR (dB, {b} tokens)"] - card[f"held-out PSNR (dB, {a} tokens)"]
+        for a, b in ((4, 8), (8, 16), (16, 32))
+    ]
     assert min(gains) >= 0.5 and stats["usage"] >= 0.5, gains
     gen = HARGenerator.from_pretrained("har-tiny-mnist").eval()
     gcard = embedded_model_card("har-tiny-mnist")["figures"]
@@ -227,7 +235,9 @@ def test_the_demo_strip_keeps_its_ten_digits() -> None:
     dc = _digit_classifier()
     tok = ResTok.from_pretrained("restok-tiny-mnist").eval()
     test = MNISTDigits("test", tok.config.image_size)
-    idx = torch.linspace(0, len(test) - 1, 1000).long()[torch.linspace(0, 999, 10).long()].tolist()  # the demo's columns
+    idx = (
+        torch.linspace(0, len(test) - 1, 1000).long()[torch.linspace(0, 999, 10).long()].tolist()
+    )  # the demo's columns
     x, y = test.batch(idx)
     assert y.tolist() == list(range(10))
     ids, net = tok.encode(x), dc.load_classifier()

@@ -11,9 +11,7 @@ import os
 import shlex
 import shutil
 import socket
-import subprocess
 import tempfile
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -49,10 +47,9 @@ def app_url():
         import gradio  # noqa: F401
     except ImportError:
         _need(False, "gradio (pip install 'restok[app]')")
-    from restok.apps.web import build_app
-
     import torch
 
+    from restok.apps.web import build_app
     from restok.models import TiTok
 
     other = Path(tempfile.mkdtemp()) / "titok-tiny"
@@ -74,7 +71,9 @@ def browser():
         _need(False, "selenium")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
-    _need(bool(chromium and driver), "Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)")
+    _need(
+        bool(chromium and driver), "Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)"
+    )
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1300,1400"):
@@ -151,13 +150,16 @@ def test_tokenizer_tab_in_a_browser(app_url, browser, tmp_path) -> None:
     assert len(psnr) == 4 and psnr == sorted(psnr) and psnr[-1] > psnr[0] + 3, psnr
     gallery = _wait(b, lambda b: len(_css(b, "#tok-gallery img")) >= 4 and _css(b, "#tok-gallery img"))
     first, last = _image(b, gallery[0]), _image(b, gallery[3])
-    assert first.shape == last.shape and np.abs(first.astype(int) - last.astype(int)).mean() > 2  # 4 vs 32 tokens differ
+    assert (
+        first.shape == last.shape and np.abs(first.astype(int) - last.astype(int)).mean() > 2
+    )  # 4 vs 32 tokens differ
     assert "level 0" in _css(b, "#ids-table")[0].text and _css(b, "#tok-download a")
     caption = _wait(b, lambda b: _css(b, "#recon-caption") and _css(b, "#recon-caption")[0].text)
     assert "32" in caption
     before = _image(b, _css(b, "#tok-recon img")[0])
     b.save_screenshot(str(ARTIFACTS / "app-2-tokenized.png"))
-    # the slider counts tokens: 13 snaps to the next shorter prefix the tokenizer decodes (8); the large reconstruction follows
+    # the slider counts tokens: 13 snaps to the next shorter prefix the tokenizer decodes (8); the large
+    # reconstruction follows
     from selenium.webdriver.common.keys import Keys
 
     box = _css(b, "#tok-slider input[type=number]")[0]

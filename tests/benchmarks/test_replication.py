@@ -1,4 +1,5 @@
-"""benchmarks/replication/replicate.py's orchestration: which models Table 2 trains, with which overrides, in which order."""
+"""benchmarks/replication/replicate.py's orchestration: which models Table 2 trains, with which overrides, in which
+order."""
 
 from __future__ import annotations
 
@@ -39,8 +40,12 @@ def test_table2_budget_trains_every_row_per_seed_at_the_same_budget(replicate, m
     trains = [c for c in calls if c[0] == "train"]
     rows = [row for _, row, _ in replicate.TABLE2_ROWS]
     # Seed-major order (a stopped run holds whole seeds), a tokenizer then its AR generator for every row.
-    expected = [(kind, f"{prefix}-{row}-1000-750-s{seed}")
-                for seed in (0, 1) for row in rows for kind, prefix in (("tokenizer", "tok"), ("generator", "ar"))]
+    expected = [
+        (kind, f"{prefix}-{row}-1000-750-s{seed}")
+        for seed in (0, 1)
+        for row in rows
+        for kind, prefix in (("tokenizer", "tok"), ("generator", "ar"))
+    ]
     assert [(c[1], Path(_option(c, "--out")).name) for c in trains] == expected
     for c in trains:
         seed = int(Path(_option(c, "--out")).name.rsplit("-s", 1)[1])
@@ -50,7 +55,9 @@ def test_table2_budget_trains_every_row_per_seed_at_the_same_budget(replicate, m
         if c[1] == "generator":  # trained on its own tokenizer's codes
             assert Path(_option(c, "--codes")).name == Path(_option(c, "--out")).name.replace("ar-", "codes-", 1)
     # The same row config (and its dead-code restarts) for every seed; the embedded models are not retrained.
-    tok_configs = {Path(_option(c, "--out")).name.split("-")[1]: _option(c, "--config") for c in trains if c[1] == "tokenizer"}
+    tok_configs = {
+        Path(_option(c, "--out")).name.split("-")[1]: _option(c, "--config") for c in trains if c[1] == "tokenizer"
+    }
     assert tok_configs == {row: config for _, row, config in replicate.TABLE2_ROWS}
     assert not any(Path(_option(c, "--out")).name in replicate.MODELS for c in trains)
     extracts = [c for c in calls if c[0] == "extract-codes"]
@@ -80,8 +87,11 @@ def test_an_evaluation_of_a_retrained_model_is_not_reused(replicate, tmp_path):
     work = out.with_name(out.name + ".work")
     work.mkdir(parents=True)
     (work / "chunk-000000.npz").write_bytes(b"old")
-    out.write_text(json.dumps({"gfid": 1.0, "settings": {"generator": {"sha256": sha["gen-x"]},
-                                                          "tokenizer": {"sha256": sha["tok-x"]}}}))
+    out.write_text(
+        json.dumps(
+            {"gfid": 1.0, "settings": {"generator": {"sha256": sha["gen-x"]}, "tokenizer": {"sha256": sha["tok-x"]}}}
+        )
+    )
     roles = {"generator": "gen-x", "tokenizer": "tok-x"}
     assert replicate._cached(out, runs, roles)
     assert out.exists() and work.exists()
@@ -119,8 +129,13 @@ def test_fig5_at_a_budget_compares_the_rows_trained_at_it(replicate, monkeypatch
     monkeypatch.setattr(replicate, "MNISTDigits", Few)
     runs = tmp_path / "runs"
     torch.manual_seed(0)
-    ResTok.from_preset("restok-tiny", hierarchy_stages=1, latent_hierarchy=False, residual_image_tokens=False,
-                       residual_latent_tokens=False).save_pretrained(runs / "tok-titok-1-2-s0" / "final")
+    ResTok.from_preset(
+        "restok-tiny",
+        hierarchy_stages=1,
+        latent_hierarchy=False,
+        residual_image_tokens=False,
+        residual_latent_tokens=False,
+    ).save_pretrained(runs / "tok-titok-1-2-s0" / "final")
     ResTok.from_preset("restok-tiny").save_pretrained(runs / "tok-restok-1-2-s0" / "final")
     table = replicate.cmd_fig5(runs, (1, 2))
     assert "TiTok-like MSE" in table and "ResTok PSNR" in table and "hierarchies" not in table
@@ -138,7 +153,8 @@ def test_fig5_at_a_budget_compares_the_rows_trained_at_it(replicate, monkeypatch
 
 def test_a_model_trained_under_another_recipe_does_not_stand_in_for_the_current_one(replicate, monkeypatch, tmp_path):
     """``train`` skips a model whose ``final/`` exists only if its recorded settings are what the config (with the
-    command's overrides) gives now; otherwise it stops and names the settings, and ``--tokenizer-set`` reproduces them."""
+    command's overrides) gives now; otherwise it stops and names the settings, and ``--tokenizer-set`` reproduces
+    them."""
     import yaml
 
     from restok.train.config import load_train_config
@@ -152,11 +168,28 @@ def test_a_model_trained_under_another_recipe_does_not_stand_in_for_the_current_
     (run / "config.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
     with pytest.raises(SystemExit, match="min_crop"):
         _recorded(replicate, monkeypatch, tmp_path, only=[name], seeds=[0], budget=(1000, 750))
-    assert _recorded(replicate, monkeypatch, tmp_path, only=[name], seeds=[0], budget=(1000, 750),
-                     tokenizer_set=[f"min_crop={older}"]) == []
+    assert (
+        _recorded(
+            replicate,
+            monkeypatch,
+            tmp_path,
+            only=[name],
+            seeds=[0],
+            budget=(1000, 750),
+            tokenizer_set=[f"min_crop={older}"],
+        )
+        == []
+    )
     # A new run gets the overrides on its command line (and so in its own config.yaml and the cards' commands).
-    calls = _recorded(replicate, monkeypatch, tmp_path, only=["tok-hier-1000-750-s0"], seeds=[0], budget=(1000, 750),
-                      tokenizer_set=["min_crop=1.0"])
+    calls = _recorded(
+        replicate,
+        monkeypatch,
+        tmp_path,
+        only=["tok-hier-1000-750-s0"],
+        seeds=[0],
+        budget=(1000, 750),
+        tokenizer_set=["min_crop=1.0"],
+    )
     assert [c[-1] for c in calls] == ["min_crop=1.0"]
     (run / "config.yaml").unlink()  # a run that recorded no settings is not trusted either
     with pytest.raises(SystemExit, match="config.yaml"):
@@ -186,15 +219,18 @@ def test_codes_of_a_retrained_tokenizer_are_not_reused(replicate, monkeypatch, t
     only = dict(only=[tok.name, "ar-restok-1000-750-s0"], seeds=[0], budget=(1000, 750))
     with pytest.raises(SystemExit, match="codes-restok-1000-750-s0 was extracted from other weights"):
         _recorded(replicate, monkeypatch, tmp_path, **only)
-    (codes / "meta.json").write_text(json.dumps({"tokenizer": {"sha256": file_sha256(tok / "final" / "model.safetensors")}}))
+    (codes / "meta.json").write_text(
+        json.dumps({"tokenizer": {"sha256": file_sha256(tok / "final" / "model.safetensors")}})
+    )
     calls = _recorded(replicate, monkeypatch, tmp_path, **only)
     assert [(c[0], c[1]) for c in calls] == [("train", "generator")]  # the codes are reused, the generator trained
     # A generator trained on an older extraction (its config.yaml's data line names the tokenizer) is not reused
     # either once the codes were re-extracted from the retrained tokenizer.
     gen = runs / "ar-restok-1000-750-s0"
     (gen / "final").mkdir(parents=True)
-    gcfg = load_train_config(str(replicate.ROOT / "configs/mnist-generator-ar.yaml"), "generator",
-                             ["trackers=[]", "max_steps=750"]).to_dict()
+    gcfg = load_train_config(
+        str(replicate.ROOT / "configs/mnist-generator-ar.yaml"), "generator", ["trackers=[]", "max_steps=750"]
+    ).to_dict()
 
     def trained_on(sha: str) -> None:  # the record a generator run writes (restok.train.generator)
         data = code_set_identity(codes, {"num_samples": 4000, "num_crops": 1, "tokenizer": {"sha256": sha}})

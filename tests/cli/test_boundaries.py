@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -24,7 +25,9 @@ from ..helpers import run_cli
 PROBES = ("0", "-1", "nan", "inf", "-inf", "1" + "0" * 30, "1e300", "abc")
 
 
-def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
     """Every runnable command's (words, parser), walking the subcommand tree."""
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if not subs:
@@ -48,7 +51,11 @@ def _valid(action: argparse.Action) -> list[str]:
         value = str(next(iter(action.choices)))
     elif getattr(action.type, "range", None) is not None:
         r = action.type.range
-        value = str(int(r.ge if r.ge is not None else r.gt + 1) if action.type.kind is int else (r.ge if r.ge is not None else r.gt + 0.5))
+        value = str(
+            int(r.ge if r.ge is not None else r.gt + 1)
+            if action.type.kind is int
+            else (r.ge if r.ge is not None else r.gt + 0.5)
+        )
     else:
         value = "x.png"
     return [value] * (1 if action.nargs in (None, "?", "+", 1) else 2)
@@ -76,18 +83,29 @@ def _accepted(action: argparse.Action, text: str) -> bool:
     return value in action.type.range
 
 
-NUMERIC_OPTIONS = [(path, p, a) for path, p in _commands(build_parser()) for a in p._actions if a.option_strings and _numeric(a)]
+NUMERIC_OPTIONS = [
+    (path, p, a) for path, p in _commands(build_parser()) for a in p._actions if a.option_strings and _numeric(a)
+]
 
 
 def test_the_walk_finds_the_options_it_should() -> None:
     names = {(" ".join(path), a.option_strings[0]) for path, _, a in NUMERIC_OPTIONS}
-    for known in (("generate", "--seed"), ("generate", "--cfg-scale"), ("tokenize", "--target-psnr"), ("eval search", "--max-points"),
-                  ("extract-codes", "--shard-size"), ("demo", "--num-eval"), ("vary", "--num")):
+    for known in (
+        ("generate", "--seed"),
+        ("generate", "--cfg-scale"),
+        ("tokenize", "--target-psnr"),
+        ("eval search", "--max-points"),
+        ("extract-codes", "--shard-size"),
+        ("demo", "--num-eval"),
+        ("vary", "--num"),
+    ):
         assert known in names, known
     assert len(NUMERIC_OPTIONS) > 60
 
 
-@pytest.mark.parametrize("path, parser, action", NUMERIC_OPTIONS, ids=[f"{' '.join(p)} {a.option_strings[0]}" for p, _, a in NUMERIC_OPTIONS])
+@pytest.mark.parametrize(
+    "path, parser, action", NUMERIC_OPTIONS, ids=[f"{' '.join(p)} {a.option_strings[0]}" for p, _, a in NUMERIC_OPTIONS]
+)
 def test_every_numeric_option_refuses_what_its_range_does_not_hold(path, parser, action) -> None:
     assert action.type not in (int, float), f"{' '.join(path)} {action.option_strings[0]} has no declared range"
     base = [*path, *_required(parser, action)]
@@ -134,7 +152,9 @@ FIELDS = [(cls, name, f, t) for cls in CONFIGS for name, (f, t) in numeric_field
 
 @pytest.mark.parametrize("cls, name, f, t", FIELDS, ids=[f"{c.__name__}.{n}" for c, n, _, _ in FIELDS])
 def test_every_numeric_config_field_declares_a_range_and_keeps_to_it(cls, name, f, t) -> None:
-    assert field_range(f) is not None, f"{cls.__name__}.{name} holds numbers but declares no range (use core.fields.setting)"
+    assert field_range(f) is not None, (
+        f"{cls.__name__}.{name} holds numbers but declares no range (use core.fields.setting)"
+    )
     leaf = name.rsplit(".", 1)[-1]
     for value in PYTHON_PROBES:
         data = _nest(name, _shaped(t, value))
@@ -157,14 +177,17 @@ def _yaml_scalar(value: Any) -> str:
     return yaml.safe_dump(value).split("\n")[0]
 
 
-TRAIN_FIELDS = [(kind, recipe, prefix, name, f, t) for kind, recipe, model_cls in (("tokenizer", "restok-tiny", ResTokConfig),
-                                                                                     ("generator", "har-tiny", HARConfig))
-                for prefix, fields in (("", numeric_fields(TrainConfig)), ("model_overrides.", numeric_fields(model_cls)))
-                for name, (f, t) in fields.items()]
+TRAIN_FIELDS = [
+    (kind, recipe, prefix, name, f, t)
+    for kind, recipe, model_cls in (("tokenizer", "restok-tiny", ResTokConfig), ("generator", "har-tiny", HARConfig))
+    for prefix, fields in (("", numeric_fields(TrainConfig)), ("model_overrides.", numeric_fields(model_cls)))
+    for name, (f, t) in fields.items()
+]
 
 
-@pytest.mark.parametrize("kind, recipe, prefix, name, f, t", TRAIN_FIELDS,
-                         ids=[f"{k}:{p}{n}" for k, _, p, n, _, _ in TRAIN_FIELDS])
+@pytest.mark.parametrize(
+    "kind, recipe, prefix, name, f, t", TRAIN_FIELDS, ids=[f"{k}:{p}{n}" for k, _, p, n, _, _ in TRAIN_FIELDS]
+)
 def test_training_settings_from_key_value_overrides_and_yaml_files(tmp_path, kind, recipe, prefix, name, f, t) -> None:
     leaf = name.rsplit(".", 1)[-1]
     for value in PYTHON_PROBES:
@@ -173,7 +196,10 @@ def test_training_settings_from_key_value_overrides_and_yaml_files(tmp_path, kin
         override = [f"{prefix}{name}={text}"]
         yaml_file = tmp_path / "run.yaml"
         yaml_file.write_text(yaml.safe_dump({"base": recipe, **_nest(prefix + name, shaped)}))
-        for how in (lambda: load_train_config(recipe, kind, override), lambda: load_train_config(str(yaml_file), kind)):
+        for how in (
+            lambda o=override: load_train_config(recipe, kind, o),
+            lambda y=yaml_file: load_train_config(str(y), kind),
+        ):
             if _in_range(f, t, value):
                 try:
                     how()
@@ -188,8 +214,25 @@ def test_training_settings_from_key_value_overrides_and_yaml_files(tmp_path, kin
 @pytest.mark.parametrize("command, option", [("generate", "--classes"), ("reconstruct", "--tokens")])
 def test_number_lists_given_as_text_are_refused_naming_the_option(tmp_path, command, option) -> None:
     """``--classes`` and ``--tokens`` are parsed by their own grammars; the same probes give one line naming them."""
-    base = {"generate": ["generate", "--generator", "har-tiny-mnist", "--tokenizer", "restok-tiny-mnist", "--out", str(tmp_path / "g")],
-            "reconstruct": ["reconstruct", str(tmp_path / "none.png"), "--tokenizer", "restok-tiny-mnist", "--out", str(tmp_path / "r")]}
+    base = {
+        "generate": [
+            "generate",
+            "--generator",
+            "har-tiny-mnist",
+            "--tokenizer",
+            "restok-tiny-mnist",
+            "--out",
+            str(tmp_path / "g"),
+        ],
+        "reconstruct": [
+            "reconstruct",
+            str(tmp_path / "none.png"),
+            "--tokenizer",
+            "restok-tiny-mnist",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    }
     for text in ("-1", "nan", "inf", "1" + "0" * 30, "abc", "4,,8", ""):
         r = run_cli(*base[command], option, text)
         lines = r.stderr.strip().splitlines()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from PIL import Image
 from restok import HARGenerator, ResTok
 from restok.images import load_image
 
-from ..helpers import ENV, require_compiler, run_cli, run_process
+from ..helpers import ENV, run_cli, run_process
 
 run = run_cli
 
@@ -68,7 +67,18 @@ def test_load_image_modes(image_dir):
 
 def test_reconstruct_skips_broken_files_and_counts_them(models, image_dir, tmp_path):
     files = sorted(str(p) for p in image_dir.iterdir())
-    r = run("reconstruct", *files, "--tokenizer", str(models["tok"]), "--tokens", "8", "--out", str(tmp_path), "--device", "cpu")
+    r = run(
+        "reconstruct",
+        *files,
+        "--tokenizer",
+        str(models["tok"]),
+        "--tokens",
+        "8",
+        "--out",
+        str(tmp_path),
+        "--device",
+        "cpu",
+    )
     assert r.returncode == 1, r.stderr
     assert "broken.jpg" in r.stderr and "Traceback" not in r.stderr
     assert (tmp_path / "rgb_k8.png").is_file() and (tmp_path / "sixteen_compare.png").is_file()
@@ -77,7 +87,16 @@ def test_reconstruct_skips_broken_files_and_counts_them(models, image_dir, tmp_p
 
 
 def test_reconstruct_all_tokens_writes_the_strip(models, image_dir, tmp_path):
-    r = run("reconstruct", str(image_dir / "rgb.png"), "--tokenizer", str(models["tok"]), "--tokens", "all", "--out", str(tmp_path))
+    r = run(
+        "reconstruct",
+        str(image_dir / "rgb.png"),
+        "--tokenizer",
+        str(models["tok"]),
+        "--tokens",
+        "all",
+        "--out",
+        str(tmp_path),
+    )
     assert r.returncode == 0, r.stderr
     for k in (4, 8, 16, 32):
         assert (tmp_path / f"rgb_k{k}.png").is_file()
@@ -87,7 +106,15 @@ def test_reconstruct_all_tokens_writes_the_strip(models, image_dir, tmp_path):
 
 def test_tokenize_then_detokenize(models, image_dir, tmp_path):
     codes = tmp_path / "codes.npz"
-    r = run("tokenize", str(image_dir / "rgb.png"), str(image_dir / "gray.png"), "--tokenizer", str(models["tok"]), "--out", str(codes))
+    r = run(
+        "tokenize",
+        str(image_dir / "rgb.png"),
+        str(image_dir / "gray.png"),
+        "--tokenizer",
+        str(models["tok"]),
+        "--out",
+        str(codes),
+    )
     assert r.returncode == 0, r.stderr
     data = np.load(codes)
     assert data["ids"].shape == (2, 32) and data["ids"].max() < 1024
@@ -105,8 +132,27 @@ def test_tokenize_then_detokenize(models, image_dir, tmp_path):
 
 
 def test_generate_writes_images_grid_manifest_and_progressive(models, tmp_path):
-    r = run("generate", "--generator", str(models["gen"]), "--tokenizer", str(models["tok"]), "--classes", "3", "7",
-            "--per-class", "2", "--seed", "5", "--progressive", "--batch-size", "3", "--sampling", "released", "--out", str(tmp_path))
+    r = run(
+        "generate",
+        "--generator",
+        str(models["gen"]),
+        "--tokenizer",
+        str(models["tok"]),
+        "--classes",
+        "3",
+        "7",
+        "--per-class",
+        "2",
+        "--seed",
+        "5",
+        "--progressive",
+        "--batch-size",
+        "3",
+        "--sampling",
+        "released",
+        "--out",
+        str(tmp_path),
+    )
     assert r.returncode == 0, r.stderr
     pngs = sorted(p.name for p in tmp_path.glob("*_class*.png") if "progressive" not in p.name)
     assert pngs == ["000000_class3.png", "000001_class3.png", "000002_class7.png", "000003_class7.png"]
@@ -118,8 +164,26 @@ def test_generate_writes_images_grid_manifest_and_progressive(models, tmp_path):
     assert m["settings"]["seed"] == 5 and m["settings"]["num_model_calls"] == 7
     assert len(m["generator"]["sha256"]) == 64 and m["tokenizer"]["config"]["num_tokens"] == 32
     # same seed -> same images
-    r2 = run("generate", "--generator", str(models["gen"]), "--tokenizer", str(models["tok"]), "--classes", "3", "7",
-             "--per-class", "2", "--seed", "5", "--batch-size", "3", "--sampling", "released", "--out", str(tmp_path / "again"))
+    r2 = run(
+        "generate",
+        "--generator",
+        str(models["gen"]),
+        "--tokenizer",
+        str(models["tok"]),
+        "--classes",
+        "3",
+        "7",
+        "--per-class",
+        "2",
+        "--seed",
+        "5",
+        "--batch-size",
+        "3",
+        "--sampling",
+        "released",
+        "--out",
+        str(tmp_path / "again"),
+    )
     assert r2.returncode == 0
     a = np.asarray(Image.open(tmp_path / "000002_class7.png"))
     b = np.asarray(Image.open(tmp_path / "again" / "000002_class7.png"))
@@ -134,9 +198,26 @@ def test_generate_compile_gives_the_same_images(models, tmp_path, monkeypatch):
 
     real = compiled._compile
     monkeypatch.setattr(compiled, "_compile", lambda fn, mode, backend: real(fn, mode, "aot_eager"))
-    common = ["generate", "--generator", str(models["gen"]), "--tokenizer", str(models["tok"]), "--classes", "3", "7",
-              "--seed", "2", "--batch-size", "2", "--sampling", "released"]
-    eager, comp = run(*common, "--out", str(tmp_path / "eager")), run(*common, "--compile", "--out", str(tmp_path / "comp"))
+    common = [
+        "generate",
+        "--generator",
+        str(models["gen"]),
+        "--tokenizer",
+        str(models["tok"]),
+        "--classes",
+        "3",
+        "7",
+        "--seed",
+        "2",
+        "--batch-size",
+        "2",
+        "--sampling",
+        "released",
+    ]
+    eager, comp = (
+        run(*common, "--out", str(tmp_path / "eager")),
+        run(*common, "--compile", "--out", str(tmp_path / "comp")),
+    )
     assert eager.returncode == 0 and comp.returncode == 0, comp.stderr[-2000:]
     for name in ("000000_class3.png", "000001_class7.png"):
         a = np.asarray(Image.open(tmp_path / "eager" / name)).astype(int)
@@ -156,7 +237,9 @@ def test_generate_compile_gives_the_same_images(models, tmp_path, monkeypatch):
     ],
 )
 def test_generate_errors_are_one_line(models, tmp_path, extra, message):
-    r = run("generate", "--generator", str(models["gen"]), "--tokenizer", str(models["tok"]), *extra, "--out", str(tmp_path))
+    r = run(
+        "generate", "--generator", str(models["gen"]), "--tokenizer", str(models["tok"]), *extra, "--out", str(tmp_path)
+    )
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
 
 
@@ -165,7 +248,17 @@ def test_wrong_kind_and_vocab_mismatch(models, tmp_path):
     assert r.returncode == 2 and "generator checkpoint, not a tokenizer" in r.stderr
     torch.manual_seed(0)
     HARGenerator.from_preset("har-tiny", vocab_size=512).save_pretrained(tmp_path / "gen512")
-    r = run("generate", "--generator", str(tmp_path / "gen512"), "--tokenizer", str(models["tok"]), "--classes", "1", "--out", str(tmp_path))
+    r = run(
+        "generate",
+        "--generator",
+        str(tmp_path / "gen512"),
+        "--tokenizer",
+        str(models["tok"]),
+        "--classes",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
     assert r.returncode == 2 and "does not match the tokenizer" in r.stderr
     r = run("reconstruct", "x.png", "--tokenizer", str(models["tok"]), "--tokens", "6", "--out", str(tmp_path))
     assert r.returncode == 2 and "--tokens: prefix length(s) [6] not allowed" in r.stderr
@@ -173,8 +266,23 @@ def test_wrong_kind_and_vocab_mismatch(models, tmp_path):
 
 def test_offline_uncached_hub_id_is_explained(tmp_path):
     env_cache = {"HF_HUB_CACHE": str(tmp_path / "cache")}
-    r = subprocess.run([sys.executable, "-m", "restok", "reconstruct", "x.png", "--tokenizer", "someone/missing-model",
-                        "--out", str(tmp_path)], capture_output=True, text=True, env={**ENV, **env_cache}, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "restok",
+            "reconstruct",
+            "x.png",
+            "--tokenizer",
+            "someone/missing-model",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env={**ENV, **env_cache},
+        timeout=120,
+    )
     assert r.returncode == 2 and "not in the Hugging Face cache" in r.stderr
 
 

@@ -15,7 +15,12 @@ from restok import ResTokPipeline
 from restok.core.registry import model_class
 from tests.helpers import run_cli, write_image_folder
 
-PRESETS = {"titok": "titok-tiny", "one-d-piece": "one-d-piece-tiny", "llamagen-vq": "llamagen-vq-tiny", "llamagen-gpt": "llamagen-gpt-tiny"}
+PRESETS = {
+    "titok": "titok-tiny",
+    "one-d-piece": "one-d-piece-tiny",
+    "llamagen-vq": "llamagen-vq-tiny",
+    "llamagen-gpt": "llamagen-gpt-tiny",
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,29 +57,77 @@ def test_reconstruct_tokenize_detokenize(fam: dict[str, Path], tmp_path: Path, f
 
 
 def test_budgets_each_family_decodes(fam: dict[str, Path], tmp_path: Path) -> None:
-    r = run_cli("reconstruct", *images(fam), "--tokenizer", fam["one-d-piece"], "--tokens", "3,5", "--out", tmp_path / "a")
+    r = run_cli(
+        "reconstruct", *images(fam), "--tokenizer", fam["one-d-piece"], "--tokens", "3,5", "--out", tmp_path / "a"
+    )
     assert r.returncode == 0 and "[3, 5]" in r.stdout  # every prefix of One-D-Piece decodes
-    for family, k, words in (("one-d-piece", 17, "any length from 1 to 16"), ("titok", 4, "[8]"), ("llamagen-vq", 32, "[64]")):
-        r = run_cli("reconstruct", *images(fam), "--tokenizer", fam[family], "--tokens", str(k), "--out", tmp_path / "b")
+    for family, k, words in (
+        ("one-d-piece", 17, "any length from 1 to 16"),
+        ("titok", 4, "[8]"),
+        ("llamagen-vq", 32, "[64]"),
+    ):
+        r = run_cli(
+            "reconstruct", *images(fam), "--tokenizer", fam[family], "--tokens", str(k), "--out", tmp_path / "b"
+        )
         assert r.returncode == 2 and words in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 @pytest.mark.slow
-def test_llamagen_generates_and_evaluates_under_restoks_sampler(fam: dict[str, Path], tmp_path: Path, inception_torchscript: str) -> None:
+def test_llamagen_generates_and_evaluates_under_restoks_sampler(
+    fam: dict[str, Path], tmp_path: Path, inception_torchscript: str
+) -> None:
     models = ["--generator", fam["llamagen-gpt"], "--tokenizer", fam["llamagen-vq"]]
-    r = run_cli("generate", *models, "--classes", "1", "2", "--cfg-scale", "2", "--top-k", "10", "--seed", "3", "--out", tmp_path / "g")
+    r = run_cli(
+        "generate",
+        *models,
+        "--classes",
+        "1",
+        "2",
+        "--cfg-scale",
+        "2",
+        "--top-k",
+        "10",
+        "--seed",
+        "3",
+        "--out",
+        tmp_path / "g",
+    )
     assert r.returncode == 0 and "64 calls" in r.stdout, r.stderr
-    again = run_cli("generate", *models, "--classes", "1", "2", "--cfg-scale", "2", "--top-k", "10", "--seed", "3", "--out", tmp_path / "g2")
+    again = run_cli(
+        "generate",
+        *models,
+        "--classes",
+        "1",
+        "2",
+        "--cfg-scale",
+        "2",
+        "--top-k",
+        "10",
+        "--seed",
+        "3",
+        "--out",
+        tmp_path / "g2",
+    )
     assert again.returncode == 0
-    assert (tmp_path / "g" / "grid.png").read_bytes() == (tmp_path / "g2" / "grid.png").read_bytes()  # seeded: same bytes
+    assert (tmp_path / "g" / "grid.png").read_bytes() == (
+        tmp_path / "g2" / "grid.png"
+    ).read_bytes()  # seeded: same bytes
     ref = tmp_path / "ref.npz"
     common = ["--inception-weights", inception_torchscript, "--no-progress"]
-    assert run_cli("eval", "reference", "--data", fam["images"], "--image-size", "32", "--out", ref, *common).returncode == 0
-    r = run_cli("eval", "generation", *models, "--reference", ref, "--per-class", "2", "--out", tmp_path / "gen.json", *common)
+    assert (
+        run_cli("eval", "reference", "--data", fam["images"], "--image-size", "32", "--out", ref, *common).returncode
+        == 0
+    )
+    r = run_cli(
+        "eval", "generation", *models, "--reference", ref, "--per-class", "2", "--out", tmp_path / "gen.json", *common
+    )
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "gen.json").read_text())
     assert res["num_samples"] == 20 and res["settings"]["generator"]["config"]["ar_tokens"] == 64
-    assert set(res["settings"]["versions"]) >= {"torch", "numpy", "pillow"} and len(res["settings"]["reference"]["statistics_sha256"]) == 64
+    assert (
+        set(res["settings"]["versions"]) >= {"torch", "numpy", "pillow"}
+        and len(res["settings"]["reference"]["statistics_sha256"]) == 64
+    )
 
 
 def test_the_pipeline_takes_every_family(fam: dict[str, Path]) -> None:

@@ -23,7 +23,17 @@ def test_token_count_must_be_power_of_two(bad):
 
 def test_pooled_grids_follow_alg1():
     # Alg. 1: w doubles on even levels, h on odd ones -> the official count -> (h, w) table
-    table = {1: (1, 1), 2: (1, 2), 4: (2, 2), 8: (2, 4), 16: (4, 4), 32: (4, 8), 64: (8, 8), 128: (8, 16), 256: (16, 16)}
+    table = {
+        1: (1, 1),
+        2: (1, 2),
+        4: (2, 2),
+        8: (2, 4),
+        16: (4, 4),
+        32: (4, 8),
+        64: (8, 8),
+        128: (8, 16),
+        256: (16, 16),
+    }
     for n, hw in table.items():
         assert Hy.pooled_grid(n) == hw
     assert Hy.latent_pool_grids(128) == ((1, 1), (1, 1), (1, 2), (2, 2), (2, 4), (4, 4), (4, 8), (8, 8))
@@ -124,8 +134,10 @@ def test_har_layout_32_tokens_hand_worked():
         [(C, 0)]
         + [(T, 0), (T, 1), (T, 2)]  # positions 1-3: next-token prediction
         + [(T, 3), (S, 0), (S, 1), (S, 2)]  # 4-7: predicts t4..t7
-        + [(T, j) for j in range(4, 8)] + [(S, j) for j in range(3, 7)]  # 8-15
-        + [(T, j) for j in range(8, 16)] + [(S, j) for j in range(7, 15)]  # 16-31
+        + [(T, j) for j in range(4, 8)]
+        + [(S, j) for j in range(3, 7)]  # 8-15
+        + [(T, j) for j in range(8, 16)]
+        + [(S, j) for j in range(7, 15)]  # 16-31
     )
     assert list(zip(lay.kind, lay.index)) == expected
     assert lay.num_special == 15

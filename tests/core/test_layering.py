@@ -70,6 +70,7 @@ def upward(graph: dict[str, set[str]]) -> list[str]:
 
 def circles(graph: dict[str, set[str]]) -> list[str]:
     """Modules that import themselves back through others."""
+
     def reach(start: str) -> set[str]:
         seen, todo = set(), [start]
         while todo:
@@ -85,7 +86,10 @@ def circles(graph: dict[str, set[str]]) -> list[str]:
 @pytest.fixture(scope="module")
 def graph() -> dict[str, set[str]]:
     files = sorted(SRC.rglob("*.py"))
-    return {module_name(f): imports_of(f.read_text(), module_name(f), f.name == "__init__.py") - {module_name(f)} for f in files}
+    return {
+        module_name(f): imports_of(f.read_text(), module_name(f), f.name == "__init__.py") - {module_name(f)}
+        for f in files
+    }
 
 
 def test_every_module_is_in_a_layer(graph) -> None:
@@ -96,8 +100,12 @@ def test_every_module_is_in_a_layer(graph) -> None:
 def test_imports_only_point_down_and_nothing_imports_itself_back(graph) -> None:
     assert upward(graph) == []
     assert circles(graph) == []
-    assert not any(m.startswith(("restok.models", "restok.eval")) for m in graph["restok.sampling.loop"])  # the sampler knows no model
-    assert not any(layer(m) == LAYERS.index("models") for m in graph["restok.hub.pretrained"])  # loading never imports a family
+    assert not any(
+        m.startswith(("restok.models", "restok.eval")) for m in graph["restok.sampling.loop"]
+    )  # the sampler knows no model
+    assert not any(
+        layer(m) == LAYERS.index("models") for m in graph["restok.hub.pretrained"]
+    )  # loading never imports a family
 
 
 def test_the_check_fails_on_an_upward_import() -> None:
@@ -113,15 +121,31 @@ def _functions(tree: ast.AST) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
     return [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
 
+def body_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Lines of a function's body as the formatter wrote them, its signature and docstring not counted (ruff format
+    decides wrapping; the rule is about how much a driver does, not how densely it is packed)."""
+    body = fn.body
+    first = body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        body = body[1:]
+    return 0 if not body else body[-1].end_lineno - body[0].lineno + 1  # type: ignore[operator]
+
+
 def test_no_function_is_longer_than_a_screen() -> None:
-    """Drivers are named steps: no function over 60 lines, but the command line's option declarations."""
+    """Drivers are named steps: no function body over 60 lines, but the command line's option declarations."""
     long = []
     for f in sorted(SRC.rglob("*.py")):
         for fn in _functions(ast.parse(f.read_text())):
-            n = fn.end_lineno - fn.lineno + 1  # type: ignore[operator]
+            n = body_lines(fn)
             if n > MAX_LINES and not fn.name.endswith("_arguments"):
                 long.append(f"{f.relative_to(SRC)}:{fn.name} ({n} lines)")
     assert long == []
+
+
+def test_the_screen_rule_counts_formatted_lines_not_the_signature() -> None:
+    source = 'def f(\n    a,\n    b,\n):\n    """Doc\n    more."""\n    x = (\n        1\n    )\n    return x\n'
+    (fn,) = _functions(ast.parse(source))
+    assert body_lines(fn) == 4
 
 
 def test_every_sub_package_says_what_it_holds() -> None:

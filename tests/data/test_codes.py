@@ -38,7 +38,9 @@ def test_extract_center_crops_format_and_check(tok, image_folder, tmp_path) -> N
     assert item["tokens"].shape == (32,) and item["tokens"].dtype == torch.int64 and item["label"] == 1
     assert torch.equal(item["tokens"], ds[(4, 123)]["tokens"])
     crops = {tuple(ds[(4, s)]["tokens"].tolist()) for s in range(20)}
-    assert crops <= {tuple(c) for c in np.load(tmp_path / "codes" / "shard-00001.codes.npy")[1].astype(np.int64).tolist()}
+    assert crops <= {
+        tuple(c) for c in np.load(tmp_path / "codes" / "shard-00001.codes.npy")[1].astype(np.int64).tolist()
+    }
 
 
 def test_ten_crop_equals_direct_encoding(tok, image_folder, tmp_path) -> None:
@@ -128,7 +130,11 @@ def test_resume_under_other_settings_is_refused_and_check_codes_sees_mixed_layou
     extract_codes(tok, src, out, crop="center", batch_size=4, shard_size=3, processes=QUIET)
     (out / "meta.json").unlink()  # as if killed before the end
     (out / "shard-00002.codes.npy").unlink()
-    for change, name in (({"shard_size": 4}, "shard_size"), ({"crop": "center-only"}, "crop"), ({"batch_size": 2}, "batch_size")):
+    for change, name in (
+        ({"shard_size": 4}, "shard_size"),
+        ({"crop": "center-only"}, "crop"),
+        ({"batch_size": 2}, "batch_size"),
+    ):
         kw = {"crop": "center", "batch_size": 4, "shard_size": 3, **change}
         with pytest.raises(CodesError, match=name):
             extract_codes(tok, src, out, processes=QUIET, **kw)
@@ -138,7 +144,9 @@ def test_resume_under_other_settings_is_refused_and_check_codes_sees_mixed_layou
         extract_codes(other, src, out, crop="center", batch_size=4, shard_size=3, processes=QUIET)
     with pytest.raises(CodesError, match="shard size"):
         extract_codes(tok, src, tmp_path / "zero", shard_size=0, processes=QUIET)
-    meta = extract_codes(tok, src, out, crop="center", batch_size=4, shard_size=3, processes=QUIET)  # same settings: resumes
+    meta = extract_codes(
+        tok, src, out, crop="center", batch_size=4, shard_size=3, processes=QUIET
+    )  # same settings: resumes
     assert meta["num_samples"] == 8 and check_codes(out, tok, src)["num_samples"] == 8
     # a set whose shards were written with two shard sizes is caught by check-codes, not passed
     mixed = tmp_path / "mixed"

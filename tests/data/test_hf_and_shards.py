@@ -27,7 +27,9 @@ def stores(tmp_path_factory) -> dict[str, Path]:
     paths = [r.name for r in src.records]
     feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=src.class_names)})
     ds = datasets.Dataset.from_dict({"image": paths, "label": [r.label for r in src.records]}, features=feats)
-    ds = ds.cast_column("image", datasets.Image(decode=False)).map(lambda ex: {"image": {"bytes": Path(ex["image"]["path"]).read_bytes(), "path": None}})
+    ds = ds.cast_column("image", datasets.Image(decode=False)).map(
+        lambda ex: {"image": {"bytes": Path(ex["image"]["path"]).read_bytes(), "path": None}}
+    )
     ds = ds.cast_column("image", datasets.Image())
     ds.save_to_disk(str(d / "saved"))
     ds.to_parquet(str(d / "data.parquet"))
@@ -48,20 +50,29 @@ def test_datasets_read_the_same_samples_as_the_folder(stores: dict[str, Path]) -
 
 def test_labels_that_do_not_run_0_to_c_are_mapped_and_recorded(tmp_path: Path, stores: dict[str, Path]) -> None:
     folder = open_image_source(stores["folder"])
-    ds = datasets.Dataset.from_dict({"picture": [r.read() for r in folder.records], "cls": [(3, 7, 100)[r.label] for r in folder.records]})
+    ds = datasets.Dataset.from_dict(
+        {"picture": [r.read() for r in folder.records], "cls": [(3, 7, 100)[r.label] for r in folder.records]}
+    )
     ds.to_parquet(str(tmp_path / "gaps.parquet"))
     src = open_image_source(f"{tmp_path / 'gaps.parquet'}?image=picture&label=cls")
     assert [r.label for r in src.records] == [r.label for r in folder.records]
     assert src.label_map == {"3": 0, "7": 1, "100": 2} and "3->0, 7->1, 100->2" in src.description
     r = run_cli("data", "prepare", f"{tmp_path / 'gaps.parquet'}?label=cls", "--out", tmp_path / "shards")
     assert r.returncode == 2 and "no image column" in r.stderr  # 'picture' is not a known image column name: say so
-    r = run_cli("data", "prepare", f"{tmp_path / 'gaps.parquet'}?image=picture&label=cls&colour=red", "--out", tmp_path / "shards")
+    r = run_cli(
+        "data",
+        "prepare",
+        f"{tmp_path / 'gaps.parquet'}?image=picture&label=cls&colour=red",
+        "--out",
+        tmp_path / "shards",
+    )
     assert r.returncode == 2 and "colour" in r.stderr
 
 
 @pytest.mark.slow
-def test_same_numbers_and_weights_from_folder_dataset_and_prepared_shards(stores: dict[str, Path], tmp_path: Path,
-                                                                           inception_torchscript: str) -> None:
+def test_same_numbers_and_weights_from_folder_dataset_and_prepared_shards(
+    stores: dict[str, Path], tmp_path: Path, inception_torchscript: str
+) -> None:
     r = run_cli("data", "prepare", stores["saved"], "--out", tmp_path / "shards", "--max-samples", "5")
     assert r.returncode == 0, r.stderr
     shards = sorted((tmp_path / "shards").glob("*.tar"))
@@ -69,14 +80,48 @@ def test_same_numbers_and_weights_from_folder_dataset_and_prepared_shards(stores
     ok = run_cli("data", "check", tmp_path / "shards", "--processes", "1", "--workers", "3", "--decode")
     assert ok.returncode == 0 and json.loads(ok.stdout.splitlines()[0])["samples"] == 12, ok.stdout
     evals, weights = {}, {}
-    for kind, data in (("folder", stores["folder"]), ("saved", stores["saved"]), ("parquet", stores["parquet"]), ("shards", tmp_path / "shards")):
-        e = run_cli("eval", "reconstruction", "--tokenizer", "restok-tiny-mnist", "--data", data, "--out", tmp_path / f"{kind}.json",
-                    "--inception-weights", inception_torchscript, "--no-progress")
+    for kind, data in (
+        ("folder", stores["folder"]),
+        ("saved", stores["saved"]),
+        ("parquet", stores["parquet"]),
+        ("shards", tmp_path / "shards"),
+    ):
+        e = run_cli(
+            "eval",
+            "reconstruction",
+            "--tokenizer",
+            "restok-tiny-mnist",
+            "--data",
+            data,
+            "--out",
+            tmp_path / f"{kind}.json",
+            "--inception-weights",
+            inception_torchscript,
+            "--no-progress",
+        )
         assert e.returncode == 0, e.stderr
         res = json.loads((tmp_path / f"{kind}.json").read_text())
         evals[kind] = (res["psnr"], res["rfid"], res["ssim"])
-        t = run_cli("train", "tokenizer", "--config", "restok-tiny", "--data", data, "--out", tmp_path / f"run-{kind}", "--max-steps", "2",
-                    "--no-progress", "--device", "cpu", "batch_size=4", "log_every=1", "save_every=2", "image_every=3", "trackers=[]")
+        t = run_cli(
+            "train",
+            "tokenizer",
+            "--config",
+            "restok-tiny",
+            "--data",
+            data,
+            "--out",
+            tmp_path / f"run-{kind}",
+            "--max-steps",
+            "2",
+            "--no-progress",
+            "--device",
+            "cpu",
+            "batch_size=4",
+            "log_every=1",
+            "save_every=2",
+            "image_every=3",
+            "trackers=[]",
+        )
         assert t.returncode == 0, t.stderr[-2000:]
         weights[kind] = load_file(str(tmp_path / f"run-{kind}" / "final" / "model.safetensors"))
     assert len(set(evals.values())) == 1, evals
@@ -84,14 +129,20 @@ def test_same_numbers_and_weights_from_folder_dataset_and_prepared_shards(stores
         assert all(torch.equal(weights[kind][k], weights["folder"][k]) for k in weights["folder"]), kind
 
 
-def test_prepare_resumes_refuses_other_settings_resizes_and_check_names_problems(stores: dict[str, Path], tmp_path: Path) -> None:
+def test_prepare_resumes_refuses_other_settings_resizes_and_check_names_problems(
+    stores: dict[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "shards"
-    assert run_cli("data", "prepare", stores["folder"], "--out", out, "--max-samples", "4", "--resize", "16").returncode == 0
+    assert (
+        run_cli("data", "prepare", stores["folder"], "--out", out, "--max-samples", "4", "--resize", "16").returncode
+        == 0
+    )
     first = {p.name: p.read_bytes() for p in out.glob("*.tar")}
     with tarfile.open(out / "shard-000000.tar") as tf:
         names = tf.getnames()
-        from PIL import Image
         import io
+
+        from PIL import Image
 
         assert names[:2] == ["00000000.png", "00000000.cls"]
         assert min(Image.open(io.BytesIO(tf.extractfile(names[0]).read())).size) == 16
@@ -112,10 +163,12 @@ def test_prepare_resumes_refuses_other_settings_resizes_and_check_names_problems
     with tarfile.open(out / "shard-000001.tar") as tf:
         member = tf.getmembers()[0]
     raw = bytearray((out / "shard-000001.tar").read_bytes())
-    raw[member.offset_data: member.offset_data + 64] = b"\0" * 64
+    raw[member.offset_data : member.offset_data + 64] = b"\0" * 64
     (out / "shard-000001.tar").write_bytes(bytes(raw))
     r = run_cli("data", "check", out, "--decode")
-    assert r.returncode == 1 and any(line.startswith("unreadable:") and member.name in line for line in r.stdout.splitlines()), r.stdout
+    assert r.returncode == 1 and any(
+        line.startswith("unreadable:") and member.name in line for line in r.stdout.splitlines()
+    ), r.stdout
 
 
 def test_shard_index_matches_tarfile_and_its_cache_follows_the_shards(tmp_path: Path, stores: dict[str, Path]) -> None:
@@ -133,7 +186,9 @@ def test_shard_index_matches_tarfile_and_its_cache_follows_the_shards(tmp_path: 
         with tarfile.open(shards / f"s{k}.tar", "w", format=fmt) as tf:
             for i in range(4):
                 rec = folder.records[4 * k + i]
-                key = ("d" * 120 + "/" if fmt != tarfile.USTAR_FORMAT else "sub/dir/") + f"{'x' * 90 if k else ''}{4 * k + i:04d}"
+                key = (
+                    "d" * 120 + "/" if fmt != tarfile.USTAR_FORMAT else "sub/dir/"
+                ) + f"{'x' * 90 if k else ''}{4 * k + i:04d}"
                 for ext, data in (("png", rec.read()), ("cls", str(rec.label).encode())):
                     info = tarfile.TarInfo(f"{key}.{ext}")
                     info.size = len(data)
@@ -167,11 +222,21 @@ def test_hf_ids_go_through_load_dataset(tmp_path: Path, stores: dict[str, Path])
     shutil.copy(stores["parquet"], repo / "train-00000-of-00001.parquet")
     src = open_image_source(f"hf:{tmp_path / 'repo'}?split=train")
     folder = open_image_source(stores["folder"])
-    assert [r.read() for r in src.records] == [r.read() for r in folder.records] and src.class_names == folder.class_names
+    assert [r.read() for r in src.records] == [
+        r.read() for r in folder.records
+    ] and src.class_names == folder.class_names
     r = run_cli("data", "check", tmp_path / "nothing-here")
     assert r.returncode == 2 and "no .tar shards" in r.stderr
-    bad = run_cli("eval", "reconstruction", "--tokenizer", "restok-tiny-mnist", "--data", f"hf:{tmp_path / 'repo'}?split=test",
-                  "--out", tmp_path / "o.json")
+    bad = run_cli(
+        "eval",
+        "reconstruction",
+        "--tokenizer",
+        "restok-tiny-mnist",
+        "--data",
+        f"hf:{tmp_path / 'repo'}?split=test",
+        "--out",
+        tmp_path / "o.json",
+    )
     assert bad.returncode == 2 and "split" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
@@ -179,24 +244,37 @@ def test_an_unreadable_image_in_a_dataset_is_named_and_skipped(tmp_path: Path, s
     folder = open_image_source(stores["folder"])
     blobs = [r.read() for r in folder.records]
     blobs[2] = b"not an image at all"
-    datasets.Dataset.from_dict({"image": blobs, "label": [r.label for r in folder.records]}).to_parquet(str(tmp_path / "bad.parquet"))
+    datasets.Dataset.from_dict({"image": blobs, "label": [r.label for r in folder.records]}).to_parquet(
+        str(tmp_path / "bad.parquet")
+    )
     src = open_image_source(tmp_path / "bad.parquet")
     item = ImageDataset(src, 32, train=False)[2]
-    assert item["index"] == 3 and len(item["skipped"]) == 1 and "bad.parquet" in item["skipped"][0] and "[2]" in item["skipped"][0]
+    assert (
+        item["index"] == 3
+        and len(item["skipped"]) == 1
+        and "bad.parquet" in item["skipped"][0]
+        and "[2]" in item["skipped"][0]
+    )
     r = run_cli("data", "prepare", tmp_path / "bad.parquet", "--out", tmp_path / "shards")
     assert r.returncode == 1 and "1 unreadable sample(s) skipped" in r.stdout
     info = json.loads((tmp_path / "shards" / "classes.json").read_text())
     assert info["num_samples"] == 11 and "[2]" in info["skipped"][0] and sum(info["counts"]) == 11
 
 
-def test_string_labels_bad_labels_non_tar_shards_and_a_damaged_index_cache(tmp_path: Path, stores: dict[str, Path]) -> None:
+def test_string_labels_bad_labels_non_tar_shards_and_a_damaged_index_cache(
+    tmp_path: Path, stores: dict[str, Path]
+) -> None:
     folder = open_image_source(stores["folder"])
     blobs = [r.read() for r in folder.records]
     names = [("cat", "dog", "emu")[r.label] for r in folder.records]
     datasets.Dataset.from_dict({"image": blobs, "label": names}).to_parquet(str(tmp_path / "names.parquet"))
     src = open_image_source(tmp_path / "names.parquet")
-    assert src.class_names == ["cat", "dog", "emu"] and [r.label for r in src.records] == [r.label for r in folder.records]
-    datasets.Dataset.from_dict({"image": blobs, "label": [1.5] * len(blobs)}).to_parquet(str(tmp_path / "float.parquet"))
+    assert src.class_names == ["cat", "dog", "emu"] and [r.label for r in src.records] == [
+        r.label for r in folder.records
+    ]
+    datasets.Dataset.from_dict({"image": blobs, "label": [1.5] * len(blobs)}).to_parquet(
+        str(tmp_path / "float.parquet")
+    )
     r = run_cli("data", "prepare", tmp_path / "float.parquet", "--out", tmp_path / "o")
     assert r.returncode == 2 and "not class ids" in r.stderr
     shards = tmp_path / "shards"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from restok import encode_adaptive, HARGenerator, ResTok, SamplingConfig
+from restok import HARGenerator, ResTok, SamplingConfig, encode_adaptive
 from restok.datasets import MNISTDigits
 from restok.images import to_pil
 from restok.metrics import psnr, ssim
@@ -55,7 +55,9 @@ def test_generation_stops_at_a_length_in_fewer_calls(models) -> None:
     _, gen = models
     full = gen.generate([1, 5, 9], generator=torch.Generator().manual_seed(2))
     calls: list[int] = []
-    part = gen.generate([1, 5, 9], generator=torch.Generator().manual_seed(2), num_tokens=8, callback=lambda s, t, e: calls.append(e))
+    part = gen.generate(
+        [1, 5, 9], generator=torch.Generator().manual_seed(2), num_tokens=8, callback=lambda s, t, e: calls.append(e)
+    )
     assert part.shape == (3, 8) and torch.equal(part, full[:, :8]) and calls == [1, 2, 3, 4, 8]
     with pytest.raises(ValueError, match="step boundary"):
         gen.generate([1], num_tokens=6)
@@ -75,7 +77,9 @@ def test_coarse_kept_variations(models) -> None:
         assert torch.equal(out, again)
     assert torch.equal(gen.generate([4], prefix=ids), ids)  # a full-length prefix returns the image's own tokens
     seed = lambda: torch.Generator().manual_seed(11)  # noqa: E731
-    assert torch.equal(gen.generate([4, 2], generator=seed(), prefix=ids[:, :0].expand(2, 0)), gen.generate([4, 2], generator=seed()))
+    assert torch.equal(
+        gen.generate([4, 2], generator=seed(), prefix=ids[:, :0].expand(2, 0)), gen.generate([4, 2], generator=seed())
+    )
     with pytest.raises(ValueError, match="step boundary"):
         gen.generate([4], prefix=ids[:, :6])
     # guided sampling keeps the prefix in both halves of the batch
@@ -86,17 +90,45 @@ def test_coarse_kept_variations(models) -> None:
 def test_vary_command(tmp_path) -> None:
     img = tmp_path / "four.png"
     to_pil(MNISTDigits("test", 32)[420]["image"]).save(img)
-    r = run_cli("vary", str(img), "--generator", "har-tiny-mnist", "--tokenizer", "restok-tiny-mnist",
-                "--keep", "8", "--classes", "4", "--num", "4", "--out", str(tmp_path / "v"))
+    r = run_cli(
+        "vary",
+        str(img),
+        "--generator",
+        "har-tiny-mnist",
+        "--tokenizer",
+        "restok-tiny-mnist",
+        "--keep",
+        "8",
+        "--classes",
+        "4",
+        "--num",
+        "4",
+        "--out",
+        str(tmp_path / "v"),
+    )
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in (tmp_path / "v").glob("four_keep8_0*.png")) == [f"four_keep8_{i:02d}.png" for i in range(4)]
+    assert sorted(p.name for p in (tmp_path / "v").glob("four_keep8_0*.png")) == [
+        f"four_keep8_{i:02d}.png" for i in range(4)
+    ]
     rec = json.loads((tmp_path / "v" / "four_keep8.json").read_text())
     tok = ResTok.from_pretrained("restok-tiny-mnist")
     from restok.images import load_image
 
     assert rec["kept_ids"] == tok.encode(load_image(img, 32)[None])[0, :8].tolist()
-    r = run_cli("vary", str(img), "--generator", "har-tiny-mnist", "--tokenizer", "restok-tiny-mnist",
-                "--keep", "6", "--classes", "4", "--out", str(tmp_path / "bad"))
+    r = run_cli(
+        "vary",
+        str(img),
+        "--generator",
+        "har-tiny-mnist",
+        "--tokenizer",
+        "restok-tiny-mnist",
+        "--keep",
+        "6",
+        "--classes",
+        "4",
+        "--out",
+        str(tmp_path / "bad"),
+    )
     assert r.returncode == 2 and "--keep 6 is not a step boundary" in r.stderr
 
 
@@ -120,13 +152,18 @@ def test_rate_curve_in_one_pass_equals_separate_evaluations(tmp_path, inception_
     ds = ImageDataset(src, 32, train=False)
     chosen = []
     for b in range(0, 16, 8):
-        chosen += encode_adaptive(tok, torch.stack([ds.load(i, 0) for i in range(b, b + 8)]), psnr=17.0).lengths.tolist()
+        chosen += encode_adaptive(
+            tok, torch.stack([ds.load(i, 0) for i in range(b, b + 8)]), psnr=17.0
+        ).lengths.tolist()
     budget = curve["budget"]
-    assert budget["lengths"] == {k: chosen.count(k) for k in (4, 8, 16, 32)} and budget["mean_tokens"] == pytest.approx(sum(chosen) / 16)
+    assert budget["lengths"] == {k: chosen.count(k) for k in (4, 8, 16, 32)} and budget["mean_tokens"] == pytest.approx(
+        sum(chosen) / 16
+    )
 
 
 def test_ragged_files_round_trip_through_every_command(tmp_path, models) -> None:
-    """tokenize --target-psnr -> detokenize per image; extract-codes --target-psnr -> check-codes -> generator training."""
+    """tokenize --target-psnr -> detokenize per image; extract-codes --target-psnr -> check-codes -> generator
+    training."""
     import numpy as np
 
     from restok.codes import CodesDataset, check_codes, extract_codes
@@ -143,7 +180,9 @@ def test_ragged_files_round_trip_through_every_command(tmp_path, models) -> None
         to_pil(test[i]["image"]).save(p)
         files.append(str(p))
     run = run_cli
-    r = run("tokenize", *files, "--tokenizer", "restok-tiny-mnist", "--target-psnr", "17", "--out", str(tmp_path / "r.npz"))
+    r = run(
+        "tokenize", *files, "--tokenizer", "restok-tiny-mnist", "--target-psnr", "17", "--out", str(tmp_path / "r.npz")
+    )
     assert r.returncode == 0 and "tokens per image on average" in r.stdout, r.stderr
     d = np.load(tmp_path / "r.npz")
     x = torch.stack([load_image(f, 32) for f in files])
@@ -163,15 +202,27 @@ def test_ragged_files_round_trip_through_every_command(tmp_path, models) -> None
     # a ragged code set: lengths per crop, checked, and trained on with the loss masked past each length
     src = open_image_source(str(tmp_path / "digits"))
     assert len(src) == 5 and src.num_classes == 0
-    meta = extract_codes(tok, src, tmp_path / "codes", crop="center", batch_size=5, shard_size=3, processes=QUIET, target_psnr=17.0)
+    meta = extract_codes(
+        tok, src, tmp_path / "codes", crop="center", batch_size=5, shard_size=3, processes=QUIET, target_psnr=17.0
+    )
     assert meta["ragged"] and meta["target_psnr"] == 17.0
     report = check_codes(tmp_path / "codes", tok, src, num_verify=2)
     assert report["num_samples"] == 5
     ds = CodesDataset(tmp_path / "codes")
     lens = {ds[(i, s)]["length"] for i in range(5) for s in range(4)}
     assert lens <= {4, 8, 16, 32} and len(lens) >= 1
-    cfg = load_train_config("har-tiny", "generator", ["batch_size=4", "log_every=1", "save_every=100", "image_every=100", "trackers=[]",
-                                                       "model_overrides={num_classes: 1}"])
+    cfg = load_train_config(
+        "har-tiny",
+        "generator",
+        [
+            "batch_size=4",
+            "log_every=1",
+            "save_every=100",
+            "image_every=100",
+            "trackers=[]",
+            "model_overrides={num_classes: 1}",
+        ],
+    )
     res = train_generator(cfg, str(tmp_path / "codes"), tmp_path / "gen", max_steps=2, progress=False)
     assert res.status == "finished"
     rec = [json.loads(line) for line in (tmp_path / "gen" / "metrics.jsonl").read_text().splitlines()]

@@ -20,8 +20,12 @@ def family_models(tmp_path_factory) -> dict[str, Path]:
     """Random-weight tiny tokenizers of four families, saved in restok's format."""
     d = tmp_path_factory.mktemp("families")
     out = {}
-    for family, preset in (("restok", "restok-tiny"), ("titok", "titok-tiny"), ("one-d-piece", "one-d-piece-tiny"),
-                           ("llamagen-vq", "llamagen-vq-tiny")):
+    for family, preset in (
+        ("restok", "restok-tiny"),
+        ("titok", "titok-tiny"),
+        ("one-d-piece", "one-d-piece-tiny"),
+        ("llamagen-vq", "llamagen-vq-tiny"),
+    ):
         torch.manual_seed(0)
         model_class(family).from_preset(preset).save_pretrained(d / preset)
         out[family] = d / preset
@@ -29,21 +33,37 @@ def family_models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.mark.slow
-def test_compare_equals_separate_reconstruction_runs(family_models: dict[str, Path], inception_torchscript: str, tmp_path: Path) -> None:
+def test_compare_equals_separate_reconstruction_runs(
+    family_models: dict[str, Path], inception_torchscript: str, tmp_path: Path
+) -> None:
     data = write_image_folder(tmp_path / "images", classes=2, per_class=3, size=(40, 36))
     toks = [family_models[f] for f in ("one-d-piece", "titok", "llamagen-vq")]
     vgg = tmp_path / "vgg16.pth"  # random VGG16 weights in torchvision's layout (the real file is not in any wheel)
     torch.manual_seed(0)
     torch.save(VGG16Features().state_dict(), vgg)
-    args = ["--data", str(data), "--inception-weights", inception_torchscript, "--no-progress", "--batch-size", "4",
-            "--lpips", "--lpips-vgg", str(vgg)]
-    ran = run_cli("eval", "compare", *[a for t in toks for a in ("--tokenizer", str(t))], "--out", str(tmp_path / "cmp"), *args)
+    args = [
+        "--data",
+        str(data),
+        "--inception-weights",
+        inception_torchscript,
+        "--no-progress",
+        "--batch-size",
+        "4",
+        "--lpips",
+        "--lpips-vgg",
+        str(vgg),
+    ]
+    ran = run_cli(
+        "eval", "compare", *[a for t in toks for a in ("--tokenizer", str(t))], "--out", str(tmp_path / "cmp"), *args
+    )
     assert ran.returncode == 0, ran.stderr
     table = json.loads((tmp_path / "cmp" / "table.json").read_text())
     rows = table["rows"]
     # every budget each supports: One-D-Piece's prefix lengths, TiTok's and LlamaGen's one length
     assert [(r["tokenizer"], r["tokens"]) for r in rows] == [("one-d-piece-tiny", k) for k in (1, 2, 4, 8, 16)] + [
-        ("titok-tiny", 8), ("llamagen-vq-tiny", 64)]
+        ("titok-tiny", 8),
+        ("llamagen-vq-tiny", 64),
+    ]
     assert all(r["encode_images_per_s"] > 0 and r["decode_images_per_s"] > 0 for r in rows)
     assert set(table["versions"]) >= {"torch", "numpy", "pillow"} and "vgg16.pth" in table["lpips"]
     assert all(0 < r["lpips"] < 5 for r in rows)
@@ -54,13 +74,31 @@ def test_compare_equals_separate_reconstruction_runs(family_models: dict[str, Pa
     # the same numbers as a separate `restok eval reconstruction` of each tokenizer at each budget
     for r in rows[3:]:  # One-D-Piece at 4 and 8 tokens, TiTok, LlamaGen
         alone = tmp_path / f"{r['tokenizer']}-{r['tokens']}.json"
-        got = run_cli("eval", "reconstruction", "--tokenizer", r["source"], "--tokens", str(r["tokens"]), "--out", str(alone), *args)
+        got = run_cli(
+            "eval",
+            "reconstruction",
+            "--tokenizer",
+            r["source"],
+            "--tokens",
+            str(r["tokens"]),
+            "--out",
+            str(alone),
+            *args,
+        )
         assert got.returncode == 0, got.stderr
         single = json.loads(alone.read_text())
         for key in ("rfid", "psnr", "ssim", "lpips", "codebook_usage", "codebook_entropy"):
             assert single[key] == pytest.approx(r[key], rel=1e-9, abs=1e-12), (r["tokenizer"], r["tokens"], key)
     # a rerun resumes: nothing is recomputed, the table is the same
-    again = run_cli("eval", "compare", *[a for t in toks for a in ("--tokenizer", str(t))], "--out", str(tmp_path / "cmp"), *args, "--no-speed")
+    again = run_cli(
+        "eval",
+        "compare",
+        *[a for t in toks for a in ("--tokenizer", str(t))],
+        "--out",
+        str(tmp_path / "cmp"),
+        *args,
+        "--no-speed",
+    )
     assert again.returncode == 0, again.stderr
     rerun = json.loads((tmp_path / "cmp" / "table.json").read_text())["rows"]
     assert [(r["tokens"], r["psnr"], r["rfid"]) for r in rerun] == [(r["tokens"], r["psnr"], r["rfid"]) for r in rows]
@@ -70,38 +108,108 @@ def test_compare_needs_tokenizers_and_names_a_bad_one(tmp_path: Path, inception_
     data = write_image_folder(tmp_path / "images", classes=1, per_class=2)
     r = run_cli("eval", "compare", "--data", str(data), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "--tokenizer" in r.stderr
-    r = run_cli("eval", "compare", "--tokenizer", str(tmp_path / "missing"), "--data", str(data), "--out", str(tmp_path / "o"),
-                "--inception-weights", inception_torchscript, "--no-progress")
+    r = run_cli(
+        "eval",
+        "compare",
+        "--tokenizer",
+        str(tmp_path / "missing"),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "o"),
+        "--inception-weights",
+        inception_torchscript,
+        "--no-progress",
+    )
     assert r.returncode != 0 and "missing" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_lpips_offline_needs_the_vgg_file(tmp_path: Path, inception_torchscript: str, family_models: dict[str, Path], monkeypatch) -> None:
+def test_lpips_offline_needs_the_vgg_file(
+    tmp_path: Path, inception_torchscript: str, family_models: dict[str, Path], monkeypatch
+) -> None:
     monkeypatch.setenv("RESTOK_OFFLINE", "1")
     data = write_image_folder(tmp_path / "images", classes=1, per_class=2)
-    r = run_cli("eval", "compare", "--tokenizer", family_models["titok"], "--data", data, "--out", tmp_path / "o", "--lpips",
-                "--inception-weights", inception_torchscript, "--no-progress")
+    r = run_cli(
+        "eval",
+        "compare",
+        "--tokenizer",
+        family_models["titok"],
+        "--data",
+        data,
+        "--out",
+        tmp_path / "o",
+        "--lpips",
+        "--inception-weights",
+        inception_torchscript,
+        "--no-progress",
+    )
     assert r.returncode != 0 and "--lpips-vgg" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    r = run_cli("eval", "reconstruction", "--tokenizer", family_models["titok"], "--data", data, "--out", tmp_path / "o.json",
-                "--lpips-vgg", "x.pth", "--inception-weights", inception_torchscript)
+    r = run_cli(
+        "eval",
+        "reconstruction",
+        "--tokenizer",
+        family_models["titok"],
+        "--data",
+        data,
+        "--out",
+        tmp_path / "o.json",
+        "--lpips-vgg",
+        "x.pth",
+        "--inception-weights",
+        inception_torchscript,
+    )
     assert r.returncode != 0 and "add --lpips" in r.stderr
 
 
 @pytest.mark.slow
-def test_compare_split_over_two_torchrun_processes_gives_the_same_table(family_models: dict[str, Path], inception_torchscript: str,
-                                                                        tmp_path: Path) -> None:
+def test_compare_split_over_two_torchrun_processes_gives_the_same_table(
+    family_models: dict[str, Path], inception_torchscript: str, tmp_path: Path
+) -> None:
     import os
     import subprocess
     import sys
 
     data = write_image_folder(tmp_path / "images", classes=2, per_class=3, size=(40, 36))
-    args = ["eval", "compare", "--tokenizer", str(family_models["one-d-piece"]), "--tokenizer", str(family_models["restok"]),
-            "--data", str(data), "--inception-weights", inception_torchscript, "--no-progress", "--batch-size", "2", "--no-speed",
-            "--device", "cpu"]
+    args = [
+        "eval",
+        "compare",
+        "--tokenizer",
+        str(family_models["one-d-piece"]),
+        "--tokenizer",
+        str(family_models["restok"]),
+        "--data",
+        str(data),
+        "--inception-weights",
+        inception_torchscript,
+        "--no-progress",
+        "--batch-size",
+        "2",
+        "--no-speed",
+        "--device",
+        "cpu",
+    ]
     one = run_cli(*args, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531", "-m",
-                          "restok", *args, "--out", str(tmp_path / "two")], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29531",
+            "-m",
+            "restok",
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     a = json.loads((tmp_path / "one" / "table.json").read_text())["rows"]
     b = json.loads((tmp_path / "two" / "table.json").read_text())["rows"]
@@ -118,7 +226,11 @@ def test_labels_stay_unique_and_timing_passes_over_unreadable_images(tmp_path: P
     from restok.eval.compare import _speed_batch, entry_labels
 
     assert [e.label for e in entry_labels(["a/titok", "b/titok", "c/titok_2", "d/titok.safetensors"])] == [
-        "titok", "titok_2", "titok_2_2", "titok_3"]
+        "titok",
+        "titok_2",
+        "titok_2_2",
+        "titok_3",
+    ]
     data = write_image_folder(tmp_path / "images", classes=1, per_class=3)
     first = sorted((data / "class0").iterdir())[0]
     first.write_bytes(b"broken")

@@ -33,7 +33,7 @@ def batches(tmp_path_factory) -> dict[str, Path]:
     np.savez(out["ref"], mu=mu, sigma=sigma, arr_0=clean_images(16, seed=1))
     planted = {
         "few": (images[:1000], labels[:1000]),
-        "dupes": (np.concatenate([images[:N // 2], images[:N // 2]]), labels),  # the same seed for every second half
+        "dupes": (np.concatenate([images[: N // 2], images[: N // 2]]), labels),  # the same seed for every second half
         "unbalanced": (images, np.where(labels == 3, 4, labels)),
         "shuffled": (images, np.sort(labels)),  # balanced, but class-major order
     }
@@ -41,7 +41,14 @@ def batches(tmp_path_factory) -> dict[str, Path]:
         out[name] = d / f"{name}.npz"
         write_sample_batch(out[name], [im], lab)
     out["big"] = d / "big.npz"
-    write_sample_batch(out["big"], [np.zeros((N, 16, 16, 3), np.uint8) + np.arange(N, dtype=np.uint32).view(np.uint8).reshape(N, 1, 1, 4)[..., :3]], labels)
+    write_sample_batch(
+        out["big"],
+        [
+            np.zeros((N, 16, 16, 3), np.uint8)
+            + np.arange(N, dtype=np.uint32).view(np.uint8).reshape(N, 1, 1, 4)[..., :3]
+        ],
+        labels,
+    )
     out["float"] = d / "float.npz"
     np.savez(out["float"], arr_0=images.astype(np.float32) / 255, labels=labels)
     return out
@@ -59,14 +66,17 @@ def test_clean_batch_has_no_finding(batches: dict[str, Path]) -> None:
     assert code == 0 and len(lines) == 1 and lines[0].startswith("clean:"), lines
 
 
-@pytest.mark.parametrize("name, words", [
-    ("few", ["1000 samples", "50000"]),
-    ("dupes", ["duplicates", "25000 images", "sample 25000 == sample 0"]),
-    ("unbalanced", ["not balanced"]),
-    ("shuffled", ["official order"]),
-    ("big", ["16x16", "8x8"]),
-    ("float", ["float32", "8-bit"]),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("few", ["1000 samples", "50000"]),
+        ("dupes", ["duplicates", "25000 images", "sample 25000 == sample 0"]),
+        ("unbalanced", ["not balanced"]),
+        ("shuffled", ["official order"]),
+        ("big", ["16x16", "8x8"]),
+        ("float", ["float32", "8-bit"]),
+    ],
+)
 def test_each_planted_deviation_is_named_in_one_line(batches: dict[str, Path], name: str, words: list[str]) -> None:
     code, lines = check(batches[name], "--reference", batches["ref"])
     assert code == 1
@@ -91,12 +101,26 @@ def test_wrong_reference_and_jpeg_folder(tmp_path: Path, batches: dict[str, Path
 
 
 def test_results_from_other_evaluators_versions_inception_and_recipes(tmp_path: Path) -> None:
-    base = {"gfid": 3.1, "num_samples": 50000, "settings": {
-        "protocol": "restok-eval-2", "task": "generation", "num_samples": 50000,
-        "sampling": {"cfg_scale": 3.75, "cfg_schedule": "step", "cfg_start": 0.25, "temperature": 1.0, "top_k": 0, "top_p": 0.95},
-        "inception": {"backend": "torchscript", "sha256": "1" * 64, "dtype": "torch.float64"},
-        "reference": {"statistics_sha256": "2" * 64},
-        "versions": {"pillow": "12.1.0", "torch": "2.13.0", "numpy": "2.3.0"}}}
+    base = {
+        "gfid": 3.1,
+        "num_samples": 50000,
+        "settings": {
+            "protocol": "restok-eval-2",
+            "task": "generation",
+            "num_samples": 50000,
+            "sampling": {
+                "cfg_scale": 3.75,
+                "cfg_schedule": "step",
+                "cfg_start": 0.25,
+                "temperature": 1.0,
+                "top_k": 0,
+                "top_p": 0.95,
+            },
+            "inception": {"backend": "torchscript", "sha256": "1" * 64, "dtype": "torch.float64"},
+            "reference": {"statistics_sha256": "2" * 64},
+            "versions": {"pillow": "12.1.0", "torch": "2.13.0", "numpy": "2.3.0"},
+        },
+    }
     a = tmp_path / "a.json"
     a.write_text(json.dumps(base))
     b_data = copy.deepcopy(base)
@@ -140,7 +164,11 @@ def test_unreadable_samples_and_files_that_are_not_archives(tmp_path: Path) -> N
         Image.fromarray(np.full((256, 256, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
     (folder / "3.png").write_bytes(b"\x89PNG truncated")
     code, lines = check(folder)
-    assert code == 1 and sum("unreadable: 1 sample file" in x for x in lines) == 1 and not any("labels" in x for x in lines)
+    assert (
+        code == 1
+        and sum("unreadable: 1 sample file" in x for x in lines) == 1
+        and not any("labels" in x for x in lines)
+    )
     bad = tmp_path / "x.npz"
     bad.write_bytes(b"not a zip")
     r = run_cli("eval", "check", bad)

@@ -10,9 +10,23 @@ import pytest
 import torch
 
 from restok import HARGenerator, ResTok, SamplingConfig
-from restok.evaluation import EvaluationError, evaluate_generation, evaluate_reconstruction, load_reference, make_reference
+from restok.evaluation import (
+    EvaluationError,
+    evaluate_generation,
+    evaluate_reconstruction,
+    load_reference,
+    make_reference,
+)
 from restok.inception import InceptionError, load_inception, resize_bilinear_tf1
-from restok.metrics import codebook_stats, feature_statistics, frechet_distance, inception_score, precision_recall, psnr, ssim
+from restok.metrics import (
+    codebook_stats,
+    feature_statistics,
+    frechet_distance,
+    inception_score,
+    precision_recall,
+    psnr,
+    ssim,
+)
 from restok.runtime.processes import Processes
 
 QUIET = Processes(progress=False)
@@ -133,20 +147,70 @@ def test_end_to_end_reconstruction_and_generation(inception_file, image_folder, 
     ref = load_reference(tmp_path / "ref.npz", inc)
     assert ref["activations"].shape == (8, 64)
     sampling = {"cfg_scale": 2.0}
-    g = evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "gen.json", per_class=3, batch_size=4, seed=1, sampling=sampling, processes=QUIET)
-    assert g["num_samples"] == 6 and g["gfid"] > 0 and 0 <= g["precision"] <= 1 and g["settings"]["sampling"] == {**SamplingConfig().to_dict(), **sampling}
+    g = evaluate_generation(
+        gen,
+        tok,
+        inc,
+        tmp_path / "ref.npz",
+        tmp_path / "gen.json",
+        per_class=3,
+        batch_size=4,
+        seed=1,
+        sampling=sampling,
+        processes=QUIET,
+    )
+    assert (
+        g["num_samples"] == 6
+        and g["gfid"] > 0
+        and 0 <= g["precision"] <= 1
+        and g["settings"]["sampling"] == {**SamplingConfig().to_dict(), **sampling}
+    )
     assert g["settings"]["pixel_decoder_dtype"] == "torch.float32" and g["settings"]["autocast"] is None
-    fast = evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "gen-bf16.json", per_class=3, batch_size=4, seed=1,
-                               sampling=sampling, processes=QUIET, autocast_dtype=torch.bfloat16, pixel_dtype=torch.bfloat16)
+    fast = evaluate_generation(
+        gen,
+        tok,
+        inc,
+        tmp_path / "ref.npz",
+        tmp_path / "gen-bf16.json",
+        per_class=3,
+        batch_size=4,
+        seed=1,
+        sampling=sampling,
+        processes=QUIET,
+        autocast_dtype=torch.bfloat16,
+        pixel_dtype=torch.bfloat16,
+    )
     assert fast["num_samples"] == 6 and fast["settings"]["pixel_decoder_dtype"] == "torch.bfloat16"
     assert fast["settings"]["autocast"] == "torch.bfloat16"
     # resume: the finished chunks are reused, so the number is the same
-    again = evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "gen.json", per_class=3, batch_size=4, seed=1, sampling=sampling, processes=QUIET)
+    again = evaluate_generation(
+        gen,
+        tok,
+        inc,
+        tmp_path / "ref.npz",
+        tmp_path / "gen.json",
+        per_class=3,
+        batch_size=4,
+        seed=1,
+        sampling=sampling,
+        processes=QUIET,
+    )
     assert again["gfid"] == g["gfid"]
     # resuming with other settings would mix batches from two configurations: refused, naming what changed
     with pytest.raises(EvaluationError, match="seed"):
-        evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "gen.json", per_class=3, batch_size=4, seed=2,
-                            sampling=sampling, processes=QUIET)
+        evaluate_generation(
+            gen,
+            tok,
+            inc,
+            tmp_path / "ref.npz",
+            tmp_path / "gen.json",
+            per_class=3,
+            batch_size=4,
+            seed=2,
+            sampling=sampling,
+            processes=QUIET,
+        )
     with pytest.raises(EvaluationError, match="pixel_decoder_dtype"):
-        evaluate_reconstruction(tok, src, inc, tmp_path / "rec.json", tokens=8, batch_size=3, processes=QUIET,
-                                pixel_dtype=torch.bfloat16)
+        evaluate_reconstruction(
+            tok, src, inc, tmp_path / "rec.json", tokens=8, batch_size=3, processes=QUIET, pixel_dtype=torch.bfloat16
+        )

@@ -34,7 +34,9 @@ def test_plots_write_pngs(tiny_tok, tmp_path) -> None:
     stats = viz.plot_codebook_usage(torch.tensor([0, 0, 1, 3]), 4, tmp_path / "cb.png")
     assert stats["usage"] == 0.75
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "metrics.jsonl").write_text("\n".join(json.dumps({"step": s, "loss": 1.0 / s, "lr": 0.1}) for s in range(1, 6)))
+    (tmp_path / "run" / "metrics.jsonl").write_text(
+        "\n".join(json.dumps({"step": s, "loss": 1.0 / s, "lr": 0.1}) for s in range(1, 6))
+    )
     assert viz.plot_training_curves(tmp_path / "run", tmp_path / "curves.png") == ["loss"]
     for name in ("attn.png", "cb.png", "curves.png"):
         assert Image.open(tmp_path / name).size[0] > 100

@@ -4,7 +4,6 @@ an evaluator written here from the official TiTok/ADM code's description (not fr
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
@@ -15,19 +14,40 @@ from PIL import Image
 
 from restok import HARGenerator, ResTok
 from restok.data import ImageDataset, open_image_source
-from restok.evaluation import PROTOCOL_VERSION, evaluate_generation, evaluate_reconstruction, generation_labels, make_reference
+from restok.evaluation import (
+    PROTOCOL_VERSION,
+    evaluate_generation,
+    evaluate_reconstruction,
+    generation_labels,
+    make_reference,
+)
 from restok.images import center_crop_box, eval_transform, load_image, pil_to_tensor, resized_size
 from restok.inception import InceptionFeatures, _Source
 from restok.metrics import frechet_distance, inception_score, precision_recall, ssim
+from restok.runtime.processes import Processes
 
 from ..helpers import require
-from restok.runtime.processes import Processes
 
 QUIET = Processes(progress=False)
 
 # sizes where truncation and rounding of the long side differ, odd crop margins (round half to even), ties
-SIZES = [(500, 375), (375, 500), (333, 500), (301, 256), (256, 301), (257, 256), (640, 427), (37, 100), (100, 37),
-         (64, 64), (31, 17), (17, 31), (999, 1000), (300, 299), (1003, 600)]
+SIZES = [
+    (500, 375),
+    (375, 500),
+    (333, 500),
+    (301, 256),
+    (256, 301),
+    (257, 256),
+    (640, 427),
+    (37, 100),
+    (100, 37),
+    (64, 64),
+    (31, 17),
+    (17, 31),
+    (999, 1000),
+    (300, 299),
+    (1003, 600),
+]
 
 
 def _photo(w: int, h: int, mode: str, seed: int) -> Image.Image:
@@ -45,7 +65,8 @@ def _photo(w: int, h: int, mode: str, seed: int) -> Image.Image:
 
 
 def test_transform_formulas_by_hand() -> None:
-    # long side truncated: 256 * 500 / 375 = 341.33 -> 341; 256 * 301 / 256 = 301; 100 * 37 -> 32 * 100 / 37 = 86.49 -> 86
+    # long side truncated: 256 * 500 / 375 = 341.33 -> 341; 256 * 301 / 256 = 301; 100 * 37 -> 32 * 100 / 37 = 86.49
+    # -> 86
     assert resized_size(500, 375, 256) == (341, 256) and resized_size(375, 500, 256) == (256, 341)
     assert resized_size(37, 100, 32) == (32, 86) and resized_size(999, 1000, 256) == (256, 256)  # 256.256 -> 256
     assert resized_size(333, 500, 256) == (256, 384)  # 384.38: rounding and truncation agree here
@@ -66,7 +87,13 @@ def test_transform_is_torchvision_bit_for_bit(mode: str) -> None:
     from torchvision import transforms as T
 
     for size in (256, 32):
-        official = T.Compose([T.Resize(size, interpolation=T.InterpolationMode.BICUBIC, antialias=True), T.CenterCrop(size), T.ToTensor()])
+        official = T.Compose(
+            [
+                T.Resize(size, interpolation=T.InterpolationMode.BICUBIC, antialias=True),
+                T.CenterCrop(size),
+                T.ToTensor(),
+            ]
+        )
         for i, (w, h) in enumerate(SIZES):
             if min(w, h) < 8:
                 continue
@@ -90,7 +117,9 @@ def test_every_reader_uses_the_one_transform(tmp_path) -> None:
             img.save(folder / f"{i:02d}.jpg", quality=95)  # a CMYK JPEG, as some ImageNet files are
         else:
             img.save(folder / f"{i:02d}.png")
-    official = T.Compose([T.Resize(64, interpolation=T.InterpolationMode.BICUBIC, antialias=True), T.CenterCrop(64), T.ToTensor()])
+    official = T.Compose(
+        [T.Resize(64, interpolation=T.InterpolationMode.BICUBIC, antialias=True), T.CenterCrop(64), T.ToTensor()]
+    )
     ds = ImageDataset(open_image_source(folder), 64, train=False)
     for i, p in enumerate(sorted(folder.iterdir())):
         with Image.open(p) as im:
@@ -156,7 +185,9 @@ def test_fid_equals_the_scipy_path_of_the_evaluators() -> None:
         m1, s1, m2, s2 = a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
         assert frechet_distance(m1, s1, m2, s2) == pytest.approx(_adm_frechet(m1, s1, m2, s2), rel=1e-10)
         if n1 > d and n2 > d:
-            assert frechet_distance(m1, s1, m2, s2, method="eigh") == pytest.approx(_adm_frechet(m1, s1, m2, s2), rel=1e-7)
+            assert frechet_distance(m1, s1, m2, s2, method="eigh") == pytest.approx(
+                _adm_frechet(m1, s1, m2, s2), rel=1e-7
+            )
 
 
 def _adm_inception_score(logits: np.ndarray, split_size: int = 5000) -> float:
@@ -174,7 +205,9 @@ def _adm_inception_score(logits: np.ndarray, split_size: int = 5000) -> float:
 def test_inception_score_is_the_adm_definition_in_sample_order() -> None:
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(12000, 20)) * 3
-    assert inception_score(logits)[0] == pytest.approx(_adm_inception_score(logits), rel=1e-10)  # splits 5000, 5000, 2000
+    assert inception_score(logits)[0] == pytest.approx(
+        _adm_inception_score(logits), rel=1e-10
+    )  # splits 5000, 5000, 2000
     small = logits[:1234]
     assert inception_score(small)[0] == pytest.approx(_adm_inception_score(small), rel=1e-10)  # one split below 5,000
     # confident predictions of 200 classes x 50: the official order (i mod C) keeps every class in every split
@@ -257,10 +290,18 @@ def _titok_evaluator(reals: torch.Tensor, fakes: torch.Tensor, ids: torch.Tensor
     kl = (p * torch.log(p + 1e-16)).sum(0) - p.sum(0) * torch.log(p.sum(0) / n + 1e-16)
     psnr = (-10 * torch.log10(F.mse_loss(fakes, reals, reduction="none").mean(dim=(1, 2, 3)))).double().mean()
     ssim_v = pm.ssim(fakes, reals, data_range=1.0, size_average=False).double().mean()
-    counts = torch.zeros(K, dtype=torch.float64).index_add_(0, ids.flatten(), torch.ones(ids.numel(), dtype=torch.float64))
+    counts = torch.zeros(K, dtype=torch.float64).index_add_(
+        0, ids.flatten(), torch.ones(ids.numel(), dtype=torch.float64)
+    )
     probs = counts / counts.sum()
-    return {"rfid": rfid, "inception_score": float(torch.exp(kl.sum() / n)), "psnr": float(psnr), "ssim": float(ssim_v),
-            "codebook_usage": len(set(ids.flatten().tolist())) / K, "codebook_entropy": float((-torch.log2(probs + 1e-8) * probs).sum())}
+    return {
+        "rfid": rfid,
+        "inception_score": float(torch.exp(kl.sum() / n)),
+        "psnr": float(psnr),
+        "ssim": float(ssim_v),
+        "codebook_usage": len(set(ids.flatten().tolist())) / K,
+        "codebook_entropy": float((-torch.log2(probs + 1e-8) * probs).sum()),
+    }
 
 
 def test_reconstruction_numbers_equal_an_independent_official_evaluator(tmp_path) -> None:
@@ -277,10 +318,15 @@ def test_reconstruction_numbers_equal_an_independent_official_evaluator(tmp_path
     tok = ResTok.from_preset("restok-tiny").eval()
     inc = _inception()
     for k in (8, 32):
-        # one batch on both sides: a float32 decode differs by batch composition in the last bits, which can move a pixel
+        # one batch on both sides: a float32 decode differs by batch composition in the last bits, which can move a
+        # pixel
         # across an 8-bit rounding boundary
-        r = evaluate_reconstruction(tok, open_image_source(folder), inc, tmp_path / f"rec{k}.json", tokens=k, batch_size=64, processes=QUIET)
-        official = T.Compose([T.Resize(32, interpolation=T.InterpolationMode.BICUBIC, antialias=True), T.CenterCrop(32), T.ToTensor()])
+        r = evaluate_reconstruction(
+            tok, open_image_source(folder), inc, tmp_path / f"rec{k}.json", tokens=k, batch_size=64, processes=QUIET
+        )
+        official = T.Compose(
+            [T.Resize(32, interpolation=T.InterpolationMode.BICUBIC, antialias=True), T.CenterCrop(32), T.ToTensor()]
+        )
         reals = []
         for p in sorted(folder.iterdir()):
             with Image.open(p) as im:
@@ -295,7 +341,9 @@ def test_reconstruction_numbers_equal_an_independent_official_evaluator(tmp_path
         assert r["rfid"] == pytest.approx(want["rfid"], rel=1e-4)
         assert r["inception_score"] == pytest.approx(want["inception_score"], rel=1e-9)
         assert r["psnr"] == pytest.approx(want["psnr"], abs=1e-4) and r["ssim"] == pytest.approx(want["ssim"], abs=1e-4)
-        assert r["codebook_usage"] == want["codebook_usage"] and r["codebook_entropy"] == pytest.approx(want["codebook_entropy"], abs=1e-12)
+        assert r["codebook_usage"] == want["codebook_usage"] and r["codebook_entropy"] == pytest.approx(
+            want["codebook_entropy"], abs=1e-12
+        )
         assert r["settings"]["protocol"] == PROTOCOL_VERSION
 
 
@@ -308,13 +356,41 @@ def test_generation_order_split_semantics_and_the_adm_sample_file(tmp_path) -> N
     ref_imgs = (torch.rand(40, 32, 32, 3, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
     make_reference(ref_imgs, inc, tmp_path / "ref.npz")
     kw = dict(per_class=5, batch_size=4, seed=3, sampling={"cfg_scale": 1.5, "top_k": 50})
-    one = evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "w1.json", save_samples=tmp_path / "w1.npz", processes=QUIET, **kw)
+    one = evaluate_generation(
+        gen,
+        tok,
+        inc,
+        tmp_path / "ref.npz",
+        tmp_path / "w1.json",
+        save_samples=tmp_path / "w1.npz",
+        processes=QUIET,
+        **kw,
+    )
     # two processes: rank 1 writes its chunks, then rank 0 its own and merges; the order is the sample order
-    assert evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "w2.json", save_samples=tmp_path / "w2.npz",
-                               processes=Processes(1, 2, progress=False), **kw) is None
+    assert (
+        evaluate_generation(
+            gen,
+            tok,
+            inc,
+            tmp_path / "ref.npz",
+            tmp_path / "w2.json",
+            save_samples=tmp_path / "w2.npz",
+            processes=Processes(1, 2, progress=False),
+            **kw,
+        )
+        is None
+    )
     assert not (tmp_path / "w2.npz").exists()  # only rank 0 merges and writes
-    two = evaluate_generation(gen, tok, inc, tmp_path / "ref.npz", tmp_path / "w2.json", save_samples=tmp_path / "w2.npz",
-                              processes=Processes(0, 2, progress=False), **kw)
+    two = evaluate_generation(
+        gen,
+        tok,
+        inc,
+        tmp_path / "ref.npz",
+        tmp_path / "w2.json",
+        save_samples=tmp_path / "w2.npz",
+        processes=Processes(0, 2, progress=False),
+        **kw,
+    )
     for key in ("gfid", "precision", "recall", "inception_score"):
         assert one[key] == two[key], key
     a, b = np.load(tmp_path / "w1.npz"), np.load(tmp_path / "w2.npz")
@@ -327,7 +403,9 @@ def test_generation_order_split_semantics_and_the_adm_sample_file(tmp_path) -> N
     mu, sig = feats.numpy().mean(0), np.cov(feats.numpy(), rowvar=False)
     assert one["gfid"] == pytest.approx(_adm_frechet(mu, sig, ref["mu"], ref["sigma"]), rel=1e-9)
     assert one["inception_score"] == pytest.approx(_adm_inception_score(logits.numpy()), rel=1e-9)
-    assert (one["precision"], one["recall"]) == pytest.approx(_adm_precision_recall(ref["activations"], feats.numpy()), abs=1e-12)
+    assert (one["precision"], one["recall"]) == pytest.approx(
+        _adm_precision_recall(ref["activations"], feats.numpy()), abs=1e-12
+    )
     s = json.loads((tmp_path / "w1.json").read_text())["settings"]
     assert s["protocol"] == PROTOCOL_VERSION and "i mod num_classes" in s["labels"] and "5000" in s["inception_score"]
     # the file reads as the ADM evaluator reads it: arr_0 streamed from the zip member

@@ -23,15 +23,34 @@ def _official_tokenizer_config(tok: ResTok) -> dict:
         "experiment": {"tokenizer_checkpoint": ""},
         "model": {
             "vq_model": {
-                "codebook_size": c.codebook_size, "token_size": c.token_size, "use_l2_norm": True,
-                "commitment_cost": 0.25, "entropy_loss_ratio": 0.0, "vit_enc_model_size": "small",
-                "vit_dec_model_size": "small", "vit_enc_patch_size": 4, "vit_dec_patch_size": 4,
-                "rope_base_len": 10000, "num_latent_tokens": c.num_tokens, "num_min_tokens": c.min_tokens,
-                "test_num_latent_tokens": c.num_tokens, "merge_tokens": True, "hierarchy_stages": c.hierarchy_stages,
-                "reduction_ratio": 0.5, "residual_image_tokens": True, "residual_latent_tokens": True,
-                "learnable_latent_tokens": False, "learnable_dec_image_tokens": True, "multi_quant": True,
-                "vae_encoder": True, "drop_latent_tokens": True, "drop_prob": 0.2, "latent_hierarchy": True,
-                "use_vf": "dinov3", "encoder_feature_supervision": True, "decoder_feature_supervision": True,
+                "codebook_size": c.codebook_size,
+                "token_size": c.token_size,
+                "use_l2_norm": True,
+                "commitment_cost": 0.25,
+                "entropy_loss_ratio": 0.0,
+                "vit_enc_model_size": "small",
+                "vit_dec_model_size": "small",
+                "vit_enc_patch_size": 4,
+                "vit_dec_patch_size": 4,
+                "rope_base_len": 10000,
+                "num_latent_tokens": c.num_tokens,
+                "num_min_tokens": c.min_tokens,
+                "test_num_latent_tokens": c.num_tokens,
+                "merge_tokens": True,
+                "hierarchy_stages": c.hierarchy_stages,
+                "reduction_ratio": 0.5,
+                "residual_image_tokens": True,
+                "residual_latent_tokens": True,
+                "learnable_latent_tokens": False,
+                "learnable_dec_image_tokens": True,
+                "multi_quant": True,
+                "vae_encoder": True,
+                "drop_latent_tokens": True,
+                "drop_prob": 0.2,
+                "latent_hierarchy": True,
+                "use_vf": "dinov3",
+                "encoder_feature_supervision": True,
+                "decoder_feature_supervision": True,
                 "pixel_cnn": {"hidden_channels": 32, "channel_mult": [1, 2, 2], "num_res_blocks": 1, "z_channels": 64},
             }
         },
@@ -81,12 +100,33 @@ def test_official_tokenizer_layout_with_training_keys(tmp_path, small_official_t
 
 def test_official_generator_layout(tmp_path, tiny_gen):
     c = tiny_gen.config
-    args = {"dim": c.dim, "n_layer": c.n_layer, "n_head": c.n_head, "n_kv_head": None, "multiple_of": c.multiple_of,
-            "ffn_dim_multiplier": None, "rope_base": 10000, "norm_eps": 1e-5, "initializer_range": 0.02,
-            "token_dropout_p": 0.1, "attn_dropout_p": 0.0, "resid_dropout_p": 0.1, "ffn_dropout_p": 0.1,
-            "drop_path_rate": 0.0, "num_classes": c.num_classes, "caption_dim": 2048, "class_dropout_prob": 0.1,
-            "model_type": "c2i", "vocab_size": c.vocab_size, "cls_token_num": 1, "block_size": c.num_tokens,
-            "max_batch_size": 32, "max_seq_len": 2048, "ar_token_num": 4, "spe_token_num": c.num_tokens - 1}
+    args = {
+        "dim": c.dim,
+        "n_layer": c.n_layer,
+        "n_head": c.n_head,
+        "n_kv_head": None,
+        "multiple_of": c.multiple_of,
+        "ffn_dim_multiplier": None,
+        "rope_base": 10000,
+        "norm_eps": 1e-5,
+        "initializer_range": 0.02,
+        "token_dropout_p": 0.1,
+        "attn_dropout_p": 0.0,
+        "resid_dropout_p": 0.1,
+        "ffn_dropout_p": 0.1,
+        "drop_path_rate": 0.0,
+        "num_classes": c.num_classes,
+        "caption_dim": 2048,
+        "class_dropout_prob": 0.1,
+        "model_type": "c2i",
+        "vocab_size": c.vocab_size,
+        "cls_token_num": 1,
+        "block_size": c.num_tokens,
+        "max_batch_size": 32,
+        "max_seq_len": 2048,
+        "ar_token_num": 4,
+        "spe_token_num": c.num_tokens - 1,
+    }
     save_file(tiny_gen.state_dict(), str(tmp_path / "model.safetensors"))
     (tmp_path / "config.json").write_text(json.dumps(args))
     gen = HARGenerator.from_pretrained(str(tmp_path))
@@ -181,15 +221,28 @@ def test_push_to_hub_uploads_our_format(monkeypatch, tiny_tok):
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     url = tiny_tok.push_to_hub("me/restok-tiny", private=True, commit_message="first")
-    assert url.endswith("me/restok-tiny") and uploaded["repo"] == ("me/restok-tiny", True) and uploaded["message"] == "first"
-    assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"] and uploaded["config"]["kind"] == "tokenizer"
+    assert (
+        url.endswith("me/restok-tiny")
+        and uploaded["repo"] == ("me/restok-tiny", True)
+        and uploaded["message"] == "first"
+    )
+    assert (
+        uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
+        and uploaded["config"]["kind"] == "tokenizer"
+    )
     card = uploaded["card"]
-    assert card.startswith("---\nlibrary_name: restok") and "- image-tokenizer" in card and '"codebook_size": 1024' in card
+    assert (
+        card.startswith("---\nlibrary_name: restok") and "- image-tokenizer" in card and '"codebook_size": 1024' in card
+    )
     # the embedded models' cards carry how they were trained and what they measured
     gen = HARGenerator.from_pretrained("har-tiny-mnist")
     gen.push_to_hub("me/har")
     assert uploaded["files"] == ["README.md", "card.json", "config.json", "generation_config.json", "model.safetensors"]
-    assert "restok train generator" in uploaded["card"] and "class accuracy" in uploaded["card"] and '"cfg_scale": 2.0' in uploaded["card"]
+    assert (
+        "restok train generator" in uploaded["card"]
+        and "class accuracy" in uploaded["card"]
+        and '"cfg_scale": 2.0' in uploaded["card"]
+    )
     # offline means offline: RESTOK_OFFLINE alone stops a push before any Hub client is made
     monkeypatch.setenv("RESTOK_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub, "HfApi", lambda **_: pytest.fail("a Hub client was made offline"))
@@ -200,7 +253,7 @@ def test_push_to_hub_uploads_our_format(monkeypatch, tiny_tok):
 @pytest.mark.slow
 def test_generator_from_official_nested_training_config(tmp_path, tiny_gen):
     # the official generator run's config.yaml: both a vq_model and a generator block, with interpolations
-    yaml_text = f"""
+    yaml_text = """
 model:
   vq_model:
     codebook_size: 1024
@@ -208,9 +261,9 @@ model:
     num_min_tokens: 4
   generator:
     model_type: GPT-B
-    vocab_size: ${{model.vq_model.codebook_size}}
-    block_size: ${{model.vq_model.num_latent_tokens}}
-    ar_token_num: ${{model.vq_model.num_min_tokens}}
+    vocab_size: ${model.vq_model.codebook_size}
+    block_size: ${model.vq_model.num_latent_tokens}
+    ar_token_num: ${model.vq_model.num_min_tokens}
     spe_token_num: 31
     num_classes: 10
     cls_token_num: 1
@@ -227,7 +280,12 @@ model:
     gen = HARGenerator.from_preset("har-b", num_tokens=32, vocab_size=1024, num_classes=10)
     torch.save(gen.state_dict(), run / "checkpoint-10" / "ema_model" / "pytorch_model.bin")
     loaded = HARGenerator.from_pretrained(str(run / "checkpoint-10" / "ema_model" / "pytorch_model.bin"))
-    assert (loaded.config.dim, loaded.config.n_layer, loaded.config.vocab_size, loaded.config.ar_tokens) == (768, 12, 1024, 4)
+    assert (loaded.config.dim, loaded.config.n_layer, loaded.config.vocab_size, loaded.config.ar_tokens) == (
+        768,
+        12,
+        1024,
+        4,
+    )
     from restok.convert import convert_checkpoint
 
     kind, _ = convert_checkpoint(str(run / "checkpoint-10" / "ema_model" / "pytorch_model.bin"), tmp_path / "out")

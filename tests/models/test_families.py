@@ -100,7 +100,8 @@ def test_llamagen_vq_matches_its_repository(case: str, tmp_path: Path) -> None:
 
 
 def load_gpt(meta: dict, tmp_path: Path) -> torch.nn.Module:
-    """The case's seeded GPT from a release-layout file; the repository's ``block_size`` and ``n_head`` given (the weights
+    """The case's seeded GPT from a release-layout file; the repository's ``block_size`` and ``n_head`` given (the
+    weights
     fix neither; for the release widths the heads are known)."""
     from restok.models import load_generator
 
@@ -155,7 +156,15 @@ def test_a_flat_gpt_config_says_which_family_it_is() -> None:
     from restok.models.llamagen_gpt import LlamaGenGPT
 
     keys = set(LlamaGenGPT.from_preset("llamagen-gpt-tiny").state_dict())
-    args = {"dim": 64, "n_layer": 2, "n_head": 4, "vocab_size": 64, "block_size": 64, "num_classes": 10, "model_type": "c2i"}
+    args = {
+        "dim": 64,
+        "n_layer": 2,
+        "n_head": 4,
+        "vocab_size": 64,
+        "block_size": 64,
+        "num_classes": 10,
+        "model_type": "c2i",
+    }
     assert identify_checkpoint({**args, "family": "llamagen-gpt"}, keys)[0] is LlamaGenGPT
     assert identify_checkpoint(args, keys)[0].family == "har"  # unmarked: ResTok's vanilla AR layout (1-D positions)
     assert identify_checkpoint(None, keys)[0] is LlamaGenGPT  # bare weights: LlamaGen's release

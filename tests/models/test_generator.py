@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from restok import HARGenerator, ResTok
+from restok import HARGenerator
 from restok import hierarchy as Hy
 from restok.config import GENERATOR_PRESETS, generator_preset
 from restok.sampling import cfg_values, filter_logits
@@ -23,7 +23,14 @@ def test_official_har_l_parameter_count_and_keys():
 def test_presets_take_overrides():
     assert set(GENERATOR_PRESETS) >= {"har-b", "har-l", "har-xl", "har-xxl", "har-tiny"}
     cfg = generator_preset("har-b", num_tokens=64, vocab_size=4096, num_classes=10, ar_tokens=2)
-    assert (cfg.dim, cfg.n_layer, cfg.num_tokens, cfg.vocab_size, cfg.num_classes, cfg.ar_tokens) == (768, 12, 64, 4096, 10, 2)
+    assert (cfg.dim, cfg.n_layer, cfg.num_tokens, cfg.vocab_size, cfg.num_classes, cfg.ar_tokens) == (
+        768,
+        12,
+        64,
+        4096,
+        10,
+        2,
+    )
     assert cfg.num_steps == 2 + 5
     with pytest.raises(ValueError, match="ar_tokens"):
         generator_preset("har-tiny", ar_tokens=3)
@@ -149,8 +156,14 @@ def test_forward_input_errors(tiny_gen):
 
 def test_tokenizer_generator_round_trip_tiny(tiny_tok, tiny_gen):
     assert tiny_gen.config.vocab_size == tiny_tok.codebook_size and tiny_gen.num_tokens == tiny_tok.num_tokens
-    ids = tiny_gen.generate([0, 1, 2], cfg_scale=2.0, cfg_schedule="step", cfg_start=0.25, top_p=0.95,
-                            generator=torch.Generator().manual_seed(0))
+    ids = tiny_gen.generate(
+        [0, 1, 2],
+        cfg_scale=2.0,
+        cfg_schedule="step",
+        cfg_start=0.25,
+        top_p=0.95,
+        generator=torch.Generator().manual_seed(0),
+    )
     images = tiny_tok.decode(ids)
     assert images.shape == (3, 3, 32, 32)
     assert images.std() > 0

@@ -52,7 +52,11 @@ def test_tokenizer_latents_and_losses(tok_case):
     z_official = t["z"][:, :, 0].transpose(1, 2)  # (B, C, 1, L) -> (B, L, C)
     torch.testing.assert_close(enc.latents, z_official, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(q.codes, t["zq"][:, :, 0].transpose(1, 2), atol=1e-6, rtol=0)
-    for ours, theirs in (("loss", "quantizer_loss"), ("commitment_loss", "commitment_loss"), ("codebook_loss", "codebook_loss")):
+    for ours, theirs in (
+        ("loss", "quantizer_loss"),
+        ("commitment_loss", "commitment_loss"),
+        ("codebook_loss", "codebook_loss"),
+    ):
         torch.testing.assert_close(getattr(q, ours), t[theirs], atol=1e-6, rtol=1e-5)
 
 

@@ -98,7 +98,11 @@ def test_encoder_latent_levels_are_causal(tiny_tok):
     h = _capture(enc.ln_post, outs)
     with torch.no_grad():
         tiny_tok.encode_latents(x)
-        hook = enc.ln_pre.register_forward_hook(lambda m, i, o: o.index_add(1, torch.arange(o.shape[1] - (L - start), o.shape[1]), torch.randn(1, L - start, o.shape[2])))
+        hook = enc.ln_pre.register_forward_hook(
+            lambda m, i, o: o.index_add(
+                1, torch.arange(o.shape[1] - (L - start), o.shape[1]), torch.randn(1, L - start, o.shape[2])
+            )
+        )
         tiny_tok.encode_latents(x)
         hook.remove()
     h.remove()

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from seeded_weights import seeded_state_dict  # noqa: E402  (run as a script from this folder's parent)
 
 from restok import HARGenerator, ResTok
-from restok.models.official import generator_config_from_official, tokenizer_config_from_official
 from restok.core.configs import ResTokConfig
-
-from seeded_weights import seeded_state_dict  # noqa: E402  (run as a script from this folder's parent)
+from restok.models.official import generator_config_from_official, tokenizer_config_from_official
 
 
 def _shapes(model_cls: type, cfg: object) -> dict[str, tuple[int, ...]]:
@@ -72,9 +71,17 @@ def main() -> None:
     print(f"teacher-forced logits max |diff| = {(logits - gref['logits']).abs().max().item():.2e}")
     kw = gmeta["generate_kwargs"]
     t0 = time.time()
-    out = gen.generate(gref["gen_labels"], cfg_scale=kw["guidance_scale"], cfg_schedule="step",
-                       cfg_start=kw["cfg_schedule_kwargs"]["window_start"], top_k=1)
-    print(f"greedy step-schedule generation {time.time() - t0:.1f}s; tokens identical: {torch.equal(out, gref['gen_step'])}")
+    out = gen.generate(
+        gref["gen_labels"],
+        cfg_scale=kw["guidance_scale"],
+        cfg_schedule="step",
+        cfg_start=kw["cfg_schedule_kwargs"]["window_start"],
+        top_k=1,
+    )
+    print(
+        f"greedy step-schedule generation {time.time() - t0:.1f}s; tokens identical: "
+        f"{torch.equal(out, gref['gen_step'])}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""LlamaGen's cases for ``make_family_fixtures.py llamagen``: the VQ tokenizer (``tokenizer/tokenizer_image/vq_model.py``)
+"""LlamaGen's cases for ``make_family_fixtures.py llamagen``: the VQ tokenizer
+(``tokenizer/tokenizer_image/vq_model.py``)
 and the class-conditional GPT (``autoregressive/models/gpt.py`` + ``generate.py``), run from the repository on sys.path.
 
 VQ: the repository's ``VQModel`` with its encoder/decoder built at width 32 (``ch`` is a constructor argument the
@@ -12,21 +13,27 @@ import functools
 from typing import Any
 
 import torch
-
 from make_official_fixtures import apply_seeded_weights, num_params
 
 VQ_CASES: dict[str, dict[str, Any]] = {
     # VQ-16's five levels (16x downsampling), smaller: 64 px -> a 4x4 grid
-    "llamagen_vq16": dict(ch=32, ch_mult=[1, 1, 2, 2, 4], z_channels=64, codebook_size=128, embed_dim=8, crop=64, batch=2, seed=3301),
+    "llamagen_vq16": dict(
+        ch=32, ch_mult=[1, 1, 2, 2, 4], z_channels=64, codebook_size=128, embed_dim=8, crop=64, batch=2, seed=3301
+    ),
     # VQ-8's four levels: 32 px -> a 4x4 grid
-    "llamagen_vq8": dict(ch=32, ch_mult=[1, 2, 2, 4], z_channels=32, codebook_size=64, embed_dim=8, crop=32, batch=3, seed=3302),
+    "llamagen_vq8": dict(
+        ch=32, ch_mult=[1, 2, 2, 4], z_channels=32, codebook_size=64, embed_dim=8, crop=32, batch=3, seed=3302
+    ),
 }
 GPT_CASES: dict[str, dict[str, Any]] = {
     # no n_kv_head: the repository's KV cache allocates n_head heads, so grouped-query models do not sample there (no
     # release uses them)
-    "llamagen_gpt_a": dict(args=dict(dim=64, n_layer=2, n_head=4, vocab_size=64, block_size=16, num_classes=10), seed=3401),
-    "llamagen_gpt_b": dict(args=dict(dim=96, n_layer=3, n_head=6, vocab_size=100, block_size=36, num_classes=7),
-                           seed=3402),
+    "llamagen_gpt_a": dict(
+        args=dict(dim=64, n_layer=2, n_head=4, vocab_size=64, block_size=16, num_classes=10), seed=3401
+    ),
+    "llamagen_gpt_b": dict(
+        args=dict(dim=96, n_layer=3, n_head=6, vocab_size=100, block_size=36, num_classes=7), seed=3402
+    ),
 }
 GREEDY_CFG = (1.0, 2.5)
 
@@ -39,8 +46,13 @@ def run_vq_case(case: dict[str, Any]) -> tuple[dict, dict]:
     enc, dec = vq.Encoder, vq.Decoder
     vq.Encoder, vq.Decoder = functools.partial(enc, ch=case["ch"]), functools.partial(dec, ch=case["ch"])
     try:
-        args = vq.ModelArgs(codebook_size=case["codebook_size"], codebook_embed_dim=case["embed_dim"],
-                            encoder_ch_mult=case["ch_mult"], decoder_ch_mult=case["ch_mult"], z_channels=case["z_channels"])
+        args = vq.ModelArgs(
+            codebook_size=case["codebook_size"],
+            codebook_embed_dim=case["embed_dim"],
+            encoder_ch_mult=case["ch_mult"],
+            decoder_ch_mult=case["ch_mult"],
+            z_channels=case["z_channels"],
+        )
         torch.manual_seed(0)
         model = vq.VQModel(args).float().eval()
     finally:
@@ -51,12 +63,30 @@ def run_vq_case(case: dict[str, Any]) -> tuple[dict, dict]:
     quant, _, (_, _, flat_ids) = model.encode(images * 2 - 1)
     ids = flat_ids.reshape(b, -1).to(torch.int64)
     decoded = model.decode_code(ids.reshape(-1), shape=tuple(quant.shape))
-    meta = {"family": "llamagen-vq", "model_args": {k: getattr(args, k) for k in ("codebook_size", "codebook_embed_dim",
-            "codebook_l2_norm", "encoder_ch_mult", "decoder_ch_mult", "z_channels")}, "ch": case["ch"], "image_size": s,
-            "weight_seed": case["seed"], "state_dict_shapes": shapes, "num_params": num_params(model),
-            "notes": ["images in [0, 1]; the repository model is given images * 2 - 1 (LlamaGen's normalisation)",
-                      "ids = encode(...)[2][2] reshaped (B, g*g), raster order",
-                      "decoded = decode_code(ids, shape) in [-1, 1] space, unclamped"]}
+    meta = {
+        "family": "llamagen-vq",
+        "model_args": {
+            k: getattr(args, k)
+            for k in (
+                "codebook_size",
+                "codebook_embed_dim",
+                "codebook_l2_norm",
+                "encoder_ch_mult",
+                "decoder_ch_mult",
+                "z_channels",
+            )
+        },
+        "ch": case["ch"],
+        "image_size": s,
+        "weight_seed": case["seed"],
+        "state_dict_shapes": shapes,
+        "num_params": num_params(model),
+        "notes": [
+            "images in [0, 1]; the repository model is given images * 2 - 1 (LlamaGen's normalisation)",
+            "ids = encode(...)[2][2] reshaped (B, g*g), raster order",
+            "decoded = decode_code(ids, shape) in [-1, 1] space, unclamped",
+        ],
+    }
     return meta, {"images": images, "ids": ids, "decoded": decoded}
 
 
@@ -79,10 +109,18 @@ def run_gpt_case(case: dict[str, Any]) -> tuple[dict, dict]:
         torch.manual_seed(0)
         out = generate(model, labels, L, cfg_scale=scale, temperature=1.0, top_k=1, top_p=1.0)
         tensors[f"greedy_cfg{scale:g}"] = out.to(torch.int64)
-    meta = {"family": "llamagen-gpt", "model_args": dict(case["args"]), "weight_seed": case["seed"], "state_dict_shapes": shapes,
-            "num_params": num_params(model), "greedy_cfg": list(GREEDY_CFG),
-            "notes": ["logits = model(tokens[:, :-1], labels, input_pos=arange(L))[0] in eval mode",
-                      "greedy_cfg{s} = generate(model, labels, L, cfg_scale=s, top_k=1) (constant guidance)"]}
+    meta = {
+        "family": "llamagen-gpt",
+        "model_args": dict(case["args"]),
+        "weight_seed": case["seed"],
+        "state_dict_shapes": shapes,
+        "num_params": num_params(model),
+        "greedy_cfg": list(GREEDY_CFG),
+        "notes": [
+            "logits = model(tokens[:, :-1], labels, input_pos=arange(L))[0] in eval mode",
+            "greedy_cfg{s} = generate(model, labels, L, cfg_scale=s, top_k=1) (constant guidance)",
+        ],
+    }
     return meta, tensors
 
 

@@ -20,8 +20,9 @@ import argparse
 import copy
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -40,10 +41,16 @@ SMALL_PIXEL_CNN = {"hidden_channels": 32, "channel_mult": [1, 1, 2, 2, 4], "num_
 def titok_release_config(case: dict[str, Any]) -> dict[str, Any]:
     """A release-style config (the layout of TiTok's ``config.json`` / ``configs/infer`` YAML) for one case."""
     vq = {
-        "codebook_size": case["codebook_size"], "token_size": case["token_size"], "use_l2_norm": case["use_l2_norm"],
-        "commitment_cost": 0.25, "vit_enc_model_size": case["enc"], "vit_dec_model_size": case["dec"],
-        "vit_enc_patch_size": case["patch"], "vit_dec_patch_size": case["patch"],
-        "num_latent_tokens": case["num_tokens"], "finetune_decoder": case["two_stage"],
+        "codebook_size": case["codebook_size"],
+        "token_size": case["token_size"],
+        "use_l2_norm": case["use_l2_norm"],
+        "commitment_cost": 0.25,
+        "vit_enc_model_size": case["enc"],
+        "vit_dec_model_size": case["dec"],
+        "vit_enc_patch_size": case["patch"],
+        "vit_dec_patch_size": case["patch"],
+        "num_latent_tokens": case["num_tokens"],
+        "finetune_decoder": case["two_stage"],
     }
     if "is_legacy" in case:
         vq["is_legacy"] = case["is_legacy"]
@@ -56,16 +63,51 @@ def titok_release_config(case: dict[str, Any]) -> dict[str, Any]:
 
 TITOK_CASES: dict[str, dict[str, Any]] = {
     # the two-stage releases (L-32/B-64/S-128): legacy heads, l2-normed codes, MaskGIT VQGAN pixel decoder
-    "titok_two_stage": dict(enc="small", dec="small", patch=16, crop=32, num_tokens=8, codebook_size=64, token_size=12,
-                            use_l2_norm=True, two_stage=True, batch=3, seed=3101),
+    "titok_two_stage": dict(
+        enc="small",
+        dec="small",
+        patch=16,
+        crop=32,
+        num_tokens=8,
+        codebook_size=64,
+        token_size=12,
+        use_l2_norm=True,
+        two_stage=True,
+        batch=3,
+        seed=3101,
+    ),
     # the single-stage VQ-8k releases (BL-64/BL-128/SL-256): fixed heads, no l2 norm, pixels directly
-    "titok_single_stage": dict(enc="small", dec="small", patch=8, crop=32, num_tokens=12, codebook_size=96, token_size=16,
-                               use_l2_norm=False, two_stage=False, is_legacy=False, batch=2, seed=3102),
+    "titok_single_stage": dict(
+        enc="small",
+        dec="small",
+        patch=8,
+        crop=32,
+        num_tokens=12,
+        codebook_size=96,
+        token_size=16,
+        use_l2_norm=False,
+        two_stage=False,
+        is_legacy=False,
+        batch=2,
+        seed=3102,
+    ),
 }
 ONE_D_PIECE_CASES: dict[str, dict[str, Any]] = {
-    "one_d_piece": dict(enc="small", dec="small", patch=16, crop=32, num_tokens=16, codebook_size=64, token_size=12,
-                        use_l2_norm=True, two_stage=True, one_d_piece=True, batch=3, seed=3201,
-                        lengths=[1, 2, 3, 5, 8, 16]),
+    "one_d_piece": dict(
+        enc="small",
+        dec="small",
+        patch=16,
+        crop=32,
+        num_tokens=16,
+        codebook_size=64,
+        token_size=12,
+        use_l2_norm=True,
+        two_stage=True,
+        one_d_piece=True,
+        batch=3,
+        seed=3201,
+        lengths=[1, 2, 3, 5, 8, 16],
+    ),
 }
 
 
@@ -108,12 +150,20 @@ def run_titok_case(name: str, case: dict[str, Any]) -> tuple[dict, dict]:
     tensors = {"images": images, "ids": ids, "decoded": model.decode_tokens(ids)}
     for k in case.get("lengths", []):
         tensors[f"decoded_k{k}"] = model.decode_tokens(ids, length=k)
-    meta = {"family": "one-d-piece" if case.get("one_d_piece") else "titok", "release_config": cfg,
-            "pixel_cnn": SMALL_PIXEL_CNN if case["two_stage"] else None, "weight_seed": case["seed"],
-            "state_dict_shapes": shapes, "num_params": num_params(model), "lengths": case.get("lengths", []),
-            "notes": ["images = torch.rand(B,3,S,S, generator seeded weight_seed + 1), in [0, 1] as the releases take them",
-                      "ids = encode(images)[1]['min_encoding_indices'] reshaped (B, L)",
-                      "decoded = decode_tokens(ids) (unclamped); decoded_k{k} = decode_tokens(ids, length=k)"]}
+    meta = {
+        "family": "one-d-piece" if case.get("one_d_piece") else "titok",
+        "release_config": cfg,
+        "pixel_cnn": SMALL_PIXEL_CNN if case["two_stage"] else None,
+        "weight_seed": case["seed"],
+        "state_dict_shapes": shapes,
+        "num_params": num_params(model),
+        "lengths": case.get("lengths", []),
+        "notes": [
+            "images = torch.rand(B,3,S,S, generator seeded weight_seed + 1), in [0, 1] as the releases take them",
+            "ids = encode(images)[1]['min_encoding_indices'] reshaped (B, L)",
+            "decoded = decode_tokens(ids) (unclamped); decoded_k{k} = decode_tokens(ids, length=k)",
+        ],
+    }
     return meta, tensors
 
 

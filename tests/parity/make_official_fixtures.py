@@ -30,9 +30,10 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -105,20 +106,45 @@ __version__ = "0.0.0+stub"
 
 TOKENIZER_CASES: dict[str, dict[str, Any]] = {
     "tok_a": dict(
-        model_size="small", num_latent_tokens=32, num_min_tokens=4, crop_size=128, patch_size=16,
-        hierarchy_stages=4, cnn_hidden=32, cnn_channel_mult=[1, 1, 2, 2, 4], batch=2, seed=1234,
+        model_size="small",
+        num_latent_tokens=32,
+        num_min_tokens=4,
+        crop_size=128,
+        patch_size=16,
+        hierarchy_stages=4,
+        cnn_hidden=32,
+        cnn_channel_mult=[1, 1, 2, 2, 4],
+        batch=2,
+        seed=1234,
         list_lengths=[4, 32],
     ),
     "tok_b": dict(
-        model_size="small", num_latent_tokens=16, num_min_tokens=2, crop_size=64, patch_size=8,
-        hierarchy_stages=3, cnn_hidden=32, cnn_channel_mult=[1, 2, 2, 4], batch=3, seed=99,
+        model_size="small",
+        num_latent_tokens=16,
+        num_min_tokens=2,
+        crop_size=64,
+        patch_size=8,
+        hierarchy_stages=3,
+        cnn_hidden=32,
+        cnn_channel_mult=[1, 2, 2, 4],
+        batch=3,
+        seed=99,
         list_lengths=[2, 16, 8],
     ),
     # The official non-default decoder queries (latents upsampled and summed), used by the embedded MNIST model.
     "tok_c": dict(
-        model_size="small", num_latent_tokens=16, num_min_tokens=2, crop_size=64, patch_size=8,
-        hierarchy_stages=3, cnn_hidden=32, cnn_channel_mult=[1, 2, 2, 4], batch=2, seed=5,
-        list_lengths=[2, 16], learnable_dec_image_tokens=False,
+        model_size="small",
+        num_latent_tokens=16,
+        num_min_tokens=2,
+        crop_size=64,
+        patch_size=8,
+        hierarchy_stages=3,
+        cnn_hidden=32,
+        cnn_channel_mult=[1, 2, 2, 4],
+        batch=2,
+        seed=5,
+        list_lengths=[2, 16],
+        learnable_dec_image_tokens=False,
     ),
 }
 # Fallback from the brief when the fixtures exceed the size budget.
@@ -126,19 +152,43 @@ TOK_A_REDUCED_K = (4, 8, 32)
 
 GENERATOR_CASES: dict[str, dict[str, Any]] = {
     "gen_a": dict(
-        kind="har", seed=7,
-        args=dict(dim=64, n_layer=2, n_head=4, vocab_size=64, block_size=32, num_classes=10,
-                  cls_token_num=1, model_type="c2i", ar_token_num=4, spe_token_num=31),
+        kind="har",
+        seed=7,
+        args=dict(
+            dim=64,
+            n_layer=2,
+            n_head=4,
+            vocab_size=64,
+            block_size=32,
+            num_classes=10,
+            cls_token_num=1,
+            model_type="c2i",
+            ar_token_num=4,
+            spe_token_num=31,
+        ),
     ),
     "gen_b": dict(
-        kind="har", seed=8,
-        args=dict(dim=96, n_layer=3, n_head=3, vocab_size=100, block_size=16, num_classes=7,
-                  cls_token_num=1, model_type="c2i", ar_token_num=2, spe_token_num=15),
+        kind="har",
+        seed=8,
+        args=dict(
+            dim=96,
+            n_layer=3,
+            n_head=3,
+            vocab_size=100,
+            block_size=16,
+            num_classes=7,
+            cls_token_num=1,
+            model_type="c2i",
+            ar_token_num=2,
+            spe_token_num=15,
+        ),
     ),
     "gen_vanilla": dict(
-        kind="vanilla", seed=9,
-        args=dict(dim=64, n_layer=2, n_head=4, vocab_size=64, block_size=32, num_classes=10,
-                  cls_token_num=1, model_type="c2i"),
+        kind="vanilla",
+        seed=9,
+        args=dict(
+            dim=64, n_layer=2, n_head=4, vocab_size=64, block_size=32, num_classes=10, cls_token_num=1, model_type="c2i"
+        ),
     ),
 }
 
@@ -156,6 +206,7 @@ GENERATION_RUNS: dict[str, tuple[float, str, dict[str, float], int, float, float
 # ----------------------------------------------------------------------------------------------
 # Environment
 # ----------------------------------------------------------------------------------------------
+
 
 def install_official_paths(official: Path) -> Path:
     """Write the torchvision stub to a temp dir and put it and the official checkout on sys.path."""
@@ -193,6 +244,7 @@ def num_params(model: torch.nn.Module) -> int:
 # ----------------------------------------------------------------------------------------------
 # Tokenizer
 # ----------------------------------------------------------------------------------------------
+
 
 def tokenizer_config(official: Path, case: dict[str, Any]) -> Any:
     """The official inference config with the case's overrides (an OmegaConf DictConfig)."""
@@ -262,8 +314,8 @@ def official_nested_dropout_probs(cfg: Any) -> list[float]:
 @torch.no_grad()
 def run_tokenizer_case(name: str, case: dict[str, Any], official: Path) -> tuple[dict, dict]:
     """Build one official tokenizer with seeded weights and record encode/decode outputs."""
-    from omegaconf import OmegaConf
     import modeling.restok as restok_module
+    from omegaconf import OmegaConf
 
     cfg = tokenizer_config(official, case)
     torch.manual_seed(0)
@@ -281,7 +333,8 @@ def run_tokenizer_case(name: str, case: dict[str, Any], official: Path) -> tuple
 
     captured: dict[str, torch.Tensor] = {}
     hook = model.quantize.register_forward_pre_hook(
-        lambda _m, args: captured.__setitem__("z", args[0].detach().clone()))
+        lambda _m, args: captured.__setitem__("z", args[0].detach().clone())
+    )
     zq, res = model.encode(images)
     hook.remove()
 
@@ -307,10 +360,12 @@ def run_tokenizer_case(name: str, case: dict[str, Any], official: Path) -> tuple
     tensors["decoded_list"] = model.decode(zq, num_latent_tokens=lengths)[0]
 
     checks = {
-        "decode_tokens_vs_decode_max_abs": float((tensors["decoded_tokens_full"] - tensors["decoded_full"]).abs().max()),
+        "decode_tokens_vs_decode_max_abs": float(
+            (tensors["decoded_tokens_full"] - tensors["decoded_full"]).abs().max()
+        ),
         "decoded_list_vs_per_k_max_abs": max(
-            float((tensors["decoded_list"][b] - tensors[f"decoded_k{k}"][b]).abs().max())
-            for b, k in enumerate(lengths)),
+            float((tensors["decoded_list"][b] - tensors[f"decoded_k{k}"][b]).abs().max()) for b, k in enumerate(lengths)
+        ),
         "zq_row_norms_minus_1_max_abs": float((zq.norm(dim=1) - 1).abs().max()),
     }
     meta = {
@@ -341,6 +396,7 @@ def run_tokenizer_case(name: str, case: dict[str, Any], official: Path) -> tuple
 # ----------------------------------------------------------------------------------------------
 # Generators
 # ----------------------------------------------------------------------------------------------
+
 
 def generation_settings(run: str, kind: str, length: int, ar_token_num: int) -> dict[str, Any]:
     """The keyword arguments passed to ``model.generate`` for one named run."""
@@ -373,8 +429,9 @@ def build_generator(case: dict[str, Any]) -> tuple[torch.nn.Module, Any]:
 
 
 @torch.no_grad()
-def count_calls_generate(model: torch.nn.Module, labels: torch.Tensor, settings: dict[str, Any],
-                         seed: int | None) -> tuple[torch.Tensor, int]:
+def count_calls_generate(
+    model: torch.nn.Module, labels: torch.Tensor, settings: dict[str, Any], seed: int | None
+) -> tuple[torch.Tensor, int]:
     """Run ``model.generate`` (re-seeding the global RNG first if ``seed``) and count forward calls."""
     calls = [0]
     hook = model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
@@ -410,7 +467,8 @@ def run_generator_case(name: str, case: dict[str, Any]) -> tuple[dict, dict]:
         "num_params": num_params(model),
         "recipes": {
             "tokens": f"torch.randint(0,{vocab},(3,{length}), generator=torch.Generator().manual_seed({seed + 1}))",
-            "labels": f"torch.randint(0,{ncls},(3,), generator=torch.Generator().manual_seed({seed + 2})); labels[1]={ncls} (null class)",
+            "labels": f"torch.randint(0,{ncls},(3,), generator=torch.Generator().manual_seed({seed + 2})); "
+            f"labels[1]={ncls} (null class)",
             "gen_labels": f"torch.randint(0,{ncls},(4,), generator=torch.Generator().manual_seed({seed + 3}))",
         },
     }
@@ -421,7 +479,8 @@ def run_generator_case(name: str, case: dict[str, Any]) -> tuple[dict, dict]:
         logits, _ = model(idx=tokens, cond_idx=labels)
         meta["teacher_forced"] = {
             "call": "model(idx=tokens, cond_idx=labels) in eval mode",
-            "idx": "tokens (all L tokens)", "idx_shape": list(tokens.shape),
+            "idx": "tokens (all L tokens)",
+            "idx_shape": list(tokens.shape),
             "logits_shape": list(logits.shape),
             "logits_meaning": "logits[:, p] predicts tokens[:, p] (HAR layout, no shift)",
         }
@@ -446,7 +505,8 @@ def run_generator_case(name: str, case: dict[str, Any]) -> tuple[dict, dict]:
         train_logits, _ = ref(idx=tokens[:, :-1], cond_idx=labels)
         meta["teacher_forced"] = {
             "call": "model(idx=tokens, cond_idx=labels) in eval mode",
-            "idx": "tokens (all L tokens)", "idx_shape": list(tokens.shape),
+            "idx": "tokens (all L tokens)",
+            "idx_shape": list(tokens.shape),
             "logits_shape": list(logits.shape),
             "logits_meaning": "logits[:, p] predicts tokens[:, p] for p < L; logits[:, L] is beyond the sequence",
             "eval_with_tokens[:, :-1]_works": short_ok,
@@ -481,7 +541,8 @@ def run_generator_case(name: str, case: dict[str, Any]) -> tuple[dict, dict]:
     tf_logits, _ = model(idx=tensors["gen_nocfg"], cond_idx=gen_labels)
     meta["checks"] = {
         "gen_nocfg_equals_teacher_forced_argmax": bool(
-            torch.equal(tf_logits[:, :length].argmax(-1), tensors["gen_nocfg"])),
+            torch.equal(tf_logits[:, :length].argmax(-1), tensors["gen_nocfg"])
+        ),
     }
     meta["runs"] = runs
     return meta, tensors
@@ -490,6 +551,7 @@ def run_generator_case(name: str, case: dict[str, Any]) -> tuple[dict, dict]:
 # ----------------------------------------------------------------------------------------------
 # Output
 # ----------------------------------------------------------------------------------------------
+
 
 def tensor_bytes(tensors: dict[str, torch.Tensor]) -> int:
     """Raw byte size of a tensor dict."""
@@ -523,15 +585,19 @@ def save_case(out_dir: Path, name: str, meta: dict, tensors: dict[str, torch.Ten
     tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
     meta = dict(meta)
     meta["case"] = name
-    meta["tensors"] = {k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
-                       for k, v in tensors.items()}
+    meta["tensors"] = {
+        k: {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")} for k, v in tensors.items()
+    }
     path = out_dir / f"{name}.safetensors"
     save_file(tensors, str(path), metadata={"case": name})
     path.chmod(0o644)
     text = json.dumps(meta, indent=1)
     # keep numeric arrays (shapes, lists of lengths) on one line
-    text = re.sub(r"\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]",
-                  lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+    text = re.sub(
+        r"\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]",
+        lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]",
+        text,
+    )
     (out_dir / f"{name}.json").write_text(text + "\n")
 
 
@@ -540,7 +606,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", type=Path, required=True, help="official ResTok checkout")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--only", nargs="*", default=None, help="subset of case names (debugging only: the size reductions assume the full set)")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="subset of case names (debugging only: the size reductions assume the full set)",
+    )
     ns = parser.parse_args()
     install_official_paths(ns.official)
     torch.manual_seed(0)

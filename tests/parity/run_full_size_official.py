@@ -51,8 +51,7 @@ def save(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Write tensors to ``path`` and the metadata to the same name with ``.json``."""
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path),
-              metadata={"meta": json.dumps(meta)})
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(path), metadata={"meta": json.dumps(meta)})
     path.chmod(0o644)
     path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
 
@@ -60,8 +59,8 @@ def save(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
 @torch.no_grad()
 def run_tokenizer(mk: ModuleType, official: Path, out: Path) -> dict:
     """Full restok_l_128 tokenizer: encode one image, decode with 128, 4 and 16 tokens."""
-    from omegaconf import OmegaConf
     import modeling.restok as restok_module
+    from omegaconf import OmegaConf
 
     timings: dict[str, float] = {}
     cfg = OmegaConf.load(official / "configs/infer/ResTok/llamagen_l_c2i_restok_l_128.yaml")
@@ -86,9 +85,12 @@ def run_tokenizer(mk: ModuleType, official: Path, out: Path) -> dict:
         tensors[key] = model.decode(zq, num_latent_tokens=k)[0]
         timings[f"{key}_s"] = time.time() - t0
     meta = {
-        "num_params": n_params, "weight_seed": TOKENIZER_SEED, "image_seed": IMAGE_SEED,
+        "num_params": n_params,
+        "weight_seed": TOKENIZER_SEED,
+        "image_seed": IMAGE_SEED,
         "config": "configs/infer/ResTok/llamagen_l_c2i_restok_l_128.yaml with experiment.tokenizer_checkpoint=''",
-        "timings": timings, "shapes": {k: list(v.shape) for k, v in tensors.items()},
+        "timings": timings,
+        "shapes": {k: list(v.shape) for k, v in tensors.items()},
     }
     save(out / "full_tokenizer.safetensors", tensors, meta)
     print(f"tokenizer timings: { {k: round(v, 1) for k, v in timings.items()} }", flush=True)
@@ -101,8 +103,18 @@ def run_generator(mk: ModuleType, out: Path) -> dict:
     import autoregressive.models.gpt_har as gpt
 
     timings: dict[str, float] = {}
-    args = gpt.ModelArgs(dim=1024, n_layer=24, n_head=16, vocab_size=8192, block_size=128, num_classes=1000,
-                         cls_token_num=1, model_type="c2i", ar_token_num=4, spe_token_num=127)
+    args = gpt.ModelArgs(
+        dim=1024,
+        n_layer=24,
+        n_head=16,
+        vocab_size=8192,
+        block_size=128,
+        num_classes=1000,
+        cls_token_num=1,
+        model_type="c2i",
+        ar_token_num=4,
+        spe_token_num=127,
+    )
     t0 = time.time()
     torch.manual_seed(0)
     model = gpt.Transformer(args).float().eval()
@@ -121,19 +133,27 @@ def run_generator(mk: ModuleType, out: Path) -> dict:
 
     gen_labels = torch.tensor([207, 360])
     settings = {
-        "num_sample_steps": 128, "guidance_scale": 3.75, "guidance_decay": "step",
+        "num_sample_steps": 128,
+        "guidance_scale": 3.75,
+        "guidance_decay": "step",
         "cfg_schedule_kwargs": {"num_steps": 9, "window_start": 0.25, "min_cfg_scale": 1.0},
-        "top_k": 1, "top_p": 1.0, "randomize_temperature": 1.0,
+        "top_k": 1,
+        "top_p": 1.0,
+        "randomize_temperature": 1.0,
     }
     t0 = time.time()
     gen = model.generate(condition=gen_labels, **settings).to(torch.int64)
     timings["generate_s"] = time.time() - t0
     tensors = {"tokens": tokens, "label": label, "logits": logits.float(), "gen_labels": gen_labels, "gen_step": gen}
     meta = {
-        "num_params": n_params, "weight_seed": GENERATOR_SEED, "tokens_seed": GEN_TOKENS_SEED,
+        "num_params": n_params,
+        "weight_seed": GENERATOR_SEED,
+        "tokens_seed": GEN_TOKENS_SEED,
         "model_args": {k: getattr(args, k) for k in args.__dataclass_fields__},
-        "teacher_forced": "model(idx=tokens (all 128), cond_idx=label) in eval mode; logits[:, p] predicts tokens[:, p]",
-        "generate_kwargs": settings, "timings": timings,
+        "teacher_forced": "model(idx=tokens (all 128), cond_idx=label) in eval mode; "
+        "logits[:, p] predicts tokens[:, p]",
+        "generate_kwargs": settings,
+        "timings": timings,
         "shapes": {k: list(v.shape) for k, v in tensors.items()},
     }
     save(out / "full_generator.safetensors", tensors, meta)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 

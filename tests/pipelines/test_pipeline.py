@@ -19,7 +19,9 @@ from restok.checkpoint import CheckpointError
 from ..helpers import run_cli
 
 
-def _fake_hub_cache(root: Path, repo: str, files: dict[str, Path], commit: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
+def _fake_hub_cache(
+    root: Path, repo: str, files: dict[str, Path], commit: str = "0123456789abcdef0123456789abcdef01234567"
+) -> Path:
     """A Hugging Face cache folder holding ``files`` of ``repo`` at ``commit`` (what `hf download` leaves)."""
     base = root / f"models--{repo.replace('/', '--')}"
     snap = base / "snapshots" / commit
@@ -33,12 +35,26 @@ def _fake_hub_cache(root: Path, repo: str, files: dict[str, Path], commit: str =
 
 def test_from_pretrained_takes_the_hub_keywords_and_reads_the_cache(tmp_path, tiny_tok, monkeypatch):
     tiny_tok.save_pretrained(tmp_path / "tok")
-    cache = _fake_hub_cache(tmp_path / "cache", "me/tiny-tok", {f: tmp_path / "tok" / f for f in ("config.json", "model.safetensors")})
-    tok = ResTok.from_pretrained("me/tiny-tok", cache_dir=cache, local_files_only=True, revision="main", token=None,
-                                 force_download=False, device="cpu", torch_dtype=torch.float32)
+    cache = _fake_hub_cache(
+        tmp_path / "cache", "me/tiny-tok", {f: tmp_path / "tok" / f for f in ("config.json", "model.safetensors")}
+    )
+    tok = ResTok.from_pretrained(
+        "me/tiny-tok",
+        cache_dir=cache,
+        local_files_only=True,
+        revision="main",
+        token=None,
+        force_download=False,
+        device="cpu",
+        torch_dtype=torch.float32,
+    )
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert torch.equal(tok.encode(x), tiny_tok.encode(x))
-    assert tok.provenance.source == "me/tiny-tok" and tok.provenance.revision == "main" and tok.provenance.layout == "restok"
+    assert (
+        tok.provenance.source == "me/tiny-tok"
+        and tok.provenance.revision == "main"
+        and tok.provenance.layout == "restok"
+    )
     assert len(tok.identity()["sha256"]) == 64
     with pytest.raises(CheckpointError, match="hf download me/other"):
         ResTok.from_pretrained("me/other", cache_dir=cache, local_files_only=True)
@@ -49,10 +65,16 @@ def test_from_pretrained_takes_the_hub_keywords_and_reads_the_cache(tmp_path, ti
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_reduced_precision_tokenizer_end_to_end(tmp_path, tiny_tok, dtype):
     tiny_tok.save_pretrained(tmp_path / "tok")
-    for tok in (ResTok.from_pretrained(str(tmp_path / "tok"), torch_dtype=dtype), ResTok.from_pretrained(str(tmp_path / "tok")).to(dtype)):
+    for tok in (
+        ResTok.from_pretrained(str(tmp_path / "tok"), torch_dtype=dtype),
+        ResTok.from_pretrained(str(tmp_path / "tok")).to(dtype),
+    ):
         assert tok.dtype == dtype and tok.device == torch.device("cpu")
         # the quantizer and the CNN pixel decoder stay float32, as the official code runs them
-        assert tok.pixel_decoder.conv_out.weight.dtype == torch.float32 and tok.quantize.embedding.weight.dtype == torch.float32
+        assert (
+            tok.pixel_decoder.conv_out.weight.dtype == torch.float32
+            and tok.quantize.embedding.weight.dtype == torch.float32
+        )
         assert tok.encoder.blocks[0].attn.qkv.weight.dtype == dtype
         x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
         for images in (x, x.to(dtype), x.double()):  # any float dtype goes in
@@ -78,8 +100,17 @@ def test_generation_config_is_stored_and_used_by_default(tmp_path, tiny_gen):
     seed = lambda: torch.Generator().manual_seed(4)  # noqa: E731
     assert torch.equal(gen.generate([1, 2], generator=seed()), gen.generate([1, 2], recipe, generator=seed()))
     # keywords change one setting of the stored recipe
-    assert torch.equal(gen.generate([1, 2], top_k=5, generator=seed()), gen.generate([1, 2], recipe.replace(top_k=5), generator=seed()))
-    assert RELEASED_RECIPE.to_dict() == {"cfg_scale": 3.75, "cfg_schedule": "step", "cfg_start": 0.25, "temperature": 1.0, "top_k": 0, "top_p": 0.95}
+    assert torch.equal(
+        gen.generate([1, 2], top_k=5, generator=seed()), gen.generate([1, 2], recipe.replace(top_k=5), generator=seed())
+    )
+    assert RELEASED_RECIPE.to_dict() == {
+        "cfg_scale": 3.75,
+        "cfg_schedule": "step",
+        "cfg_start": 0.25,
+        "temperature": 1.0,
+        "top_k": 0,
+        "top_p": 0.95,
+    }
     with pytest.raises(ValueError, match="top_p"):
         SamplingConfig(top_p=0.0)
     with pytest.raises(ValueError, match="unknown sampling setting"):
@@ -96,7 +127,9 @@ def test_pipeline_from_class_names_to_pil_images(tmp_path):
     images = pipe(["golden retriever", 360], num_images_per_class=2, seed=3)
     assert len(images) == 4 and all(isinstance(im, Image.Image) and im.size == (32, 32) for im in images)
     ids = pipe.generate_ids([207, "otter"], 2, seed=3)
-    assert torch.equal(ids, gen.generate(torch.tensor([207, 207, 360, 360]), generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(
+        ids, gen.generate(torch.tensor([207, 207, 360, 360]), generator=torch.Generator().manual_seed(3))
+    )
     with pytest.raises(ValueError, match="did you mean 'golden retriever'"):
         pipe(["golden retreiver"])
     # reconstruct takes PIL images, paths and tensors alike
@@ -106,7 +139,11 @@ def test_pipeline_from_class_names_to_pil_images(tmp_path):
     from restok.images import pil_to_tensor
 
     as_tensor = pipe.reconstruct(pil_to_tensor(images[0]), tokens=8)
-    assert [list(im.getdata()) for im in as_pil] == [list(im.getdata()) for im in as_path] == [list(im.getdata()) for im in as_tensor]
+    assert (
+        [list(im.getdata()) for im in as_pil]
+        == [list(im.getdata()) for im in as_path]
+        == [list(im.getdata()) for im in as_tensor]
+    )
     strip = pipe.reconstruct(images[:2], tokens="all")
     assert list(strip) == [4, 8, 16, 32] and len(strip[4]) == 2
 
@@ -144,9 +181,16 @@ def test_python_api_mistakes_get_messages_that_name_the_argument() -> None:
     tok, gen = pipe.tokenizer, pipe.generator
     x = torch.rand(2, 3, tok.config.image_size, tok.config.image_size)
     ids = tok.encode(x)
-    assert tok.decode(ids[:0]).shape == (0, 3, tok.config.image_size, tok.config.image_size)  # an empty batch decodes to one
-    assert torch.equal(gen.generate([1], {"cfg_scale": 2.0}, generator=torch.Generator().manual_seed(0)),
-                       gen.generate([1], cfg_scale=2.0, generator=torch.Generator().manual_seed(0)))  # a recipe as a dict
+    assert tok.decode(ids[:0]).shape == (
+        0,
+        3,
+        tok.config.image_size,
+        tok.config.image_size,
+    )  # an empty batch decodes to one
+    assert torch.equal(
+        gen.generate([1], {"cfg_scale": 2.0}, generator=torch.Generator().manual_seed(0)),
+        gen.generate([1], cfg_scale=2.0, generator=torch.Generator().manual_seed(0)),
+    )  # a recipe as a dict
     cases = [
         (lambda: gen.generate(["three"]), "integer class ids, got 'three'"),
         (lambda: gen.generate([10**30]), "unknown class id"),

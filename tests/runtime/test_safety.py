@@ -15,8 +15,18 @@ import numpy as np
 import pytest
 
 from restok.runtime.chunks import ChunkJob
-from restok.runtime.files import (DiskFullError, UnsafePathError, atomic_write, check_finite, disk_full_error, make_dir,
-                                  open_nofollow, remove_stale_temporaries, write_json, write_text)
+from restok.runtime.files import (
+    DiskFullError,
+    UnsafePathError,
+    atomic_write,
+    check_finite,
+    disk_full_error,
+    make_dir,
+    open_nofollow,
+    remove_stale_temporaries,
+    write_json,
+    write_text,
+)
 from restok.runtime.inputs import NotRegularFileError, load_yaml, read_text_input, regular_file
 from restok.runtime.locks import FolderLock
 
@@ -65,7 +75,9 @@ def test_a_planted_lock_link_in_a_work_folder_is_refused(tmp_path, outside) -> N
 
 
 def test_stale_temporaries_of_killed_writers_are_removed(tmp_path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stale = tmp_path / f".point-0003.json.{dead}.tmp"
     other = tmp_path / f".point-0004.json.{dead}.tmp"
     live = tmp_path / f".point-0003.json.{os.getppid()}.tmp"  # a running process's: kept
@@ -109,7 +121,12 @@ def test_yaml_is_bounded_with_aliases_expanded() -> None:
         load_yaml("&a [*a]", "loop.yaml")
     with pytest.raises(ValueError, match="nested too deeply|not valid YAML"):
         load_yaml("[" * 100_000, "deep.yaml")
-    assert load_yaml("lr: 1e-4\nbetas: [0.9, 0.95]\nx: &x 1\ny: *x", "ok.yaml") == {"lr": "1e-4", "betas": [0.9, 0.95], "x": 1, "y": 1}
+    assert load_yaml("lr: 1e-4\nbetas: [0.9, 0.95]\nx: &x 1\ny: *x", "ok.yaml") == {
+        "lr": "1e-4",
+        "betas": [0.9, 0.95],
+        "x": 1,
+        "y": 1,
+    }
 
 
 def test_results_holding_nan_or_inf_are_not_written(tmp_path) -> None:

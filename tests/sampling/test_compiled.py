@@ -79,27 +79,39 @@ def test_compiled_har_sampling_equals_eager_with_one_graph_per_step_shape(compil
     assert torch.equal(again, gen.generate(labels, generator=torch.Generator().manual_seed(5), **RECIPES["greedy"]))
     # coarse-kept variations (a prefilled prefix) and an early stop take the same compiled steps
     kw = dict(prefix=again[:, :4], **RECIPES["seeded, released-like"])
-    assert torch.equal(gen.generate(labels, generator=torch.Generator().manual_seed(2), **kw),
-                       gen.generate(labels, generator=torch.Generator().manual_seed(2), compile=True, **kw))
-    assert torch.equal(gen.generate(labels, generator=torch.Generator().manual_seed(2), num_tokens=2, **RECIPES["greedy"]),
-                       gen.generate(labels, generator=torch.Generator().manual_seed(2), num_tokens=2, compile=True, **RECIPES["greedy"]))
+    assert torch.equal(
+        gen.generate(labels, generator=torch.Generator().manual_seed(2), **kw),
+        gen.generate(labels, generator=torch.Generator().manual_seed(2), compile=True, **kw),
+    )
+    assert torch.equal(
+        gen.generate(labels, generator=torch.Generator().manual_seed(2), num_tokens=2, **RECIPES["greedy"]),
+        gen.generate(
+            labels, generator=torch.Generator().manual_seed(2), num_tokens=2, compile=True, **RECIPES["greedy"]
+        ),
+    )
     assert _graphs() == n  # the prefix of 4 runs the 4-token step's graph
     # under bf16 autocast (as the official sampling script runs its GPT): low-precision intermediates are rounded
     # where eager rounds them, so the tokens are eager's too
     with torch.autocast("cpu", dtype=torch.bfloat16):
         kw = RECIPES["seeded, released-like"]
-        assert torch.equal(gen.generate(labels, generator=torch.Generator().manual_seed(3), **kw),
-                           gen.generate(labels, generator=torch.Generator().manual_seed(3), compile=True, **kw))
+        assert torch.equal(
+            gen.generate(labels, generator=torch.Generator().manual_seed(3), **kw),
+            gen.generate(labels, generator=torch.Generator().manual_seed(3), compile=True, **kw),
+        )
     with pytest.raises(ValueError, match="use_cache=False"):
         gen.generate(labels, compile=True, use_cache=False)
     # the compiled state is the caller's: a sampler kept for many calls, nothing stored on the model
     sampler = CompiledSampler(gen, 8)  # guided: [cond; uncond] rows of 4 samples
     kw, n = RECIPES["seeded, top-k + linear"], _graphs()
     for seed in (6, 7):
-        assert torch.equal(gen.generate(labels, generator=torch.Generator().manual_seed(seed), sampler=sampler, **kw),
-                           gen.generate(labels, generator=torch.Generator().manual_seed(seed), **kw))
+        assert torch.equal(
+            gen.generate(labels, generator=torch.Generator().manual_seed(seed), sampler=sampler, **kw),
+            gen.generate(labels, generator=torch.Generator().manual_seed(seed), **kw),
+        )
     assert _graphs() == n  # the kept sampler replays the graphs compiled above
-    assert not [k for k, v in vars(gen).items() if "compile" in k or isinstance(v, CompiledSampler)]  # no state on the model
+    assert not [
+        k for k, v in vars(gen).items() if "compile" in k or isinstance(v, CompiledSampler)
+    ]  # no state on the model
     with pytest.raises(ValueError, match="batch of 8"):
         gen.generate(labels[:2], sampler=sampler, **kw)
     gen.to(torch.bfloat16)
@@ -129,8 +141,17 @@ def test_the_sampling_loop_never_reads_back_from_the_device() -> None:
             log.__enter__()
 
     try:
-        gen.generate([1, 2, 3], cfg_scale=3.0, cfg_schedule="step", cfg_start=0.25, top_k=20, top_p=0.9, temperature=0.8,
-                     generator=torch.Generator().manual_seed(0), callback=start)
+        gen.generate(
+            [1, 2, 3],
+            cfg_scale=3.0,
+            cfg_schedule="step",
+            cfg_start=0.25,
+            top_k=20,
+            top_p=0.9,
+            temperature=0.8,
+            generator=torch.Generator().manual_seed(0),
+            callback=start,
+        )
     finally:
         log.__exit__(None, None, None)
     assert "multinomial" in log.ops and "index_copy_" in log.ops and "masked_fill" in log.ops  # the loop was seen
@@ -184,7 +205,8 @@ def test_float32_pixels_after_bf16_pixels_reuse_no_bf16_weights() -> None:
 
 @pytest.mark.slow
 def test_each_step_and_the_decode_trace_as_one_graph_without_breaks() -> None:
-    """``torch._dynamo.explain`` of a HAR step and of the decode: one graph, no graph break (what fullgraph enforces)."""
+    """``torch._dynamo.explain`` of a HAR step and of the decode: one graph, no graph break (what fullgraph
+    enforces)."""
     torch._dynamo.reset()
     gen = _generator()
     labels = torch.tensor([1, 2])

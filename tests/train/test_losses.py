@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from restok.backbones import BackboneError, LPIPS, ViT, build_dino_backbone, build_feature_teacher, build_lpips
+from restok.backbones import LPIPS, BackboneError, ViT, build_dino_backbone, build_feature_teacher, build_lpips
 from restok.losses import (
     BatchNormLocal,
     DinoDiscriminator,
@@ -52,7 +52,9 @@ def test_patch_alignment_resizes_teacher() -> None:
     same = patch_alignment_loss(s, s.clone(), 0.25)
     assert same.item() == 0.0
     t = torch.randn(2, 5, 8, 8)
-    expect = alignment_loss(s.permute(0, 2, 3, 1), F.interpolate(t, size=(4, 4), mode="bilinear").permute(0, 2, 3, 1), 0.25)
+    expect = alignment_loss(
+        s.permute(0, 2, 3, 1), F.interpolate(t, size=(4, 4), mode="bilinear").permute(0, 2, 3, 1), 0.25
+    )
     assert patch_alignment_loss(s, t, 0.25).item() == pytest.approx(expect.item())
 
 
@@ -110,7 +112,9 @@ def test_real_lpips_loads_from_local_files(tmp_path) -> None:
     """VGG16 and lin weights in torchvision/LPIPS key layout, random values made here, through the real path."""
     ref = LPIPS()
     vgg = _save({k: torch.randn_like(v) * 0.05 for k, v in ref.net.state_dict().items()}, tmp_path / "vgg16.pth")
-    lins = _save({f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(ref.net.channels)}, tmp_path / "vgg.pth")
+    lins = _save(
+        {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate(ref.net.channels)}, tmp_path / "vgg.pth"
+    )
     m = build_lpips("vgg16", vgg, lins)
     assert not any(p.requires_grad for p in m.parameters())
     x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
@@ -129,7 +133,9 @@ def test_dino_backbone_from_file_zeroes_k_bias_and_discriminator_shape(tmp_path)
     path = _save(state, tmp_path / "dino_deitsmall16_pretrain.pth")
     vit = build_dino_backbone("dino-vits16", path)
     qkv_b = vit.blocks[0].attn.qkv.bias
-    assert torch.equal(qkv_b[384:768], torch.zeros(384)) and torch.equal(qkv_b[:384], state["blocks.0.attn.qkv.bias"][:384])
+    assert torch.equal(qkv_b[384:768], torch.zeros(384)) and torch.equal(
+        qkv_b[:384], state["blocks.0.attn.qkv.bias"][:384]
+    )
     disc = DinoDiscriminator(vit)
     assert disc.taps == (-1, 2, 5, 8, 11)
     out = disc(torch.rand(2, 3, 32, 32))
@@ -172,7 +178,13 @@ def test_dinov3_teacher_from_local_file_offline(tmp_path, monkeypatch) -> None:
 
 
 def test_tokenizer_loss_state_roundtrip_and_lecam_ema() -> None:
-    cfg = TokenizerLossConfig(perceptual_network="vgg16-tiny", discriminator_backbone="vit-tiny", alignment_teacher="vit-tiny", discriminator_start=0, lecam_decay=0.5)
+    cfg = TokenizerLossConfig(
+        perceptual_network="vgg16-tiny",
+        discriminator_backbone="vit-tiny",
+        alignment_teacher="vit-tiny",
+        discriminator_start=0,
+        lecam_decay=0.5,
+    )
     loss = TokenizerLoss(cfg)
     x, r = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     d, logs = loss(x, r, torch.Generator().manual_seed(0))

@@ -20,16 +20,53 @@ from tests.helpers import require, run_cli
 psutil = require("psutil")  # comes with accelerate (the test extra)
 pytest.importorskip("accelerate")
 
-TRAIN = ["train", "tokenizer", "--config", "restok-tiny", "--no-progress", "--device", "cpu", "batch_size=4", "log_every=1",
-         "save_every=2", "image_every=100", "trackers=[]", "loss.discriminator_weight=0"]
+TRAIN = [
+    "train",
+    "tokenizer",
+    "--config",
+    "restok-tiny",
+    "--no-progress",
+    "--device",
+    "cpu",
+    "batch_size=4",
+    "log_every=1",
+    "save_every=2",
+    "image_every=100",
+    "trackers=[]",
+    "loss.discriminator_weight=0",
+]
 
 
 def node(port: int, out: Path, log: Path, *args: str) -> subprocess.Popen:
     """One "machine": a torchrun agent joining a 2-node c10d rendezvous on the loopback address, in its own session."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-           "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", f"restok-test-{port}", "-m", "restok", *TRAIN, *args, "--out", str(out)]
-    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "2",
+        "--nproc-per-node",
+        "1",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{port}",
+        "--rdzv-id",
+        f"restok-test-{port}",
+        "-m",
+        "restok",
+        *TRAIN,
+        *args,
+        "--out",
+        str(out),
+    ]
+    return subprocess.Popen(
+        cmd,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def two_nodes(port: int, out: Path, *args: str, timeout: float = 300) -> tuple[int, int, str, str]:
@@ -54,9 +91,27 @@ def kill_node(proc: subprocess.Popen) -> None:
 def test_two_nodes_train_like_one_process_and_only_rank_0_writes(image_folder: Path, tmp_path: Path, mode: str) -> None:
     args = ["--data", str(image_folder), "--max-steps", "4", f"distributed={mode}"]
     port = 29701 if mode == "ddp" else 29711
-    local = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port + 5),
-                            "-m", "restok", *TRAIN, *args, "--out", str(tmp_path / "local")], capture_output=True, text=True,
-                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    local = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(port + 5),
+            "-m",
+            "restok",
+            *TRAIN,
+            *args,
+            "--out",
+            str(tmp_path / "local"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert local.returncode == 0, local.stderr[-2000:]
     one = run_cli(*TRAIN, *args, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-2000:]

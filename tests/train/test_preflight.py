@@ -45,10 +45,34 @@ def test_two_nodes_with_different_out_and_data_are_blocked(tmp_path: Path) -> No
     data = [write_image_folder(tmp_path / f"img{i}", classes=2, per_class=4 + i) for i in range(2)]
     port, procs, logs = 29761, [], [tmp_path / "n0.log", tmp_path / "n1.log"]
     for i in range(2):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-               "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "pf", "-m", "restok", *BASE, "--data", str(data[i]),
-               "--out", str(tmp_path / f"out{i}"), "batch_size=4"]
-        procs.append(subprocess.Popen(cmd, stdout=logs[i].open("w"), stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}))
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "2",
+            "--nproc-per-node",
+            "1",
+            "--rdzv-backend",
+            "c10d",
+            "--rdzv-endpoint",
+            f"127.0.0.1:{port}",
+            "--rdzv-id",
+            "pf",
+            "-m",
+            "restok",
+            *BASE,
+            "--data",
+            str(data[i]),
+            "--out",
+            str(tmp_path / f"out{i}"),
+            "batch_size=4",
+        ]
+        procs.append(
+            subprocess.Popen(
+                cmd, stdout=logs[i].open("w"), stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+            )
+        )
         time.sleep(1.0)
     codes = [p.wait(timeout=300) for p in procs]
     text = logs[0].read_text() + logs[1].read_text()
@@ -57,7 +81,9 @@ def test_two_nodes_with_different_out_and_data_are_blocked(tmp_path: Path) -> No
     assert "is not the folder rank 0 writes to" in text and "ranks see different data" in text, text[-3000:]
 
 
-def test_devices_fit_the_global_batch_as_micro_batches_and_accumulation(image_folder: Path, tmp_path: Path, monkeypatch) -> None:
+def test_devices_fit_the_global_batch_as_micro_batches_and_accumulation(
+    image_folder: Path, tmp_path: Path, monkeypatch
+) -> None:
     from restok.train import load_train_config
     from restok.train.preflight import activation_bytes, fit_to_devices
 
@@ -68,25 +94,49 @@ def test_devices_fit_the_global_batch_as_micro_batches_and_accumulation(image_fo
     from restok.models import ResTok
 
     mc = TOKENIZER_PRESETS["restok-tiny"]
-    tight = 20 * ResTok.parameter_count(mc) + activation_bytes("tokenizer", mc, 4, 2, "no") + 1  # room for 2 images at once
+    tight = (
+        20 * ResTok.parameter_count(mc) + activation_bytes("tokenizer", mc, 4, 2, "no") + 1
+    )  # room for 2 images at once
     fitted, plan = fit_to_devices(cfg, "tokenizer", str(image_folder), 2, tight)
-    assert (fitted.batch_size, fitted.grad_accum) == (8, 2) and fitted.optimizer == cfg.optimizer and "x 2 per micro-batch x 2" in plan
+    assert (
+        (fitted.batch_size, fitted.grad_accum) == (8, 2)
+        and fitted.optimizer == cfg.optimizer
+        and "x 2 per micro-batch x 2" in plan
+    )
     with pytest.raises(ValueError, match="does not split over 3 devices"):
         fit_to_devices(cfg, "tokenizer", str(image_folder), 3, None)
     with pytest.raises(ValueError, match="even one image"):
         fit_to_devices(cfg, "tokenizer", str(image_folder), 1, 1000)
     # through the command line: the plan is printed, and the run trains as with that grad_accum set by hand
-    args = ["train", "tokenizer", "--config", "restok-tiny", "--data", str(image_folder), "--max-steps", "2", "--no-progress",
-            "--device", "cpu", "batch_size=4", "log_every=1", "save_every=2", "image_every=3", "trackers=[]"]
+    args = [
+        "train",
+        "tokenizer",
+        "--config",
+        "restok-tiny",
+        "--data",
+        str(image_folder),
+        "--max-steps",
+        "2",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "batch_size=4",
+        "log_every=1",
+        "save_every=2",
+        "image_every=3",
+        "trackers=[]",
+    ]
     r = run_cli(*args, "--devices", "1", "--memory-per-device", str(tight / 1e9), "--out", str(tmp_path / "fit"))
-    assert r.returncode == 0 and "global batch 4 = 1 x 2 per micro-batch x 2 accumulation" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "global batch 4 = 1 x 2 per micro-batch x 2 accumulation" in r.stdout, (
+        r.stdout + r.stderr
+    )
     by_hand = run_cli(*args, "grad_accum=2", "--out", str(tmp_path / "hand"))
     assert by_hand.returncode == 0
     import yaml
 
     assert yaml.safe_load((tmp_path / "fit" / "config.yaml").read_text())["grad_accum"] == 2
-    from safetensors.torch import load_file
     import torch
+    from safetensors.torch import load_file
 
     a, b = (load_file(str(tmp_path / run / "final" / "model.safetensors")) for run in ("fit", "hand"))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -112,12 +162,27 @@ def test_a_collective_that_hangs_is_reported_within_the_timeout() -> None:
     assert not ok and error is None and 0.5 <= secs < 2 and _time.perf_counter() - t0 < 2
 
 
-def test_devices_above_one_needs_a_launch_and_peer_messages_need_several_processes(image_folder: Path, tmp_path: Path, monkeypatch) -> None:
-    r = run_cli("train", "tokenizer", "--config", "restok-tiny", "--data", image_folder, "--out", tmp_path / "a", "--devices", "4")
+def test_devices_above_one_needs_a_launch_and_peer_messages_need_several_processes(
+    image_folder: Path, tmp_path: Path, monkeypatch
+) -> None:
+    r = run_cli(
+        "train",
+        "tokenizer",
+        "--config",
+        "restok-tiny",
+        "--data",
+        image_folder,
+        "--out",
+        tmp_path / "a",
+        "--devices",
+        "4",
+    )
     assert r.returncode == 2 and "torchrun --nproc-per-node 4" in r.stderr
     from restok.cli import _peer_lost
 
     assert _peer_lost(BrokenPipeError("Broken pipe")) is None  # one process: a closed pipe is just that
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert _peer_lost(BrokenPipeError("Broken pipe")) is None
-    assert "another process of this run stopped" in _peer_lost(RuntimeError("[gloo] Connection closed by peer [127.0.0.1]:1"))
+    assert "another process of this run stopped" in _peer_lost(
+        RuntimeError("[gloo] Connection closed by peer [127.0.0.1]:1")
+    )

@@ -19,11 +19,11 @@ from safetensors.torch import load_file
 from restok import HARGenerator, ResTok
 from restok.codes import extract_codes
 from restok.data import open_image_source
+from restok.runtime.processes import Processes
 from restok.train import TrainingError, load_train_config, train_generator, train_tokenizer
 from restok.train.checkpoints import CheckpointDir
 from restok.train.ema import EMA
 from restok.train.optim import warmup_cosine
-from restok.runtime.processes import Processes
 
 from ..helpers import run_cli, write_image_folder
 
@@ -85,11 +85,24 @@ def test_schedule_and_ema_rules() -> None:
 
 @pytest.mark.slow
 def test_tokenizer_overfits_a_handful_of_images(images, tmp_path) -> None:
-    cfg = load_train_config("restok-tiny", "tokenizer", [
-        "batch_size=4", "log_every=1", "save_every=1000", "image_every=1000", "trackers=[]",
-        "loss.perceptual_weight=0", "loss.discriminator_weight=0", "loss.alignment_weight=0",
-        "optimizer.warmup_steps=0", "optimizer.lr=2e-3", "min_crop=1.0", "flip=false",
-    ])
+    cfg = load_train_config(
+        "restok-tiny",
+        "tokenizer",
+        [
+            "batch_size=4",
+            "log_every=1",
+            "save_every=1000",
+            "image_every=1000",
+            "trackers=[]",
+            "loss.perceptual_weight=0",
+            "loss.discriminator_weight=0",
+            "loss.alignment_weight=0",
+            "optimizer.warmup_steps=0",
+            "optimizer.lr=2e-3",
+            "min_crop=1.0",
+            "flip=false",
+        ],
+    )
     train_tokenizer(cfg, str(images), tmp_path / "run", max_steps=24, progress=False)
     rec = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     first, last = np.mean([r["mse"] for r in rec[:3]]), np.mean([r["mse"] for r in rec[-3:]])
@@ -99,11 +112,16 @@ def test_tokenizer_overfits_a_handful_of_images(images, tmp_path) -> None:
 
 
 def test_generator_overfits_its_codes(codes, tmp_path) -> None:
-    cfg = load_train_config("har-tiny", "generator", [*FAST_GEN, "optimizer.warmup_steps=0", "optimizer.lr=3e-3", "save_every=1000"])
+    cfg = load_train_config(
+        "har-tiny", "generator", [*FAST_GEN, "optimizer.warmup_steps=0", "optimizer.lr=3e-3", "save_every=1000"]
+    )
     train_generator(cfg, str(codes), tmp_path / "run", max_steps=40, progress=False)
     rec = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rec[0]["loss"] == pytest.approx(np.log(1024), abs=0.05)  # zero-initialised head: ln V
-    assert rec[-1]["loss"] < rec[0]["loss"] / 2, (rec[0]["loss"], rec[-1]["loss"])  # measured (2026-11-28): 6.93 -> 3.16
+    assert rec[-1]["loss"] < rec[0]["loss"] / 2, (
+        rec[0]["loss"],
+        rec[-1]["loss"],
+    )  # measured (2026-11-28): 6.93 -> 3.16
     gen = HARGenerator.from_pretrained(str(tmp_path / "run" / "final"))
     assert gen.config.num_classes == 2 and gen.config.vocab_size == 1024 and gen.config.num_tokens == 32
 
@@ -118,7 +136,16 @@ def test_tokenizer_exact_resume_with_gan_and_alignment(images, tmp_path) -> None
     assert r.status == "finished"
     assert _identical(_weights(tmp_path / "full"), _weights(tmp_path / "split"))
     rec = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
-    assert {"gan_g", "d_hinge", "lecam", "align_enc", "align_dec", "lpips", "codebook_usage", "codebook_entropy"} <= rec[-1].keys()
+    assert {
+        "gan_g",
+        "d_hinge",
+        "lecam",
+        "align_enc",
+        "align_dec",
+        "lpips",
+        "codebook_usage",
+        "codebook_entropy",
+    } <= rec[-1].keys()
     assert (tmp_path / "full" / "images" / "step-00000003.png").exists()
     assert (tmp_path / "full" / "config.yaml").exists()
 
@@ -201,15 +228,44 @@ NO_DROPOUT = "model_overrides={token_dropout_p: 0.0, resid_dropout_p: 0.0, ffn_d
 def test_two_processes_match_one(codes, tmp_path) -> None:
     """torchrun with 2 CPU processes (gloo) and the same global batch gives the 1-process weights."""
     pytest.importorskip("accelerate")
-    args = ["train", "generator", "--config", "har-tiny", "--codes", str(codes), "--max-steps", "4", "--no-progress",
-            "--device", "cpu", "batch_size=4", "trackers=[]", NO_DROPOUT]
+    args = [
+        "train",
+        "generator",
+        "--config",
+        "har-tiny",
+        "--codes",
+        str(codes),
+        "--max-steps",
+        "4",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "batch_size=4",
+        "trackers=[]",
+        NO_DROPOUT,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = run_cli(*args, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m", "restok", *args,
-         "--out", str(tmp_path / "two")],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "-m",
+            "restok",
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
@@ -219,7 +275,18 @@ def test_two_processes_match_one(codes, tmp_path) -> None:
 
 def _torchrun(args: list[str], port: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port), "-m", "restok", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        "-m",
+        "restok",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -227,9 +294,25 @@ def _torchrun(args: list[str], port: int) -> subprocess.CompletedProcess:
 def test_fsdp_generator_matches_one_process_and_resumes_exactly(codes, tmp_path) -> None:
     """distributed=fsdp (FSDP2 shards, 2 CPU processes): same weights as 1 process; stop + resume is bitwise exact."""
     pytest.importorskip("accelerate")
-    base = ["train", "generator", "--config", "har-tiny", "--codes", str(codes), "--max-steps", "4", "--no-progress",
-            "--device", "cpu", "batch_size=4", "grad_accum=2", "save_every=2", "image_every=2", "trackers=[]", NO_DROPOUT]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [
+        "train",
+        "generator",
+        "--config",
+        "har-tiny",
+        "--codes",
+        str(codes),
+        "--max-steps",
+        "4",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "batch_size=4",
+        "grad_accum=2",
+        "save_every=2",
+        "image_every=2",
+        "trackers=[]",
+        NO_DROPOUT,
+    ]
     one = run_cli(*base, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-2000:]
     full = _torchrun([*base, "distributed=fsdp", "--out", str(tmp_path / "fsdp")], 29521)
@@ -262,10 +345,26 @@ def test_tokenizer_two_processes_match_one_fsdp_and_ddp_with_dead_code_restarts(
     from restok.train.codebook import WEIGHT
 
     pytest.importorskip("accelerate")
-    base = ["train", "tokenizer", "--config", "restok-tiny", "--data", str(image_folder), "--max-steps", "3", "--no-progress",
-            "--device", "cpu", "batch_size=4", "save_every=3", "image_every=2", "trackers=[]", "loss.discriminator_start=1",
-            "restart_dead_codes=2", "log_every=1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [
+        "train",
+        "tokenizer",
+        "--config",
+        "restok-tiny",
+        "--data",
+        str(image_folder),
+        "--max-steps",
+        "3",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "batch_size=4",
+        "save_every=3",
+        "image_every=2",
+        "trackers=[]",
+        "loss.discriminator_start=1",
+        "restart_dead_codes=2",
+        "log_every=1",
+    ]
     one = run_cli(*base, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-2000:]
     two = _torchrun([*base, "distributed=fsdp", "--out", str(tmp_path / "two")], 29524)
@@ -274,7 +373,10 @@ def test_tokenizer_two_processes_match_one_fsdp_and_ddp_with_dead_code_restarts(
     ddp = _torchrun([*base, "--out", str(tmp_path / "ddp")], 29525)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     a = _weights(tmp_path / "one")
-    restarts = lambda run: [json.loads(l)["codebook_restarts"] for l in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+
+    def restarts(run):
+        return [json.loads(line)["codebook_restarts"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
     assert sum(restarts(tmp_path / "one")) > 0
     for run in ("two", "ddp"):
         b = _weights(tmp_path / run)
@@ -320,12 +422,25 @@ def test_run_folder_and_config_guards(codes, tmp_path) -> None:
     cfg = load_train_config("har-tiny", "generator", FAST_GEN)
     train_generator(cfg, str(codes), tmp_path / "run", max_steps=2, progress=False)
     with pytest.raises(TrainingError, match="already holds checkpoints"):
-        train_generator(load_train_config("har-tiny", "generator", FAST_GEN), str(codes), tmp_path / "run", max_steps=2, progress=False)
+        train_generator(
+            load_train_config("har-tiny", "generator", FAST_GEN),
+            str(codes),
+            tmp_path / "run",
+            max_steps=2,
+            progress=False,
+        )
     other = load_train_config("har-tiny", "generator", [*FAST_GEN, "optimizer.lr=0.5"])
     with pytest.raises(TrainingError, match="different config"):
         train_generator(other, str(codes), tmp_path / "run", max_steps=2, resume=True, progress=False)
     with pytest.raises(TrainingError, match="--max-steps"):
-        train_generator(load_train_config("har-tiny", "generator", FAST_GEN), str(codes), tmp_path / "run", max_steps=9, resume=True, progress=False)
+        train_generator(
+            load_train_config("har-tiny", "generator", FAST_GEN),
+            str(codes),
+            tmp_path / "run",
+            max_steps=9,
+            resume=True,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="unknown training setting"):
         load_train_config("har-tiny", "generator", ["learning_rate=1"])
     with pytest.raises(ValueError, match="not a tokenizer config"):
@@ -348,7 +463,9 @@ def test_yaml_config_with_base_and_overrides(tmp_path) -> None:
 
 
 def test_yaml_base_chain_of_files(tmp_path) -> None:
-    (tmp_path / "a.yaml").write_text("base: restok-tiny\nbatch_size: 16\nmodel_overrides: {width: 96, codebook_size: 512}\n")
+    (tmp_path / "a.yaml").write_text(
+        "base: restok-tiny\nbatch_size: 16\nmodel_overrides: {width: 96, codebook_size: 512}\n"
+    )
     sub = tmp_path / "sub"
     sub.mkdir()
     (sub / "b.yaml").write_text("base: ../a.yaml\nmodel_overrides: {hierarchy_stages: 1}\n")
@@ -363,7 +480,9 @@ def test_yaml_base_chain_of_files(tmp_path) -> None:
         load_train_config(str(tmp_path / "bad.yaml"), "tokenizer")
     for name in ("mnist-tokenizer", "mnist-tokenizer-titok"):  # the shipped configs resolve
         load_train_config(str(ROOT / "configs" / f"{name}.yaml"), "tokenizer")
-    assert load_train_config(str(ROOT / "configs" / "mnist-generator-ar.yaml"), "generator").model_overrides == {"ar_tokens": 32}
+    assert load_train_config(str(ROOT / "configs" / "mnist-generator-ar.yaml"), "generator").model_overrides == {
+        "ar_tokens": 32
+    }
 
 
 def test_weight_decay_groups_follow_official_exclusions() -> None:
@@ -386,8 +505,10 @@ def test_fused_adamw_is_the_default_and_matches_the_reference_loop() -> None:
     def run(fused: bool) -> tuple[torch.optim.Optimizer, torch.Tensor]:
         torch.manual_seed(0)
         params = [torch.nn.Parameter(torch.randn(32, 16)), torch.nn.Parameter(torch.randn(16))]
-        opt = build_optimizer([{"params": params[:1], "weight_decay": 0.05}, {"params": params[1:], "weight_decay": 0.0}],
-                              OptimConfig(lr=1e-2, fused=fused))
+        opt = build_optimizer(
+            [{"params": params[:1], "weight_decay": 0.05}, {"params": params[1:], "weight_decay": 0.0}],
+            OptimConfig(lr=1e-2, fused=fused),
+        )
         g = torch.Generator().manual_seed(1)
         for _ in range(5):
             for p in params:
@@ -425,8 +546,21 @@ def test_activation_checkpointing_gives_same_gradients() -> None:
 def test_cli_train_stop_and_resume(images, tmp_path, capsys) -> None:
     from restok.cli import main
 
-    base = ["train", "tokenizer", "--config", "restok-tiny", "--data", str(images), "--out", str(tmp_path / "run"),
-            "--max-steps", "3", "--no-progress", *FAST_TOK, "loss.discriminator_weight=0"]
+    base = [
+        "train",
+        "tokenizer",
+        "--config",
+        "restok-tiny",
+        "--data",
+        str(images),
+        "--out",
+        str(tmp_path / "run"),
+        "--max-steps",
+        "3",
+        "--no-progress",
+        *FAST_TOK,
+        "loss.discriminator_weight=0",
+    ]
     assert main([*base, "--stop-at", "2", "keep_checkpoints=3"]) == 0  # overrides on both sides of an option
     assert "stopped at step 2" in capsys.readouterr().out
     import yaml
@@ -435,7 +569,21 @@ def test_cli_train_stop_and_resume(images, tmp_path, capsys) -> None:
     assert main([*base, "--resume", "keep_checkpoints=3"]) == 0
     assert "finished at step 3" in capsys.readouterr().out
     assert ResTok.from_pretrained(str(tmp_path / "run" / "final")).num_tokens == 32
-    assert main(["train", "tokenizer", "--config", "restok-tiny", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "tokenizer",
+                "--config",
+                "restok-tiny",
+                "--data",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "run")
 
@@ -450,11 +598,22 @@ def test_validation_kept_checkpoints_and_export(images, tmp_path, inception_torc
     from restok.train.export import export_checkpoint
 
     with pytest.raises(TrainingError, match="eval-data"):
-        train_tokenizer(load_train_config("restok-tiny", "tokenizer", [*FAST_TOK, "eval_every=2"]), str(images), tmp_path / "no")
+        train_tokenizer(
+            load_train_config("restok-tiny", "tokenizer", [*FAST_TOK, "eval_every=2"]), str(images), tmp_path / "no"
+        )
     paper = load_train_config("restok-l-128", "tokenizer")
     assert paper.keep_steps == (750_000,) and paper.eval_every == 50_000 and paper.tf32
-    over = [*FAST_TOK, "eval_every=2", "eval_images=5", f"eval_data={images}", f"eval_inception={inception_torchscript}",
-            "keep_steps=[2]", "keep_checkpoints=1", "loss.discriminator_weight=0", "loss.alignment_weight=0"]
+    over = [
+        *FAST_TOK,
+        "eval_every=2",
+        "eval_images=5",
+        f"eval_data={images}",
+        f"eval_inception={inception_torchscript}",
+        "keep_steps=[2]",
+        "keep_checkpoints=1",
+        "loss.discriminator_weight=0",
+        "loss.alignment_weight=0",
+    ]
     cfg = load_train_config("restok-tiny", "tokenizer", over)
     run = tmp_path / "run"
     train_tokenizer(cfg, str(images), run, max_steps=6, progress=False)
@@ -466,7 +625,9 @@ def test_validation_kept_checkpoints_and_export(images, tmp_path, inception_torc
     final = ResTok.from_pretrained(str(run / "final"))
     files = [r.name for r in open_image_source(images).records[:5]]
     x = torch.stack([load_image(f, 32) for f in files])
-    want = summarize_reconstruction(reconstruction_batch(final, x, 32, load_inception(inception_torchscript)), final.codebook_size)
+    want = summarize_reconstruction(
+        reconstruction_batch(final, x, 32, load_inception(inception_torchscript)), final.codebook_size
+    )
     for k in ("psnr", "ssim", "codebook_usage", "codebook_entropy", "rfid"):
         assert evals[-1][f"eval/{k}"] == pytest.approx(want[k], rel=1e-6, abs=1e-9), k
     steps = [s for s, _ in CheckpointDir(run, 1).complete()]
@@ -499,8 +660,8 @@ class _OneProcess:
 
 
 def test_dead_code_restarter_restarts_only_codes_unused_for_n_steps() -> None:
-    from restok.train.codebook import WEIGHT, DeadCodeRestarter
     from restok.data import derive_seed
+    from restok.train.codebook import WEIGHT, DeadCodeRestarter
 
     K, C = 6, 3
     weight = torch.nn.Parameter(torch.zeros(K, C))
@@ -529,7 +690,7 @@ def test_dead_code_restarter_restarts_only_codes_unused_for_n_steps() -> None:
     # more dead codes than encoder outputs: drawn with replacement, still from the outputs
     r2 = DeadCodeRestarter(K, after=1, seed=7)
     assert r2.step(_OneProcess(), 0, torch.zeros(K, dtype=torch.long), latents[:2], {WEIGHT: weight}, opt, shadow) == K
-    assert all(any(torch.equal(row, l) for l in latents[:2]) for row in weight.data)
+    assert all(any(torch.equal(row, lat) for lat in latents[:2]) for row in weight.data)
 
 
 @pytest.mark.slow
@@ -540,26 +701,38 @@ def test_dead_code_restarts_lift_usage_are_logged_and_resume_exactly(images, tmp
     cfg = lambda extra: load_train_config("restok-tiny", "tokenizer", [*over, *extra])  # noqa: E731
     train_tokenizer(cfg([]), str(images), tmp_path / "plain", max_steps=6, progress=False)
     train_tokenizer(cfg(["restart_dead_codes=2"]), str(images), tmp_path / "full", max_steps=6, progress=False)
-    train_tokenizer(cfg(["restart_dead_codes=2"]), str(images), tmp_path / "split", max_steps=6, stop_at=3, progress=False)
+    train_tokenizer(
+        cfg(["restart_dead_codes=2"]), str(images), tmp_path / "split", max_steps=6, stop_at=3, progress=False
+    )
     with pytest.raises(TrainingError, match="different config"):  # the remedy cannot be switched on a resume
-        train_tokenizer(cfg(["restart_dead_codes=3"]), str(images), tmp_path / "split", max_steps=6, resume=True, progress=False)
-    train_tokenizer(cfg(["restart_dead_codes=2"]), str(images), tmp_path / "split", max_steps=6, resume=True, progress=False)
+        train_tokenizer(
+            cfg(["restart_dead_codes=3"]), str(images), tmp_path / "split", max_steps=6, resume=True, progress=False
+        )
+    train_tokenizer(
+        cfg(["restart_dead_codes=2"]), str(images), tmp_path / "split", max_steps=6, resume=True, progress=False
+    )
     assert _identical(_weights(tmp_path / "full"), _weights(tmp_path / "split"))
     ema = lambda run: load_file(str(run / "checkpoints" / "step-00000006" / "ema.safetensors"))  # noqa: E731
     assert _identical(ema(tmp_path / "full"), ema(tmp_path / "split"))
-    rec = lambda run: [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    rec = lambda run: [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     full, plain = rec(tmp_path / "full"), rec(tmp_path / "plain")
     assert full[-1]["codebook_restarts_total"] == sum(r["codebook_restarts"] for r in full) > 0
     assert "codebook_restarts" not in plain[-1]
-    assert full[-1]["codebook_usage"] > plain[-1]["codebook_usage"], (full[-1]["codebook_usage"], plain[-1]["codebook_usage"])
+    assert full[-1]["codebook_usage"] > plain[-1]["codebook_usage"], (
+        full[-1]["codebook_usage"],
+        plain[-1]["codebook_usage"],
+    )
     assert not _identical(_weights(tmp_path / "full"), _weights(tmp_path / "plain"))
 
 
 def test_entropy_term_is_a_training_option_and_logged(images, tmp_path) -> None:
-    cfg = load_train_config("restok-tiny", "tokenizer", [*FAST_TOK, "loss.discriminator_start=100",
-                                                         "model_overrides={entropy_loss_ratio: 0.1}"])
+    cfg = load_train_config(
+        "restok-tiny",
+        "tokenizer",
+        [*FAST_TOK, "loss.discriminator_start=100", "model_overrides={entropy_loss_ratio: 0.1}"],
+    )
     train_tokenizer(cfg, str(images), tmp_path / "run", max_steps=2, progress=False)
-    rec = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rec = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all("entropy" in r and r["entropy"] != 0 for r in rec)
     with pytest.raises(ValueError, match="restart_dead_codes"):
         load_train_config("har-tiny", "generator", ["restart_dead_codes=5"])
@@ -573,25 +746,43 @@ def test_init_from_starts_a_run_from_trained_weights(images, codes, tmp_path) ->
     ResTok.from_preset("restok-tiny").save_pretrained(str(tmp_path / "tok"))
     src = load_file(str(tmp_path / "tok" / "model.safetensors"))
     tok_cfg = lambda extra: load_train_config("restok-tiny", "tokenizer", [*FAST_TOK, *frozen, *extra])  # noqa: E731
-    train_tokenizer(tok_cfg([f"init_from={tmp_path / 'tok'}"]), str(images), tmp_path / "ft", max_steps=1, progress=False)
+    train_tokenizer(
+        tok_cfg([f"init_from={tmp_path / 'tok'}"]), str(images), tmp_path / "ft", max_steps=1, progress=False
+    )
     assert _identical(_weights(tmp_path / "ft"), src)
     train_tokenizer(tok_cfg([]), str(images), tmp_path / "fresh", max_steps=1, progress=False)
     assert not _identical(_weights(tmp_path / "fresh"), src)
     torch.manual_seed(0)
     ResTok.from_preset("restok-tiny", width=48).save_pretrained(str(tmp_path / "narrow"))
     with pytest.raises(TrainingError, match="(?s)does not fit.*shape mismatches"):
-        train_tokenizer(tok_cfg([f"init_from={tmp_path / 'narrow'}"]), str(images), tmp_path / "bad", max_steps=1, progress=False)
+        train_tokenizer(
+            tok_cfg([f"init_from={tmp_path / 'narrow'}"]), str(images), tmp_path / "bad", max_steps=1, progress=False
+        )
     with pytest.raises(TrainingError, match="cannot be loaded"):
-        train_tokenizer(tok_cfg([f"init_from={tmp_path / 'nothing-here'}"]), str(images), tmp_path / "bad2", max_steps=1, progress=False)
+        train_tokenizer(
+            tok_cfg([f"init_from={tmp_path / 'nothing-here'}"]),
+            str(images),
+            tmp_path / "bad2",
+            max_steps=1,
+            progress=False,
+        )
     # a generator: the code set fixes vocabulary, length and classes; the source must have the same
     gen_cfg = lambda extra: load_train_config("har-tiny", "generator", [*FAST_GEN, *frozen, *extra])  # noqa: E731
     torch.manual_seed(5)
-    HARGenerator.from_preset("har-tiny", vocab_size=1024, num_tokens=32, num_classes=2, ar_tokens=4).save_pretrained(str(tmp_path / "gen"))
-    train_generator(gen_cfg([f"init_from={tmp_path / 'gen'}"]), str(codes), tmp_path / "gft", max_steps=1, progress=False)
+    HARGenerator.from_preset("har-tiny", vocab_size=1024, num_tokens=32, num_classes=2, ar_tokens=4).save_pretrained(
+        str(tmp_path / "gen")
+    )
+    train_generator(
+        gen_cfg([f"init_from={tmp_path / 'gen'}"]), str(codes), tmp_path / "gft", max_steps=1, progress=False
+    )
     assert _identical(_weights(tmp_path / "gft"), load_file(str(tmp_path / "gen" / "model.safetensors")))
-    HARGenerator.from_preset("har-tiny", vocab_size=1024, num_tokens=32, num_classes=10, ar_tokens=4).save_pretrained(str(tmp_path / "gen10"))
+    HARGenerator.from_preset("har-tiny", vocab_size=1024, num_tokens=32, num_classes=10, ar_tokens=4).save_pretrained(
+        str(tmp_path / "gen10")
+    )
     with pytest.raises(TrainingError, match="shape mismatches"):
-        train_generator(gen_cfg([f"init_from={tmp_path / 'gen10'}"]), str(codes), tmp_path / "gbad", max_steps=1, progress=False)
+        train_generator(
+            gen_cfg([f"init_from={tmp_path / 'gen10'}"]), str(codes), tmp_path / "gbad", max_steps=1, progress=False
+        )
 
 
 @pytest.mark.slow
@@ -600,9 +791,25 @@ def test_resume_on_another_number_of_processes(codes, tmp_path, mode, caplog) ->
     """2 -> 1 and 1 -> 2 processes (DDP, and FSDP whose one-process half trains unsharded): the resume says what
     carries over; the end state is the uninterrupted run's up to the reduction's rounding (equivalent, not bitwise)."""
     pytest.importorskip("accelerate")
-    base = ["train", "generator", "--config", "har-tiny", "--codes", str(codes), "--max-steps", "4", "--no-progress",
-            "--device", "cpu", "batch_size=4", "save_every=2", "image_every=100", "trackers=[]", NO_DROPOUT,
-            f"distributed={'fsdp' if mode == 'fsdp' else 'ddp'}"]
+    base = [
+        "train",
+        "generator",
+        "--config",
+        "har-tiny",
+        "--codes",
+        str(codes),
+        "--max-steps",
+        "4",
+        "--no-progress",
+        "--device",
+        "cpu",
+        "batch_size=4",
+        "save_every=2",
+        "image_every=100",
+        "trackers=[]",
+        NO_DROPOUT,
+        f"distributed={'fsdp' if mode == 'fsdp' else 'ddp'}",
+    ]
     port = 29541 if mode == "ddp" else 29551
     whole = _torchrun([*base, "--out", str(tmp_path / "whole")], port)
     assert whole.returncode == 0, whole.stderr[-3000:]
@@ -658,7 +865,11 @@ def test_optimizer_state_moves_between_position_and_name_layouts_exactly() -> No
         h._torch_optimizer = lambda topt=topt: topt
         ModelTask._load_optimizer(h, saved, layout)
         got = topt.state_dict()
-        assert all(torch.equal(got["state"][i][k], by_position["state"][i][k]) for i in by_position["state"] for k in ("exp_avg", "exp_avg_sq"))
+        assert all(
+            torch.equal(got["state"][i][k], by_position["state"][i][k])
+            for i in by_position["state"]
+            for k in ("exp_avg", "exp_avg_sq")
+        )
 
 
 def test_codebook_usage_per_level_and_the_collapse_warning(caplog) -> None:

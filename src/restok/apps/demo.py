@@ -29,7 +29,9 @@ from ..runtime.progress import progress as progress_bar
 __all__ = ["run_demo"]
 
 
-def _progressive(gen: Any, tok: Any, labels: torch.Tensor, seed: int, cfg_scale: float) -> tuple[torch.Tensor, list[int]]:
+def _progressive(
+    gen: Any, tok: Any, labels: torch.Tensor, seed: int, cfg_scale: float
+) -> tuple[torch.Tensor, list[int]]:
     """Frames (n_samples * k, 3, H, W), sample-major, of the tokens known after each HAR call that completes
     a decodable prefix, and those prefix lengths."""
     frames: list[tuple[int, torch.Tensor]] = []
@@ -64,7 +66,9 @@ def _reconstructions(tok: Any, out: Path, num_eval: int, timings: dict[str, floa
     return {"held_out_digits": n, "psnr_db_by_tokens": psnr_by_k, "usage": codebook_stats(ids, tok.codebook_size)}
 
 
-def _samples(gen: Any, tok: Any, out: Path, per_class: int, cfg_scale: float, seed: int, timings: dict[str, float]) -> list[int]:
+def _samples(
+    gen: Any, tok: Any, out: Path, per_class: int, cfg_scale: float, seed: int, timings: dict[str, float]
+) -> list[int]:
     """(b) One row of samples per class (``samples.png``) and (c) the progressive previews of a few samples, one
     column per HAR step that completes a prefix (``progressive.png``); returns those prefix lengths."""
     C = gen.config.num_classes
@@ -102,10 +106,17 @@ def run_demo(
     ks = _samples(gen, tok, out, per_class, cfg_scale, seed, timings)
     bar.update(1)
     figures = {
-        "tokenizer": tok.provenance.source, "generator": gen.provenance.source, "held_out_digits": rec["held_out_digits"],
-        "psnr_db_by_tokens": rec["psnr_db_by_tokens"], "codebook_usage": rec["usage"]["usage"],
-        "codebook_entropy_bits": rec["usage"]["entropy"], "generator_calls_per_image": gen.num_steps, "cfg_scale": cfg_scale,
-        "seed": seed, "timings": timings, "progressive_prefixes": ks,
+        "tokenizer": tok.provenance.source,
+        "generator": gen.provenance.source,
+        "held_out_digits": rec["held_out_digits"],
+        "psnr_db_by_tokens": rec["psnr_db_by_tokens"],
+        "codebook_usage": rec["usage"]["usage"],
+        "codebook_entropy_bits": rec["usage"]["entropy"],
+        "generator_calls_per_image": gen.num_steps,
+        "cfg_scale": cfg_scale,
+        "seed": seed,
+        "timings": timings,
+        "progressive_prefixes": ks,
         "cards": {name: card for name in (tokenizer, generator) if (card := embedded_model_card(name)) is not None},
     }
     timings["total_s"] = time.perf_counter() - t0
@@ -122,12 +133,17 @@ def _cards_md(cards: dict[str, Any]) -> str:
         return ""
     lines = ["## How the embedded models were made and what they measure", ""]
     for name, card in cards.items():
-        lines.append(f"`{name}`: `{card.get('command', '?')}` ({card.get('wall_time_s', 0) / 60:.0f} min on {card.get('machine', '?')}).")
+        lines.append(
+            f"`{name}`: `{card.get('command', '?')}` ({card.get('wall_time_s', 0) / 60:.0f} min on "
+            f"{card.get('machine', '?')})."
+        )
         lines.append("")
     lines += ["| model | figure | value |", "|---|---|---|"]
     for name, card in cards.items():
         for key, value in card.get("figures", {}).items():
-            lines.append(f"| {name} | {key} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {key} | {value} |")
+            lines.append(
+                f"| {name} | {key} | {value:.4g} |" if isinstance(value, float) else f"| {name} | {key} | {value} |"
+            )
     return "\n".join(lines) + "\n\n"
 
 
@@ -137,33 +153,37 @@ def _report_md(f: dict[str, Any]) -> str:
     t = f["timings"]
     md = f"""# ResTok demo
 
-Embedded models: tokenizer `{f['tokenizer']}`, generator `{f['generator']}` (trained by this repository on the
+Embedded models: tokenizer `{f["tokenizer"]}`, generator `{f["generator"]}` (trained by this repository on the
 4,000 embedded MNIST training digits; see configs/mnist-*.yaml).
 
 ## Coarse to fine (Fig. 5)
-Top row: held-out digits. Below: reconstructions from {', '.join(str(k) for k in f['psnr_db_by_tokens'])} tokens.
+Top row: held-out digits. Below: reconstructions from {", ".join(str(k) for k in f["psnr_db_by_tokens"])} tokens.
 
 ![reconstructions](reconstructions.png)
 
-PSNR on {f['held_out_digits']} held-out digits, by number of tokens kept:
+PSNR on {f["held_out_digits"]} held-out digits, by number of tokens kept:
 
 | tokens | PSNR (dB) |
 |---|---|
 {rows}
 
-Codebook usage on these digits: {f['codebook_usage']:.1%}; entropy {f['codebook_entropy_bits']:.2f} bits.
+Codebook usage on these digits: {f["codebook_usage"]:.1%}; entropy {f["codebook_entropy_bits"]:.2f} bits.
 
-## Generated digits (one row per class, HAR: {f['generator_calls_per_image']} calls per image, guidance {f['cfg_scale']})
+## Generated digits (one row per class, HAR: {f["generator_calls_per_image"]} calls per image, guidance
+{f["cfg_scale"]})
 
 ![samples](samples.png)
 
-## Progressive HAR sampling (columns: after the calls that complete {', '.join(str(k) for k in f['progressive_prefixes'])} tokens)
+## Progressive HAR sampling (columns: after the calls that complete {
+        ", ".join(str(k) for k in f["progressive_prefixes"])
+    } tokens)
 
 ![progressive](progressive.png)
 
 {_cards_md(f.get("cards", {}))}## Timings (this machine)
-load {t['load_s']:.2f} s; encode {1e3 * t['encode_s_per_image']:.2f} ms/image; decode {1e3 * t['decode_s_per_image']:.2f} ms/image;
-generate {1e3 * t['generate_s_per_image']:.2f} ms/image; total {t['total_s']:.1f} s.
+load {t["load_s"]:.2f} s; encode {1e3 * t["encode_s_per_image"]:.2f} ms/image; decode {
+        1e3 * t["decode_s_per_image"]:.2f} ms/image;
+generate {1e3 * t["generate_s_per_image"]:.2f} ms/image; total {t["total_s"]:.1f} s.
 """
     return md
 

@@ -23,8 +23,9 @@ import queue
 import shlex
 import tempfile
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,14 +34,31 @@ from PIL import Image
 from ..core import hierarchy as Hy
 from ..data.classes import class_names_for
 from ..data.embedded import MNISTDigits, skimage_photos
-from ..data.images import ImageLoadError, check_image_size, eval_transform, make_grid, pil_to_tensor, sample_grid, save_image, to_pil
+from ..data.images import (
+    ImageLoadError,
+    check_image_size,
+    eval_transform,
+    make_grid,
+    pil_to_tensor,
+    sample_grid,
+    save_image,
+    to_pil,
+)
 from ..data.token_files import TokenFile, write_token_file
 from ..eval.metrics import psnr
 from ..models.auto import load_generator, load_tokenizer
 from ..pipelines import ResTokPipeline
 from ..sampling import CFG_SCHEDULES, SAMPLING_FIELDS
 
-__all__ = ["build_app", "DemoBackend", "tokenize_image", "snap_tokens", "MIN_IMAGE_SIDE", "MAX_CLASSES", "MAX_PER_CLASS"]
+__all__ = [
+    "build_app",
+    "DemoBackend",
+    "tokenize_image",
+    "snap_tokens",
+    "MIN_IMAGE_SIDE",
+    "MAX_CLASSES",
+    "MAX_PER_CLASS",
+]
 
 MIN_IMAGE_SIDE = 8  # smaller images are refused (a few pixels say nothing about a tokenizer)
 MAX_CLASSES, MAX_PER_CLASS = 16, 8  # one request's size, so that a page cannot ask for hours of sampling
@@ -82,7 +100,9 @@ def _open_image(path: str | None, example: str | None, examples: dict[str, Image
     else:
         raise ImageLoadError("upload an image or pick an example first")
     if min(img.size) < MIN_IMAGE_SIDE:
-        raise ImageLoadError(f"{name} is too small ({img.size[0]} x {img.size[1]} px); give at least {MIN_IMAGE_SIDE} px a side")
+        raise ImageLoadError(
+            f"{name} is too small ({img.size[0]} x {img.size[1]} px); give at least {MIN_IMAGE_SIDE} px a side"
+        )
     return img, name
 
 
@@ -92,8 +112,12 @@ def tokenize_image(tok: Any, img: Image.Image) -> dict[str, Any]:
     x = pil_to_tensor(eval_transform(img, tok.config.image_size))[None].to(tok.device)  # (1, 3, S, S)
     ids = tok.encode(x)  # (1, L)
     recons = {k: tok.decode(ids[:, :k]) for k in tok.prefix_lengths}  # each (1, 3, S, S)
-    return {"image": x[0].cpu(), "ids": ids[0].cpu(), "recons": {k: r[0].cpu() for k, r in recons.items()},
-            "psnr": {k: float(psnr(torch.round(r * 255) / 255, x)[0]) for k, r in recons.items()}}
+    return {
+        "image": x[0].cpu(),
+        "ids": ids[0].cpu(),
+        "recons": {k: r[0].cpu() for k, r in recons.items()},
+        "psnr": {k: float(psnr(torch.round(r * 255) / 255, x)[0]) for k, r in recons.items()},
+    }
 
 
 def _ids_html(ids: torch.Tensor, L: int) -> str:
@@ -103,8 +127,12 @@ def _ids_html(ids: torch.Tensor, L: int) -> str:
     bounds = Hy.latent_level_bounds(L) if Hy.is_power_of_two(L) and L >= 2 else [(0, L)]
     for lvl, (a, b) in enumerate(bounds):
         cells = " ".join(str(int(v)) for v in ids[a:b])
-        rows.append(f"<tr><td>level {lvl}</td><td>{a}&ndash;{b - 1}</td><td style='font-family:monospace'>{cells}</td></tr>")
-    return "<table id='ids-table'><tr><th>level</th><th>positions</th><th>token ids</th></tr>" + "".join(rows) + "</table>"
+        rows.append(
+            f"<tr><td>level {lvl}</td><td>{a}&ndash;{b - 1}</td><td style='font-family:monospace'>{cells}</td></tr>"
+        )
+    return (
+        "<table id='ids-table'><tr><th>level</th><th>positions</th><th>token ids</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def _psnr_html(scores: dict[int, float], table_id: str = "psnr-table", title: str = "") -> str:
@@ -132,8 +160,13 @@ def _upscale(img: Image.Image, at_least: int = 192) -> Image.Image:
 class DemoBackend:
     """What the two tabs compute, apart from the page: models, examples and a folder for the downloads."""
 
-    def __init__(self, tokenizer: Any = "restok-tiny-mnist", generator: Any = "har-tiny-mnist", device: str | torch.device = "cpu",
-                 compare: Sequence[Any] = ()) -> None:
+    def __init__(
+        self,
+        tokenizer: Any = "restok-tiny-mnist",
+        generator: Any = "har-tiny-mnist",
+        device: str | torch.device = "cpu",
+        compare: Sequence[Any] = (),
+    ) -> None:
         self.tok = load_tokenizer(tokenizer, device=device) if isinstance(tokenizer, (str, Path)) else tokenizer
         others = [load_tokenizer(t, device=device) if isinstance(t, (str, Path)) else t for t in compare]
         self.others = {f"{o.provenance.source} ({type(o).family}, {o.num_tokens} tokens)": o for o in others}
@@ -153,18 +186,50 @@ class DemoBackend:
         try:
             img, name = _open_image(path, example, self.examples)
         except ImageLoadError as e:
-            return (f"<p id='tok-error' style='color:#b00'>&#9888; {html.escape(str(e))}</p>", None, [], "", "", None, None, None, None,
-                    tokens, [], "")
+            return (
+                f"<p id='tok-error' style='color:#b00'>&#9888; {html.escape(str(e))}</p>",
+                None,
+                [],
+                "",
+                "",
+                None,
+                None,
+                None,
+                None,
+                tokens,
+                [],
+                "",
+            )
         res = tokenize_image(self.tok, img)
         gallery = [(_upscale(to_pil(res["recons"][k])), f"{k} tokens: {res['psnr'][k]:.2f} dB") for k in self.prefixes]
         side_gallery, side_table = self.compared(img, other)
         ids_file = self.workdir / f"{Path(name).stem.replace(' ', '_').replace('/', '_')}-ids.npz"
-        write_token_file(ids_file, TokenFile(res["ids"][None].numpy(), np.array([self.tok.num_tokens]), [name], str(self.tok_name),
-                                             self.tok.config.image_size))
+        write_token_file(
+            ids_file,
+            TokenFile(
+                res["ids"][None].numpy(),
+                np.array([self.tok.num_tokens]),
+                [name],
+                str(self.tok_name),
+                self.tok.config.image_size,
+            ),
+        )
         big, caption, k = self.shown(res, tokens)
         status = f"<p id='tok-ok'>{html.escape(name)}: {self.tok.num_tokens} tokens, prefixes {self.prefixes}</p>"
-        return (status, _upscale(to_pil(res["image"])), gallery, _psnr_html(res["psnr"]), _ids_html(res["ids"], self.tok.num_tokens),
-                str(ids_file), big, caption, res, k, side_gallery, side_table)
+        return (
+            status,
+            _upscale(to_pil(res["image"])),
+            gallery,
+            _psnr_html(res["psnr"]),
+            _ids_html(res["ids"], self.tok.num_tokens),
+            str(ids_file),
+            big,
+            caption,
+            res,
+            k,
+            side_gallery,
+            side_table,
+        )
 
     def compared(self, img: Image.Image, other: str | None) -> tuple[list[tuple[Image.Image, str]], str]:
         """The second tokenizer's reconstructions and PSNR table on the same image (empty when none is chosen)."""
@@ -172,7 +237,9 @@ class DemoBackend:
             return [], ""
         tok = self.others[other]
         res = tokenize_image(tok, img)
-        gallery = [(_upscale(to_pil(res["recons"][k])), f"{k} tokens: {res['psnr'][k]:.2f} dB") for k in tok.prefix_lengths]
+        gallery = [
+            (_upscale(to_pil(res["recons"][k])), f"{k} tokens: {res['psnr'][k]:.2f} dB") for k in tok.prefix_lengths
+        ]
         return gallery, _psnr_html(res["psnr"], "psnr-table-compare", other)
 
     @torch.no_grad()
@@ -189,8 +256,17 @@ class DemoBackend:
         return _upscale(to_pil(res["recons"][k])), caption, k
 
     # ------------------------------------------------------------------------- generator tab
-    def _request(self, classes: str, per_class: float, cfg_scale: float, schedule: str, cfg_start: float, top_k: float,
-                 top_p: float, temperature: float) -> tuple[list[int], int, Any]:
+    def _request(
+        self,
+        classes: str,
+        per_class: float,
+        cfg_scale: float,
+        schedule: str,
+        cfg_start: float,
+        top_k: float,
+        top_p: float,
+        temperature: float,
+    ) -> tuple[list[int], int, Any]:
         """(class ids, images per class, sampling recipe) of a request, or a ValueError saying what is wrong with it."""
         specs = [c.strip() for c in str(classes).replace(";", ",").split(",") if c.strip()]
         if not specs:
@@ -198,24 +274,97 @@ class DemoBackend:
         ids_of = self.pipe.class_ids(specs)
         if len(ids_of) > MAX_CLASSES or not 1 <= int(per_class) <= MAX_PER_CLASS:
             raise ValueError(f"at most {MAX_CLASSES} classes and {MAX_PER_CLASS} images per class per request")
-        sampling = self.gen.generation_config.replace(cfg_scale=float(cfg_scale), cfg_schedule=schedule, cfg_start=float(cfg_start),
-                                                      top_k=int(top_k), top_p=float(top_p), temperature=float(temperature))
+        sampling = self.gen.generation_config.replace(
+            cfg_scale=float(cfg_scale),
+            cfg_schedule=schedule,
+            cfg_start=float(cfg_start),
+            top_k=int(top_k),
+            top_p=float(top_p),
+            temperature=float(temperature),
+        )
         return ids_of, int(per_class), sampling
 
     def _settings_html(self, ids_of: list[int], n: int, seed: int, sampling: Any) -> str:
         """The request's settings and the ``restok generate`` command that writes the same grid."""
-        recipe = [arg for name in SAMPLING_FIELDS for arg in ("--" + name.replace("_", "-"), str(getattr(sampling, name)))]
-        cmd = ["restok", "generate", "--generator", str(self.gen_name), "--tokenizer", str(self.tok_name), "--classes", *[str(c) for c in ids_of],
-               "--per-class", str(n), "--seed", str(seed), "--batch-size", str(BATCH_SIZE), *recipe, "--out", "samples/"]
+        recipe = [
+            arg for name in SAMPLING_FIELDS for arg in ("--" + name.replace("_", "-"), str(getattr(sampling, name)))
+        ]
+        cmd = [
+            "restok",
+            "generate",
+            "--generator",
+            str(self.gen_name),
+            "--tokenizer",
+            str(self.tok_name),
+            "--classes",
+            *[str(c) for c in ids_of],
+            "--per-class",
+            str(n),
+            "--seed",
+            str(seed),
+            "--batch-size",
+            str(BATCH_SIZE),
+            *recipe,
+            "--out",
+            "samples/",
+        ]
         shown = ", ".join(f"{c} ({self.names[c]})" if self.names else str(c) for c in ids_of)
-        return (f"<p>classes {html.escape(shown)}; {n} per class; seed {seed}; {self.gen.num_steps} model calls per image. "
-                f"The same images from the command line (<code>samples/grid.png</code>):</p>"
-                f"<pre id='gen-command' style='white-space:pre-wrap'>{html.escape(shlex.join(cmd))}</pre>")
+        return (
+            f"<p>classes {html.escape(shown)}; {n} per class; seed {seed}; {self.gen.num_steps} model calls per image. "
+            f"The same images from the command line (<code>samples/grid.png</code>):</p>"
+            f"<pre id='gen-command' style='white-space:pre-wrap'>{html.escape(shlex.join(cmd))}</pre>"
+        )
 
-    def generate(self, classes: str, per_class: float, seed: float, cfg_scale: float, schedule: str, cfg_start: float,
-                 top_k: float, top_p: float, temperature: float) -> Iterator[tuple]:
+    def _sampled(
+        self, ids_of: list[int], n: int, sampling: Any, seed: int, result: dict[str, Any], previews: list
+    ) -> Iterator[str]:
+        """Sample in a thread; after each model call that completes a prefix, add its decoded preview to ``previews``
+        and yield a status line. ``result`` receives the ids (or the error)."""
+        events: queue.Queue = queue.Queue()
+
+        def work() -> None:
+            try:
+                result["ids"] = self.pipe.generate_ids(
+                    ids_of,
+                    n,
+                    sampling=sampling,
+                    seed=seed,
+                    batch_size=BATCH_SIZE,
+                    callback=lambda b, s, t, e: events.put((b, s, t.clone(), e)),
+                )
+            except Exception as e:  # noqa: BLE001 - reported in the page
+                result["error"] = f"{type(e).__name__}: {e}"
+            events.put(None)
+
+        threading.Thread(target=work, daemon=True).start()
+        steps = self.gen.num_steps
+        while (item := events.get()) is not None:
+            b, s, tokens, end = item
+            if end not in self.prefixes:
+                continue
+            frames = self.tok.decode(tokens)  # (batch, 3, S, S) from the first `end` tokens
+            grid = _upscale(to_pil(make_grid(frames, nrow=min(8, len(frames)))))
+            previews.append((grid, f"batch {b + 1}: {end} tokens after call {s + 1}/{steps}"))
+            yield (
+                f"<p id='gen-progress'>sampling: batch {b + 1}, {end} of {self.gen.num_tokens} tokens after model "
+                f"call {s + 1} of {steps}</p>"
+            )
+
+    def generate(
+        self,
+        classes: str,
+        per_class: float,
+        seed: float,
+        cfg_scale: float,
+        schedule: str,
+        cfg_start: float,
+        top_k: float,
+        top_p: float,
+        temperature: float,
+    ) -> Iterator[tuple]:
         """Yields (status, previews, grid, grid file, settings): once per model call that completes a prefix (sampling
         runs in a thread meanwhile), then the result."""
+
         def fail(msg: str) -> tuple:
             return (f"<p id='gen-error' style='color:#b00'>&#9888; {html.escape(msg)}</p>", [], None, None, "")
 
@@ -223,32 +372,16 @@ class DemoBackend:
             yield fail("this app has no generator (start it with --generator)")
             return
         try:
-            ids_of, n, sampling = self._request(classes, per_class, cfg_scale, schedule, cfg_start, top_k, top_p, temperature)
+            ids_of, n, sampling = self._request(
+                classes, per_class, cfg_scale, schedule, cfg_start, top_k, top_p, temperature
+            )
         except ValueError as e:
             yield fail(str(e))
             return
-        events: queue.Queue = queue.Queue()
         result: dict[str, Any] = {}
-
-        def work() -> None:
-            try:
-                result["ids"] = self.pipe.generate_ids(ids_of, n, sampling=sampling, seed=int(seed), batch_size=BATCH_SIZE,
-                                                       callback=lambda b, s, t, e: events.put((b, s, t.clone(), e)))
-            except Exception as e:  # noqa: BLE001 - reported in the page
-                result["error"] = f"{type(e).__name__}: {e}"
-            events.put(None)
-
-        threading.Thread(target=work, daemon=True).start()
         previews: list[tuple[Image.Image, str]] = []
-        steps = self.gen.num_steps
-        while (item := events.get()) is not None:
-            b, s, tokens, end = item
-            if end not in self.prefixes:
-                continue
-            frames = self.tok.decode(tokens)  # (batch, 3, S, S) from the first `end` tokens
-            previews.append((_upscale(to_pil(make_grid(frames, nrow=min(8, len(frames))))), f"batch {b + 1}: {end} tokens after call {s + 1}/{steps}"))
-            yield (f"<p id='gen-progress'>sampling: batch {b + 1}, {end} of {self.gen.num_tokens} tokens after model call {s + 1} of {steps}</p>",
-                   list(previews), None, None, "")
+        for status in self._sampled(ids_of, n, sampling, int(seed), result, previews):
+            yield (status, list(previews), None, None, "")
         if "error" in result:
             yield fail(result["error"])
             return
@@ -256,8 +389,48 @@ class DemoBackend:
         grid = sample_grid(images, n)
         grid_file = self.workdir / f"grid-{len(list(self.workdir.glob('grid-*.png'))):04d}-seed{int(seed)}.png"
         save_image(grid, grid_file)
-        yield (f"<p id='gen-done'>done: {len(images)} images</p>", list(previews), _upscale(to_pil(grid), 256), str(grid_file),
-               self._settings_html(ids_of, n, int(seed), sampling))
+        yield (
+            f"<p id='gen-done'>done: {len(images)} images</p>",
+            list(previews),
+            _upscale(to_pil(grid), 256),
+            str(grid_file),
+            self._settings_html(ids_of, n, int(seed), sampling),
+        )
+
+
+def _image_inputs(gr: Any, be: DemoBackend) -> tuple[Any, ...]:
+    """The tokenizer tab's left column: upload, example, run button, status and the prepared image."""
+    upload = gr.File(label="upload an image", type="filepath", elem_id="tok-upload")
+    example = gr.Dropdown(
+        choices=list(be.examples),
+        value=list(be.examples)[0],
+        label="or pick an example",
+        elem_id="tok-example",
+    )
+    run = gr.Button("Tokenize", variant="primary", elem_id="tok-run")
+    status = gr.HTML(elem_id="tok-status")
+    prepared = gr.Image(label="prepared (evaluation transform)", type="pil", interactive=False, elem_id="tok-prepared")
+    return upload, example, run, status, prepared
+
+
+def _comparison(gr: Any, be: DemoBackend) -> tuple[Any, Any, Any]:
+    """The side-by-side group (shown when other tokenizers are loaded): which one, its gallery and its PSNR table."""
+    with gr.Group(visible=bool(be.others)):
+        other = gr.Dropdown(
+            choices=["none", *be.others],
+            value=next(iter(be.others), "none"),
+            label="side by side with",
+            elem_id="tok-compare",
+        )
+        with gr.Row():
+            side_gallery = gr.Gallery(
+                label="the other tokenizer, coarse to fine",
+                columns=6,
+                object_fit="contain",
+                elem_id="tok-compare-gallery",
+            )
+            side_table = gr.HTML(elem_id="tok-compare-psnr")
+    return other, side_gallery, side_table
 
 
 def _tokenizer_tab(gr: Any, be: DemoBackend, demo: Any) -> None:
@@ -266,74 +439,107 @@ def _tokenizer_tab(gr: Any, be: DemoBackend, demo: Any) -> None:
     with gr.Tab("Tokenizer"):
         with gr.Row():
             with gr.Column(scale=1):
-                upload = gr.File(label="upload an image", type="filepath", elem_id="tok-upload")
-                example = gr.Dropdown(choices=list(be.examples), value=list(be.examples)[0], label="or pick an example", elem_id="tok-example")
-                run = gr.Button("Tokenize", variant="primary", elem_id="tok-run")
-                status = gr.HTML(elem_id="tok-status")
-                prepared = gr.Image(label="prepared (evaluation transform)", type="pil", interactive=False, elem_id="tok-prepared")
+                upload, example, run, status, prepared = _image_inputs(gr, be)
             with gr.Column(scale=1):
-                slider = gr.Slider(prefixes[0], tok.num_tokens, value=tok.num_tokens, step=1,
-                                   label=f"tokens kept ({tok.describe_lengths()}; other values snap to the next shorter one)",
-                                   elem_id="tok-slider")
+                slider = gr.Slider(
+                    prefixes[0],
+                    tok.num_tokens,
+                    value=tok.num_tokens,
+                    step=1,
+                    label=f"tokens kept ({tok.describe_lengths()}; other values snap to the next shorter one)",
+                    elem_id="tok-slider",
+                )
                 big = gr.Image(label="reconstruction", type="pil", interactive=False, elem_id="tok-recon")
                 caption = gr.HTML(elem_id="tok-caption")
-        gallery = gr.Gallery(label="coarse to fine: every prefix", columns=len(prefixes), object_fit="contain", elem_id="tok-gallery")
-        with gr.Group(visible=bool(be.others)):
-            other = gr.Dropdown(choices=["none", *be.others], value=next(iter(be.others), "none"), label="side by side with",
-                                elem_id="tok-compare")
-            with gr.Row():
-                side_gallery = gr.Gallery(label="the other tokenizer, coarse to fine", columns=6, object_fit="contain",
-                                          elem_id="tok-compare-gallery")
-                side_table = gr.HTML(elem_id="tok-compare-psnr")
+        gallery = gr.Gallery(
+            label="coarse to fine: every prefix", columns=len(prefixes), object_fit="contain", elem_id="tok-gallery"
+        )
+        other, side_gallery, side_table = _comparison(gr, be)
         with gr.Row():
             psnr_table = gr.HTML(elem_id="tok-psnr")
             ids_table = gr.HTML(elem_id="tok-ids")
         ids_file = gr.File(label="token ids (.npz, the restok tokenize format)", elem_id="tok-download")
         state = gr.State()
-        outputs = [status, prepared, gallery, psnr_table, ids_table, ids_file, big, caption, state, slider, side_gallery, side_table]
+        outputs = [status, prepared, gallery, psnr_table, ids_table, ids_file, big, caption, state, slider]
+        outputs += [side_gallery, side_table]
         run.click(be.tokenize, [upload, example, slider, other], outputs)
         other.change(be.tokenize, [upload, example, slider, other], outputs)
         slider.change(be.shown, [state, slider], [big, caption, slider])
         demo.load(be.tokenize, [upload, example, slider, other], outputs)  # the page opens on a tokenized example
 
 
-def build_app(tokenizer: Any = "restok-tiny-mnist", generator: Any = "har-tiny-mnist", device: str | torch.device = "cpu",
-              compare: Sequence[Any] = ()) -> Any:
-    """The Gradio Blocks of the demo on the given models (embedded names, folders, Hub ids, or loaded models); ``compare``:
-    tokenizers of any family to show beside the first on the same image."""
+def _sampling_controls(gr: Any, gc: Any) -> list[Any]:
+    """The recipe's controls, set to the generator's own recipe ``gc`` (None: no guidance): scale, schedule, start,
+    top-k, top-p, temperature."""
+    with gr.Accordion("sampling (default: the generator's own recipe)", open=False):
+        cfg_scale = gr.Slider(
+            1.0, 10.0, value=gc.cfg_scale if gc else 1.0, step=0.05, label="guidance scale", elem_id="gen-cfg"
+        )
+        schedule = gr.Dropdown(
+            sorted(CFG_SCHEDULES), value=gc.cfg_schedule if gc else "constant", label="guidance schedule"
+        )
+        cfg_start = gr.Slider(0.0, 1.0, value=gc.cfg_start if gc else 0.0, step=0.05, label="step schedule starts at")
+        top_k = gr.Number(value=gc.top_k if gc else 0, precision=0, label="top-k (0 = off)")
+        top_p = gr.Slider(0.01, 1.0, value=gc.top_p if gc else 1.0, step=0.01, label="top-p (1 = off)")
+        temperature = gr.Slider(0.1, 2.0, value=gc.temperature if gc else 1.0, step=0.05, label="temperature")
+    return [cfg_scale, schedule, cfg_start, top_k, top_p, temperature]
+
+
+def _generator_tab(gr: Any, be: DemoBackend) -> None:
+    """The generator tab: classes, count, seed and recipe; progressive previews, the grid and its settings."""
+    gen = be.gen
+    with gr.Tab("Generator"):
+        gc = gen.generation_config if gen is not None else None
+        default = (
+            "golden retriever, 360"
+            if be.names
+            else ", ".join(str(c) for c in range(min(4, gen.config.num_classes if gen else 0)))
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                classes = gr.Textbox(
+                    value=default,
+                    label="classes (ids" + (" or ImageNet names" if be.names else "") + ", comma-separated)",
+                    elem_id="gen-classes",
+                )
+                per_class = gr.Slider(
+                    1, MAX_PER_CLASS, value=2, step=1, label="images per class", elem_id="gen-per-class"
+                )
+                seed = gr.Number(value=0, precision=0, label="seed", elem_id="gen-seed")
+                recipe = _sampling_controls(gr, gc)
+                go = gr.Button("Generate", variant="primary", elem_id="gen-run")
+                gen_status = gr.HTML(elem_id="gen-status")
+            with gr.Column(scale=2):
+                previews = gr.Gallery(
+                    label="progressive HAR previews, as they are produced",
+                    columns=2,
+                    object_fit="contain",
+                    elem_id="gen-previews",
+                )
+                grid = gr.Image(label="samples", type="pil", interactive=False, elem_id="gen-grid")
+                grid_file = gr.File(label="download the grid", elem_id="gen-download")
+                settings = gr.HTML(elem_id="gen-settings")
+        go.click(be.generate, [classes, per_class, seed, *recipe], [gen_status, previews, grid, grid_file, settings])
+
+
+def build_app(
+    tokenizer: Any = "restok-tiny-mnist",
+    generator: Any = "har-tiny-mnist",
+    device: str | torch.device = "cpu",
+    compare: Sequence[Any] = (),
+) -> Any:
+    """The Gradio Blocks of the demo on the given models (embedded names, folders, Hub ids, or loaded models);
+    ``compare``: tokenizers of any family to show beside the first on the same image."""
     import gradio as gr
 
     be = DemoBackend(tokenizer, generator, device, compare)
     tok, gen, prefixes = be.tok, be.gen, be.prefixes
     with gr.Blocks(title="ResTok demo") as demo:
-        gr.Markdown(f"# ResTok: hierarchical residual 1-D tokens\nTokenizer `{be.tok_name}` ({tok.num_tokens} tokens, prefixes "
-                    f"{prefixes})" + (f", generator `{be.gen_name}` ({gen.num_steps} model calls per image)." if gen else "."))
+        gr.Markdown(
+            f"# ResTok: hierarchical residual 1-D tokens\nTokenizer `{be.tok_name}` ({tok.num_tokens} tokens, prefixes "
+            f"{prefixes})" + (f", generator `{be.gen_name}` ({gen.num_steps} model calls per image)." if gen else ".")
+        )
         _tokenizer_tab(gr, be, demo)
-        with gr.Tab("Generator"):
-            gc = gen.generation_config if gen is not None else None
-            default = "golden retriever, 360" if be.names else ", ".join(str(c) for c in range(min(4, gen.config.num_classes if gen else 0)))
-            with gr.Row():
-                with gr.Column(scale=1):
-                    classes = gr.Textbox(value=default, label="classes (ids" + (" or ImageNet names" if be.names else "") + ", comma-separated)",
-                                         elem_id="gen-classes")
-                    per_class = gr.Slider(1, MAX_PER_CLASS, value=2, step=1, label="images per class", elem_id="gen-per-class")
-                    seed = gr.Number(value=0, precision=0, label="seed", elem_id="gen-seed")
-                    with gr.Accordion("sampling (default: the generator's own recipe)", open=False):
-                        cfg_scale = gr.Slider(1.0, 10.0, value=gc.cfg_scale if gc else 1.0, step=0.05, label="guidance scale", elem_id="gen-cfg")
-                        schedule = gr.Dropdown(sorted(CFG_SCHEDULES), value=gc.cfg_schedule if gc else "constant", label="guidance schedule")
-                        cfg_start = gr.Slider(0.0, 1.0, value=gc.cfg_start if gc else 0.0, step=0.05, label="step schedule starts at")
-                        top_k = gr.Number(value=gc.top_k if gc else 0, precision=0, label="top-k (0 = off)")
-                        top_p = gr.Slider(0.01, 1.0, value=gc.top_p if gc else 1.0, step=0.01, label="top-p (1 = off)")
-                        temperature = gr.Slider(0.1, 2.0, value=gc.temperature if gc else 1.0, step=0.05, label="temperature")
-                    go = gr.Button("Generate", variant="primary", elem_id="gen-run")
-                    gen_status = gr.HTML(elem_id="gen-status")
-                with gr.Column(scale=2):
-                    previews = gr.Gallery(label="progressive HAR previews, as they are produced", columns=2, object_fit="contain",
-                                          elem_id="gen-previews")
-                    grid = gr.Image(label="samples", type="pil", interactive=False, elem_id="gen-grid")
-                    grid_file = gr.File(label="download the grid", elem_id="gen-download")
-                    settings = gr.HTML(elem_id="gen-settings")
-            go.click(be.generate, [classes, per_class, seed, cfg_scale, schedule, cfg_start, top_k, top_p, temperature],
-                     [gen_status, previews, grid, grid_file, settings])
+        _generator_tab(gr, be)
     demo.queue(default_concurrency_limit=2)
     return demo

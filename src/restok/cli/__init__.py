@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..runtime.network import settle_offline
 from ..runtime.version import __version__
@@ -23,8 +23,16 @@ from .options import Parser
 
 __all__ = ["main", "build_parser", "COMMANDS", "CLIError"]
 
-COMMANDS: tuple[Command, ...] = (*tokenize.COMMANDS, *generate.COMMANDS, *models.COMMANDS, *apps.COMMANDS, *train.COMMANDS,
-                                 *data.COMMANDS, *eval.COMMANDS, *plot.COMMANDS)
+COMMANDS: tuple[Command, ...] = (
+    *tokenize.COMMANDS,
+    *generate.COMMANDS,
+    *models.COMMANDS,
+    *apps.COMMANDS,
+    *train.COMMANDS,
+    *data.COMMANDS,
+    *eval.COMMANDS,
+    *plot.COMMANDS,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +62,17 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
 
 # What the collective libraries say when another process of the run died or became unreachable (gloo, NCCL, the
 # c10d store); the raw text names a socket, not what happened.
-_PEER_LOST = ("Connection closed by peer", "Connection reset by peer", "NCCL communicator was aborted", "ProcessGroupNCCL",
-              "DistNetworkError", "Broken pipe", "recvValueWithTimeout failed", "Socket Timeout", "Timed out waiting")
+_PEER_LOST = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "NCCL communicator was aborted",
+    "ProcessGroupNCCL",
+    "DistNetworkError",
+    "Broken pipe",
+    "recvValueWithTimeout failed",
+    "Socket Timeout",
+    "Timed out waiting",
+)
 
 
 def _peer_lost(e: BaseException) -> str | None:
@@ -66,8 +83,10 @@ def _peer_lost(e: BaseException) -> str | None:
     if not any(k in text for k in _PEER_LOST):
         return None
     first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-    return (f"another process of this run stopped or became unreachable ({first}); this process stops too. Checkpoints "
-            "written so far are intact: start the run again on every node with --resume")
+    return (
+        f"another process of this run stopped or became unreachable ({first}); this process stops too. Checkpoints "
+        "written so far are intact: start the run again on every node with --resume"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,5 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         expected = isinstance(e, (CLIError, ValueError, OSError, RuntimeError, ImportError))
         text = _peer_lost(e) or str(e) or type(e).__name__
-        print(f"error: {text}" if expected else f"error: {type(e).__name__}: {text} (run with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"error: {text}" if expected else f"error: {type(e).__name__}: {text} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_ERROR

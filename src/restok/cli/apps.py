@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..runtime.processes import resolve_device
 from .base import CLIError, Command
-from .options import (device_option, group, model_options, number, output_option, sampling_type, SEED)
+from .options import SEED, device_option, group, model_options, number, output_option, sampling_type
 
 __all__ = ["COMMANDS"]
 
@@ -16,9 +16,18 @@ __all__ = ["COMMANDS"]
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
     model_options(p, tokenizer="restok-tiny-mnist", generator="har-tiny-mnist")
     g = group(p, "what to show")
-    g.add_argument("--num-eval", type=number(int, ge=1, le=1000), default=1000, help="held-out digits for the PSNR table (default: all 1000)")
-    g.add_argument("--per-class", type=number(int, ge=1, le=1000), default=8, help="generated digits per class (default: 8)")
-    g.add_argument("--cfg-scale", type=sampling_type("cfg_scale"), default=2.0, help="guidance scale of the samples (default: 2.0)")
+    g.add_argument(
+        "--num-eval",
+        type=number(int, ge=1, le=1000),
+        default=1000,
+        help="held-out digits for the PSNR table (default: all 1000)",
+    )
+    g.add_argument(
+        "--per-class", type=number(int, ge=1, le=1000), default=8, help="generated digits per class (default: 8)"
+    )
+    g.add_argument(
+        "--cfg-scale", type=sampling_type("cfg_scale"), default=2.0, help="guidance scale of the samples (default: 2.0)"
+    )
     g.add_argument("--seed", type=SEED, default=0, help="seed (default: 0)")
     g.add_argument("--quick", action="store_true", help="100 held-out digits and 4 samples per class")
     output_option(p, "output folder", default="restok-demo")
@@ -28,12 +37,16 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run the offline demo on the embedded models and say where its outputs are."""
     from ..apps.demo import run_demo as demo
 
-    num_eval, per_class = (min(args.num_eval, 100), min(args.per_class, 4)) if args.quick else (args.num_eval, args.per_class)
+    num_eval, per_class = (
+        (min(args.num_eval, 100), min(args.per_class, 4)) if args.quick else (args.num_eval, args.per_class)
+    )
     f = demo(args.out, args.tokenizer, args.generator, num_eval, per_class, args.cfg_scale, args.seed)
     psnr = ", ".join(f"{k} tokens {v:.1f} dB" for k, v in f["psnr_db_by_tokens"].items())
     print(f"held-out PSNR: {psnr}")
-    print(f"wrote {Path(args.out) / 'report.html'} (and report.md, reconstructions.png, samples.png, progressive.png) "
-          f"in {f['timings']['total_s']:.1f} s")
+    print(
+        f"wrote {Path(args.out) / 'report.html'} (and report.md, reconstructions.png, samples.png, progressive.png) "
+        f"in {f['timings']['total_s']:.1f} s"
+    )
     return 0
 
 
@@ -43,9 +56,14 @@ def _app_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for every interface)")
     g.add_argument("--port", type=number(int, ge=1, le=65535), default=7860, help="port (default: 7860)")
     g.add_argument("--share", action="store_true", help="also open a public Gradio share link")
-    group(p, "models").add_argument("--compare", action="append", default=[], metavar="TOKENIZER",
-                                    help="a tokenizer of any family (TiTok, One-D-Piece, LlamaGen VQ, ResTok) to show side by side "
-                                         "with --tokenizer on the same image; repeat for several")
+    group(p, "models").add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="TOKENIZER",
+        help="a tokenizer of any family (TiTok, One-D-Piece, LlamaGen VQ, ResTok) to show side by side "
+        "with --tokenizer on the same image; repeat for several",
+    )
     device_option(p)
 
 
@@ -60,9 +78,13 @@ def run_app(args: argparse.Namespace) -> int:
 
     generator = None if args.generator.lower() == "none" else args.generator
     demo = build_app(args.tokenizer, generator, device=resolve_device(args.device), compare=args.compare)
-    _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                                          prevent_thread_lock=True, quiet=True)
-    print(f"restok app running at {local_url}" + (f" (public: {share_url})" if share_url else "") + "; Ctrl+C stops it", flush=True)
+    _, local_url, share_url = demo.launch(
+        server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=True, quiet=True
+    )
+    print(
+        f"restok app running at {local_url}" + (f" (public: {share_url})" if share_url else "") + "; Ctrl+C stops it",
+        flush=True,
+    )
     try:
         demo.block_thread()
     finally:
@@ -71,6 +93,16 @@ def run_app(args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    Command("demo", "the embedded MNIST models: coarse-to-fine reconstructions, samples, report (offline)", _demo_arguments, run_demo),
-    Command("app", "local web demo (Gradio): tokenizer and generator tabs (pip install 'restok[app]')", _app_arguments, run_app),
+    Command(
+        "demo",
+        "the embedded MNIST models: coarse-to-fine reconstructions, samples, report (offline)",
+        _demo_arguments,
+        run_demo,
+    ),
+    Command(
+        "app",
+        "local web demo (Gradio): tokenizer and generator tabs (pip install 'restok[app]')",
+        _app_arguments,
+        run_app,
+    ),
 )

@@ -5,10 +5,20 @@ a :class:`Command` names itself, declares its options in one function and runs i
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
-__all__ = ["CLIError", "Command", "add_command", "EXIT_OK", "EXIT_INPUTS_FAILED", "EXIT_ERROR", "batches", "unique_stems"]
+__all__ = [
+    "CLIError",
+    "Command",
+    "add_command",
+    "EXIT_OK",
+    "EXIT_INPUTS_FAILED",
+    "EXIT_ERROR",
+    "batches",
+    "unique_stems",
+]
 
 # Exit status: 0 done, 1 done but some input files could not be read (each named), 2 error (nothing done), 128 + N
 # interrupted by signal N.
@@ -30,7 +40,7 @@ class Command:
     help: str
     arguments: Callable[[argparse.ArgumentParser], None] | None = None
     run: Callable[[argparse.Namespace], int] | None = None
-    subcommands: tuple["Command", ...] = ()
+    subcommands: tuple[Command, ...] = ()
 
 
 def add_command(sub: Any, command: Command) -> argparse.ArgumentParser:
@@ -39,7 +49,11 @@ def add_command(sub: Any, command: Command) -> argparse.ArgumentParser:
     if command.arguments is not None:
         command.arguments(p)
     if command.subcommands:
-        inner = p.add_subparsers(dest=f"{command.name}_command", required=True, metavar="{" + ",".join(c.name for c in command.subcommands) + "}")
+        inner = p.add_subparsers(
+            dest=f"{command.name}_command",
+            required=True,
+            metavar="{" + ",".join(c.name for c in command.subcommands) + "}",
+        )
         for c in command.subcommands:
             add_command(inner, c)
     elif command.run is not None:

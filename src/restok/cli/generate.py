@@ -8,7 +8,19 @@ from pathlib import Path
 
 from ..pipelines.samples import SampleRequest, VariationRequest, write_samples, write_variations
 from .base import Command
-from .options import (batch_option, compile_option, device_option, group, model_options, number, output_option, precision_options, sampling_changes, sampling_options, seed_option)
+from .options import (
+    batch_option,
+    compile_option,
+    device_option,
+    group,
+    model_options,
+    number,
+    output_option,
+    precision_options,
+    sampling_changes,
+    sampling_options,
+    seed_option,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -26,11 +38,22 @@ def _pair_and_recipe(p: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------------------------- generate
 def _generate_arguments(p: argparse.ArgumentParser) -> None:
     g = group(p, "what to generate")
-    g.add_argument("--classes", nargs="+", required=True,
-                   help='class ids or names, e.g. 207 360 or "golden retriever" otter (ImageNet names for 1,000-class models)')
+    g.add_argument(
+        "--classes",
+        nargs="+",
+        required=True,
+        help='class ids or names, e.g. 207 360 or "golden retriever" otter (ImageNet names for 1,000-class models)',
+    )
     g.add_argument("--per-class", type=number(int, ge=1, le=10**6), default=1, help="images per class (default: 1)")
-    g.add_argument("--num-tokens", type=number(int, ge=1, le=8192), default=None, help="stop after the call that completes this many tokens (fewer calls)")
-    g.add_argument("--progressive", action="store_true", help="also write what each HAR step decodes to, coarse to fine")
+    g.add_argument(
+        "--num-tokens",
+        type=number(int, ge=1, le=8192),
+        default=None,
+        help="stop after the call that completes this many tokens (fewer calls)",
+    )
+    g.add_argument(
+        "--progressive", action="store_true", help="also write what each HAR step decodes to, coarse to fine"
+    )
     _pair_and_recipe(p)
     compile_option(p)
     output_option(p, "output directory")
@@ -38,12 +61,28 @@ def _generate_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     """Sample class-conditional images; write PNGs, a grid and a JSON manifest of every setting."""
-    req = SampleRequest(args.tokenizer, args.generator, tuple(args.classes), Path(args.out), args.per_class, args.sampling,
-                        sampling_changes(args), args.seed, args.batch_size, args.num_tokens, args.progressive, args.device,
-                        args.dtype, args.pixel_dtype, args.compile)
+    req = SampleRequest(
+        args.tokenizer,
+        args.generator,
+        tuple(args.classes),
+        Path(args.out),
+        args.per_class,
+        args.sampling,
+        sampling_changes(args),
+        args.seed,
+        args.batch_size,
+        args.num_tokens,
+        args.progressive,
+        args.device,
+        args.dtype,
+        args.pixel_dtype,
+        args.compile,
+    )
     m = write_samples(req)
-    print(f"wrote {len(m['images'])} image(s), grid.png and manifest.json to {args.out} ({m['seconds']:.1f}s, "
-          f"{m['settings']['num_model_calls']} calls per batch)")
+    print(
+        f"wrote {len(m['images'])} image(s), grid.png and manifest.json to {args.out} ({m['seconds']:.1f}s, "
+        f"{m['settings']['num_model_calls']} calls per batch)"
+    )
     return 0
 
 
@@ -51,7 +90,9 @@ def run_generate(args: argparse.Namespace) -> int:
 def _vary_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="image file")
     g = group(p, "what to generate")
-    g.add_argument("--keep", type=number(int, ge=1, le=8192), required=True, help="tokens kept (a level boundary: 1, 2, 4, 8, ...)")
+    g.add_argument(
+        "--keep", type=number(int, ge=1, le=8192), required=True, help="tokens kept (a level boundary: 1, 2, 4, 8, ...)"
+    )
     g.add_argument("--classes", required=True, help="class id or name of the variations")
     g.add_argument("--num", type=number(int, ge=1, le=10**4), default=8, help="variations (default: 8)")
     _pair_and_recipe(p)
@@ -60,15 +101,37 @@ def _vary_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_vary(args: argparse.Namespace) -> int:
     """Coarse-kept variations of one image: its first ``--keep`` tokens kept, the finer levels sampled."""
-    req = VariationRequest(args.tokenizer, args.generator, Path(args.image), args.keep, args.classes, Path(args.out), args.num,
-                           args.sampling, sampling_changes(args), args.seed, args.device, args.dtype, args.pixel_dtype)
+    req = VariationRequest(
+        args.tokenizer,
+        args.generator,
+        Path(args.image),
+        args.keep,
+        args.classes,
+        Path(args.out),
+        args.num,
+        args.sampling,
+        sampling_changes(args),
+        args.seed,
+        args.device,
+        args.dtype,
+        args.pixel_dtype,
+    )
     rec = write_variations(req)
-    print(f"wrote {args.num} variations keeping {args.keep} of {rec['tokenizer']['config']['num_tokens']} "
-          f"tokens, and the strip (original{', coarse' if rec['coarse'] else ''}, variations) to {args.out}")
+    print(
+        f"wrote {args.num} variations keeping {args.keep} of {rec['tokenizer']['config']['num_tokens']} "
+        f"tokens, and the strip (original{', coarse' if rec['coarse'] else ''}, variations) to {args.out}"
+    )
     return 0
 
 
 COMMANDS = (
-    Command("generate", "class-conditional generation (HAR, 9 calls for 128 tokens)", _generate_arguments, run_generate),
-    Command("vary", "coarse-kept variations: keep an image's first k tokens, sample the finer levels", _vary_arguments, run_vary),
+    Command(
+        "generate", "class-conditional generation (HAR, 9 calls for 128 tokens)", _generate_arguments, run_generate
+    ),
+    Command(
+        "vary",
+        "coarse-kept variations: keep an image's first k tokens, sample the finer levels",
+        _vary_arguments,
+        run_vary,
+    ),
 )

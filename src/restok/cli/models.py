@@ -40,7 +40,9 @@ def run_convert(args: argparse.Namespace) -> int:
 
 def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder of 'restok train'")
-    p.add_argument("--step", type=number(int, ge=0, le=10**12), default=None, help="checkpoint step (default: the newest)")
+    p.add_argument(
+        "--step", type=number(int, ge=0, le=10**12), default=None, help="checkpoint step (default: the newest)"
+    )
     p.add_argument("--out", default=None, help="output folder (default: RUN/export-step-<step>)")
     p.add_argument("--weights", default="ema", choices=["ema", "model"], help="EMA weights (default) or the raw ones")
 
@@ -50,8 +52,11 @@ def run_export(args: argparse.Namespace) -> int:
     from ..train.export import export_checkpoint
 
     dest = export_checkpoint(args.run, args.step, args.out, args.weights)
-    print(f"wrote {dest} ({args.weights} weights of {args.run}, step {args.step if args.step is not None else 'newest'}); "
-          "load it with from_pretrained")
+    print(
+        f"wrote {dest} ({args.weights} weights of {args.run}, step "
+        f"{args.step if args.step is not None else 'newest'}); "
+        "load it with from_pretrained"
+    )
     return 0
 
 
@@ -82,7 +87,9 @@ def run_info(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     tok = ResTok.from_preset("restok-tiny").eval()
     gen = HARGenerator.from_preset("har-tiny").eval()
-    images = torch.rand(2, 3, tok.config.image_size, tok.config.image_size, generator=torch.Generator().manual_seed(args.seed))
+    images = torch.rand(
+        2, 3, tok.config.image_size, tok.config.image_size, generator=torch.Generator().manual_seed(args.seed)
+    )
     t0 = time.perf_counter()
     ids = tok.encode(images)
     recon = {k: tok.decode(ids[:, :k]) for k in tok.prefix_lengths}
@@ -97,6 +104,11 @@ def run_info(args: argparse.Namespace) -> int:
 
 COMMANDS = (
     Command("convert", "convert an official checkpoint into this package's format", _convert_arguments, run_convert),
-    Command("export", "write a kept training checkpoint as an inference model (e.g. the 750k-step EMA)", _export_arguments, run_export),
+    Command(
+        "export",
+        "write a kept training checkpoint as an inference model (e.g. the 750k-step EMA)",
+        _export_arguments,
+        run_export,
+    ),
     Command("info", "show presets and run a quick round trip on the tiny presets", _info_arguments, run_info),
 )

@@ -6,19 +6,39 @@ choices), precisions, batch size, seed, output, progress, the prefix lengths (on
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..core.fields import Range, field_range
 from ..eval.budgets import TARGET_RANGES
-from ..runtime.seeds import MAX_SEED
 from ..runtime.precision import DTYPES
 from ..runtime.processes import DEVICES
+from ..runtime.seeds import MAX_SEED
 from ..sampling import SAMPLING_FIELDS, SAMPLING_PRESETS, SamplingConfig
 from .base import CLIError
 
 __all__ = [
-    "number", "ranged", "target_type", "sampling_type", "COUNT", "SEED", "Parser", "group", "model_options", "device_option", "precision_options", "batch_option", "seed_option", "output_option",
-    "progress_option", "compile_option", "tokens_option", "parse_tokens", "sampling_options", "sampling_changes", "sampling_from_args",
+    "number",
+    "ranged",
+    "target_type",
+    "sampling_type",
+    "COUNT",
+    "SEED",
+    "Parser",
+    "group",
+    "model_options",
+    "device_option",
+    "precision_options",
+    "batch_option",
+    "seed_option",
+    "output_option",
+    "progress_option",
+    "compile_option",
+    "tokens_option",
+    "parse_tokens",
+    "sampling_options",
+    "sampling_changes",
+    "sampling_from_args",
 ]
 
 _GROUPS = "_restok_groups"
@@ -33,8 +53,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
 
 
-def number(kind: type, *, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
-           unit: str = "") -> Callable[[str], Any]:
+def number(
+    kind: type,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    unit: str = "",
+) -> Callable[[str], Any]:
     """An argparse ``type`` for an int or float option in a range (finite always): a value outside it, NaN, inf or
     a non-number is refused by argparse with a one-line message naming the option. The range travels with the type
     (``.range``), so tests and ``--help`` read it."""
@@ -102,29 +129,39 @@ def model_options(p: argparse.ArgumentParser, tokenizer: str | None = "required"
 
 def device_option(p: argparse.ArgumentParser) -> None:
     """``--device``: where to run (auto: cuda, then mps, then cpu)."""
-    group(p, "device and precision").add_argument("--device", default="auto", choices=list(DEVICES),
-                                                   help="where to run (default: auto = cuda, then mps, then cpu)")
+    group(p, "device and precision").add_argument(
+        "--device",
+        default="auto",
+        choices=list(DEVICES),
+        help="where to run (default: auto = cuda, then mps, then cpu)",
+    )
 
 
 def precision_options(p: argparse.ArgumentParser, autocast_help: str = "autocast precision (default: fp32)") -> None:
     """``--dtype`` (autocast) and ``--pixel-dtype`` (the CNN pixel decoder)."""
     g = group(p, "device and precision")
     g.add_argument("--dtype", default="fp32", choices=list(DTYPES), help=autocast_help)
-    g.add_argument("--pixel-dtype", default="fp32", choices=list(DTYPES),
-                   help="precision of the CNN pixel decoder (default: fp32, as the official code; bf16 is faster, pixels "
-                        "within bf16 rounding)")
+    g.add_argument(
+        "--pixel-dtype",
+        default="fp32",
+        choices=list(DTYPES),
+        help="precision of the CNN pixel decoder (default: fp32, as the official code; bf16 is faster, pixels "
+        "within bf16 rounding)",
+    )
 
 
 def batch_option(p: argparse.ArgumentParser, default: int, what: str = "images per batch") -> None:
     """``--batch-size``."""
-    group(p, "device and precision").add_argument("--batch-size", type=number(int, ge=1, le=2**20), default=default,
-                                                   help=f"{what} (default: {default})")
+    group(p, "device and precision").add_argument(
+        "--batch-size", type=number(int, ge=1, le=2**20), default=default, help=f"{what} (default: {default})"
+    )
 
 
 def seed_option(p: argparse.ArgumentParser) -> None:
     """``--seed``: the seed of every random draw of the command."""
-    group(p, "sampling").add_argument("--seed", type=SEED, default=0,
-                                      help="seed (default: 0); the same seed and settings give the same output")
+    group(p, "sampling").add_argument(
+        "--seed", type=SEED, default=0, help="seed (default: 0); the same seed and settings give the same output"
+    )
 
 
 def output_option(p: argparse.ArgumentParser, helptext: str, default: str | None = None) -> None:
@@ -144,9 +181,11 @@ def progress_option(p: argparse.ArgumentParser) -> None:
 def compile_option(p: argparse.ArgumentParser) -> None:
     """``--compile``: the compiled sampling steps and decode (restok.sampling.compiled)."""
     group(p, "device and precision").add_argument(
-        "--compile", action="store_true",
-        help="run each HAR step shape and the decode as one torch.compile graph (CUDA graphs on CUDA); the first batch of "
-             "each size compiles, later ones are faster; same tokens as without")
+        "--compile",
+        action="store_true",
+        help="run each HAR step shape and the decode as one torch.compile graph (CUDA graphs on CUDA); the first "
+        "batch of each size compiles, later ones are faster; same tokens as without",
+    )
 
 
 def tokens_option(p: argparse.ArgumentParser, helptext: str) -> None:
@@ -168,7 +207,13 @@ def parse_tokens(value: str | None) -> int | str | tuple[int, ...] | None:
 
 def _number_type(f: Any) -> Any:
     """The argparse type of a recipe field: a ranged int or float (the field's own range), or str."""
-    kind = int if isinstance(f.default, int) and not isinstance(f.default, bool) else float if isinstance(f.default, float) else str
+    kind = (
+        int
+        if isinstance(f.default, int) and not isinstance(f.default, bool)
+        else float
+        if isinstance(f.default, float)
+        else str
+    )
     if kind is str:
         return str
     return ranged(kind, field_range(f) or Range())
@@ -179,10 +224,14 @@ def sampling_options(p: argparse.ArgumentParser, many: bool = False) -> None:
     SamplingConfig's fields and their descriptions); ``many``: each takes several values (a search grid)."""
     g = group(p, "sampling")
     if not many:
-        g.add_argument("--sampling", default=None, metavar="PRESET|FILE.json",
-                       help=f"sampling recipe: {' or '.join(SAMPLING_PRESETS)} (preset), or a JSON file (e.g. a guidance "
-                            "search's best.json); default: the generator's own (generation_config.json; the released "
-                            "recipe for the official weights)")
+        g.add_argument(
+            "--sampling",
+            default=None,
+            metavar="PRESET|FILE.json",
+            help=f"sampling recipe: {' or '.join(SAMPLING_PRESETS)} (preset), or a JSON file (e.g. a guidance "
+            "search's best.json); default: the generator's own (generation_config.json; the released "
+            "recipe for the official weights)",
+        )
     for name, f in SAMPLING_FIELDS.items():
         kwargs: dict[str, Any] = {"default": None, "type": _number_type(f), "help": f.metadata["help"]}
         if "choices" in f.metadata:

@@ -84,11 +84,26 @@ def run_curves(args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    Command("plot", "PNG visualisations: reconstruction strip, attention maps, codebook usage, training curves", subcommands=(
-        Command("strip", "originals over reconstructions from every prefix length", _image_plot_arguments, run_strip),
-        Command("attention", "encoder attention from each latent level to each image-token scale, per layer (needs matplotlib)",
-                _image_plot_arguments, run_attention),
-        Command("codebook", "code-frequency histogram with usage and entropy (needs matplotlib)", _image_plot_arguments, run_codebook),
-        Command("curves", "training curves of a run folder (needs matplotlib)", _curves_arguments, run_curves),
-    )),
+    Command(
+        "plot",
+        "PNG visualisations: reconstruction strip, attention maps, codebook usage, training curves",
+        subcommands=(
+            Command(
+                "strip", "originals over reconstructions from every prefix length", _image_plot_arguments, run_strip
+            ),
+            Command(
+                "attention",
+                "encoder attention from each latent level to each image-token scale, per layer (needs matplotlib)",
+                _image_plot_arguments,
+                run_attention,
+            ),
+            Command(
+                "codebook",
+                "code-frequency histogram with usage and entropy (needs matplotlib)",
+                _image_plot_arguments,
+                run_codebook,
+            ),
+            Command("curves", "training curves of a run folder (needs matplotlib)", _curves_arguments, run_curves),
+        ),
+    ),
 )

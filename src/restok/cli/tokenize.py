@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -18,7 +19,18 @@ from ..runtime.precision import DTYPES, autocast_to
 from ..runtime.processes import resolve_device
 from ..runtime.progress import progress
 from .base import EXIT_INPUTS_FAILED, CLIError, Command, batches, unique_stems
-from .options import (batch_option, device_option, group, model_options, number, output_option, parse_tokens, precision_options, target_type, tokens_option)
+from .options import (
+    batch_option,
+    device_option,
+    group,
+    model_options,
+    number,
+    output_option,
+    parse_tokens,
+    precision_options,
+    target_type,
+    tokens_option,
+)
 
 __all__ = ["COMMANDS", "load_images"]
 
@@ -81,7 +93,9 @@ def run_reconstruct(args: argparse.Namespace) -> int:
             for k in ks:
                 save_image(recons[k][i], out / f"{stem}_k{k}.png")
             strip = [orig] + [recons[k][i].cpu() for k in ks]
-            save_image(make_grid(strip, nrow=len(strip)), out / (f"{stem}_strip.png" if len(ks) > 1 else f"{stem}_compare.png"))
+            save_image(
+                make_grid(strip, nrow=len(strip)), out / (f"{stem}_strip.png" if len(ks) > 1 else f"{stem}_compare.png")
+            )
     print(f"wrote {len(images)} reconstruction(s) with {ks} tokens to {out}{_failed_note(failed)}")
     return EXIT_INPUTS_FAILED if failed else 0
 
@@ -91,7 +105,12 @@ def _tokenize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files")
     model_options(p, tokenizer="required")
     g = group(p, "adaptive budget")
-    g.add_argument("--target-psnr", type=target_type("psnr"), default=None, help="keep per image the shortest prefix reaching this PSNR (dB)")
+    g.add_argument(
+        "--target-psnr",
+        type=target_type("psnr"),
+        default=None,
+        help="keep per image the shortest prefix reaching this PSNR (dB)",
+    )
     g.add_argument("--target-ssim", type=target_type("ssim"), default=None, help="... or this SSIM")
     g.add_argument("--max-tokens", type=number(int, ge=1, le=8192), default=None, help="cap of the adaptive budget")
     output_option(p, "output .npz file (ids (N, L) with -1 past each image's length, lengths, files)")
@@ -108,8 +127,13 @@ def _budget(args: argparse.Namespace) -> dict[str, float]:
     return target
 
 
-def _encode_all(tok: Any, images: list[tuple[str, torch.Tensor]], args: argparse.Namespace, device: torch.device,
-                target: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _encode_all(
+    tok: Any,
+    images: list[tuple[str, torch.Tensor]],
+    args: argparse.Namespace,
+    device: torch.device,
+    target: dict[str, float],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Ids (N, L), lengths (N,) and, with a target, the quality each image reached."""
     ids, lengths, quality = [], [], []
     for batch in progress(batches(images, args.batch_size), "tokenizing"):
@@ -132,16 +156,30 @@ def run_tokenize(args: argparse.Namespace) -> int:
     tok = load_tokenizer(args.tokenizer, device=device)
     target = _budget(args)
     if args.max_tokens is not None and args.max_tokens not in tok.prefix_lengths:
-        raise CLIError(f"--max-tokens {args.max_tokens} is not a prefix length of the tokenizer; choose one of {list(tok.prefix_lengths)}")
+        raise CLIError(
+            f"--max-tokens {args.max_tokens} is not a prefix length of the tokenizer; choose one of "
+            f"{list(tok.prefix_lengths)}"
+        )
     images, failed = load_images(args.images, tok.config.image_size)
     if not images:
         raise CLIError("no readable images")
     ids, lengths, quality = _encode_all(tok, images, args, device, target)
     label = ", ".join(f"{m}>={v}" for m, v in target.items()) or None
-    tf = TokenFile(ids.numpy(), lengths.numpy(), [p for p, _ in images], args.tokenizer, tok.config.image_size, label,
-                   None if quality is None else quality.numpy())
+    tf = TokenFile(
+        ids.numpy(),
+        lengths.numpy(),
+        [p for p, _ in images],
+        args.tokenizer,
+        tok.config.image_size,
+        label,
+        None if quality is None else quality.numpy(),
+    )
     write_token_file(args.out, tf)
-    per = f"{tok.num_tokens} tokens each" if not target else f"{float(lengths.float().mean()):.1f} tokens per image on average ({label.replace('>=', ' >= ')})"
+    per = (
+        f"{tok.num_tokens} tokens each"
+        if not target
+        else f"{float(lengths.float().mean()):.1f} tokens per image on average ({label.replace('>=', ' >= ')})"
+    )
     print(f"wrote ids of {len(images)} image(s), {per}, to {args.out}{_failed_note(failed)}")
     return EXIT_INPUTS_FAILED if failed else 0
 
@@ -150,8 +188,11 @@ def run_tokenize(args: argparse.Namespace) -> int:
 def _detokenize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("codes", help=".npz written by 'restok tokenize'")
     model_options(p, tokenizer="optional")  # default: the tokenizer the file records
-    tokens_option(p, "decode a prefix (a length, a comma list, or 'all' for every length an image keeps); default: each "
-                     "image from its own length")
+    tokens_option(
+        p,
+        "decode a prefix (a length, a comma list, or 'all' for every length an image keeps); default: each "
+        "image from its own length",
+    )
     output_option(p, "output directory")
     _running(p)
 
@@ -164,7 +205,10 @@ def _wanted(tf: TokenFile, tokens: str | None, tok: Any) -> list[tuple[int, int]
     if tokens != "all":
         short = [tf.files[i] for i in range(len(tf.files)) if tf.lengths[i] < max(ks)]
         if short:
-            raise CLIError(f"{len(short)} image(s) keep fewer than {max(ks)} tokens (e.g. {short[0]}); decode them with a shorter --tokens")
+            raise CLIError(
+                f"{len(short)} image(s) keep fewer than {max(ks)} tokens (e.g. {short[0]}); decode them with a "
+                "shorter --tokens"
+            )
     return sorted((k, i) for i in range(len(tf.files)) for k in ks if k <= tf.lengths[i])
 
 
@@ -189,7 +233,17 @@ def run_detokenize(args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    Command("reconstruct", "reconstruct images from k tokens (or the coarse-to-fine strip)", _reconstruct_arguments, run_reconstruct),
-    Command("tokenize", "encode images to token ids (.npz), all tokens or an adaptive budget per image", _tokenize_arguments, run_tokenize),
+    Command(
+        "reconstruct",
+        "reconstruct images from k tokens (or the coarse-to-fine strip)",
+        _reconstruct_arguments,
+        run_reconstruct,
+    ),
+    Command(
+        "tokenize",
+        "encode images to token ids (.npz), all tokens or an adaptive budget per image",
+        _tokenize_arguments,
+        run_tokenize,
+    ),
     Command("detokenize", "decode token ids (.npz from 'tokenize') to images", _detokenize_arguments, run_detokenize),
 )

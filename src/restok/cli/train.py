@@ -14,7 +14,16 @@ from typing import Any
 
 from ..runtime.processes import launched
 from .base import CLIError, Command
-from .options import (batch_option, device_option, group, model_options, number, output_option, progress_option, target_type)
+from .options import (
+    batch_option,
+    device_option,
+    group,
+    model_options,
+    number,
+    output_option,
+    progress_option,
+    target_type,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -34,29 +43,58 @@ def _report(result: Any, main: bool) -> int:
     elif result.status == "stopped":
         print(f"stopped at step {result.step} (--stop-at); checkpoint {result.checkpoint}; continue with --resume")
     else:
-        print(f"interrupted at step {result.step}; checkpoint {result.checkpoint}; continue with --resume", file=sys.stderr)
+        print(
+            f"interrupted at step {result.step}; checkpoint {result.checkpoint}; continue with --resume",
+            file=sys.stderr,
+        )
     return code
 
 
 # ------------------------------------------------------------------------------------------- train
 def _run_arguments(p: argparse.ArgumentParser) -> None:
     """What every training run takes besides its data."""
-    p.add_argument("--config", required=True, help="recipe name (restok-l-128, restok-tiny, har-l, har-tiny, ...) or YAML file")
+    p.add_argument(
+        "--config", required=True, help="recipe name (restok-l-128, restok-tiny, har-l, har-tiny, ...) or YAML file"
+    )
     output_option(p, "run folder (config, logs, grids, checkpoints, final/)")
     g = group(p, "run length and resume")
-    g.add_argument("--max-steps", type=number(int, ge=1, le=10**12), default=None, help="length of the run and of its LR schedule")
-    g.add_argument("--stop-at", type=number(int, ge=1, le=10**12), default=None, help="end early after this step's checkpoint (as an interruption would)")
+    g.add_argument(
+        "--max-steps", type=number(int, ge=1, le=10**12), default=None, help="length of the run and of its LR schedule"
+    )
+    g.add_argument(
+        "--stop-at",
+        type=number(int, ge=1, le=10**12),
+        default=None,
+        help="end early after this step's checkpoint (as an interruption would)",
+    )
     g.add_argument("--resume", action="store_true", help="continue from the run folder's newest complete checkpoint")
     g = group(p, "before a long run")
-    g.add_argument("--preflight", action="store_true",
-                   help="check on every rank (launcher, a collective, shared --out, same data, batch arithmetic, disk, memory) "
-                        "and exit: 0 ready, 1 with a blocker; nothing is trained")
-    g.add_argument("--preflight-timeout", type=number(float, gt=0, le=86400), default=60.0, help="seconds the collective may take (default: 60)")
-    g.add_argument("--devices", type=number(int, ge=1, le=10**6), default=None,
-                   help="fit the recipe to this many devices (processes): its global batch as per-device micro-batches x "
-                        "gradient accumulation, learning rate and schedule unchanged; printed before the run")
-    g.add_argument("--memory-per-device", type=number(float, gt=0, le=10**6), default=None, metavar="GB",
-                   help="memory of each device for --devices (default: what this process's device has free)")
+    g.add_argument(
+        "--preflight",
+        action="store_true",
+        help="check on every rank (launcher, a collective, shared --out, same data, batch arithmetic, disk, memory) "
+        "and exit: 0 ready, 1 with a blocker; nothing is trained",
+    )
+    g.add_argument(
+        "--preflight-timeout",
+        type=number(float, gt=0, le=86400),
+        default=60.0,
+        help="seconds the collective may take (default: 60)",
+    )
+    g.add_argument(
+        "--devices",
+        type=number(int, ge=1, le=10**6),
+        default=None,
+        help="fit the recipe to this many devices (processes): its global batch as per-device micro-batches x "
+        "gradient accumulation, learning rate and schedule unchanged; printed before the run",
+    )
+    g.add_argument(
+        "--memory-per-device",
+        type=number(float, gt=0, le=10**6),
+        default=None,
+        metavar="GB",
+        help="memory of each device for --devices (default: what this process's device has free)",
+    )
     device_option(p)
     progress_option(p)
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. optimizer.lr=3e-4 batch_size=64")
@@ -64,9 +102,17 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 def _tokenizer_run_arguments(p: argparse.ArgumentParser) -> None:
     g = group(p, "data")
-    g.add_argument("--data", required=True, help="image folder (one sub-folder per class, or flat), .tar shards, or a Hugging Face "
-                                                "dataset (save_to_disk folder, parquet, hf:ID[?split=..&image=..&label=..])")
-    g.add_argument("--eval-data", default=None, help="held-out images for validation every eval_every steps (restok-l-128: every 50,000)")
+    g.add_argument(
+        "--data",
+        required=True,
+        help="image folder (one sub-folder per class, or flat), .tar shards, or a Hugging Face "
+        "dataset (save_to_disk folder, parquet, hf:ID[?split=..&image=..&label=..])",
+    )
+    g.add_argument(
+        "--eval-data",
+        default=None,
+        help="held-out images for validation every eval_every steps (restok-l-128: every 50,000)",
+    )
     _run_arguments(p)
 
 
@@ -86,14 +132,24 @@ def _train(args: argparse.Namespace, kind: str, data: str, overrides: list[str])
     if args.preflight:
         from ..train.preflight import preflight
 
-        lines, blocked = preflight(cfg, kind, data, args.out, None if args.device == "auto" else args.device, args.preflight_timeout)
+        lines, blocked = preflight(
+            cfg, kind, data, args.out, None if args.device == "auto" else args.device, args.preflight_timeout
+        )
         for line in lines:
             print(line, flush=True)
         if lines:
-            print("preflight: " + ("BLOCKED: fix the blocker lines above before the run" if blocked else "ready"), flush=True)
+            print(
+                "preflight: " + ("BLOCKED: fix the blocker lines above before the run" if blocked else "ready"),
+                flush=True,
+            )
         return 1 if blocked else 0
-    options = dict(max_steps=args.max_steps, stop_at=args.stop_at, resume=args.resume,
-                   device=None if args.device == "auto" else args.device, progress=not args.no_progress)
+    options = dict(
+        max_steps=args.max_steps,
+        stop_at=args.stop_at,
+        resume=args.resume,
+        device=None if args.device == "auto" else args.device,
+        progress=not args.no_progress,
+    )
     result = (train_tokenizer if kind == "tokenizer" else train_generator)(cfg, data, args.out, **options)
     return _report(result, os.environ.get("RANK", "0") == "0")
 
@@ -106,14 +162,24 @@ def _fit(cfg: Any, kind: str, data: str, args: argparse.Namespace) -> Any:
 
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if "WORLD_SIZE" in os.environ and launched != args.devices:
-        raise CLIError(f"--devices {args.devices} but the launcher started {launched} processes: give the count it starts")
+        raise CLIError(
+            f"--devices {args.devices} but the launcher started {launched} processes: give the count it starts"
+        )
     if "WORLD_SIZE" not in os.environ and args.devices > 1:
-        raise CLIError(f"--devices {args.devices} plans a run of {args.devices} processes: launch it so (torchrun --nproc-per-node "
-                       f"{args.devices} -m restok train ..., or accelerate launch --num_processes {args.devices}); alone it is one")
+        raise CLIError(
+            f"--devices {args.devices} plans a run of {args.devices} processes: launch it so (torchrun "
+            "--nproc-per-node "
+            f"{args.devices} -m restok train ..., or accelerate launch --num_processes {args.devices}); alone it is one"
+        )
     if launched > 1 and not args.memory_per_device:
-        # each rank would measure its own free memory and could choose another grad_accum: the collectives would not match
-        raise CLIError("--devices under a launcher needs --memory-per-device GB, so that every rank fits the recipe the same way")
-    memory = int(args.memory_per_device * 1e9) if args.memory_per_device else available_memory(resolve_device(args.device))
+        # each rank would measure its own free memory and could choose another grad_accum: the collectives would not
+        # match
+        raise CLIError(
+            "--devices under a launcher needs --memory-per-device GB, so that every rank fits the recipe the same way"
+        )
+    memory = (
+        int(args.memory_per_device * 1e9) if args.memory_per_device else available_memory(resolve_device(args.device))
+    )
     cfg, plan = fit_to_devices(cfg, kind, data, args.devices, memory)
     if os.environ.get("RANK", "0") == "0":
         print(plan, flush=True)
@@ -135,11 +201,19 @@ def _extract_arguments(p: argparse.ArgumentParser) -> None:
     model_options(p, tokenizer="required")
     g = group(p, "data")
     g.add_argument("--data", required=True, help="image folder or .tar shards")
-    g.add_argument("--crop", default="ten-crop", choices=["ten-crop", "center", "center-only"],
-                   help="ten-crop with flips (official), centre + flip, or the centre crop alone (no mirror: digits, text)")
+    g.add_argument(
+        "--crop",
+        default="ten-crop",
+        choices=["ten-crop", "center", "center-only"],
+        help="ten-crop with flips (official), centre + flip, or the centre crop alone (no mirror: digits, text)",
+    )
     g.add_argument("--shard-size", type=number(int, ge=1, le=10**9), default=10_000, help="images per shard")
-    g.add_argument("--target-psnr", type=target_type("psnr"), default=None,
-                   help="a ragged code set: each crop keeps the shortest prefix reaching this PSNR (shard-*.lengths.npy)")
+    g.add_argument(
+        "--target-psnr",
+        type=target_type("psnr"),
+        default=None,
+        help="a ragged code set: each crop keeps the shortest prefix reaching this PSNR (shard-*.lengths.npy)",
+    )
     output_option(p, "output folder of the code set")
     device_option(p)
     batch_option(p, 32, "images per batch (each with all its crops)")
@@ -154,11 +228,21 @@ def run_extract_codes(args: argparse.Namespace) -> int:
 
     processes, device = launched(args.device, progress=not args.no_progress)
     tok = load_tokenizer(args.tokenizer, device=device)
-    meta = extract_codes(tok, open_image_source(args.data), args.out, crop=args.crop, batch_size=args.batch_size,
-                         shard_size=args.shard_size, processes=processes, target_psnr=args.target_psnr)
+    meta = extract_codes(
+        tok,
+        open_image_source(args.data),
+        args.out,
+        crop=args.crop,
+        batch_size=args.batch_size,
+        shard_size=args.shard_size,
+        processes=processes,
+        target_psnr=args.target_psnr,
+    )
     if meta is not None:
-        print(f"wrote {meta['num_samples']} samples x {meta['num_crops']} crops x {meta['num_tokens']} tokens "
-              f"in {len(meta['shards'])} shard(s) to {args.out} ({len(meta['skipped'])} unreadable files skipped)")
+        print(
+            f"wrote {meta['num_samples']} samples x {meta['num_crops']} crops x {meta['num_tokens']} tokens "
+            f"in {len(meta['shards'])} shard(s) to {args.out} ({len(meta['skipped'])} unreadable files skipped)"
+        )
     return 0
 
 
@@ -167,7 +251,12 @@ def _check_arguments(p: argparse.ArgumentParser) -> None:
     model_options(p, tokenizer="optional")
     g = group(p, "data")
     g.add_argument("--data", default=None, help="the source images, to re-encode --verify samples")
-    g.add_argument("--verify", type=number(int, ge=0, le=10**9), default=4, help="images to re-encode, spread over every shard (default: 4)")
+    g.add_argument(
+        "--verify",
+        type=number(int, ge=0, le=10**9),
+        default=4,
+        help="images to re-encode, spread over every shard (default: 4)",
+    )
 
 
 def run_check_codes(args: argparse.Namespace) -> int:
@@ -185,10 +274,24 @@ def run_check_codes(args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    Command("train", "train a tokenizer or a generator (accelerate launch / torchrun for many GPUs)", subcommands=(
-        Command("tokenizer", "train a tokenizer", _tokenizer_run_arguments, run_train_tokenizer),
-        Command("generator", "train a generator", _generator_run_arguments, run_train_generator),
-    )),
-    Command("extract-codes", "tokenize a dataset for generator training (sharded, resumable)", _extract_arguments, run_extract_codes),
-    Command("check-codes", "validate a code set against its format and, optionally, its tokenizer", _check_arguments, run_check_codes),
+    Command(
+        "train",
+        "train a tokenizer or a generator (accelerate launch / torchrun for many GPUs)",
+        subcommands=(
+            Command("tokenizer", "train a tokenizer", _tokenizer_run_arguments, run_train_tokenizer),
+            Command("generator", "train a generator", _generator_run_arguments, run_train_generator),
+        ),
+    ),
+    Command(
+        "extract-codes",
+        "tokenize a dataset for generator training (sharded, resumable)",
+        _extract_arguments,
+        run_extract_codes,
+    ),
+    Command(
+        "check-codes",
+        "validate a code set against its format and, optionally, its tokenizer",
+        _check_arguments,
+        run_check_codes,
+    ),
 )

@@ -26,7 +26,9 @@ class PixelCNNConfig(Config):
     """MaskGIT-style CNN pixel encoder/decoder (App. A.1); the official one is 128 wide and 16x."""
 
     hidden_channels: int = setting(128, ge=1, le=8192)  # width of the first stage
-    channel_mult: tuple[int, ...] = setting((1, 1, 2, 2, 4), ge=1, le=64)  # per-stage width multipliers; len-1 downsamplings
+    channel_mult: tuple[int, ...] = setting(
+        (1, 1, 2, 2, 4), ge=1, le=64
+    )  # per-stage width multipliers; len-1 downsamplings
     num_res_blocks: int = setting(2, ge=1, le=64)
     z_channels: int = setting(256, ge=1, le=65536)  # channels handed to / taken from the ViT's 1x1 projections
     num_groups: int = setting(32, ge=1, le=8192)  # GroupNorm groups
@@ -65,7 +67,9 @@ class ResTokConfig(Config):
     decoder_depth: int = setting(24, ge=1, le=1024)
     decoder_num_heads: int = setting(16, ge=1, le=1024)
     mlp_ratio: float = setting(4.0, gt=0, le=64)
-    hierarchy_stages: int = setting(4, ge=1, le=64)  # S image-token levels; S-1 residual merges (Alg. 2); 1 = no merging
+    hierarchy_stages: int = setting(
+        4, ge=1, le=64
+    )  # S image-token levels; S-1 residual merges (Alg. 2); 1 = no merging
     residual_image_tokens: bool = True  # Alg. 2 line 4
     residual_latent_tokens: bool = True  # Alg. 1 line 5
     latent_hierarchy: bool = True  # multi-level pooled latent init; False = 1-D area interpolation (TiTok-like)
@@ -83,7 +87,9 @@ class ResTokConfig(Config):
     # Training-only representation alignment (Sec. 3.4, "VF" in the official code): the feature size of the
     # frozen teacher (1024 for DINOv3-L); 0 = no projection head. Inference checkpoints keep these at 0.
     encoder_feature_dim: int = setting(0, ge=0, le=65536)  # adds vf_proj on the coarsest image tokens
-    decoder_feature_dim: int = setting(0, ge=0, le=65536)  # adds feature queries (feat_mask_token) and vf_proj_dec in the decoder
+    decoder_feature_dim: int = setting(
+        0, ge=0, le=65536
+    )  # adds feature queries (feat_mask_token) and vf_proj_dec in the decoder
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -132,7 +138,6 @@ class ResTokConfig(Config):
         return f"{self.image_size:4d}px  {self.num_tokens:4d} tokens  prefixes {list(self.prefix_lengths)}"
 
 
-
 @dataclass(frozen=True)
 class HARConfig(Config):
     """LlamaGen-style GPT with hierarchical autoregressive groups (Sec. 4). Defaults are the official GPT-L."""
@@ -149,8 +154,12 @@ class HARConfig(Config):
     num_tokens: int = setting(128, ge=2, le=8192)  # block size L
     vocab_size: int = setting(8192, ge=2, le=2**24)  # = the tokenizer's codebook size
     num_classes: int = setting(1000, ge=1, le=2**24)
-    ar_tokens: int = setting(4, ge=1, le=8192)  # A tokens predicted one by one; A = num_tokens gives vanilla next-token AR
-    num_special_tokens: int | None = setting(None, ge=0, le=8192)  # rows of the special-token table; None = L-1 (official) or 0 for vanilla
+    ar_tokens: int = setting(
+        4, ge=1, le=8192
+    )  # A tokens predicted one by one; A = num_tokens gives vanilla next-token AR
+    num_special_tokens: int | None = setting(
+        None, ge=0, le=8192
+    )  # rows of the special-token table; None = L-1 (official) or 0 for vanilla
     class_dropout_prob: float = setting(0.1, ge=0, lt=1)  # label dropout for classifier-free guidance
     token_dropout_p: float = setting(0.1, ge=0, lt=1)
     attn_dropout_p: float = setting(0.0, ge=0, lt=1)
@@ -208,7 +217,6 @@ class HARConfig(Config):
         return f"{self.n_layer:3d} layers x {self.dim:5d}  {self.num_tokens:4d} tokens in {self.num_steps} calls"
 
 
-
 # ----------------------------------------------------------------------------------------------------
 # Presets
 
@@ -250,7 +258,8 @@ def tokenizer_preset(name: str, **overrides: Any) -> ResTokConfig:
 
 
 def generator_preset(name: str, **overrides: Any) -> HARConfig:
-    """The named generator config; ``num_tokens``, ``vocab_size``, ``num_classes``, ``ar_tokens`` etc. may be overridden."""
+    """The named generator config; ``num_tokens``, ``vocab_size``, ``num_classes``, ``ar_tokens`` etc. may be
+    overridden."""
     if name not in GENERATOR_PRESETS:
         raise ValueError(f"unknown generator preset {name!r}; available: {sorted(GENERATOR_PRESETS)}")
     return replace_checked(GENERATOR_PRESETS[name], overrides)

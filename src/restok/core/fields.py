@@ -16,11 +16,21 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["Config", "check_field_types", "config_from_dict", "replace_checked", "plain", "Range", "setting", "field_range",
-           "numeric_fields"]
+__all__ = [
+    "Config",
+    "check_field_types",
+    "config_from_dict",
+    "replace_checked",
+    "plain",
+    "Range",
+    "setting",
+    "field_range",
+    "numeric_fields",
+]
 
 C = TypeVar("C", bound="Config")
 
@@ -36,8 +46,11 @@ class Range:
 
     def __contains__(self, value: float) -> bool:
         return math.isfinite(value) and not (
-            (self.ge is not None and value < self.ge) or (self.gt is not None and value <= self.gt)
-            or (self.le is not None and value > self.le) or (self.lt is not None and value >= self.lt))
+            (self.ge is not None and value < self.ge)
+            or (self.gt is not None and value <= self.gt)
+            or (self.le is not None and value > self.le)
+            or (self.lt is not None and value >= self.lt)
+        )
 
     def describe(self) -> str:
         """The range in words: ">= 1", "in [0, 1)", "in (0, 1]", "a finite number"."""
@@ -65,8 +78,16 @@ def _num(x: float) -> str:
     return str(int(x)) if x.is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
-def setting(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
-            lt: float | None = None, default_factory: Any = dataclasses.MISSING, **metadata: Any) -> Any:
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    default_factory: Any = dataclasses.MISSING,
+    **metadata: Any,
+) -> Any:
     """A dataclass field whose number (or each number of its tuple) must lie in the range given; ``metadata`` carries
     anything else a field describes (the command line's help text)."""
     meta = {**metadata, "range": Range(ge, gt, le, lt)}
@@ -98,7 +119,8 @@ def _is_numeric(t: Any) -> bool:
     if t in (int, float):
         return True
     return typing.get_origin(t) in (typing.Union, types.UnionType, tuple) and any(
-        _is_numeric(a) for a in typing.get_args(t) if a is not Ellipsis)
+        _is_numeric(a) for a in typing.get_args(t) if a is not Ellipsis
+    )
 
 
 def _type_name(t: Any) -> str:
@@ -111,10 +133,14 @@ def _type_name(t: Any) -> str:
         return " or ".join(_type_name(a) for a in args)
     if origin is tuple:
         plural = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
-        return "a list of " + (plural.get(args[0], "values") if len(args) == 2 and args[1] is Ellipsis else f"{len(args)} values")
+        return "a list of " + (
+            plural.get(args[0], "values") if len(args) == 2 and args[1] is Ellipsis else f"{len(args)} values"
+        )
     if dataclasses.is_dataclass(t):
         return f"a mapping of {t.__name__} settings"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(t, getattr(t, "__name__", str(t)))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        t, getattr(t, "__name__", str(t))
+    )
 
 
 def _coerce(value: Any, t: Any) -> tuple[bool, Any]:
@@ -167,7 +193,9 @@ def check_field_types(obj: Any) -> None:
         ok, fixed = _coerce(value, hints[f.name])
         if not ok:
             raise ValueError(f"{type(obj).__name__}.{f.name} must be {_type_name(hints[f.name])}, got {_short(value)}")
-        (field_range(f) or Range()).check(fixed, f"{type(obj).__name__}.{f.name}")  # finite always, in range if declared
+        (field_range(f) or Range()).check(
+            fixed, f"{type(obj).__name__}.{f.name}"
+        )  # finite always, in range if declared
         if fixed is not value:
             object.__setattr__(obj, f.name, fixed)
 
@@ -180,7 +208,11 @@ def _short(value: Any) -> str:
 
 def _nested_class(annotation: Any) -> type | None:
     """The config class a field holds (``PixelCNNConfig``, ``OptimConfig | None``, ...), if any."""
-    candidates = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+    candidates = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
     found = [c for c in candidates if isinstance(c, type) and dataclasses.is_dataclass(c)]
     return found[0] if len(found) == 1 else None
 

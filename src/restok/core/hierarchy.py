@@ -15,10 +15,9 @@ Vocabulary used below:
 
 from __future__ import annotations
 
-from typing import Callable
-
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -57,7 +56,7 @@ def _check_num_tokens(num_tokens: int) -> None:
         raise ValueError(f"num_tokens must be a power of two >= 2 (e.g. 32, 128), got {num_tokens!r}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def latent_level_sizes(num_tokens: int) -> tuple[int, ...]:
     """Latent level sizes ``(1, 1, 2, 4, ..., L/2)``: the first two levels hold one token each (Sec. 3.3)."""
     _check_num_tokens(num_tokens)
@@ -67,7 +66,7 @@ def latent_level_sizes(num_tokens: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-@lru_cache(maxsize=None)
+@cache
 def latent_level_bounds(num_tokens: int) -> tuple[tuple[int, int], ...]:
     """``(start, end)`` of each latent level in the token sequence."""
     bounds, start = [], 0
@@ -77,7 +76,7 @@ def latent_level_bounds(num_tokens: int) -> tuple[tuple[int, int], ...]:
     return tuple(bounds)
 
 
-@lru_cache(maxsize=None)
+@cache
 def latent_level_of_position(num_tokens: int) -> tuple[int, ...]:
     """The latent level index of every token position ``0..L-1``."""
     return tuple(lvl for lvl, (s, e) in enumerate(latent_level_bounds(num_tokens)) for _ in range(s, e))
@@ -91,13 +90,13 @@ def pooled_grid(count: int) -> tuple[int, int]:
     return (1 << (k // 2), 1 << (k - k // 2))
 
 
-@lru_cache(maxsize=None)
+@cache
 def latent_pool_grids(num_tokens: int) -> tuple[tuple[int, int], ...]:
     """The pooled grid of each latent level (Alg. 1): (1,1), (1,1), (1,2), (2,2), (2,4), ..."""
     return tuple(pooled_grid(n) for n in latent_level_sizes(num_tokens))
 
 
-@lru_cache(maxsize=None)
+@cache
 def prefix_lengths(num_tokens: int, min_tokens: int) -> tuple[int, ...]:
     """Allowed numbers of kept tokens (nested prefixes): level ends ``>= min_tokens``, e.g. 4, 8, ..., 128."""
     ends = tuple(e for _, e in latent_level_bounds(num_tokens))
@@ -108,8 +107,12 @@ def prefix_lengths(num_tokens: int, min_tokens: int) -> tuple[int, ...]:
     return tuple(e for e in ends if e >= min_tokens)
 
 
-def select_prefixes(spec: int | str | tuple[int, ...] | list[int] | None, allowed: tuple[int, ...],
-                    decodable: Callable[[int], bool] | None = None, describe: str | None = None) -> list[int]:
+def select_prefixes(
+    spec: int | str | tuple[int, ...] | list[int] | None,
+    allowed: tuple[int, ...],
+    decodable: Callable[[int], bool] | None = None,
+    describe: str | None = None,
+) -> list[int]:
     """The prefix lengths a user asks for, in increasing order: None (the longest), one length, several, or ``"all"``
     (the ``allowed`` budgets); a ValueError names the ones that are not among ``allowed`` (or, for tokenizers whose
     every prefix decodes such as One-D-Piece, that ``decodable`` refuses)."""
@@ -121,7 +124,9 @@ def select_prefixes(spec: int | str | tuple[int, ...] | list[int] | None, allowe
     ok = decodable or (lambda k: k in allowed)
     bad = [k for k in ks if not ok(k)]
     if bad or not ks:
-        raise ValueError(f"prefix length(s) {bad or ks} not allowed: " + (describe or f"choose from {list(allowed)}") + " or 'all'")
+        raise ValueError(
+            f"prefix length(s) {bad or ks} not allowed: " + (describe or f"choose from {list(allowed)}") + " or 'all'"
+        )
     return ks
 
 
@@ -142,7 +147,7 @@ def nested_dropout_probs(num_tokens: int, min_tokens: int, drop_prob: float) -> 
     return tuple(w / total for w in weights)
 
 
-@lru_cache(maxsize=None)
+@cache
 def merge_layers(depth: int, stages: int) -> tuple[int, ...]:
     """0-based encoder layers that end with a residual merge: every ``N/S`` layers but the last (Sec. 3.2).
 
@@ -156,7 +161,7 @@ def merge_layers(depth: int, stages: int) -> tuple[int, ...]:
     return layers
 
 
-@lru_cache(maxsize=None)
+@cache
 def image_level_grids(grid: tuple[int, int], stages: int) -> tuple[tuple[int, int], ...]:
     """Image-token grids after all merges, coarse to fine, e.g. (16,2), (16,4), (16,8), (16,16).
 
@@ -228,12 +233,10 @@ def _check_ar_tokens(num_tokens: int, ar_tokens: int) -> None:
         return
     _check_num_tokens(num_tokens)
     if not is_power_of_two(ar_tokens) or ar_tokens > num_tokens:
-        raise ValueError(
-            f"ar_tokens must be a power of two between 1 and num_tokens={num_tokens}, got {ar_tokens!r}"
-        )
+        raise ValueError(f"ar_tokens must be a power of two between 1 and num_tokens={num_tokens}, got {ar_tokens!r}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def har_step_positions(num_tokens: int, ar_tokens: int) -> tuple[tuple[int, int], ...]:
     """``(start, end)`` token positions predicted by each generator call.
 
@@ -274,7 +277,7 @@ class HARInput:
         return max((i + 1 for k, i in zip(self.kind, self.index) if k == self.SPECIAL), default=0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def har_input_layout(num_tokens: int, ar_tokens: int) -> HARInput:
     """Input of each position ``p`` (position p predicts token p).
 

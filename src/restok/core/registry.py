@@ -11,11 +11,22 @@ checkpoint or a name belongs to; none of them imports a family, so adding one is
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Mapping
+from typing import Any
 
-__all__ = ["KINDS", "DEFAULT_FAMILIES", "Layout", "register_model", "model_class", "model_classes", "find_preset",
-           "identify_checkpoint", "check_compatible", "RegistryError"]
+__all__ = [
+    "KINDS",
+    "DEFAULT_FAMILIES",
+    "Layout",
+    "register_model",
+    "model_class",
+    "model_classes",
+    "find_preset",
+    "identify_checkpoint",
+    "check_compatible",
+    "RegistryError",
+]
 
 KINDS = ("tokenizer", "generator")
 # The family of a restok-format file that names none (files written before there was more than one per kind).
@@ -33,8 +44,10 @@ class Layout:
 
     name: str
     matches: Callable[[Mapping[str, Any] | None, Collection[str]], bool]
-    # How the config is read: from the config dict alone, or (``from_weights``) from the dict -- None for bare weights --
-    # and the weights' {name: shape}, for layouts whose releases ship bare weights or a config that does not say every size.
+    # How the config is read: from the config dict alone, or (``from_weights``) from the dict -- None for bare weights
+    # --
+    # and the weights' {name: shape}, for layouts whose releases ship bare weights or a config that does not say every
+    # size.
     read_config: Callable[[Mapping[str, Any]], Any] | None = None
     from_weights: Callable[[Mapping[str, Any] | None, Mapping[str, tuple[int, ...]], str], Any] | None = None
 
@@ -81,7 +94,9 @@ def find_preset(name: str, kind: str | None = None) -> tuple[type, Any] | None:
     return None
 
 
-def identify_checkpoint(config: Mapping[str, Any] | None, keys: Collection[str] = ()) -> tuple[type, Layout | None] | None:
+def identify_checkpoint(
+    config: Mapping[str, Any] | None, keys: Collection[str] = ()
+) -> tuple[type, Layout | None] | None:
     """The family a checkpoint belongs to, and the foreign layout it is in (None for restok's own format), from its
     config dict and weight names; None when no registered family recognises it."""
     if config and config.get("format") == "restok":
@@ -102,5 +117,6 @@ def check_compatible(tokenizer: Any, generator: Any) -> None:
     if generator.vocab_size != tokenizer.codebook_size or generator.num_tokens != tokenizer.num_tokens:
         raise ValueError(
             f"generator ({generator.vocab_size} codes, {generator.num_tokens} tokens) does not match the tokenizer "
-            f"({tokenizer.codebook_size} codes, {tokenizer.num_tokens} tokens): use the tokenizer the generator was trained on"
+            f"({tokenizer.codebook_size} codes, {tokenizer.num_tokens} tokens): use the tokenizer the generator was "
+            "trained on"
         )

@@ -15,6 +15,17 @@ from .sources import open_image_source
 from .transforms import adm_center_crop, adm_random_crop, decode_image, ten_crop
 
 __all__ = [
-    "derive_seed", "ImageRecord", "ImageSource", "open_image_source", "adm_center_crop", "adm_random_crop", "ten_crop",
-    "pil_to_tensor", "decode_image", "ImageDataset", "StepBatchSampler", "collate_images", "DataError",
+    "derive_seed",
+    "ImageRecord",
+    "ImageSource",
+    "open_image_source",
+    "adm_center_crop",
+    "adm_random_crop",
+    "ten_crop",
+    "pil_to_tensor",
+    "decode_image",
+    "ImageDataset",
+    "StepBatchSampler",
+    "collate_images",
+    "DataError",
 ]

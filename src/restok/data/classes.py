@@ -6,8 +6,8 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+from collections.abc import Sequence
 from importlib import resources
-from typing import Sequence
 
 __all__ = ["imagenet_class_names", "class_names_for", "resolve_classes"]
 
@@ -42,7 +42,11 @@ def resolve_classes(specs: Sequence[str | int], num_classes: int, names: Sequenc
         else:
             close = difflib.get_close_matches(text.lower(), list(lookup), n=3)
             hint = f"; did you mean {', '.join(repr(names[lookup[c]]) for c in close)}?" if close else ""  # type: ignore[index]
-            bad.append(f"{text!r}{hint}" if names else f"{text!r} (this generator's classes have no names: use ids 0..{num_classes - 1})")
+            bad.append(
+                f"{text!r}{hint}"
+                if names
+                else f"{text!r} (this generator's classes have no names: use ids 0..{num_classes - 1})"
+            )
     if bad:
         raise ValueError(f"unknown class{'es' if len(bad) > 1 else ''}: {'; '.join(bad)}")
     return out

@@ -32,8 +32,20 @@ from ..runtime.inputs import read_text_input
 from ..runtime.seeds import derive_seed
 from .transforms import adm_center_crop, ten_crop
 
-__all__ = ["CODES_FORMAT", "CODES_VERSION", "CROP_MODES", "CodesError", "fill_past_lengths", "crops_of", "shard_name",
-           "read_meta", "meta_prefix_lengths", "check_code_files", "CodesDataset", "collate_codes"]
+__all__ = [
+    "CODES_FORMAT",
+    "CODES_VERSION",
+    "CROP_MODES",
+    "CodesError",
+    "fill_past_lengths",
+    "crops_of",
+    "shard_name",
+    "read_meta",
+    "meta_prefix_lengths",
+    "check_code_files",
+    "CodesDataset",
+    "collate_codes",
+]
 
 CODES_FORMAT = "restok-codes"
 CODES_VERSION = 1
@@ -77,7 +89,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if meta.get("format") != CODES_FORMAT:
         raise CodesError(f"{p}: not a restok code set (format {meta.get('format')!r})")
     if meta.get("version", 0) > CODES_VERSION:
-        raise CodesError(f"{p}: format version {meta['version']} is newer than this package's {CODES_VERSION}; upgrade restok")
+        raise CodesError(
+            f"{p}: format version {meta['version']} is newer than this package's {CODES_VERSION}; upgrade restok"
+        )
     return meta
 
 
@@ -98,12 +112,16 @@ def _check_lengths(path: Path, name: str, meta: dict[str, Any], codes: np.ndarra
     if lens.shape != codes.shape[:2]:
         return [f"{name}: lengths shape {lens.shape}, expected {codes.shape[:2]}"]
     if lens.size and not set(np.unique(lens).tolist()) <= allowed:
-        return [f"{name}: lengths {sorted(set(np.unique(lens).tolist()) - allowed)[:5]} are not prefix lengths {sorted(allowed)}"]
+        return [
+            f"{name}: lengths {sorted(set(np.unique(lens).tolist()) - allowed)[:5]} are not prefix lengths "
+            f"{sorted(allowed)}"
+        ]
     return []
 
 
 def _check_shard(path: Path, k: int, meta: dict[str, Any], seen: set[int]) -> tuple[list[str], int]:
-    """Problems of shard ``k`` (shapes, counts, id/label ranges, its images in order and not seen before) and its size."""
+    """Problems of shard ``k`` (shapes, counts, id/label ranges, its images in order and not seen before) and its
+    size."""
     sh, problems = meta["shards"][k], []
     L, K, C, S = meta["num_tokens"], meta["codebook_size"], meta["num_crops"], int(meta.get("shard_size", 0)) or None
     name = sh["name"]
@@ -118,7 +136,10 @@ def _check_shard(path: Path, k: int, meta: dict[str, Any], seen: set[int]) -> tu
     if codes.ndim != 3 or codes.shape[1:] != (C, L):
         problems.append(f"{name}: codes shape {codes.shape}, expected (n, {C}, {L})")
     if not (codes.shape[0] == labels.shape[0] == indices.shape[0] == sh["count"]):
-        problems.append(f"{name}: {codes.shape[0]} codes, {labels.shape[0]} labels, {indices.shape[0]} indices, meta says {sh['count']}")
+        problems.append(
+            f"{name}: {codes.shape[0]} codes, {labels.shape[0]} labels, {indices.shape[0]} indices, meta says "
+            f"{sh['count']}"
+        )
     if codes.size and (int(codes.min()) < 0 or int(codes.max()) >= K):
         problems.append(f"{name}: token ids outside [0, {K})")
     if meta.get("ragged"):
@@ -129,8 +150,10 @@ def _check_shard(path: Path, k: int, meta: dict[str, Any], seen: set[int]) -> tu
     if S is not None and indices.size:
         lo, hi = k * S, (k + 1) * S
         if int(indices.min()) < lo or int(indices.max()) >= hi or not bool(np.all(np.diff(indices) > 0)):
-            problems.append(f"{name}: holds images {int(indices.min())}..{int(indices.max())} (not in order within "
-                            f"{lo}..{hi - 1}): shards written with another shard size or order")
+            problems.append(
+                f"{name}: holds images {int(indices.min())}..{int(indices.max())} (not in order within "
+                f"{lo}..{hi - 1}): shards written with another shard size or order"
+            )
     dup = seen & set(indices.tolist())
     if dup:
         problems.append(f"{name}: images {sorted(dup)[:5]} also appear in an earlier shard")
@@ -139,7 +162,8 @@ def _check_shard(path: Path, k: int, meta: dict[str, Any], seen: set[int]) -> tu
 
 
 def check_code_files(path: str | Path, meta: dict[str, Any]) -> tuple[list[str], int]:
-    """Problems of a code set's files (crop mode, every shard, the counts against ``meta.json``) and its sample count."""
+    """Problems of a code set's files (crop mode, every shard, the counts against ``meta.json``) and its sample
+    count."""
     path = Path(path)
     problems: list[str] = []
     if meta.get("crop") not in CROP_MODES or CROP_MODES[meta["crop"]] != meta["num_crops"]:

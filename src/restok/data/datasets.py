@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -30,7 +31,9 @@ class ImageDataset(torch.utils.data.Dataset):
 
     MAX_SKIPS = 64
 
-    def __init__(self, source: ImageSource, image_size: int, train: bool, min_crop: float = 0.8, flip: bool = True) -> None:
+    def __init__(
+        self, source: ImageSource, image_size: int, train: bool, min_crop: float = 0.8, flip: bool = True
+    ) -> None:
         self.source, self.size, self.train, self.min_crop, self.flip = source, image_size, train, min_crop, flip
 
     def __len__(self) -> int:
@@ -77,7 +80,9 @@ class StepBatchSampler(torch.utils.data.Sampler):
     global batch s mod (batches per epoch); this process gets rows [rank*b, (rank+1)*b) of it, each with a
     per-sample augmentation seed. Starting at ``start_step`` resumes the data stream exactly."""
 
-    def __init__(self, num_samples: int, global_batch: int, rank: int, world: int, seed: int, start_step: int, end_step: int) -> None:
+    def __init__(
+        self, num_samples: int, global_batch: int, rank: int, world: int, seed: int, start_step: int, end_step: int
+    ) -> None:
         if global_batch % world:
             raise DataError(f"global batch {global_batch} is not divisible by {world} processes")
         if num_samples < global_batch:
@@ -94,7 +99,9 @@ class StepBatchSampler(torch.utils.data.Sampler):
         """All (index, sample seed) pairs of the global batch of ``step``."""
         epoch, b = divmod(step, self.per_epoch)
         if epoch != self._perm_epoch:
-            self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch)))
+            self._perm = torch.randperm(
+                self.n, generator=torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
+            )
             self._perm_epoch = epoch
         idx = self._perm[b * self.gb : (b + 1) * self.gb].tolist()
         return [(i, derive_seed(self.seed, "sample", step, j)) for j, i in enumerate(idx)]

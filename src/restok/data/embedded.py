@@ -22,10 +22,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .records import DataError, ImageRecord, ImageSource
 from .images import eval_transform, pil_to_tensor
+from .records import DataError, ImageRecord, ImageSource
 
-__all__ = ["load_mnist", "mnist_source", "MNISTDigits", "embedded_source", "photo_source", "skimage_photos", "EMBEDDED_SOURCES"]
+__all__ = [
+    "load_mnist",
+    "mnist_source",
+    "MNISTDigits",
+    "embedded_source",
+    "photo_source",
+    "skimage_photos",
+    "EMBEDDED_SOURCES",
+]
 
 HELD_OUT_PER_CLASS = 100
 EMBEDDED_SOURCES = ("mnist-train", "mnist-test", "mnist", "photos")
@@ -73,8 +81,13 @@ def _digit_png(split: str, i: int) -> bytes:
 def mnist_source(split: str = "train") -> ImageSource:
     """The digits as an :class:`ImageSource` (PNG records, labels 0-9)."""
     _, labels = load_mnist(split)
-    records = [ImageRecord(f"mnist-{split}[{i}]", int(y), functools.partial(_digit_png, split, i)) for i, y in enumerate(labels)]
-    return ImageSource(records, [str(c) for c in range(10)], f"embedded MNIST {split} ({len(records)} digits, 10 classes)")
+    records = [
+        ImageRecord(f"mnist-{split}[{i}]", int(y), functools.partial(_digit_png, split, i))
+        for i, y in enumerate(labels)
+    ]
+    return ImageSource(
+        records, [str(c) for c in range(10)], f"embedded MNIST {split} ({len(records)} digits, 10 classes)"
+    )
 
 
 def embedded_source(name: str) -> ImageSource:

@@ -46,8 +46,12 @@ def is_hf_spec(spec: str) -> bool:
     p = Path(where)
     if where.startswith("hf:") or where.endswith(".parquet"):
         return True
-    return p.is_dir() and ((p / "dataset_info.json").is_file() or (p / "dataset_dict.json").is_file()
-                           or (p / "state.json").is_file() or any(p.glob("*.parquet")))
+    return p.is_dir() and (
+        (p / "dataset_info.json").is_file()
+        or (p / "dataset_dict.json").is_file()
+        or (p / "state.json").is_file()
+        or any(p.glob("*.parquet"))
+    )
 
 
 def _load(where: str, split: str, config: str | None) -> Any:
@@ -63,7 +67,9 @@ def _load(where: str, split: str, config: str | None) -> Any:
     try:
         if where.startswith("hf:"):
             ds = datasets.load_dataset(where[3:], config, split=split)
-        elif where.endswith(".parquet") or (p.is_dir() and any(p.glob("*.parquet")) and not (p / "dataset_info.json").exists()):
+        elif where.endswith(".parquet") or (
+            p.is_dir() and any(p.glob("*.parquet")) and not (p / "dataset_info.json").exists()
+        ):
             files = [where] if where.endswith(".parquet") else sorted(str(f) for f in p.glob("*.parquet"))
             ds = datasets.load_dataset("parquet", data_files=files, split="train")
         else:
@@ -75,7 +81,9 @@ def _load(where: str, split: str, config: str | None) -> Any:
     except DataError:
         raise
     except Exception as e:  # noqa: BLE001 - the datasets library raises many kinds for a bad path, id or split
-        raise DataError(f"cannot open the dataset {where} (split {split!r}): {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise DataError(
+            f"cannot open the dataset {where} (split {split!r}): {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        ) from None
     _OPEN[key] = ds
     return ds
 
@@ -85,12 +93,25 @@ def _columns(ds: Any, opts: dict[str, str], where: str) -> tuple[str, str | None
     import datasets
 
     feats = ds.features
-    image = opts.get("image") or next((c for c, f in feats.items() if isinstance(f, datasets.Image)), None) or next(
-        (c for c in IMAGE_NAMES if c in feats), None)
+    image = (
+        opts.get("image")
+        or next((c for c, f in feats.items() if isinstance(f, datasets.Image)), None)
+        or next((c for c in IMAGE_NAMES if c in feats), None)
+    )
     if image is None or image not in feats:
         raise DataError(f"{where}: no image column found among {list(feats)}; name it with ?image=COLUMN")
-    label = opts.get("label") or next((c for c, f in feats.items() if isinstance(f, datasets.ClassLabel)), None) or next(
-        (c for c in LABEL_NAMES if c in feats and str(getattr(feats[c], "dtype", "")).startswith(("int", "uint", "float", "string"))), None)
+    label = (
+        opts.get("label")
+        or next((c for c, f in feats.items() if isinstance(f, datasets.ClassLabel)), None)
+        or next(
+            (
+                c
+                for c in LABEL_NAMES
+                if c in feats and str(getattr(feats[c], "dtype", "")).startswith(("int", "uint", "float", "string"))
+            ),
+            None,
+        )
+    )
     if label is not None and label not in feats:
         raise DataError(f"{where}: no column {label!r} (columns: {list(feats)})")
     return image, label
@@ -106,7 +127,11 @@ def _image_view(where: str, split: str, config: str | None, image: str) -> Any:
         import datasets
 
         ds = _load(where, split, config).select_columns([image])
-        _VIEWS[key] = ds.cast_column(image, datasets.Image(decode=False)) if isinstance(ds.features[image], datasets.Image) else ds
+        _VIEWS[key] = (
+            ds.cast_column(image, datasets.Image(decode=False))
+            if isinstance(ds.features[image], datasets.Image)
+            else ds
+        )
     return _VIEWS[key]
 
 
@@ -132,7 +157,9 @@ def _labels(ds: Any, label: str | None) -> tuple[list[int], list[str], dict[str,
         return [-1] * len(ds), [], None
     raw = list(ds[label])
     if any(v is None for v in raw):
-        raise DataError(f"label column {label!r} has empty values (row {raw.index(None)}): label every row, or name no label column")
+        raise DataError(
+            f"label column {label!r} has empty values (row {raw.index(None)}): label every row, or name no label column"
+        )
     feat = ds.features[label]
     if isinstance(feat, datasets.ClassLabel):
         return [int(v) for v in raw], list(feat.names), None
@@ -140,9 +167,13 @@ def _labels(ds: Any, label: str | None) -> tuple[list[int], list[str], dict[str,
         names = sorted(set(raw))
         index = {n: i for i, n in enumerate(names)}
         return [index[v] for v in raw], names, index
-    if not all(isinstance(v, (int, bool)) or (isinstance(v, float) and v.is_integer()) for v in raw) or any(int(v) < 0 for v in raw):
-        raise DataError(f"label column {label!r} holds {type(raw[0]).__name__} values such as {raw[0]!r}, not class ids "
-                        "(non-negative integers) or class names")
+    if not all(isinstance(v, (int, bool)) or (isinstance(v, float) and v.is_integer()) for v in raw) or any(
+        int(v) < 0 for v in raw
+    ):
+        raise DataError(
+            f"label column {label!r} holds {type(raw[0]).__name__} values such as {raw[0]!r}, not class ids "
+            "(non-negative integers) or class names"
+        )
     values = [int(v) for v in raw]
     seen = sorted(set(values))
     if seen == list(range(len(seen))):
@@ -159,10 +190,15 @@ def hf_source(spec: str) -> ImageSource:
     image, label = _columns(ds, opts, where)
     labels, names, mapping = _labels(ds, label)
     read = functools.partial(_read_row, where, split, config)
-    records = [ImageRecord(f"{where}[{split}][{i}]", lab, functools.partial(read, image, i)) for i, lab in enumerate(labels)]
+    records = [
+        ImageRecord(f"{where}[{split}][{i}]", lab, functools.partial(read, image, i)) for i, lab in enumerate(labels)
+    ]
     if not records:
         raise DataError(f"{where} (split {split!r}) has no rows")
-    desc = f"Hugging Face dataset {where} split {split} (image column {image!r}, label column {label!r}, {len(records)} images, {len(names)} classes"
+    desc = (
+        f"Hugging Face dataset {where} split {split} (image column {image!r}, label column {label!r}, "
+        f"{len(records)} images, {len(names)} classes"
+    )
     if mapping:
         digest = hashlib.sha256(json.dumps(mapping, sort_keys=True).encode()).hexdigest()[:12]
         shown = ", ".join(f"{k}->{v}" for k, v in list(mapping.items())[:5]) + (", ..." if len(mapping) > 5 else "")

@@ -12,8 +12,8 @@ which ``convert("RGB")`` would clip to white, are scaled to 8 bits first.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -55,7 +55,9 @@ def check_image_size(img: Image.Image, size: int | None = None) -> None:
     side to ``size`` would make larger (a thin strip of few bytes must not become gigabytes)."""
     w, h = img.size
     if w * h > MAX_IMAGE_PIXELS:
-        raise ImageLoadError(f"{w} x {h} pixels is more than the {MAX_IMAGE_PIXELS:,} allowed (RESTOK_MAX_IMAGE_PIXELS)")
+        raise ImageLoadError(
+            f"{w} x {h} pixels is more than the {MAX_IMAGE_PIXELS:,} allowed (RESTOK_MAX_IMAGE_PIXELS)"
+        )
     if min(w, h) < 1:
         raise ImageLoadError("empty image")
     if size is not None:
@@ -153,7 +155,9 @@ def sample_grid(images: torch.Tensor, per_class: int) -> torch.Tensor:
     return make_grid(images, nrow=per_class if per_class > 1 else min(8, len(images)))
 
 
-def make_grid(images: torch.Tensor | Sequence[torch.Tensor], nrow: int, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
+def make_grid(
+    images: torch.Tensor | Sequence[torch.Tensor], nrow: int, padding: int = 2, pad_value: float = 1.0
+) -> torch.Tensor:
     """Tile (N, 3, H, W) images into one (3, H', W') image with ``nrow`` images per row."""
     images = torch.stack(list(images)) if not isinstance(images, torch.Tensor) else images
     n, c, h, w = images.shape

@@ -17,9 +17,10 @@ import io
 import json
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image
 
@@ -46,7 +47,8 @@ class PrepareSettings:
 
 
 def _encoded(data: bytes, resize: int | None) -> tuple[bytes, str]:
-    """The bytes to store and their extension: the original (checked to decode), or re-encoded with short side ``resize``."""
+    """The bytes to store and their extension: the original (checked to decode), or re-encoded with short side
+    ``resize``."""
     img = decode_image(data)  # raises on unreadable data: the sample is skipped and named
     fmt = (Image.open(io.BytesIO(data)).format or "").upper()
     if resize is None:
@@ -91,26 +93,38 @@ def _open_state(out: Path, settings: dict[str, Any]) -> _State:
         return _State(settings)
     old = json.loads(f.read_text())
     if old.get("settings") != settings:
-        diff = sorted(k for k in set(settings) | set(old.get("settings", {})) if settings.get(k) != old.get("settings", {}).get(k))
-        raise DataError(f"{out} holds shards prepared under other settings ({', '.join(diff)}); use another --out or the same settings")
+        diff = sorted(
+            k for k in set(settings) | set(old.get("settings", {})) if settings.get(k) != old.get("settings", {}).get(k)
+        )
+        raise DataError(
+            f"{out} holds shards prepared under other settings ({', '.join(diff)}); use another --out or the same "
+            "settings"
+        )
     return _State(settings, old.get("shards", []), old.get("skipped", []), old.get("skipped_index", []))
 
 
 def _write_shard(path: Path, items: list[tuple[str, bytes, str, int]]) -> int:
     """One shard, atomically; returns its size."""
+
     def write(tmp: str) -> None:
         with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tf:
             for key, data, ext, label in items:
                 _add(tf, f"{key}.{ext}", data)
                 if label >= 0:
                     _add(tf, f"{key}.cls", str(label).encode())
+
     atomic_write(path, write)
     return path.stat().st_size
 
 
-def prepare_shards(source: ImageSource, out: str | Path, settings: PrepareSettings = PrepareSettings(),
-                   announce: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
-    """Write ``source`` as tar shards into ``out`` (resuming after the last finished shard); returns ``classes.json``."""
+def prepare_shards(
+    source: ImageSource,
+    out: str | Path,
+    settings: PrepareSettings = PrepareSettings(),
+    announce: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Write ``source`` as tar shards into ``out`` (resuming after the last finished shard); returns
+    ``classes.json``."""
     out = make_dir(Path(out))
     state = _open_state(out, {"source": source.description, "num_samples": len(source), **settings.to_dict()})
     i, n, t0 = state.next_index, len(source), time.perf_counter()
@@ -139,8 +153,15 @@ def prepare_shards(source: ImageSource, out: str | Path, settings: PrepareSettin
         else:  # only unreadable samples left: progress without a shard
             name, nbytes = "(no shard: every sample unreadable)", 0
             state.shards.append({"name": None, "start": start, "end": i, "samples": 0, "bytes": 0})
-        write_json(out / "prepare.json", {"settings": state.settings, "shards": state.shards, "skipped": state.skipped,
-                                          "skipped_index": state.skipped_index})
+        write_json(
+            out / "prepare.json",
+            {
+                "settings": state.settings,
+                "shards": state.shards,
+                "skipped": state.skipped,
+                "skipped_index": state.skipped_index,
+            },
+        )
         announce(f"{name}: {len(items)} samples, {nbytes / 1e6:.1f} MB ({i}/{n}, {time.perf_counter() - t0:.0f} s)")
     return _write_classes(out, source, state)
 
@@ -153,9 +174,15 @@ def _write_classes(out: Path, source: ImageSource, state: _State) -> dict[str, A
             label = source.records[idx].label
             if label >= 0 and idx not in skipped:
                 counts[label] += 1
-    info = {"class_names": source.class_names, "counts": counts, "label_map": getattr(source, "label_map", None),
-            "num_samples": sum(s["samples"] for s in state.shards), "skipped": state.skipped,
-            "shards": [{k: s[k] for k in ("name", "samples", "bytes")} for s in state.shards if s["name"]], "source": source.description}
+    info = {
+        "class_names": source.class_names,
+        "counts": counts,
+        "label_map": getattr(source, "label_map", None),
+        "num_samples": sum(s["samples"] for s in state.shards),
+        "skipped": state.skipped,
+        "shards": [{k: s[k] for k in ("name", "samples", "bytes")} for s in state.shards if s["name"]],
+        "source": source.description,
+    }
     write_json(out / "classes.json", info)
     return info
 
@@ -189,10 +216,17 @@ def check_shards(folder: str | Path, processes: int = 1, workers: int = 1, decod
             decode_image(data) if decode else Image.open(io.BytesIO(data)).verify()
         except Exception as e:  # noqa: BLE001 - named, one per line
             bad.append(f"{rec.name} ({type(e).__name__})")
-    rep.facts = {"shards": len(shards), "samples": len(source), "classes": source.num_classes,
-                 "samples_per_class": {"min": min(counts.values()), "max": max(counts.values())} if counts else {},
-                 "shard_bytes": {"min": min(sizes), "max": max(sizes), "total": sum(sizes)}, "unreadable": len(bad)}
-    rep.findings += [f"unreadable: {b}" for b in bad[:20]] + ([f"... {len(bad) - 20} more unreadable"] if len(bad) > 20 else [])
+    rep.facts = {
+        "shards": len(shards),
+        "samples": len(source),
+        "classes": source.num_classes,
+        "samples_per_class": {"min": min(counts.values()), "max": max(counts.values())} if counts else {},
+        "shard_bytes": {"min": min(sizes), "max": max(sizes), "total": sum(sizes)},
+        "unreadable": len(bad),
+    }
+    rep.findings += [f"unreadable: {b}" for b in bad[:20]] + (
+        [f"... {len(bad) - 20} more unreadable"] if len(bad) > 20 else []
+    )
     _check_against_classes_json(folder, source, counts, rep)
     _check_arithmetic(len(shards), sizes, processes, workers, rep)
     return rep
@@ -204,7 +238,10 @@ def _check_against_classes_json(folder: Path, source: ImageSource, counts: dict[
         return
     info = json.loads(f.read_text())
     if info.get("num_samples") != len(source):
-        rep.findings.append(f"classes.json says {info.get('num_samples')} samples, the shards hold {len(source)}: shards missing or changed")
+        rep.findings.append(
+            f"classes.json says {info.get('num_samples')} samples, the shards hold {len(source)}: shards missing or "
+            "changed"
+        )
     for label, n in enumerate(info.get("counts", [])):
         if counts.get(label, 0) != n:
             rep.findings.append(f"class {label}: classes.json counts {n}, the shards hold {counts.get(label, 0)}")
@@ -217,11 +254,17 @@ def _check_arithmetic(n_shards: int, sizes: list[int], processes: int, workers: 
     readers = processes * workers
     rep.facts["readers"] = readers
     if n_shards < readers:
-        rep.findings.append(f"{n_shards} shards for {processes} processes x {workers} workers = {readers} readers: a webdataset "
-                            "pipeline leaves readers idle or hangs (restok's loader indexes samples and is not affected); "
-                            "prepare more, smaller shards (--max-samples)")
+        rep.findings.append(
+            f"{n_shards} shards for {processes} processes x {workers} workers = {readers} readers: a webdataset "
+            "pipeline leaves readers idle or hangs (restok's loader indexes samples and is not affected); "
+            "prepare more, smaller shards (--max-samples)"
+        )
     elif n_shards % readers and n_shards < 4 * readers:
-        rep.findings.append(f"{n_shards} shards do not split evenly over {readers} readers: webdataset ranks get unequal "
-                            "batches per epoch (restok's loader is not affected)")
+        rep.findings.append(
+            f"{n_shards} shards do not split evenly over {readers} readers: webdataset ranks get unequal "
+            "batches per epoch (restok's loader is not affected)"
+        )
     if len(sizes) > 2 and max(sizes[:-1]) > 2 * max(1, min(sizes[:-1])):
-        rep.findings.append(f"shard sizes range {min(sizes[:-1]) / 1e6:.1f}-{max(sizes[:-1]) / 1e6:.1f} MB (the last aside)")
+        rep.findings.append(
+            f"shard sizes range {min(sizes[:-1]) / 1e6:.1f}-{max(sizes[:-1]) / 1e6:.1f} MB (the last aside)"
+        )

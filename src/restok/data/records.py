@@ -6,8 +6,8 @@ sources without importing each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 __all__ = ["DataError", "ImageRecord", "ImageSource"]
 
@@ -39,5 +39,3 @@ class ImageSource:
     def num_classes(self) -> int:
         """Number of classes (0 for unlabelled data)."""
         return len(self.class_names)
-
-

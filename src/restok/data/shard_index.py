@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -67,7 +67,9 @@ def _members(path: str) -> Iterator[tuple[str, int, int, bytes | None]]:
                     raise ValueError("checksum")
                 size, kind = _octal(hdr[124:136]), hdr[156:157]
             except ValueError:
-                raise DataError(f"shard {path} is not a readable tar file (damaged or not a tar at byte {pos})") from None
+                raise DataError(
+                    f"shard {path} is not a readable tar file (damaged or not a tar at byte {pos})"
+                ) from None
             data_at = pos + 512
             pos = data_at + (size + 511) // 512 * 512
             if kind in (b"L", b"x"):  # the next member's name: GNU long name, or a pax header
@@ -125,8 +127,15 @@ def _read_member(path: str, offset: int, size: int) -> bytes:
 class ShardIndex:
     """Flat arrays of a shard set: ``shard`` (which path), ``offset``, ``size``, ``label``, ``name``."""
 
-    def __init__(self, paths: list[str], shard: np.ndarray, offset: np.ndarray, size: np.ndarray, label: np.ndarray,
-                 name: np.ndarray) -> None:
+    def __init__(
+        self,
+        paths: list[str],
+        shard: np.ndarray,
+        offset: np.ndarray,
+        size: np.ndarray,
+        label: np.ndarray,
+        name: np.ndarray,
+    ) -> None:
         self.paths, self.shard, self.offset, self.size, self.label, self.name = paths, shard, offset, size, label, name
 
     def __len__(self) -> int:
@@ -147,8 +156,11 @@ class ShardRecords(Sequence[ImageRecord]):
             return [self[j] for j in range(*i.indices(len(self)))]  # type: ignore[return-value]
         x = self.index
         path = x.paths[int(x.shard[i])]
-        return ImageRecord(f"{path}:{x.name[i].decode()}", int(x.label[i]),
-                           functools.partial(_read_member, path, int(x.offset[i]), int(x.size[i])))
+        return ImageRecord(
+            f"{path}:{x.name[i].decode()}",
+            int(x.label[i]),
+            functools.partial(_read_member, path, int(x.offset[i]), int(x.size[i])),
+        )
 
 
 def _stamp(paths: list[str]) -> np.ndarray:
@@ -180,8 +192,14 @@ def load_shard_index(paths: list[str], cache: bool = True) -> ShardIndex:
         names, offs, sizes, labels = scan_shard(p)
         for col, vals in zip(cols, ([k] * len(names), offs, sizes, labels, names)):
             col.extend(vals)
-    index = ShardIndex(paths, np.asarray(cols[0], np.int32), np.asarray(cols[1], np.int64), np.asarray(cols[2], np.int64),
-                       np.asarray(cols[3], np.int32), np.asarray([n.encode() for n in cols[4]], dtype=bytes))
+    index = ShardIndex(
+        paths,
+        np.asarray(cols[0], np.int32),
+        np.asarray(cols[1], np.int64),
+        np.asarray(cols[2], np.int64),
+        np.asarray(cols[3], np.int32),
+        np.asarray([n.encode() for n in cols[4]], dtype=bytes),
+    )
     if cache_file is not None and os.access(cache_file.parent, os.W_OK):
         _write_cache(cache_file, paths, index)
     return index
@@ -192,8 +210,17 @@ def _write_cache(path: Path, paths: list[str], x: ShardIndex) -> None:
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, version=np.array(CACHE_VERSION), stamp=_stamp(paths), shard=x.shard, offset=x.offset, size=x.size,
-                     label=x.label, name=x.name)
+            np.savez(
+                f,
+                version=np.array(CACHE_VERSION),
+                stamp=_stamp(paths),
+                shard=x.shard,
+                offset=x.offset,
+                size=x.size,
+                label=x.label,
+                name=x.name,
+            )
+
     try:
         atomic_write(path, write)
     except OSError:

@@ -10,9 +10,9 @@ Arrays: ``ids`` int32 (N, L) with -1 past each image's length, ``lengths`` (N,) 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -43,7 +43,9 @@ class TokenFile:
         """Raise a TokenFileError unless every row's length is one of the tokenizer's prefix lengths."""
         bad = sorted(set(self.lengths.tolist()) - set(prefix_lengths))
         if bad:
-            raise TokenFileError(f"{where}: lengths {bad[:5]} are not prefix lengths of the tokenizer {list(prefix_lengths)}")
+            raise TokenFileError(
+                f"{where}: lengths {bad[:5]} are not prefix lengths of the tokenizer {list(prefix_lengths)}"
+            )
 
 
 def write_token_file(path: str | os.PathLike, tf: TokenFile) -> Path:
@@ -51,8 +53,13 @@ def write_token_file(path: str | os.PathLike, tf: TokenFile) -> Path:
     ids = np.asarray(tf.ids).astype(np.int32)
     lengths = np.asarray(tf.lengths).astype(np.int32)
     fill_past_lengths(ids, lengths, -1)
-    arrays = dict(ids=ids, lengths=lengths, files=np.array(list(tf.files)), tokenizer=np.array(tf.tokenizer),
-                  image_size=np.array(tf.image_size))
+    arrays = dict(
+        ids=ids,
+        lengths=lengths,
+        files=np.array(list(tf.files)),
+        tokenizer=np.array(tf.tokenizer),
+        image_size=np.array(tf.image_size),
+    )
     if tf.target is not None:
         arrays.update(target=np.array(tf.target), quality=np.asarray(tf.quality))
     return save_npz(path, **arrays)
@@ -70,14 +77,20 @@ def read_token_file(path: str | os.PathLike) -> TokenFile:
         raise TokenFileError(f"{path}: 'ids' must be integers of shape (N, L), got {raw.dtype} {list(raw.shape)}")
     if any("\x00" in f for f in files):
         row = next(i for i, f in enumerate(files) if "\x00" in f)
-        raise TokenFileError(f"{path}: the file name of row {row} holds a NUL character ({files[row]!r}); no file can have it")
+        raise TokenFileError(
+            f"{path}: the file name of row {row} holds a NUL character ({files[row]!r}); no file can have it"
+        )
     if len(files) != raw.shape[0]:
         raise TokenFileError(f"{path}: {raw.shape[0]} rows of ids but {len(files)} file names")
     lengths = data["lengths"] if "lengths" in data.files else np.full(raw.shape[0], raw.shape[1])
     if lengths.shape != (raw.shape[0],) or not np.issubdtype(lengths.dtype, np.integer):
-        raise TokenFileError(f"{path}: 'lengths' must hold one integer length per row, got {lengths.dtype} {list(lengths.shape)}")
+        raise TokenFileError(
+            f"{path}: 'lengths' must hold one integer length per row, got {lengths.dtype} {list(lengths.shape)}"
+        )
     if lengths.size and (int(lengths.min()) < 1 or int(lengths.max()) > raw.shape[1]):
-        raise TokenFileError(f"{path}: lengths must be in [1, {raw.shape[1]}], got [{int(lengths.min())}, {int(lengths.max())}]")
+        raise TokenFileError(
+            f"{path}: lengths must be in [1, {raw.shape[1]}], got [{int(lengths.min())}, {int(lengths.max())}]"
+        )
     target = str(data["target"]) if "target" in data.files else None
     quality = data["quality"] if "quality" in data.files else None
     return TokenFile(raw.astype(np.int64), lengths.astype(np.int64), files, tokenizer, size, target, quality)

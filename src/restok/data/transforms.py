@@ -36,7 +36,9 @@ def adm_center_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
-def adm_random_crop(img: Image.Image, size: int, gen: torch.Generator, min_frac: float = 0.8, max_frac: float = 1.0) -> Image.Image:
+def adm_random_crop(
+    img: Image.Image, size: int, gen: torch.Generator, min_frac: float = 0.8, max_frac: float = 1.0
+) -> Image.Image:
     """ADM ``random_crop_arr``: short side drawn in [size/max_frac, size/min_frac], random ``size`` crop."""
     lo, hi = math.ceil(size / max_frac), math.ceil(size / min_frac)
     short = int(torch.randint(lo, hi + 1, (1,), generator=gen))

@@ -15,7 +15,20 @@ from .reconstruction import evaluate_reconstruction, prefix_arrays, reconstructi
 from .references import load_reference, make_reference, write_sample_batch
 
 __all__ = [
-    "PROTOCOL_VERSION", "LABEL_ORDER", "EvaluationError", "to_uint8_truncate", "evaluate_reconstruction", "evaluate_generation",
-    "generation_labels", "reconstruction_batch", "prefix_arrays", "summarize_reconstruction", "budget_distribution",
-    "load_reference", "make_reference", "write_sample_batch", "encode_adaptive", "AdaptiveCodes",
+    "PROTOCOL_VERSION",
+    "LABEL_ORDER",
+    "EvaluationError",
+    "to_uint8_truncate",
+    "evaluate_reconstruction",
+    "evaluate_generation",
+    "generation_labels",
+    "reconstruction_batch",
+    "prefix_arrays",
+    "summarize_reconstruction",
+    "budget_distribution",
+    "load_reference",
+    "make_reference",
+    "write_sample_batch",
+    "encode_adaptive",
+    "AdaptiveCodes",
 ]

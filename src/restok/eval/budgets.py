@@ -7,8 +7,9 @@ scored as the evaluation protocol scores them (8-bit).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,7 +59,9 @@ def _target(psnr: float | None, ssim: float | None, lpips: float | None, lpips_n
         raise ValueError(f"give exactly one target (psnr=, ssim= or lpips=), got {chosen or 'none'}")
     metric = chosen[0]
     if metric == "lpips" and lpips_net is None:
-        raise ValueError("an lpips target needs lpips_net= (restok.train.backbones.build_lpips with local VGG16 weights)")
+        raise ValueError(
+            "an lpips target needs lpips_net= (restok.train.backbones.build_lpips with local VGG16 weights)"
+        )
     return metric, check_target(metric, given[metric])
 
 
@@ -84,8 +87,10 @@ def encode_adaptive(
     metric, target = _target(psnr, ssim, lpips, lpips_net)
     cap = tokenizer.num_tokens if max_tokens is None else max_tokens
     if isinstance(cap, bool) or not isinstance(cap, int) or cap not in tokenizer.prefix_lengths:
-        raise ValueError(f"max_tokens={max_tokens!r} is not a prefix length of the tokenizer; choose one of "
-                         f"{list(tokenizer.prefix_lengths)}")
+        raise ValueError(
+            f"max_tokens={max_tokens!r} is not a prefix length of the tokenizer; choose one of "
+            f"{list(tokenizer.prefix_lengths)}"
+        )
     lengths = [k for k in tokenizer.prefix_lengths if k <= cap]
     ids = tokenizer.encode(images)  # (B, L), the images validated there
     x = images.float().to(ids.device)  # (B, 3, H, W)
@@ -116,5 +121,9 @@ def budget_distribution(arrays: dict[str, np.ndarray], lengths: Sequence[int], t
     ok = table >= target_psnr
     met = ok.any(axis=1)
     chosen = np.where(met, np.asarray(lengths)[ok.argmax(axis=1)], lengths[-1])
-    return {"target_psnr": target_psnr, "lengths": {int(k): int((chosen == k).sum()) for k in lengths},
-            "mean_tokens": float(chosen.mean()), "met": float(met.mean())}
+    return {
+        "target_psnr": target_psnr,
+        "lengths": {int(k): int((chosen == k).sum()) for k in lengths},
+        "mean_tokens": float(chosen.mean()),
+        "met": float(met.mean()),
+    }

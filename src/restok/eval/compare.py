@@ -18,9 +18,10 @@ import io
 import json
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -35,8 +36,22 @@ from .reconstruction import evaluate_reconstruction
 
 __all__ = ["CompareEntry", "TABLE_COLUMNS", "compare_tokenizers", "entry_labels", "measure_speed"]
 
-TABLE_COLUMNS = ("tokenizer", "family", "tokens", "codebook_size", "rfid", "psnr", "ssim", "lpips", "codebook_usage",
-                 "codebook_entropy", "inception_score", "encode_images_per_s", "decode_images_per_s", "num_images")
+TABLE_COLUMNS = (
+    "tokenizer",
+    "family",
+    "tokens",
+    "codebook_size",
+    "rfid",
+    "psnr",
+    "ssim",
+    "lpips",
+    "codebook_usage",
+    "codebook_entropy",
+    "inception_score",
+    "encode_images_per_s",
+    "decode_images_per_s",
+    "num_images",
+)
 
 
 @dataclass(frozen=True)
@@ -65,8 +80,11 @@ def entry_labels(sources: Sequence[str]) -> list[CompareEntry]:
 
 
 @torch.no_grad()
-def measure_speed(tokenizer: Any, images: torch.Tensor, lengths: Sequence[int], repeats: int = 2) -> dict[int, tuple[float, float]]:
+def measure_speed(
+    tokenizer: Any, images: torch.Tensor, lengths: Sequence[int], repeats: int = 2
+) -> dict[int, tuple[float, float]]:
     """Encode and decode images/s of ``images`` (B, 3, S, S) at each length, best of ``repeats`` after one warm-up."""
+
     def best(fn: Callable[[], Any]) -> float:
         fn()  # warm-up: first-call allocations and kernel choices are not the steady speed
         times = []
@@ -86,7 +104,8 @@ def measure_speed(tokenizer: Any, images: torch.Tensor, lengths: Sequence[int], 
 
 
 def _speed_batch(source: ImageSource, size: int, batch_size: int) -> torch.Tensor:
-    """Up to ``batch_size`` readable images from the start of the data (unreadable ones passed over, as the protocol does)."""
+    """Up to ``batch_size`` readable images from the start of the data (unreadable ones passed over, as the protocol
+    does)."""
     dataset = ImageDataset(source, size, train=False)
     out = []
     for j in range(min(len(source), 4 * batch_size)):
@@ -99,18 +118,34 @@ def _speed_batch(source: ImageSource, size: int, batch_size: int) -> torch.Tenso
     return torch.stack(out) if out else torch.empty(0)
 
 
-def _rows(entry: CompareEntry, tokenizer: Any, result: dict[str, Any], speed: dict[int, tuple[float, float]] | None) -> list[dict[str, Any]]:
+def _rows(
+    entry: CompareEntry, tokenizer: Any, result: dict[str, Any], speed: dict[int, tuple[float, float]] | None
+) -> list[dict[str, Any]]:
     """The table rows of one tokenizer's result: one per budget."""
     per_budget = result.get("rate_curve") or [{"tokens": tokenizer.num_tokens, **result}]
     rows = []
     for r in per_budget:
         k = int(r["tokens"])
         enc, dec = (speed or {}).get(k, (None, None))
-        rows.append({"tokenizer": entry.label, "source": entry.source, "family": type(tokenizer).family, "tokens": k,
-                     "codebook_size": tokenizer.codebook_size, "rfid": r.get("rfid"), "psnr": r.get("psnr"), "ssim": r.get("ssim"),
-                     "lpips": r.get("lpips"), "codebook_usage": r.get("codebook_usage"), "codebook_entropy": r.get("codebook_entropy"),
-                     "inception_score": r.get("inception_score"), "encode_images_per_s": enc, "decode_images_per_s": dec,
-                     "num_images": r.get("num_images", result.get("num_images"))})
+        rows.append(
+            {
+                "tokenizer": entry.label,
+                "source": entry.source,
+                "family": type(tokenizer).family,
+                "tokens": k,
+                "codebook_size": tokenizer.codebook_size,
+                "rfid": r.get("rfid"),
+                "psnr": r.get("psnr"),
+                "ssim": r.get("ssim"),
+                "lpips": r.get("lpips"),
+                "codebook_usage": r.get("codebook_usage"),
+                "codebook_entropy": r.get("codebook_entropy"),
+                "inception_score": r.get("inception_score"),
+                "encode_images_per_s": enc,
+                "decode_images_per_s": dec,
+                "num_images": r.get("num_images", result.get("num_images")),
+            }
+        )
     return rows
 
 
@@ -162,9 +197,18 @@ def compare_tokenizers(
     for i, entry in enumerate(entries):
         tok = load(entry.source)
         announce(f"[{i + 1}/{len(entries)}] {entry.label} ({type(tok).family}, budgets {list(tok.prefix_lengths)})")
-        result = evaluate_reconstruction(tok, source, inception, out / f"{entry.label}.json", tokens=list(tok.prefix_lengths),
-                                         num_images=num_images, batch_size=batch_size, allow_partial=allow_partial,
-                                         processes=processes, lpips=lpips)
+        result = evaluate_reconstruction(
+            tok,
+            source,
+            inception,
+            out / f"{entry.label}.json",
+            tokens=list(tok.prefix_lengths),
+            num_images=num_images,
+            batch_size=batch_size,
+            allow_partial=allow_partial,
+            processes=processes,
+            lpips=lpips,
+        )
         if result is None:
             continue  # not the main process: the main one writes the table
         measured = None
@@ -175,13 +219,18 @@ def compare_tokenizers(
         del tok
     if not processes.main:
         return None
-    notes = {"protocol": "TiTok reconstruction protocol (restok eval reconstruction) for every tokenizer: the same evaluation "
-                         "transform, 8-bit reconstructions, FID Inception and evaluator",
-             "lpips": ("LPIPS-VGG16 (Zhang et al. 2018) of the 8-bit reconstructions: " + json.dumps(lpips.identity)) if lpips is not None
-             else "not measured: pass --lpips with --lpips-vgg FILE (torchvision's vgg16-397923af.pth; no wheel ships it)",
-             "speed": f"images/s on one batch of {min(batch_size, len(source))} on the main process, best of 2 after a warm-up"
-             if speed else "not measured",
-             "versions": versions()}
+    notes = {
+        "protocol": "TiTok reconstruction protocol (restok eval reconstruction) for every tokenizer: the same "
+        "evaluation transform, 8-bit reconstructions, FID Inception and evaluator",
+        "lpips": ("LPIPS-VGG16 (Zhang et al. 2018) of the 8-bit reconstructions: " + json.dumps(lpips.identity))
+        if lpips is not None
+        else "not measured: pass --lpips with --lpips-vgg FILE (torchvision's vgg16-397923af.pth; no wheel ships it)",
+        "speed": f"images/s on one batch of {min(batch_size, len(source))} on the main process, best of 2 after a "
+        "warm-up"
+        if speed
+        else "not measured",
+        "versions": versions(),
+    }
     write_table(out, rows, notes)
     plot_comparison(out / "rate.png", rows)
     return {"rows": rows, **notes}

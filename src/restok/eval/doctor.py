@@ -21,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -98,6 +99,7 @@ def iter_npz_images(path: Path, chunk: int = _CHUNK) -> tuple[tuple[int, ...], n
                 n = min(chunk, left)
                 yield np.frombuffer(f.read(n * per), dtype=dtype).reshape(n, *shape[1:])
                 left -= n
+
     return shape, dtype, chunks()
 
 
@@ -136,8 +138,10 @@ def _check_pixels(images: Iterator[np.ndarray], found: Findings) -> tuple[int, d
             n += 1
     if repeats:
         i, j = repeats[0]
-        found.add(f"duplicates: {len(repeats)} images repeat an earlier one byte for byte (e.g. sample {i} == sample {j}): "
-                  "the same seed reused for the same class? FID and recall are then biased")
+        found.add(
+            f"duplicates: {len(repeats)} images repeat an earlier one byte for byte (e.g. sample {i} == sample {j}): "
+            "the same seed reused for the same class? FID and recall are then biased"
+        )
     return n, seen
 
 
@@ -151,12 +155,18 @@ def _check_labels(labels: np.ndarray | None, n: int, found: Findings, ordered: b
         return
     classes, counts = np.unique(labels, return_counts=True)
     if counts.min() != counts.max():
-        found.add(f"classes: not balanced ({len(classes)} classes, {counts.min()} to {counts.max()} samples each; the protocol "
-                  f"draws the same number per class)")
+        found.add(
+            f"classes: not balanced ({len(classes)} classes, {counts.min()} to {counts.max()} samples each; the "
+            "protocol "
+            f"draws the same number per class)"
+        )
     C = len(classes)
     if ordered and counts.min() == counts.max() and not np.array_equal(labels, np.arange(n) % C):
         first = int(np.flatnonzero(labels != np.arange(n) % C)[0])
-        found.add(f"classes: not in the official order (sample i has class i mod {C}); sample {first} has class {labels[first]}")
+        found.add(
+            f"classes: not in the official order (sample i has class i mod {C}); sample {first} has class "
+            f"{labels[first]}"
+        )
     found.checked.append(f"classes: {C} classes")
 
 
@@ -205,13 +215,19 @@ def _check_folder(path: Path, found: Findings, size: int | None) -> tuple[int, i
                 continue
             good.append(i)
             yield pixels
+
     n, _ = _check_pixels(images(), found)
     if bad:
-        found.add(f"unreadable: {len(bad)} sample file(s) cannot be decoded (e.g. {bad[0]}): a killed or failed sampler?")
+        found.add(
+            f"unreadable: {len(bad)} sample file(s) cannot be decoded (e.g. {bad[0]}): a killed or failed sampler?"
+        )
     if not sizes:
         raise EvaluationError(f"no readable images in {path}")
     if jpeg:
-        found.add(f"format: {len(jpeg)} JPEG files (e.g. {jpeg[0]}): lossy compression changes FID; save samples as PNG or npz")
+        found.add(
+            f"format: {len(jpeg)} JPEG files (e.g. {jpeg[0]}): lossy compression changes FID; save samples as PNG or "
+            "npz"
+        )
     if set(modes) - {"RGB"}:
         found.add(f"pixels: image modes {sorted(modes)}; the protocol scores 8-bit RGB")
     (w, h), _ = max(sizes.items(), key=lambda kv: kv[1])
@@ -233,8 +249,10 @@ def check_reference(path: Path, found: Findings, expected_sha: str | None) -> tu
         has_images = "arr_0" in z.files
     side = npz_image_shape(path)[1] if has_images else None
     if expected_sha and sha != expected_sha.lower():
-        found.add(f"reference: {path.name}'s statistics have SHA-256 {sha[:16]}..., not the named {expected_sha[:16]}...: "
-                  "another reference batch")
+        found.add(
+            f"reference: {path.name}'s statistics have SHA-256 {sha[:16]}..., not the named {expected_sha[:16]}...: "
+            "another reference batch"
+        )
     found.checked.append(f"reference statistics sha256 {sha}")
     return sha, side
 
@@ -251,11 +269,16 @@ def _read_result(path: Path) -> dict[str, Any]:
     return data
 
 
-def _check_one_result(name: str, res: dict[str, Any], found: Findings, ref_sha: str | None, recipe: dict[str, Any] | None) -> None:
+def _check_one_result(
+    name: str, res: dict[str, Any], found: Findings, ref_sha: str | None, recipe: dict[str, Any] | None
+) -> None:
     s = res.get("settings") if isinstance(res.get("settings"), dict) else None
     if s is None or "protocol" not in s:
-        found.add(f"{name}: not a restok result (no settings.protocol; keys {sorted(res)[:6]}): another evaluator (clean-fid, "
-                  "torchmetrics, torch-fidelity...) computes FID differently and is not comparable")
+        found.add(
+            f"{name}: not a restok result (no settings.protocol; keys {sorted(res)[:6]}): another evaluator "
+            "(clean-fid, "
+            "torchmetrics, torch-fidelity...) computes FID differently and is not comparable"
+        )
         return
     if s["protocol"] != PROTOCOL_VERSION:
         found.add(f"{name}: protocol {s['protocol']}, this restok's is {PROTOCOL_VERSION}")
@@ -264,7 +287,10 @@ def _check_one_result(name: str, res: dict[str, Any], found: Findings, ref_sha: 
         found.add(f"{name}: scored {n} samples, the protocol {ADM_NUM_SAMPLES}")
     got = (s.get("reference") or {}).get("statistics_sha256")
     if ref_sha and got and got != ref_sha:
-        found.add(f"{name}: scored against another reference batch (statistics SHA-256 {got[:16]}..., given {ref_sha[:16]}...)")
+        found.add(
+            f"{name}: scored against another reference batch (statistics SHA-256 {got[:16]}..., given "
+            f"{ref_sha[:16]}...)"
+        )
     if recipe is not None and s.get("sampling") is not None and s["sampling"] != recipe:
         used = s["sampling"]
         diff = sorted(k for k in set(recipe) | set(used) if recipe.get(k) != used.get(k))
@@ -279,22 +305,36 @@ def _check_result_pair(names: Sequence[str], results: Sequence[dict[str, Any]], 
         a, b = settings[0], settings[i]
         ia, ib = a.get("inception") or {}, b.get("inception") or {}
         if ia and ib and (ia.get("sha256"), ia.get("backend")) != (ib.get("sha256"), ib.get("backend")):
-            found.add(f"{names[0]} and {names[i]}: different FID Inception weights ({ia.get('backend')} {str(ia.get('sha256'))[:12]} "
-                      f"vs {ib.get('backend')} {str(ib.get('sha256'))[:12]})")
+            found.add(
+                f"{names[0]} and {names[i]}: different FID Inception weights ({ia.get('backend')} "
+                f"{str(ia.get('sha256'))[:12]} "
+                f"vs {ib.get('backend')} {str(ib.get('sha256'))[:12]})"
+            )
         va, vb = a.get("versions"), b.get("versions")
         if not (va and vb):
-            found.add(f"{names[0]} and {names[i]}: {'one does' if va or vb else 'they do'} not record package versions: "
-                      "cannot tell whether resizing or arithmetic changed")
+            found.add(
+                f"{names[0]} and {names[i]}: {'one does' if va or vb else 'they do'} not record package versions: "
+                "cannot tell whether resizing or arithmetic changed"
+            )
             continue
         for pkg in ("pillow", "torch", "numpy"):
             if va.get(pkg) != vb.get(pkg):
-                why = " (its bicubic resize changed between 12.x and 13.x: crops move by 1-6 grey levels)" if pkg == "pillow" else ""
+                why = (
+                    " (its bicubic resize changed between 12.x and 13.x: crops move by 1-6 grey levels)"
+                    if pkg == "pillow"
+                    else ""
+                )
                 found.add(f"{names[0]} and {names[i]}: {pkg} {va.get(pkg)} vs {vb.get(pkg)}{why}")
 
 
 # ------------------------------------------------------------------------------------------- all
-def check_fid_inputs(samples: str | Path | None, reference: str | Path | None = None, results: Sequence[str | Path] = (),
-                     reference_sha256: str | None = None, recipe: dict[str, Any] | None = None) -> Findings:
+def check_fid_inputs(
+    samples: str | Path | None,
+    reference: str | Path | None = None,
+    results: Sequence[str | Path] = (),
+    reference_sha256: str | None = None,
+    recipe: dict[str, Any] | None = None,
+) -> Findings:
     """Every deviation visible in the samples, the reference and the results (any may be left out)."""
     found = Findings()
     ref_sha, side = (None, None)
@@ -303,8 +343,11 @@ def check_fid_inputs(samples: str | Path | None, reference: str | Path | None = 
     if samples is not None:
         n, _ = check_samples(Path(samples), found, side)
         if n < ADM_NUM_SAMPLES:
-            found.add(f"count: {n} samples; the protocol (ADM evaluator) uses {ADM_NUM_SAMPLES}: FID is biased upward at fewer "
-                      "(quote the count beside the number)")
+            found.add(
+                f"count: {n} samples; the protocol (ADM evaluator) uses {ADM_NUM_SAMPLES}: FID is biased upward at "
+                "fewer "
+                "(quote the count beside the number)"
+            )
         found.checked.append(f"samples: {n}")
     loaded = [(Path(r).name, _read_result(Path(r))) for r in results]
     for name, res in loaded:

@@ -26,8 +26,15 @@ from ..runtime.progress import progress
 from ..runtime.seeds import derive_seed
 from ..sampling import CompiledDecoder, CompiledSampler, SamplingConfig
 from .inception import InceptionFeatures
-from .metrics import ADM_IS_SPLIT, default_fid_method, feature_statistics, frechet_distance, inception_score, precision_recall
-from .protocol import versions, PROTOCOL_VERSION, EvaluationError, merge_work, now, open_work
+from .metrics import (
+    ADM_IS_SPLIT,
+    default_fid_method,
+    feature_statistics,
+    frechet_distance,
+    inception_score,
+    precision_recall,
+)
+from .protocol import PROTOCOL_VERSION, EvaluationError, merge_work, now, open_work, versions
 from .references import load_reference, statistics_sha256, write_sample_batch
 
 __all__ = ["LABEL_ORDER", "generation_labels", "evaluate_generation"]
@@ -45,8 +52,15 @@ class _Sampling:
     """How one batch of samples is made: the recipe, precisions, and (``compile``) the compiled steps and decode, kept
     for the whole evaluation (one sampler per batch size)."""
 
-    def __init__(self, generator: Any, tokenizer: Any, sp: SamplingConfig, autocast_dtype: torch.dtype | None,
-                 pixel_dtype: torch.dtype, compile: bool) -> None:
+    def __init__(
+        self,
+        generator: Any,
+        tokenizer: Any,
+        sp: SamplingConfig,
+        autocast_dtype: torch.dtype | None,
+        pixel_dtype: torch.dtype,
+        compile: bool,
+    ) -> None:
         self.gen, self.tok, self.sp = generator, tokenizer, sp
         self.autocast_dtype, self.pixel_dtype, self.compile = autocast_dtype, pixel_dtype, compile
         self.samplers: dict[int, CompiledSampler] = {}
@@ -70,8 +84,16 @@ class _Sampling:
         return (images * 255).clamp(0, 255).to(torch.uint8)  # official PNG conversion (truncation)
 
 
-def _sample_chunks(make: _Sampling, inception: InceptionFeatures, job: Any, labels_all: torch.Tensor, batch_size: int,
-                   seed: int, keep_images: bool, processes: Processes) -> float:
+def _sample_chunks(
+    make: _Sampling,
+    inception: InceptionFeatures,
+    job: Any,
+    labels_all: torch.Tensor,
+    batch_size: int,
+    seed: int,
+    keep_images: bool,
+    processes: Processes,
+) -> float:
     """This process's chunks: samples, their Inception features and logits; returns the seconds spent sampling."""
     gen_time = 0.0
     for c in progress(job.todo(), "gFID samples", enabled=processes.shows_progress, unit="batch"):
@@ -80,8 +102,11 @@ def _sample_chunks(make: _Sampling, inception: InceptionFeatures, job: Any, labe
         u8 = make.images(labels, derive_seed(seed, "chunk", c) % (2**63))  # (B, 3, H, W)
         gen_time += time.perf_counter() - t
         feats, logits = inception(u8)
-        arrays = {"features": feats.cpu().numpy(), "labels": labels.cpu().numpy(),
-                  "logits": logits.cpu().numpy() if logits is not None else np.zeros((len(labels), 0))}
+        arrays = {
+            "features": feats.cpu().numpy(),
+            "labels": labels.cpu().numpy(),
+            "logits": logits.cpu().numpy() if logits is not None else np.zeros((len(labels), 0)),
+        }
         if keep_images:
             arrays["images"] = u8.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
         job.save(c, arrays)
@@ -99,7 +124,9 @@ def _scores(merged: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[s
     return result
 
 
-def _checked(merged: dict[str, np.ndarray], labels_all: torch.Tensor, total: int, allow_partial: bool, work: Path) -> int:
+def _checked(
+    merged: dict[str, np.ndarray], labels_all: torch.Tensor, total: int, allow_partial: bool, work: Path
+) -> int:
     """The number of samples, refusing too few (unless ``allow_partial``) or chunks out of sample order."""
     got = int(merged["features"].shape[0])
     if got < total and not allow_partial:
@@ -120,19 +147,40 @@ def _recipe(generator: Any, sampling: Any) -> SamplingConfig:
         raise ValueError(f"sampling: {e}") from None
 
 
-def _record(settings: dict[str, Any], total: int, C: int, got: int, reference: str | Path, ref: dict[str, np.ndarray],
-            save_samples: str | Path | None, processes: Processes, seconds: float, gen_time: float) -> dict[str, Any]:
+def _record(
+    settings: dict[str, Any],
+    total: int,
+    C: int,
+    got: int,
+    reference: str | Path,
+    ref: dict[str, np.ndarray],
+    save_samples: str | Path | None,
+    processes: Processes,
+    seconds: float,
+    gen_time: float,
+) -> dict[str, Any]:
     """The result's ``settings``: what shaped the numbers, how each was computed, where the files are, and timings."""
     return {
-        **settings, "num_samples_asked": total, "per_class": total / C, "labels": LABEL_ORDER,
+        **settings,
+        "num_samples_asked": total,
+        "per_class": total / C,
+        "labels": LABEL_ORDER,
         "inception_score": f"ADM evaluator: mean (and std) over consecutive splits of {ADM_IS_SPLIT} in sample order"
-                           + (f"; one split of {got} here" if got <= ADM_IS_SPLIT else ""),
-        "fid": "scipy sqrtm of sigma_sample @ sigma_ref (ADM evaluator)" if default_fid_method() == "sqrtm" else "eigh (SciPy missing)",
+        + (f"; one split of {got} here" if got <= ADM_IS_SPLIT else ""),
+        "fid": "scipy sqrtm of sigma_sample @ sigma_ref (ADM evaluator)"
+        if default_fid_method() == "sqrtm"
+        else "eigh (SciPy missing)",
         "chunk_seeds": "derive_seed(seed, 'chunk', k) per batch k",
-        "reference": {"path": str(Path(reference).resolve()), "num_images": int(ref["activations"].shape[0]),
-                      "statistics_sha256": statistics_sha256(ref["mu"], ref["sigma"])},
+        "reference": {
+            "path": str(Path(reference).resolve()),
+            "num_images": int(ref["activations"].shape[0]),
+            "statistics_sha256": statistics_sha256(ref["mu"], ref["sigma"]),
+        },
         "samples_file": None if save_samples is None else str(Path(save_samples).resolve()),
-        "processes": processes.world, "date": now(), "seconds": seconds, "sampling_seconds_this_process": gen_time,
+        "processes": processes.world,
+        "date": now(),
+        "seconds": seconds,
+        "sampling_seconds_this_process": gen_time,
         "versions": versions(),
     }
 
@@ -177,11 +225,20 @@ def evaluate_generation(
     labels_all = generation_labels(total, C)
     keep_images = save_images or save_samples is not None
     settings = {
-        "protocol": PROTOCOL_VERSION, "task": "generation", "num_samples": total, "batch_size": batch_size, "seed": seed,
-        "sampling": sp.to_dict(), "generator": generator.identity(), "tokenizer": tokenizer.identity(),
-        "inception": inception.identity(), "precision": str(next(generator.parameters()).dtype),
-        "autocast": None if autocast_dtype is None else str(autocast_dtype), "pixel_decoder_dtype": str(pixel_dtype),
-        "save_images": keep_images, "compile": bool(compile),
+        "protocol": PROTOCOL_VERSION,
+        "task": "generation",
+        "num_samples": total,
+        "batch_size": batch_size,
+        "seed": seed,
+        "sampling": sp.to_dict(),
+        "generator": generator.identity(),
+        "tokenizer": tokenizer.identity(),
+        "inception": inception.identity(),
+        "precision": str(next(generator.parameters()).dtype),
+        "autocast": None if autocast_dtype is None else str(autocast_dtype),
+        "pixel_decoder_dtype": str(pixel_dtype),
+        "save_images": keep_images,
+        "compile": bool(compile),
     }
     job = open_work(out, settings, math.ceil(total / batch_size), processes)
     t0 = time.perf_counter()
@@ -195,6 +252,8 @@ def evaluate_generation(
     result = _scores(merged, ref)
     if save_samples is not None:
         write_sample_batch(save_samples, (job.load(k)["images"] for k in range(job.n_chunks)), merged["labels"])
-    result["settings"] = _record(settings, total, C, got, reference, ref, save_samples, processes, time.perf_counter() - t0, gen_time)
+    result["settings"] = _record(
+        settings, total, C, got, reference, ref, save_samples, processes, time.perf_counter() - t0, gen_time
+    )
     write_json(out, result)
     return result

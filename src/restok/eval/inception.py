@@ -74,7 +74,12 @@ class InceptionFeatures(nn.Module):
 
     def identity(self) -> dict[str, Any]:
         """What to record next to a metric computed with these features."""
-        return {"backend": self.source.kind, "weights": self.source.weights, "sha256": self.source.sha256, "dtype": str(self.dtype)}
+        return {
+            "backend": self.source.kind,
+            "weights": self.source.weights,
+            "sha256": self.source.sha256,
+            "dtype": str(self.dtype),
+        }
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -97,7 +102,9 @@ def _is_torchscript(path: str) -> bool:
         return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
 
 
-def load_inception(weights: str | None = None, device: str | torch.device = "cpu", dtype: str = "fp64") -> InceptionFeatures:
+def load_inception(
+    weights: str | None = None, device: str | torch.device = "cpu", dtype: str = "fp64"
+) -> InceptionFeatures:
     """The FID Inception: a TorchScript file, or torch-fidelity with a local or downloaded ``.pth``.
 
     ``dtype`` fp64 follows the official evaluator (torch-fidelity's internal float64); fp32 is faster.
@@ -123,4 +130,12 @@ def load_inception(weights: str | None = None, device: str | torch.device = "cpu
     if weights is not None:
         kwargs["feature_extractor_weights_path"] = weights
     net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], **kwargs).eval().to(device)
-    return InceptionFeatures(net, _Source("torch-fidelity", os.path.abspath(weights) if weights else "torch-fidelity default URL", file_sha256(weights) if weights else None), tdtype)
+    return InceptionFeatures(
+        net,
+        _Source(
+            "torch-fidelity",
+            os.path.abspath(weights) if weights else "torch-fidelity default URL",
+            file_sha256(weights) if weights else None,
+        ),
+        tdtype,
+    )

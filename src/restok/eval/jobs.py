@@ -4,9 +4,10 @@ launcher, on its own GPU), the processes of the launch, then the protocol. The c
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..data.sources import open_image_source
 from ..models.auto import load_pair, load_tokenizer
@@ -19,8 +20,20 @@ from .reconstruction import evaluate_reconstruction
 from .references import make_reference, reference_images
 from .search import MAX_SEARCH_POINTS, SearchGrid, search_guidance
 
-__all__ = ["Inception", "Lpips", "ReconstructionRequest", "GenerationRequest", "SearchRequest", "ReferenceRequest", "run_reconstruction",
-           "run_generation", "run_search", "run_reference", "CompareRequest", "run_compare"]
+__all__ = [
+    "Inception",
+    "Lpips",
+    "ReconstructionRequest",
+    "GenerationRequest",
+    "SearchRequest",
+    "ReferenceRequest",
+    "run_reconstruction",
+    "run_generation",
+    "run_search",
+    "run_reference",
+    "CompareRequest",
+    "run_compare",
+]
 
 
 @dataclass(frozen=True)
@@ -45,8 +58,12 @@ class Lpips:
         """The frozen network on ``device``."""
         from ..models.layers.perceptual import build_lpips
 
-        return build_lpips("vgg16", self.vgg_weights, self.lin_weights,
-                           vgg_option="--lpips-vgg vgg16-397923af.pth (torchvision's VGG16 weights file)").to(device)
+        return build_lpips(
+            "vgg16",
+            self.vgg_weights,
+            self.lin_weights,
+            vgg_option="--lpips-vgg vgg16-397923af.pth (torchvision's VGG16 weights file)",
+        ).to(device)
 
 
 @dataclass(frozen=True)
@@ -72,10 +89,20 @@ def run_reconstruction(req: ReconstructionRequest) -> dict[str, Any] | None:
     tok = load_tokenizer(req.tokenizer, device=req.inception.device)
     inception = load_inception(req.inception.weights, device=tok.device, dtype=req.inception.dtype)
     processes, _ = launched(req.inception.device, progress=req.inception.progress)
-    return evaluate_reconstruction(tok, source, inception, req.out, tokens=req.tokens, num_images=req.num_images,
-                                   target_psnr=req.target_psnr, batch_size=req.batch_size, allow_partial=req.allow_partial,
-                                   processes=processes, pixel_dtype=DTYPES[req.pixel_dtype],
-                                   lpips=None if req.lpips is None else req.lpips.build(tok.device))
+    return evaluate_reconstruction(
+        tok,
+        source,
+        inception,
+        req.out,
+        tokens=req.tokens,
+        num_images=req.num_images,
+        target_psnr=req.target_psnr,
+        batch_size=req.batch_size,
+        allow_partial=req.allow_partial,
+        processes=processes,
+        pixel_dtype=DTYPES[req.pixel_dtype],
+        lpips=None if req.lpips is None else req.lpips.build(tok.device),
+    )
 
 
 @dataclass(frozen=True)
@@ -106,10 +133,24 @@ def run_generation(req: GenerationRequest) -> dict[str, Any] | None:
     gen, tok = load_pair(req.tokenizer, req.generator, device=req.inception.device)
     inception = load_inception(req.inception.weights, device=gen.device, dtype=req.inception.dtype)
     processes, _ = launched(req.inception.device, progress=req.inception.progress)
-    return evaluate_generation(gen, tok, inception, req.reference, req.out, num_samples=req.num_samples, per_class=req.per_class,
-                               batch_size=req.batch_size, seed=req.seed, sampling=(req.recipe, req.changes), allow_partial=req.allow_partial,
-                               processes=processes, autocast_dtype=DTYPES[req.dtype], pixel_dtype=DTYPES[req.pixel_dtype],
-                               save_samples=req.save_samples, compile=req.compile)
+    return evaluate_generation(
+        gen,
+        tok,
+        inception,
+        req.reference,
+        req.out,
+        num_samples=req.num_samples,
+        per_class=req.per_class,
+        batch_size=req.batch_size,
+        seed=req.seed,
+        sampling=(req.recipe, req.changes),
+        allow_partial=req.allow_partial,
+        processes=processes,
+        autocast_dtype=DTYPES[req.dtype],
+        pixel_dtype=DTYPES[req.pixel_dtype],
+        save_samples=req.save_samples,
+        compile=req.compile,
+    )
 
 
 @dataclass(frozen=True)
@@ -143,10 +184,26 @@ def run_search(req: SearchRequest, announce: Callable[[str], None] | None = None
     log = announce if processes.main else None
     if log is not None:
         refine = f", then a finer grid at {req.refine_per_class or 4 * req.per_class} per class" if req.refine else ""
-        log(f"guidance search: {len(points)} point(s) x {req.per_class} samples per class x {gen.config.num_classes} classes{refine}")
-    return search_guidance(gen, tok, inception, req.reference, req.out, grid, per_class=req.per_class, refine=req.refine,
-                           refine_per_class=req.refine_per_class, batch_size=req.batch_size, seed=req.seed, processes=processes, log=log,
-                           max_points=req.max_points)
+        log(
+            f"guidance search: {len(points)} point(s) x {req.per_class} samples per class x {gen.config.num_classes} "
+            f"classes{refine}"
+        )
+    return search_guidance(
+        gen,
+        tok,
+        inception,
+        req.reference,
+        req.out,
+        grid,
+        per_class=req.per_class,
+        refine=req.refine,
+        refine_per_class=req.refine_per_class,
+        batch_size=req.batch_size,
+        seed=req.seed,
+        processes=processes,
+        log=log,
+        max_points=req.max_points,
+    )
 
 
 @dataclass(frozen=True)
@@ -164,7 +221,9 @@ class ReferenceRequest:
 def run_reference(req: ReferenceRequest) -> dict[str, Any]:
     """Write the reference batch (``arr_0``, ``mu``, ``sigma``, ``activations``); returns what it holds."""
     images = reference_images(open_image_source(req.data), req.image_size, req.num_images)
-    inception = load_inception(req.inception.weights, device=launched(req.inception.device, progress=False)[1], dtype=req.inception.dtype)
+    inception = load_inception(
+        req.inception.weights, device=launched(req.inception.device, progress=False)[1], dtype=req.inception.dtype
+    )
     return make_reference(images, inception, req.out)
 
 
@@ -188,7 +247,17 @@ def run_compare(req: CompareRequest, announce: Callable[[str], None] = lambda _m
     source = open_image_source(req.data)  # a wrong data path fails before any model is loaded
     processes, device = launched(req.inception.device, progress=req.inception.progress)
     inception = load_inception(req.inception.weights, device=device, dtype=req.inception.dtype)
-    return compare_tokenizers(entry_labels(req.tokenizers), lambda src: load_tokenizer(src, device=req.inception.device),
-                              source, inception, req.out, num_images=req.num_images, batch_size=req.batch_size,
-                              allow_partial=req.allow_partial, processes=processes, speed=req.speed, announce=announce,
-                              lpips=None if req.lpips is None else req.lpips.build(device))
+    return compare_tokenizers(
+        entry_labels(req.tokenizers),
+        lambda src: load_tokenizer(src, device=req.inception.device),
+        source,
+        inception,
+        req.out,
+        num_images=req.num_images,
+        batch_size=req.batch_size,
+        allow_partial=req.allow_partial,
+        processes=processes,
+        speed=req.speed,
+        announce=announce,
+        lpips=None if req.lpips is None else req.lpips.build(device),
+    )

@@ -29,7 +29,12 @@ def codebook_stats(indices: torch.Tensor | np.ndarray, codebook_size: int) -> di
 
     H_C = -sum_k p_k log2(p_k + 1e-8), p_k the frequency of code k among ``indices`` (any shape).
     """
-    idx = torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor) else indices).reshape(-1).long().cpu()
+    idx = (
+        torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor) else indices)
+        .reshape(-1)
+        .long()
+        .cpu()
+    )
     if idx.numel() == 0:
         raise ValueError("codebook_stats needs at least one index")
     if int(idx.min()) < 0 or int(idx.max()) >= codebook_size:

@@ -6,8 +6,9 @@ table of a guidance search."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -16,8 +17,18 @@ from ..data.images import make_grid, save_image
 from ..runtime.files import atomic_write
 from .metrics import codebook_stats
 
-__all__ = ["pyplot", "save_figure", "reconstruction_strip", "latent_to_image_attention", "plot_attention", "plot_codebook_usage",
-           "plot_training_curves", "plot_rate_curve", "plot_search", "plot_comparison"]
+__all__ = [
+    "pyplot",
+    "save_figure",
+    "reconstruction_strip",
+    "latent_to_image_attention",
+    "plot_attention",
+    "plot_codebook_usage",
+    "plot_training_curves",
+    "plot_rate_curve",
+    "plot_search",
+    "plot_comparison",
+]
 
 
 def pyplot() -> Any:
@@ -113,7 +124,10 @@ def plot_codebook_usage(indices: torch.Tensor, codebook_size: int, path: str | P
     ax.bar(range(codebook_size), counts.numpy(), width=1.0)
     ax.set_xlabel("code (sorted by frequency)")
     ax.set_ylabel("count")
-    ax.set_title(f"usage {stats['usage']:.1%}, entropy {stats['entropy']:.2f} bits (max {torch.tensor(float(codebook_size)).log2():.2f})")
+    ax.set_title(
+        f"usage {stats['usage']:.1%}, entropy {stats['entropy']:.2f} bits (max "
+        f"{torch.tensor(float(codebook_size)).log2():.2f})"
+    )
     save_figure(fig, path)
     return stats
 
@@ -160,7 +174,11 @@ def plot_search(path: str | Path, rows: list[dict[str, Any]]) -> Path | None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        key = r["cfg_schedule"] + (f" from {r['cfg_start']:g}" if r["cfg_schedule"] == "step" else "") + f" (stage {r['stage']})"
+        key = (
+            r["cfg_schedule"]
+            + (f" from {r['cfg_start']:g}" if r["cfg_schedule"] == "step" else "")
+            + f" (stage {r['stage']})"
+        )
         groups.setdefault(key, []).append(r)
     for key, rs in groups.items():
         rs = sorted(rs, key=lambda r: r["cfg_scale"])
@@ -170,7 +188,11 @@ def plot_search(path: str | Path, rows: list[dict[str, Any]]) -> Path | None:
             axes[1].plot(xs, [r["inception_score"] for r in rs], marker="o", label=key)
     has_is = any(r.get("inception_score") for r in rows)
     axes[0].set(xlabel="guidance scale", ylabel="gFID (lower is better)", title="gFID")
-    axes[1].set(xlabel="guidance scale", ylabel="Inception Score", title="IS" + ("" if has_is else " (needs an Inception with logits)"))
+    axes[1].set(
+        xlabel="guidance scale",
+        ylabel="Inception Score",
+        title="IS" + ("" if has_is else " (needs an Inception with logits)"),
+    )
     axes[0].legend(fontsize=7)
     save_figure(fig, path)
     return Path(path)
@@ -188,7 +210,9 @@ def plot_comparison(path: str | Path, rows: list[dict[str, Any]]) -> Path | None
     names = list(dict.fromkeys(r["tokenizer"] for r in rows))
     for ax, key in zip(axes[0], keys):
         for name in names:
-            rs = sorted((r for r in rows if r["tokenizer"] == name and r.get(key) is not None), key=lambda r: r["tokens"])
+            rs = sorted(
+                (r for r in rows if r["tokenizer"] == name and r.get(key) is not None), key=lambda r: r["tokens"]
+            )
             ax.plot([r["tokens"] for r in rs], [r[key] for r in rs], marker="o", label=name)
         ax.set(xscale="log", xlabel="tokens per image", title=key)
     axes[0][0].legend(fontsize=7)

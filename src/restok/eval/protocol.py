@@ -41,7 +41,9 @@ def to_uint8_truncate(x: torch.Tensor) -> torch.Tensor:
 def open_work(out: Path, settings: dict[str, Any], n_chunks: int, processes: Processes) -> ChunkJob:
     """The resumable chunks of an evaluation in ``OUT.work/`` (refusing chunks written under other settings)."""
     try:
-        return ChunkJob(out.with_name(out.name + ".work"), settings, n_chunks, processes.rank, processes.world, inside=out.parent)
+        return ChunkJob(
+            out.with_name(out.name + ".work"), settings, n_chunks, processes.rank, processes.world, inside=out.parent
+        )
     except ChunkError as e:
         raise EvaluationError(str(e)) from None
 
@@ -66,5 +68,10 @@ def versions() -> dict[str, str]:
 
     from ..runtime.version import __version__
 
-    return {"restok": __version__, "torch": torch.__version__, "numpy": np.__version__, "pillow": PIL.__version__,
-            "python": platform.python_version()}
+    return {
+        "restok": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "python": platform.python_version(),
+    }

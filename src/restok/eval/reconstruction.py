@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,15 +28,35 @@ from ..runtime.processes import Processes
 from ..runtime.progress import progress
 from .budgets import budget_distribution
 from .inception import InceptionFeatures
-from .metrics import codebook_stats, default_fid_method, feature_statistics, frechet_distance, inception_score, psnr, ssim
+from .metrics import (
+    codebook_stats,
+    default_fid_method,
+    feature_statistics,
+    frechet_distance,
+    inception_score,
+    psnr,
+    ssim,
+)
 from .plots import plot_rate_curve
-from .protocol import versions, PROTOCOL_VERSION, EvaluationError, merge_work, now, open_work, to_uint8_truncate
+from .protocol import PROTOCOL_VERSION, EvaluationError, merge_work, now, open_work, to_uint8_truncate, versions
 
-__all__ = ["reconstruction_batch", "prefix_arrays", "summarize_reconstruction", "evaluate_reconstruction", "token_lengths"]
+__all__ = [
+    "reconstruction_batch",
+    "prefix_arrays",
+    "summarize_reconstruction",
+    "evaluate_reconstruction",
+    "token_lengths",
+]
 
 
-def _scored(tokenizer: Any, x: torch.Tensor, ids: torch.Tensor, inception: InceptionFeatures | None, pixel_dtype: torch.dtype,
-            lpips: Any = None) -> dict[str, np.ndarray]:
+def _scored(
+    tokenizer: Any,
+    x: torch.Tensor,
+    ids: torch.Tensor,
+    inception: InceptionFeatures | None,
+    pixel_dtype: torch.dtype,
+    lpips: Any = None,
+) -> dict[str, np.ndarray]:
     """PSNR, SSIM, (with an Inception) features and logits, and (with an LPIPS network) LPIPS of the 8-bit
     reconstruction from ``ids``."""
     rec = tokenizer.decode(ids, pixel_dtype)  # (B, 3, H, W) clamped to [0, 1]
@@ -48,14 +69,20 @@ def _scored(tokenizer: Any, x: torch.Tensor, ids: torch.Tensor, inception: Incep
         arrays["lpips"] = lpips(rec, x).double().cpu().numpy()
     if inception is not None:
         f_fake, logits = inception(to_uint8_truncate(rec))
-        arrays.update(fake=f_fake.cpu().numpy(), logits=logits.cpu().numpy() if logits is not None else np.zeros((len(x), 0)))
+        arrays.update(
+            fake=f_fake.cpu().numpy(), logits=logits.cpu().numpy() if logits is not None else np.zeros((len(x), 0))
+        )
     return arrays
 
 
 @torch.no_grad()
 def reconstruction_batch(
-    tokenizer: Any, x: torch.Tensor, tokens: int | Sequence[int], inception: InceptionFeatures | None = None,
-    pixel_dtype: torch.dtype = torch.float32, lpips: Any = None,
+    tokenizer: Any,
+    x: torch.Tensor,
+    tokens: int | Sequence[int],
+    inception: InceptionFeatures | None = None,
+    pixel_dtype: torch.dtype = torch.float32,
+    lpips: Any = None,
 ) -> dict[str, np.ndarray]:
     """Per-image results of one batch (B, 3, S, S) in [0, 1] under the reconstruction protocol: ``psnr``,
     ``ssim`` (NaN below 11 px), ``ids`` and, with an Inception, ``real``/``fake`` features and ``logits``.
@@ -83,7 +110,9 @@ def prefix_arrays(arrays: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray
     return view
 
 
-def summarize_reconstruction(arrays: dict[str, np.ndarray], codebook_size: int, fid_method: str | None = None) -> dict[str, Any]:
+def summarize_reconstruction(
+    arrays: dict[str, np.ndarray], codebook_size: int, fid_method: str | None = None
+) -> dict[str, Any]:
     """The protocol's numbers from the concatenated per-image results of :func:`reconstruction_batch`."""
     n = int(arrays["ids"].shape[0])
     cb = codebook_stats(arrays["ids"], codebook_size)
@@ -110,7 +139,9 @@ def token_lengths(tokenizer: Any, tokens: int | str | Sequence[int] | None) -> t
     or a list; an EvaluationError names lengths the tokenizer does not decode."""
     curve = tokens == "all" or isinstance(tokens, (list, tuple))
     try:
-        return select_prefixes(tokens, tuple(tokenizer.prefix_lengths), tokenizer.decodable, tokenizer.describe_lengths()), curve  # type: ignore[arg-type]
+        return select_prefixes(
+            tokens, tuple(tokenizer.prefix_lengths), tokenizer.decodable, tokenizer.describe_lengths()
+        ), curve  # type: ignore[arg-type]
     except ValueError as e:
         raise EvaluationError(f"--tokens: {e}") from None
 
@@ -120,13 +151,25 @@ def _image_count(source: ImageSource, num_images: int | None, allow_partial: boo
     available = len(source)
     asked = num_images or available
     if asked > available and not allow_partial:
-        raise EvaluationError(f"asked for {asked} images but the data has {available}; refusing to report a number on fewer "
-                              "(pass --allow-partial to accept it)")
+        raise EvaluationError(
+            f"asked for {asked} images but the data has {available}; refusing to report a number on fewer "
+            "(pass --allow-partial to accept it)"
+        )
     return asked, min(asked, available)
 
 
-def _run_chunks(tokenizer: Any, dataset: ImageDataset, job: Any, n: int, batch_size: int, tokens: int | list[int],
-                inception: InceptionFeatures, pixel_dtype: torch.dtype, processes: Processes, lpips: Any = None) -> None:
+def _run_chunks(
+    tokenizer: Any,
+    dataset: ImageDataset,
+    job: Any,
+    n: int,
+    batch_size: int,
+    tokens: int | list[int],
+    inception: InceptionFeatures,
+    pixel_dtype: torch.dtype,
+    processes: Processes,
+    lpips: Any = None,
+) -> None:
     """This process's chunks of the reconstruction protocol (unreadable images counted and named)."""
     skipped: list[str] = []
     k_max = tokens if isinstance(tokens, int) else max(tokens)
@@ -140,11 +183,18 @@ def _run_chunks(tokenizer: Any, dataset: ImageDataset, job: Any, n: int, batch_s
         if not items:
             job.save(c, {"ids": np.zeros((0, k_max), np.int64)})  # done, nothing to merge
             continue
-        job.save(c, reconstruction_batch(tokenizer, torch.stack(items).to(tokenizer.device), tokens, inception, pixel_dtype, lpips))
+        job.save(
+            c,
+            reconstruction_batch(
+                tokenizer, torch.stack(items).to(tokenizer.device), tokens, inception, pixel_dtype, lpips
+            ),
+        )
     job.note_skipped(skipped)
 
 
-def _summary(merged: dict[str, np.ndarray], tokenizer: Any, ks: list[int], curve: bool, target_psnr: float | None) -> dict[str, Any]:
+def _summary(
+    merged: dict[str, np.ndarray], tokenizer: Any, ks: list[int], curve: bool, target_psnr: float | None
+) -> dict[str, Any]:
     """The numbers of one length, or of every length (``rate_curve``) with the longest at the top level."""
     fid_method = default_fid_method()
     if not curve:
@@ -191,31 +241,48 @@ def evaluate_reconstruction(
         raise EvaluationError("a PSNR target needs the rate curve: pass --tokens all")
     asked, n = _image_count(source, num_images, allow_partial)
     settings = {
-        "protocol": PROTOCOL_VERSION, "task": "reconstruction", "tokens": ks if curve else ks[-1], "num_images": n,
-        "batch_size": batch_size, "data": source.description, "tokenizer": tokenizer.identity(), "inception": inception.identity(),
-        "precision": str(next(tokenizer.parameters()).dtype), "pixel_decoder_dtype": str(pixel_dtype),
+        "protocol": PROTOCOL_VERSION,
+        "task": "reconstruction",
+        "tokens": ks if curve else ks[-1],
+        "num_images": n,
+        "batch_size": batch_size,
+        "data": source.description,
+        "tokenizer": tokenizer.identity(),
+        "inception": inception.identity(),
+        "precision": str(next(tokenizer.parameters()).dtype),
+        "pixel_decoder_dtype": str(pixel_dtype),
     }
     if lpips is not None:  # only then: work folders of runs without LPIPS keep resuming
         settings["lpips"] = getattr(lpips, "identity", "LPIPS-VGG16")
     job = open_work(out, settings, math.ceil(n / batch_size), processes)
     t0 = time.perf_counter()
     dataset = ImageDataset(source, tokenizer.config.image_size, train=False)
-    _run_chunks(tokenizer, dataset, job, n, batch_size, ks if curve else ks[-1], inception, pixel_dtype, processes, lpips)
+    _run_chunks(
+        tokenizer, dataset, job, n, batch_size, ks if curve else ks[-1], inception, pixel_dtype, processes, lpips
+    )
     merged = merge_work(job, processes)
     if merged is None:
         return None
     got, skipped = int(merged["ids"].shape[0]), job.skipped()
     if got < asked and not allow_partial:
-        raise EvaluationError(f"only {got} of {asked} images could be evaluated ({len(skipped)} unreadable, e.g. {skipped[:2]}); "
-                              "refusing to report (pass --allow-partial to accept it)")
+        raise EvaluationError(
+            f"only {got} of {asked} images could be evaluated ({len(skipped)} unreadable, e.g. {skipped[:2]}); "
+            "refusing to report (pass --allow-partial to accept it)"
+        )
     result = _summary(merged, tokenizer, ks, curve, target_psnr)
     result["settings"] = {
         **settings,
         "crop": f"torchvision Resize({tokenizer.config.image_size}, bicubic, antialias) + CenterCrop, on PIL images",
-        "num_images_asked": asked, "partial": got < asked, "skipped_files": skipped,
-        "fid": "scipy sqrtm of sigma_real @ sigma_fake (TiTok evaluator)" if default_fid_method() == "sqrtm" else "eigh (SciPy missing)",
+        "num_images_asked": asked,
+        "partial": got < asked,
+        "skipped_files": skipped,
+        "fid": "scipy sqrtm of sigma_real @ sigma_fake (TiTok evaluator)"
+        if default_fid_method() == "sqrtm"
+        else "eigh (SciPy missing)",
         "inception_score": "one split over all reconstructions, eps 1e-16 (TiTok evaluator)",
-        "processes": processes.world, "date": now(), "seconds": time.perf_counter() - t0,
+        "processes": processes.world,
+        "date": now(),
+        "seconds": time.perf_counter() - t0,
         "versions": versions(),
     }
     write_json(out, result)

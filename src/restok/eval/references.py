@@ -5,11 +5,11 @@ none), making one from images, and writing the scored samples for the ADM Tensor
 from __future__ import annotations
 
 import hashlib
-
 import itertools
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +22,14 @@ from .inception import InceptionFeatures
 from .metrics import feature_statistics
 from .protocol import EvaluationError
 
-__all__ = ["load_reference", "make_reference", "reference_images", "image_features", "write_sample_batch", "statistics_sha256"]
+__all__ = [
+    "load_reference",
+    "make_reference",
+    "reference_images",
+    "image_features",
+    "write_sample_batch",
+    "statistics_sha256",
+]
 
 
 def image_features(images: np.ndarray, inception: InceptionFeatures, batch_size: int = 64) -> np.ndarray:
@@ -35,7 +42,8 @@ def image_features(images: np.ndarray, inception: InceptionFeatures, batch_size:
 
 
 def reference_images(source: ImageSource, image_size: int, num_images: int | None = None) -> np.ndarray:
-    """The first ``num_images`` images of a source through the evaluation transform, as uint8 NHWC (a reference batch)."""
+    """The first ``num_images`` images of a source through the evaluation transform, as uint8 NHWC (a reference
+    batch)."""
     ds = ImageDataset(source, image_size, train=False)
     n = min(len(ds), num_images or len(ds))
     return np.stack([(ds.load(i, 0) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy() for i in range(n)])
@@ -50,7 +58,9 @@ def statistics_sha256(mu: np.ndarray, sigma: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def load_reference(path: str | Path, inception: InceptionFeatures | None = None, need_activations: bool = True, batch_size: int = 64) -> dict[str, np.ndarray]:
+def load_reference(
+    path: str | Path, inception: InceptionFeatures | None = None, need_activations: bool = True, batch_size: int = 64
+) -> dict[str, np.ndarray]:
     """Read a reference batch (ADM layout: ``mu``, ``sigma``, ``arr_0`` images; or ``activations``).
 
     Activations for precision/recall come from the file's ``activations`` if present, else are computed
@@ -96,7 +106,9 @@ def load_reference(path: str | Path, inception: InceptionFeatures | None = None,
     return out
 
 
-def make_reference(images: np.ndarray, inception: InceptionFeatures, out: str | Path, batch_size: int = 64) -> dict[str, Any]:
+def make_reference(
+    images: np.ndarray, inception: InceptionFeatures, out: str | Path, batch_size: int = 64
+) -> dict[str, Any]:
     """Write an ADM-layout reference batch (``arr_0``, ``mu``, ``sigma``, ``activations``) from uint8 NHWC images."""
     acts = image_features(images, inception, batch_size)
     mu, sigma = feature_statistics(acts)
@@ -119,7 +131,9 @@ def write_sample_batch(path: str | Path, images: Iterable[np.ndarray], labels: n
         nonlocal written
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             with zf.open("arr_0.npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array_header_2_0(f, {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": shape})
+                np.lib.format.write_array_header_2_0(
+                    f, {"descr": np.dtype(np.uint8).str, "fortran_order": False, "shape": shape}
+                )
                 for chunk in itertools.chain([first], it):
                     if chunk.shape[1:] != shape[1:]:
                         raise EvaluationError(f"image chunk of shape {chunk.shape} does not fit {shape}")

@@ -17,8 +17,9 @@ import itertools
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..hub.files import read_config_file
 from ..runtime.files import make_dir, remove_stale_temporaries, write_json, write_text
@@ -37,8 +38,23 @@ __all__ = ["SearchGrid", "search_guidance", "refined_grid", "TABLE_COLUMNS", "MA
 # a plan (``--max-points`` raises it).
 MAX_SEARCH_POINTS = 1000
 
-TABLE_COLUMNS = ("stage", "point", "cfg_scale", "cfg_schedule", "cfg_start", "top_k", "top_p", "temperature",
-                 "per_class", "num_samples", "gfid", "inception_score", "precision", "recall", "seconds")
+TABLE_COLUMNS = (
+    "stage",
+    "point",
+    "cfg_scale",
+    "cfg_schedule",
+    "cfg_start",
+    "top_k",
+    "top_p",
+    "temperature",
+    "per_class",
+    "num_samples",
+    "gfid",
+    "inception_score",
+    "precision",
+    "recall",
+    "seconds",
+)
 
 
 class SearchGrid:
@@ -53,8 +69,10 @@ class SearchGrid:
         unknown = sorted(set(axes) - set(SAMPLING_FIELDS))
         if unknown:
             raise ValueError(f"unknown search axis(es) {unknown}; known: {sorted(SAMPLING_FIELDS)}")
-        self.axes = {name: tuple(axes[name]) if name in axes else self.DEFAULTS.get(name, (f.default,))
-                     for name, f in SAMPLING_FIELDS.items()}
+        self.axes = {
+            name: tuple(axes[name]) if name in axes else self.DEFAULTS.get(name, (f.default,))
+            for name, f in SAMPLING_FIELDS.items()
+        }
 
     def __getattr__(self, name: str) -> tuple[Any, ...]:
         if name in SAMPLING_FIELDS:
@@ -79,8 +97,10 @@ class SearchGrid:
             raise ValueError(f"the search grid has no values for {', '.join(empty)}")
         if self.size() > max_points:
             shape = " x ".join(f"{len(v)} {k}" for k, v in self.axes.items() if len(v) > 1)
-            raise ValueError(f"the search grid has {self.size():,} points ({shape}), more than the {max_points:,} allowed; "
-                             "narrow an axis, or raise the limit with --max-points")
+            raise ValueError(
+                f"the search grid has {self.size():,} points ({shape}), more than the {max_points:,} allowed; "
+                "narrow an axis, or raise the limit with --max-points"
+            )
         unknown = sorted(set(self.axes["cfg_schedule"]) - set(CFG_SCHEDULES))
         if unknown:
             raise ValueError(f"unknown guidance schedule(s) {unknown}; choose from {sorted(CFG_SCHEDULES)}")
@@ -95,14 +115,14 @@ class SearchGrid:
         return list(out)
 
     @classmethod
-    def from_file(cls, path: str | Path | None, **axes: Any) -> "SearchGrid":
+    def from_file(cls, path: str | Path | None, **axes: Any) -> SearchGrid:
         """The axes of a YAML/JSON grid file (none: the defaults), then ``axes`` changing it (None values ignored)."""
         data = dict(read_config_file(path)) if path else {}
         data.update({k: v for k, v in axes.items() if v is not None})
         return cls.from_dict(data)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SearchGrid":
+    def from_dict(cls, data: dict[str, Any]) -> SearchGrid:
         """From a mapping of axis -> value or list of values (e.g. a YAML grid file); unknown axes are named."""
         return cls(**{k: tuple(v) if isinstance(v, (list, tuple)) else (v,) for k, v in data.items()})
 
@@ -124,8 +144,12 @@ def refined_grid(best: SamplingConfig, grid: SearchGrid) -> SearchGrid:
     return SearchGrid(
         cfg_scale=around(best.cfg_scale, grid.cfg_scale, 0.5, 1.0, 100.0),
         cfg_schedule=(best.cfg_schedule,),
-        cfg_start=around(best.cfg_start, grid.cfg_start, 0.25, 0.0, 1.0) if best.cfg_schedule == "step" else (best.cfg_start,),
-        top_k=(best.top_k,), top_p=(best.top_p,), temperature=(best.temperature,),
+        cfg_start=around(best.cfg_start, grid.cfg_start, 0.25, 0.0, 1.0)
+        if best.cfg_schedule == "step"
+        else (best.cfg_start,),
+        top_k=(best.top_k,),
+        top_p=(best.top_p,),
+        temperature=(best.temperature,),
     )
 
 
@@ -140,17 +164,45 @@ def _write_tables(out: Path, rows: list[dict[str, Any]]) -> None:
     write_json(out / "table.json", rows)
 
 
-def _evaluate_point(generator: Any, tokenizer: Any, inception: InceptionFeatures, reference: str | Path, path: Path,
-                    sp: SamplingConfig, per_class: int, batch_size: int, seed: int, processes: Processes) -> dict[str, Any] | None:
+def _evaluate_point(
+    generator: Any,
+    tokenizer: Any,
+    inception: InceptionFeatures,
+    reference: str | Path,
+    path: Path,
+    sp: SamplingConfig,
+    per_class: int,
+    batch_size: int,
+    seed: int,
+    processes: Processes,
+) -> dict[str, Any] | None:
     """One point's table row (None on processes other than the main one): a generation evaluation of its own."""
     quiet = Processes(processes.rank, processes.world, processes.barrier, progress=False)
-    result = evaluate_generation(generator, tokenizer, inception, reference, path, per_class=per_class, batch_size=batch_size,
-                                 seed=seed, sampling=sp, processes=quiet)
+    result = evaluate_generation(
+        generator,
+        tokenizer,
+        inception,
+        reference,
+        path,
+        per_class=per_class,
+        batch_size=batch_size,
+        seed=seed,
+        sampling=sp,
+        processes=quiet,
+    )
     if result is None:
         return None
-    return {**sp.to_dict(), "per_class": per_class, "num_samples": result["num_samples"], "gfid": result["gfid"],
-            "inception_score": result.get("inception_score"), "precision": result["precision"], "recall": result["recall"],
-            "seconds": round(result["settings"]["seconds"], 3), "result": str(path)}
+    return {
+        **sp.to_dict(),
+        "per_class": per_class,
+        "num_samples": result["num_samples"],
+        "gfid": result["gfid"],
+        "inception_score": result.get("inception_score"),
+        "precision": result["precision"],
+        "recall": result["recall"],
+        "seconds": round(result["settings"]["seconds"], 3),
+        "result": str(path),
+    }
 
 
 def _recipe_of(row: dict[str, Any]) -> SamplingConfig:
@@ -158,8 +210,11 @@ def _recipe_of(row: dict[str, Any]) -> SamplingConfig:
     return SamplingConfig.from_dict({k: row[k] for k in SAMPLING_FIELDS})
 
 
-def _finer_points(out: Path, rows: list[dict[str, Any]], grid: SearchGrid, processes: Processes) -> list[SamplingConfig]:
-    """The second stage's points: the main process writes the finer grid around stage 1's best, every process reads it."""
+def _finer_points(
+    out: Path, rows: list[dict[str, Any]], grid: SearchGrid, processes: Processes
+) -> list[SamplingConfig]:
+    """The second stage's points: the main process writes the finer grid around stage 1's best, every process reads
+    it."""
     if processes.main:
         finer = refined_grid(_recipe_of(_best([r for r in rows if r["stage"] == 1])), grid)
         write_json(out / "stage2-grid.json", finer.to_dict())
@@ -168,12 +223,23 @@ def _finer_points(out: Path, rows: list[dict[str, Any]], grid: SearchGrid, proce
 
 
 def _write_best(out: Path, best: dict[str, Any], seed: int, batch_size: int) -> None:
-    """``best.json``: the winning recipe in the form ``--sampling best.json`` reads, its figures and how to reproduce it."""
-    write_json(out / "best.json", {"sampling": _recipe_of(best).to_dict(),
-                                   **{k: best[k] for k in ("gfid", "inception_score", "precision", "recall", "per_class", "num_samples", "stage")},
-                                   "seed": seed, "batch_size": batch_size, "result": best["result"],
-                                   "reproduce": "restok eval generation --sampling best.json --per-class "
-                                                f"{best['per_class']} --seed {seed} --batch-size {batch_size}"})
+    """``best.json``: the winning recipe in the form ``--sampling best.json`` reads, its figures and how to reproduce
+    it."""
+    write_json(
+        out / "best.json",
+        {
+            "sampling": _recipe_of(best).to_dict(),
+            **{
+                k: best[k]
+                for k in ("gfid", "inception_score", "precision", "recall", "per_class", "num_samples", "stage")
+            },
+            "seed": seed,
+            "batch_size": batch_size,
+            "result": best["result"],
+            "reproduce": "restok eval generation --sampling best.json --per-class "
+            f"{best['per_class']} --seed {seed} --batch-size {batch_size}",
+        },
+    )
 
 
 def search_guidance(
@@ -202,9 +268,11 @@ def search_guidance(
     stages = [(1, grid.points(max_points), per_class)]
     ref = load_reference(reference, inception)  # fails now, not after hours, if the file lacks what a metric needs
     if ref["activations"].shape[0] <= 3:
-        raise EvaluationError(f"reference {reference} has {ref['activations'].shape[0]} images; precision/recall need more than 3")
-    write_json(out / "search.json", {"grid": grid.to_dict(), "per_class": per_class, "refine": refine,
-                                     "refine_per_class": refine_per_class, "seed": seed, "batch_size": batch_size})
+        raise EvaluationError(
+            f"reference {reference} has {ref['activations'].shape[0]} images; precision/recall need more than 3"
+        )
+    plan = dict(per_class=per_class, refine=refine, refine_per_class=refine_per_class, seed=seed, batch_size=batch_size)
+    write_json(out / "search.json", {"grid": grid.to_dict(), **plan})
     rows: list[dict[str, Any]] = []
     t_start = time.perf_counter()
     for stage, points, n in stages:  # a second stage is appended after the first when refining
@@ -214,15 +282,28 @@ def search_guidance(
             remove_stale_temporaries(folder)  # what a killed run was writing
         for i, sp in enumerate(bar):
             t0 = time.perf_counter()
-            row = _evaluate_point(generator, tokenizer, inception, reference, folder / f"point-{i:04d}.json",
-                                  sp, n, batch_size, seed, processes)
+            row = _evaluate_point(
+                generator,
+                tokenizer,
+                inception,
+                reference,
+                folder / f"point-{i:04d}.json",
+                sp,
+                n,
+                batch_size,
+                seed,
+                processes,
+            )
             if row is None:  # not the main process
                 continue
             rows.append({"stage": stage, "point": i, **row})
             _write_tables(out, rows)
             bar.set_postfix(gfid=f"{row['gfid']:.3g}", best=f"{min(r['gfid'] for r in rows):.3g}")
             if log is not None:
-                log(f"stage {stage} point {i + 1}/{len(points)}: {sp.to_dict()} -> gFID {row['gfid']:.4g} ({time.perf_counter() - t0:.1f} s)")
+                log(
+                    f"stage {stage} point {i + 1}/{len(points)}: {sp.to_dict()} -> gFID {row['gfid']:.4g} "
+                    f"({time.perf_counter() - t0:.1f} s)"
+                )
         bar.close()
         if refine and stage == 1:
             stages.append((2, _finer_points(out, rows, grid, processes), refine_per_class or 4 * per_class))

@@ -15,7 +15,20 @@ from .push import push_folder_to_hub
 from .resolve import EMBEDDED_MODELS, ResolvedCheckpoint, embedded_model_card, embedded_model_dir, resolve_checkpoint
 
 __all__ = [
-    "FORMAT_VERSION", "WEIGHT_FILES", "CheckpointError", "Provenance", "ResolvedCheckpoint", "read_state_dict",
-    "resolve_checkpoint", "read_config_file", "check_state_dict", "save_checkpoint", "push_folder_to_hub",
-    "file_sha256", "state_dict_sha256", "EMBEDDED_MODELS", "embedded_model_dir", "embedded_model_card",
+    "FORMAT_VERSION",
+    "WEIGHT_FILES",
+    "CheckpointError",
+    "Provenance",
+    "ResolvedCheckpoint",
+    "read_state_dict",
+    "resolve_checkpoint",
+    "read_config_file",
+    "check_state_dict",
+    "save_checkpoint",
+    "push_folder_to_hub",
+    "file_sha256",
+    "state_dict_sha256",
+    "EMBEDDED_MODELS",
+    "embedded_model_dir",
+    "embedded_model_card",
 ]

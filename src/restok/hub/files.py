@@ -13,16 +13,25 @@ import importlib.util
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
 from ..runtime.files import atomic_write, write_json, write_text
 from ..runtime.inputs import load_yaml, read_text_input, regular_file
 
-__all__ = ["FORMAT_VERSION", "WEIGHT_FILES", "CheckpointError", "read_state_dict", "read_state_dict_keys", "read_config_file",
-           "read_json", "save_checkpoint"]
+__all__ = [
+    "FORMAT_VERSION",
+    "WEIGHT_FILES",
+    "CheckpointError",
+    "read_state_dict",
+    "read_state_dict_keys",
+    "read_config_file",
+    "read_json",
+    "save_checkpoint",
+]
 
 FORMAT_VERSION = 1
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -71,7 +80,6 @@ def _plain_key(key: str) -> str:
     """A tensor name without ``_orig_mod.`` (torch.compile) and ``module.`` (DDP) prefixes."""
     key = key.replace("_orig_mod.", "")
     return key[len("module.") :] if key.startswith("module.") else key
-
 
 
 def read_state_dict_keys(path: str | os.PathLike) -> set[str]:
@@ -154,11 +162,15 @@ def save_checkpoint(
     # one metadata key: safetensors serialises the metadata map in a per-process order, so more keys would make the
     # bytes (and the SHA-256 that manifests record) differ between runs
     atomic_write(d / "model.safetensors", lambda p: save_file(sd, p, metadata={"format": "pt"}))
-    record = {"format": "restok", "format_version": FORMAT_VERSION, "kind": kind, **({"family": family} if family else {})}
+    record = {
+        "format": "restok",
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        **({"family": family} if family else {}),
+    }
     write_json(d / "config.json", {**record, "config": dict(config)})
     for name, data in (extra_json or {}).items():
         write_json(d / name, data)
     if card is not None:
         write_text(d / "README.md", card)
     return d
-

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
@@ -12,7 +12,11 @@ __all__ = ["check_state_dict"]
 
 
 def check_state_dict(
-    own: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor], ignore_prefixes: tuple[str, ...], source: str, what: str
+    own: Mapping[str, torch.Tensor],
+    state_dict: Mapping[str, torch.Tensor],
+    ignore_prefixes: tuple[str, ...],
+    source: str,
+    what: str,
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Match a checkpoint to a model's own state dict: keys under ``ignore_prefixes`` that the model lacks are
     dropped; any missing, unexpected or mis-shaped key is an error naming them all. Returns the tensors, cast to the
@@ -21,7 +25,11 @@ def check_state_dict(
     sd = {k: v for k, v in state_dict.items() if k not in dropped}
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
-    shapes = sorted(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in set(sd) & set(own) if sd[k].shape != own[k].shape)
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(sd) & set(own)
+        if sd[k].shape != own[k].shape
+    )
     if missing or unexpected or shapes:
         lines = [f"checkpoint {source} does not match {what}"]
         for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
@@ -31,10 +39,11 @@ def check_state_dict(
         raise CheckpointError("\n".join(lines))
     bad = [k for k, v in sd.items() if own[k].is_floating_point() and not (v.is_floating_point() or v.is_complex())]
     if bad:
-        raise CheckpointError(f"checkpoint {source}: {len(bad)} tensor(s) are not floating point where the model's are, e.g. "
-                              f"{bad[0]} ({sd[bad[0]].dtype})")
+        raise CheckpointError(
+            f"checkpoint {source}: {len(bad)} tensor(s) are not floating point where the model's are, e.g. "
+            f"{bad[0]} ({sd[bad[0]].dtype})"
+        )
     nonfinite = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if nonfinite:
         raise CheckpointError(f"checkpoint {source}: {len(nonfinite)} tensor(s) hold NaN or Inf, e.g. {nonfinite[0]}")
     return {k: v.to(own[k].dtype) for k, v in sd.items()}, dropped
-

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Collection, Mapping, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn as nn
@@ -38,7 +39,8 @@ M = TypeVar("M", bound="PretrainedModel")
 
 
 class PretrainedModel(nn.Module):
-    """Shared loading/saving of every registered model family (:class:`~restok.ResTok`, :class:`~restok.HARGenerator`, ...)."""
+    """Shared loading/saving of every registered model family (:class:`~restok.ResTok`, :class:`~restok.HARGenerator`,
+    ...)."""
 
     # The registry entry (see restok.core.registry): declared by each family.
     family: ClassVar[str]
@@ -64,13 +66,18 @@ class PretrainedModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         """Floating-point dtype of the parameters (those of :attr:`keep_in_fp32_modules` stay float32)."""
-        kept = {id(p) for name in self.keep_in_fp32_modules if (m := getattr(self, name, None)) is not None for p in m.parameters()}
+        kept = {
+            id(p)
+            for name in self.keep_in_fp32_modules
+            if (m := getattr(self, name, None)) is not None
+            for p in m.parameters()
+        }
         for p in self.parameters():
             if id(p) not in kept and p.is_floating_point():
                 return p.dtype
         return torch.float32
 
-    def _apply(self, fn: Any, recurse: bool = True) -> "PretrainedModel":
+    def _apply(self, fn: Any, recurse: bool = True) -> PretrainedModel:
         super()._apply(fn, recurse)
         for name in self.keep_in_fp32_modules:
             m = getattr(self, name, None)
@@ -93,16 +100,23 @@ class PretrainedModel(nn.Module):
             return sum(p.numel() for p in cls(config).parameters())
 
     @classmethod
-    def check_fits(cls, config: Any, device: str | torch.device | None = None, bytes_per_parameter: int = 4,
-                   what: str = "its float32 weights") -> int:
+    def check_fits(
+        cls,
+        config: Any,
+        device: str | torch.device | None = None,
+        bytes_per_parameter: int = 4,
+        what: str = "its float32 weights",
+    ) -> int:
         """Refuse, before allocating, a model of ``config`` whose parameters (times ``bytes_per_parameter``) need more
         memory than ``device`` has free; returns the parameter count."""
         n = cls.parameter_count(config)
         need, free = n * bytes_per_parameter, available_memory(resolve_device(device or "cpu"))
         if free is not None and need > free:
-            raise MemoryError(f"a {cls.family} {cls.kind} with this config has {n:,} parameters: {what} need "
-                              f"{format_bytes(need)}, more than the {format_bytes(free)} free on {resolve_device(device or 'cpu')} "
-                              f"({config.summary() if hasattr(config, 'summary') else config})")
+            raise MemoryError(
+                f"a {cls.family} {cls.kind} with this config has {n:,} parameters: {what} need "
+                f"{format_bytes(need)}, more than the {format_bytes(free)} free on {resolve_device(device or 'cpu')} "
+                f"({config.summary() if hasattr(config, 'summary') else config})"
+            )
         return n
 
     @classmethod
@@ -133,23 +147,38 @@ class PretrainedModel(nn.Module):
         resume_download: bool | None = None,
     ) -> M:
         """Load from an embedded model name, a local directory or weights file, or a Hugging Face Hub repo id, in this
-        package's format or one of the family's layouts (training-only keys dropped, any other mismatch named key by key).
+        package's format or one of the family's layouts (training-only keys dropped, any other mismatch named key by
+        key).
 
         Args:
             pretrained_model_name_or_path: e.g. ``"xushu-me/restok_l_128.r256_in1k"``, ``"runs/tok/final"``,
                 ``"ema_model/pytorch_model.bin"`` or ``"restok-tiny-mnist"``.
-            config: a config dataclass, a dict in either layout or a JSON/YAML file, instead of the one beside the weights.
-            revision, cache_dir, force_download, proxies, token, local_files_only: as ``huggingface_hub.hf_hub_download``.
+            config: a config dataclass, a dict in either layout or a JSON/YAML file, instead of the one beside the
+            weights.
+            revision, cache_dir, force_download, proxies, token, local_files_only: as
+            ``huggingface_hub.hf_hub_download``.
             device / map_location: where the model goes (default: CPU; ``"auto"``: the best device there is).
             torch_dtype: cast the weights (e.g. ``torch.bfloat16`` or ``"bf16"``); modules the official code keeps in
                 float32 stay float32.
         """
         del resume_download  # accepted for compatibility; huggingface_hub always resumes
-        hub = {"revision": revision, "cache_dir": None if cache_dir is None else str(cache_dir), "force_download": force_download,
-               "proxies": proxies, "token": token, "local_files_only": local_files_only}
+        hub = {
+            "revision": revision,
+            "cache_dir": None if cache_dir is None else str(cache_dir),
+            "force_download": force_download,
+            "proxies": proxies,
+            "token": token,
+            "local_files_only": local_files_only,
+        }
         name = str(pretrained_model_name_or_path)
         found = resolve_checkpoint(name, **hub)
-        raw = read_config_file(config) if isinstance(config, (str, os.PathLike)) else dict(config) if isinstance(config, Mapping) else found.config
+        raw = (
+            read_config_file(config)
+            if isinstance(config, (str, os.PathLike))
+            else dict(config)
+            if isinstance(config, Mapping)
+            else found.config
+        )
         sd = read_state_dict(found.weights)
         layout = cls._check_family(name, raw, sd.keys())
         if config is None or isinstance(config, (str, os.PathLike, Mapping)):
@@ -158,14 +187,20 @@ class PretrainedModel(nn.Module):
             else:
                 config = cls.read_config(raw, layout, str(found.weights))
         elif not isinstance(config, cls.config_class):
-            raise CheckpointError(f"config must be a {cls.config_class.__name__}, a dict or a config file, got {type(config).__name__}")
+            raise CheckpointError(
+                f"config must be a {cls.config_class.__name__}, a dict or a config file, got {type(config).__name__}"
+            )
         cls.check_fits(config)  # a config file asking for a model larger than memory fails here, not in the allocator
         model = cls(config)
-        tensors, dropped = check_state_dict(model.state_dict(), sd, cls.ignored_prefixes, str(found.weights), f"{cls.__name__}({config!r})")
+        tensors, dropped = check_state_dict(
+            model.state_dict(), sd, cls.ignored_prefixes, str(found.weights), f"{cls.__name__}({config!r})"
+        )
         model.load_state_dict(tensors, strict=True)
         card_file = found.side_file("card.json")
         card = json.loads(card_file.read_text()) if card_file is not None else None
-        model.provenance = Provenance(name, str(found.weights), revision, "restok" if layout is None else layout.name, tuple(dropped), card)
+        model.provenance = Provenance(
+            name, str(found.weights), revision, "restok" if layout is None else layout.name, tuple(dropped), card
+        )
         model.load_side_files(found, layout)
         dtype = parse_dtype(torch_dtype) if torch_dtype is not None else None
         return model.to(device=resolve_device(device or map_location or "cpu"), dtype=dtype).eval()
@@ -179,10 +214,15 @@ class PretrainedModel(nn.Module):
             return next((lay for lay in cls.layouts if lay.matches(raw, ())), None)
         other, layout = found
         if other is not cls and other.kind != cls.kind:
-            raise CheckpointError(f"{name} is a {other.kind} checkpoint, not a {cls.kind}; load it with restok.{other.__name__}.from_pretrained")
+            raise CheckpointError(
+                f"{name} is a {other.kind} checkpoint, not a {cls.kind}; load it with "
+                f"restok.{other.__name__}.from_pretrained"
+            )
         if other is not cls:
-            raise CheckpointError(f"{name} is a {other.family} {other.kind} checkpoint, not a {cls.family} one; load it with "
-                                  f"{other.__name__}.from_pretrained (or restok.models.load_{other.kind})")
+            raise CheckpointError(
+                f"{name} is a {other.family} {other.kind} checkpoint, not a {cls.family} one; load it with "
+                f"{other.__name__}.from_pretrained (or restok.models.load_{other.kind})"
+            )
         return layout
 
     @classmethod
@@ -193,7 +233,9 @@ class PretrainedModel(nn.Module):
         if raw.get("format") == "restok":
             version = int(raw.get("format_version", 0))
             if version > FORMAT_VERSION:
-                raise CheckpointError(f"{where} uses format version {version}; this restok reads <= {FORMAT_VERSION}: upgrade restok")
+                raise CheckpointError(
+                    f"{where} uses format version {version}; this restok reads <= {FORMAT_VERSION}: upgrade restok"
+                )
             try:
                 return config_from_dict(cls.config_class, raw["config"])
             except (TypeError, ValueError, KeyError) as e:
@@ -210,23 +252,52 @@ class PretrainedModel(nn.Module):
         return {}
 
     # -------------------------------------------------------------------------------- saving
-    def save_pretrained(self, save_directory: str | os.PathLike, *, push_to_hub: bool = False, repo_id: str | None = None,
-                        **push_kwargs: Any) -> Path:
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        *,
+        push_to_hub: bool = False,
+        repo_id: str | None = None,
+        **push_kwargs: Any,
+    ) -> Path:
         """Write this model in this package's format (``config.json``, ``model.safetensors``, side files and a model
         card ``README.md``); with ``push_to_hub`` also upload it to ``repo_id`` (default: the folder's name)."""
         family = None if DEFAULT_FAMILIES.get(self.kind) == self.family else self.family
-        d = save_checkpoint(save_directory, self.kind, self.config.to_dict(), self.state_dict(), self.side_files(), model_card(self),
-                            family=family)
+        d = save_checkpoint(
+            save_directory,
+            self.kind,
+            self.config.to_dict(),
+            self.state_dict(),
+            self.side_files(),
+            model_card(self),
+            family=family,
+        )
         if self.provenance.card is not None:
             write_json(d / "card.json", self.provenance.card)
         if push_to_hub:
             self.push_to_hub(repo_id or Path(save_directory).name, **push_kwargs)
         return d
 
-    def push_to_hub(self, repo_id: str, *, commit_message: str = "Upload restok model", private: bool = False,
-                    token: str | None = None, revision: str | None = None, create_pr: bool = False) -> str:
-        """Upload this model (this package's format, with its model card) to a Hugging Face Hub repo; returns its URL."""
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str = "Upload restok model",
+        private: bool = False,
+        token: str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+    ) -> str:
+        """Upload this model (this package's format, with its model card) to a Hugging Face Hub repo; returns its
+        URL."""
         with temporary_folder() as d:
             self.save_pretrained(d)
-            return push_folder_to_hub(d, repo_id, commit_message=commit_message, private=private, token=token,
-                                      revision=revision, create_pr=create_pr)
+            return push_folder_to_hub(
+                d,
+                repo_id,
+                commit_message=commit_message,
+                private=private,
+                token=token,
+                revision=revision,
+                create_pr=create_pr,
+            )

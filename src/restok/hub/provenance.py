@@ -33,6 +33,10 @@ class Provenance:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able record (without the card)."""
-        return {"source": self.source, "weights": self.weights, "revision": self.revision, "layout": self.layout,
-                "dropped_keys": len(self.dropped_keys)}
-
+        return {
+            "source": self.source,
+            "weights": self.weights,
+            "revision": self.revision,
+            "layout": self.layout,
+            "dropped_keys": len(self.dropped_keys),
+        }

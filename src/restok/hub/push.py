@@ -12,8 +12,14 @@ __all__ = ["push_folder_to_hub", "temporary_folder"]
 
 
 def push_folder_to_hub(
-    folder: str | os.PathLike, repo_id: str, *, commit_message: str, private: bool = False, token: str | None = None,
-    revision: str | None = None, create_pr: bool = False,
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    commit_message: str,
+    private: bool = False,
+    token: str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
 ) -> str:
     """Create (if needed) the Hub repo ``repo_id`` and upload ``folder`` to it; returns the repo URL."""
     from huggingface_hub import HfApi
@@ -34,4 +40,3 @@ def push_folder_to_hub(
 def temporary_folder() -> tempfile.TemporaryDirectory:
     """A temporary folder for an upload."""
     return tempfile.TemporaryDirectory(prefix="restok-upload-")
-

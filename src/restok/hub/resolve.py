@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..runtime.network import settle_offline
 from .files import WEIGHT_FILES, CheckpointError, read_config_file, read_json
 
-__all__ = ["EMBEDDED_MODELS", "ResolvedCheckpoint", "resolve_checkpoint", "embedded_model_dir", "embedded_model_card",
-           "hub_download"]
+__all__ = [
+    "EMBEDDED_MODELS",
+    "ResolvedCheckpoint",
+    "resolve_checkpoint",
+    "embedded_model_dir",
+    "embedded_model_card",
+    "hub_download",
+]
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 # The small MNIST models that configs/mnist-*.yaml train, shipped in assets/<name>/ (config, weights and card.json:
@@ -34,7 +41,6 @@ def embedded_model_card(name: str) -> dict[str, Any] | None:
         return None
     card = embedded_model_dir(name) / "card.json"
     return json.loads(card.read_text()) if card.is_file() else None
-
 
 
 @dataclass
@@ -131,5 +137,6 @@ def _resolve_hub(repo_id: str, hub: dict[str, Any]) -> ResolvedCheckpoint:
     except CheckpointError:
         raise
     except Exception as e:  # noqa: BLE001 - repository not found, auth, HTTP errors
-        raise CheckpointError(f"could not load {repo_id!r} from the Hugging Face Hub: {type(e).__name__}: {e}") from None
-
+        raise CheckpointError(
+            f"could not load {repo_id!r} from the Hugging Face Hub: {type(e).__name__}: {e}"
+        ) from None

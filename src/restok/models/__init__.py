@@ -6,13 +6,35 @@ below is the registry's one entry per family. Imports :mod:`restok.hub`, :mod:`r
 and :mod:`restok.runtime`.
 """
 
-from .auto import check_compatible, convert_checkpoint, load_generator, load_model, load_pair, load_tokenizer, model_class_of
+from .auto import (
+    check_compatible,
+    convert_checkpoint,
+    load_generator,
+    load_model,
+    load_pair,
+    load_tokenizer,
+    model_class_of,
+)
 from .har import HARGenerator
-from .restok import ResTok
 from .llamagen_gpt import LlamaGenGPT
 from .llamagen_vq import LlamaGenVQ
+from .restok import ResTok
 from .titok import OneDPiece, TiTok
 from .tokenizer import Tokenizer
 
-__all__ = ["ResTok", "HARGenerator", "TiTok", "OneDPiece", "LlamaGenVQ", "LlamaGenGPT", "Tokenizer", "load_model", "load_tokenizer", "load_generator", "load_pair", "check_compatible",
-           "convert_checkpoint", "model_class_of"]
+__all__ = [
+    "ResTok",
+    "HARGenerator",
+    "TiTok",
+    "OneDPiece",
+    "LlamaGenVQ",
+    "LlamaGenGPT",
+    "Tokenizer",
+    "load_model",
+    "load_tokenizer",
+    "load_generator",
+    "load_pair",
+    "check_compatible",
+    "convert_checkpoint",
+    "model_class_of",
+]

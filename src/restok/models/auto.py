@@ -6,15 +6,23 @@ a generator samples a tokenizer's tokens."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..core.registry import DEFAULT_FAMILIES, KINDS, check_compatible, find_preset, identify_checkpoint, model_class
 from ..hub.files import CheckpointError, read_config_file, read_state_dict_keys
 from ..hub.resolve import resolve_checkpoint
 
-__all__ = ["model_class_of", "load_model", "load_tokenizer", "load_generator", "load_pair", "check_compatible",
-           "convert_checkpoint"]
+__all__ = [
+    "model_class_of",
+    "load_model",
+    "load_tokenizer",
+    "load_generator",
+    "load_pair",
+    "check_compatible",
+    "convert_checkpoint",
+]
 
 
 def _refuse_preset(src: str, kind: str | None) -> None:
@@ -29,7 +37,13 @@ def model_class_of(src: str | os.PathLike, kind: str | None = None, config: Any 
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     found = resolve_checkpoint(str(src), **hub)
-    raw = read_config_file(config) if isinstance(config, (str, os.PathLike)) else dict(config) if isinstance(config, Mapping) else found.config
+    raw = (
+        read_config_file(config)
+        if isinstance(config, (str, os.PathLike))
+        else dict(config)
+        if isinstance(config, Mapping)
+        else found.config
+    )
     keys = read_state_dict_keys(found.weights)
     hit = identify_checkpoint(raw, keys) or identify_checkpoint(raw)
     if hit is None:
@@ -45,7 +59,11 @@ def model_class_of(src: str | os.PathLike, kind: str | None = None, config: Any 
 def load_model(src: str | os.PathLike, kind: str | None = None, **kwargs: Any) -> Any:
     """Load any registered model (of ``kind`` when given); ``kwargs`` as ``from_pretrained``'s (``device``,
     ``torch_dtype``, ``config``, ``revision``, ``local_files_only``, ...)."""
-    hub = {k: kwargs[k] for k in ("revision", "cache_dir", "force_download", "proxies", "token", "local_files_only") if k in kwargs}
+    hub = {
+        k: kwargs[k]
+        for k in ("revision", "cache_dir", "force_download", "proxies", "token", "local_files_only")
+        if k in kwargs
+    }
     try:
         cls = model_class_of(src, kind, kwargs.get("config"), **hub)
     except CheckpointError:
@@ -71,8 +89,11 @@ def load_pair(tokenizer: str | os.PathLike, generator: str | os.PathLike, **kwar
     return gen, tok
 
 
-def convert_checkpoint(src: str, dst: str | os.PathLike, kind: str = "auto", config: Any = None) -> tuple[str, list[str]]:
-    """Write an official (or any loadable) checkpoint in this package's format at ``dst``; returns ``(kind, dropped keys)``."""
+def convert_checkpoint(
+    src: str, dst: str | os.PathLike, kind: str = "auto", config: Any = None
+) -> tuple[str, list[str]]:
+    """Write an official (or any loadable) checkpoint in this package's format at ``dst``; returns ``(kind, dropped
+    keys)``."""
     cls = model_class_of(src, None if kind == "auto" else kind, config)
     model = cls.from_pretrained(src, config=config)
     model.save_pretrained(dst)

@@ -67,7 +67,9 @@ class HARGenerator(PretrainedModel):
         self.register_buffer("_in_kind", torch.tensor(layout.kind), persistent=False)  # (L,)
         self.register_buffer("_in_index", torch.tensor(layout.index), persistent=False)  # (L,)
         self.register_buffer("_mask", Hy.har_attention_mask(cfg.num_tokens, cfg.ar_tokens), persistent=False)  # (L, L)
-        self.rope = RopeTable(rope_1d_table(cfg.num_tokens, cfg.dim // cfg.n_head, cfg.rope_base))  # float32 (L, d/2) x 2
+        self.rope = RopeTable(
+            rope_1d_table(cfg.num_tokens, cfg.dim // cfg.n_head, cfg.rope_base)
+        )  # float32 (L, d/2) x 2
         self.provenance = Provenance()
         self.generation_config = SamplingConfig()
 
@@ -135,8 +137,11 @@ class HARGenerator(PretrainedModel):
             emb = torch.where((kind == Hy.HARInput.SPECIAL)[None, :, None], spe, emb)  # (B, T, D)
         return torch.where((kind == Hy.HARInput.CLASS)[None, :, None], class_emb.to(emb.dtype), emb)  # (B, T, D)
 
-    def run_layers(self, h: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Transformer layers + head on (B, T, D) inputs at ``positions`` (T,) under ``mask`` -> logits (B, T, V) float32."""
+    def run_layers(
+        self, h: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: KVCache | None = None
+    ) -> torch.Tensor:
+        """Transformer layers + head on (B, T, D) inputs at ``positions`` (T,) under ``mask`` -> logits (B, T, V)
+        float32."""
         rope = (self.rope.cos[positions], self.rope.sin[positions])  # (T, d/2) each
         h = self.tok_dropout(h)  # (B, T, D)
         for i, layer in enumerate(self.layers):
@@ -144,7 +149,9 @@ class HARGenerator(PretrainedModel):
             h = layer(h, rope, mask, layer_cache, positions)  # (B, T, D)
         return self.output(self.norm(h)).float()  # (B, T, V)
 
-    def forward(self, tokens: torch.Tensor, class_labels: torch.Tensor, drop_labels: bool | None = None) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, class_labels: torch.Tensor, drop_labels: bool | None = None
+    ) -> torch.Tensor:
         """Teacher-forced logits (B, L, V) in the training layout: position p predicts token p.
 
         ``tokens`` is (B, L) (the last token is never an input, so (B, L-1) works too);
@@ -165,7 +172,12 @@ class HARGenerator(PretrainedModel):
     def new_cache(self, batch: int, dtype: torch.dtype | None = None, device: torch.device | None = None) -> KVCache:
         """Zeroed static KV cache for ``batch`` sequences of length L."""
         p = self.tok_embeddings.weight
-        shape = (batch, self.config.n_kv_head or self.config.n_head, self.config.num_tokens, self.config.dim // self.config.n_head)
+        shape = (
+            batch,
+            self.config.n_kv_head or self.config.n_head,
+            self.config.num_tokens,
+            self.config.dim // self.config.n_head,
+        )
         mk = lambda: torch.zeros(shape, dtype=dtype or p.dtype, device=device or p.device)  # noqa: E731
         return KVCache([mk() for _ in self.layers], [mk() for _ in self.layers])
 
@@ -178,7 +190,9 @@ class HARGenerator(PretrainedModel):
         h = self.embed_positions(tokens, class_emb, positions)  # (B, T, D)
         return self.run_layers(h, positions, mask, cache)  # (B, T, V)
 
-    def forward_step(self, tokens: torch.Tensor, class_emb: torch.Tensor, start: int, end: int, cache: KVCache) -> torch.Tensor:
+    def forward_step(
+        self, tokens: torch.Tensor, class_emb: torch.Tensor, start: int, end: int, cache: KVCache
+    ) -> torch.Tensor:
         """:meth:`step_logits` of positions ``[start, end)``: logits (B, end-start, V)."""
         positions = torch.arange(start, end, device=tokens.device)  # (T,)
         return self.step_logits(tokens, class_emb, positions, self.step_mask(start, end), cache)
@@ -198,9 +212,11 @@ class HARGenerator(PretrainedModel):
         sampler: CompiledSampler | None = None,
         **changes: Any,
     ) -> torch.Tensor:
-        """Sample token ids (B, L) for the given classes in ``num_steps`` calls (``num_tokens``: stop after the call that
+        """Sample token ids (B, L) for the given classes in ``num_steps`` calls (``num_tokens``: stop after the call
+        that
         completes that many, in fewer calls; ``prefix``: keep an image's first k tokens and sample the finer levels;
-        ``compile``: run each step shape as one ``torch.compile`` graph, CUDA graphs on CUDA, same tokens; ``sampler``: a
+        ``compile``: run each step shape as one ``torch.compile`` graph, CUDA graphs on CUDA, same tokens; ``sampler``:
+        a
         :class:`~restok.sampling.CompiledSampler` kept by the caller).
 
         The recipe is ``sampling`` (default: :attr:`generation_config`) with any of its settings given as keywords
@@ -208,8 +224,18 @@ class HARGenerator(PretrainedModel):
         :func:`restok.sampling.generate`.
         """
         sp = SamplingConfig.resolve(sampling, self.generation_config, **changes)
-        return generate(self, class_labels, sp, generator=generator, callback=callback, use_cache=use_cache,
-                        num_tokens=num_tokens, prefix=prefix, compile=compile, sampler=sampler)
+        return generate(
+            self,
+            class_labels,
+            sp,
+            generator=generator,
+            callback=callback,
+            use_cache=use_cache,
+            num_tokens=num_tokens,
+            prefix=prefix,
+            compile=compile,
+            sampler=sampler,
+        )
 
     # -------------------------------------------------------------------------------- files beside the weights
     def load_side_files(self, found: ResolvedCheckpoint, layout: Any) -> None:
@@ -230,20 +256,31 @@ class HARGenerator(PretrainedModel):
         :class:`~restok.ResTokPipeline`, not here)."""
         if isinstance(labels, torch.Tensor):
             if labels.dim() > 1 or labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-                raise ValueError(f"class labels must be a 1-D integer tensor or list, got {labels.dtype} of shape {list(labels.shape)}")
+                raise ValueError(
+                    f"class labels must be a 1-D integer tensor or list, got {labels.dtype} of shape "
+                    f"{list(labels.shape)}"
+                )
             values = labels.reshape(-1).tolist()
         else:
             values = list(labels) if isinstance(labels, (list, tuple, range)) else [labels]
             wrong = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, np.integer))]
             if wrong:
-                raise ValueError(f"class labels must be integer class ids, got {wrong[0]!r}" + (
-                    " (class names are resolved by ResTokPipeline, e.g. pipe(['goldfish']))" if isinstance(wrong[0], str) else ""))
+                raise ValueError(
+                    f"class labels must be integer class ids, got {wrong[0]!r}"
+                    + (
+                        " (class names are resolved by ResTokPipeline, e.g. pipe(['goldfish']))"
+                        if isinstance(wrong[0], str)
+                        else ""
+                    )
+                )
         if not values:
             raise ValueError("no class labels given: an empty batch has nothing to generate")
         hi = self.config.num_classes + (1 if allow_null and self.supports_guidance else 0)
         bad = sorted({int(v) for v in values if not 0 <= int(v) < hi})
         if bad:
-            raise ValueError(f"unknown class id(s) {bad[:10]}: this generator has classes 0..{self.config.num_classes - 1}")
+            raise ValueError(
+                f"unknown class id(s) {bad[:10]}: this generator has classes 0..{self.config.num_classes - 1}"
+            )
         return torch.tensor([int(v) for v in values], dtype=torch.long)
 
     def _check_tokens(self, tokens: torch.Tensor) -> torch.Tensor:

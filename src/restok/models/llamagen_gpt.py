@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -35,8 +36,16 @@ from .layers.rope import RopeTable
 __all__ = ["LlamaGenGPT", "LLAMAGEN_GPT_PRESETS", "llamagen_rope_2d", "LLAMAGEN_RECIPE"]
 
 # (dim, layers, heads) of the GPT sizes in the release code.
-GPT_SIZES = {"B": (768, 12, 12), "L": (1024, 24, 16), "XL": (1280, 36, 20), "XXL": (1536, 48, 24), "XXXL": (2560, 48, 40),
-             "1B": (2048, 22, 32), "3B": (3200, 24, 32), "7B": (4096, 32, 32)}
+GPT_SIZES = {
+    "B": (768, 12, 12),
+    "L": (1024, 24, 16),
+    "XL": (1280, 36, 20),
+    "XXL": (1536, 48, 24),
+    "XXXL": (2560, 48, 40),
+    "1B": (2048, 22, 32),
+    "3B": (3200, 24, 32),
+    "7B": (4096, 32, 32),
+}
 # The FID recipe of LlamaGen's GETTING_STARTED (sample_c2i_ddp.py: top-k 0, top-p 1, temperature 1): guidance 2.0 for
 # B and L, 1.75 from XL on.
 LLAMAGEN_RECIPE = SamplingConfig(cfg_scale=2.0, cfg_schedule="constant", top_k=0, top_p=1.0, temperature=1.0)
@@ -45,14 +54,20 @@ LLAMAGEN_RECIPE = SamplingConfig(cfg_scale=2.0, cfg_schedule="constant", top_k=0
 def _gpt(size: str, grid: int = 16, **kw: Any) -> HARConfig:
     dim, n_layer, n_head = GPT_SIZES[size]
     L = grid * grid
-    return HARConfig(dim=dim, n_layer=n_layer, n_head=n_head, num_tokens=L, vocab_size=16384, ar_tokens=L, num_special_tokens=0, **kw)
+    return HARConfig(
+        dim=dim, n_layer=n_layer, n_head=n_head, num_tokens=L, vocab_size=16384, ar_tokens=L, num_special_tokens=0, **kw
+    )
 
 
 LLAMAGEN_GPT_PRESETS: dict[str, HARConfig] = {
-    "llamagen-gpt-b": _gpt("B"), "llamagen-gpt-l": _gpt("L"), "llamagen-gpt-xl": _gpt("XL", 24),
-    "llamagen-gpt-b-384": _gpt("B", 24), "llamagen-gpt-l-384": _gpt("L", 24),
-    "llamagen-gpt-tiny": HARConfig(dim=64, n_layer=2, n_head=4, num_tokens=64, vocab_size=64, num_classes=10, ar_tokens=64,
-                                   num_special_tokens=0),
+    "llamagen-gpt-b": _gpt("B"),
+    "llamagen-gpt-l": _gpt("L"),
+    "llamagen-gpt-xl": _gpt("XL", 24),
+    "llamagen-gpt-b-384": _gpt("B", 24),
+    "llamagen-gpt-l-384": _gpt("L", 24),
+    "llamagen-gpt-tiny": HARConfig(
+        dim=64, n_layer=2, n_head=4, num_tokens=64, vocab_size=64, num_classes=10, ar_tokens=64, num_special_tokens=0
+    ),
 }
 
 
@@ -63,7 +78,9 @@ def llamagen_rope_2d(num_tokens: int, head_dim: int, base: float) -> tuple[torch
     half = head_dim // 2
     freqs = 1.0 / (base ** (torch.arange(0, half, 2)[: half // 2].float() / half))  # (d/4,) float32, as the release
     angles = torch.outer(torch.arange(g), freqs)  # (g, d/4)
-    grid = torch.cat([angles[:, None, :].expand(-1, g, -1), angles[None, :, :].expand(g, -1, -1)], dim=-1)  # (g, g, d/2)
+    grid = torch.cat(
+        [angles[:, None, :].expand(-1, g, -1), angles[None, :, :].expand(g, -1, -1)], dim=-1
+    )  # (g, g, d/2)
     cells = grid.flatten(0, 1)[: num_tokens - 1]  # (L-1, d/2): the last cell is never an input
     zero = torch.zeros(1, half)
     return torch.cat([zero, torch.cos(cells)]), torch.cat([zero, torch.sin(cells)])  # (L, d/2) each
@@ -72,16 +89,21 @@ def llamagen_rope_2d(num_tokens: int, head_dim: int, base: float) -> tuple[torch
 def _check(cfg: HARConfig) -> HARConfig:
     g = math.isqrt(cfg.num_tokens)
     if g * g != cfg.num_tokens or cfg.ar_tokens != cfg.num_tokens or cfg.special_rows:
-        raise ValueError(f"a LlamaGen GPT predicts a square grid one token at a time: num_tokens must be a square "
-                         f"(got {cfg.num_tokens}), ar_tokens = num_tokens and num_special_tokens 0")
+        raise ValueError(
+            f"a LlamaGen GPT predicts a square grid one token at a time: num_tokens must be a square "
+            f"(got {cfg.num_tokens}), ar_tokens = num_tokens and num_special_tokens 0"
+        )
     if (cfg.dim // cfg.n_head) % 4:
         raise ValueError(f"2-D RoPE needs a head size divisible by 4, got {cfg.dim // cfg.n_head}")
     return cfg
 
 
 def _gpt_keys(keys: Any) -> bool:
-    return "tok_embeddings.weight" in keys and "layers.0.attention.wqkv.weight" in keys and not any(
-        k.startswith("spe_tok_embeddings") for k in keys)
+    return (
+        "tok_embeddings.weight" in keys
+        and "layers.0.attention.wqkv.weight" in keys
+        and not any(k.startswith("spe_tok_embeddings") for k in keys)
+    )
 
 
 def _matches(cfg: Mapping[str, Any] | None, keys: Any) -> bool:
@@ -93,8 +115,23 @@ def _matches(cfg: Mapping[str, Any] | None, keys: Any) -> bool:
 
 
 # What a config given with release weights may say (the repository's ModelArgs; e.g. config={"block_size": 576}).
-_ARGS = {"family", "dim", "n_layer", "n_head", "n_kv_head", "multiple_of", "ffn_dim_multiplier", "rope_base", "norm_eps", "num_classes",
-         "vocab_size", "cls_token_num", "block_size", "model_type", "class_dropout_prob"}
+_ARGS = {
+    "family",
+    "dim",
+    "n_layer",
+    "n_head",
+    "n_kv_head",
+    "multiple_of",
+    "ffn_dim_multiplier",
+    "rope_base",
+    "norm_eps",
+    "num_classes",
+    "vocab_size",
+    "cls_token_num",
+    "block_size",
+    "model_type",
+    "class_dropout_prob",
+}
 
 
 def _grid_hint(where: str) -> int:
@@ -118,10 +155,20 @@ def config_from_weights(raw: Mapping[str, Any] | None, shapes: Mapping[str, tupl
     hd = dim // n_head
     kv = (qkv // hd - n_head) // 2
     L = int(raw["block_size"]) if "block_size" in raw else _grid_hint(where) ** 2
-    cfg = HARConfig(dim=dim, n_layer=n_layer, n_head=n_head, n_kv_head=None if kv == n_head else kv, num_tokens=L,
-                    vocab_size=vocab, num_classes=classes, ar_tokens=L, num_special_tokens=0,
-                    ffn_dim_multiplier=raw.get("ffn_dim_multiplier"), rope_base=float(raw.get("rope_base", 10000)),
-                    multiple_of=int(raw.get("multiple_of", 256)))
+    cfg = HARConfig(
+        dim=dim,
+        n_layer=n_layer,
+        n_head=n_head,
+        n_kv_head=None if kv == n_head else kv,
+        num_tokens=L,
+        vocab_size=vocab,
+        num_classes=classes,
+        ar_tokens=L,
+        num_special_tokens=0,
+        ffn_dim_multiplier=raw.get("ffn_dim_multiplier"),
+        rope_base=float(raw.get("rope_base", 10000)),
+        multiple_of=int(raw.get("multiple_of", 256)),
+    )
     return _check(cfg)
 
 
@@ -151,4 +198,6 @@ class LlamaGenGPT(HARGenerator):
         if f is not None:
             self.generation_config = SamplingConfig.load(f)
         elif layout is not None:
-            self.generation_config = dataclasses.replace(LLAMAGEN_RECIPE, cfg_scale=1.75 if self.config.dim >= 1280 else 2.0)
+            self.generation_config = dataclasses.replace(
+                LLAMAGEN_RECIPE, cfg_scale=1.75 if self.config.dim >= 1280 else 2.0
+            )

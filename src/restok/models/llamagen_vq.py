@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -80,8 +81,9 @@ LLAMAGEN_VQ_PRESETS: dict[str, LlamaGenVQConfig] = {
     "llamagen-vq-16": LlamaGenVQConfig(),
     "llamagen-vq-16-384": LlamaGenVQConfig(image_size=384),
     "llamagen-vq-8": LlamaGenVQConfig(ch_mult=(1, 2, 2, 4)),
-    "llamagen-vq-tiny": LlamaGenVQConfig(image_size=32, codebook_size=64, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1,
-                                         z_channels=32, num_groups=8),
+    "llamagen-vq-tiny": LlamaGenVQConfig(
+        image_size=32, codebook_size=64, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=32, num_groups=8
+    ),
 }
 
 
@@ -222,8 +224,19 @@ def _is_vq_keys(keys: Any) -> bool:
 
 # What a config given with release weights may say: the repository's ModelArgs, and the image size (the weights do
 # not fix it; e.g. config={"image_size": 384} for the 24x24 grid).
-_ARGS = {"codebook_size", "codebook_embed_dim", "codebook_l2_norm", "codebook_show_usage", "commit_loss_beta",
-         "entropy_loss_ratio", "encoder_ch_mult", "decoder_ch_mult", "z_channels", "dropout_p", "image_size"}
+_ARGS = {
+    "codebook_size",
+    "codebook_embed_dim",
+    "codebook_l2_norm",
+    "codebook_show_usage",
+    "commit_loss_beta",
+    "entropy_loss_ratio",
+    "encoder_ch_mult",
+    "decoder_ch_mult",
+    "z_channels",
+    "dropout_p",
+    "image_size",
+}
 
 
 def _matches(cfg: Mapping[str, Any] | None, keys: Any) -> bool:
@@ -245,7 +258,9 @@ def _image_size_hint(where: str) -> int:
     return int(found[-1]) if found else 256
 
 
-def config_from_weights(raw: Mapping[str, Any] | None, shapes: Mapping[str, tuple[int, ...]], where: str) -> LlamaGenVQConfig:
+def config_from_weights(
+    raw: Mapping[str, Any] | None, shapes: Mapping[str, tuple[int, ...]], where: str
+) -> LlamaGenVQConfig:
     """The config read off the weights (the releases ship none): widths, levels, blocks, code size; the codebook is
     l2-normalised in every release, and the image size is 256 unless ``raw`` or the file name says otherwise."""
     try:
@@ -258,11 +273,20 @@ def config_from_weights(raw: Mapping[str, Any] | None, shapes: Mapping[str, tupl
         raise CheckpointError(f"{where}: not a LlamaGen VQ checkpoint (missing or odd {e})") from None
     raw = raw or {}
     if list(raw.get("decoder_ch_mult", mult)) != list(mult):
-        raise CheckpointError(f"{where}: encoder and decoder widths differ ({raw['decoder_ch_mult']} vs {list(mult)}): not supported")
-    return LlamaGenVQConfig(image_size=int(raw.get("image_size", _image_size_hint(where))), codebook_size=codes,
-                            codebook_embed_dim=dim, codebook_l2_norm=bool(raw.get("codebook_l2_norm", True)), ch=ch,
-                            ch_mult=mult, num_res_blocks=_numbered(shapes, "encoder.conv_blocks.0.res."), z_channels=z,
-                            num_groups=math.gcd(32, ch))
+        raise CheckpointError(
+            f"{where}: encoder and decoder widths differ ({raw['decoder_ch_mult']} vs {list(mult)}): not supported"
+        )
+    return LlamaGenVQConfig(
+        image_size=int(raw.get("image_size", _image_size_hint(where))),
+        codebook_size=codes,
+        codebook_embed_dim=dim,
+        codebook_l2_norm=bool(raw.get("codebook_l2_norm", True)),
+        ch=ch,
+        ch_mult=mult,
+        num_res_blocks=_numbered(shapes, "encoder.conv_blocks.0.res."),
+        z_channels=z,
+        num_groups=math.gcd(32, ch),
+    )
 
 
 # ------------------------------------------------------------------------------------------- the tokenizer
@@ -289,7 +313,9 @@ class LlamaGenVQ(Tokenizer):
             raise TypeError(f"config must be a LlamaGenVQConfig, got {type(config).__name__}")
         self.config = config
         self.encoder, self.decoder = VQEncoder(config), VQDecoder(config)
-        self.quantize = VectorQuantizer(config.codebook_size, config.codebook_embed_dim, use_l2_norm=config.codebook_l2_norm)
+        self.quantize = VectorQuantizer(
+            config.codebook_size, config.codebook_embed_dim, use_l2_norm=config.codebook_l2_norm
+        )
         self.quant_conv = nn.Conv2d(config.z_channels, config.codebook_embed_dim, 1)
         self.post_quant_conv = nn.Conv2d(config.codebook_embed_dim, config.z_channels, 1)
         self.provenance = Provenance()

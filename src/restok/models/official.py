@@ -5,7 +5,8 @@ Pure functions on dicts; no model is built here."""
 
 from __future__ import annotations
 
-from typing import Any, Collection, Mapping
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from ..core.configs import HARConfig, PixelCNNConfig, ResTokConfig
 from ..core.registry import Layout
@@ -81,8 +82,14 @@ def tokenizer_config_from_official(cfg: Mapping[str, Any]) -> ResTokConfig:
 
 
 _GPT_SIZES = {  # LlamaGen model_type -> (n_layer, n_head, dim)
-    "GPT-B": (12, 12, 768), "GPT-L": (24, 16, 1024), "GPT-XL": (36, 20, 1280), "GPT-XXL": (48, 24, 1536),
-    "GPT-XXXL": (48, 40, 2560), "GPT-1B": (22, 32, 2048), "GPT-3B": (24, 32, 3200), "GPT-7B": (32, 32, 4096),
+    "GPT-B": (12, 12, 768),
+    "GPT-L": (24, 16, 1024),
+    "GPT-XL": (36, 20, 1280),
+    "GPT-XXL": (48, 24, 1536),
+    "GPT-XXXL": (48, 40, 2560),
+    "GPT-1B": (22, 32, 2048),
+    "GPT-3B": (24, 32, 3200),
+    "GPT-7B": (32, 32, 4096),
 }
 
 
@@ -90,13 +97,25 @@ def _model_args_from_training_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Flat ``ModelArgs`` from the official nested generator config (``model.generator`` block)."""
     g = cfg["model"]["generator"]
     if g.get("model_type") not in _GPT_SIZES:
-        raise CheckpointError(f"unknown official generator model_type {g.get('model_type')!r}; known: {sorted(_GPT_SIZES)}")
+        raise CheckpointError(
+            f"unknown official generator model_type {g.get('model_type')!r}; known: {sorted(_GPT_SIZES)}"
+        )
     n_layer, n_head, dim = _GPT_SIZES[g["model_type"]]
     dropout = 0.0 if float(g.get("drop_path_rate", 0.0)) > 0 else float(g.get("dropout_p", 0.1))
-    args = {"dim": dim, "n_layer": n_layer, "n_head": n_head, "vocab_size": g["vocab_size"], "block_size": g["block_size"],
-            "num_classes": g.get("num_classes", 1000), "cls_token_num": g.get("cls_token_num", 1),
-            "model_type": g.get("gpt_type", "c2i"), "resid_dropout_p": dropout, "ffn_dropout_p": dropout,
-            "drop_path_rate": g.get("drop_path_rate", 0.0), "token_dropout_p": g.get("token_dropout_p", 0.1)}
+    args = {
+        "dim": dim,
+        "n_layer": n_layer,
+        "n_head": n_head,
+        "vocab_size": g["vocab_size"],
+        "block_size": g["block_size"],
+        "num_classes": g.get("num_classes", 1000),
+        "cls_token_num": g.get("cls_token_num", 1),
+        "model_type": g.get("gpt_type", "c2i"),
+        "resid_dropout_p": dropout,
+        "ffn_dropout_p": dropout,
+        "drop_path_rate": g.get("drop_path_rate", 0.0),
+        "token_dropout_p": g.get("token_dropout_p", 0.1),
+    }
     if g.get("har", False):
         args["ar_token_num"] = g.get("ar_token_num", 4)
         args["spe_token_num"] = g.get("spe_token_num", 127)
@@ -138,8 +157,15 @@ def generator_config_from_official(cfg: Mapping[str, Any]) -> HARConfig:
 
 
 # Settings only ResTok's official configs have (TiTok's, which share the ``model.vq_model`` nesting, have none).
-_RESTOK_SETTINGS = ("merge_tokens", "hierarchy_stages", "pixel_cnn", "drop_latent_tokens", "latent_hierarchy",
-                    "residual_image_tokens", "residual_latent_tokens")
+_RESTOK_SETTINGS = (
+    "merge_tokens",
+    "hierarchy_stages",
+    "pixel_cnn",
+    "drop_latent_tokens",
+    "latent_hierarchy",
+    "residual_image_tokens",
+    "residual_latent_tokens",
+)
 
 
 def _keys_say(keys: Collection[str]) -> str | None:

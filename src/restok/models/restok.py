@@ -6,8 +6,9 @@ Structure (level sizes, merge layers, masks, RoPE ids) comes from :mod:`restok.c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -78,7 +79,9 @@ class ResTokEncoder(nn.Module):
             pooled = F.interpolate(rest, size=(h, w), mode="area")  # (B, D, h, w) average pooling
             parts.append(pooled.flatten(2).transpose(1, 2))  # (B, h*w, D) row-major
             if cfg.residual_latent_tokens:
-                rest = rest - F.interpolate(pooled, size=feats.shape[-2:], mode="nearest")  # (B, D, g, g) residual (Alg. 1 line 5)
+                rest = rest - F.interpolate(
+                    pooled, size=feats.shape[-2:], mode="nearest"
+                )  # (B, D, g, g) residual (Alg. 1 line 5)
         return torch.cat(parts, dim=1)  # (B, L, D)
 
     def _legacy_head(self, h: torch.Tensor) -> torch.Tensor:
@@ -90,7 +93,9 @@ class ResTokEncoder(nn.Module):
         """
         B, L, D = h.shape
         s = h.reshape(B, D, L, 1)  # (B, D, L, 1) -- reinterpretation, not a transpose
-        outs = [conv(s[:, :, a:b]) for conv, (a, b) in zip(self.conv_out, Hy.latent_level_bounds(L))]  # (B, C, n_l, 1) per level
+        outs = [
+            conv(s[:, :, a:b]) for conv, (a, b) in zip(self.conv_out, Hy.latent_level_bounds(L))
+        ]  # (B, C, n_l, 1) per level
         z = torch.cat(outs, dim=2)  # (B, C, L, 1)
         return z.reshape(B, self.cfg.token_size, L).transpose(1, 2)  # (B, L, C)
 
@@ -99,7 +104,9 @@ class ResTokEncoder(nn.Module):
         cfg, L = self.cfg, self.cfg.num_tokens
         x = self.patch_embed(feats)  # (B, D, g, g)
         latents = self._init_latents(x)  # (B, L, D)
-        level_emb = torch.cat([e.expand(n, -1) for e, n in zip(self.latent_token_level_embedding, self.levels)])  # (L, D)
+        level_emb = torch.cat(
+            [e.expand(n, -1) for e, n in zip(self.latent_token_level_embedding, self.levels)]
+        )  # (L, D)
         latents = latents + level_emb.to(latents.dtype)  # (B, L, D)
         img = x.flatten(2).transpose(1, 2) + self.level_embedding[0].to(x.dtype)  # (B, G, D)
         x = self.ln_pre(torch.cat([img, latents], dim=1))  # (B, G + L, D)
@@ -156,7 +163,9 @@ class ResTokDecoder(nn.Module):
         self.bounds = Hy.latent_level_bounds(cfg.num_tokens)
         # 2-D RoPE of latents + queries, float32, made once and kept out of the buffers (``.to(bf16)`` cannot round it)
         g = cfg.grid_size
-        self.rope = RopeTable(mrope_table(Hy.decoder_position_ids((g, g), cfg.num_tokens), D // cfg.decoder_num_heads, cfg.rope_theta))
+        self.rope = RopeTable(
+            mrope_table(Hy.decoder_position_ids((g, g), cfg.num_tokens), D // cfg.decoder_num_heads, cfg.rope_theta)
+        )
         self.latent_mask_token = nn.Parameter(D**-0.5 * torch.randn(1, 1, cfg.token_size))
         if cfg.learnable_dec_image_tokens:
             self.mask_token = nn.Parameter(D**-0.5 * torch.randn(1, 1, D))
@@ -197,7 +206,9 @@ class ResTokDecoder(nn.Module):
             queries = self.mask_token.to(x.dtype).expand(B, g * g, -1)  # (B, G, D)
         else:
             queries = self._latent_queries(x)  # (B, G, D), from the latents before their level embedding
-        level_emb = torch.cat([e.expand(n, -1) for e, n in zip(self.latent_token_level_embedding, self.levels)])  # (L, D)
+        level_emb = torch.cat(
+            [e.expand(n, -1) for e, n in zip(self.latent_token_level_embedding, self.levels)]
+        )  # (L, D)
         x = x + level_emb.to(x.dtype)  # (B, L, D)
         if return_features:
             feat_queries = self.feat_mask_token.to(x.dtype).expand(B, g * g, -1)  # (B, G, D)
@@ -304,7 +315,11 @@ class ResTok(Tokenizer):
         self.pixel_decoder = PixelDecoder(config.pixel_cnn)
         self.apply(_init_weights)
         self.quantize = VectorQuantizer(
-            config.codebook_size, config.token_size, config.commitment_cost, config.entropy_loss_ratio, config.use_l2_norm
+            config.codebook_size,
+            config.token_size,
+            config.commitment_cost,
+            config.entropy_loss_ratio,
+            config.use_l2_norm,
         )
         # Alignment heads (training only), created after the official init as the official code does,
         # so they keep PyTorch's default Conv2d init; 1x1 convs without bias, official names.
@@ -403,8 +418,17 @@ class ResTok(Tokenizer):
             coarse = enc.image_tokens[0].transpose(1, 2).unsqueeze(2)  # (B, D, 1, n) coarsest level
             enc_feats = self.vf_proj(coarse).mean(dim=(2, 3))  # (B, F)
         return ResTokOutput(
-            recon, q.ids, keep, q.loss, q.commitment_loss, q.codebook_loss, q.entropy_loss, enc.image_tokens,
-            enc_feats, dec_feats, q.latents,
+            recon,
+            q.ids,
+            keep,
+            q.loss,
+            q.commitment_loss,
+            q.codebook_loss,
+            q.entropy_loss,
+            enc.image_tokens,
+            enc_feats,
+            dec_feats,
+            q.latents,
         )
 
     def inference_config(self) -> ResTokConfig:
@@ -421,5 +445,7 @@ class ResTok(Tokenizer):
             raise ValueError(f"got {t.numel()} kept-token counts for a batch of {batch}")
         bad = sorted({int(v) for v in t.tolist()} - set(self.prefix_lengths))
         if bad:
-            raise ValueError(f"kept-token count(s) {bad} not allowed; allowed prefix lengths are {list(self.prefix_lengths)}")
+            raise ValueError(
+                f"kept-token count(s) {bad} not allowed; allowed prefix lengths are {list(self.prefix_lengths)}"
+            )
         return t

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -74,13 +75,18 @@ class TiTokConfig(Config):
         check_field_types(self)
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
-        for name, w, h in (("encoder", self.width, self.num_heads), ("decoder", self.decoder_width, self.decoder_num_heads)):
+        for name, w, h in (
+            ("encoder", self.width, self.num_heads),
+            ("decoder", self.decoder_width, self.decoder_num_heads),
+        ):
             if w % h:
                 raise ValueError(f"{name} width {w} is not divisible by its {h} heads")
         if self.two_stage and not self.legacy:
             raise ValueError("two_stage decoding exists only with the legacy heads (as in the releases)")
         if self.two_stage and self.pixel_cnn.downsample != self.patch_size:
-            raise ValueError(f"the pixel decoder upsamples {self.pixel_cnn.downsample}x, the patches are {self.patch_size} px")
+            raise ValueError(
+                f"the pixel decoder upsamples {self.pixel_cnn.downsample}x, the patches are {self.patch_size} px"
+            )
 
     @property
     def grid_size(self) -> int:
@@ -94,9 +100,23 @@ class TiTokConfig(Config):
 
 def _tiny(**kw: Any) -> TiTokConfig:
     """A small config for tests and examples (random weights; nothing released is this small)."""
-    base = dict(image_size=32, patch_size=16, num_tokens=8, codebook_size=64, token_size=8, width=64, depth=2, num_heads=4,
-                decoder_width=64, decoder_depth=2, decoder_num_heads=4, pixel_codebook_size=32,
-                pixel_cnn=PixelCNNConfig(hidden_channels=32, channel_mult=(1, 1, 2, 2, 2), num_res_blocks=1, z_channels=16, num_groups=8))
+    base = dict(
+        image_size=32,
+        patch_size=16,
+        num_tokens=8,
+        codebook_size=64,
+        token_size=8,
+        width=64,
+        depth=2,
+        num_heads=4,
+        decoder_width=64,
+        decoder_depth=2,
+        decoder_num_heads=4,
+        pixel_codebook_size=32,
+        pixel_cnn=PixelCNNConfig(
+            hidden_channels=32, channel_mult=(1, 1, 2, 2, 2), num_res_blocks=1, z_channels=16, num_groups=8
+        ),
+    )
     return TiTokConfig(**{**base, **kw})
 
 
@@ -186,7 +206,9 @@ class TiTokEncoder(_ViT):
         """(B, 3, S, S), (L, W) -> (B, C, 1, L)."""
         B = images.shape[0]
         x = self.with_class(self.patch_embed(images).flatten(2).transpose(1, 2))  # (B, P + 1, W)
-        lat = latent_tokens.to(x.dtype).unsqueeze(0).expand(B, -1, -1) + self.latent_token_positional_embedding.to(x.dtype)
+        lat = latent_tokens.to(x.dtype).unsqueeze(0).expand(B, -1, -1) + self.latent_token_positional_embedding.to(
+            x.dtype
+        )
         x = self.run(torch.cat([x, lat], dim=1))  # (B, P + 1 + L, W)
         lat = self.ln_post(x[:, 1 + self.grid**2 :])  # (B, L, W)
         if self.legacy:  # the released heads: a reshape, not a transpose (kept for their weights)
@@ -222,7 +244,11 @@ class TiTokDecoder(_ViT):
         x = self.ffn(x.contiguous())
         if not self.legacy:  # (B, p*p*3, g, g) -> (B, 3, g*p, g*p), channels ordered (p1, p2, c)
             p = self.patch
-            x = x.reshape(B, p, p, 3, self.grid, self.grid).permute(0, 3, 4, 1, 5, 2).reshape(B, 3, self.grid * p, self.grid * p)
+            x = (
+                x.reshape(B, p, p, 3, self.grid, self.grid)
+                .permute(0, 3, 4, 1, 5, 2)
+                .reshape(B, 3, self.grid * p, self.grid * p)
+            )
         return self.conv_out(x)
 
 
@@ -249,8 +275,14 @@ def _init_weights(module: nn.Module) -> None:
 def _is_titok_config(cfg: Mapping[str, Any] | None) -> bool:
     """A release's nested config (``model.vq_model`` with TiTok's ViT sizes and latent tokens, no ResTok hierarchy)."""
     vq = ((cfg or {}).get("model") or {}).get("vq_model") if isinstance((cfg or {}).get("model"), Mapping) else None
-    return isinstance(vq, Mapping) and "num_latent_tokens" in vq and "vit_enc_model_size" in vq and not any(
-        k in vq for k in ("merge_tokens", "hierarchy_stages", "pixel_cnn", "drop_latent_tokens", "latent_hierarchy"))
+    return (
+        isinstance(vq, Mapping)
+        and "num_latent_tokens" in vq
+        and "vit_enc_model_size" in vq
+        and not any(
+            k in vq for k in ("merge_tokens", "hierarchy_stages", "pixel_cnn", "drop_latent_tokens", "latent_hierarchy")
+        )
+    )
 
 
 def _is_one_d_piece(cfg: Mapping[str, Any]) -> bool:
@@ -268,8 +300,10 @@ def config_from_release(cfg: Mapping[str, Any]) -> TiTokConfig:
     """Our config from a release's ``config.json`` (TiTok's and One-D-Piece's OmegaConf dump)."""
     vq = dict(cfg["model"]["vq_model"])
     if vq.get("quantize_mode", "vq") != "vq":
-        raise CheckpointError(f"TiTok quantize_mode {vq['quantize_mode']!r}: the VAE releases give continuous latents, not "
-                              "token ids, and are not supported (use a VQ release)")
+        raise CheckpointError(
+            f"TiTok quantize_mode {vq['quantize_mode']!r}: the VAE releases give continuous latents, not "
+            "token ids, and are not supported (use a VQ release)"
+        )
     crop = int(((cfg.get("dataset") or {}).get("preprocessing") or {}).get("crop_size", 256))
     if int(vq.get("vit_enc_patch_size", 16)) != int(vq.get("vit_dec_patch_size", 16)):
         raise CheckpointError("TiTok encoder and decoder patch sizes differ: not supported")
@@ -277,11 +311,22 @@ def config_from_release(cfg: Mapping[str, Any]) -> TiTokConfig:
         (w, d, h), (dw, dd, dh) = VIT_SIZES[vq["vit_enc_model_size"]], VIT_SIZES[vq["vit_dec_model_size"]]
     except KeyError as e:
         raise CheckpointError(f"unknown TiTok ViT size {e}; known: {sorted(VIT_SIZES)}") from None
-    return TiTokConfig(image_size=crop, patch_size=int(vq.get("vit_enc_patch_size", 16)), num_tokens=int(vq["num_latent_tokens"]),
-                       codebook_size=int(vq["codebook_size"]), token_size=int(vq["token_size"]),
-                       use_l2_norm=bool(vq.get("use_l2_norm", False)), width=w, depth=d, num_heads=h, decoder_width=dw,
-                       decoder_depth=dd, decoder_num_heads=dh, two_stage=bool(vq.get("finetune_decoder", True)),
-                       legacy=bool(vq.get("is_legacy", True)))
+    return TiTokConfig(
+        image_size=crop,
+        patch_size=int(vq.get("vit_enc_patch_size", 16)),
+        num_tokens=int(vq["num_latent_tokens"]),
+        codebook_size=int(vq["codebook_size"]),
+        token_size=int(vq["token_size"]),
+        use_l2_norm=bool(vq.get("use_l2_norm", False)),
+        width=w,
+        depth=d,
+        num_heads=h,
+        decoder_width=dw,
+        decoder_depth=dd,
+        decoder_num_heads=dh,
+        two_stage=bool(vq.get("finetune_decoder", True)),
+        legacy=bool(vq.get("is_legacy", True)),
+    )
 
 
 def pixel_cnn_from_shapes(shapes: Mapping[str, tuple[int, ...]], prefix: str = "pixel_decoder.") -> PixelCNNConfig:
@@ -291,8 +336,13 @@ def pixel_cnn_from_shapes(shapes: Mapping[str, tuple[int, ...]], prefix: str = "
     widths = [shapes[f"{prefix}up.{i}.block.0.conv2.weight"][0] for i in range(levels)]
     blocks = {k.split(".")[len(prefix.split(".")) + 2] for k in shapes if k.startswith(prefix + "up.0.block.")}
     hidden = widths[0]  # channel_mult[0] is 1 in every release
-    return PixelCNNConfig(hidden_channels=hidden, channel_mult=tuple(w // hidden for w in widths), num_res_blocks=len(blocks),
-                          z_channels=shapes[prefix + "conv_in.weight"][1], num_groups=math.gcd(32, hidden))
+    return PixelCNNConfig(
+        hidden_channels=hidden,
+        channel_mult=tuple(w // hidden for w in widths),
+        num_res_blocks=len(blocks),
+        z_channels=shapes[prefix + "conv_in.weight"][1],
+        num_groups=math.gcd(32, hidden),
+    )
 
 
 def _count(shapes: Mapping[str, Any], prefix: str) -> int:
@@ -305,7 +355,9 @@ def _heads(width: int) -> int:
     return next((h for w, _, h in VIT_SIZES.values() if w == width), max(1, width // 64))
 
 
-def config_from_weights(raw: Mapping[str, Any] | None, shapes: Mapping[str, tuple[int, ...]], where: str) -> TiTokConfig:
+def config_from_weights(
+    raw: Mapping[str, Any] | None, shapes: Mapping[str, tuple[int, ...]], where: str
+) -> TiTokConfig:
     """The config of a release: from its ``config.json`` when there is one, else read off the weights (a bare
     ``tokenizer_titok_*.bin``; ``use_l2_norm`` then follows the releases: on for the two-stage ones, off for VQ-8k);
     the pixel decoder's sizes always come from the weights."""
@@ -325,11 +377,24 @@ def config_from_weights(raw: Mapping[str, Any] | None, shapes: Mapping[str, tupl
         dw = shapes["decoder.decoder_embed.weight"][0]
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{where}: not a TiTok checkpoint (missing or odd {e})") from None
-    return TiTokConfig(image_size=grid * patch, patch_size=patch, num_tokens=L, codebook_size=codes, token_size=token,
-                       use_l2_norm=two_stage, width=w, depth=_count(shapes, "encoder.transformer."), num_heads=_heads(w),
-                       decoder_width=dw, decoder_depth=_count(shapes, "decoder.transformer."), decoder_num_heads=_heads(dw),
-                       two_stage=two_stage, legacy="decoder.conv_out.weight" not in shapes,
-                       pixel_codebook_size=shapes.get("pixel_quantize.embedding.weight", (1024,))[0], pixel_cnn=pixel)
+    return TiTokConfig(
+        image_size=grid * patch,
+        patch_size=patch,
+        num_tokens=L,
+        codebook_size=codes,
+        token_size=token,
+        use_l2_norm=two_stage,
+        width=w,
+        depth=_count(shapes, "encoder.transformer."),
+        num_heads=_heads(w),
+        decoder_width=dw,
+        decoder_depth=_count(shapes, "decoder.transformer."),
+        decoder_num_heads=_heads(dw),
+        two_stage=two_stage,
+        legacy="decoder.conv_out.weight" not in shapes,
+        pixel_codebook_size=shapes.get("pixel_quantize.embedding.weight", (1024,))[0],
+        pixel_cnn=pixel,
+    )
 
 
 def _titok_matches(cfg: Mapping[str, Any] | None, keys: Any) -> bool:
@@ -416,4 +481,3 @@ class OneDPiece(TiTok):
     def describe_lengths(self) -> str:
         """The decodable lengths in words."""
         return f"any length from 1 to {self.num_tokens} decodes"
-

@@ -130,8 +130,10 @@ class Tokenizer(PretrainedModel, metaclass=ABCMeta):
             else:
                 images = self.decode_ids(ids, ids.shape[1], pixel_dtype)
         if not bool(torch.isfinite(images).all()):  # clamp keeps NaN: without this they become black images
-            raise ValueError("the decoded images hold NaN or infinite values: the tokenizer's weights overflow at this "
-                             "precision, or are damaged; nothing was decoded")
+            raise ValueError(
+                "the decoded images hold NaN or infinite values: the tokenizer's weights overflow at this "
+                "precision, or are damaged; nothing was decoded"
+            )
         return images
 
     # -------------------------------------------------------------------------------- validation

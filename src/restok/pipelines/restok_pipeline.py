@@ -10,8 +10,9 @@ generator families work together if the generator samples the tokenizer's tokens
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,7 +50,9 @@ class ResTokPipeline:
         self._samplers: dict[int, CompiledSampler] = {}  # compiled steps by batch rows, kept for later calls
 
     @classmethod
-    def from_pretrained(cls, tokenizer: str | os.PathLike, generator: str | os.PathLike | None = None, **kwargs: Any) -> "ResTokPipeline":
+    def from_pretrained(
+        cls, tokenizer: str | os.PathLike, generator: str | os.PathLike | None = None, **kwargs: Any
+    ) -> ResTokPipeline:
         """Load both models (embedded names, local folders/files or Hub ids, of any registered family); ``kwargs`` go to
         both ``from_pretrained`` (``device``, ``torch_dtype``, ``revision``, ``local_files_only``, ...)."""
         tok = load_tokenizer(tokenizer, **kwargs)
@@ -61,7 +64,7 @@ class ResTokPipeline:
         """Where the models run."""
         return self.tokenizer.device
 
-    def to(self, device: str | torch.device) -> "ResTokPipeline":
+    def to(self, device: str | torch.device) -> ResTokPipeline:
         """Move both models (compiled steps are made anew for the new device)."""
         self.tokenizer.to(device)
         if self.generator is not None:
@@ -71,7 +74,8 @@ class ResTokPipeline:
 
     # -------------------------------------------------------------------------------- generation
     def class_ids(self, classes: Sequence[int | str] | int | str) -> list[int]:
-        """Class ids from ids or names (ImageNet names for 1,000-class generators), or a ValueError naming the bad ones."""
+        """Class ids from ids or names (ImageNet names for 1,000-class generators), or a ValueError naming the bad
+        ones."""
         gen = self._need_generator()
         if isinstance(classes, (int, str)):
             classes = [classes]
@@ -122,18 +126,32 @@ class ResTokPipeline:
             chunk = labels[b : b + batch_size]
             hook = None if callback is None else (lambda s, t, e, b=b // batch_size: callback(b, s, t, e))
             sampler = self._sampler(len(chunk) * (2 if sp.cfg_scale > 1.0 else 1), compile)
-            out.append(gen.generate(chunk, sp, generator=generator, callback=hook, num_tokens=num_tokens, sampler=sampler))
+            out.append(
+                gen.generate(chunk, sp, generator=generator, callback=hook, num_tokens=num_tokens, sampler=sampler)
+            )
         return torch.cat(out)
 
     @torch.no_grad()
-    def __call__(self, classes: Sequence[int | str] | int | str, num_images_per_class: int = 1, **kwargs: Any) -> list[Image.Image]:
-        """PIL images of ``num_images_per_class`` samples of each class (ids or names); keywords as :meth:`generate_ids`."""
+    def __call__(
+        self, classes: Sequence[int | str] | int | str, num_images_per_class: int = 1, **kwargs: Any
+    ) -> list[Image.Image]:
+        """PIL images of ``num_images_per_class`` samples of each class (ids or names); keywords as
+        :meth:`generate_ids`."""
         ids = self.generate_ids(classes, num_images_per_class, **kwargs)
         return self.decode(ids, compile=kwargs.get("compile", False))
 
     @torch.no_grad()
-    def vary(self, image: ImageLike, keep: int, classes: int | str, num: int = 8, *, seed: int = 0,
-             sampling: SamplingConfig | None = None, **sampling_changes: Any) -> list[Image.Image]:
+    def vary(
+        self,
+        image: ImageLike,
+        keep: int,
+        classes: int | str,
+        num: int = 8,
+        *,
+        seed: int = 0,
+        sampling: SamplingConfig | None = None,
+        **sampling_changes: Any,
+    ) -> list[Image.Image]:
         """Coarse-kept variations: ``num`` images that keep ``image``'s first ``keep`` tokens (a level boundary) and
         sample the finer levels for class ``classes`` (the HAR steps continue from ``keep``)."""
         gen = self._need_generator()
@@ -179,7 +197,9 @@ class ResTokPipeline:
         return [to_pil(x) for x in self.tokenizer.decode(ids.to(self.device), compile=compile).cpu()]
 
     @torch.no_grad()
-    def reconstruct(self, images: ImageLike | Sequence[ImageLike], tokens: int | str | None = None) -> list[Image.Image] | dict[int, list[Image.Image]]:
+    def reconstruct(
+        self, images: ImageLike | Sequence[ImageLike], tokens: int | str | None = None
+    ) -> list[Image.Image] | dict[int, list[Image.Image]]:
         """Reconstructions from ``tokens`` tokens (default: all), or ``tokens="all"`` for every prefix length
         (a dict: length -> images, coarse to fine)."""
         ids = self.encode(images)
@@ -193,8 +213,13 @@ class ResTokPipeline:
         """Encode image files and write their ids as a ``restok tokenize`` file at ``path`` (all tokens of each)."""
         names = [str(p) for p in images]
         ids = self.encode(names).cpu().numpy()
-        tf = TokenFile(ids, np.full(len(names), self.tokenizer.num_tokens), names, self.tokenizer.provenance.source,
-                       self.tokenizer.config.image_size)
+        tf = TokenFile(
+            ids,
+            np.full(len(names), self.tokenizer.num_tokens),
+            names,
+            self.tokenizer.provenance.source,
+            self.tokenizer.config.image_size,
+        )
         write_token_file(path, tf)
         return tf
 
@@ -208,5 +233,7 @@ class ResTokPipeline:
 
     def _need_generator(self) -> Any:
         if self.generator is None:
-            raise ValueError("this pipeline has no generator; load one with ResTokPipeline.from_pretrained(tokenizer, generator)")
+            raise ValueError(
+                "this pipeline has no generator; load one with ResTokPipeline.from_pretrained(tokenizer, generator)"
+            )
         return self.generator

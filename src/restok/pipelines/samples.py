@@ -5,10 +5,11 @@ write every file with a manifest of every setting)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -49,19 +50,33 @@ class SampleRequest:
 def _progressive_strip(tok: Any, steps: list[torch.Tensor], j: int, pixel_dtype: torch.dtype) -> torch.Tensor:
     """What sample ``j`` decodes to after each step that completes a prefix, coarse to fine, as one strip."""
     ends = [int(s.shape[1]) for s in steps]
-    frames = [tok.decode(steps[ends.index(k)][j : j + 1], pixel_dtype)[0].cpu() for k in tok.prefix_lengths if k in ends]
+    frames = [
+        tok.decode(steps[ends.index(k)][j : j + 1], pixel_dtype)[0].cpu() for k in tok.prefix_lengths if k in ends
+    ]
     return make_grid(frames, nrow=len(frames))
 
 
-def _sample_all(pipe: ResTokPipeline, labels: list[int], sampling: SamplingConfig, req: SampleRequest) -> dict[str, torch.Tensor]:
+def _sample_all(
+    pipe: ResTokPipeline, labels: list[int], sampling: SamplingConfig, req: SampleRequest
+) -> dict[str, torch.Tensor]:
     """Every image (and progressive strip), batch after batch from one seeded generator, by file name."""
     tok, files = pipe.tokenizer, {}
     steps: dict[int, list[torch.Tensor]] = {}
     callback = (lambda b, s, seq, end: steps.setdefault(b, []).append(seq.clone())) if req.progressive else None
     with autocast_to(pipe.device, DTYPES[req.dtype]):
-        ids = pipe.generate_ids(labels, 1, sampling=sampling, seed=req.seed, num_tokens=req.num_tokens, batch_size=req.batch_size,
-                                callback=callback, compile=req.compile)  # (N, num_tokens)
-        images = torch.cat([tok.decode(b, DTYPES[req.pixel_dtype], compile=req.compile).cpu() for b in ids.split(req.batch_size)])
+        ids = pipe.generate_ids(
+            labels,
+            1,
+            sampling=sampling,
+            seed=req.seed,
+            num_tokens=req.num_tokens,
+            batch_size=req.batch_size,
+            callback=callback,
+            compile=req.compile,
+        )  # (N, num_tokens)
+        images = torch.cat(
+            [tok.decode(b, DTYPES[req.pixel_dtype], compile=req.compile).cpu() for b in ids.split(req.batch_size)]
+        )
         for n, label in enumerate(labels):
             files[f"{n:06d}_class{label}.png"] = images[n]
             if req.progressive:
@@ -85,7 +100,10 @@ def write_samples(req: SampleRequest) -> dict[str, Any]:
         raise ValueError("--per-class must be >= 1")
     gen, tok = load_pair(req.tokenizer, req.generator, device=req.device)
     if req.num_tokens is not None and req.num_tokens not in tok.prefix_lengths:
-        raise ValueError(f"--num-tokens {req.num_tokens} is not a prefix length of the tokenizer; choose one of {list(tok.prefix_lengths)}")
+        raise ValueError(
+            f"--num-tokens {req.num_tokens} is not a prefix length of the tokenizer; choose one of "
+            f"{list(tok.prefix_lengths)}"
+        )
     classes = _classes(req.classes, gen.config.num_classes)
     try:
         sampling = SamplingConfig.resolve(req.recipe, gen.generation_config, **req.changes)
@@ -96,15 +114,33 @@ def write_samples(req: SampleRequest) -> dict[str, Any]:
     files = _sample_all(ResTokPipeline(tok, gen), labels, sampling, req)
     seconds = time.perf_counter() - t0
     calls = sum(1 for _, e in gen.step_positions if e <= (req.num_tokens or gen.num_tokens))
-    files["grid.png"] = sample_grid(torch.stack([files[f"{n:06d}_class{c}.png"] for n, c in enumerate(labels)]), req.per_class)
+    files["grid.png"] = sample_grid(
+        torch.stack([files[f"{n:06d}_class{c}.png"] for n, c in enumerate(labels)]), req.per_class
+    )
     for name, image in files.items():
         save_image(image, Path(req.out) / name)
-    settings = {**sampling.to_dict(), "seed": req.seed, "batch_size": req.batch_size, "dtype": req.dtype, "pixel_dtype": req.pixel_dtype,
-                "device": str(tok.device), "per_class": req.per_class, "classes": classes, "num_tokens": req.num_tokens or gen.num_tokens,
-                "num_model_calls": calls, "compile": req.compile}
-    manifest = {"restok_version": __version__, "created": datetime.now(timezone.utc).isoformat(), "settings": settings,
-                "generator": gen.identity(), "tokenizer": tok.identity(),
-                "images": [{"file": f"{n:06d}_class{c}.png", "class": c} for n, c in enumerate(labels)], "seconds": round(seconds, 3)}
+    settings = {
+        **sampling.to_dict(),
+        "seed": req.seed,
+        "batch_size": req.batch_size,
+        "dtype": req.dtype,
+        "pixel_dtype": req.pixel_dtype,
+        "device": str(tok.device),
+        "per_class": req.per_class,
+        "classes": classes,
+        "num_tokens": req.num_tokens or gen.num_tokens,
+        "num_model_calls": calls,
+        "compile": req.compile,
+    }
+    manifest = {
+        "restok_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(),
+        "settings": settings,
+        "generator": gen.identity(),
+        "tokenizer": tok.identity(),
+        "images": [{"file": f"{n:06d}_class{c}.png", "class": c} for n, c in enumerate(labels)],
+        "seconds": round(seconds, 3),
+    }
     write_json(Path(req.out) / "manifest.json", manifest)
     return manifest
 
@@ -143,15 +179,29 @@ def write_variations(req: VariationRequest) -> dict[str, Any]:
     sampling = SamplingConfig.resolve(req.recipe, gen.generation_config, **req.changes)
     ids = tok.encode(original[None].to(tok.device))[:, : req.keep]  # (1, keep)
     with autocast_to(tok.device, DTYPES[req.dtype]):
-        out = gen.generate([label] * req.num, sampling, generator=torch.Generator(gen.device).manual_seed(req.seed), prefix=ids)
+        out = gen.generate(
+            [label] * req.num, sampling, generator=torch.Generator(gen.device).manual_seed(req.seed), prefix=ids
+        )
         images = tok.decode(out, DTYPES[req.pixel_dtype]).cpu()  # (num, 3, S, S)
         coarse = tok.decode(ids, DTYPES[req.pixel_dtype]).cpu()[0] if req.keep in tok.prefix_lengths else None
     stem = f"{Path(req.image).stem}_keep{req.keep}"
     strip = [original] + ([coarse] if coarse is not None else []) + list(images)
-    files = {**{f"{stem}_{i:02d}.png": im for i, im in enumerate(images)}, f"{stem}_strip.png": make_grid(torch.stack(strip), nrow=len(strip))}
+    files = {
+        **{f"{stem}_{i:02d}.png": im for i, im in enumerate(images)},
+        f"{stem}_strip.png": make_grid(torch.stack(strip), nrow=len(strip)),
+    }
     for name, image in files.items():
         save_image(image, Path(req.out) / name)
-    record = {"image": str(req.image), "keep": req.keep, "class": label, "seed": req.seed, "sampling": sampling.to_dict(),
-              "kept_ids": ids[0].tolist(), "generator": gen.identity(), "tokenizer": tok.identity(), "coarse": coarse is not None}
+    record = {
+        "image": str(req.image),
+        "keep": req.keep,
+        "class": label,
+        "seed": req.seed,
+        "sampling": sampling.to_dict(),
+        "kept_ids": ids[0].tolist(),
+        "generator": gen.identity(),
+        "tokenizer": tok.identity(),
+        "coarse": coarse is not None,
+    }
     write_json(Path(req.out) / f"{stem}.json", {k: v for k, v in record.items() if k != "coarse"})
     return record

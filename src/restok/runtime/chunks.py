@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +31,17 @@ class ChunkError(RuntimeError):
 class ChunkJob:
     """``n_chunks`` chunks of a job in ``work``; ``marker`` formats the file whose presence marks chunk k done."""
 
-    def __init__(self, work: str | Path, settings: dict[str, Any], n_chunks: int, rank: int = 0, world: int = 1,
-                 marker: str = "chunk-{:06d}.npz", record: str = "settings.json", inside: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        work: str | Path,
+        settings: dict[str, Any],
+        n_chunks: int,
+        rank: int = 0,
+        world: int = 1,
+        marker: str = "chunk-{:06d}.npz",
+        record: str = "settings.json",
+        inside: str | Path | None = None,
+    ) -> None:
         self.work, self.n_chunks, self.rank, self.world, self.marker = Path(work), n_chunks, rank, world, marker
         # ``inside``: the folder the user named, when the work folder is one restok derives (never a planted link)
         make_dir(self.work, inside) if inside is not None else self.work.mkdir(parents=True, exist_ok=True)
@@ -106,7 +116,9 @@ class ChunkJob:
             return False
         missing = sorted(set(range(self.n_chunks)) - self.done())
         if missing:
-            raise ChunkError(f"chunks {missing[:10]} of {self.work} are missing; run the same command again to finish them")
+            raise ChunkError(
+                f"chunks {missing[:10]} of {self.work} are missing; run the same command again to finish them"
+            )
         return True
 
     def load(self, chunk: int) -> Any:

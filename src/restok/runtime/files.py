@@ -19,13 +19,28 @@ import math
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 import numpy as np
 
-__all__ = ["atomic_write", "write_text", "write_json", "write_bytes", "save_npz", "save_npy", "fsync_dir", "make_dir",
-           "open_nofollow", "UnsafePathError", "DiskFullError", "disk_full_error", "check_finite", "remove_stale_temporaries"]
+__all__ = [
+    "atomic_write",
+    "write_text",
+    "write_json",
+    "write_bytes",
+    "save_npz",
+    "save_npy",
+    "fsync_dir",
+    "make_dir",
+    "open_nofollow",
+    "UnsafePathError",
+    "DiskFullError",
+    "disk_full_error",
+    "check_finite",
+    "remove_stale_temporaries",
+]
 
 
 class UnsafePathError(OSError):
@@ -39,8 +54,10 @@ class DiskFullError(OSError):
 def _refuse_link(path: Path) -> None:
     """Raise UnsafePathError when ``path`` is a symbolic link."""
     if path.is_symlink():
-        raise UnsafePathError(f"{path} is a symbolic link; restok does not write through links inside an output folder "
-                              "(remove it, or choose another folder)")
+        raise UnsafePathError(
+            f"{path} is a symbolic link; restok does not write through links inside an output folder "
+            "(remove it, or choose another folder)"
+        )
 
 
 def make_dir(path: str | os.PathLike, inside: str | os.PathLike | None = None) -> Path:
@@ -172,7 +189,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 
 # How writers in C++ report a write that ran out of room: torch's zip writer ("unexpected pos N vs M", "file write
 # failed") and safetensors (Rust's io error kinds and errnos 27 EFBIG, 28 ENOSPC, 122 EDQUOT).
-_SHORT_WRITE = re.compile(r"unexpected pos|write failed|failed writing|StorageFull|FileTooLarge|QuotaExceeded|code: (27|28|122)\b")
+_SHORT_WRITE = re.compile(
+    r"unexpected pos|write failed|failed writing|StorageFull|FileTooLarge|QuotaExceeded|code: (27|28|122)\b"
+)
 
 
 def disk_full_error(error: BaseException, path: str | os.PathLike, what: str = "") -> DiskFullError | None:
@@ -181,9 +200,13 @@ def disk_full_error(error: BaseException, path: str | os.PathLike, what: str = "
     no room -- else None."""
     errno_ = getattr(error, "errno", None)
     if errno_ in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or (
-            isinstance(error, RuntimeError) and (_SHORT_WRITE.search(str(error)) or _disk_full(Path(path).parent))):
-        return DiskFullError(errno.ENOSPC, f"disk full (or a file size limit)? could not write {what}{path} "
-                                           f"({' '.join(str(error).split())[:200]}); the previous file, if any, is intact")
+        isinstance(error, RuntimeError) and (_SHORT_WRITE.search(str(error)) or _disk_full(Path(path).parent))
+    ):
+        return DiskFullError(
+            errno.ENOSPC,
+            f"disk full (or a file size limit)? could not write {what}{path} "
+            f"({' '.join(str(error).split())[:200]}); the previous file, if any, is intact",
+        )
     return None
 
 

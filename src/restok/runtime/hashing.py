@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

@@ -21,8 +21,13 @@ class NotRegularFileError(ValueError):
     """An input path that names a FIFO, a device, a socket or a folder where a file is read."""
 
 
-_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
 
 
 def regular_file(path: str | os.PathLike, what: str = "file") -> Path:
@@ -65,8 +70,10 @@ def load_yaml(text: str, what: str, max_nodes: int = MAX_YAML_NODES) -> Any:
         except ValueError as e:
             raise ValueError(f"{what}: {e}") from None
         if size > max_nodes:
-            raise ValueError(f"{what}: the YAML document expands to more than {max_nodes:,} values (aliases counted as "
-                             "often as they are used); a config is far smaller")
+            raise ValueError(
+                f"{what}: the YAML document expands to more than {max_nodes:,} values (aliases counted as "
+                "often as they are used); a config is far smaller"
+            )
         return loader.construct_document(node)
     except yaml.YAMLError as e:
         raise ValueError(f"{what}: not valid YAML ({' '.join(str(e).split())})") from None

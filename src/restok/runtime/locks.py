@@ -21,7 +21,7 @@ class LockError(RuntimeError):
     """The folder is in use by another running job."""
 
 
-_HELD: "weakref.WeakValueDictionary[str, FolderLock]" = weakref.WeakValueDictionary()
+_HELD: weakref.WeakValueDictionary[str, FolderLock] = weakref.WeakValueDictionary()
 
 
 class FolderLock:
@@ -52,10 +52,13 @@ class FolderLock:
             holder = f.read().strip() or "another process"
             f.close()
             raise LockError(
-                f"{self.path.parent} is in use by a running restok job ({holder}); wait for it to end, or use another folder"
+                f"{self.path.parent} is in use by a running restok job ({holder}); wait for it to end, or use another "
+                "folder"
             ) from None
         f.truncate(0)
-        f.write(f"{self.what}, pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        f.write(
+            f"{self.what}, pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        )
         f.flush()
         self._file = f
         _HELD[key] = self
@@ -66,7 +69,7 @@ class FolderLock:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -19,11 +19,18 @@ def autocast_to(device: torch.device, dtype: torch.dtype | None) -> contextlib.A
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-_NAMES = {**DTYPES, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "half": torch.float16}
+_NAMES = {
+    **DTYPES,
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "half": torch.float16,
+}
 
 
 def parse_dtype(value: torch.dtype | str) -> torch.dtype:
-    """A float dtype from a ``torch.dtype`` or a name (``fp32``, ``bf16``, ``fp16``, ``float32``, ``torch.bfloat16``, ...)."""
+    """A float dtype from a ``torch.dtype`` or a name (``fp32``, ``bf16``, ``fp16``, ``float32``, ``torch.bfloat16``,
+    ...)."""
     if isinstance(value, torch.dtype):
         if not value.is_floating_point:
             raise ValueError(f"expected a floating-point dtype, got {value}")

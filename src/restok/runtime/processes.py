@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -20,7 +20,8 @@ def _mps_available() -> bool:
 
 def resolve_device(name: str | torch.device) -> torch.device:
     """A device from ``--device``'s value: ``auto`` is cuda (this process's GPU under a launcher: ``LOCAL_RANK``), then
-    mps, then cpu; any torch device name (``cuda:1``) is taken as it is; one that is not there is refused (ValueError)."""
+    mps, then cpu; any torch device name (``cuda:1``) is taken as it is; one that is not there is refused
+    (ValueError)."""
     if isinstance(name, torch.device):
         return name
     if name == "auto":
@@ -76,7 +77,9 @@ def launched(device: str = "auto", progress: bool = True) -> tuple[Processes, to
         from accelerate import PartialState
     except ImportError:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise ValueError("a multi-process launch needs Hugging Face Accelerate: pip install 'restok[train]'") from None
+            raise ValueError(
+                "a multi-process launch needs Hugging Face Accelerate: pip install 'restok[train]'"
+            ) from None
         return Processes(progress=progress), dev
     state = PartialState(cpu=dev.type == "cpu")
     return Processes(state.process_index, state.num_processes, state.wait_for_everyone, progress), state.device

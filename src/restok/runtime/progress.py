@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = ["progress"]
 
 
-def progress(it: Iterable[Any] | None = None, desc: str = "", total: int | None = None, enabled: bool = True, unit: str = "it") -> Any:
+def progress(
+    it: Iterable[Any] | None = None, desc: str = "", total: int | None = None, enabled: bool = True, unit: str = "it"
+) -> Any:
     """A tqdm bar over ``it`` (or a manual one when ``it`` is None) on stderr; a silent one when not ``enabled``."""
     from tqdm.auto import tqdm
 

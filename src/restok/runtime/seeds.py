@@ -11,7 +11,11 @@ MAX_SEED = 2**63 - 1  # what every torch.Generator takes on every device
 
 def check_seed(seed: object, name: str = "seed") -> int:
     """``seed`` as an int in [0, 2**63 - 1], or a ValueError naming ``name``."""
-    if isinstance(seed, bool) or not isinstance(seed, int) and not (hasattr(seed, "__index__") and not isinstance(seed, float)):
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, int)
+        and not (hasattr(seed, "__index__") and not isinstance(seed, float))
+    ):
         raise ValueError(f"{name} must be an integer in [0, {MAX_SEED}], got {seed!r}")
     seed = int(seed)  # type: ignore[call-overload]
     if not 0 <= seed <= MAX_SEED:

@@ -14,7 +14,21 @@ from .protocol import KVCache, Sampleable
 from .recipe import RELEASED_RECIPE, SAMPLING_FIELDS, SAMPLING_PRESETS, SamplingConfig
 
 __all__ = [
-    "SamplingConfig", "SAMPLING_PRESETS", "SAMPLING_FIELDS", "RELEASED_RECIPE", "CFG_SCHEDULES", "OFFICIAL_CFG_OFFSET",
-    "cfg_value", "cfg_values", "guided_logits", "forward_with_cfg", "filter_logits", "sample_from_logits", "generate",
-    "KVCache", "Sampleable", "CompiledSampler", "CompiledDecoder",
+    "SamplingConfig",
+    "SAMPLING_PRESETS",
+    "SAMPLING_FIELDS",
+    "RELEASED_RECIPE",
+    "CFG_SCHEDULES",
+    "OFFICIAL_CFG_OFFSET",
+    "cfg_value",
+    "cfg_values",
+    "guided_logits",
+    "forward_with_cfg",
+    "filter_logits",
+    "sample_from_logits",
+    "generate",
+    "KVCache",
+    "Sampleable",
+    "CompiledSampler",
+    "CompiledDecoder",
 ]

@@ -22,7 +22,8 @@ Axes: B batch (2B with guidance), L tokens, n positions of one step, V vocabular
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -42,15 +43,22 @@ def compile_mode(device: torch.device, mode: bool | str) -> str:
     return "reduce-overhead" if device.type == "cuda" else "default"
 
 
-def decode_step(model: Sampleable, tokens: torch.Tensor, class_emb: torch.Tensor, positions: torch.Tensor,
-                mask: torch.Tensor, cache: KVCache) -> torch.Tensor:
+def decode_step(
+    model: Sampleable,
+    tokens: torch.Tensor,
+    class_emb: torch.Tensor,
+    positions: torch.Tensor,
+    mask: torch.Tensor,
+    cache: KVCache,
+) -> torch.Tensor:
     """One cached model call, a function of its inputs alone: tokens (B, L), class embeddings (B, 1, D), the step's
     positions (n,) and mask rows (n, L) -> logits (B, n, V). What :class:`CompiledSampler` compiles."""
     return model.step_logits(tokens, class_emb, positions, mask, cache)
 
 
 def decode_tokens(model: Any, ids: torch.Tensor, k: int, pixel_dtype: torch.dtype) -> torch.Tensor:
-    """Checked ids (B, k) -> pixels (B, 3, H, W) through ``model.decode_ids``. What :class:`CompiledDecoder` compiles."""
+    """Checked ids (B, k) -> pixels (B, 3, H, W) through ``model.decode_ids``. What :class:`CompiledDecoder`
+    compiles."""
     return model.decode_ids(ids, k, pixel_dtype)
 
 
@@ -67,7 +75,8 @@ def _allow_graphs(kind: str, key: Any, n: int) -> None:
 
 
 def _compile(fn: Callable[..., torch.Tensor], mode: str, backend: str) -> Callable[..., torch.Tensor]:
-    """``torch.compile`` of ``fn``: whole graphs, static shapes, and (Inductor) low-precision intermediates rounded where
+    """``torch.compile`` of ``fn``: whole graphs, static shapes, and (Inductor) low-precision intermediates rounded
+    where
     eager rounds them, so that bf16 autocast samples the eager tokens too."""
     kwargs: dict[str, Any] = {"fullgraph": True, "dynamic": False, "backend": backend}
     if backend == "inductor":
@@ -97,18 +106,24 @@ class CompiledSampler:
             for t in self.cache.tensors():
                 torch._dynamo.mark_static_address(t)
         steps = model.step_positions
-        self.positions = [torch.arange(a, b, device=device) for a, b in steps]  # made once: not a graph input that varies
+        self.positions = [
+            torch.arange(a, b, device=device) for a, b in steps
+        ]  # made once: not a graph input that varies
         self.masks = [model.step_mask(a, b).contiguous() for a, b in steps]
         self.prefill: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         shapes = len({b - a for a, b in steps})
-        _allow_graphs("steps", (*_model_key(model), batch), 2 * shapes + 4)  # step shapes (plain and autocast), prefixes
+        _allow_graphs(
+            "steps", (*_model_key(model), batch), 2 * shapes + 4
+        )  # step shapes (plain and autocast), prefixes
         self.fn = _compile(decode_step, mode, backend)
 
     def check(self, model: Sampleable, batch: int) -> None:
         """Raise a ValueError unless this sampler serves ``model`` at ``batch`` sequences (on its device and dtype)."""
         if model is not self.model or batch != self.batch:
-            raise ValueError(f"this CompiledSampler was made for another model or for a batch of {self.batch} sequences "
-                             f"(this run has {batch}; with guidance, twice the number of samples)")
+            raise ValueError(
+                f"this CompiledSampler was made for another model or for a batch of {self.batch} sequences "
+                f"(this run has {batch}; with guidance, twice the number of samples)"
+            )
         t = self.cache.keys[0]
         if t.device != model.device or t.dtype != model.dtype:
             raise ValueError("the model was moved or cast after its CompiledSampler was made; make a new one")
@@ -118,7 +133,9 @@ class CompiledSampler:
         for t in self.cache.tensors():
             t.zero_()
 
-    def _run(self, tokens: torch.Tensor, class_emb: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _run(
+        self, tokens: torch.Tensor, class_emb: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
         out = self.fn(self.model, tokens, class_emb, positions, mask, self.cache)  # (B, n, V)

@@ -6,7 +6,7 @@ Axes: B batch, n positions of one step, V vocabulary.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -63,7 +63,9 @@ def guided_logits(logits: torch.Tensor, scale: float) -> torch.Tensor:
     return uncond + (cond - uncond) * scale
 
 
-def forward_with_cfg(step: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor, scale: float | None) -> torch.Tensor:
+def forward_with_cfg(
+    step: Callable[[torch.Tensor], torch.Tensor], tokens: torch.Tensor, scale: float | None
+) -> torch.Tensor:
     """One model call for B sequences ``tokens`` (B, L) -> logits (B, n, V) (DiT's ``forward_with_cfg``).
 
     Without guidance (``scale`` None) ``step`` runs on the B sequences. With it, ``step`` runs once on the doubled

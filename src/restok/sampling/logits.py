@@ -48,5 +48,7 @@ def sample_from_logits(
     except RuntimeError as e:
         if "probability tensor" not in str(e):
             raise
-        raise ValueError("the generator's next-token probabilities are NaN or infinite: its weights overflow at this "
-                         "precision, or are damaged; nothing was sampled") from None
+        raise ValueError(
+            "the generator's next-token probabilities are NaN or infinite: its weights overflow at this "
+            "precision, or are damaged; nothing was sampled"
+        ) from None

@@ -10,7 +10,8 @@ Axes: B samples (2B rows with guidance: [cond; uncond]), L tokens, n positions o
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -80,7 +81,9 @@ def _kept_prefix(model: Sampleable, prefix: Any, batch: int, stop: int) -> torch
         return torch.zeros(batch, 0, dtype=torch.long, device=model.device)
     prefix = torch.as_tensor(prefix)
     if prefix.dim() != 2 or prefix.is_floating_point() or prefix.shape[0] not in (1, batch):
-        raise ValueError(f"prefix must be integer ids of shape (B={batch} or 1, k), got {prefix.dtype} {list(prefix.shape)}")
+        raise ValueError(
+            f"prefix must be integer ids of shape (B={batch} or 1, k), got {prefix.dtype} {list(prefix.shape)}"
+        )
     kept = prefix.shape[1]
     ends = [e for _, e in model.step_positions]
     if kept and kept not in ends:
@@ -92,8 +95,14 @@ def _kept_prefix(model: Sampleable, prefix: Any, batch: int, stop: int) -> torch
     return prefix.to(model.device).long().expand(batch, kept)
 
 
-def _steps_runner(model: Sampleable, labels: torch.Tensor, guided: bool, use_cache: bool, compile: bool | str,
-                  sampler: CompiledSampler | None) -> _EagerSteps | _CompiledSteps:
+def _steps_runner(
+    model: Sampleable,
+    labels: torch.Tensor,
+    guided: bool,
+    use_cache: bool,
+    compile: bool | str,
+    sampler: CompiledSampler | None,
+) -> _EagerSteps | _CompiledSteps:
     """Who runs the model calls: the eager cached (or uncached) steps, or the compiled ones."""
     run_labels = torch.cat([labels, torch.full_like(labels, model.null_class)]) if guided else labels  # (B',)
     class_emb = model.embed_labels(run_labels)  # (B', 1, D), [cond; null] with guidance
@@ -161,7 +170,7 @@ def generate(
         if start >= stop:
             break
         scale = cfg_value(sp.cfg_schedule, s, len(steps), sp.cfg_scale, sp.cfg_start) if guided else None
-        logits = forward_with_cfg(lambda tokens: runner.step(s, tokens), seq, scale)  # (B, n, V)
+        logits = forward_with_cfg(lambda tokens, s=s: runner.step(s, tokens), seq, scale)  # (B, n, V)
         new = sample_from_logits(logits.reshape(-1, logits.shape[-1]), sp.temperature, sp.top_k, sp.top_p, generator)
         seq[:, start:end] = new.view(B, end - start)  # (B, n)
         if callback is not None:

@@ -76,5 +76,7 @@ class Sampleable(Protocol):
         """One cached call: tokens (B, L) known so far -> float32 logits (B, n, V) at ``positions`` (n,), whose keys and
         values it writes into ``cache``."""
 
-    def forward(self, tokens: torch.Tensor, class_labels: torch.Tensor, drop_labels: bool | None = None) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, class_labels: torch.Tensor, drop_labels: bool | None = None
+    ) -> torch.Tensor:
         """Teacher-forced logits (B, L, V) of every position, without a cache (``use_cache=False`` only)."""

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..core.fields import Config, Range, field_range, setting
 from ..runtime.inputs import read_text_input
@@ -31,11 +32,15 @@ class SamplingConfig(Config):
     # The upper bounds keep every logit finite in float16/float32 arithmetic: a scale of 1000 on logits of +-30, or a
     # temperature of 1e-4, is already far past any recipe in use (the paper's is 3.75).
     cfg_scale: float = _setting(1.0, "guidance scale (1 = none)", ge=1.0, le=1000.0)
-    cfg_schedule: str = _setting("constant", "guidance schedule over the model calls", choices=tuple(sorted(CFG_SCHEDULES)))
+    cfg_schedule: str = _setting(
+        "constant", "guidance schedule over the model calls", choices=tuple(sorted(CFG_SCHEDULES))
+    )
     cfg_start: float = _setting(0.0, "ratio of the calls from which the 'step' schedule guides", ge=0.0, le=1.0)
     temperature: float = _setting(1.0, "softmax temperature", ge=1e-4, le=100.0)
     top_k: int = _setting(0, "keep the k most likely tokens (0 = off)", ge=0, le=2**31 - 1)
-    top_p: float = _setting(1.0, "nucleus: keep the most likely tokens up to this probability (1.0 = off)", gt=0.0, le=1.0)
+    top_p: float = _setting(
+        1.0, "nucleus: keep the most likely tokens up to this probability (1.0 = off)", gt=0.0, le=1.0
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int):
@@ -50,7 +55,7 @@ class SamplingConfig(Config):
             object.__setattr__(self, name, float(v))
         check_sampling(self)
 
-    def replace(self, **changes: Any) -> "SamplingConfig":
+    def replace(self, **changes: Any) -> SamplingConfig:
         """A copy with some settings changed (None values are ignored)."""
         unknown = sorted(set(changes) - set(SAMPLING_FIELDS))
         if unknown:
@@ -58,7 +63,7 @@ class SamplingConfig(Config):
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SamplingConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> SamplingConfig:
         """Build from a dict (e.g. ``generation_config.json``), naming unknown keys."""
         names = set(SAMPLING_FIELDS)
         unknown = sorted(set(data) - names)
@@ -67,10 +72,12 @@ class SamplingConfig(Config):
         return cls(**dict(data))
 
     @classmethod
-    def resolve(cls, recipe: "str | Path | Mapping[str, Any] | SamplingConfig | None", default: "SamplingConfig",
-                **changes: Any) -> "SamplingConfig":
+    def resolve(
+        cls, recipe: str | Path | Mapping[str, Any] | SamplingConfig | None, default: SamplingConfig, **changes: Any
+    ) -> SamplingConfig:
         """The recipe a user names: a preset (``released``, ``none``), a JSON file, a config, a dict of settings, or
-        None for ``default`` (a generator's own); then each setting given in ``changes`` changed (None values ignored)."""
+        None for ``default`` (a generator's own); then each setting given in ``changes`` changed (None values
+        ignored)."""
         if recipe is None or isinstance(recipe, SamplingConfig):
             base = default if recipe is None else recipe
         elif isinstance(recipe, Mapping):
@@ -78,12 +85,14 @@ class SamplingConfig(Config):
         elif isinstance(recipe, (str, Path)):
             base = SAMPLING_PRESETS[recipe] if recipe in SAMPLING_PRESETS else cls.load(recipe)
         else:
-            raise ValueError(f"sampling must be a SamplingConfig, a dict of its settings, a preset name "
-                             f"({', '.join(SAMPLING_PRESETS)}) or a JSON file, got {type(recipe).__name__}")
+            raise ValueError(
+                f"sampling must be a SamplingConfig, a dict of its settings, a preset name "
+                f"({', '.join(SAMPLING_PRESETS)}) or a JSON file, got {type(recipe).__name__}"
+            )
         return base.replace(**changes)
 
     @classmethod
-    def load(cls, path: str | Path) -> "SamplingConfig":
+    def load(cls, path: str | Path) -> SamplingConfig:
         """Read a JSON file: a sampling config, or a file holding one under ``sampling`` (e.g. a search's best)."""
         try:
             data = json.loads(read_text_input(path, "sampling config"))
@@ -110,10 +119,15 @@ def check_sampling(sp: SamplingConfig) -> None:
         raise ValueError(f"unknown cfg_schedule {sp.cfg_schedule!r}; choose one of {sorted(CFG_SCHEDULES)}")
     if isinstance(sp.top_k, bool) or not isinstance(sp.top_k, int):
         raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {sp.top_k!r}")
-    for name, f in SAMPLING_FIELDS.items():  # the declared ranges (finite numbers in every case), named as the CLI names them
+    for (
+        name,
+        f,
+    ) in SAMPLING_FIELDS.items():  # the declared ranges (finite numbers in every case), named as the CLI names them
         (field_range(f) or Range()).check(getattr(sp, name), name)
 
 
 # The released sampling recipe (official README): step schedule at 3.75 from ratio 0.25, top-p 0.95.
-RELEASED_RECIPE = SamplingConfig(cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_k=0, top_p=0.95, temperature=1.0)
+RELEASED_RECIPE = SamplingConfig(
+    cfg_scale=3.75, cfg_schedule="step", cfg_start=0.25, top_k=0, top_p=0.95, temperature=1.0
+)
 SAMPLING_PRESETS: dict[str, SamplingConfig] = {"released": RELEASED_RECIPE, "none": SamplingConfig()}

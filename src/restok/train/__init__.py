@@ -14,7 +14,15 @@ from typing import Any
 from .config import RECIPES, OptimConfig, TrainConfig, load_train_config
 from .errors import TrainingError
 
-__all__ = ["RECIPES", "OptimConfig", "TrainConfig", "load_train_config", "TrainingError", "train_tokenizer", "train_generator"]
+__all__ = [
+    "RECIPES",
+    "OptimConfig",
+    "TrainConfig",
+    "load_train_config",
+    "TrainingError",
+    "train_tokenizer",
+    "train_generator",
+]
 
 
 def train_tokenizer(cfg: TrainConfig, data: str, out: str | Path, **options: Any) -> Any:

@@ -16,16 +16,27 @@ Axes: B batch, C channels, N tokens, D width.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.layers.perceptual import (LPIPS, LPIPS_LIN_URL, VGG16_URL, WEIGHT_OPTIONS, BackboneError, VGG16Features,
-                                       build_lpips, freeze, installed_lpips_heads, load_weights, seeded_init)
+from ..models.layers.perceptual import (
+    LPIPS,
+    LPIPS_LIN_URL,
+    VGG16_URL,
+    WEIGHT_OPTIONS,
+    BackboneError,
+    VGG16Features,
+    build_lpips,
+    freeze,
+    installed_lpips_heads,
+    load_weights,
+    seeded_init,
+)
 from ..runtime.network import offline
 
 __all__ = [
@@ -56,6 +67,7 @@ DINOV3_TIMM_NAMES = {
     "dinov3-vitl16": "vit_large_patch16_dinov3.lvd1689m",
     "dinov3-vits16": "vit_small_patch16_dinov3.lvd1689m",
 }
+
 
 # ------------------------------------------------------------------------------------------- ViT (DINO style)
 class _Attention(nn.Module):
@@ -183,7 +195,9 @@ def build_dino_backbone(spec: str = "dino-vits16", weights: str | None = None) -
 class FeatureTeacher(nn.Module):
     """Frozen teacher for representation alignment: images in [0, 1] -> CLS (B, F), patches (B, F, h, w)."""
 
-    def __init__(self, net: nn.Module, features: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], dim: int) -> None:
+    def __init__(
+        self, net: nn.Module, features: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], dim: int
+    ) -> None:
         super().__init__()
         self.net = net
         self._features = features
@@ -202,7 +216,8 @@ def _timm_dinov3(spec: str, weights: str | None) -> FeatureTeacher:
     """A DINOv3 ViT through timm: pretrained from the Hub, or from a local weights file (offline)."""
     if weights is None and offline():
         raise BackboneError(
-            f"alignment teacher {spec}: offline (HF_HUB_OFFLINE/RESTOK_OFFLINE is set), so its weights are not downloaded "
+            f"alignment teacher {spec}: offline (HF_HUB_OFFLINE/RESTOK_OFFLINE is set), so its weights are not "
+            "downloaded "
             "from the Hugging Face Hub; pass the local file instead: loss.alignment_weights=FILE"
         )
     try:
@@ -217,7 +232,9 @@ def _timm_dinov3(spec: str, weights: str | None) -> FeatureTeacher:
     # timm's built-in name, not "hf-hub:...": the latter fetches the config from the Hub even when a local file is
     # given, so it fails offline.
     overlay = {"file": str(weights)} if weights else None
-    net = timm.create_model(DINOV3_TIMM_NAMES[spec], pretrained=True, dynamic_img_size=True, pretrained_cfg_overlay=overlay)
+    net = timm.create_model(
+        DINOV3_TIMM_NAMES[spec], pretrained=True, dynamic_img_size=True, pretrained_cfg_overlay=overlay
+    )
     patch = int(net.patch_embed.patch_size[0])
 
     def features(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,7 +247,8 @@ def _timm_dinov3(spec: str, weights: str | None) -> FeatureTeacher:
 
 
 def build_feature_teacher(spec: str = "dinov3-vitl16", weights: str | None = None) -> FeatureTeacher:
-    """The alignment teacher: ``dinov3-vitl16`` / ``dinov3-vits16`` (timm), ``dino-vits16`` or ``vit-tiny`` (built in)."""
+    """The alignment teacher: ``dinov3-vitl16`` / ``dinov3-vits16`` (timm), ``dino-vits16`` or ``vit-tiny`` (built
+    in)."""
     if spec in DINOV3_TIMM_NAMES:
         return _timm_dinov3(spec, weights)
     vit = build_dino_backbone(spec, weights)

@@ -69,7 +69,10 @@ class CheckpointDir:
         raise TrainingError(f"{self.root} has no complete checkpoint of step {step}; it has {have or 'none'}")
 
     def save(
-        self, step: int, tensors: dict[str, dict[str, torch.Tensor]], trainer_state: dict[str, Any],
+        self,
+        step: int,
+        tensors: dict[str, dict[str, torch.Tensor]],
+        trainer_state: dict[str, Any],
         inference_config: dict[str, Any] | None = None,
     ) -> Path:
         """Write ``<name>.safetensors`` for each tensor dict, ``trainer.pt`` and ``inference_config.json``; then
@@ -84,8 +87,10 @@ class CheckpointDir:
         except (OSError, RuntimeError) as e:
             shutil.rmtree(tmp, ignore_errors=True)  # what was written frees the disk again; older checkpoints stay
             if disk_full_error(e, final) is not None:
-                raise TrainingError(f"disk full (or a file size limit)? could not write checkpoint {final} "
-                                    f"({' '.join(str(e).split())[:200]}); the earlier checkpoints are intact") from None
+                raise TrainingError(
+                    f"disk full (or a file size limit)? could not write checkpoint {final} "
+                    f"({' '.join(str(e).split())[:200]}); the earlier checkpoints are intact"
+                ) from None
             raise
         _remove(final)  # the same step saved again (e.g. final after a periodic save), or a link planted there
         os.replace(tmp, final)
@@ -98,9 +103,14 @@ class CheckpointDir:
         return final
 
     @staticmethod
-    def _write(tmp: Path, tensors: dict[str, dict[str, torch.Tensor]], trainer_state: dict[str, Any],
-               inference_config: dict[str, Any] | None) -> None:
-        """The files of one checkpoint into ``tmp``, each fsynced, and ``files.json`` recording their sizes and hashes."""
+    def _write(
+        tmp: Path,
+        tensors: dict[str, dict[str, torch.Tensor]],
+        trainer_state: dict[str, Any],
+        inference_config: dict[str, Any] | None,
+    ) -> None:
+        """The files of one checkpoint into ``tmp``, each fsynced, and ``files.json`` recording their sizes and
+        hashes."""
         for name, t in tensors.items():
             save_file({k: v.detach().cpu().contiguous() for k, v in t.items()}, str(tmp / f"{name}.safetensors"))
         torch.save(trainer_state, tmp / "trainer.pt")
@@ -118,7 +128,8 @@ class CheckpointDir:
 
     @staticmethod
     def damage(folder: Path) -> str | None:
-        """What is wrong with a checkpoint's files (missing, other size, other SHA-256 than ``files.json`` says), or None."""
+        """What is wrong with a checkpoint's files (missing, other size, other SHA-256 than ``files.json`` says), or
+        None."""
         record = folder / "files.json"
         if not record.is_file():
             return None  # written before files.json existed: only loading can tell

@@ -51,8 +51,16 @@ class DeadCodeRestarter:
         self.interval = 0  # ... since the last log
 
     @torch.no_grad()
-    def step(self, acc: Any, step: int, counts: torch.Tensor, latents: torch.Tensor, params: dict[str, torch.nn.Parameter],
-             optimizer: torch.optim.Optimizer, ema_shadow: dict[str, torch.Tensor]) -> int:
+    def step(
+        self,
+        acc: Any,
+        step: int,
+        counts: torch.Tensor,
+        latents: torch.Tensor,
+        params: dict[str, torch.nn.Parameter],
+        optimizer: torch.optim.Optimizer,
+        ema_shadow: dict[str, torch.Tensor],
+    ) -> int:
         """After optimizer step ``step`` (0-based) and the EMA update: record this step's usage ``counts`` (K,) of this
         process and restart dead codes from ``latents`` (n, C), this process's encoder outputs. Returns how many."""
         done = step + 1

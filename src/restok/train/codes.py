@@ -11,8 +11,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.codes import (CODES_FORMAT, CODES_VERSION, CROP_MODES, CodesDataset, CodesError, check_code_files, collate_codes, crops_of,
-                          fill_past_lengths, read_meta, shard_name)
+from ..data.codes import (
+    CODES_FORMAT,
+    CODES_VERSION,
+    CROP_MODES,
+    CodesDataset,
+    CodesError,
+    check_code_files,
+    collate_codes,
+    crops_of,
+    fill_past_lengths,
+    read_meta,
+    shard_name,
+)
 from ..data.images import pil_to_tensor
 from ..data.records import ImageSource
 from ..data.transforms import decode_image
@@ -23,11 +34,24 @@ from ..runtime.processes import Processes
 from ..runtime.progress import progress
 
 # the format's names too, so that one import serves whoever writes, checks and reads code sets
-__all__ = ["extract_codes", "check_codes", "encode_crops", "CodesDataset", "CodesError", "collate_codes", "crops_of",
-           "fill_past_lengths", "read_meta", "CROP_MODES", "CODES_FORMAT"]
+__all__ = [
+    "extract_codes",
+    "check_codes",
+    "encode_crops",
+    "CodesDataset",
+    "CodesError",
+    "collate_codes",
+    "crops_of",
+    "fill_past_lengths",
+    "read_meta",
+    "CROP_MODES",
+    "CODES_FORMAT",
+]
 
 
-def encode_crops(tokenizer: Any, crops: torch.Tensor, n_images: int, target_psnr: float | None) -> tuple[np.ndarray, np.ndarray | None]:
+def encode_crops(
+    tokenizer: Any, crops: torch.Tensor, n_images: int, target_psnr: float | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Ids (n, crops, L) of the crops (n * crops, 3, S, S) of ``n_images`` images; with ``target_psnr``, each crop's
     shortest prefix reaching it (codes past it 0) and the lengths (n, crops)."""
     L = tokenizer.num_tokens
@@ -82,8 +106,18 @@ class _ShardWriter:
         save_npy(marker, np.concatenate(self.codes) if self.codes else np.zeros((0, n_crops, L), self.dtype))
 
 
-def _extract_shard(tokenizer: Any, source: ImageSource, k: int, shard_size: int, crop: str, batch_size: int,
-                   target_psnr: float | None, job: ChunkJob, bar: Any, skipped: list[str]) -> None:
+def _extract_shard(
+    tokenizer: Any,
+    source: ImageSource,
+    k: int,
+    shard_size: int,
+    crop: str,
+    batch_size: int,
+    target_psnr: float | None,
+    job: ChunkJob,
+    bar: Any,
+    skipped: list[str],
+) -> None:
     """Encode the images of shard ``k`` and write it (unreadable images skipped and named)."""
     writer = _ShardWriter(tokenizer, crop, batch_size, target_psnr)
     for i in range(k * shard_size, min((k + 1) * shard_size, len(source))):
@@ -98,18 +132,38 @@ def _extract_shard(tokenizer: Any, source: ImageSource, k: int, shard_size: int,
     writer.write(job.work, k, job.path(k))
 
 
-def _meta(tokenizer: Any, source: ImageSource, out: Path, crop: str, shard_size: int, target_psnr: float | None,
-          identity: dict[str, Any], skipped: list[str]) -> dict[str, Any]:
+def _meta(
+    tokenizer: Any,
+    source: ImageSource,
+    out: Path,
+    crop: str,
+    shard_size: int,
+    target_psnr: float | None,
+    identity: dict[str, Any],
+    skipped: list[str],
+) -> dict[str, Any]:
     """``meta.json`` of a finished code set."""
     n_shards = math.ceil(len(source) / shard_size)
     counts = [int(np.load(out / f"{shard_name(k)}.labels.npy").shape[0]) for k in range(n_shards)]
     return {
-        "format": CODES_FORMAT, "version": CODES_VERSION, "num_samples": sum(counts), "num_tokens": tokenizer.num_tokens,
-        "codebook_size": tokenizer.codebook_size, "image_size": tokenizer.config.image_size, "crop": crop,
-        "num_crops": CROP_MODES[crop], "num_classes": source.num_classes, "class_names": source.class_names,
-        "shard_size": shard_size, "num_images": len(source), "ragged": target_psnr is not None, "target_psnr": target_psnr,
+        "format": CODES_FORMAT,
+        "version": CODES_VERSION,
+        "num_samples": sum(counts),
+        "num_tokens": tokenizer.num_tokens,
+        "codebook_size": tokenizer.codebook_size,
+        "image_size": tokenizer.config.image_size,
+        "crop": crop,
+        "num_crops": CROP_MODES[crop],
+        "num_classes": source.num_classes,
+        "class_names": source.class_names,
+        "shard_size": shard_size,
+        "num_images": len(source),
+        "ragged": target_psnr is not None,
+        "target_psnr": target_psnr,
         "shards": [{"name": shard_name(k), "count": c} for k, c in enumerate(counts)],
-        "tokenizer": identity, "data": source.description, "skipped": skipped,
+        "tokenizer": identity,
+        "data": source.description,
+        "skipped": skipped,
     }
 
 
@@ -139,11 +193,27 @@ def extract_codes(
     if (out / "meta.json").exists():
         raise CodesError(f"{out} already holds a complete code set (meta.json); choose another folder")
     identity = tokenizer.identity()
-    settings = {"format": CODES_FORMAT, "version": CODES_VERSION, "tokenizer": identity, "crop": crop, "shard_size": shard_size,
-                "batch_size": batch_size, "data": source.description, "num_images": len(source), "target_psnr": target_psnr}
+    settings = {
+        "format": CODES_FORMAT,
+        "version": CODES_VERSION,
+        "tokenizer": identity,
+        "crop": crop,
+        "shard_size": shard_size,
+        "batch_size": batch_size,
+        "data": source.description,
+        "num_images": len(source),
+        "target_psnr": target_psnr,
+    }
     try:
-        job = ChunkJob(out, settings, math.ceil(len(source) / shard_size), processes.rank, processes.world,
-                       marker="shard-{:05d}.codes.npy", record="extract-settings.json")
+        job = ChunkJob(
+            out,
+            settings,
+            math.ceil(len(source) / shard_size),
+            processes.rank,
+            processes.world,
+            marker="shard-{:05d}.codes.npy",
+            record="extract-settings.json",
+        )
         mine, skipped = job.todo(), []
         total = sum(min(shard_size, len(source) - k * shard_size) for k in mine)
         bar = progress(None, "extract codes", total=total, enabled=processes.shows_progress, unit="img")
@@ -166,19 +236,26 @@ def _tokenizer_problems(meta: dict[str, Any], tokenizer: Any, source: ImageSourc
     problems = []
     recorded = meta.get("tokenizer") or {}
     if tokenizer is not None and recorded.get("sha256") and tokenizer.fingerprint() != recorded["sha256"]:
-        problems.append(f"the code set was extracted with the tokenizer {recorded.get('source')!r} (sha256 "
-                        f"{recorded['sha256'][:12]}...), not this one (sha256 {tokenizer.fingerprint()[:12]}...)")
+        problems.append(
+            f"the code set was extracted with the tokenizer {recorded.get('source')!r} (sha256 "
+            f"{recorded['sha256'][:12]}...), not this one (sha256 {tokenizer.fingerprint()[:12]}...)"
+        )
     if source is not None and meta.get("data") and source.description != meta["data"]:
         problems.append(f"the code set was extracted from {meta['data']!r}, not from {source.description!r}")
     if tokenizer is not None:
         L, K, S = meta["num_tokens"], meta["codebook_size"], meta["image_size"]
         if tokenizer.num_tokens != L or tokenizer.codebook_size != K or tokenizer.config.image_size != S:
-            problems.append(f"tokenizer ({tokenizer.num_tokens} tokens, {tokenizer.codebook_size} codes, {tokenizer.config.image_size} px) "
-                            f"does not match the code set ({L} tokens, {K} codes, {S} px)")
+            problems.append(
+                f"tokenizer ({tokenizer.num_tokens} tokens, {tokenizer.codebook_size} codes, "
+                f"{tokenizer.config.image_size} px) "
+                f"does not match the code set ({L} tokens, {K} codes, {S} px)"
+            )
     return problems
 
 
-def _verify_rows(path: Path, meta: dict[str, Any], tokenizer: Any, source: ImageSource, num_verify: int) -> tuple[list[str], int]:
+def _verify_rows(
+    path: Path, meta: dict[str, Any], tokenizer: Any, source: ImageSource, num_verify: int
+) -> tuple[list[str], int]:
     """Re-encode ``num_verify`` images spread evenly over the whole set (every shard alike) and compare their ids."""
     rows = [(k, r) for k, sh in enumerate(meta["shards"]) for r in range(sh["count"])]
     picks = [rows[(i * len(rows)) // num_verify] for i in range(min(num_verify, len(rows)))] if num_verify > 0 else []
@@ -195,7 +272,9 @@ def _verify_rows(path: Path, meta: dict[str, Any], tokenizer: Any, source: Image
     return problems, len(picks)
 
 
-def check_codes(path: str | Path, tokenizer: Any = None, source: ImageSource | None = None, num_verify: int = 4) -> dict[str, Any]:
+def check_codes(
+    path: str | Path, tokenizer: Any = None, source: ImageSource | None = None, num_verify: int = 4
+) -> dict[str, Any]:
     """Validate a code set: shard shapes, dtypes, id and label ranges, counts and the shard layout (shard k holds
     images k*shard_size ... in order, each once); with ``tokenizer``, that it is the recorded one (config and weights'
     SHA-256), and with ``source`` too, that it is the recorded data and that re-encoding ``num_verify`` images, spread

@@ -9,15 +9,17 @@ generator wd 0.05 / clip 1 / bf16.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..core.fields import Config, check_field_types, setting
 from ..runtime.inputs import load_yaml, read_text_input
 from .losses import TokenizerLossConfig
 
 __all__ = ["OptimConfig", "TrainConfig", "RECIPES", "load_train_config", "apply_overrides"]
+
 
 @dataclass(frozen=True)
 class OptimConfig(Config):
@@ -61,7 +63,9 @@ class TrainConfig(Config):
     flip: bool = True
     save_every: int = setting(5_000, ge=1, le=10**12)
     keep_checkpoints: int = setting(2, ge=1, le=10**6)  # the newest N checkpoints are kept ...
-    keep_steps: tuple[int, ...] = setting((), ge=1, le=10**12)  # ... and these, always (the released generator used the tokenizer's 750k EMA)
+    keep_steps: tuple[int, ...] = setting(
+        (), ge=1, le=10**12
+    )  # ... and these, always (the released generator used the tokenizer's 750k EMA)
     log_every: int = setting(50, ge=1, le=10**12)
     image_every: int = setting(5_000, ge=1, le=10**12)  # reconstruction / sample grids with the EMA weights
     num_workers: int = setting(0, ge=0, le=1024)
@@ -122,7 +126,9 @@ class TrainConfig(Config):
         if found is None:
             other = find_preset(self.model)
             if other is not None:
-                raise ValueError(f"model {self.model!r} is a {other[0].kind} preset; a {self.kind} run trains a {self.kind}")
+                raise ValueError(
+                    f"model {self.model!r} is a {other[0].kind} preset; a {self.kind} run trains a {self.kind}"
+                )
             names = sorted(n for cls in _registered_classes(self.kind) for n in cls.presets)
             raise ValueError(f"model {self.model!r} is not a {self.kind} preset; choose one of {names}")
 
@@ -149,28 +155,62 @@ RECIPES: dict[str, dict[str, Any]] = {
     # Validation every 50k steps on the held-out images given as --eval-data, as the official trainer; the 750k
     # checkpoint, whose EMA the released generator's codes came from, is kept (``restok export RUN --step 750000``).
     "restok-l-128": dict(
-        kind="tokenizer", model="restok-l-128", batch_size=256, max_steps=1_000_000, seed=10086,
-        mixed_precision="fp16", optimizer=dict(weight_decay=1e-4, grad_clip=10.0),
-        disc_optimizer=dict(weight_decay=1e-4, grad_clip=10.0), num_workers=16,
-        log_every=50, save_every=5_000, image_every=5_000, keep_steps=(750_000,),
-        eval_every=50_000, eval_images=50_000,
+        kind="tokenizer",
+        model="restok-l-128",
+        batch_size=256,
+        max_steps=1_000_000,
+        seed=10086,
+        mixed_precision="fp16",
+        optimizer=dict(weight_decay=1e-4, grad_clip=10.0),
+        disc_optimizer=dict(weight_decay=1e-4, grad_clip=10.0),
+        num_workers=16,
+        log_every=50,
+        save_every=5_000,
+        image_every=5_000,
+        keep_steps=(750_000,),
+        eval_every=50_000,
+        eval_images=50_000,
     ),
     # The paper's generator run (spec §3.2): GPT-L HAR, 1.5M steps at 256, bf16, wd 0.05, clip 1.
     "har-l": dict(
-        kind="generator", model="har-l", batch_size=256, max_steps=1_500_000, seed=10086,
-        mixed_precision="bf16", optimizer=dict(weight_decay=0.05, grad_clip=1.0), num_workers=12,
-        log_every=50, save_every=5_000, image_every=5_000,
+        kind="generator",
+        model="har-l",
+        batch_size=256,
+        max_steps=1_500_000,
+        seed=10086,
+        mixed_precision="bf16",
+        optimizer=dict(weight_decay=0.05, grad_clip=1.0),
+        num_workers=12,
+        log_every=50,
+        save_every=5_000,
+        image_every=5_000,
     ),
     # Toy runs that train on 2 CPU cores in minutes (every loss term on, small frozen networks).
     "restok-tiny": dict(
-        kind="tokenizer", model="restok-tiny", batch_size=8, max_steps=2_000, seed=0,
-        optimizer=dict(lr=1e-3, warmup_steps=50, end_lr=1e-4), disc_optimizer=dict(lr=1e-4, warmup_steps=50, end_lr=1e-5),
-        loss=_tiny_loss(), ema_decay=0.999, log_every=10, save_every=200, image_every=200,
+        kind="tokenizer",
+        model="restok-tiny",
+        batch_size=8,
+        max_steps=2_000,
+        seed=0,
+        optimizer=dict(lr=1e-3, warmup_steps=50, end_lr=1e-4),
+        disc_optimizer=dict(lr=1e-4, warmup_steps=50, end_lr=1e-5),
+        loss=_tiny_loss(),
+        ema_decay=0.999,
+        log_every=10,
+        save_every=200,
+        image_every=200,
     ),
     "har-tiny": dict(
-        kind="generator", model="har-tiny", batch_size=16, max_steps=2_000, seed=0,
+        kind="generator",
+        model="har-tiny",
+        batch_size=16,
+        max_steps=2_000,
+        seed=0,
         optimizer=dict(lr=1e-3, weight_decay=0.05, grad_clip=1.0, warmup_steps=50, end_lr=1e-4),
-        ema_decay=0.999, log_every=10, save_every=200, image_every=200,
+        ema_decay=0.999,
+        log_every=10,
+        save_every=200,
+        image_every=200,
     ),
 }
 for _size in ("b", "xl", "xxl"):
@@ -247,12 +287,15 @@ def _config_data(name_or_path: str, seen: tuple[Path, ...] = ()) -> dict[str, An
         return _merge(RECIPES[base], data)
     base_path = p.parent / base  # relative to the file that names it
     if not base_path.is_file():
-        raise ValueError(f"{p}: base {base!r} is neither a recipe ({', '.join(sorted(RECIPES))}) nor a YAML file next to it")
+        raise ValueError(
+            f"{p}: base {base!r} is neither a recipe ({', '.join(sorted(RECIPES))}) nor a YAML file next to it"
+        )
     return _merge(_config_data(str(base_path), seen + (p.resolve(),)), data)
 
 
 def load_train_config(name_or_path: str, kind: str, overrides: list[str] | None = None) -> TrainConfig:
-    """A recipe name or a YAML file (optionally ``base:`` a recipe or another YAML file), then ``key=value`` overrides."""
+    """A recipe name or a YAML file (optionally ``base:`` a recipe or another YAML file), then ``key=value``
+    overrides."""
     data = _config_data(name_or_path)
     data.setdefault("kind", kind)
     if data["kind"] != kind:

@@ -23,8 +23,15 @@ from .config import TrainConfig
 from .errors import TrainingError
 from .monitor import available_trackers
 
-__all__ = ["full_tensor", "copy_whole_", "is_dtensor", "shard_model", "enable_activation_checkpointing", "seed_step",
-           "make_accelerator"]
+__all__ = [
+    "full_tensor",
+    "copy_whole_",
+    "is_dtensor",
+    "shard_model",
+    "enable_activation_checkpointing",
+    "seed_step",
+    "make_accelerator",
+]
 
 
 def is_dtensor(t: Any) -> bool:
@@ -40,7 +47,8 @@ def full_tensor(t: torch.Tensor) -> torch.Tensor:
 
 
 def copy_whole_(dst: torch.Tensor, whole: torch.Tensor) -> None:
-    """``dst.copy_(whole)`` where ``whole`` is the entire tensor and ``dst`` may be an FSDP shard: every process holds the
+    """``dst.copy_(whole)`` where ``whole`` is the entire tensor and ``dst`` may be an FSDP shard: every process holds
+    the
     same ``whole`` (read from one file, or computed alike), so each takes its own slice without communication."""
     if is_dtensor(dst):
         from torch.distributed.tensor import distribute_tensor
@@ -137,5 +145,7 @@ def make_accelerator(cfg: TrainConfig, run: Path, cpu: bool) -> Any:
         torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
         torch.backends.cudnn.allow_tf32 = cfg.tf32
     if cfg.distributed == "fsdp" and acc.num_processes == 1:
-        logging.getLogger("restok.train").warning("distributed=fsdp with one process: nothing to shard, training unsharded")
+        logging.getLogger("restok.train").warning(
+            "distributed=fsdp with one process: nothing to shard, training unsharded"
+        )
     return acc

@@ -1,9 +1,10 @@
-"""The exponential moving average of the trained weights (diffusers' schedule), sharded like the parameters under FSDP."""
+"""The exponential moving average of the trained weights (diffusers' schedule), sharded like the parameters under
+FSDP."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn as nn

@@ -1,4 +1,5 @@
-"""The one error of training: a run that cannot go on (bad data, NaN loss, mismatched resume state); its message says why."""
+"""The one error of training: a run that cannot go on (bad data, NaN loss, mismatched resume state); its message says
+why."""
 
 __all__ = ["TrainingError"]
 

@@ -23,9 +23,15 @@ __all__ = ["inference_model_config", "inference_model", "export_checkpoint"]
 
 
 def inference_model_config(model: Any, config: Any) -> dict[str, Any]:
-    """The ``config.json`` record (this package's format) of an inference model of ``model``'s family with ``config``."""
-    return {"format": "restok", "format_version": FORMAT_VERSION, "kind": model.kind, "family": model.family,
-            "config": config.to_dict()}
+    """The ``config.json`` record (this package's format) of an inference model of ``model``'s family with
+    ``config``."""
+    return {
+        "format": "restok",
+        "format_version": FORMAT_VERSION,
+        "kind": model.kind,
+        "family": model.family,
+        "config": config.to_dict(),
+    }
 
 
 def inference_model(record: dict[str, Any], weights: dict[str, torch.Tensor]) -> Any:
@@ -33,15 +39,21 @@ def inference_model(record: dict[str, Any], weights: dict[str, torch.Tensor]) ->
     family's key filters drop; anything else missing or extra is an error naming the keys)."""
     found = identify_checkpoint(record)
     if found is None:
-        raise TrainingError(f"unknown model kind or family ({record.get('kind')!r}, {record.get('family')!r}) in an inference config")
+        raise TrainingError(
+            f"unknown model kind or family ({record.get('kind')!r}, {record.get('family')!r}) in an inference config"
+        )
     cls = found[0]
     model = cls(cls.read_config(record, None, "inference_config.json"))
-    tensors, _ = check_state_dict(model.state_dict(), weights, cls.ignored_prefixes, "the EMA weights", f"the {cls.kind}")
+    tensors, _ = check_state_dict(
+        model.state_dict(), weights, cls.ignored_prefixes, "the EMA weights", f"the {cls.kind}"
+    )
     model.load_state_dict(tensors, strict=True)
     return model.eval()
 
 
-def export_checkpoint(run: str | Path, step: int | None = None, out: str | Path | None = None, weights: str = "ema") -> Path:
+def export_checkpoint(
+    run: str | Path, step: int | None = None, out: str | Path | None = None, weights: str = "ema"
+) -> Path:
     """Write the EMA (or raw ``model``) weights of checkpoint ``step`` (default: the newest) of a run folder as an
     inference model in this package's format, loadable with ``from_pretrained``; returns the folder."""
     if weights not in ("ema", "model"):
@@ -57,7 +69,9 @@ def export_checkpoint(run: str | Path, step: int | None = None, out: str | Path 
         folder = ckpts.find(step)
     record_file = folder / "inference_config.json"
     if not record_file.is_file():
-        raise TrainingError(f"{folder} has no inference_config.json (written by an older restok); it cannot be exported")
+        raise TrainingError(
+            f"{folder} has no inference_config.json (written by an older restok); it cannot be exported"
+        )
     model = inference_model(json.loads(record_file.read_text()), load_file(str(folder / f"{weights}.safetensors")))
     model.provenance = Provenance(source=f"{weights} weights of {folder}", layout="trained")
     dest = Path(out) if out is not None else make_dir(run / f"export-step-{step:08d}", inside=run)

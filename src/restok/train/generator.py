@@ -29,11 +29,15 @@ from .task import ModelTask, build_for_training
 __all__ = ["GeneratorTask", "train_generator"]
 
 
-def build_generator_for_training(cfg: TrainConfig, meta: dict[str, Any], device: torch.device | None = None) -> HARGenerator:
+def build_generator_for_training(
+    cfg: TrainConfig, meta: dict[str, Any], device: torch.device | None = None
+) -> HARGenerator:
     """The preset with token count, vocabulary and class count read from the code set (never constants); refused
     before it is built when its training state cannot fit ``device``."""
     overrides = dict(cfg.model_overrides)
-    overrides.update(num_tokens=meta["num_tokens"], vocab_size=meta["codebook_size"], num_classes=max(1, meta["num_classes"]))
+    overrides.update(
+        num_tokens=meta["num_tokens"], vocab_size=meta["codebook_size"], num_classes=max(1, meta["num_classes"])
+    )
     if "ar_tokens" not in cfg.model_overrides:
         overrides["ar_tokens"] = min(meta["tokenizer"]["config"].get("min_tokens", 4), meta["num_tokens"])
     return build_for_training(HARGenerator, cfg.model, device, **overrides)
@@ -48,7 +52,8 @@ _TOKENIZER_SHA = re.compile(r"tokenizer sha256 ([0-9a-f]{64})")
 def code_set_identity(path: str | Path, meta: dict[str, Any]) -> str:
     """A generator run's ``data`` record (``RUN/config.yaml``): the code set's folder, size and tokenizer SHA-256."""
     sha = (meta.get("tokenizer") or {}).get("sha256")
-    return f"code set {Path(path).resolve()} ({meta['num_samples']} samples x {meta['num_crops']} crops, tokenizer sha256 {sha})"
+    size = f"{meta['num_samples']} samples x {meta['num_crops']} crops"
+    return f"code set {Path(path).resolve()} ({size}, tokenizer sha256 {sha})"
 
 
 def code_set_tokenizer_sha(identity: str) -> str | None:
@@ -94,12 +99,18 @@ class GeneratorTask(ModelTask):
         tokens = batch["tokens"].to(acc.device)  # (b, L)
         # a ragged code set: positions past each sample's kept length are not predicted (their inputs never feed an
         # earlier position: the HAR layout reads only coarser levels)
-        targets = torch.where(torch.arange(tokens.shape[1], device=acc.device)[None, :] < batch["length"].to(acc.device)[:, None], tokens, -100)
+        targets = torch.where(
+            torch.arange(tokens.shape[1], device=acc.device)[None, :] < batch["length"].to(acc.device)[:, None],
+            tokens,
+            -100,
+        )
         labels = batch["label"].clamp_min(0).to(acc.device)  # unlabelled codes (-1) all train as class 0
         b, rank = tokens.shape[0], acc.process_index
         # Label dropout drawn for the global batch and sliced, so 1 and N processes agree.
         drop_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "labels", step))
-        drop = (torch.rand(cfg.batch_size, generator=drop_gen) < raw.config.class_dropout_prob)[rank * b : (rank + 1) * b]
+        drop = (torch.rand(cfg.batch_size, generator=drop_gen) < raw.config.class_dropout_prob)[
+            rank * b : (rank + 1) * b
+        ]
         labels = torch.where(drop.to(acc.device), torch.full_like(labels, raw.null_class), labels)
         chunks = list(zip(tokens.chunk(cfg.grad_accum), labels.chunk(cfg.grad_accum), targets.chunk(cfg.grad_accum)))
         loss_sum, acc_sum = 0.0, 0.0
@@ -125,7 +136,12 @@ class GeneratorTask(ModelTask):
         self.sched.step()
         self.opt.zero_grad(set_to_none=True)
         self.ema.update(raw)
-        return {"loss": loss_sum, "token_accuracy": acc_sum, "grad_norm": float(full_tensor(gnorm)), "lr": self.sched.get_last_lr()[0]}
+        return {
+            "loss": loss_sum,
+            "token_accuracy": acc_sum,
+            "grad_norm": float(full_tensor(gnorm)),
+            "lr": self.sched.get_last_lr()[0],
+        }
 
     def interval_stats(self) -> dict[str, float]:
         """Nothing beyond the step logs."""

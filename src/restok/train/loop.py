@@ -8,9 +8,10 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -94,7 +95,9 @@ def _resume(task: Task, ckpts: CheckpointDir, total: int) -> tuple[int, Path | N
     newest = ckpts.load_newest_intact()
     if newest is None:
         if ckpts.complete():
-            raise TrainingError(f"every checkpoint in {ckpts.root} is damaged (see the warnings); nothing to resume from")
+            raise TrainingError(
+                f"every checkpoint in {ckpts.root} is damaged (see the warnings); nothing to resume from"
+            )
         log.warning("--resume: no complete checkpoint in %s, starting from step 0", ckpts.root.parent)
         return 0, None
     _, folder, tensors, state = newest
@@ -109,10 +112,14 @@ def _resume(task: Task, ckpts: CheckpointDir, total: int) -> tuple[int, Path | N
     before, now_ = state.get("processes"), task.acc.num_processes
     if before is not None and before != now_:
         # What carries over exactly and what does not (README, "Resume on another number of processes").
-        log.warning("resuming a run checkpointed on %d process(es) on %d: the same global batches in the same order and "
-                    "the same optimizer, scheduler and EMA state; per-process random draws and the rounding of the "
-                    "gradient reduction differ, so the rest of the run is equivalent to, not bitwise equal to, an "
-                    "uninterrupted one", before, now_)
+        log.warning(
+            "resuming a run checkpointed on %d process(es) on %d: the same global batches in the same order and "
+            "the same optimizer, scheduler and EMA state; per-process random draws and the rounding of the "
+            "gradient reduction differ, so the rest of the run is equivalent to, not bitwise equal to, an "
+            "uninterrupted one",
+            before,
+            now_,
+        )
     return int(state["step"]), folder
 
 
@@ -138,7 +145,9 @@ class _Interval:
 
     def log(self, task: Task, done: int, logs: dict[str, float]) -> dict[str, float]:
         keys = sorted(logs)
-        vals = self.acc.reduce(torch.tensor([logs[k] for k in keys], device=self.acc.device, dtype=torch.float64), "mean")
+        vals = self.acc.reduce(
+            torch.tensor([logs[k] for k in keys], device=self.acc.device, dtype=torch.float64), "mean"
+        )
         record = {**dict(zip(keys, vals.tolist())), **task.interval_stats()}
         now = time.perf_counter()
         record.update(steps_per_sec=self.steps / max(now - self.t, 1e-9), skipped_files=float(self.skipped))
@@ -159,15 +168,33 @@ def _after_step(task: Task, cfg: TrainConfig, run: Path, logger: MetricLogger, d
             log.info("validation at step %d: %s", done, ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
 
 
-def _train(task: Task, cfg: TrainConfig, run: Path, acc: Any, ckpts: CheckpointDir, start: int, end: int,
-           saved: Path | None, show: bool) -> RunResult:
+def _train(
+    task: Task,
+    cfg: TrainConfig,
+    run: Path,
+    acc: Any,
+    ckpts: CheckpointDir,
+    start: int,
+    end: int,
+    saved: Path | None,
+    show: bool,
+) -> RunResult:
     """Steps ``start .. end-1`` of the step-keyed data stream; a stop request checkpoints and ends the run there."""
-    sampler = StepBatchSampler(len(task.dataset), cfg.batch_size, acc.process_index, acc.num_processes, cfg.seed, start, end)
-    loader = torch.utils.data.DataLoader(task.dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
-                                         collate_fn=task.collate, persistent_workers=False)
+    sampler = StepBatchSampler(
+        len(task.dataset), cfg.batch_size, acc.process_index, acc.num_processes, cfg.seed, start, end
+    )
+    loader = torch.utils.data.DataLoader(
+        task.dataset,
+        batch_sampler=sampler,
+        num_workers=cfg.num_workers,
+        collate_fn=task.collate,
+        persistent_workers=False,
+    )
     logger = MetricLogger(run, acc, acc.is_main_process)
     interval = _Interval(acc, logger)
-    bar = progress_bar(None, f"train {cfg.kind}", total=cfg.max_steps, enabled=show and acc.is_main_process, unit="step")
+    bar = progress_bar(
+        None, f"train {cfg.kind}", total=cfg.max_steps, enabled=show and acc.is_main_process, unit="step"
+    )
     bar.update(start)
     with StopRequest() as stop:
         for step, batch in zip(range(start, end), loader):
@@ -210,13 +237,17 @@ def run_training(
     run.mkdir(parents=True, exist_ok=True)
     ckpts = CheckpointDir(run, cfg.keep_checkpoints, cfg.keep_steps)
     if not resume and ckpts.newest() is not None:
-        raise TrainingError(f"{run} already holds checkpoints; pass --resume to continue it, or choose a new run folder")
+        raise TrainingError(
+            f"{run} already holds checkpoints; pass --resume to continue it, or choose a new run folder"
+        )
     acc = make_accelerator(cfg, run, cpu=resolve_device(device or "auto").type == "cpu")
     lock = FolderLock(run, f"restok train {cfg.kind}") if acc.is_main_process else None  # one run per folder
     try:
         _start(task, cfg, run, acc, resume)
         start, saved = _resume(task, ckpts, cfg.max_steps) if resume else (0, None)
-        result = _train(task, cfg, run, acc, ckpts, start, max(end, start), saved, progress)  # resuming past the end trains nothing
+        result = _train(
+            task, cfg, run, acc, ckpts, start, max(end, start), saved, progress
+        )  # resuming past the end trains nothing
         if result.status != "interrupted" and result.step >= cfg.max_steps:
             task.export_final(run / "final")  # every process (collective under FSDP); the main one writes
             result = RunResult("finished", result.step, result.checkpoint, run / "final")

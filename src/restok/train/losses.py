@@ -44,7 +44,9 @@ def _rand(shape: tuple[int, ...], gen: torch.Generator | None, device: torch.dev
     return torch.rand(shape, generator=gen).to(device)
 
 
-def _randint(lo: int, hi: int, shape: tuple[int, ...], gen: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def _randint(
+    lo: int, hi: int, shape: tuple[int, ...], gen: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
     return torch.randint(lo, hi, shape, generator=gen).to(device)
 
 
@@ -100,7 +102,9 @@ def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
 
 
-def lecam_regularizer(real_mean: torch.Tensor, fake_mean: torch.Tensor, ema_real: torch.Tensor, ema_fake: torch.Tensor) -> torch.Tensor:
+def lecam_regularizer(
+    real_mean: torch.Tensor, fake_mean: torch.Tensor, ema_real: torch.Tensor, ema_fake: torch.Tensor
+) -> torch.Tensor:
     """LeCam regularisation (Tseng et al. 2021): relu(mean D(x) - ema_fake)^2 + relu(ema_real - mean D(x_hat))^2."""
     return F.relu(real_mean - ema_fake).pow(2).mean() + F.relu(ema_real - fake_mean).pow(2).mean()
 
@@ -119,7 +123,9 @@ def patch_alignment_loss(student: torch.Tensor, teacher: torch.Tensor, margin: f
     return alignment_loss(student.permute(0, 2, 3, 1), teacher.permute(0, 2, 3, 1), margin)
 
 
-def lpips_jitter(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+def lpips_jitter(
+    x: torch.Tensor, y: torch.Tensor, gen: torch.Generator | None, pad: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The official training-time LPIPS augmentation, the same for both images: replicate-pad ``pad`` px,
     crop with independent random trims in [0, pad] on each side, bicubic resize back."""
     if pad <= 0:
@@ -268,9 +274,13 @@ class TokenizerLoss(nn.Module):
             else None
         )
         self.discriminator = (
-            DinoDiscriminator(build_dino_backbone(cfg.discriminator_backbone, cfg.discriminator_weights)) if cfg.use_gan else None
+            DinoDiscriminator(build_dino_backbone(cfg.discriminator_backbone, cfg.discriminator_weights))
+            if cfg.use_gan
+            else None
         )
-        self.teacher = build_feature_teacher(cfg.alignment_teacher, cfg.alignment_weights) if cfg.use_alignment else None
+        self.teacher = (
+            build_feature_teacher(cfg.alignment_teacher, cfg.alignment_weights) if cfg.use_alignment else None
+        )
         self.register_buffer("ema_real_logits_mean", torch.zeros(()))
         self.register_buffer("ema_fake_logits_mean", torch.zeros(()))
 
@@ -297,7 +307,7 @@ class TokenizerLoss(nn.Module):
         self.load_state_dict(state, strict=False)
 
     def generator_loss(
-        self, images: torch.Tensor, out: "ResTokOutput", step: int, gen: torch.Generator | None
+        self, images: torch.Tensor, out: ResTokOutput, step: int, gen: torch.Generator | None
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Eq. 4 for the tokenizer's update; ``out`` is a ``ResTokOutput``. Returns (loss, logged terms)."""
         cfg = self.cfg
@@ -330,7 +340,9 @@ class TokenizerLoss(nn.Module):
         logs["total"] = total
         return total, {k: float(v.detach()) for k, v in logs.items()}
 
-    def forward(self, images: torch.Tensor, reconstruction: torch.Tensor, gen: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(
+        self, images: torch.Tensor, reconstruction: torch.Tensor, gen: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """The discriminator's loss (the module is wrapped for data parallelism around this call)."""
         return self.discriminator_loss(images, reconstruction, gen)
 
@@ -350,5 +362,10 @@ class TokenizerLoss(nn.Module):
             decay = cfg.lecam_decay
             self.ema_real_logits_mean.mul_(decay).add_((1 - decay) * real_mean.detach())
             self.ema_fake_logits_mean.mul_(decay).add_((1 - decay) * fake_mean.detach())
-        logs = {"d_hinge": float(d.detach()), "lecam": float(lecam.detach()), "d_real": float(real_mean.detach()), "d_fake": float(fake_mean.detach())}
+        logs = {
+            "d_hinge": float(d.detach()),
+            "lecam": float(lecam.detach()),
+            "d_real": float(real_mean.detach()),
+            "d_fake": float(fake_mean.detach()),
+        }
         return loss, logs

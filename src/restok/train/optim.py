@@ -15,8 +15,17 @@ __all__ = ["NO_DECAY_KEYS", "param_groups", "build_optimizer", "warmup_cosine", 
 
 # Parameters whose names contain any of these get no weight decay (the official exclusion list).
 NO_DECAY_KEYS = (
-    "ln", "bias", "latent_tokens", "mask_token", "embedding", "norm", "gamma", "embed",
-    "mask_latent_token", "rope", "freqs_cis",
+    "ln",
+    "bias",
+    "latent_tokens",
+    "mask_token",
+    "embedding",
+    "norm",
+    "gamma",
+    "embed",
+    "mask_latent_token",
+    "rope",
+    "freqs_cis",
 )
 
 
@@ -50,4 +59,6 @@ def warmup_cosine(step: int, warmup: int, total: int, base: float, end: float) -
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, total: int) -> torch.optim.lr_scheduler.LambdaLR:
     """LambdaLR over :func:`warmup_cosine`; stepped once per optimizer step."""
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, cfg.warmup_steps, total, cfg.lr, cfg.end_lr))
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: warmup_cosine(s, cfg.warmup_steps, total, cfg.lr, cfg.end_lr)
+    )

@@ -67,8 +67,12 @@ def _model(cfg: TrainConfig, kind: str, data: str) -> tuple[Any, Any]:
     from ..data.codes import CodesDataset
 
     meta = CodesDataset(data).meta
-    over = {**cfg.model_overrides, "num_tokens": meta["num_tokens"], "vocab_size": meta["codebook_size"],
-            "num_classes": max(1, meta["num_classes"])}
+    over = {
+        **cfg.model_overrides,
+        "num_tokens": meta["num_tokens"],
+        "vocab_size": meta["codebook_size"],
+        "num_classes": max(1, meta["num_classes"]),
+    }
     over.setdefault("ar_tokens", min(meta["tokenizer"]["config"].get("min_tokens", 4), meta["num_tokens"]))
     return HARGenerator, GENERATOR_PRESETS[cfg.model].replace(**over)
 
@@ -111,14 +115,22 @@ def _collective(acc: Any, timeout: float) -> tuple[bool, float, str | None]:
 
 def _launcher(acc: Any) -> list[tuple[str, str]]:
     """What the launcher set, checked against what the process group says."""
-    env = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env = {
+        k: os.environ.get(k)
+        for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    }
     out = []
     if env["WORLD_SIZE"] is not None and int(env["WORLD_SIZE"]) != acc.num_processes:
         out.append((BLOCKER, f"WORLD_SIZE={env['WORLD_SIZE']} but the process group has {acc.num_processes} processes"))
     if env["RANK"] is not None and int(env["RANK"]) != acc.process_index:
         out.append((BLOCKER, f"RANK={env['RANK']} but the process group says rank {acc.process_index}"))
     if acc.num_processes > 1 and env["LOCAL_RANK"] is None:
-        out.append((WARNING, "LOCAL_RANK is not set: launch with torchrun or accelerate launch so each process gets its own device"))
+        out.append(
+            (
+                WARNING,
+                "LOCAL_RANK is not set: launch with torchrun or accelerate launch so each process gets its own device",
+            )
+        )
     return out
 
 
@@ -136,8 +148,17 @@ def _shared_out(acc: Any, run: Path) -> list[tuple[str, str]]:
     acc.wait_for_everyone()
     if acc.is_main_process:
         f.unlink(missing_ok=True)
-    return [] if seen else [(BLOCKER, f"--out {run} is not the folder rank 0 writes to (not a shared filesystem?): "
-                                      "checkpoints and the final model would be missing on this node")]
+    return (
+        []
+        if seen
+        else [
+            (
+                BLOCKER,
+                f"--out {run} is not the folder rank 0 writes to (not a shared filesystem?): "
+                "checkpoints and the final model would be missing on this node",
+            )
+        ]
+    )
 
 
 def _budget(cfg: TrainConfig, kind: str, data: str, run: Path, acc: Any, n: int) -> list[tuple[str, str]]:
@@ -146,7 +167,12 @@ def _budget(cfg: TrainConfig, kind: str, data: str, run: Path, acc: Any, n: int)
     if cfg.batch_size % world:
         out.append((BLOCKER, f"batch_size {cfg.batch_size} (the global batch) is not divisible by {world} processes"))
     elif (cfg.batch_size // world) % cfg.grad_accum:
-        out.append((BLOCKER, f"the per-process batch {cfg.batch_size // world} is not divisible by grad_accum={cfg.grad_accum}"))
+        out.append(
+            (
+                BLOCKER,
+                f"the per-process batch {cfg.batch_size // world} is not divisible by grad_accum={cfg.grad_accum}",
+            )
+        )
     if n < cfg.batch_size:
         out.append((BLOCKER, f"the data has {n} samples, fewer than one global batch of {cfg.batch_size}"))
     cls, mc = _model(cfg, kind, data)
@@ -154,23 +180,39 @@ def _budget(cfg: TrainConfig, kind: str, data: str, run: Path, acc: Any, n: int)
     keep = cfg.keep_checkpoints + len(cfg.keep_steps) + 1
     need, free = keep * checkpoint_bytes(params), shutil.disk_usage(run).free
     if need > free:
-        out.append((BLOCKER, f"{keep} checkpoints of ~{format_bytes(checkpoint_bytes(params))} need {format_bytes(need)} under "
-                             f"{run}, {format_bytes(free)} free"))
+        out.append(
+            (
+                BLOCKER,
+                f"{keep} checkpoints of ~{format_bytes(checkpoint_bytes(params))} need {format_bytes(need)} under "
+                f"{run}, {format_bytes(free)} free",
+            )
+        )
     state = 20 * params // (world if cfg.distributed == "fsdp" else 1)
     act = activation_bytes(kind, mc, cfg.batch_size // world, cfg.grad_accum, cfg.mixed_precision)
     mem = available_memory(acc.device)
-    line = (f"memory per device: ~{format_bytes(state + act)} ({format_bytes(state)} training state for {params:,} parameters"
-            f"{' sharded' if cfg.distributed == 'fsdp' else ''}, ~{format_bytes(act)} activations at {cfg.batch_size // world // cfg.grad_accum or 1} "
-            f"images per micro-batch)")
+    line = (
+        f"memory per device: ~{format_bytes(state + act)} ({format_bytes(state)} training state for {params:,} "
+        "parameters"
+        f"{' sharded' if cfg.distributed == 'fsdp' else ''}, ~{format_bytes(act)} activations at "
+        f"{cfg.batch_size // world // cfg.grad_accum or 1} "
+        f"images per micro-batch)"
+    )
     if mem is not None and state + act > mem:
-        out.append((BLOCKER, f"{line} > {format_bytes(mem)} free on {acc.device}: raise grad_accum, use distributed=fsdp, "
-                             "grad_checkpointing=true or mixed_precision=bf16"))
+        out.append(
+            (
+                BLOCKER,
+                f"{line} > {format_bytes(mem)} free on {acc.device}: raise grad_accum, use distributed=fsdp, "
+                "grad_checkpointing=true or mixed_precision=bf16",
+            )
+        )
     else:
         out.append(("info", line + (f", {format_bytes(mem)} free" if mem is not None else "")))
     return out
 
 
-def preflight(cfg: TrainConfig, kind: str, data: str, run: str | Path, device: str | None = None, timeout: float = 60.0) -> tuple[list[str], bool]:
+def preflight(
+    cfg: TrainConfig, kind: str, data: str, run: str | Path, device: str | None = None, timeout: float = 60.0
+) -> tuple[list[str], bool]:
     """Every check on this rank; on rank 0 the lines of every rank (``[rank r] ...``) and whether any blocks."""
     from accelerate.utils import gather_object
 
@@ -182,9 +224,13 @@ def preflight(cfg: TrainConfig, kind: str, data: str, run: str | Path, device: s
     found = _launcher(acc)
     ok, secs, why = _collective(acc, timeout)
     if not ok:  # a hung or failed collective: say so and leave without waiting for it
-        print(f"[rank {acc.process_index}] blocker: an all-reduce over {acc.num_processes} processes "
-              + (f"failed ({why})" if why else f"did not complete in {timeout:g} s") + " (rendezvous address, firewall, "
-              "NCCL_SOCKET_IFNAME?)", flush=True)
+        print(
+            f"[rank {acc.process_index}] blocker: an all-reduce over {acc.num_processes} processes "
+            + (f"failed ({why})" if why else f"did not complete in {timeout:g} s")
+            + " (rendezvous address, firewall, "
+            "NCCL_SOCKET_IFNAME?)",
+            flush=True,
+        )
         os._exit(1)
     found.append(("info", f"all-reduce over {acc.num_processes} processes in {secs * 1e3:.0f} ms; device {acc.device}"))
     found += _shared_out(acc, run)
@@ -194,10 +240,17 @@ def preflight(cfg: TrainConfig, kind: str, data: str, run: str | Path, device: s
         n, digest = -1, f"unreadable: {type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
     facts = gather_object([(acc.process_index, n, digest)])
     if len({(c, d) for _, c, d in facts}) > 1 or n < 0:
-        found.append((BLOCKER, "ranks see different data: " + ", ".join(f"rank {r}: {c} samples ({d})" for r, c, d in facts)))
+        found.append(
+            (BLOCKER, "ranks see different data: " + ", ".join(f"rank {r}: {c} samples ({d})" for r, c, d in facts))
+        )
     else:
-        found.append(("info", f"data: {n} samples (hash {digest}); {cfg.num_workers} loader worker(s) per process, "
-                              f"{acc.num_processes * max(1, cfg.num_workers)} in all"))
+        found.append(
+            (
+                "info",
+                f"data: {n} samples (hash {digest}); {cfg.num_workers} loader worker(s) per process, "
+                f"{acc.num_processes * max(1, cfg.num_workers)} in all",
+            )
+        )
         try:
             found += _budget(cfg, kind, data, run, acc, n)
         except Exception as e:  # noqa: BLE001
@@ -216,8 +269,10 @@ def fit_to_devices(cfg: TrainConfig, kind: str, data: str, devices: int, memory:
     import dataclasses
 
     if cfg.batch_size % devices:
-        raise ValueError(f"the global batch {cfg.batch_size} does not split over {devices} devices; choose a device count that "
-                         f"divides it (or change batch_size, which changes the recipe)")
+        raise ValueError(
+            f"the global batch {cfg.batch_size} does not split over {devices} devices; choose a device count that "
+            f"divides it (or change batch_size, which changes the recipe)"
+        )
     per = cfg.batch_size // devices
     cls, mc = _model(cfg, kind, data)
     state = 20 * cls.parameter_count(mc) // (devices if cfg.distributed == "fsdp" else 1)
@@ -225,9 +280,14 @@ def fit_to_devices(cfg: TrainConfig, kind: str, data: str, devices: int, memory:
         need = state + activation_bytes(kind, mc, per, accum, cfg.mixed_precision)
         if memory is None or need <= memory:
             fitted = dataclasses.replace(cfg, grad_accum=accum)
-            return fitted, (f"fitted to {devices} device(s): global batch {cfg.batch_size} = {devices} x {per // accum} per "
-                            f"micro-batch x {accum} accumulation step(s) (learning rate and schedule unchanged); about "
-                            f"{format_bytes(need)} per device" + (f" of {format_bytes(memory)}" if memory else ""))
-    raise ValueError(f"even one image per micro-batch needs ~{format_bytes(state + activation_bytes(kind, mc, 1, 1, cfg.mixed_precision))} "
-                     f"per device, more than {format_bytes(memory or 0)}: use distributed=fsdp, mixed_precision=bf16 or "
-                     "grad_checkpointing=true, or more memory")
+            return fitted, (
+                f"fitted to {devices} device(s): global batch {cfg.batch_size} = {devices} x {per // accum} per "
+                f"micro-batch x {accum} accumulation step(s) (learning rate and schedule unchanged); about "
+                f"{format_bytes(need)} per device" + (f" of {format_bytes(memory)}" if memory else "")
+            )
+    raise ValueError(
+        "even one image per micro-batch needs "
+        f"~{format_bytes(state + activation_bytes(kind, mc, 1, 1, cfg.mixed_precision))} "
+        f"per device, more than {format_bytes(memory or 0)}: use distributed=fsdp, mixed_precision=bf16 or "
+        "grad_checkpointing=true, or more memory"
+    )

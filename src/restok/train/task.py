@@ -5,9 +5,10 @@ restored from checkpoints, and the EMA weights drawn from or exported as an infe
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -83,8 +84,12 @@ TRAINING_BYTES_PER_PARAMETER = 20
 def build_for_training(cls: Any, preset: str, device: torch.device | None, **overrides: Any) -> Any:
     """``cls.from_preset(preset, **overrides)`` after checking that the run's per-parameter state fits ``device``."""
     if preset in cls.presets:
-        cls.check_fits(cls.presets[preset].replace(**overrides), device, TRAINING_BYTES_PER_PARAMETER,
-                       "its float32 weights, gradients, AdamW moments and EMA copy")
+        cls.check_fits(
+            cls.presets[preset].replace(**overrides),
+            device,
+            TRAINING_BYTES_PER_PARAMETER,
+            "its float32 weights, gradients, AdamW moments and EMA copy",
+        )
     return cls.from_preset(preset, **overrides)
 
 
@@ -100,11 +105,18 @@ def load_initial_weights(model: torch.nn.Module, source: str) -> list[str]:
     own = model.state_dict()
     fresh = sorted(_training_only(model) - set(src_model.state_dict()))
     try:  # the package's one key/shape check (from_pretrained's), against the model less its fresh heads
-        tensors, _ = check_state_dict({k: v for k, v in own.items() if k not in fresh}, src_model.state_dict(),
-                                      tuple(_training_only(src_model)), source, f"this run's {type(model).__name__}")
+        tensors, _ = check_state_dict(
+            {k: v for k, v in own.items() if k not in fresh},
+            src_model.state_dict(),
+            tuple(_training_only(src_model)),
+            source,
+            f"this run's {type(model).__name__}",
+        )
     except CheckpointError as e:
-        raise TrainingError(f"init_from={source!r} does not fit this run's model: {e}\n"
-                            "give the run the source's architecture (model / model_overrides)") from e
+        raise TrainingError(
+            f"init_from={source!r} does not fit this run's model: {e}\n"
+            "give the run the source's architecture (model / model_overrides)"
+        ) from e
     model.load_state_dict(tensors, strict=False)
     return fresh
 
@@ -127,8 +139,11 @@ class ModelTask:
         self.acc = acc
         if cfg.init_from:
             fresh = load_initial_weights(model, cfg.init_from)
-            log.info("init_from=%s: weights loaded%s", cfg.init_from,
-                     f"; freshly initialised (the source has none): {', '.join(fresh)}" if fresh else "")
+            log.info(
+                "init_from=%s: weights loaded%s",
+                cfg.init_from,
+                f"; freshly initialised (the source has none): {', '.join(fresh)}" if fresh else "",
+            )
         self.fsdp = cfg.distributed == "fsdp" and acc.num_processes > 1
         if self.fsdp:
             model = shard_model(model.to(acc.device), block_types)
@@ -180,8 +195,13 @@ class ModelTask:
             )
         else:
             opt = self.opt.state_dict()
-        return {"optimizer": opt, "optimizer_layout": "fsdp-full" if self.fsdp else "torch",
-                "scheduler": self.sched.state_dict(), "ema_updates": self.ema.updates, "processes": self.acc.num_processes}
+        return {
+            "optimizer": opt,
+            "optimizer_layout": "fsdp-full" if self.fsdp else "torch",
+            "scheduler": self.sched.state_dict(),
+            "ema_updates": self.ema.updates,
+            "processes": self.acc.num_processes,
+        }
 
     def load_checkpoint(self, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
         """Restore what the two methods above saved (every process reads the same files)."""
@@ -191,13 +211,18 @@ class ModelTask:
             want = {k for k in self.raw.state_dict()}
             have = set(tensors["model"])
             if want != have:
-                raise TrainingError(f"checkpoint model does not fit: missing {sorted(want - have)[:5]}, unexpected {sorted(have - want)[:5]}")
+                raise TrainingError(
+                    f"checkpoint model does not fit: missing {sorted(want - have)[:5]}, unexpected "
+                    f"{sorted(have - want)[:5]}"
+                )
             opts = StateDictOptions(full_state_dict=True)
             set_model_state_dict(self.raw, tensors["model"], options=opts)
         else:
             missing, unexpected = self.raw.load_state_dict(tensors["model"], strict=False)
             if missing or unexpected:
-                raise TrainingError(f"checkpoint model does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+                raise TrainingError(
+                    f"checkpoint model does not fit: missing {missing[:5]}, unexpected {unexpected[:5]}"
+                )
         self._load_optimizer(state["optimizer"], state.get("optimizer_layout", "torch"))
         self.ema.load_state_dict(tensors["ema"], state["ema_updates"])
         self.sched.load_state_dict(state["scheduler"])
@@ -217,8 +242,10 @@ class ModelTask:
         if layout == "torch":  # positions -> names, in the order the optimizer holds its parameters
             name_of = {id(p): n for n, p in self.raw.named_parameters()}
             names = [name_of[id(p)] for g in opt.param_groups for p in g["params"]]
-            saved = {"state": {names[int(i)]: st for i, st in saved["state"].items()},
-                     "param_groups": [{**g, "params": [names[int(i)] for i in g["params"]]} for g in saved["param_groups"]]}
+            saved = {
+                "state": {names[int(i)]: st for i, st in saved["state"].items()},
+                "param_groups": [{**g, "params": [names[int(i)] for i in g["params"]]} for g in saved["param_groups"]],
+            }
         set_optimizer_state_dict(self.raw, opt, saved, options=StateDictOptions(full_state_dict=True))
 
     def validate(self, step: int) -> dict[str, float]:
@@ -234,7 +261,9 @@ class ModelTask:
         make_dir(path, inside=path.parent)  # a link planted as RUN/final never receives the model
         model = inference_model(self.inference_config(), shadow)  # type: ignore[attr-defined] # each trainer's own
         cfg = self.cfg  # type: ignore[attr-defined]
-        card = {"training": {"run": path.parent.name, "kind": cfg.kind, "steps": cfg.max_steps, "config": cfg.to_dict()}}
+        card = {
+            "training": {"run": path.parent.name, "kind": cfg.kind, "steps": cfg.max_steps, "config": cfg.to_dict()}
+        }
         model.provenance = Provenance(source=f"EMA weights of the run {path.parent.name}", layout="trained", card=card)
         model.save_pretrained(path)
 

@@ -4,7 +4,6 @@ L_G, then (once the GAN has started) the discriminator-head update on L_D, then 
 from __future__ import annotations
 
 import logging
-
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..core import hierarchy as Hy
 from ..data.datasets import ImageDataset, collate_images
 from ..data.images import make_grid, save_image
-from ..core import hierarchy as Hy
 from ..data.sources import open_image_source
 from ..eval.inception import load_inception
 from ..eval.metrics import codebook_stats
@@ -43,7 +42,9 @@ def build_tokenizer_for_training(cfg: TrainConfig, teacher_dim: int, device: tor
     is built when its training state cannot fit ``device``)."""
     lc = cfg.loss
     return build_for_training(
-        ResTok, cfg.model, device,
+        ResTok,
+        cfg.model,
+        device,
         **{
             **cfg.model_overrides,
             "encoder_feature_dim": teacher_dim if lc.use_alignment and lc.encoder_alignment else 0,
@@ -74,7 +75,9 @@ class TokenizerTask(ModelTask):
         torch.manual_seed(cfg.seed)  # initial weights: the same on every process
         self.loss = TokenizerLoss(cfg.loss).to(acc.device)
         model = build_tokenizer_for_training(cfg, self.loss.teacher_dim, acc.device)
-        self.dataset = ImageDataset(self.source, model.config.image_size, train=True, min_crop=cfg.min_crop, flip=cfg.flip)
+        self.dataset = ImageDataset(
+            self.source, model.config.image_size, train=True, min_crop=cfg.min_crop, flip=cfg.flip
+        )
         if cfg.grad_checkpointing:
             enable_activation_checkpointing(model, (Block,))
         model.train()
@@ -86,12 +89,18 @@ class TokenizerTask(ModelTask):
         self.levels = Hy.latent_level_bounds(self.raw.num_tokens)  # per-level usage: a coarse level can collapse alone
         self.level_counts = torch.zeros(len(self.levels), self.raw.codebook_size, dtype=torch.long)
         self.collapse_warned: set[int] = set()
-        self.restarter = DeadCodeRestarter(self.raw.codebook_size, cfg.restart_dead_codes, cfg.seed) if cfg.restart_dead_codes else None
+        self.restarter = (
+            DeadCodeRestarter(self.raw.codebook_size, cfg.restart_dead_codes, cfg.seed)
+            if cfg.restart_dead_codes
+            else None
+        )
         self.d_params: list[nn.Parameter] = []
         if self.loss.discriminator is not None:
             self.d_params = [p for p in self.loss.discriminator.heads.parameters()]
             d_total = max(1, cfg.max_steps - cfg.loss.discriminator_start)
-            d_opt = build_optimizer(param_groups(self.loss.discriminator.heads, cfg.disc_optimizer.weight_decay), cfg.disc_optimizer)
+            d_opt = build_optimizer(
+                param_groups(self.loss.discriminator.heads, cfg.disc_optimizer.weight_decay), cfg.disc_optimizer
+            )
             self.loss_ddp, self.d_opt = acc.prepare(self.loss, d_opt)
             self.d_sched = build_scheduler(self.d_opt, cfg.disc_optimizer, d_total)
         # Preview images spread over the data (class-sorted folders would otherwise show one class only).
@@ -147,34 +156,60 @@ class TokenizerTask(ModelTask):
             for key, v in logs.items():
                 sums[key] = sums.get(key, 0.0) + v / len(chunks)
         self.counts += step_counts
-        gnorm = acc.clip_grad_norm_(self.model.parameters(), cfg.optimizer.grad_clip if cfg.optimizer.grad_clip > 0 else float("inf"))
+        gnorm = acc.clip_grad_norm_(
+            self.model.parameters(), cfg.optimizer.grad_clip if cfg.optimizer.grad_clip > 0 else float("inf")
+        )
         self.opt.step()
         self.sched.step()
         self.opt.zero_grad(set_to_none=True)
-        out_logs = {"loss": sums.pop("total"), **sums, "grad_norm": float(full_tensor(gnorm)), "lr": self.sched.get_last_lr()[0]}
+        out_logs = {
+            "loss": sums.pop("total"),
+            **sums,
+            "grad_norm": float(full_tensor(gnorm)),
+            "lr": self.sched.get_last_lr()[0],
+        }
         if self.loss.gan_active(step):
-            for p in self.d_params:
-                p.requires_grad_(True)
-            d_sums: dict[str, float] = {}
-            for i, ((x, _), r) in enumerate(zip(chunks, recons)):
-                sync = i == len(chunks) - 1
-                with (nullcontext() if sync else acc.no_sync(self.loss_ddp)):
-                    d_loss, d_logs = self.loss_ddp(x, r, loss_gen)
-                    self._check_finite(d_loss.detach(), step, "discriminator", d_logs)
-                    acc.backward(d_loss / len(chunks))
-                for key, v in d_logs.items():
-                    d_sums[key] = d_sums.get(key, 0.0) + v / len(chunks)
-            clip = cfg.disc_optimizer.grad_clip if cfg.disc_optimizer.grad_clip > 0 else float("inf")
-            d_norm = acc.clip_grad_norm_(self.d_params, clip)
-            self.d_opt.step()
-            self.d_sched.step()
-            self.d_opt.zero_grad(set_to_none=True)
-            out_logs.update(d_sums, d_grad_norm=float(d_norm), d_lr=self.d_sched.get_last_lr()[0])
+            out_logs.update(self._discriminator_step(chunks, recons, step, loss_gen))
         self.ema.update(self.raw)
         if self.restarter is not None:
-            self.restarter.step(acc, step, step_counts, torch.cat(latents), dict(self.raw.named_parameters()),
-                                self._torch_optimizer(), self.ema.shadow)
+            self.restarter.step(
+                acc,
+                step,
+                step_counts,
+                torch.cat(latents),
+                dict(self.raw.named_parameters()),
+                self._torch_optimizer(),
+                self.ema.shadow,
+            )
         return out_logs
+
+    def _discriminator_step(
+        self,
+        chunks: list[tuple[torch.Tensor, torch.Tensor]],
+        recons: list[torch.Tensor],
+        step: int,
+        gen: torch.Generator,
+    ) -> dict[str, float]:
+        """The discriminator heads' update on L_D over the step's micro-batches (real images vs the detached
+        reconstructions); returns its logged terms."""
+        cfg, acc = self.cfg, self.acc
+        for p in self.d_params:
+            p.requires_grad_(True)
+        d_sums: dict[str, float] = {}
+        for i, ((x, _), r) in enumerate(zip(chunks, recons)):
+            sync = i == len(chunks) - 1
+            with nullcontext() if sync else acc.no_sync(self.loss_ddp):
+                d_loss, d_logs = self.loss_ddp(x, r, gen)
+                self._check_finite(d_loss.detach(), step, "discriminator", d_logs)
+                acc.backward(d_loss / len(chunks))
+            for key, v in d_logs.items():
+                d_sums[key] = d_sums.get(key, 0.0) + v / len(chunks)
+        clip = cfg.disc_optimizer.grad_clip if cfg.disc_optimizer.grad_clip > 0 else float("inf")
+        d_norm = acc.clip_grad_norm_(self.d_params, clip)
+        self.d_opt.step()
+        self.d_sched.step()
+        self.d_opt.zero_grad(set_to_none=True)
+        return {**d_sums, "d_grad_norm": float(d_norm), "d_lr": self.d_sched.get_last_lr()[0]}
 
     def _count_ids(self, ids: torch.Tensor, step_counts: torch.Tensor) -> None:
         """Add a micro-batch's ids (b, L) to the step's code counts and to each latent level's."""
@@ -210,9 +245,16 @@ class TokenizerTask(ModelTask):
             out[f"codebook_entropy_level{lvl}"] = float(-(p * torch.log2(p + 1e-8)).sum())
             if used < self.COLLAPSE_SHARE * min(K, n) and lvl not in self.collapse_warned:
                 self.collapse_warned.add(lvl)
-                log.warning("codebook collapse at latent level %d (tokens %d-%d): its %d ids used %d of %d codes; consider "
-                            "restart_dead_codes=N or model_overrides={entropy_loss_ratio: 0.1} (README, Train your own)",
-                            lvl, self.levels[lvl][0], self.levels[lvl][1] - 1, n, used, K)
+                log.warning(
+                    "codebook collapse at latent level %d (tokens %d-%d): its %d ids used %d of %d codes; consider "
+                    "restart_dead_codes=N or model_overrides={entropy_loss_ratio: 0.1} (README, Train your own)",
+                    lvl,
+                    self.levels[lvl][0],
+                    self.levels[lvl][1] - 1,
+                    n,
+                    used,
+                    K,
+                )
         self.level_counts.zero_()
         return out
 
@@ -279,7 +321,9 @@ class TokenizerTask(ModelTask):
                 ds = ImageDataset(source, model.config.image_size, train=False)
                 n = min(self.cfg.eval_images, len(ds))
                 self._eval_images = [ds[i]["image"] for i in range(n)]  # unreadable files are replaced and named
-                self._inception = load_inception(self.cfg.eval_inception, device=self.acc.device) if self.cfg.eval_inception else None
+                self._inception = (
+                    load_inception(self.cfg.eval_inception, device=self.acc.device) if self.cfg.eval_inception else None
+                )
             parts = []
             for i in range(0, len(self._eval_images), self.cfg.eval_batch_size):
                 x = torch.stack(self._eval_images[i : i + self.cfg.eval_batch_size]).to(self.acc.device)

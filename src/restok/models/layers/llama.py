@@ -14,7 +14,15 @@ import torch.nn.functional as F
 from ...core.configs import HARConfig
 from .rope import apply_rotary
 
-__all__ = ["RMSNorm", "Attention", "FeedForward", "DropPath", "TransformerBlock", "LabelEmbedder", "SpecialTokenEmbedding"]
+__all__ = [
+    "RMSNorm",
+    "Attention",
+    "FeedForward",
+    "DropPath",
+    "TransformerBlock",
+    "LabelEmbedder",
+    "SpecialTokenEmbedding",
+]
 
 
 class RMSNorm(nn.Module):
@@ -28,7 +36,9 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., D) -> (..., D)."""
         xf = x.float()  # (..., D) float32
-        return (xf * torch.rsqrt(torch.mean(xf * xf, dim=-1, keepdim=True) + self.eps)).type_as(x) * self.weight  # (..., D)
+        return (xf * torch.rsqrt(torch.mean(xf * xf, dim=-1, keepdim=True) + self.eps)).type_as(
+            x
+        ) * self.weight  # (..., D)
 
 
 class Attention(nn.Module):

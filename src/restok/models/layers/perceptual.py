@@ -19,8 +19,19 @@ import torch.nn as nn
 
 from ...runtime.network import offline
 
-__all__ = ["BackboneError", "load_weights", "seeded_init", "freeze", "VGG16Features", "LPIPS", "build_lpips",
-           "installed_lpips_heads", "VGG16_URL", "LPIPS_LIN_URL", "WEIGHT_OPTIONS"]
+__all__ = [
+    "BackboneError",
+    "load_weights",
+    "seeded_init",
+    "freeze",
+    "VGG16Features",
+    "LPIPS",
+    "build_lpips",
+    "installed_lpips_heads",
+    "VGG16_URL",
+    "LPIPS_LIN_URL",
+    "WEIGHT_OPTIONS",
+]
 
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 LPIPS_LIN_URL = "https://heibox.uni-heidelberg.de/f/607503859c864bc1b30b/?dl=1"  # taming-transformers vgg.pth
@@ -37,11 +48,13 @@ WEIGHT_OPTIONS = {
     "LPIPS VGG16 features": "loss.perceptual_vgg_weights=vgg16-397923af.pth",
     "LPIPS lin heads": "loss.perceptual_lin_weights=vgg.pth (or pip install lpips, whose wheel ships it)",
     "discriminator backbone dino-vits16": "loss.discriminator_weights=dino_deitsmall16_pretrain.pth "
-                                          "(loss.alignment_weights=... when DINO is the alignment teacher)",
+    "(loss.alignment_weights=... when DINO is the alignment teacher)",
 }
 
 
-def load_weights(module: nn.Module, source: str | None, url: str | None, what: str, strict: bool = True, option: str | None = None) -> list[str]:
+def load_weights(
+    module: nn.Module, source: str | None, url: str | None, what: str, strict: bool = True, option: str | None = None
+) -> list[str]:
     """Load a state dict into ``module`` from a local file (``source``) or ``url``; returns ignored keys.
 
     With neither, the module keeps seeded random weights (only allowed for the small test networks,
@@ -83,7 +96,8 @@ def load_weights(module: nn.Module, source: str | None, url: str | None, what: s
     if wrong:
         k = wrong[0]
         raise BackboneError(
-            f"{what}: {len(wrong)} tensors have the wrong shape, e.g. {k}: file {list(state[k].shape)} vs model {list(own[k].shape)}"
+            f"{what}: {len(wrong)} tensors have the wrong shape, e.g. {k}: file {list(state[k].shape)} vs model "
+            f"{list(own[k].shape)}"
         )
     module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=strict)
     return unexpected
@@ -173,8 +187,9 @@ class LPIPS(nn.Module):
         return total
 
 
-def build_lpips(spec: str = "vgg16", vgg_weights: str | None = None, lin_weights: str | None = None,
-                vgg_option: str | None = None) -> LPIPS:
+def build_lpips(
+    spec: str = "vgg16", vgg_weights: str | None = None, lin_weights: str | None = None, vgg_option: str | None = None
+) -> LPIPS:
     """The frozen LPIPS network: ``vgg16`` (public weights, file or download) or ``vgg16-tiny`` (random)."""
     if spec not in ("vgg16", "vgg16-tiny"):
         raise BackboneError(f"unknown perceptual network {spec!r}; choose 'vgg16' or 'vgg16-tiny'")
@@ -185,7 +200,9 @@ def build_lpips(spec: str = "vgg16", vgg_weights: str | None = None, lin_weights
         with torch.no_grad():  # LPIPS heads are non-negative, so the distance is too
             for lin in m.lins:
                 lin.model[1].weight.abs_()
-    load_weights(m.net, vgg_weights, VGG16_URL if real else None, "LPIPS VGG16 features", strict=True, option=vgg_option)
+    load_weights(
+        m.net, vgg_weights, VGG16_URL if real else None, "LPIPS VGG16 features", strict=True, option=vgg_option
+    )
     lins = {f"lin{i}": lin for i, lin in enumerate(m.lins)}
     holder = nn.Module()
     for k, v in lins.items():
@@ -193,8 +210,11 @@ def build_lpips(spec: str = "vgg16", vgg_weights: str | None = None, lin_weights
     if real and lin_weights is None:
         lin_weights = installed_lpips_heads()
     load_weights(holder, lin_weights, LPIPS_LIN_URL if real else None, "LPIPS lin heads", strict=True)
-    m.identity = {"spec": spec, "vgg_weights": vgg_weights or (VGG16_URL if real else "seeded"),  # recorded beside the numbers
-                  "lin_weights": lin_weights or (LPIPS_LIN_URL if real else "seeded")}
+    m.identity = {
+        "spec": spec,
+        "vgg_weights": vgg_weights or (VGG16_URL if real else "seeded"),  # recorded beside the numbers
+        "lin_weights": lin_weights or (LPIPS_LIN_URL if real else "seeded"),
+    }
     return freeze(m)
 
 

@@ -27,7 +27,7 @@ Axes: B batch, C channels, H/W spatial.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -51,6 +51,7 @@ def set_fast_convs(enabled: bool) -> None:
     global _FAST_CONVS
     _FAST_CONVS = bool(enabled)
 
+
 # Per-axis maps (rows: the 4 new taps, columns: the 3 old ones). Upsampling: output 2i reads inputs (i-1, i)
 # with taps (K0, K1+K2), output 2i+1 reads (i, i+1) with (K0+K1, K2); as a padding-1 transposed conv that is
 # the kernel [K2, K1+K2, K0+K1, K0]. Pooling: the mean of outputs 2i and 2i+1 reads inputs 2i-1 .. 2i+2 with
@@ -66,7 +67,9 @@ def _fold_taps(w: torch.Tensor, table: tuple[tuple[float, ...], ...]) -> torch.T
     return torch.einsum("ka,oiab,lb->oikl", t, w, t)
 
 
-def _prepared(owner: nn.Module, key: str, sources: tuple[torch.Tensor, ...], make: Callable[[], torch.Tensor]) -> torch.Tensor:
+def _prepared(
+    owner: nn.Module, key: str, sources: tuple[torch.Tensor, ...], make: Callable[[], torch.Tensor]
+) -> torch.Tensor:
     """``make()`` in channels-last layout, cached on ``owner`` while no gradient is needed and no source changed."""
     if (torch.is_grad_enabled() and any(s.requires_grad for s in sources)) or torch.compiler.is_compiling():
         return make()  # training: differentiable, rebuilt every call; compiled graphs fold it themselves
@@ -195,7 +198,9 @@ class _UpStage(_Stage):
         if conv is None:
             return x
         # conv(nearest_upsample(x)) as one transposed conv; its weight layout is (Cin, Cout, kH, kW).
-        w = _prepared(conv, "up", (conv.weight,), lambda: _fold_taps(conv.weight, _UPSAMPLE_TAPS).transpose(0, 1))  # (Cin, Cout, 4, 4)
+        w = _prepared(
+            conv, "up", (conv.weight,), lambda: _fold_taps(conv.weight, _UPSAMPLE_TAPS).transpose(0, 1)
+        )  # (Cin, Cout, 4, 4)
         return F.conv_transpose2d(x, w, conv.bias, stride=2, padding=1)  # (B, Cout, 2H, 2W)
 
 

@@ -77,8 +77,10 @@ class VectorQuantizer(nn.Module):
                 flat = F.normalize(flat, dim=-1)  # (BL, C) unit vectors
             emb = self.codebook()  # (K, C)
             # Same expression and order as the official code, so near-ties resolve identically.
-            d = torch.sum(flat**2, dim=1, keepdim=True) + torch.sum(emb**2, dim=1) - 2 * torch.einsum(
-                "bd,dn->bn", flat, emb.T
+            d = (
+                torch.sum(flat**2, dim=1, keepdim=True)
+                + torch.sum(emb**2, dim=1)
+                - 2 * torch.einsum("bd,dn->bn", flat, emb.T)
             )  # (BL, K)
             ids = torch.argmin(d, dim=1)  # (BL,)
             zq = self.lookup(ids).view(B, L, C)  # (B, L, C)

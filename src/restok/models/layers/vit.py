@@ -43,7 +43,9 @@ class Attention(nn.Module):
         """
         B, N, D = x.shape
         bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))  # (3D,)
-        qkv = F.linear(x, self.qkv.weight, bias).reshape(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)  # (3, B, h, N, d)
+        qkv = (
+            F.linear(x, self.qkv.weight, bias).reshape(B, N, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        )  # (3, B, h, N, d)
         q, k, v = qkv.unbind(0)  # (B, h, N, d) each
         q, k = self.q_norm(q), self.k_norm(k)  # (B, h, N, d) each
         cos, sin = rope
