@@ -13,9 +13,11 @@ import importlib
 from typing import Any
 
 from . import _compat
-from .core.configs import GENERATOR_PRESETS, TOKENIZER_PRESETS, HARConfig, PixelCNNConfig, ResTokConfig
 from .eval.budgets import encode_adaptive
 from .models import HARGenerator, ResTok, load_generator, load_model, load_tokenizer
+from .models.har import GENERATOR_PRESETS, HARConfig
+from .models.layers.pixel_cnn import PixelCNNConfig
+from .models.restok import TOKENIZER_PRESETS, ResTokConfig
 from .pipelines import ResTokPipeline
 from .runtime.version import __version__
 from .sampling import RELEASED_RECIPE, SAMPLING_PRESETS, CompiledSampler, KVCache, SamplingConfig

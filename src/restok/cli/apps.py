@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from ..core.registry import family_titles
 from ..runtime.processes import resolve_device
 from .base import CLIError, Command
 from .options import SEED, device_option, group, model_options, number, output_option, sampling_type
@@ -61,8 +62,8 @@ def _app_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="TOKENIZER",
-        help="a tokenizer of any family (TiTok, One-D-Piece, LlamaGen VQ, ResTok) to show side by side "
-        "with --tokenizer on the same image; repeat for several",
+        help=f"a tokenizer of any family ({family_titles('tokenizer')}) to show side by side with --tokenizer on the "
+        "same image; repeat for several",
     )
     device_option(p)
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..core.registry import family_titles
 from ..eval import jobs
 from ..eval.jobs import (
     CompareRequest,
@@ -307,8 +308,8 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         required=True,
         metavar="NAME_OR_PATH",
-        help="a tokenizer of any family (ResTok, TiTok, One-D-Piece, LlamaGen VQ): Hub id, folder, weights file or "
-        "embedded name; repeat for each",
+        help=f"a tokenizer of any family ({family_titles('tokenizer')}): Hub id, folder, weights file or embedded "
+        "name; repeat for each",
     )
     g = group(p, "data")
     g.add_argument("--data", required=True, help="image folder or .tar shards (ImageNet val: the 50,000 images)")

@@ -9,7 +9,9 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from .. import models  # noqa: F401 - every family registers itself, for the help texts
 from ..core.fields import Range, field_range
+from ..core.registry import family_titles
 from ..eval.budgets import TARGET_RANGES
 from ..runtime.precision import DTYPES
 from ..runtime.processes import DEVICES
@@ -118,7 +120,7 @@ def model_options(p: argparse.ArgumentParser, tokenizer: str | None = "required"
     for flag, value, what in (("--tokenizer", tokenizer, "tokenizer"), ("--generator", generator, "generator")):
         if value is None:
             continue
-        helptext = f"{what}: an embedded name, a folder, a weights file or a Hub id (any registered family)"
+        helptext = f"{what}: an embedded name, a folder, a weights file or a Hub id ({family_titles(what)})"
         if value == "required":
             g.add_argument(flag, required=True, help=helptext)
         elif value == "optional":

@@ -22,6 +22,7 @@ __all__ = [
     "register_model",
     "model_class",
     "model_classes",
+    "family_titles",
     "find_preset",
     "identify_checkpoint",
     "check_compatible",
@@ -57,7 +58,7 @@ class Layout:
 
 
 _REGISTRY: dict[str, type] = {}
-_DECLARED = ("family", "kind", "config_class", "presets", "ignored_prefixes", "layouts")
+_DECLARED = ("family", "title", "kind", "config_class", "presets", "ignored_prefixes", "layouts")
 
 
 def register_model(cls: type) -> type:
@@ -77,6 +78,11 @@ def register_model(cls: type) -> type:
 def model_classes(kind: str | None = None) -> list[type]:
     """The registered model classes (of one kind), in registration order."""
     return [c for c in _REGISTRY.values() if kind is None or c.kind == kind]
+
+
+def family_titles(kind: str | None = None) -> str:
+    """The registered families (of one kind) by their usual names, for help texts: ``"ResTok, TiTok, ..."``."""
+    return ", ".join(c.title for c in model_classes(kind))
 
 
 def model_class(family: str) -> type:

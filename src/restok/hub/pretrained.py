@@ -44,6 +44,7 @@ class PretrainedModel(nn.Module):
 
     # The registry entry (see restok.core.registry): declared by each family.
     family: ClassVar[str]
+    title: ClassVar[str]  # the family's usual name ("TiTok"), for help texts and tables
     kind: ClassVar[str]  # "tokenizer" or "generator"
     config_class: ClassVar[type]
     presets: ClassVar[Mapping[str, Any]] = {}

@@ -1,9 +1,10 @@
-"""The models: the paper's tokenizer (:mod:`.restok`, Sec. 3) and HAR generator (:mod:`.har`, Sec. 4), the families the
-paper compares them with (TiTok and One-D-Piece, :mod:`.titok`), what every tokenizer shares (:mod:`.tokenizer`),
-their building blocks (:mod:`.layers`), the official checkpoint layouts (:mod:`.official`) and loading any of them by
-name (:mod:`.auto`). Each family registers itself in :mod:`restok.core.registry` when its module is imported; the list
-below is the registry's one entry per family. Imports :mod:`restok.hub`, :mod:`restok.sampling`, :mod:`restok.core`
-and :mod:`restok.runtime`.
+"""The models: the paper's tokenizer (:mod:`.restok`, Sec. 3) and HAR generator (:mod:`.har`, Sec. 4), and the families
+the paper compares them with -- TiTok and One-D-Piece (:mod:`.titok`), LlamaGen's VQ tokenizer and GPT
+(:mod:`.llamagen_vq`, :mod:`.llamagen_gpt`). Each family has one home (a module or a sub-package) holding its config
+class, presets, size tables, release layouts and model, and registers itself in :mod:`restok.core.registry` when it is
+imported. Beside them: what every tokenizer shares (:mod:`.tokenizer`), the building blocks (:mod:`.layers`: one ViT
+block, the Llama blocks, the pixel CNN, the quantizer, RoPE) and loading any of them by name (:mod:`.auto`). Imports
+:mod:`restok.hub`, :mod:`restok.sampling`, :mod:`restok.core` and :mod:`restok.runtime`.
 """
 
 from .auto import (
@@ -15,12 +16,17 @@ from .auto import (
     load_tokenizer,
     model_class_of,
 )
+from .tokenizer import Tokenizer
+
+# The registry lists the families in the order they are imported here (restok info, help texts, tables keep it).
+# isort: off
 from .har import HARGenerator
+from .restok import ResTok
 from .llamagen_gpt import LlamaGenGPT
 from .llamagen_vq import LlamaGenVQ
-from .restok import ResTok
 from .titok import OneDPiece, TiTok
-from .tokenizer import Tokenizer
+
+# isort: on
 
 __all__ = [
     "ResTok",

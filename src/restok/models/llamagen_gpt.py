@@ -25,27 +25,15 @@ from typing import Any
 
 import torch
 
-from ..core.configs import HARConfig
 from ..core.registry import Layout, register_model
 from ..hub.files import CheckpointError
 from ..hub.resolve import ResolvedCheckpoint
 from ..sampling import SamplingConfig
-from .har import HARGenerator
+from .har import GPT_SIZES, HARConfig, HARGenerator
 from .layers.rope import RopeTable
 
 __all__ = ["LlamaGenGPT", "LLAMAGEN_GPT_PRESETS", "llamagen_rope_2d", "LLAMAGEN_RECIPE"]
 
-# (dim, layers, heads) of the GPT sizes in the release code.
-GPT_SIZES = {
-    "B": (768, 12, 12),
-    "L": (1024, 24, 16),
-    "XL": (1280, 36, 20),
-    "XXL": (1536, 48, 24),
-    "XXXL": (2560, 48, 40),
-    "1B": (2048, 22, 32),
-    "3B": (3200, 24, 32),
-    "7B": (4096, 32, 32),
-}
 # The FID recipe of LlamaGen's GETTING_STARTED (sample_c2i_ddp.py: top-k 0, top-p 1, temperature 1): guidance 2.0 for
 # B and L, 1.75 from XL on.
 LLAMAGEN_RECIPE = SamplingConfig(cfg_scale=2.0, cfg_schedule="constant", top_k=0, top_p=1.0, temperature=1.0)
@@ -183,6 +171,7 @@ class LlamaGenGPT(HARGenerator):
     """
 
     family = "llamagen-gpt"
+    title = "LlamaGen GPT"
     presets = LLAMAGEN_GPT_PRESETS
     layouts = (Layout("release", _matches, from_weights=config_from_weights),)
     ignored_prefixes = ("freqs_cis", "causal_mask")

@@ -300,6 +300,7 @@ class LlamaGenVQ(Tokenizer):
     """
 
     family = "llamagen-vq"
+    title = "LlamaGen VQ"
     config_class = LlamaGenVQConfig
     presets = LLAMAGEN_VQ_PRESETS
     layouts = (Layout("release", _matches, from_weights=config_from_weights),)

@@ -31,13 +31,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..core.configs import PixelCNNConfig
 from ..core.fields import Config, check_field_types, setting
 from ..core.registry import Layout, register_model
 from ..hub.files import CheckpointError
 from ..hub.provenance import Provenance
-from .layers.pixel_cnn import PixelDecoder
+from .layers.pixel_cnn import PixelCNNConfig, PixelDecoder
 from .layers.quantizer import VectorQuantizer
+from .layers.vit import TITOK_BLOCK, Block
 from .tokenizer import Tokenizer
 
 __all__ = ["TiTokConfig", "TiTok", "OneDPiece", "TITOK_PRESETS", "ONE_D_PIECE_PRESETS", "VIT_SIZES"]
@@ -145,26 +145,6 @@ ONE_D_PIECE_PRESETS: dict[str, TiTokConfig] = {
 
 
 # ------------------------------------------------------------------------------------------- the ViTs
-class ResidualAttentionBlock(nn.Module):
-    """Pre-norm block with ``nn.MultiheadAttention`` (sequence-first, as the releases) and a GELU MLP."""
-
-    def __init__(self, width: int, heads: int) -> None:
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(width)
-        self.attn = nn.MultiheadAttention(width, heads)
-        self.ln_2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential()
-        self.mlp.add_module("c_fc", nn.Linear(width, 4 * width))
-        self.mlp.add_module("gelu", nn.GELU())
-        self.mlp.add_module("c_proj", nn.Linear(4 * width, width))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, B, W) -> (N, B, W)."""
-        h = self.ln_1(x)
-        x = x + self.attn(h, h, h, need_weights=False)[0]
-        return x + self.mlp(self.ln_2(x))
-
-
 class _ViT(nn.Module):
     """What the encoder and the decoder share: the class token, embeddings of the patch grid and of the latent
     positions, and the transformer between two LayerNorms."""
@@ -176,16 +156,16 @@ class _ViT(nn.Module):
         self.positional_embedding = nn.Parameter(scale * torch.randn(grid**2 + 1, width))
         self.latent_token_positional_embedding = nn.Parameter(scale * torch.randn(num_tokens, width))
         self.ln_pre = nn.LayerNorm(width)
-        self.transformer = nn.ModuleList([ResidualAttentionBlock(width, heads) for _ in range(depth)])
+        self.transformer = nn.ModuleList([Block(width, heads, TITOK_BLOCK) for _ in range(depth)])
         self.ln_post = nn.LayerNorm(width)
         self.width, self.grid = width, grid
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
-        """ln_pre, the blocks (sequence-first inside), (B, N, W) -> (B, N, W)."""
-        x = self.ln_pre(x).permute(1, 0, 2)  # (N, B, W)
+        """ln_pre, then the blocks: (B, N, W) -> (B, N, W)."""
+        x = self.ln_pre(x)
         for block in self.transformer:
-            x = block(x)
-        return x.permute(1, 0, 2)  # (B, N, W)
+            x = block(x)[0]  # (B, N, W)
+        return x
 
     def with_class(self, x: torch.Tensor) -> torch.Tensor:
         """Prepend the class token to the patch tokens and add the grid's positions: (B, P, W) -> (B, P + 1, W)."""
@@ -418,6 +398,7 @@ class TiTok(Tokenizer):
     """
 
     family = "titok"
+    title = "TiTok"
     config_class = TiTokConfig
     presets = TITOK_PRESETS
     layouts = (Layout("release", _titok_matches, from_weights=config_from_weights),)
@@ -463,6 +444,7 @@ class OneDPiece(TiTok):
     the powers of two up to ``num_tokens``, and any ``k`` from 1 to ``num_tokens`` decodes."""
 
     family = "one-d-piece"
+    title = "One-D-Piece"
     nested = True
     presets = ONE_D_PIECE_PRESETS
     layouts = (Layout("release", _one_d_piece_matches, from_weights=config_from_weights),)

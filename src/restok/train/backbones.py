@@ -15,6 +15,7 @@ Axes: B batch, C channels, N tokens, D width.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from ..models.layers.perceptual import (
     load_weights,
     seeded_init,
 )
+from ..models.layers.vit import DINO_BLOCK, Block
 from ..runtime.network import offline
 
 __all__ = [
@@ -70,45 +72,6 @@ DINOV3_TIMM_NAMES = {
 
 
 # ------------------------------------------------------------------------------------------- ViT (DINO style)
-class _Attention(nn.Module):
-    """timm/DINO attention: fused qkv with bias, output projection."""
-
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, D) -> (B, N, D)."""
-        B, N, D = x.shape
-        q, k, v = self.qkv(x).reshape(B, N, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)  # (B, h, N, d)
-        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, D))
-
-
-class _Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int, approximate: str) -> None:
-        super().__init__()
-        self.fc1, self.fc2, self.approximate = nn.Linear(dim, hidden), nn.Linear(hidden, dim), approximate
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, D) -> (B, N, D)."""
-        return self.fc2(F.gelu(self.fc1(x), approximate=self.approximate))
-
-
-class _Block(nn.Module):
-    def __init__(self, dim: int, heads: int, approximate: str) -> None:
-        super().__init__()
-        self.norm1, self.norm2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
-        self.attn = _Attention(dim, heads)
-        self.mlp = _Mlp(dim, 4 * dim, approximate)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, D) -> (B, N, D)."""
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
 class ViT(nn.Module):
     """Plain ViT with a CLS token and learned positions, DINO/timm key names.
 
@@ -123,7 +86,8 @@ class ViT(nn.Module):
         self.patch_embed.proj = nn.Conv2d(3, dim, patch, patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, (img_size // patch) ** 2 + 1, dim))
-        self.blocks = nn.ModuleList([_Block(dim, heads, approximate) for _ in range(depth)])
+        spec = dataclasses.replace(DINO_BLOCK, gelu=approximate)
+        self.blocks = nn.ModuleList([Block(dim, heads, spec) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
 
     def _tokens(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,7 +109,7 @@ class ViT(nn.Module):
         h = self._tokens(x)
         out = [h] if -1 in taps else []
         for i, blk in enumerate(self.blocks):
-            h = blk(h)
+            h = blk(h)[0]
             if i in taps:
                 out.append(h)
         return out

@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 
-from ..core.configs import GENERATOR_PRESETS, TOKENIZER_PRESETS
 from ..models import HARGenerator, ResTok
 from ..runtime.files import write_text
 from ..runtime.memory import available_memory, format_bytes
@@ -63,7 +62,7 @@ def _data_facts(kind: str, data: str) -> tuple[int, str]:
 def _model(cfg: TrainConfig, kind: str, data: str) -> tuple[Any, Any]:
     """The model class and config the run will build (a generator's sizes from its code set)."""
     if kind == "tokenizer":
-        return ResTok, TOKENIZER_PRESETS[cfg.model].replace(**cfg.model_overrides)
+        return ResTok, ResTok.presets[cfg.model].replace(**cfg.model_overrides)
     from ..data.codes import CodesDataset
 
     meta = CodesDataset(data).meta
@@ -74,7 +73,7 @@ def _model(cfg: TrainConfig, kind: str, data: str) -> tuple[Any, Any]:
         "num_classes": max(1, meta["num_classes"]),
     }
     over.setdefault("ar_tokens", min(meta["tokenizer"]["config"].get("min_tokens", 4), meta["num_tokens"]))
-    return HARGenerator, GENERATOR_PRESETS[cfg.model].replace(**over)
+    return HARGenerator, HARGenerator.presets[cfg.model].replace(**over)
 
 
 def checkpoint_bytes(params: int) -> int:

@@ -7,12 +7,16 @@ Axes: B batch, T positions, D width, h heads, h_kv key/value heads, d head size,
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...core.configs import HARConfig
 from .rope import apply_rotary
+
+if TYPE_CHECKING:  # the blocks read the GPT's sizes from HAR's config (HAR and LlamaGen's GPT share it)
+    from ..har.config import HARConfig
 
 __all__ = [
     "RMSNorm",

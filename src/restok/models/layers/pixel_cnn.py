@@ -28,14 +28,52 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...core.configs import PixelCNNConfig
+from ...core.fields import Config, check_field_types, setting
 
-__all__ = ["PixelEncoder", "PixelDecoder", "clear_prepared_weights", "use_fast_convs", "set_fast_convs"]
+__all__ = [
+    "PixelCNNConfig",
+    "PixelEncoder",
+    "PixelDecoder",
+    "clear_prepared_weights",
+    "use_fast_convs",
+    "set_fast_convs",
+]
+
+
+@dataclass(frozen=True)
+class PixelCNNConfig(Config):
+    """MaskGIT-style CNN pixel encoder/decoder (App. A.1); the official one is 128 wide and 16x."""
+
+    hidden_channels: int = setting(128, ge=1, le=8192)  # width of the first stage
+    # per-stage width multipliers; len(channel_mult) - 1 downsamplings
+    channel_mult: tuple[int, ...] = setting((1, 1, 2, 2, 4), ge=1, le=64)
+    num_res_blocks: int = setting(2, ge=1, le=64)
+    z_channels: int = setting(256, ge=1, le=65536)  # channels handed to / taken from the ViT's 1x1 projections
+    num_groups: int = setting(32, ge=1, le=8192)  # GroupNorm groups
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if not self.channel_mult or any(m < 1 for m in self.channel_mult):
+            raise ValueError(f"channel_mult must be a non-empty tuple of positive ints, got {self.channel_mult}")
+        for m in self.channel_mult:
+            if (self.hidden_channels * m) % self.num_groups:
+                raise ValueError(
+                    f"pixel CNN width {self.hidden_channels * m} is not divisible by num_groups={self.num_groups}"
+                )
+        if self.num_res_blocks < 1 or self.z_channels < 1:
+            raise ValueError("num_res_blocks and z_channels must be positive")
+
+    @property
+    def downsample(self) -> int:
+        """Spatial downsampling factor of the encoder (2 per stage but the last)."""
+        return 2 ** (len(self.channel_mult) - 1)
+
 
 # The switch between the two paths; RESTOK_FAST_CONVS=0 in the environment starts with the reference path.
 _FAST_CONVS = os.environ.get("RESTOK_FAST_CONVS", "1") != "0"

@@ -6,6 +6,7 @@ Structure (level sizes, merge layers, masks, RoPE ids) comes from :mod:`restok.c
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,16 +15,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core import hierarchy as Hy
-from ..core.configs import TOKENIZER_PRESETS, ResTokConfig
-from ..core.registry import register_model
-from ..hub.provenance import Provenance
-from .layers.pixel_cnn import PixelDecoder, PixelEncoder
-from .layers.quantizer import VectorQuantizer
-from .layers.rope import RopeTable, mrope_table
-from .layers.vit import Block
+from ...core import hierarchy as Hy
+from ...core.registry import register_model
+from ...hub.provenance import Provenance
+from ..layers.pixel_cnn import PixelDecoder, PixelEncoder
+from ..layers.quantizer import VectorQuantizer
+from ..layers.rope import RopeTable, mrope_table
+from ..layers.vit import RESTOK_BLOCK, Block
+from ..tokenizer import Tokenizer, check_pixel_dtype
+from .config import RESTOK_PRESETS, ResTokConfig
 from .official import RESTOK_LAYOUTS, TOKENIZER_TRAINING_ONLY
-from .tokenizer import Tokenizer, check_pixel_dtype
 
 __all__ = ["ResTok", "ResTokEncoder", "ResTokDecoder", "ResTokOutput", "EncoderOutput"]
 
@@ -58,7 +59,8 @@ class ResTokEncoder(nn.Module):
         self.final_grids = Hy.image_level_grids((g, g), cfg.hierarchy_stages)
         self.patch_embed = nn.Conv2d(cfg.pixel_cnn.z_channels, D, 1)
         self.ln_pre = nn.LayerNorm(D, eps=1e-5)
-        self.blocks = nn.ModuleList([Block(D, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth)])
+        spec = dataclasses.replace(RESTOK_BLOCK, mlp_ratio=cfg.mlp_ratio)
+        self.blocks = nn.ModuleList([Block(D, cfg.num_heads, spec) for _ in range(cfg.depth)])
         self.ln_post = nn.LayerNorm(D, eps=1e-5)
         self.level_embedding = _level_params(cfg.hierarchy_stages, D)
         self.latent_token_level_embedding = _level_params(len(self.levels), D)
@@ -170,7 +172,8 @@ class ResTokDecoder(nn.Module):
         if cfg.learnable_dec_image_tokens:
             self.mask_token = nn.Parameter(D**-0.5 * torch.randn(1, 1, D))
         self.ln_pre = nn.LayerNorm(D, eps=1e-5)
-        self.blocks = nn.ModuleList([Block(D, cfg.decoder_num_heads, cfg.mlp_ratio) for _ in range(cfg.decoder_depth)])
+        spec = dataclasses.replace(RESTOK_BLOCK, mlp_ratio=cfg.mlp_ratio)
+        self.blocks = nn.ModuleList([Block(D, cfg.decoder_num_heads, spec) for _ in range(cfg.decoder_depth)])
         self.ln_post = nn.LayerNorm(D, eps=1e-5)
         self.ffn = nn.Conv2d(D, cfg.pixel_cnn.z_channels, 1)
         self.latent_token_level_embedding = _level_params(len(self.levels), D)
@@ -296,9 +299,10 @@ class ResTok(Tokenizer):
     """
 
     family = "restok"
+    title = "ResTok"
     nested = True
     config_class = ResTokConfig
-    presets = TOKENIZER_PRESETS
+    presets = RESTOK_PRESETS
     layouts = RESTOK_LAYOUTS
     ignored_prefixes = TOKENIZER_TRAINING_ONLY
     description = "a ResTok 1-D tokenizer: images <-> nested, coarse-to-fine discrete tokens"

@@ -14,15 +14,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..core import hierarchy as Hy
-from ..core.configs import GENERATOR_PRESETS, HARConfig
-from ..core.registry import register_model
-from ..hub.pretrained import PretrainedModel
-from ..hub.provenance import Provenance
-from ..hub.resolve import ResolvedCheckpoint
-from ..sampling import RELEASED_RECIPE, CompiledSampler, KVCache, SamplingConfig, generate
-from .layers.llama import LabelEmbedder, RMSNorm, SpecialTokenEmbedding, TransformerBlock
-from .layers.rope import RopeTable, rope_1d_table
+from ...core import hierarchy as Hy
+from ...core.registry import register_model
+from ...hub.pretrained import PretrainedModel
+from ...hub.provenance import Provenance
+from ...hub.resolve import ResolvedCheckpoint
+from ...sampling import RELEASED_RECIPE, CompiledSampler, KVCache, SamplingConfig, generate
+from ..layers.llama import LabelEmbedder, RMSNorm, SpecialTokenEmbedding, TransformerBlock
+from ..layers.rope import RopeTable, rope_1d_table
+from .config import HAR_PRESETS, HARConfig
 from .official import HAR_LAYOUTS
 
 __all__ = ["HARGenerator", "KVCache"]
@@ -43,9 +43,10 @@ class HARGenerator(PretrainedModel):
     """
 
     family = "har"
+    title = "HAR"
     kind = "generator"
     config_class = HARConfig
-    presets = GENERATOR_PRESETS
+    presets = HAR_PRESETS
     layouts = HAR_LAYOUTS
     description = "a hierarchical autoregressive (HAR) class-conditional generator of ResTok tokens"
 
