@@ -16,9 +16,10 @@ import sys
 from collections.abc import Sequence
 
 from ..runtime.network import settle_offline
+from ..runtime.requests import RequestError
 from ..runtime.version import __version__
 from . import apps, data, eval, generate, models, plot, tokenize, train
-from .base import EXIT_ERROR, CLIError, Command, add_command
+from .base import EXIT_ERROR, CLIError, Command, add_command, flag_spelling
 from .options import Parser
 
 __all__ = ["main", "build_parser", "COMMANDS", "CLIError"]
@@ -108,10 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - every failure reaches the user as one message, the traceback only with --debug
         if args.debug:
             raise
-        expected = isinstance(e, (CLIError, ValueError, OSError, RuntimeError, ImportError))
-        text = _peer_lost(e) or str(e) or type(e).__name__
-        print(
-            f"error: {text}" if expected else f"error: {type(e).__name__}: {text} (run with --debug for the traceback)",
-            file=sys.stderr,
-        )
+        print(_one_line(e, getattr(args, "parser", None)), file=sys.stderr)
         return EXIT_ERROR
+
+
+def _one_line(e: BaseException, parser: argparse.ArgumentParser | None) -> str:
+    """The one ``error:`` line of a failure: a request's fields spelled as the command's flags; the exception's type
+    named (with the --debug hint) when it is not one of the kinds that speak to the user."""
+    expected = isinstance(e, (CLIError, ValueError, OSError, RuntimeError, ImportError))
+    text = _peer_lost(e) or (e.spelled(flag_spelling(parser)) if isinstance(e, RequestError) else str(e))
+    text = text or type(e).__name__
+    return f"error: {text}" if expected else f"error: {type(e).__name__}: {text} (run with --debug for the traceback)"

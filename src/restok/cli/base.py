@@ -1,18 +1,26 @@
-"""The shape every ``restok`` command has (as ``accelerate``'s and ``diffusers``' CLIs give each command one shape):
-a :class:`Command` names itself, declares its options in one function and runs in another, or holds subcommands;
-:func:`add_command` registers any of them the same way. Also the one-line error and the exit statuses."""
+"""The shape every ``restok`` command has (as ``accelerate``'s and ``diffusers``' CLIs give each command one shape): a
+:class:`Command` names itself, declares its options in one function and runs in another -- parse, fill in a keyword-only
+request (:func:`request`: each field from the option of the same name), one call into the library, print -- or holds
+subcommands; :func:`add_command` registers any of them the same way. Also the one-line error, the exit statuses, and
+the one table that spells a request's fields as the command's flags (:func:`flag_spelling`)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from ..data.images import unique_stems
+from ..pipelines.tokens import batches
 
 __all__ = [
     "CLIError",
     "Command",
     "add_command",
+    "request",
+    "flag_spelling",
     "EXIT_OK",
     "EXIT_INPUTS_FAILED",
     "EXIT_ERROR",
@@ -25,6 +33,8 @@ __all__ = [
 EXIT_OK = 0
 EXIT_INPUTS_FAILED = 1
 EXIT_ERROR = 2
+
+R = TypeVar("R")
 
 
 class CLIError(Exception):
@@ -57,25 +67,33 @@ def add_command(sub: Any, command: Command) -> argparse.ArgumentParser:
         for c in command.subcommands:
             add_command(inner, c)
     elif command.run is not None:
-        p.set_defaults(func=command.run)
+        p.set_defaults(func=command.run, parser=p)  # the parser spells a request's fields as its flags
     return p
 
 
-def batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    """Consecutive chunks of ``items``."""
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def request(cls: Callable[..., R], args: argparse.Namespace, **given: Any) -> R:
+    """The request ``cls`` from the parsed options: each of its fields from the option of the same name (argparse's
+    ``dest``), unless ``given``; a tuple field takes the option's list as a tuple."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in given or not hasattr(args, f.name):
+            continue
+        value = getattr(args, f.name)
+        values[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values, **given)
 
 
-def unique_stems(paths: Sequence[str]) -> list[str]:
-    """Output names for input files: their stems, with the parent folder (then a counter) added where two collide, so
-    that ``a/x.png`` and ``b/x.png`` never overwrite each other."""
-    from pathlib import Path
+# Request fields that no option of the same name sets, and how a command line says them.
+FIELD_FLAGS = {"changes": "the sampling options", "options": "the evaluation options"}
 
-    plain = [Path(p).stem for p in paths]
-    stems = [f"{Path(p).parent.name or 'root'}_{s}" if plain.count(s) > 1 else s for p, s in zip(paths, plain)]
-    seen: dict[str, int] = {}
-    out = []
-    for s in stems:
-        seen[s] = seen.get(s, 0) + 1
-        out.append(s if seen[s] == 1 else f"{s}_{seen[s]}")
-    return out
+
+def flag_spelling(parser: argparse.ArgumentParser | None) -> Callable[[str], str]:
+    """How ``parser``'s command spells a request field in messages: its option (``per_class`` -> ``--per-class``, its
+    first long spelling), a positional argument's name in capitals, or the field's name when no option sets it."""
+    table: dict[str, str] = dict(FIELD_FLAGS)
+    for action in parser._actions if parser is not None else ():
+        if action.dest in (argparse.SUPPRESS, "help"):
+            continue
+        long = [o for o in action.option_strings if o.startswith("--")]
+        table[action.dest] = long[0] if long else str(action.metavar or action.dest).upper()
+    return lambda name: table.get(name, table.get(name.rpartition(".")[2], name))

@@ -1,5 +1,6 @@
-"""``restok eval reconstruction|generation|search|reference`` (the protocols are :mod:`restok.eval`); each task is a
-subcommand of its own, dispatched by the command table."""
+"""``restok eval reconstruction|generation|search|reference|compare|check`` (the work is :mod:`restok.eval.jobs`):
+each task is a subcommand of its own, dispatched by the command table; each fills in its request and prints what the
+job returns."""
 
 from __future__ import annotations
 
@@ -9,20 +10,27 @@ from pathlib import Path
 from typing import Any
 
 from ..core.registry import family_titles
-from ..eval import jobs
 from ..eval.jobs import (
+    CheckRequest,
     CompareRequest,
+    EvalOptions,
     GenerationRequest,
-    Inception,
     Lpips,
     ReconstructionRequest,
     ReferenceRequest,
     SearchRequest,
+    run_check,
+    run_compare,
+    run_generation,
+    run_reconstruction,
+    run_reference,
+    run_search,
 )
+from ..eval.metrics import metric_classes
 from ..eval.search import MAX_SEARCH_POINTS
 from ..runtime.precision import DTYPES
 from ..sampling import SAMPLING_FIELDS
-from .base import Command
+from .base import CLIError, Command, request
 from .options import (
     COUNT,
     batch_option,
@@ -32,7 +40,6 @@ from .options import (
     model_options,
     number,
     output_option,
-    parse_tokens,
     precision_options,
     progress_option,
     sampling_changes,
@@ -84,16 +91,36 @@ def _lpips_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _metric_option(p: argparse.ArgumentParser, task: str) -> None:
+    """``--metric NAME``: the optional metrics of the registry (KID, ...), repeatable."""
+    names = [c.name for c in metric_classes(task, optional=True)]
+    group(p, "metrics").add_argument(
+        "--metric",
+        dest="metrics",
+        action="append",
+        default=[],
+        choices=names,
+        metavar="NAME",
+        help=f"also compute this optional metric ({', '.join(names)}); repeat for several",
+    )
+
+
 def _lpips(args: argparse.Namespace) -> Lpips | None:
-    """The LPIPS the options ask for (None: off)."""
-    if not args.lpips and (args.lpips_vgg or args.lpips_lin):
-        raise ValueError("--lpips-vgg/--lpips-lin name LPIPS weights: add --lpips to score LPIPS")
-    return Lpips(args.lpips_vgg, args.lpips_lin) if args.lpips else None
+    """The LPIPS the options ask for (None: off): ``--lpips`` (or ``--metric lpips``) with its weight files."""
+    on = args.lpips or "lpips" in args.metrics
+    if not on and (args.lpips_vgg or args.lpips_lin):
+        raise CLIError("--lpips-vgg/--lpips-lin name LPIPS weights: add --lpips to score LPIPS")
+    return Lpips(vgg_weights=args.lpips_vgg, lin_weights=args.lpips_lin) if on else None
 
 
-def _inception(args: argparse.Namespace) -> Inception:
-    """The FID Inception and where the job runs, as the options name them."""
-    return Inception(args.inception_weights, args.inception_dtype, args.device, not args.no_progress)
+def _options(args: argparse.Namespace) -> EvalOptions:
+    """Where and how the evaluation runs, as the shared options name it."""
+    return request(EvalOptions, args, progress=not args.no_progress)
+
+
+def _others(args: argparse.Namespace) -> tuple[str, ...]:
+    """The optional metrics asked for by name, but LPIPS (built from its own options)."""
+    return tuple(m for m in args.metrics if m != "lpips")
 
 
 def _print(result: dict[str, Any] | None, keys: tuple[str, ...], out: str) -> None:
@@ -127,39 +154,15 @@ def _reconstruction_arguments(p: argparse.ArgumentParser) -> None:
         help="precision of the CNN pixel decoder (default: fp32, as the official code)",
     )
     _lpips_options(p)
+    _metric_option(p, "reconstruction")
     _common(p, "result JSON (finished batches are kept in OUT.work/ for resume)")
 
 
-def run_reconstruction(args: argparse.Namespace) -> int:
+def run_reconstruction_command(args: argparse.Namespace) -> int:
     """rFID, PSNR, SSIM, codebook usage and entropy of a tokenizer."""
-    req = ReconstructionRequest(
-        args.tokenizer,
-        args.data,
-        Path(args.out),
-        parse_tokens(args.tokens),
-        args.num_images,
-        args.target_psnr,
-        args.batch_size,
-        args.allow_partial,
-        args.pixel_dtype,
-        _inception(args),
-        _lpips(args),
-    )
-    _print(
-        jobs.run_reconstruction(req),
-        (
-            "rfid",
-            "psnr",
-            "ssim",
-            "lpips",
-            "codebook_usage",
-            "codebook_entropy",
-            "num_images",
-            "inception_score",
-            "budget",
-        ),
-        args.out,
-    )
+    req = request(ReconstructionRequest, args, lpips=_lpips(args), metrics=_others(args), options=_options(args))
+    keys = ("rfid", "psnr", "ssim", "lpips", "codebook_usage", "codebook_entropy", "num_images", "inception_score")
+    _print(run_reconstruction(req), (*keys, "kid", "budget"), args.out)
     return 0
 
 
@@ -194,30 +197,16 @@ def _generation_arguments(p: argparse.ArgumentParser) -> None:
         help="also write the scored samples, in sample order, as an ADM sample batch (arr_0 uint8 NHWC, "
         "labels) for the ADM TensorFlow evaluator",
     )
+    _metric_option(p, "generation")
     _common(p, "result JSON (finished batches are kept in OUT.work/ for resume)")
 
 
-def run_generation(args: argparse.Namespace) -> int:
+def run_generation_command(args: argparse.Namespace) -> int:
     """gFID, IS, precision/recall of a generator against a reference batch."""
-    req = GenerationRequest(
-        args.generator,
-        args.tokenizer,
-        args.reference,
-        Path(args.out),
-        args.num_samples,
-        args.per_class,
-        args.seed,
-        args.sampling,
-        sampling_changes(args),
-        args.batch_size,
-        args.allow_partial,
-        args.dtype,
-        args.pixel_dtype,
-        args.save_samples,
-        args.compile,
-        _inception(args),
+    req = request(
+        GenerationRequest, args, changes=sampling_changes(args), metrics=_others(args), options=_options(args)
     )
-    _print(jobs.run_generation(req), ("gfid", "precision", "recall", "inception_score", "num_samples"), args.out)
+    _print(run_generation(req), ("gfid", "precision", "recall", "inception_score", "kid", "num_samples"), args.out)
     return 0
 
 
@@ -252,24 +241,10 @@ def _search_arguments(p: argparse.ArgumentParser) -> None:
     _common(p, "output folder (table.csv, table.json, best.json, search.png, one work folder per point)")
 
 
-def run_search(args: argparse.Namespace) -> int:
+def run_search_command(args: argparse.Namespace) -> int:
     """Guidance search: the grid from the options (or a YAML/JSON file), then the search."""
-    req = SearchRequest(
-        args.generator,
-        args.tokenizer,
-        args.reference,
-        Path(args.out),
-        args.grid,
-        sampling_changes(args),
-        args.per_class,
-        args.refine,
-        args.refine_per_class,
-        args.seed,
-        args.batch_size,
-        _inception(args),
-        args.max_points,
-    )
-    result = jobs.run_search(req, announce=lambda m: print(m, flush=True))
+    req = request(SearchRequest, args, axes=sampling_changes(args), options=_options(args))
+    result = run_search(req, announce=lambda m: print(m, flush=True))
     if result is not None:
         b = result["best"]
         print(json.dumps({k: b[k] for k in (*SAMPLING_FIELDS, "gfid", "inception_score")}))
@@ -292,10 +267,9 @@ def _reference_arguments(p: argparse.ArgumentParser) -> None:
     _common(p, "the reference batch (.npz: arr_0, mu, sigma, activations)")
 
 
-def run_reference(args: argparse.Namespace) -> int:
+def run_reference_command(args: argparse.Namespace) -> int:
     """Write a reference batch from images."""
-    req = ReferenceRequest(args.data, Path(args.out), args.image_size, args.num_images, _inception(args))
-    print(json.dumps(jobs.run_reference(req)))
+    print(json.dumps(run_reference(request(ReferenceRequest, args, options=_options(args)))))
     return 0
 
 
@@ -316,36 +290,22 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--num-images", type=COUNT, default=None, help="images to use (default: all in --data)")
     group(p, "output").add_argument("--no-speed", action="store_true", help="do not time encode/decode images/s")
     _lpips_options(p)
+    _metric_option(p, "reconstruction")
     _common(
         p, "output folder (table.csv, table.json, table.md, rate.png, one result JSON and work folder per tokenizer)"
     )
 
 
-def run_compare(args: argparse.Namespace) -> int:
+def run_compare_command(args: argparse.Namespace) -> int:
     """Several tokenizers under one protocol: a table and a rate-quality plot."""
-    req = CompareRequest(
-        tuple(args.tokenizers),
-        args.data,
-        Path(args.out),
-        args.num_images,
-        args.batch_size,
-        args.allow_partial,
-        not args.no_speed,
-        _inception(args),
-        _lpips(args),
-    )
-    result = jobs.run_compare(req, announce=lambda m: print(m, flush=True))
+    opts = dict(speed=not args.no_speed, lpips=_lpips(args), metrics=_others(args), options=_options(args))
+    result = run_compare(request(CompareRequest, args, **opts), announce=lambda m: print(m, flush=True))
     if result is not None:
         for r in result["rows"]:
-            print(
-                json.dumps(
-                    {k: r[k] for k in ("tokenizer", "tokens", "rfid", "psnr", "ssim", "lpips", "codebook_usage")}
-                )
-            )
-        print(
-            f"wrote {args.out}/table.csv, table.json, table.md"
-            + (", rate.png" if (Path(args.out) / "rate.png").exists() else "")
-        )
+            keys = ("tokenizer", "tokens", "rfid", "psnr", "ssim", "lpips", "codebook_usage")
+            print(json.dumps({k: r[k] for k in (*keys, "kid") if k in r}))
+        rate = ", rate.png" if (Path(args.out) / "rate.png").exists() else ""
+        print(f"wrote {args.out}/table.csv, table.json, table.md" + rate)
     return 0
 
 
@@ -381,15 +341,9 @@ def _check_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run_check(args: argparse.Namespace) -> int:
+def run_check_command(args: argparse.Namespace) -> int:
     """Name every protocol deviation; 0 when clean, 1 with one line per finding."""
-    from ..eval.doctor import check_fid_inputs
-    from ..models.auto import load_generator
-
-    if args.samples is None and args.reference is None and not args.results:
-        raise ValueError("nothing to check: give a sample batch, --reference or --result")
-    recipe = load_generator(args.generator).generation_config.to_dict() if args.generator else None
-    found = check_fid_inputs(args.samples, args.reference, args.results, args.reference_sha256, recipe)
+    found = run_check(request(CheckRequest, args))
     for line in found.lines:
         print(line)
     if not found.lines:
@@ -406,37 +360,37 @@ COMMANDS = (
                 "reconstruction",
                 "rFID (TiTok protocol), PSNR, SSIM, codebook usage and entropy",
                 _reconstruction_arguments,
-                run_reconstruction,
+                run_reconstruction_command,
             ),
             Command(
                 "generation",
                 "gFID, precision/recall, Inception Score against a reference batch",
                 _generation_arguments,
-                run_generation,
+                run_generation_command,
             ),
             Command(
                 "search",
                 "guidance search: gFID/IS/precision/recall over a grid of sampling recipes (resumable)",
                 _search_arguments,
-                run_search,
+                run_search_command,
             ),
             Command(
                 "compare",
                 "several tokenizers (any families) under one protocol: rFID/PSNR/SSIM/usage/speed at every budget",
                 _compare_arguments,
-                run_compare,
+                run_compare_command,
             ),
             Command(
                 "check",
                 "the FID doctor: name every protocol deviation of a sample batch, reference and result files",
                 _check_arguments,
-                run_check,
+                run_check_command,
             ),
             Command(
                 "reference",
                 "write a reference batch (.npz: arr_0, mu, sigma, activations) from images",
                 _reference_arguments,
-                run_reference,
+                run_reference_command,
             ),
         ),
     ),

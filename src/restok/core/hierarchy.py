@@ -107,6 +107,18 @@ def prefix_lengths(num_tokens: int, min_tokens: int) -> tuple[int, ...]:
     return tuple(e for e in ends if e >= min_tokens)
 
 
+def parse_prefix_spec(spec: int | str | tuple[int, ...] | list[int] | None) -> int | str | tuple[int, ...] | None:
+    """The prefix lengths as written (one grammar for every command and API): None, a number, ``"all"``, or a comma
+    list such as ``"4,8,16"`` (a tuple); a ValueError says what is expected."""
+    if not isinstance(spec, str) or spec == "all":
+        return spec
+    try:
+        ks = tuple(sorted({int(v) for v in spec.split(",")}))
+    except ValueError:
+        raise ValueError(f"must be a number, a comma list of numbers or 'all', got {spec!r}") from None
+    return ks[0] if len(ks) == 1 else ks
+
+
 def select_prefixes(
     spec: int | str | tuple[int, ...] | list[int] | None,
     allowed: tuple[int, ...],

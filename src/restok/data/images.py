@@ -38,6 +38,7 @@ __all__ = [
     "save_image",
     "make_grid",
     "sample_grid",
+    "unique_stems",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -169,3 +170,16 @@ def make_grid(
         y, x = padding + r * (h + padding), padding + col * (w + padding)
         grid[:, y : y + h, x : x + w] = images[i].float().clamp(0, 1).cpu()
     return grid
+
+
+def unique_stems(paths: Sequence[str | Path]) -> list[str]:
+    """Output names for input files: their stems, with the parent folder (then a counter) added where two collide, so
+    that ``a/x.png`` and ``b/x.png`` never overwrite each other."""
+    plain = [Path(p).stem for p in paths]
+    stems = [f"{Path(p).parent.name or 'root'}_{s}" if plain.count(s) > 1 else s for p, s in zip(paths, plain)]
+    seen: dict[str, int] = {}
+    out = []
+    for s in stems:
+        seen[s] = seen.get(s, 0) + 1
+        out.append(s if seen[s] == 1 else f"{s}_{seen[s]}")
+    return out

@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..runtime.requests import RequestError
+
 __all__ = ["DataError", "ImageRecord", "ImageSource"]
 
 
-class DataError(ValueError):
+class DataError(RequestError):
     """A dataset path or layout that cannot be used."""
 
 

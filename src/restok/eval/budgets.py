@@ -9,20 +9,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from ..core.fields import Range
-from .metrics import psnr as psnr_fn
-from .metrics import ssim as ssim_fn
+from .metrics import PSNR, SSIM, LPIPSDistance
 
-__all__ = ["AdaptiveCodes", "encode_adaptive", "budget_distribution", "TARGET_RANGES", "check_target"]
+if TYPE_CHECKING:
+    from ..models.tokenizer import Tokenizer
 
-# What a quality target may be (the command line's --target-psnr/--target-ssim use the same ranges): PSNR in dB up to
-# the 200 dB that identical 8-bit images score (restok.eval.metrics.psnr), SSIM up to 1, LPIPS a distance from 0.
-TARGET_RANGES = {"psnr": Range(gt=0.0, le=200.0), "ssim": Range(gt=0.0, le=1.0), "lpips": Range(ge=0.0, le=10.0)}
+__all__ = [
+    "AdaptiveCodes",
+    "encode_adaptive",
+    "budget_distribution",
+    "TARGET_RANGES",
+    "QUALITY_METRICS",
+    "check_target",
+]
+
+# The per-image metrics a budget can target (each scores an image, says which way is better and what a target may be).
+QUALITY_METRICS = {m.name: m for m in (PSNR, SSIM, LPIPSDistance)}
+# What a quality target may be (the command line's --target-psnr/--target-ssim use the same ranges), each metric's own.
+TARGET_RANGES = {name: m.target_range for name, m in QUALITY_METRICS.items()}
 
 
 def check_target(metric: str, value: Any) -> float:
@@ -67,7 +76,7 @@ def _target(psnr: float | None, ssim: float | None, lpips: float | None, lpips_n
 
 @torch.no_grad()
 def encode_adaptive(
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     images: torch.Tensor,
     *,
     psnr: float | None = None,
@@ -94,17 +103,13 @@ def encode_adaptive(
     lengths = [k for k in tokenizer.prefix_lengths if k <= cap]
     ids = tokenizer.encode(images)  # (B, L), the images validated there
     x = images.float().to(ids.device)  # (B, 3, H, W)
+    scorer = LPIPSDistance(lpips_net) if metric == "lpips" else QUALITY_METRICS[metric]()
     scores = []
     for k in lengths:
         rec = torch.round(tokenizer.decode(ids[:, :k]) * 255) / 255  # (B, 3, H, W), 8-bit as in evaluation
-        if metric == "psnr":
-            scores.append(psnr_fn(rec, x))  # (B,)
-        elif metric == "ssim":
-            scores.append(ssim_fn(rec, x))  # (B,)
-        else:
-            scores.append(lpips_net(rec, x).double().flatten())  # (B,)
+        scores.append(scorer.score(rec, x))  # (B,)
     table = torch.stack(scores, dim=1).cpu()  # (B, n): quality of every prefix
-    ok = table <= target if metric == "lpips" else table >= target  # (B, n)
+    ok = table >= target if scorer.higher_is_better else table <= target  # (B, n)
     met = ok.any(dim=1)  # (B,)
     first = torch.where(met, ok.float().argmax(dim=1), torch.full_like(met, len(lengths) - 1, dtype=torch.long))  # (B,)
     chosen_len = torch.tensor(lengths)[first]  # (B,)

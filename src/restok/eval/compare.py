@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,12 +29,26 @@ from ..data.datasets import ImageDataset
 from ..data.records import ImageSource
 from ..runtime.files import make_dir, write_json, write_text
 from ..runtime.processes import Processes
+from ..runtime.requests import field
+from .context import EvalContext, EvalOptions
 from .inception import InceptionFeatures
+from .metrics import RECONSTRUCTION, LPIPSDistance, Metric
 from .plots import plot_comparison
 from .protocol import EvaluationError, versions
-from .reconstruction import evaluate_reconstruction
+from .reconstruction import reconstruct_dataset, reconstruction_metrics
 
-__all__ = ["CompareEntry", "TABLE_COLUMNS", "compare_tokenizers", "entry_labels", "measure_speed"]
+if TYPE_CHECKING:
+    from ..models.tokenizer import Tokenizer
+
+__all__ = [
+    "CompareEntry",
+    "TABLE_COLUMNS",
+    "compare_tokenizers",
+    "compare_over",
+    "entry_labels",
+    "measure_speed",
+    "write_table",
+]
 
 TABLE_COLUMNS = (
     "tokenizer",
@@ -81,7 +95,7 @@ def entry_labels(sources: Sequence[str]) -> list[CompareEntry]:
 
 @torch.no_grad()
 def measure_speed(
-    tokenizer: Any, images: torch.Tensor, lengths: Sequence[int], repeats: int = 2
+    tokenizer: Tokenizer, images: torch.Tensor, lengths: Sequence[int], repeats: int = 2
 ) -> dict[int, tuple[float, float]]:
     """Encode and decode images/s of ``images`` (B, 3, S, S) at each length, best of ``repeats`` after one warm-up."""
 
@@ -119,9 +133,13 @@ def _speed_batch(source: ImageSource, size: int, batch_size: int) -> torch.Tenso
 
 
 def _rows(
-    entry: CompareEntry, tokenizer: Any, result: dict[str, Any], speed: dict[int, tuple[float, float]] | None
+    entry: CompareEntry,
+    tokenizer: Tokenizer,
+    result: dict[str, Any],
+    speed: dict[int, tuple[float, float]] | None,
+    extra: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """The table rows of one tokenizer's result: one per budget."""
+    """The table rows of one tokenizer's result: one per budget (with the ``extra`` columns of optional metrics)."""
     per_budget = result.get("rate_curve") or [{"tokens": tokenizer.num_tokens, **result}]
     rows = []
     for r in per_budget:
@@ -144,6 +162,7 @@ def _rows(
                 "encode_images_per_s": enc,
                 "decode_images_per_s": dec,
                 "num_images": r.get("num_images", result.get("num_images")),
+                **{key: r.get(key) for key in extra},
             }
         )
     return rows
@@ -157,23 +176,86 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def write_table(out: Path, rows: list[dict[str, Any]], notes: dict[str, Any]) -> None:
-    """``table.csv``, ``table.json`` (rows and notes) and ``table.md`` of the comparison."""
+def write_table(out: Path, rows: list[dict[str, Any]], notes: dict[str, Any], extra: Sequence[str] = ()) -> None:
+    """``table.csv``, ``table.json`` (rows and notes) and ``table.md`` of the comparison; ``extra``: the columns of
+    optional metrics, after the protocol's."""
+    columns = [*TABLE_COLUMNS, *extra]
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(TABLE_COLUMNS), extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     write_text(out / "table.csv", buf.getvalue())
     write_json(out / "table.json", {"rows": rows, **notes})
-    md = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
-    md += ["| " + " | ".join(_fmt(r.get(c)) for c in TABLE_COLUMNS) + " |" for r in rows]
+    md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    md += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
     md += ["", *(f"- {k}: {v}" for k, v in notes.items() if isinstance(v, str))]
     write_text(out / "table.md", "\n".join(md) + "\n")
 
 
+def _notes(ctx: EvalContext, metrics: Sequence[Metric], source: ImageSource, speed: bool) -> dict[str, Any]:
+    """What the table's numbers are: the protocol, LPIPS's weights, how speed was timed, the versions."""
+    lpips = next((m for m in metrics if isinstance(m, LPIPSDistance)), None)
+    return {
+        "protocol": "TiTok reconstruction protocol (restok eval reconstruction) for every tokenizer: the same "
+        "evaluation transform, 8-bit reconstructions, FID Inception and evaluator",
+        "lpips": ("LPIPS-VGG16 (Zhang et al. 2018) of the 8-bit reconstructions: " + json.dumps(lpips.work_identity()))
+        if lpips is not None
+        else "not measured: pass --lpips with --lpips-vgg FILE (torchvision's vgg16-397923af.pth; no wheel ships it)",
+        "speed": f"images/s on one batch of {min(ctx.batch_size, len(source))} on the main process, best of 2 after "
+        "a warm-up"
+        if speed
+        else "not measured",
+        **{m.name: m.describe(RECONSTRUCTION) for m in metrics if m.optional and m.describe(RECONSTRUCTION)},
+        "versions": versions(),
+    }
+
+
+def compare_over(
+    ctx: EvalContext,
+    entries: Sequence[CompareEntry],
+    load: Callable[[str], Tokenizer],
+    source: ImageSource,
+    out: Path,
+    *,
+    num_images: int | None = None,
+    speed: bool = True,
+    metrics: Sequence[Metric] | None = None,
+    announce: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any] | None:
+    """The comparison over ``ctx`` (see :func:`compare_tokenizers`); ``metrics`` default to the protocol's."""
+    if not entries:
+        raise EvaluationError(f"no tokenizers to compare: pass {field('tokenizers')} at least once")
+    metrics = list(metrics) if metrics is not None else reconstruction_metrics()
+    extra = [
+        k for m in metrics if m.optional and not isinstance(m, LPIPSDistance) for k in m.result_keys(RECONSTRUCTION)
+    ]
+    make_dir(out)
+    rows: list[dict[str, Any]] = []
+    for i, entry in enumerate(entries):
+        tok = load(entry.source)
+        announce(f"[{i + 1}/{len(entries)}] {entry.label} ({type(tok).family}, budgets {list(tok.prefix_lengths)})")
+        result = reconstruct_dataset(
+            ctx, tok, source, out / f"{entry.label}.json", list(tok.prefix_lengths), num_images, metrics
+        )
+        if result is None:
+            continue  # not the main process: the main one writes the table
+        measured = None
+        if speed:
+            images = _speed_batch(source, tok.config.image_size, ctx.batch_size)
+            measured = measure_speed(tok, images.to(tok.device), tok.prefix_lengths) if len(images) else None
+        rows += _rows(entry, tok, result, measured, extra)
+        del tok
+    if not ctx.processes.main:
+        return None
+    notes = _notes(ctx, metrics, source, speed)
+    write_table(out, rows, notes, extra)
+    plot_comparison(out / "rate.png", rows)
+    return {"rows": rows, **notes}
+
+
 def compare_tokenizers(
     entries: Sequence[CompareEntry],
-    load: Callable[[str], Any],
+    load: Callable[[str], Tokenizer],
     source: ImageSource,
     inception: InceptionFeatures,
     out: str | Path,
@@ -185,52 +267,14 @@ def compare_tokenizers(
     speed: bool = True,
     announce: Callable[[str], None] = lambda _m: None,
     lpips: Any = None,
+    metrics: Sequence[str | Metric] = (),
 ) -> dict[str, Any] | None:
     """Score every tokenizer in ``entries`` (loaded with ``load``) on ``source`` at each budget it supports; write
-    ``OUT/<label>.json`` per tokenizer and the table and plot; the table on the main process (None elsewhere)."""
-    processes = processes or Processes()
-    out = Path(out)
-    if not entries:
-        raise EvaluationError("no tokenizers to compare: pass --tokenizer at least once")
-    make_dir(out)
-    rows: list[dict[str, Any]] = []
-    for i, entry in enumerate(entries):
-        tok = load(entry.source)
-        announce(f"[{i + 1}/{len(entries)}] {entry.label} ({type(tok).family}, budgets {list(tok.prefix_lengths)})")
-        result = evaluate_reconstruction(
-            tok,
-            source,
-            inception,
-            out / f"{entry.label}.json",
-            tokens=list(tok.prefix_lengths),
-            num_images=num_images,
-            batch_size=batch_size,
-            allow_partial=allow_partial,
-            processes=processes,
-            lpips=lpips,
-        )
-        if result is None:
-            continue  # not the main process: the main one writes the table
-        measured = None
-        if speed:
-            images = _speed_batch(source, tok.config.image_size, batch_size)
-            measured = measure_speed(tok, images.to(tok.device), tok.prefix_lengths) if len(images) else None
-        rows += _rows(entry, tok, result, measured)
-        del tok
-    if not processes.main:
-        return None
-    notes = {
-        "protocol": "TiTok reconstruction protocol (restok eval reconstruction) for every tokenizer: the same "
-        "evaluation transform, 8-bit reconstructions, FID Inception and evaluator",
-        "lpips": ("LPIPS-VGG16 (Zhang et al. 2018) of the 8-bit reconstructions: " + json.dumps(lpips.identity))
-        if lpips is not None
-        else "not measured: pass --lpips with --lpips-vgg FILE (torchvision's vgg16-397923af.pth; no wheel ships it)",
-        "speed": f"images/s on one batch of {min(batch_size, len(source))} on the main process, best of 2 after a "
-        "warm-up"
-        if speed
-        else "not measured",
-        "versions": versions(),
-    }
-    write_table(out, rows, notes)
-    plot_comparison(out / "rate.png", rows)
-    return {"rows": rows, **notes}
+    ``OUT/<label>.json`` per tokenizer and the table and plot; the table on the main process (None elsewhere).
+    ``lpips``: an LPIPS network to score LPIPS too; ``metrics``: optional metrics by name (``"kid"``) or instance."""
+    options = EvalOptions(batch_size=batch_size, allow_partial=allow_partial)
+    ctx = EvalContext(processes, None, inception, options)
+    chosen = reconstruction_metrics(lpips, metrics)
+    return compare_over(
+        ctx, entries, load, source, Path(out), num_images=num_images, speed=speed, metrics=chosen, announce=announce
+    )

@@ -1,6 +1,7 @@
-"""The evaluation commands as requests: what ``restok eval reconstruction|generation|search|reference`` ask for, in
-plain values, and one function per request that does the whole job -- this process's models and FID Inception (under a
-launcher, on its own GPU), the processes of the launch, then the protocol. The command line only fills requests in."""
+"""The evaluation commands as requests: what ``restok eval reconstruction|generation|search|reference|compare|check``
+ask for, as keyword-only dataclasses, and one function per request that does the whole job over one
+:class:`~restok.eval.context.EvalContext` -- this process of a launch, its device and FID Inception -- with the
+metrics the request names. The command line only fills requests in."""
 
 from __future__ import annotations
 
@@ -10,43 +11,60 @@ from pathlib import Path
 from typing import Any
 
 from ..data.sources import open_image_source
-from ..models.auto import load_pair, load_tokenizer
+from ..models.auto import load_generator, load_pair, load_tokenizer
 from ..runtime.precision import DTYPES
-from ..runtime.processes import launched
-from .compare import compare_tokenizers, entry_labels
-from .generation import evaluate_generation
-from .inception import load_inception
-from .reconstruction import evaluate_reconstruction
+from ..runtime.requests import RequestError
+from ..runtime.requests import field as field_name
+from .compare import compare_over, entry_labels
+from .context import EvalContext, EvalOptions
+from .doctor import Findings, check_fid_inputs
+from .generation import generate_and_score
+from .metrics import LPIPSDistance, Metric, metric_class
+from .reconstruction import reconstruct_dataset, reconstruction_metrics
 from .references import make_reference, reference_images
-from .search import MAX_SEARCH_POINTS, SearchGrid, search_guidance
+from .search import MAX_SEARCH_POINTS, SearchGrid, search_over
 
 __all__ = [
+    "EvalOptions",
     "Inception",
     "Lpips",
     "ReconstructionRequest",
     "GenerationRequest",
     "SearchRequest",
     "ReferenceRequest",
+    "CompareRequest",
+    "CheckRequest",
     "run_reconstruction",
     "run_generation",
     "run_search",
     "run_reference",
-    "CompareRequest",
     "run_compare",
+    "run_check",
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Inception:
-    """Which FID Inception, in which precision (fp64: as the official evaluator), and where the job runs."""
+    """Which FID Inception, in which precision (fp64: as the official evaluator). The name of the options before they
+    joined :class:`EvalOptions` (``device`` and ``progress`` went there too)."""
 
     weights: str | None = None
     dtype: str = "fp64"
     device: str = "auto"
     progress: bool = True
 
+    def options(self, **more: Any) -> EvalOptions:
+        """These settings as the evaluation's options."""
+        return EvalOptions(
+            inception_weights=self.weights,
+            inception_dtype=self.dtype,
+            device=self.device,
+            progress=self.progress,
+            **more,
+        )
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Lpips:
     """LPIPS-VGG16 as a reconstruction metric: the VGG16 backbone (torchvision's ``vgg16-397923af.pth``; no wheel ships
     it, so offline it must be a local file) and the "lin" heads (default: the ``lpips`` wheel's, else downloaded)."""
@@ -58,15 +76,21 @@ class Lpips:
         """The frozen network on ``device``."""
         from ..models.layers.perceptual import build_lpips
 
-        return build_lpips(
-            "vgg16",
-            self.vgg_weights,
-            self.lin_weights,
-            vgg_option="--lpips-vgg vgg16-397923af.pth (torchvision's VGG16 weights file)",
-        ).to(device)
+        where = f"{field_name('lpips_vgg')} vgg16-397923af.pth (torchvision's VGG16 weights file)"
+        return build_lpips("vgg16", self.vgg_weights, self.lin_weights, vgg_option=where).to(device)
 
 
-@dataclass(frozen=True)
+def _metrics(ctx: EvalContext, lpips: Lpips | None, names: tuple[str, ...], task: str) -> list[Metric]:
+    """The optional metrics a request names (LPIPS built on the context's device)."""
+    chosen: list[Metric] = [LPIPSDistance(lpips.build(ctx.device))] if lpips is not None else []
+    try:
+        return chosen + [metric_class(name, task)() for name in names]
+    except ValueError as e:
+        raise RequestError(f"{field_name('metrics')}: {e}") from None
+
+
+# ------------------------------------------------------------------------------------------- reconstruction
+@dataclass(frozen=True, kw_only=True)
 class ReconstructionRequest:
     """``restok eval reconstruction``: a tokenizer on images, at one prefix length, several, or all (the rate curve)."""
 
@@ -76,36 +100,26 @@ class ReconstructionRequest:
     tokens: int | str | tuple[int, ...] | None = None
     num_images: int | None = None
     target_psnr: float | None = None
-    batch_size: int = 32
-    allow_partial: bool = False
     pixel_dtype: str = "fp32"
-    inception: Inception = field(default_factory=Inception)
     lpips: Lpips | None = None
+    metrics: tuple[str, ...] = ()  # optional metrics by name (kid)
+    options: EvalOptions = field(default_factory=EvalOptions)
 
 
 def run_reconstruction(req: ReconstructionRequest) -> dict[str, Any] | None:
-    """rFID, PSNR, SSIM, codebook usage and entropy of the request's tokenizer (None on processes but the main one)."""
+    """rFID, PSNR, SSIM, codebook usage and entropy (and the metrics asked for) of the request's tokenizer; the result
+    on the main process (None elsewhere)."""
     source = open_image_source(req.data)  # a wrong data path fails before any model is loaded
-    tok = load_tokenizer(req.tokenizer, device=req.inception.device)
-    inception = load_inception(req.inception.weights, device=tok.device, dtype=req.inception.dtype)
-    processes, _ = launched(req.inception.device, progress=req.inception.progress)
-    return evaluate_reconstruction(
-        tok,
-        source,
-        inception,
-        req.out,
-        tokens=req.tokens,
-        num_images=req.num_images,
-        target_psnr=req.target_psnr,
-        batch_size=req.batch_size,
-        allow_partial=req.allow_partial,
-        processes=processes,
-        pixel_dtype=DTYPES[req.pixel_dtype],
-        lpips=None if req.lpips is None else req.lpips.build(tok.device),
+    ctx = EvalContext.open(req.options)
+    tok = load_tokenizer(req.tokenizer, device=ctx.device)
+    metrics = reconstruction_metrics(None, _metrics(ctx, req.lpips, req.metrics, "reconstruction"))
+    return reconstruct_dataset(
+        ctx, tok, source, Path(req.out), req.tokens, req.num_images, metrics, DTYPES[req.pixel_dtype], req.target_psnr
     )
 
 
-@dataclass(frozen=True)
+# ------------------------------------------------------------------------------------------- generation
+@dataclass(frozen=True, kw_only=True)
 class GenerationRequest:
     """``restok eval generation``: a generator's samples against a reference batch, under a recipe (a preset, a JSON
     file or None for the generator's own, with ``changes``)."""
@@ -117,35 +131,32 @@ class GenerationRequest:
     num_samples: int | None = None
     per_class: int = 50
     seed: int = 0
-    recipe: str | None = None
+    sampling: str | None = None
     changes: Mapping[str, Any] = field(default_factory=dict)
-    batch_size: int = 32
-    allow_partial: bool = False
     dtype: str = "fp32"
     pixel_dtype: str = "fp32"
     save_samples: str | None = None
     compile: bool = False
-    inception: Inception = field(default_factory=Inception)
+    metrics: tuple[str, ...] = ()
+    options: EvalOptions = field(default_factory=EvalOptions)
 
 
 def run_generation(req: GenerationRequest) -> dict[str, Any] | None:
-    """gFID, IS, precision/recall of the request's generator (None on processes but the main one)."""
-    gen, tok = load_pair(req.tokenizer, req.generator, device=req.inception.device)
-    inception = load_inception(req.inception.weights, device=gen.device, dtype=req.inception.dtype)
-    processes, _ = launched(req.inception.device, progress=req.inception.progress)
-    return evaluate_generation(
+    """gFID, IS, precision/recall (and the metrics asked for) of the request's generator (None on processes but the
+    main one)."""
+    ctx = EvalContext.open(req.options)
+    gen, tok = load_pair(req.tokenizer, req.generator, device=ctx.device)
+    return generate_and_score(
+        ctx,
         gen,
         tok,
-        inception,
         req.reference,
-        req.out,
+        Path(req.out),
         num_samples=req.num_samples,
         per_class=req.per_class,
-        batch_size=req.batch_size,
         seed=req.seed,
-        sampling=(req.recipe, req.changes),
-        allow_partial=req.allow_partial,
-        processes=processes,
+        sampling=(req.sampling, req.changes),
+        metrics=_metrics(ctx, None, req.metrics, "generation"),
         autocast_dtype=DTYPES[req.dtype],
         pixel_dtype=DTYPES[req.pixel_dtype],
         save_samples=req.save_samples,
@@ -153,7 +164,8 @@ def run_generation(req: GenerationRequest) -> dict[str, Any] | None:
     )
 
 
-@dataclass(frozen=True)
+# ------------------------------------------------------------------------------------------- search
+@dataclass(frozen=True, kw_only=True)
 class SearchRequest:
     """``restok eval search``: a grid of recipes (axes from a YAML/JSON file, then ``axes`` changing it), each point a
     generation evaluation, optionally refined around the best."""
@@ -162,51 +174,46 @@ class SearchRequest:
     tokenizer: str
     reference: str
     out: Path
-    grid_file: str | None = None
+    grid: str | None = None
     axes: Mapping[str, Any] = field(default_factory=dict)
     per_class: int = 5
     refine: bool = False
     refine_per_class: int | None = None
     seed: int = 0
-    batch_size: int = 32
-    inception: Inception = field(default_factory=Inception)
     max_points: int = MAX_SEARCH_POINTS
+    options: EvalOptions = field(default_factory=EvalOptions)
 
 
 def run_search(req: SearchRequest, announce: Callable[[str], None] | None = None) -> dict[str, Any] | None:
     """The guidance search of the request (None on processes but the main one); ``announce`` hears the plan and each
     point's result on the main process."""
-    grid = SearchGrid.from_file(req.grid_file, **req.axes)
+    grid = SearchGrid.from_file(req.grid, **req.axes)
     points = grid.points(req.max_points)  # a grid too large, or with a bad value, fails before any model is loaded
-    gen, tok = load_pair(req.tokenizer, req.generator, device=req.inception.device)
-    inception = load_inception(req.inception.weights, device=gen.device, dtype=req.inception.dtype)
-    processes, _ = launched(req.inception.device, progress=req.inception.progress)
-    log = announce if processes.main else None
+    ctx = EvalContext.open(req.options)
+    gen, tok = load_pair(req.tokenizer, req.generator, device=ctx.device)
+    log = announce if ctx.processes.main else None
     if log is not None:
         refine = f", then a finer grid at {req.refine_per_class or 4 * req.per_class} per class" if req.refine else ""
-        log(
-            f"guidance search: {len(points)} point(s) x {req.per_class} samples per class x {gen.config.num_classes} "
-            f"classes{refine}"
-        )
-    return search_guidance(
+        classes = gen.config.num_classes
+        log(f"guidance search: {len(points)} point(s) x {req.per_class} samples per class x {classes} classes{refine}")
+    return search_over(
+        ctx,
         gen,
         tok,
-        inception,
         req.reference,
-        req.out,
+        Path(req.out),
         grid,
         per_class=req.per_class,
         refine=req.refine,
         refine_per_class=req.refine_per_class,
-        batch_size=req.batch_size,
         seed=req.seed,
-        processes=processes,
         log=log,
         max_points=req.max_points,
     )
 
 
-@dataclass(frozen=True)
+# ------------------------------------------------------------------------------------------- reference
+@dataclass(frozen=True, kw_only=True)
 class ReferenceRequest:
     """``restok eval reference``: a reference batch from images (the first ``num_images`` through the evaluation
     transform at ``image_size``)."""
@@ -215,19 +222,18 @@ class ReferenceRequest:
     out: Path
     image_size: int = 256
     num_images: int | None = None
-    inception: Inception = field(default_factory=Inception)
+    options: EvalOptions = field(default_factory=EvalOptions)
 
 
 def run_reference(req: ReferenceRequest) -> dict[str, Any]:
     """Write the reference batch (``arr_0``, ``mu``, ``sigma``, ``activations``); returns what it holds."""
     images = reference_images(open_image_source(req.data), req.image_size, req.num_images)
-    inception = load_inception(
-        req.inception.weights, device=launched(req.inception.device, progress=False)[1], dtype=req.inception.dtype
-    )
-    return make_reference(images, inception, req.out)
+    ctx = EvalContext.open(req.options)
+    return make_reference(images, ctx.inception, req.out)
 
 
-@dataclass(frozen=True)
+# ------------------------------------------------------------------------------------------- compare
+@dataclass(frozen=True, kw_only=True)
 class CompareRequest:
     """``restok eval compare``: several tokenizers (any families) on one image set, every budget each supports."""
 
@@ -235,29 +241,48 @@ class CompareRequest:
     data: str
     out: Path
     num_images: int | None = None
-    batch_size: int = 32
-    allow_partial: bool = False
     speed: bool = True
-    inception: Inception = field(default_factory=Inception)
     lpips: Lpips | None = None
+    metrics: tuple[str, ...] = ()
+    options: EvalOptions = field(default_factory=EvalOptions)
 
 
 def run_compare(req: CompareRequest, announce: Callable[[str], None] = lambda _m: None) -> dict[str, Any] | None:
     """The comparison table of the request's tokenizers (None on processes but the main one)."""
     source = open_image_source(req.data)  # a wrong data path fails before any model is loaded
-    processes, device = launched(req.inception.device, progress=req.inception.progress)
-    inception = load_inception(req.inception.weights, device=device, dtype=req.inception.dtype)
-    return compare_tokenizers(
+    ctx = EvalContext.open(req.options)
+    metrics = reconstruction_metrics(None, _metrics(ctx, req.lpips, req.metrics, "reconstruction"))
+    return compare_over(
+        ctx,
         entry_labels(req.tokenizers),
-        lambda src: load_tokenizer(src, device=req.inception.device),
+        lambda src: load_tokenizer(src, device=ctx.device),
         source,
-        inception,
-        req.out,
+        Path(req.out),
         num_images=req.num_images,
-        batch_size=req.batch_size,
-        allow_partial=req.allow_partial,
-        processes=processes,
         speed=req.speed,
+        metrics=metrics,
         announce=announce,
-        lpips=None if req.lpips is None else req.lpips.build(device),
     )
+
+
+# ------------------------------------------------------------------------------------------- check (the FID doctor)
+@dataclass(frozen=True, kw_only=True)
+class CheckRequest:
+    """``restok eval check``: a sample batch, a reference and result files to hold against the protocol (and the
+    sampling recipe of a generator's card)."""
+
+    samples: str | None = None
+    reference: str | None = None
+    results: tuple[str, ...] = ()
+    reference_sha256: str | None = None
+    generator: str | None = None
+
+
+def run_check(req: CheckRequest) -> Findings:
+    """Every protocol deviation found, one line each (none: clean)."""
+    if req.samples is None and req.reference is None and not req.results:
+        raise RequestError(
+            f"nothing to check: give a sample batch, {field_name('reference')} or {field_name('results')}"
+        )
+    recipe = load_generator(req.generator).generation_config.to_dict() if req.generator else None
+    return check_fid_inputs(req.samples, req.reference, list(req.results), req.reference_sha256, recipe)

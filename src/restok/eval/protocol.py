@@ -21,6 +21,7 @@ import torch
 
 from ..runtime.chunks import ChunkError, ChunkJob
 from ..runtime.processes import Processes
+from ..runtime.requests import RequestError
 
 __all__ = ["PROTOCOL_VERSION", "EvaluationError", "to_uint8_truncate", "open_work", "merge_work", "now", "versions"]
 
@@ -29,7 +30,7 @@ __all__ = ["PROTOCOL_VERSION", "EvaluationError", "to_uint8_truncate", "open_wor
 PROTOCOL_VERSION = "restok-eval-2"
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(RequestError, RuntimeError):
     """An evaluation that cannot give a trustworthy number (too few samples, bad reference file)."""
 
 

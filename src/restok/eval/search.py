@@ -19,20 +19,24 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..hub.files import read_config_file
 from ..runtime.files import make_dir, remove_stale_temporaries, write_json, write_text
 from ..runtime.processes import Processes
-from ..runtime.progress import progress
 from ..sampling import CFG_SCHEDULES, SAMPLING_FIELDS, SamplingConfig
-from .generation import evaluate_generation
+from .context import EvalContext, EvalOptions
+from .generation import generate_and_score
 from .inception import InceptionFeatures
 from .plots import plot_search
 from .protocol import EvaluationError
 from .references import load_reference
 
-__all__ = ["SearchGrid", "search_guidance", "refined_grid", "TABLE_COLUMNS", "MAX_SEARCH_POINTS"]
+if TYPE_CHECKING:
+    from ..models.har import HARGenerator
+    from ..models.tokenizer import Tokenizer
+
+__all__ = ["SearchGrid", "search_guidance", "search_over", "refined_grid", "TABLE_COLUMNS", "MAX_SEARCH_POINTS"]
 
 # Each point of a search is a generation evaluation of its own; a grid larger than this is a typo far more often than
 # a plan (``--max-points`` raises it).
@@ -165,30 +169,18 @@ def _write_tables(out: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def _evaluate_point(
-    generator: Any,
-    tokenizer: Any,
-    inception: InceptionFeatures,
+    ctx: EvalContext,
+    generator: HARGenerator,
+    tokenizer: Tokenizer,
     reference: str | Path,
     path: Path,
     sp: SamplingConfig,
     per_class: int,
-    batch_size: int,
     seed: int,
-    processes: Processes,
 ) -> dict[str, Any] | None:
     """One point's table row (None on processes other than the main one): a generation evaluation of its own."""
-    quiet = Processes(processes.rank, processes.world, processes.barrier, progress=False)
-    result = evaluate_generation(
-        generator,
-        tokenizer,
-        inception,
-        reference,
-        path,
-        per_class=per_class,
-        batch_size=batch_size,
-        seed=seed,
-        sampling=sp,
-        processes=quiet,
+    result = generate_and_score(
+        ctx.quiet(), generator, tokenizer, reference, path, per_class=per_class, seed=seed, sampling=sp
     )
     if result is None:
         return None
@@ -242,9 +234,82 @@ def _write_best(out: Path, best: dict[str, Any], seed: int, batch_size: int) -> 
     )
 
 
+def _stage(
+    ctx: EvalContext,
+    generator: HARGenerator,
+    tokenizer: Tokenizer,
+    reference: str | Path,
+    out: Path,
+    stage: tuple[int, list[SamplingConfig], int],
+    seed: int,
+    rows: list[dict[str, Any]],
+    log: Callable[[str], None] | None,
+) -> None:
+    """Evaluate one stage's points into ``OUT/stageN/``, adding their rows and rewriting the tables after each."""
+    number, points, per_class = stage
+    bar = ctx.bar(points, f"guidance search, stage {number}", unit="point")
+    folder = make_dir(out / f"stage{number}", inside=out)  # a link planted there never receives the points
+    if ctx.processes.main:
+        remove_stale_temporaries(folder)  # what a killed run was writing
+    for i, sp in enumerate(bar):
+        t0 = time.perf_counter()
+        row = _evaluate_point(ctx, generator, tokenizer, reference, folder / f"point-{i:04d}.json", sp, per_class, seed)
+        if row is None:  # not the main process
+            continue
+        rows.append({"stage": number, "point": i, **row})
+        _write_tables(out, rows)
+        bar.set_postfix(gfid=f"{row['gfid']:.3g}", best=f"{min(r['gfid'] for r in rows):.3g}")
+        if log is not None:
+            log(
+                f"stage {number} point {i + 1}/{len(points)}: {sp.to_dict()} -> gFID {row['gfid']:.4g} "
+                f"({time.perf_counter() - t0:.1f} s)"
+            )
+    bar.close()
+
+
+def search_over(
+    ctx: EvalContext,
+    generator: HARGenerator,
+    tokenizer: Tokenizer,
+    reference: str | Path,
+    out: Path,
+    grid: SearchGrid,
+    *,
+    per_class: int = 5,
+    refine: bool = False,
+    refine_per_class: int | None = None,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+    max_points: int = MAX_SEARCH_POINTS,
+) -> dict[str, Any] | None:
+    """The guidance search over ``ctx`` (see :func:`search_guidance`)."""
+    if per_class < 1 or (refine_per_class is not None and refine_per_class < 1):
+        raise EvaluationError("samples per class must be >= 1")
+    stages = [(1, grid.points(max_points), per_class)]
+    ref = load_reference(reference, ctx.inception)  # fails now, not after hours, if the file lacks what a metric needs
+    if ref["activations"].shape[0] <= 3:
+        raise EvaluationError(
+            f"reference {reference} has {ref['activations'].shape[0]} images; precision/recall need more than 3"
+        )
+    plan = dict(per_class=per_class, refine=refine, refine_per_class=refine_per_class, seed=seed)
+    write_json(out / "search.json", {"grid": grid.to_dict(), **plan, "batch_size": ctx.batch_size})
+    rows: list[dict[str, Any]] = []
+    t_start = time.perf_counter()
+    for stage in stages:  # a second stage is appended after the first when refining
+        _stage(ctx, generator, tokenizer, reference, out, stage, seed, rows, log)
+        if refine and stage[0] == 1:
+            stages.append((2, _finer_points(out, rows, grid, ctx.processes), refine_per_class or 4 * per_class))
+    if not ctx.processes.main:
+        return None
+    best = _best([r for r in rows if r["stage"] == max(r["stage"] for r in rows)])
+    _write_best(out, best, seed, ctx.batch_size)
+    plot = plot_search(out / "search.png", rows)
+    return {"best": best, "rows": rows, "plot": str(plot) if plot else None, "seconds": time.perf_counter() - t_start}
+
+
 def search_guidance(
-    generator: Any,
-    tokenizer: Any,
+    generator: HARGenerator,
+    tokenizer: Tokenizer,
     inception: InceptionFeatures,
     reference: str | Path,
     out: str | Path,
@@ -261,58 +326,21 @@ def search_guidance(
     """Evaluate every point of ``grid`` (then, with ``refine``, of a finer grid around the best at ``refine_per_class``
     samples per class) into the folder ``out``: ``table.csv``, ``table.json``, ``best.json``, ``search.png``, and one
     evaluation work folder per point. Returns ``{"best": row, "rows": [...]}`` on the main process."""
-    processes = processes or Processes()
-    out = Path(out)
-    if per_class < 1 or (refine_per_class is not None and refine_per_class < 1):
-        raise EvaluationError("samples per class must be >= 1")
-    stages = [(1, grid.points(max_points), per_class)]
-    ref = load_reference(reference, inception)  # fails now, not after hours, if the file lacks what a metric needs
-    if ref["activations"].shape[0] <= 3:
-        raise EvaluationError(
-            f"reference {reference} has {ref['activations'].shape[0]} images; precision/recall need more than 3"
-        )
-    plan = dict(per_class=per_class, refine=refine, refine_per_class=refine_per_class, seed=seed, batch_size=batch_size)
-    write_json(out / "search.json", {"grid": grid.to_dict(), **plan})
-    rows: list[dict[str, Any]] = []
-    t_start = time.perf_counter()
-    for stage, points, n in stages:  # a second stage is appended after the first when refining
-        bar = progress(points, f"guidance search, stage {stage}", enabled=processes.shows_progress, unit="point")
-        folder = make_dir(out / f"stage{stage}", inside=out)  # a link planted there never receives the points
-        if processes.main:
-            remove_stale_temporaries(folder)  # what a killed run was writing
-        for i, sp in enumerate(bar):
-            t0 = time.perf_counter()
-            row = _evaluate_point(
-                generator,
-                tokenizer,
-                inception,
-                reference,
-                folder / f"point-{i:04d}.json",
-                sp,
-                n,
-                batch_size,
-                seed,
-                processes,
-            )
-            if row is None:  # not the main process
-                continue
-            rows.append({"stage": stage, "point": i, **row})
-            _write_tables(out, rows)
-            bar.set_postfix(gfid=f"{row['gfid']:.3g}", best=f"{min(r['gfid'] for r in rows):.3g}")
-            if log is not None:
-                log(
-                    f"stage {stage} point {i + 1}/{len(points)}: {sp.to_dict()} -> gFID {row['gfid']:.4g} "
-                    f"({time.perf_counter() - t0:.1f} s)"
-                )
-        bar.close()
-        if refine and stage == 1:
-            stages.append((2, _finer_points(out, rows, grid, processes), refine_per_class or 4 * per_class))
-    if not processes.main:
-        return None
-    best = _best([r for r in rows if r["stage"] == max(r["stage"] for r in rows)])
-    _write_best(out, best, seed, batch_size)
-    plot = plot_search(out / "search.png", rows)
-    return {"best": best, "rows": rows, "plot": str(plot) if plot else None, "seconds": time.perf_counter() - t_start}
+    ctx = EvalContext(processes, generator.device, inception, EvalOptions(batch_size=batch_size))
+    return search_over(
+        ctx,
+        generator,
+        tokenizer,
+        reference,
+        Path(out),
+        grid,
+        per_class=per_class,
+        refine=refine,
+        refine_per_class=refine_per_class,
+        seed=seed,
+        log=log,
+        max_points=max_points,
+    )
 
 
 def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import torch
 
 from ..runtime.files import atomic_write, write_json, write_text
 from ..runtime.inputs import load_yaml, read_text_input, regular_file
+from ..runtime.requests import RequestError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -37,7 +38,7 @@ FORMAT_VERSION = 1
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(RequestError):
     """A checkpoint that cannot be read or does not match the model."""
 
 

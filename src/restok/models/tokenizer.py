@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import math
 from abc import ABCMeta, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from ..core.hierarchy import parse_prefix_spec, select_prefixes
 from ..hub.pretrained import PretrainedModel
 from ..runtime.precision import DTYPES, autocast_to
+from ..runtime.requests import RequestError, field
 from ..sampling.compiled import CompiledDecoder
 
 __all__ = ["Tokenizer", "PIXEL_DTYPES", "check_pixel_dtype"]
@@ -68,6 +71,18 @@ class Tokenizer(PretrainedModel, metaclass=ABCMeta):
     def describe_lengths(self) -> str:
         """The decodable lengths in words, for messages."""
         return f"allowed prefix lengths are {list(self.prefix_lengths)}"
+
+    def select_lengths(self, tokens: int | str | Sequence[int] | None) -> list[int]:
+        """The prefix lengths ``tokens`` asks for, shortest first: None (every token), a number, ``"all"`` (every
+        budget), or a list (or comma list) of them; a RequestError naming ``tokens`` refuses what does not decode."""
+        try:
+            spec = parse_prefix_spec(tokens)  # type: ignore[arg-type]
+        except ValueError as e:
+            raise RequestError(f"{field('tokens')} {e}") from None
+        try:
+            return select_prefixes(spec, tuple(self.prefix_lengths), self.decodable, self.describe_lengths())
+        except ValueError as e:
+            raise RequestError(f"{field('tokens')}: {e}") from None
 
     # -------------------------------------------------------------------------------- what a family supplies
     @abstractmethod

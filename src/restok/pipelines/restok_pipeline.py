@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -24,6 +23,7 @@ from ..data.token_files import TokenFile, read_token_file, write_token_file
 from ..models.auto import check_compatible, load_generator, load_tokenizer
 from ..runtime.seeds import check_seed
 from ..sampling import CompiledSampler, SamplingConfig
+from .tokens import decode_rows, encode_images, reconstructions, rows_to_decode
 
 __all__ = ["ResTokPipeline", "check_compatible"]
 
@@ -201,24 +201,20 @@ class ResTokPipeline:
         self, images: ImageLike | Sequence[ImageLike], tokens: int | str | None = None
     ) -> list[Image.Image] | dict[int, list[Image.Image]]:
         """Reconstructions from ``tokens`` tokens (default: all), or ``tokens="all"`` for every prefix length
-        (a dict: length -> images, coarse to fine)."""
-        ids = self.encode(images)
-        if tokens == "all":
-            return {k: self.decode(ids, k) for k in self.tokenizer.prefix_lengths}
-        k = self.tokenizer.num_tokens if tokens is None else int(tokens)
-        return self.decode(ids, k)
+        (a dict: length -> images, coarse to fine) -- what ``restok reconstruct`` computes."""
+        lengths = self.tokenizer.select_lengths(tokens)
+        recons = reconstructions(self.tokenizer, self.prepare(images), lengths)
+        pil = {k: [to_pil(x) for x in r.cpu()] for k, r in recons.items()}
+        return pil if tokens == "all" else pil[lengths[-1]]
 
     @torch.no_grad()
     def tokenize(self, images: Sequence[str | os.PathLike], path: str | os.PathLike) -> TokenFile:
         """Encode image files and write their ids as a ``restok tokenize`` file at ``path`` (all tokens of each)."""
         names = [str(p) for p in images]
-        ids = self.encode(names).cpu().numpy()
+        x = self.prepare(names)
+        ids, lengths, _ = encode_images(self.tokenizer, list(x), batch_size=len(names))
         tf = TokenFile(
-            ids,
-            np.full(len(names), self.tokenizer.num_tokens),
-            names,
-            self.tokenizer.provenance.source,
-            self.tokenizer.config.image_size,
+            ids.numpy(), lengths.numpy(), names, self.tokenizer.provenance.source, self.tokenizer.config.image_size
         )
         write_token_file(path, tf)
         return tf
@@ -228,8 +224,10 @@ class ResTokPipeline:
         """Decode a ``restok tokenize`` file with this pipeline's tokenizer, each image from its own length."""
         tf = read_token_file(path)
         tf.check_lengths(self.tokenizer.prefix_lengths, str(path))
-        ids = torch.from_numpy(tf.ids)
-        return [self.decode(ids[i : i + 1], int(tf.lengths[i]))[0] for i in range(len(tf.files))]
+        decoded = {
+            i: image for _, i, image in decode_rows(self.tokenizer, torch.from_numpy(tf.ids), rows_to_decode(tf, None))
+        }
+        return [to_pil(decoded[i].cpu()) for i in range(len(tf.files))]
 
     def _need_generator(self) -> Any:
         if self.generator is None:

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from ...runtime.network import offline
+from ...runtime.requests import RequestError
 
 __all__ = [
     "BackboneError",
@@ -39,7 +40,7 @@ LPIPS_LIN_URL = "https://heibox.uni-heidelberg.de/f/607503859c864bc1b30b/?dl=1" 
 RANDOM_INIT_SEED = 1234  # small spec networks without a file: the same random weights on every machine
 
 
-class BackboneError(RuntimeError):
+class BackboneError(RequestError, RuntimeError):
     """A pretrained network could not be built or its weights did not fit."""
 
 
