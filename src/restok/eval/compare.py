@@ -14,12 +14,13 @@ image, one line per tokenizer.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +28,15 @@ import torch
 
 from ..data.datasets import ImageDataset
 from ..data.records import ImageSource
-from ..runtime.files import make_dir, write_json, write_text
+from ..runtime.files import write_json, write_text
 from ..runtime.processes import Processes
-from ..runtime.requests import field
+from ..runtime.requests import field as field_name
 from .context import EvalContext, EvalOptions
 from .inception import InceptionFeatures
 from .metrics import RECONSTRUCTION, LPIPSDistance, Metric
 from .plots import plot_comparison
 from .protocol import EvaluationError, versions
-from .reconstruction import reconstruct_dataset, reconstruction_metrics
+from .reconstruction import ReconstructionJob, reconstruction_metrics
 
 if TYPE_CHECKING:
     from ..models.tokenizer import Tokenizer
@@ -177,8 +178,10 @@ def _fmt(v: Any) -> str:
 
 
 def write_table(out: Path, rows: list[dict[str, Any]], notes: dict[str, Any], extra: Sequence[str] = ()) -> None:
-    """``table.csv``, ``table.json`` (rows and notes) and ``table.md`` of the comparison; ``extra``: the columns of
+    """The comparison's files: ``rate.png`` (each metric against tokens per image, one line per tokenizer; without
+    matplotlib, none), then ``table.csv``, ``table.json`` (rows and notes) and ``table.md``; ``extra``: the columns of
     optional metrics, after the protocol's."""
+    plot_comparison(out / "rate.png", rows)
     columns = [*TABLE_COLUMNS, *extra]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
@@ -210,47 +213,65 @@ def _notes(ctx: EvalContext, metrics: Sequence[Metric], source: ImageSource, spe
     }
 
 
+@dataclass
+class _Table:
+    """What every row of a comparison is measured with, and the rows so far."""
+
+    num_images: int | None
+    speed: bool
+    metrics: list[Metric]
+    extra: list[str]  # the columns of the optional metrics
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, ctx: EvalContext, entry: CompareEntry, result: dict[str, Any]) -> None:
+        """A tokenizer's result as rows, one per budget (with its encode/decode speed when asked)."""
+        tok, measured = ctx.tokenizer, None
+        if self.speed:
+            images = _speed_batch(ctx.source, tok.config.image_size, ctx.batch_size)
+            measured = measure_speed(tok, images.to(tok.device), tok.prefix_lengths) if len(images) else None
+        self.rows += _rows(entry, tok, result, measured, self.extra)
+
+
+def write_comparison(out: Path, ctx: EvalContext, table: _Table) -> dict[str, Any]:
+    """The comparison's plot (``rate.png``) and table (``table.csv``, ``table.json``, ``table.md``) in ``out``."""
+    notes = _notes(ctx, table.metrics, ctx.source, table.speed)
+    write_table(out, table.rows, notes, table.extra)
+    return {"rows": table.rows, **notes}
+
+
 def compare_over(
     ctx: EvalContext,
     entries: Sequence[CompareEntry],
-    load: Callable[[str], Tokenizer],
-    source: ImageSource,
     out: Path,
     *,
     num_images: int | None = None,
     speed: bool = True,
     metrics: Sequence[Metric] | None = None,
     announce: Callable[[str], None] = lambda _m: None,
+    load: Callable[[str], Tokenizer] | None = None,
 ) -> dict[str, Any] | None:
-    """The comparison over ``ctx`` (see :func:`compare_tokenizers`); ``metrics`` default to the protocol's."""
+    """The comparison over ``ctx`` -- its data, each entry's tokenizer in turn, loaded by ``load`` (default: any
+    registered family on the context's device) when its turn comes (see :func:`compare_tokenizers`); ``metrics``
+    default to the protocol's."""
     if not entries:
-        raise EvaluationError(f"no tokenizers to compare: pass {field('tokenizers')} at least once")
-    metrics = list(metrics) if metrics is not None else reconstruction_metrics()
+        raise EvaluationError(f"no tokenizers to compare: pass {field_name('tokenizers')} at least once")
+    chosen = list(metrics) if metrics is not None else reconstruction_metrics()
     extra = [
-        k for m in metrics if m.optional and not isinstance(m, LPIPSDistance) for k in m.result_keys(RECONSTRUCTION)
+        k for m in chosen if m.optional and not isinstance(m, LPIPSDistance) for k in m.result_keys(RECONSTRUCTION)
     ]
-    make_dir(out)
-    rows: list[dict[str, Any]] = []
+    table = _Table(num_images, speed, chosen, extra)
+    ctx.source  # noqa: B018 - a wrong data path fails before any model is loaded
     for i, entry in enumerate(entries):
-        tok = load(entry.source)
+        row = ctx.with_tokenizer(entry.source if load is None else functools.partial(load, entry.source))
+        tok = row.tokenizer
         announce(f"[{i + 1}/{len(entries)}] {entry.label} ({type(tok).family}, budgets {list(tok.prefix_lengths)})")
-        result = reconstruct_dataset(
-            ctx, tok, source, out / f"{entry.label}.json", list(tok.prefix_lengths), num_images, metrics
+        then = functools.partial(table.add, row, entry)  # on the main process, the result becomes the table's rows
+        job = ReconstructionJob(
+            row, out / f"{entry.label}.json", list(tok.prefix_lengths), num_images, chosen, then=then
         )
-        if result is None:
-            continue  # not the main process: the main one writes the table
-        measured = None
-        if speed:
-            images = _speed_batch(source, tok.config.image_size, ctx.batch_size)
-            measured = measure_speed(tok, images.to(tok.device), tok.prefix_lengths) if len(images) else None
-        rows += _rows(entry, tok, result, measured, extra)
-        del tok
-    if not ctx.processes.main:
-        return None
-    notes = _notes(ctx, metrics, source, speed)
-    write_table(out, rows, notes, extra)
-    plot_comparison(out / "rate.png", rows)
-    return {"rows": rows, **notes}
+        row.evaluate(job.out, job)
+        del tok, row, job
+    return write_comparison(out, ctx, table) if ctx.processes.main else None
 
 
 def compare_tokenizers(
@@ -273,8 +294,8 @@ def compare_tokenizers(
     ``OUT/<label>.json`` per tokenizer and the table and plot; the table on the main process (None elsewhere).
     ``lpips``: an LPIPS network to score LPIPS too; ``metrics``: optional metrics by name (``"kid"``) or instance."""
     options = EvalOptions(batch_size=batch_size, allow_partial=allow_partial)
-    ctx = EvalContext(processes, None, inception, options)
+    ctx = EvalContext(processes, None, inception, options, data=source)
     chosen = reconstruction_metrics(lpips, metrics)
     return compare_over(
-        ctx, entries, load, source, Path(out), num_images=num_images, speed=speed, metrics=chosen, announce=announce
+        ctx, entries, Path(out), num_images=num_images, speed=speed, metrics=chosen, announce=announce, load=load
     )

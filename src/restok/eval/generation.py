@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,14 @@ if TYPE_CHECKING:
     from ..models.har import HARGenerator
     from ..models.tokenizer import Tokenizer
 
-__all__ = ["LABEL_ORDER", "generation_labels", "generation_metrics", "evaluate_generation", "generate_and_score"]
+__all__ = [
+    "LABEL_ORDER",
+    "generation_labels",
+    "generation_metrics",
+    "evaluate_generation",
+    "generate_and_score",
+    "GenerationJob",
+]
 
 LABEL_ORDER = "sample i has class i mod num_classes (the official sampling script's list(range(C)) * per_class)"
 
@@ -92,62 +98,6 @@ class _Sampling:
         return (images * 255).clamp(0, 255).to(torch.uint8)  # official PNG conversion (truncation)
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What one generation evaluation samples and scores."""
-
-    total: int
-    labels: torch.Tensor  # (total,) the class of every sample, in sample order
-    seed: int
-    keep_images: bool
-    metrics: list[Metric]
-
-
-def _sample_chunks(ctx: EvalContext, make: _Sampling, job: Any, plan: _Plan) -> float:
-    """This process's chunks: samples, their Inception features and logits; returns the seconds spent sampling."""
-    gen_time, bs = 0.0, ctx.batch_size
-    for c in ctx.bar(job.todo(), "gFID samples", unit="batch"):
-        labels = plan.labels[c * bs : (c + 1) * bs].to(make.gen.device)  # (B,)
-        t = time.perf_counter()
-        u8 = make.images(labels, derive_seed(plan.seed, "chunk", c) % (2**63))  # (B, 3, H, W)
-        gen_time += time.perf_counter() - t
-        feats, logits = ctx.inception(u8)
-        arrays = {
-            "features": feats.cpu().numpy(),
-            "labels": labels.cpu().numpy(),
-            "logits": logits.cpu().numpy() if logits is not None else np.zeros((len(labels), 0)),
-        }
-        if plan.keep_images:
-            arrays["images"] = u8.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
-        job.save(c, arrays)
-    return gen_time
-
-
-def _scores(merged: dict[str, np.ndarray], ref: dict[str, np.ndarray], metrics: Sequence[Metric]) -> dict[str, Any]:
-    """Each metric's numbers in result order (gFID in ADM's argument order: sample, reference), the sample count
-    after precision/recall."""
-    inputs = {"fake_features": merged["features"], "logits": merged["logits"], "reference": ref}
-    out: dict[str, Any] = {}
-    for m in metrics:
-        if m.position > 50 and "num_samples" not in out:
-            out["num_samples"] = int(merged["features"].shape[0])
-        out.update(m.compute(inputs, GENERATION))
-    out.setdefault("num_samples", int(merged["features"].shape[0]))
-    return out
-
-
-def _checked(ctx: EvalContext, merged: dict[str, np.ndarray], plan: _Plan, work: Path) -> int:
-    """The number of samples, refusing too few (unless partial results are allowed) or chunks out of sample order."""
-    got = int(merged["features"].shape[0])
-    if got < plan.total and not ctx.allow_partial:
-        raise EvaluationError(
-            f"only {got} of {plan.total} samples exist; refusing to report (pass {field('allow_partial')})"
-        )
-    if not np.array_equal(merged["labels"], plan.labels[:got].numpy()):
-        raise EvaluationError(f"the chunks in {work} are not in sample order; delete it and run again")
-    return got
-
-
 def _recipe(generator: HARGenerator, sampling: Any) -> SamplingConfig:
     """The sampling recipe of an evaluation (see :func:`evaluate_generation`'s ``sampling``)."""
     if isinstance(sampling, SamplingConfig):
@@ -159,93 +109,144 @@ def _recipe(generator: HARGenerator, sampling: Any) -> SamplingConfig:
         raise ValueError(f"sampling: {e}") from None
 
 
-def _record(
-    settings: dict[str, Any],
-    plan: _Plan,
-    num_classes: int,
-    got: int,
-    reference: str | Path,
-    ref: dict[str, np.ndarray],
-    save_samples: str | Path | None,
-    ctx: EvalContext,
-) -> dict[str, Any]:
-    """The result's ``settings``: what shaped the numbers, how each was computed and where the files are."""
-    record = {
-        **settings,
-        "num_samples_asked": plan.total,
-        "per_class": plan.total / num_classes,
-        "labels": LABEL_ORDER,
-        "inception_score": InceptionScore().describe(GENERATION)
-        + (f"; one split of {got} here" if got <= ADM_IS_SPLIT else ""),
-        "fid": FID().describe(GENERATION),
-        "chunk_seeds": "derive_seed(seed, 'chunk', k) per batch k",
-        "reference": {
-            "path": str(Path(reference).resolve()),
-            "num_images": int(ref["activations"].shape[0]),
-            "statistics_sha256": statistics_sha256(ref["mu"], ref["sigma"]),
-        },
-        "samples_file": None if save_samples is None else str(Path(save_samples).resolve()),
-    }
-    for m in plan.metrics:
-        if m.optional and m.describe(GENERATION):
-            record[m.name] = m.describe(GENERATION)
-    return record | {"processes": ctx.processes.world, "date": now()}
+class GenerationJob:
+    """One generation evaluation, as :meth:`EvalContext.evaluate` runs it: its plan (how many samples of which
+    classes, the recipe, the metrics) and the settings that shape its chunks, made when it is built; then how one
+    chunk of samples is made and scored by the Inception, and the result from the merged chunks."""
 
+    description = "gFID samples"  # the progress bar's
+    keep_apart = ("images",)  # written to the sample file chunk by chunk, never merged in memory
 
-def _settings(
-    ctx: EvalContext, make: _Sampling, plan: _Plan, autocast_dtype: torch.dtype | None, compile: bool
-) -> dict[str, Any]:
-    """What shapes the chunks: a work folder written under other settings is refused."""
-    return {
-        "protocol": PROTOCOL_VERSION,
-        "task": "generation",
-        "num_samples": plan.total,
-        "batch_size": ctx.batch_size,
-        "seed": plan.seed,
-        "sampling": make.sp.to_dict(),
-        "generator": make.gen.identity(),
-        "tokenizer": make.tok.identity(),
-        "inception": ctx.inception.identity(),
-        "precision": str(next(make.gen.parameters()).dtype),
-        "autocast": None if autocast_dtype is None else str(autocast_dtype),
-        "pixel_decoder_dtype": str(make.pixel_dtype),
-        "save_images": plan.keep_images,
-        "compile": bool(compile),
-    }
+    def __init__(
+        self,
+        ctx: EvalContext,
+        num_samples: int | None,
+        per_class: int,
+        seed: int,
+        sampling: Any,
+        metrics: list[Metric],
+        autocast_dtype: torch.dtype | None,
+        pixel_dtype: torch.dtype,
+        keep_images: bool,
+        compile: bool,
+        reference: str | Path,
+        out: Path,
+        save_samples: str | Path | None,
+    ) -> None:
+        self.out, self.save_samples, self.t0 = out, save_samples, time.perf_counter()
+        gen, tok = ctx.generator, ctx.tokenizer
+        sp = _recipe(gen, sampling)
+        self.num_classes = gen.config.num_classes
+        self.total = num_samples if num_samples is not None else per_class * self.num_classes
+        if self.total < 1:
+            raise EvaluationError(f"nothing to sample: {self.total} samples asked")
+        self.ctx, self.seed, self.metrics, self.keep_images = ctx, seed, metrics, keep_images
+        self.labels = generation_labels(self.total, self.num_classes)
+        self.make = _Sampling(gen, tok, sp, autocast_dtype, pixel_dtype, compile)
+        self.n_chunks = math.ceil(self.total / ctx.batch_size)
+        self.settings = {  # what shapes the chunks: a work folder written under other settings is refused
+            "protocol": PROTOCOL_VERSION,
+            "task": "generation",
+            "num_samples": self.total,
+            "batch_size": ctx.batch_size,
+            "seed": seed,
+            "sampling": sp.to_dict(),
+            "generator": gen.identity(),
+            "tokenizer": tok.identity(),
+            "inception": ctx.inception.identity(),
+            "precision": str(next(gen.parameters()).dtype),
+            "autocast": None if autocast_dtype is None else str(autocast_dtype),
+            "pixel_decoder_dtype": str(pixel_dtype),
+            "save_images": keep_images,
+            "compile": bool(compile),
+        }
+        self.sampling_seconds = 0.0
+        self.reference_path = reference
+        # the reference is read now, on the process that scores: a file that lacks what a metric needs fails before
+        # any sample is drawn, not after hours
+        self.reference = load_reference(reference, ctx.inception) if ctx.processes.main else None
 
+    def chunk(self, c: int) -> dict[str, np.ndarray]:
+        """Chunk ``c``: its samples (seeded by chunk), their Inception features and logits (and the images)."""
+        bs = self.ctx.batch_size
+        labels = self.labels[c * bs : (c + 1) * bs].to(self.make.gen.device)  # (B,)
+        t = time.perf_counter()
+        u8 = self.make.images(labels, derive_seed(self.seed, "chunk", c) % (2**63))  # (B, 3, H, W)
+        self.sampling_seconds += time.perf_counter() - t
+        feats, logits = self.ctx.inception(u8)
+        arrays = {
+            "features": feats.cpu().numpy(),
+            "labels": labels.cpu().numpy(),
+            "logits": logits.cpu().numpy() if logits is not None else np.zeros((len(labels), 0)),
+        }
+        if self.keep_images:
+            arrays["images"] = u8.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, 3)
+        return arrays
 
-def _sample_and_score(
-    ctx: EvalContext,
-    make: _Sampling,
-    plan: _Plan,
-    reference: str | Path,
-    out: Path,
-    save_samples: str | Path | None,
-    settings: dict[str, Any],
-) -> dict[str, Any] | None:
-    """Sample this process's chunks, then (main process) score them against ``reference`` and write ``out``."""
-    job = ctx.work(out, settings, math.ceil(plan.total / ctx.batch_size))
-    t0 = time.perf_counter()
-    gen_time = _sample_chunks(ctx, make, job, plan)
-    merged = ctx.merge(job, skip=("images",))
-    if merged is None:
-        return None
-    got = _checked(ctx, merged, plan, job.work)
-    ref = load_reference(reference, ctx.inception)
-    result = _scores(merged, ref, plan.metrics)
-    if save_samples is not None:
-        write_sample_batch(save_samples, (job.load(k)["images"] for k in range(job.n_chunks)), merged["labels"])
-    record = _record(settings, plan, make.gen.config.num_classes, got, reference, ref, save_samples, ctx)
-    times = {"seconds": time.perf_counter() - t0, "sampling_seconds_this_process": gen_time}
-    result["settings"] = record | times | {"versions": versions()}
-    write_json(out, result)
-    return result
+    def skipped(self) -> list[str]:
+        """Samples are never unreadable."""
+        return []
+
+    def numbers(self, merged: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Each metric's numbers in result order (gFID in ADM's argument order: sample, reference), the sample count
+        after precision/recall."""
+        inputs = {"fake_features": merged["features"], "logits": merged["logits"], "reference": ref}
+        n = int(merged["features"].shape[0])
+        out: dict[str, Any] = {}
+        for m in self.metrics:
+            if m.position > 50 and "num_samples" not in out:
+                out["num_samples"] = n
+            out.update(m.compute(inputs, GENERATION))
+        out.setdefault("num_samples", n)
+        return out
+
+    def finish(self, merged: dict[str, np.ndarray], work: Any) -> dict[str, Any]:
+        """Score the samples against the reference, write the result file (and the sample file), refusing too few
+        samples (unless allowed) or chunks out of sample order."""
+        out, save_samples = self.out, self.save_samples
+        got = int(merged["features"].shape[0])
+        if got < self.total and not self.ctx.allow_partial:
+            raise EvaluationError(
+                f"only {got} of {self.total} samples exist; refusing to report (pass {field('allow_partial')})"
+            )
+        if not np.array_equal(merged["labels"], self.labels[:got].numpy()):
+            raise EvaluationError(f"the chunks in {work.work} are not in sample order; delete it and run again")
+        ref, reference = self.reference, self.reference_path
+        result = self.numbers(merged, ref)
+        if save_samples is not None:
+            write_sample_batch(save_samples, (work.load(k)["images"] for k in range(work.n_chunks)), merged["labels"])
+        result["settings"] = self._record(got, reference, ref, save_samples) | {
+            "seconds": time.perf_counter() - self.t0,
+            "sampling_seconds_this_process": self.sampling_seconds,
+            "versions": versions(),
+        }
+        write_json(out, result)
+        return result
+
+    def _record(self, got: int, reference: str | Path, ref: dict[str, np.ndarray], save_samples: Any) -> dict:
+        """The result's ``settings``: what shaped the numbers, how each was computed and where the files are."""
+        record = {
+            **self.settings,
+            "num_samples_asked": self.total,
+            "per_class": self.total / self.num_classes,
+            "labels": LABEL_ORDER,
+            "inception_score": InceptionScore().describe(GENERATION)
+            + (f"; one split of {got} here" if got <= ADM_IS_SPLIT else ""),
+            "fid": FID().describe(GENERATION),
+            "chunk_seeds": "derive_seed(seed, 'chunk', k) per batch k",
+            "reference": {
+                "path": str(Path(reference).resolve()),
+                "num_images": int(ref["activations"].shape[0]),
+                "statistics_sha256": statistics_sha256(ref["mu"], ref["sigma"]),
+            },
+            "samples_file": None if save_samples is None else str(Path(save_samples).resolve()),
+        }
+        record |= {m.name: m.describe(GENERATION) for m in self.metrics if m.optional and m.describe(GENERATION)}
+        return record | {"processes": self.ctx.processes.world, "date": now()}
 
 
 def generate_and_score(
     ctx: EvalContext,
-    generator: HARGenerator,
-    tokenizer: Tokenizer,
     reference: str | Path,
     out: Path,
     *,
@@ -260,17 +261,13 @@ def generate_and_score(
     save_samples: str | Path | None = None,
     compile: bool = False,
 ) -> dict[str, Any] | None:
-    """The generation protocol over ``ctx`` (see :func:`evaluate_generation`)."""
-    sp = _recipe(generator, sampling)
-    C = generator.config.num_classes
-    total = num_samples if num_samples is not None else per_class * C
-    if total < 1:
-        raise EvaluationError(f"nothing to sample: {total} samples asked")
+    """The generation protocol over ``ctx`` -- its generator and tokenizer (see :func:`evaluate_generation`); the
+    result on the main process (None elsewhere)."""
     keep = save_images or save_samples is not None
-    plan = _Plan(total, generation_labels(total, C), seed, keep, generation_metrics(metrics))
-    make = _Sampling(generator, tokenizer, sp, autocast_dtype, pixel_dtype, compile)
-    settings = _settings(ctx, make, plan, autocast_dtype, compile)
-    return _sample_and_score(ctx, make, plan, reference, out, save_samples, settings)
+    chosen = generation_metrics(metrics)
+    plan = (num_samples, per_class, seed, sampling, chosen, autocast_dtype, pixel_dtype, keep, compile, reference)
+    evaluation = GenerationJob(ctx, *plan, out, save_samples)
+    return ctx.evaluate(out, evaluation)
 
 
 @torch.no_grad()
@@ -305,13 +302,10 @@ def evaluate_generation(
     ``processes``: the processes of a torchrun launch (chunk k done by process k mod world); None for one.
     ``metrics``: optional metrics by name (``"kid"``) or instance.
     """
-    ctx = EvalContext(
-        processes, generator.device, inception, EvalOptions(batch_size=batch_size, allow_partial=allow_partial)
-    )
+    options = EvalOptions(batch_size=batch_size, allow_partial=allow_partial)
+    ctx = EvalContext(processes, generator.device, inception, options, tokenizer=tokenizer, generator=generator)
     return generate_and_score(
         ctx,
-        generator,
-        tokenizer,
         reference,
         Path(out),
         num_samples=num_samples,

@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.sources import open_image_source
-from ..models.auto import load_generator, load_pair, load_tokenizer
+from ..models.auto import load_generator
 from ..runtime.precision import DTYPES
 from ..runtime.requests import RequestError
 from ..runtime.requests import field as field_name
@@ -79,10 +78,16 @@ class Lpips:
         where = f"{field_name('lpips_vgg')} vgg16-397923af.pth (torchvision's VGG16 weights file)"
         return build_lpips("vgg16", self.vgg_weights, self.lin_weights, vgg_option=where).to(device)
 
+    def identity(self) -> dict[str, Any]:
+        """The weights the network is built from."""
+        from ..models.layers.perceptual import lpips_identity
 
-def _metrics(ctx: EvalContext, lpips: Lpips | None, names: tuple[str, ...], task: str) -> list[Metric]:
-    """The optional metrics a request names (LPIPS built on the context's device)."""
-    chosen: list[Metric] = [LPIPSDistance(lpips.build(ctx.device))] if lpips is not None else []
+        return lpips_identity("vgg16", self.vgg_weights, self.lin_weights)
+
+
+def _metrics(lpips: Lpips | None, names: tuple[str, ...], task: str) -> list[Metric]:
+    """The optional metrics a request names (LPIPS built on the job's device when it first scores)."""
+    chosen: list[Metric] = [LPIPSDistance(spec=lpips)] if lpips is not None else []
     try:
         return chosen + [metric_class(name, task)() for name in names]
     except ValueError as e:
@@ -109,13 +114,10 @@ class ReconstructionRequest:
 def run_reconstruction(req: ReconstructionRequest) -> dict[str, Any] | None:
     """rFID, PSNR, SSIM, codebook usage and entropy (and the metrics asked for) of the request's tokenizer; the result
     on the main process (None elsewhere)."""
-    source = open_image_source(req.data)  # a wrong data path fails before any model is loaded
-    ctx = EvalContext.open(req.options)
-    tok = load_tokenizer(req.tokenizer, device=ctx.device)
-    metrics = reconstruction_metrics(None, _metrics(ctx, req.lpips, req.metrics, "reconstruction"))
-    return reconstruct_dataset(
-        ctx, tok, source, Path(req.out), req.tokens, req.num_images, metrics, DTYPES[req.pixel_dtype], req.target_psnr
-    )
+    ctx = EvalContext(options=req.options, data=req.data, tokenizer=req.tokenizer)
+    metrics = reconstruction_metrics(None, _metrics(req.lpips, req.metrics, "reconstruction"))
+    pixel_dtype = DTYPES[req.pixel_dtype]
+    return reconstruct_dataset(ctx, Path(req.out), req.tokens, req.num_images, metrics, pixel_dtype, req.target_psnr)
 
 
 # ------------------------------------------------------------------------------------------- generation
@@ -144,19 +146,17 @@ class GenerationRequest:
 def run_generation(req: GenerationRequest) -> dict[str, Any] | None:
     """gFID, IS, precision/recall (and the metrics asked for) of the request's generator (None on processes but the
     main one)."""
-    ctx = EvalContext.open(req.options)
-    gen, tok = load_pair(req.tokenizer, req.generator, device=ctx.device)
+    ctx = EvalContext(options=req.options, tokenizer=req.tokenizer, generator=req.generator)
+    metrics = _metrics(None, req.metrics, "generation")
     return generate_and_score(
         ctx,
-        gen,
-        tok,
         req.reference,
         Path(req.out),
         num_samples=req.num_samples,
         per_class=req.per_class,
         seed=req.seed,
         sampling=(req.sampling, req.changes),
-        metrics=_metrics(ctx, None, req.metrics, "generation"),
+        metrics=metrics,
         autocast_dtype=DTYPES[req.dtype],
         pixel_dtype=DTYPES[req.pixel_dtype],
         save_samples=req.save_samples,
@@ -188,18 +188,10 @@ def run_search(req: SearchRequest, announce: Callable[[str], None] | None = None
     """The guidance search of the request (None on processes but the main one); ``announce`` hears the plan and each
     point's result on the main process."""
     grid = SearchGrid.from_file(req.grid, **req.axes)
-    points = grid.points(req.max_points)  # a grid too large, or with a bad value, fails before any model is loaded
-    ctx = EvalContext.open(req.options)
-    gen, tok = load_pair(req.tokenizer, req.generator, device=ctx.device)
-    log = announce if ctx.processes.main else None
-    if log is not None:
-        refine = f", then a finer grid at {req.refine_per_class or 4 * req.per_class} per class" if req.refine else ""
-        classes = gen.config.num_classes
-        log(f"guidance search: {len(points)} point(s) x {req.per_class} samples per class x {classes} classes{refine}")
+    grid.points(req.max_points)  # a grid too large, or with a bad value, fails before any model is loaded
+    ctx = EvalContext(options=req.options, tokenizer=req.tokenizer, generator=req.generator)
     return search_over(
         ctx,
-        gen,
-        tok,
         req.reference,
         Path(req.out),
         grid,
@@ -207,7 +199,7 @@ def run_search(req: SearchRequest, announce: Callable[[str], None] | None = None
         refine=req.refine,
         refine_per_class=req.refine_per_class,
         seed=req.seed,
-        log=log,
+        log=announce,
         max_points=req.max_points,
     )
 
@@ -227,9 +219,8 @@ class ReferenceRequest:
 
 def run_reference(req: ReferenceRequest) -> dict[str, Any]:
     """Write the reference batch (``arr_0``, ``mu``, ``sigma``, ``activations``); returns what it holds."""
-    images = reference_images(open_image_source(req.data), req.image_size, req.num_images)
-    ctx = EvalContext.open(req.options)
-    return make_reference(images, ctx.inception, req.out)
+    ctx = EvalContext(options=req.options, data=req.data)
+    return make_reference(reference_images(ctx.source, req.image_size, req.num_images), ctx.inception, req.out)
 
 
 # ------------------------------------------------------------------------------------------- compare
@@ -249,19 +240,11 @@ class CompareRequest:
 
 def run_compare(req: CompareRequest, announce: Callable[[str], None] = lambda _m: None) -> dict[str, Any] | None:
     """The comparison table of the request's tokenizers (None on processes but the main one)."""
-    source = open_image_source(req.data)  # a wrong data path fails before any model is loaded
-    ctx = EvalContext.open(req.options)
-    metrics = reconstruction_metrics(None, _metrics(ctx, req.lpips, req.metrics, "reconstruction"))
+    ctx = EvalContext(options=req.options, data=req.data)
+    metrics = reconstruction_metrics(None, _metrics(req.lpips, req.metrics, "reconstruction"))
+    labels = entry_labels(req.tokenizers)
     return compare_over(
-        ctx,
-        entry_labels(req.tokenizers),
-        lambda src: load_tokenizer(src, device=ctx.device),
-        source,
-        Path(req.out),
-        num_images=req.num_images,
-        speed=req.speed,
-        metrics=metrics,
-        announce=announce,
+        ctx, labels, Path(req.out), num_images=req.num_images, speed=req.speed, metrics=metrics, announce=announce
     )
 
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +55,7 @@ __all__ = [
     "reconstruct_dataset",
     "token_lengths",
     "RATE_CURVE",
+    "ReconstructionJob",
 ]
 
 RATE_CURVE = "all"  # --tokens all: every prefix length the tokenizer decodes, in one pass
@@ -173,126 +173,131 @@ def token_lengths(tokenizer: Tokenizer, tokens: int | str | Sequence[int] | None
     return tokenizer.select_lengths(tokens), curve
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What one reconstruction evaluation measures: the lengths (a rate curve or one), the images, the metrics."""
+class ReconstructionJob:
+    """One reconstruction evaluation, as :meth:`EvalContext.evaluate` runs it: its plan (the lengths, a rate curve or
+    one, the images, the metrics) and the settings that shape its chunks, made when it is built; then how one chunk
+    is computed, and the result from the merged chunks."""
 
-    lengths: list[int]
-    curve: bool
-    asked: int
-    used: int
-    metrics: list[Metric]
-    pixel_dtype: torch.dtype
-    target_psnr: float | None
+    description = "rFID"  # the progress bar's
+    keep_apart = ()  # every array of the chunks is merged
 
-    @property
-    def tokens(self) -> int | list[int]:
-        """What a batch is reconstructed from: every length of the curve, or the one."""
-        return self.lengths if self.curve else self.lengths[-1]
+    def __init__(
+        self,
+        ctx: EvalContext,
+        out: Path,
+        tokens: int | str | Sequence[int] | None,
+        num_images: int | None,
+        metrics: list[Metric],
+        pixel_dtype: torch.dtype = torch.float32,
+        target_psnr: float | None = None,
+        then: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.ctx, self.metrics, self.pixel_dtype, self.target_psnr = ctx, metrics, pixel_dtype, target_psnr
+        self.then = then  # what the result feeds once written (a comparison's table)
+        self.out, self.t0 = out, time.perf_counter()
+        source = ctx.source  # a wrong data path fails before any model is loaded
+        tok = ctx.tokenizer
+        self.lengths, self.curve = token_lengths(tok, tokens)
+        if target_psnr is not None and not self.curve:
+            raise EvaluationError(f"a PSNR target needs the rate curve: pass {field('tokens')} all")
+        available = len(source)
+        self.asked = num_images or available
+        if self.asked > available and not ctx.allow_partial:
+            raise EvaluationError(
+                f"asked for {self.asked} images but the data has {available}; refusing to report a number on fewer "
+                f"(pass {field('allow_partial')} to accept it)"
+            )
+        self.used = min(self.asked, available)
+        self.n_chunks = math.ceil(self.used / ctx.batch_size)
+        self.settings = {  # what shapes the chunks: a work folder written under other settings is refused
+            "protocol": PROTOCOL_VERSION,
+            "task": "reconstruction",
+            "tokens": self.lengths if self.curve else self.lengths[-1],
+            "num_images": self.used,
+            "batch_size": ctx.batch_size,
+            "data": source.description,
+            "tokenizer": tok.identity(),
+            "inception": ctx.inception.identity(),
+            "precision": str(next(tok.parameters()).dtype),
+            "pixel_decoder_dtype": str(pixel_dtype),
+        }
+        # only metrics whose per-image arrays depend on more than this: other work folders keep resuming
+        self.settings |= {m.name: m.work_identity() for m in metrics if m.work_identity() is not None}
+        self.unreadable: list[str] = []
+        self.dataset: ImageDataset | None = None
 
-
-def _plan(
-    ctx: EvalContext,
-    tokenizer: Tokenizer,
-    source: ImageSource,
-    tokens: int | str | Sequence[int] | None,
-    num_images: int | None,
-    metrics: list[Metric],
-    pixel_dtype: torch.dtype,
-    target_psnr: float | None,
-) -> _Plan:
-    """The lengths and image count, refusing a PSNR target without the curve and more images than the data has."""
-    lengths, curve = token_lengths(tokenizer, tokens)
-    if target_psnr is not None and not curve:
-        raise EvaluationError(f"a PSNR target needs the rate curve: pass {field('tokens')} all")
-    available = len(source)
-    asked = num_images or available
-    if asked > available and not ctx.allow_partial:
-        raise EvaluationError(
-            f"asked for {asked} images but the data has {available}; refusing to report a number on fewer "
-            f"(pass {field('allow_partial')} to accept it)"
-        )
-    return _Plan(lengths, curve, asked, min(asked, available), metrics, pixel_dtype, target_psnr)
-
-
-def _settings(ctx: EvalContext, tokenizer: Tokenizer, source: ImageSource, plan: _Plan) -> dict[str, Any]:
-    """What shapes the chunks: a work folder written under other settings is refused."""
-    settings = {
-        "protocol": PROTOCOL_VERSION,
-        "task": "reconstruction",
-        "tokens": plan.lengths if plan.curve else plan.lengths[-1],
-        "num_images": plan.used,
-        "batch_size": ctx.batch_size,
-        "data": source.description,
-        "tokenizer": tokenizer.identity(),
-        "inception": ctx.inception.identity(),
-        "precision": str(next(tokenizer.parameters()).dtype),
-        "pixel_decoder_dtype": str(plan.pixel_dtype),
-    }
-    for m in plan.metrics:  # only metrics whose per-image arrays depend on more: other work folders keep resuming
-        if m.work_identity() is not None:
-            settings[m.name] = m.work_identity()
-    return settings
-
-
-def _run_chunks(ctx: EvalContext, tokenizer: Tokenizer, dataset: ImageDataset, job: Any, plan: _Plan) -> None:
-    """This process's chunks of the protocol (unreadable images counted and named)."""
-    skipped: list[str] = []
-    n, bs = plan.used, ctx.batch_size
-    for c in ctx.bar(job.todo(), "rFID", unit="batch"):
+    def chunk(self, c: int) -> dict[str, np.ndarray]:
+        """Chunk ``c``: its readable images reconstructed and scored (unreadable ones named)."""
+        ctx, tok = self.ctx, self.ctx.tokenizer
+        if self.dataset is None:
+            self.dataset = ImageDataset(ctx.source, tok.config.image_size, train=False)
         items = []
-        for i in range(c * bs, min((c + 1) * bs, n)):
+        for i in range(c * ctx.batch_size, min((c + 1) * ctx.batch_size, self.used)):
             try:
-                items.append(dataset.load(i, 0))
+                items.append(self.dataset.load(i, 0))
             except Exception as e:  # noqa: BLE001 - unreadable images are counted and named
-                skipped.append(f"{dataset.source.records[i].name} ({type(e).__name__}: {e})")
+                self.unreadable.append(f"{self.dataset.source.records[i].name} ({type(e).__name__}: {e})")
         if not items:
-            job.save(c, {"ids": np.zeros((0, max(plan.lengths)), np.int64)})  # done, nothing to merge
-            continue
-        x = torch.stack(items).to(tokenizer.device)
-        job.save(
-            c, reconstruction_batch(tokenizer, x, plan.tokens, ctx.inception, plan.pixel_dtype, None, plan.metrics)
-        )
-    job.note_skipped(skipped)
+            return {"ids": np.zeros((0, max(self.lengths)), np.int64)}  # done, nothing to merge
+        x = torch.stack(items).to(tok.device)
+        tokens = self.lengths if self.curve else self.lengths[-1]
+        return reconstruction_batch(tok, x, tokens, ctx.inception, self.pixel_dtype, None, self.metrics)
 
+    def skipped(self) -> list[str]:
+        """The images of this process's chunks that could not be read."""
+        return self.unreadable
 
-def _summary(merged: dict[str, np.ndarray], tokenizer: Tokenizer, plan: _Plan) -> dict[str, Any]:
-    """The numbers of one length, or of every length (``rate_curve``) with the longest at the top level."""
-    if not plan.curve:
-        result = summarize_reconstruction(merged, tokenizer.codebook_size, metrics=plan.metrics)
-        return {"rfid": result.pop("rfid", None), **result}
-    rows = []
-    for t in plan.lengths:
-        row = summarize_reconstruction(prefix_arrays(merged, t), tokenizer.codebook_size, metrics=plan.metrics)
-        rows.append({"tokens": t, "rfid": row.pop("rfid", None), **row})
-    result = {k: v for k, v in rows[-1].items() if k != "tokens"}
-    result["rate_curve"] = rows
-    if plan.target_psnr is not None:
-        result["budget"] = budget_distribution(merged, plan.lengths, float(plan.target_psnr))
-    return result
+    def numbers(self, merged: dict[str, np.ndarray]) -> dict[str, Any]:
+        """The numbers of one length, or of every length (``rate_curve``) with the longest at the top level."""
+        size = self.ctx.tokenizer.codebook_size
+        if not self.curve:
+            result = summarize_reconstruction(merged, size, metrics=self.metrics)
+            return {"rfid": result.pop("rfid", None), **result}
+        rows = []
+        for t in self.lengths:
+            row = summarize_reconstruction(prefix_arrays(merged, t), size, metrics=self.metrics)
+            rows.append({"tokens": t, "rfid": row.pop("rfid", None), **row})
+        result = {k: v for k, v in rows[-1].items() if k != "tokens"}
+        result["rate_curve"] = rows
+        if self.target_psnr is not None:
+            result["budget"] = budget_distribution(merged, self.lengths, float(self.target_psnr))
+        return result
 
-
-def _record(settings: dict[str, Any], ctx: EvalContext, plan: _Plan, image_size: int, got: int, job: Any) -> dict:
-    """The result's ``settings``: what shaped the numbers, how each was computed, and when."""
-    record = {
-        **settings,
-        "crop": f"torchvision Resize({image_size}, bicubic, antialias) + CenterCrop, on PIL images",
-        "num_images_asked": plan.asked,
-        "partial": got < plan.asked,
-        "skipped_files": job.skipped(),
-        "fid": FID().describe(RECONSTRUCTION),
-        "inception_score": InceptionScore().describe(RECONSTRUCTION),
-    }
-    for m in plan.metrics:
-        if m.optional and m.describe(RECONSTRUCTION):
-            record[m.name] = m.describe(RECONSTRUCTION)
-    return record | {"processes": ctx.processes.world, "date": now()}
+    def finish(self, merged: dict[str, np.ndarray], work: Any) -> dict[str, Any]:
+        """The numbers, with the settings that shaped them and how each was computed, written to the result file (and
+        the rate curve's plot); a partial count is refused unless allowed."""
+        out, skipped, got = self.out, work.skipped(), int(merged["ids"].shape[0])
+        if got < self.asked and not self.ctx.allow_partial:
+            raise EvaluationError(
+                f"only {got} of {self.asked} images could be evaluated ({len(skipped)} unreadable, e.g. "
+                f"{skipped[:2]}); refusing to report (pass {field('allow_partial')} to accept it)"
+            )
+        result = self.numbers(merged)
+        size = self.ctx.tokenizer.config.image_size
+        record = {
+            **self.settings,
+            "crop": f"torchvision Resize({size}, bicubic, antialias) + CenterCrop, on PIL images",
+            "num_images_asked": self.asked,
+            "partial": got < self.asked,
+            "skipped_files": skipped,
+            "fid": FID().describe(RECONSTRUCTION),
+            "inception_score": InceptionScore().describe(RECONSTRUCTION),
+        }
+        record |= {
+            m.name: m.describe(RECONSTRUCTION) for m in self.metrics if m.optional and m.describe(RECONSTRUCTION)
+        }
+        record |= {"processes": self.ctx.processes.world, "date": now(), "seconds": time.perf_counter() - self.t0}
+        result["settings"] = record | {"versions": versions()}
+        if self.curve:
+            plot_rate_curve(out.with_suffix(".png"), result["rate_curve"])
+        write_json(out, result)
+        if self.then is not None:
+            self.then(result)
+        return result
 
 
 def reconstruct_dataset(
     ctx: EvalContext,
-    tokenizer: Tokenizer,
-    source: ImageSource,
     out: Path,
     tokens: int | str | Sequence[int] | None = None,
     num_images: int | None = None,
@@ -300,30 +305,12 @@ def reconstruct_dataset(
     pixel_dtype: torch.dtype = torch.float32,
     target_psnr: float | None = None,
 ) -> dict[str, Any] | None:
-    """The protocol over ``ctx`` (see :func:`evaluate_reconstruction`); the result on the main process."""
-    plan = _plan(
-        ctx, tokenizer, source, tokens, num_images, metrics or reconstruction_metrics(), pixel_dtype, target_psnr
+    """The protocol over ``ctx`` -- its data and tokenizer (see :func:`evaluate_reconstruction`); the result on the
+    main process (None elsewhere)."""
+    evaluation = ReconstructionJob(
+        ctx, out, tokens, num_images, metrics or reconstruction_metrics(), pixel_dtype, target_psnr
     )
-    settings = _settings(ctx, tokenizer, source, plan)
-    job = ctx.work(out, settings, math.ceil(plan.used / ctx.batch_size))
-    t0 = time.perf_counter()
-    _run_chunks(ctx, tokenizer, ImageDataset(source, tokenizer.config.image_size, train=False), job, plan)
-    merged = ctx.merge(job)
-    if merged is None:
-        return None
-    got, skipped = int(merged["ids"].shape[0]), job.skipped()
-    if got < plan.asked and not ctx.allow_partial:
-        raise EvaluationError(
-            f"only {got} of {plan.asked} images could be evaluated ({len(skipped)} unreadable, e.g. {skipped[:2]}); "
-            f"refusing to report (pass {field('allow_partial')} to accept it)"
-        )
-    result = _summary(merged, tokenizer, plan)
-    record = _record(settings, ctx, plan, tokenizer.config.image_size, got, job)
-    result["settings"] = record | {"seconds": time.perf_counter() - t0, "versions": versions()}
-    write_json(out, result)
-    if plan.curve:
-        plot_rate_curve(out.with_suffix(".png"), result["rate_curve"])
-    return result
+    return ctx.evaluate(out, evaluation)
 
 
 @torch.no_grad()
@@ -352,6 +339,6 @@ def evaluate_reconstruction(
     LPIPS network (:func:`restok.models.layers.perceptual.build_lpips`) to score LPIPS-VGG too (None: not measured);
     ``metrics``: optional metrics by name (``"kid"``) or instance."""
     options = EvalOptions(batch_size=batch_size, allow_partial=allow_partial)
-    ctx = EvalContext(processes, tokenizer.device, inception, options)
+    ctx = EvalContext(processes, tokenizer.device, inception, options, data=source, tokenizer=tokenizer)
     chosen = reconstruction_metrics(lpips, metrics)
-    return reconstruct_dataset(ctx, tokenizer, source, Path(out), tokens, num_images, chosen, pixel_dtype, target_psnr)
+    return reconstruct_dataset(ctx, Path(out), tokens, num_images, chosen, pixel_dtype, target_psnr)

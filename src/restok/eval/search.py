@@ -170,8 +170,6 @@ def _write_tables(out: Path, rows: list[dict[str, Any]]) -> None:
 
 def _evaluate_point(
     ctx: EvalContext,
-    generator: HARGenerator,
-    tokenizer: Tokenizer,
     reference: str | Path,
     path: Path,
     sp: SamplingConfig,
@@ -179,9 +177,7 @@ def _evaluate_point(
     seed: int,
 ) -> dict[str, Any] | None:
     """One point's table row (None on processes other than the main one): a generation evaluation of its own."""
-    result = generate_and_score(
-        ctx.quiet(), generator, tokenizer, reference, path, per_class=per_class, seed=seed, sampling=sp
-    )
+    result = generate_and_score(ctx.quiet(), reference, path, per_class=per_class, seed=seed, sampling=sp)
     if result is None:
         return None
     return {
@@ -236,8 +232,6 @@ def _write_best(out: Path, best: dict[str, Any], seed: int, batch_size: int) -> 
 
 def _stage(
     ctx: EvalContext,
-    generator: HARGenerator,
-    tokenizer: Tokenizer,
     reference: str | Path,
     out: Path,
     stage: tuple[int, list[SamplingConfig], int],
@@ -253,7 +247,7 @@ def _stage(
         remove_stale_temporaries(folder)  # what a killed run was writing
     for i, sp in enumerate(bar):
         t0 = time.perf_counter()
-        row = _evaluate_point(ctx, generator, tokenizer, reference, folder / f"point-{i:04d}.json", sp, per_class, seed)
+        row = _evaluate_point(ctx, reference, folder / f"point-{i:04d}.json", sp, per_class, seed)
         if row is None:  # not the main process
             continue
         rows.append({"stage": number, "point": i, **row})
@@ -269,8 +263,6 @@ def _stage(
 
 def search_over(
     ctx: EvalContext,
-    generator: HARGenerator,
-    tokenizer: Tokenizer,
     reference: str | Path,
     out: Path,
     grid: SearchGrid,
@@ -282,10 +274,16 @@ def search_over(
     log: Callable[[str], None] | None = None,
     max_points: int = MAX_SEARCH_POINTS,
 ) -> dict[str, Any] | None:
-    """The guidance search over ``ctx`` (see :func:`search_guidance`)."""
+    """The guidance search over ``ctx`` -- its generator and tokenizer (see :func:`search_guidance`); ``log`` hears
+    the plan and each point's result on the main process."""
     if per_class < 1 or (refine_per_class is not None and refine_per_class < 1):
         raise EvaluationError("samples per class must be >= 1")
     stages = [(1, grid.points(max_points), per_class)]
+    log = log if ctx.processes.main else None
+    if log is not None:
+        finer = f", then a finer grid at {refine_per_class or 4 * per_class} per class" if refine else ""
+        classes = ctx.generator.config.num_classes
+        log(f"guidance search: {len(stages[0][1])} point(s) x {per_class} samples per class x {classes} classes{finer}")
     ref = load_reference(reference, ctx.inception)  # fails now, not after hours, if the file lacks what a metric needs
     if ref["activations"].shape[0] <= 3:
         raise EvaluationError(
@@ -296,7 +294,7 @@ def search_over(
     rows: list[dict[str, Any]] = []
     t_start = time.perf_counter()
     for stage in stages:  # a second stage is appended after the first when refining
-        _stage(ctx, generator, tokenizer, reference, out, stage, seed, rows, log)
+        _stage(ctx, reference, out, stage, seed, rows, log)
         if refine and stage[0] == 1:
             stages.append((2, _finer_points(out, rows, grid, ctx.processes), refine_per_class or 4 * per_class))
     if not ctx.processes.main:
@@ -326,11 +324,10 @@ def search_guidance(
     """Evaluate every point of ``grid`` (then, with ``refine``, of a finer grid around the best at ``refine_per_class``
     samples per class) into the folder ``out``: ``table.csv``, ``table.json``, ``best.json``, ``search.png``, and one
     evaluation work folder per point. Returns ``{"best": row, "rows": [...]}`` on the main process."""
-    ctx = EvalContext(processes, generator.device, inception, EvalOptions(batch_size=batch_size))
+    options = EvalOptions(batch_size=batch_size)
+    ctx = EvalContext(processes, generator.device, inception, options, tokenizer=tokenizer, generator=generator)
     return search_over(
         ctx,
-        generator,
-        tokenizer,
         reference,
         Path(out),
         grid,

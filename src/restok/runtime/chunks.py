@@ -95,6 +95,19 @@ class ChunkJob:
         finished = self.done()
         return [c for c in range(self.rank, self.n_chunks, self.world) if c not in finished]
 
+    def run(
+        self,
+        compute: Callable[[int], dict[str, np.ndarray]],
+        bar: Callable[[list[int]], Iterable[int]] = iter,
+        skipped: Callable[[], list[str]] = list,
+    ) -> None:
+        """Do this process's chunks that are not done yet: ``compute(k)`` gives chunk k's arrays, saved as its marker;
+        ``bar`` wraps the chunks (a progress bar); ``skipped()`` names the inputs that could not be used, recorded
+        for :meth:`skipped` once every chunk of this process is saved."""
+        for chunk in bar(self.todo()):
+            self.save(chunk, compute(chunk))
+        self.note_skipped(skipped())
+
     def save(self, chunk: int, arrays: dict[str, np.ndarray]) -> None:
         """Write a chunk's arrays as its marker ``.npz``."""
         save_npz(self.path(chunk), **arrays)

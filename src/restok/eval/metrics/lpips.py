@@ -29,16 +29,24 @@ class LPIPSDistance(Metric):
     higher_is_better = False
     target_range = Range(ge=0.0, le=10.0)
 
-    def __init__(self, network: torch.nn.Module) -> None:
-        self.network = network  # the frozen LPIPS network, on the device the images are on
+    def __init__(self, network: torch.nn.Module | None = None, spec: Any = None) -> None:
+        # the frozen LPIPS network, or a spec (``build(device)``, ``identity()``) that builds it on first use
+        if (network is None) == (spec is None):
+            raise ValueError("LPIPSDistance takes an LPIPS network or a spec that builds one")
+        self.network, self.spec = network, spec
+
+    def _net(self, device: torch.device) -> torch.nn.Module:
+        if self.network is None:
+            self.network = self.spec.build(device)
+        return self.network
 
     def score(self, reconstructions: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """Per-image LPIPS (B,) in float64."""
-        return self.network(reconstructions, images).double().flatten()
+        return self._net(images.device)(reconstructions, images).double().flatten()
 
     def per_item(self, pair: ImagePair) -> dict[str, np.ndarray]:
         """Each image's distance."""
-        return {"lpips": self.network(pair.reconstructions, pair.images).double().cpu().numpy()}
+        return {"lpips": self.score(pair.reconstructions, pair.images).cpu().numpy()}
 
     def compute(self, inputs: Mapping[str, Any], task: str) -> dict[str, Any]:
         """The mean over images."""
@@ -46,4 +54,6 @@ class LPIPSDistance(Metric):
 
     def work_identity(self) -> Any:
         """The network's weights (work folders of runs without LPIPS keep resuming: only LPIPS runs record it)."""
+        if self.network is None:
+            return self.spec.identity()
         return getattr(self.network, "identity", "LPIPS-VGG16")

@@ -21,6 +21,7 @@ from ...runtime.network import offline
 from ...runtime.requests import RequestError
 
 __all__ = [
+    "lpips_identity",
     "BackboneError",
     "load_weights",
     "seeded_init",
@@ -211,12 +212,20 @@ def build_lpips(
     if real and lin_weights is None:
         lin_weights = installed_lpips_heads()
     load_weights(holder, lin_weights, LPIPS_LIN_URL if real else None, "LPIPS lin heads", strict=True)
-    m.identity = {
+    m.identity = lpips_identity(spec, vgg_weights, lin_weights)
+    return freeze(m)
+
+
+def lpips_identity(spec: str = "vgg16", vgg_weights: str | None = None, lin_weights: str | None = None) -> dict:
+    """What names the weights of the LPIPS network :func:`build_lpips` builds (recorded beside the numbers)."""
+    real = spec == "vgg16"
+    if real and lin_weights is None:
+        lin_weights = installed_lpips_heads()
+    return {
         "spec": spec,
-        "vgg_weights": vgg_weights or (VGG16_URL if real else "seeded"),  # recorded beside the numbers
+        "vgg_weights": vgg_weights or (VGG16_URL if real else "seeded"),
         "lin_weights": lin_weights or (LPIPS_LIN_URL if real else "seeded"),
     }
-    return freeze(m)
 
 
 def installed_lpips_heads() -> str | None:
