@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,26 @@ def _write_reports(out: Path, f: dict[str, Any]) -> None:
     md = _report_md(f)
     write_text(out / "report.md", md)
     write_text(out / "report.html", _md_to_html(md))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoRequest:
+    """``restok demo``: the report on two 32-px models (default: the embedded MNIST ones); ``quick`` shortens it to 100
+    held-out digits and 4 samples per class."""
+
+    out: Path = Path("restok-demo")
+    tokenizer: str = "restok-tiny-mnist"
+    generator: str = "har-tiny-mnist"
+    num_eval: int = 1000
+    per_class: int = 8
+    cfg_scale: float = 2.0
+    seed: int = 0
+    quick: bool = False
+
+
+def make_demo(req: DemoRequest) -> dict[str, Any]:
+    """Write the demo of the request; returns the measured figures."""
+    num_eval, per_class = (
+        (min(req.num_eval, 100), min(req.per_class, 4)) if req.quick else (req.num_eval, req.per_class)
+    )
+    return run_demo(req.out, req.tokenizer, req.generator, num_eval, per_class, req.cfg_scale, req.seed)

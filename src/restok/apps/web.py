@@ -19,11 +19,13 @@ at the repository root is the entry of a Hugging Face Space.
 from __future__ import annotations
 
 import html
+import os
 import queue
 import shlex
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ from ..data.token_files import TokenFile, write_token_file
 from ..eval.metrics import psnr
 from ..models.auto import load_generator, load_tokenizer
 from ..pipelines import ResTokPipeline
+from ..runtime.processes import resolve_device
 from ..sampling import CFG_SCHEDULES, SAMPLING_FIELDS
 
 __all__ = [
@@ -543,3 +546,38 @@ def build_app(
         _generator_tab(gr, be)
     demo.queue(default_concurrency_limit=2)
     return demo
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppRequest:
+    """``restok app``: the web demo on a tokenizer and a generator (``"none"``: the tokenizer tab alone), with other
+    tokenizers side by side, served on ``host:port``."""
+
+    tokenizer: str = "restok-tiny-mnist"
+    generator: str = "har-tiny-mnist"
+    compare: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    device: str = "auto"
+
+
+def serve(req: AppRequest, announce: Callable[[str], None] = print) -> None:
+    """Build the app, start serving, ``announce`` where, and serve until interrupted."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise RuntimeError("restok app needs Gradio: pip install 'restok[app]'") from None
+    generator = None if req.generator.lower() == "none" else req.generator
+    demo = build_app(req.tokenizer, generator, device=resolve_device(req.device), compare=req.compare)
+    _, local_url, share_url = demo.launch(
+        server_name=req.host, server_port=req.port, share=req.share, prevent_thread_lock=True, quiet=True
+    )
+    announce(
+        f"restok app running at {local_url}" + (f" (public: {share_url})" if share_url else "") + "; Ctrl+C stops it"
+    )
+    try:
+        demo.block_thread()
+    finally:
+        demo.close()

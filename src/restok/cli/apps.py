@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from ..core.registry import family_titles
-from ..runtime.processes import resolve_device
-from .base import CLIError, Command
-from .options import SEED, device_option, group, model_options, number, output_option, sampling_type
+from .base import Command, request
+from .options import (
+    SEED,
+    device_option,
+    group,
+    model_options,
+    number,
+    output_option,
+    progress_option,
+    sampling_type,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -32,16 +39,14 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=SEED, default=0, help="seed (default: 0)")
     g.add_argument("--quick", action="store_true", help="100 held-out digits and 4 samples per class")
     output_option(p, "output folder", default="restok-demo")
+    progress_option(p)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the offline demo on the embedded models and say where its outputs are."""
-    from ..apps.demo import run_demo as demo
+    from ..apps.demo import DemoRequest, make_demo
 
-    num_eval, per_class = (
-        (min(args.num_eval, 100), min(args.per_class, 4)) if args.quick else (args.num_eval, args.per_class)
-    )
-    f = demo(args.out, args.tokenizer, args.generator, num_eval, per_class, args.cfg_scale, args.seed)
+    f = make_demo(request(DemoRequest, args, progress=not args.no_progress))
     psnr = ", ".join(f"{k} tokens {v:.1f} dB" for k, v in f["psnr_db_by_tokens"].items())
     print(f"held-out PSNR: {psnr}")
     print(
@@ -70,26 +75,9 @@ def _app_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_app(args: argparse.Namespace) -> int:
     """Start the web demo and serve until interrupted (``--generator none``: the tokenizer tab alone)."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise CLIError("restok app needs Gradio: pip install 'restok[app]'") from None
-    from ..apps.web import build_app
+    from ..apps.web import AppRequest, serve
 
-    generator = None if args.generator.lower() == "none" else args.generator
-    demo = build_app(args.tokenizer, generator, device=resolve_device(args.device), compare=args.compare)
-    _, local_url, share_url = demo.launch(
-        server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=True, quiet=True
-    )
-    print(
-        f"restok app running at {local_url}" + (f" (public: {share_url})" if share_url else "") + "; Ctrl+C stops it",
-        flush=True,
-    )
-    try:
-        demo.block_thread()
-    finally:
-        demo.close()
+    serve(request(AppRequest, args), announce=lambda line: print(line, flush=True))
     return 0
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..data.prepare import PrepareSettings, check_shards, prepare_shards
-from ..data.sources import open_image_source
-from .base import Command
-from .options import group, number, output_option
+from ..data.prepare import CheckShardsRequest, PrepareRequest, run_check_shards
+from ..data.prepare import run_prepare as prepare_request
+from .base import Command, request
+from .options import group, number, output_option, progress_option
 
 __all__ = ["COMMANDS"]
 
@@ -41,12 +41,12 @@ def _prepare_arguments(p: argparse.ArgumentParser) -> None:
         help="re-encode every image with this short side (e.g. 288 for 256-px training); default: original bytes",
     )
     output_option(p, "output folder (shard-NNNNNN.tar, classes.json, prepare.json; a rerun resumes)")
+    progress_option(p)
 
 
 def run_prepare(args: argparse.Namespace) -> int:
     """Write the shards; exit 1 when some samples could not be read (each named in classes.json)."""
-    settings = PrepareSettings(int(args.max_shard_mb * 1e6), args.max_samples, args.resize)
-    info = prepare_shards(open_image_source(args.source), args.out, settings, announce=lambda m: print(m, flush=True))
+    info = prepare_request(request(PrepareRequest, args, progress=not args.no_progress), lambda m: print(m, flush=True))
     print(
         f"wrote {len(info['shards'])} shard(s), {info['num_samples']} samples, {len(info['class_names'])} classes to "
         f"{args.out}"
@@ -63,11 +63,12 @@ def _check_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--workers", type=number(int, ge=1, le=1024), default=1, help="data-loader workers per process")
     g.add_argument("--decode", action="store_true", help="decode every image (default: check each image's header)")
+    progress_option(p)
 
 
 def run_check(args: argparse.Namespace) -> int:
     """Print the facts and one line per finding; exit 1 when there are findings."""
-    rep = check_shards(args.folder, args.processes, args.workers, args.decode)
+    rep = run_check_shards(request(CheckShardsRequest, args, progress=not args.no_progress))
     print(json.dumps(rep.facts))
     for line in rep.findings:
         print(line)

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..pipelines.samples import SampleRequest, VariationRequest, write_samples, write_variations
-from .base import Command
+from .base import Command, request
 from .options import (
     batch_option,
     compile_option,
@@ -17,6 +16,7 @@ from .options import (
     number,
     output_option,
     precision_options,
+    progress_option,
     sampling_changes,
     sampling_options,
     seed_option,
@@ -57,28 +57,12 @@ def _generate_arguments(p: argparse.ArgumentParser) -> None:
     _pair_and_recipe(p)
     compile_option(p)
     output_option(p, "output directory")
+    progress_option(p)
 
 
 def run_generate(args: argparse.Namespace) -> int:
     """Sample class-conditional images; write PNGs, a grid and a JSON manifest of every setting."""
-    req = SampleRequest(
-        args.tokenizer,
-        args.generator,
-        tuple(args.classes),
-        Path(args.out),
-        args.per_class,
-        args.sampling,
-        sampling_changes(args),
-        args.seed,
-        args.batch_size,
-        args.num_tokens,
-        args.progressive,
-        args.device,
-        args.dtype,
-        args.pixel_dtype,
-        args.compile,
-    )
-    m = write_samples(req)
+    m = write_samples(request(SampleRequest, args, changes=sampling_changes(args), progress=not args.no_progress))
     print(
         f"wrote {len(m['images'])} image(s), grid.png and manifest.json to {args.out} ({m['seconds']:.1f}s, "
         f"{m['settings']['num_model_calls']} calls per batch)"
@@ -101,22 +85,7 @@ def _vary_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_vary(args: argparse.Namespace) -> int:
     """Coarse-kept variations of one image: its first ``--keep`` tokens kept, the finer levels sampled."""
-    req = VariationRequest(
-        args.tokenizer,
-        args.generator,
-        Path(args.image),
-        args.keep,
-        args.classes,
-        Path(args.out),
-        args.num,
-        args.sampling,
-        sampling_changes(args),
-        args.seed,
-        args.device,
-        args.dtype,
-        args.pixel_dtype,
-    )
-    rec = write_variations(req)
+    rec = write_variations(request(VariationRequest, args, changes=sampling_changes(args)))
     print(
         f"wrote {args.num} variations keeping {args.keep} of {rec['tokenizer']['config']['num_tokens']} "
         f"tokens, and the strip (original{', coarse' if rec['coarse'] else ''}, variations) to {args.out}"

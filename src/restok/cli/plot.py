@@ -1,26 +1,15 @@
-"""``restok plot strip|attention|codebook|curves``: the visualisations of :mod:`restok.eval.plots` as PNG files."""
+"""``restok plot strip|attention|codebook|curves``: the figures of :mod:`restok.pipelines.figures` as PNG files."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
-import torch
-
-from .base import Command
+from ..pipelines.figures import CurvesRequest, FigureRequest, draw_curves, draw_figure
+from .base import Command, request
 from .options import model_options, output_option
 
 __all__ = ["COMMANDS"]
-
-
-def _images(args: argparse.Namespace, size: int) -> torch.Tensor:
-    """The given image files, or held-out embedded digits when none are given."""
-    if args.images:
-        from ..data.images import load_image
-
-        return torch.stack([load_image(p, size) for p in args.images])
-    from ..data.embedded import MNISTDigits
-
-    return MNISTDigits("test", size).batch(range(0, 1000, 100))[0]
 
 
 def _image_plot_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,43 +18,18 @@ def _image_plot_arguments(p: argparse.ArgumentParser) -> None:
     output_option(p, "output PNG")
 
 
-def _tokenizer_and_images(args: argparse.Namespace) -> tuple[object, torch.Tensor]:
-    from ..models.auto import load_tokenizer
+def _figure(name: str) -> Callable[[argparse.Namespace], int]:
+    """The command that draws figure ``name``."""
 
-    tok = load_tokenizer(args.tokenizer).eval()
-    return tok, _images(args, tok.config.image_size)
+    def run(args: argparse.Namespace) -> int:
+        found = draw_figure(request(FigureRequest, args, figure=name))
+        if name == "codebook":
+            print(f"usage {found['usage']:.3f}, entropy {found['entropy']:.3f} bits")
+        print(f"wrote {args.out}")
+        return 0
 
-
-@torch.no_grad()
-def run_strip(args: argparse.Namespace) -> int:
-    """Originals over reconstructions from every prefix length."""
-    from ..eval.plots import reconstruction_strip
-
-    reconstruction_strip(*_tokenizer_and_images(args), args.out)
-    print(f"wrote {args.out}")
-    return 0
-
-
-@torch.no_grad()
-def run_attention(args: argparse.Namespace) -> int:
-    """The encoder's attention from each latent level to each image-token scale, per layer."""
-    from ..eval.plots import plot_attention
-
-    plot_attention(*_tokenizer_and_images(args), args.out)
-    print(f"wrote {args.out}")
-    return 0
-
-
-@torch.no_grad()
-def run_codebook(args: argparse.Namespace) -> int:
-    """Code-frequency histogram with usage and entropy."""
-    from ..eval.plots import plot_codebook_usage
-
-    tok, x = _tokenizer_and_images(args)
-    stats = plot_codebook_usage(tok.encode(x), tok.codebook_size, args.out)
-    print(f"usage {stats['usage']:.3f}, entropy {stats['entropy']:.3f} bits")
-    print(f"wrote {args.out}")
-    return 0
+    run.__doc__ = f"Draw the {name} figure."
+    return run
 
 
 def _curves_arguments(p: argparse.ArgumentParser) -> None:
@@ -76,12 +40,12 @@ def _curves_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_curves(args: argparse.Namespace) -> int:
     """Training curves of a run folder."""
-    from ..eval.plots import plot_training_curves
-
-    keys = plot_training_curves(args.run, args.out, args.keys)
+    keys = draw_curves(request(CurvesRequest, args))
     print(f"wrote {args.out} ({', '.join(keys)})")
     return 0
 
+
+run_strip, run_attention, run_codebook = _figure("strip"), _figure("attention"), _figure("codebook")
 
 COMMANDS = (
     Command(

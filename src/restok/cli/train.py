@@ -8,12 +8,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from typing import Any
 
-from ..runtime.processes import launched
-from .base import CLIError, Command
+from ..train.jobs import (
+    CheckCodesRequest,
+    ExtractCodesRequest,
+    TrainRequest,
+    run_train,
+)
+from ..train.jobs import run_check_codes as run_check_codes_job
+from ..train.jobs import run_extract_codes as run_extract_codes_job
+from .base import Command, request
 from .options import (
     batch_option,
     device_option,
@@ -121,79 +127,29 @@ def _generator_run_arguments(p: argparse.ArgumentParser) -> None:
     _run_arguments(p)
 
 
-def _train(args: argparse.Namespace, kind: str, data: str, overrides: list[str]) -> int:
-    """Load the config (recipe or YAML, then overrides) and train."""
-    from ..train import load_train_config, train_generator, train_tokenizer
-
+def _train(args: argparse.Namespace, kind: str, data: str) -> int:
+    """Train (or check before training) as the options ask; print where the run stands."""
     _setup_logging()
-    cfg = load_train_config(args.config, kind, list(args.overrides) + overrides)
-    if args.devices:
-        cfg = _fit(cfg, kind, data, args)
-    if args.preflight:
-        from ..train.preflight import preflight
-
-        lines, blocked = preflight(
-            cfg, kind, data, args.out, None if args.device == "auto" else args.device, args.preflight_timeout
-        )
-        for line in lines:
+    req = request(TrainRequest, args, kind=kind, data=data, progress=not args.no_progress)
+    outcome = run_train(req, announce=lambda line: print(line, flush=True))
+    if req.preflight:
+        for line in outcome.preflight:
             print(line, flush=True)
-        if lines:
-            print(
-                "preflight: " + ("BLOCKED: fix the blocker lines above before the run" if blocked else "ready"),
-                flush=True,
-            )
-        return 1 if blocked else 0
-    options = dict(
-        max_steps=args.max_steps,
-        stop_at=args.stop_at,
-        resume=args.resume,
-        device=None if args.device == "auto" else args.device,
-        progress=not args.no_progress,
-    )
-    result = (train_tokenizer if kind == "tokenizer" else train_generator)(cfg, data, args.out, **options)
-    return _report(result, os.environ.get("RANK", "0") == "0")
-
-
-def _fit(cfg: Any, kind: str, data: str, args: argparse.Namespace) -> Any:
-    """The recipe fitted to ``--devices`` (refused when the launch has another process count), the plan printed."""
-    from ..runtime.memory import available_memory
-    from ..runtime.processes import resolve_device
-    from ..train.preflight import fit_to_devices
-
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if "WORLD_SIZE" in os.environ and launched != args.devices:
-        raise CLIError(
-            f"--devices {args.devices} but the launcher started {launched} processes: give the count it starts"
-        )
-    if "WORLD_SIZE" not in os.environ and args.devices > 1:
-        raise CLIError(
-            f"--devices {args.devices} plans a run of {args.devices} processes: launch it so (torchrun "
-            "--nproc-per-node "
-            f"{args.devices} -m restok train ..., or accelerate launch --num_processes {args.devices}); alone it is one"
-        )
-    if launched > 1 and not args.memory_per_device:
-        # each rank would measure its own free memory and could choose another grad_accum: the collectives would not
-        # match
-        raise CLIError(
-            "--devices under a launcher needs --memory-per-device GB, so that every rank fits the recipe the same way"
-        )
-    memory = (
-        int(args.memory_per_device * 1e9) if args.memory_per_device else available_memory(resolve_device(args.device))
-    )
-    cfg, plan = fit_to_devices(cfg, kind, data, args.devices, memory)
-    if os.environ.get("RANK", "0") == "0":
-        print(plan, flush=True)
-    return cfg
+        if outcome.preflight:
+            ready = "BLOCKED: fix the blocker lines above before the run" if outcome.blocked else "ready"
+            print(f"preflight: {ready}", flush=True)
+        return 1 if outcome.blocked else 0
+    return _report(outcome.result, outcome.main)
 
 
 def run_train_tokenizer(args: argparse.Namespace) -> int:
     """Train a tokenizer on images."""
-    return _train(args, "tokenizer", args.data, [f"eval_data={args.eval_data}"] if args.eval_data else [])
+    return _train(args, "tokenizer", args.data)
 
 
 def run_train_generator(args: argparse.Namespace) -> int:
     """Train a generator on a code set."""
-    return _train(args, "generator", args.codes, [])
+    return _train(args, "generator", args.codes)
 
 
 # ------------------------------------------------------------------------------------------- code sets
@@ -222,22 +178,7 @@ def _extract_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_extract_codes(args: argparse.Namespace) -> int:
     """Tokenize a dataset into a sharded, resumable code set (all processes of a torchrun/accelerate job)."""
-    from ..data.sources import open_image_source
-    from ..models.auto import load_tokenizer
-    from ..train.codes import extract_codes
-
-    processes, device = launched(args.device, progress=not args.no_progress)
-    tok = load_tokenizer(args.tokenizer, device=device)
-    meta = extract_codes(
-        tok,
-        open_image_source(args.data),
-        args.out,
-        crop=args.crop,
-        batch_size=args.batch_size,
-        shard_size=args.shard_size,
-        processes=processes,
-        target_psnr=args.target_psnr,
-    )
+    meta = run_extract_codes_job(request(ExtractCodesRequest, args, progress=not args.no_progress))
     if meta is not None:
         print(
             f"wrote {meta['num_samples']} samples x {meta['num_crops']} crops x {meta['num_tokens']} tokens "
@@ -261,13 +202,7 @@ def _check_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_check_codes(args: argparse.Namespace) -> int:
     """Validate a code set (and optionally re-encode a few images with its tokenizer)."""
-    from ..data.sources import open_image_source
-    from ..models.auto import load_tokenizer
-    from ..train.codes import check_codes
-
-    tok = load_tokenizer(args.tokenizer).eval() if args.tokenizer else None
-    source = open_image_source(args.data) if args.data else None
-    report = check_codes(args.codes, tok, source, num_verify=args.verify)
+    report = run_check_codes_job(request(CheckCodesRequest, args))
     print(json.dumps({k: v for k, v in report.items() if k != "meta"}))
     print(f"ok: {args.codes} is a complete, consistent code set")
     return 0

@@ -25,10 +25,20 @@ from typing import Any
 from PIL import Image
 
 from ..runtime.files import atomic_write, make_dir, write_json
+from ..runtime.progress import progress
 from .records import DataError, ImageSource
 from .transforms import decode_image
 
-__all__ = ["PrepareSettings", "prepare_shards", "check_shards", "ShardReport"]
+__all__ = [
+    "PrepareSettings",
+    "prepare_shards",
+    "check_shards",
+    "ShardReport",
+    "PrepareRequest",
+    "run_prepare",
+    "CheckShardsRequest",
+    "run_check_shards",
+]
 
 SHARD_NAME = "shard-{:06d}.tar"
 
@@ -122,6 +132,7 @@ def prepare_shards(
     out: str | Path,
     settings: PrepareSettings = PrepareSettings(),
     announce: Callable[[str], None] = lambda _m: None,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
     """Write ``source`` as tar shards into ``out`` (resuming after the last finished shard); returns
     ``classes.json``."""
@@ -130,6 +141,8 @@ def prepare_shards(
     i, n, t0 = state.next_index, len(source), time.perf_counter()
     if i:
         announce(f"resuming after {len(state.shards)} finished shard(s), at sample {i} of {n}")
+    bar = progress(None, "preparing", total=n, enabled=show_progress, unit="sample")
+    bar.update(i)
     while i < n:
         start, items, size = i, [], 0
         while i < n and len(items) < settings.max_samples:
@@ -162,7 +175,9 @@ def prepare_shards(
                 "skipped_index": state.skipped_index,
             },
         )
+        bar.update(i - start)
         announce(f"{name}: {len(items)} samples, {nbytes / 1e6:.1f} MB ({i}/{n}, {time.perf_counter() - t0:.0f} s)")
+    bar.close()
     return _write_classes(out, source, state)
 
 
@@ -196,7 +211,9 @@ class ShardReport:
     findings: list[str] = field(default_factory=list)
 
 
-def check_shards(folder: str | Path, processes: int = 1, workers: int = 1, decode: bool = False) -> ShardReport:
+def check_shards(
+    folder: str | Path, processes: int = 1, workers: int = 1, decode: bool = False, show_progress: bool = False
+) -> ShardReport:
     """Counts, classes, unreadable members, shard sizes, and the shard arithmetic for ``processes`` x ``workers``."""
     from .sources import open_image_source
 
@@ -209,7 +226,7 @@ def check_shards(folder: str | Path, processes: int = 1, workers: int = 1, decod
     sizes = [p.stat().st_size for p in shards]
     counts: dict[int, int] = {}
     bad = []
-    for rec in source.records:
+    for rec in progress(source.records, "checking", enabled=show_progress, unit="sample"):
         counts[rec.label] = counts.get(rec.label, 0) + 1
         try:
             data = rec.read()
@@ -268,3 +285,41 @@ def _check_arithmetic(n_shards: int, sizes: list[int], processes: int, workers: 
         rep.findings.append(
             f"shard sizes range {min(sizes[:-1]) / 1e6:.1f}-{max(sizes[:-1]) / 1e6:.1f} MB (the last aside)"
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrepareRequest:
+    """``restok data prepare``: a source (folder, shards, Hugging Face dataset, ``embedded:NAME``) written as
+    webdataset-layout tar shards of at most ``max_shard_mb`` MB and ``max_samples`` samples, optionally re-encoded
+    with short side ``resize``."""
+
+    source: str
+    out: Path
+    max_shard_mb: float = 1024.0
+    max_samples: int = 10_000
+    resize: int | None = None
+    progress: bool = True
+
+
+def run_prepare(req: PrepareRequest, announce: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """Write (or resume) the shards; returns ``classes.json``; ``announce`` hears each shard as it is written."""
+    from .sources import open_image_source
+
+    settings = PrepareSettings(int(req.max_shard_mb * 1e6), req.max_samples, req.resize)
+    return prepare_shards(open_image_source(req.source), req.out, settings, announce, req.progress)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckShardsRequest:
+    """``restok data check``: what a folder of shards holds, for a run of ``processes`` x ``workers`` loaders."""
+
+    folder: Path
+    processes: int = 1
+    workers: int = 1
+    decode: bool = False
+    progress: bool = True
+
+
+def run_check_shards(req: CheckShardsRequest) -> ShardReport:
+    """The facts and findings of the folder."""
+    return check_shards(req.folder, req.processes, req.workers, req.decode, req.progress)

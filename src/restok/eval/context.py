@@ -17,13 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from ..data.records import ImageSource
-from ..data.sources import open_image_source
-from ..models.auto import check_compatible, load_generator, load_tokenizer
+from ..models.resources import Resources
 from ..runtime.chunks import ChunkError
-from ..runtime.processes import Processes, launched
+from ..runtime.processes import Processes
 from ..runtime.progress import progress
 from .inception import InceptionFeatures, load_inception
 from .protocol import EvaluationError, open_work
@@ -47,8 +44,9 @@ class EvalOptions:
     inception_dtype: str = "fp64"  # fp64 as the official evaluator
 
 
-class EvalContext:
-    """One evaluation job's shared state (see the module's docstring)."""
+class EvalContext(Resources):
+    """One evaluation job's shared state (see the module's docstring): a job's resources (device, processes, data,
+    models), the evaluation's options and its FID Inception."""
 
     def __init__(
         self,
@@ -61,36 +59,15 @@ class EvalContext:
         tokenizer: str | Tokenizer | Callable[[], Tokenizer] | None = None,
         generator: str | HARGenerator | None = None,
     ) -> None:
-        self.options = options
-        self._processes, self._device, self._inception = processes, device, inception
-        self._data, self._tokenizer, self._generator = data, tokenizer, generator  # opened on first use
+        device = device if device is not None else options.device
+        super().__init__(device, processes, options.progress, data=data, tokenizer=tokenizer, generator=generator)
+        self.options, self._inception = options, inception
 
     @classmethod
     def open(cls, options: EvalOptions, **resources: Any) -> EvalContext:
         """The context of this process of a launch (its own GPU under torchrun) with the resources a request names
         (``data``, ``tokenizer``, ``generator``), each opened on first use."""
         return cls(None, None, None, options, **resources)
-
-    # -------------------------------------------------------------------------------- where it runs
-    def _launch(self) -> None:
-        """This process of the launch and its device (once)."""
-        processes, device = launched(self.options.device, progress=self.options.progress)
-        self._processes = self._processes or processes
-        self._device = self._device if self._device is not None else device
-
-    @property
-    def processes(self) -> Processes:
-        """The processes of the launch (this one alone without a launcher)."""
-        if self._processes is None:
-            self._launch()
-        return self._processes  # type: ignore[return-value]
-
-    @property
-    def device(self) -> torch.device:
-        """This process's device: the ``device`` option's, under a launcher each process's own GPU."""
-        if self._device is None:
-            self._launch()
-        return self._device
 
     @property
     def batch_size(self) -> int:
@@ -102,37 +79,6 @@ class EvalContext:
         """Whether a result on fewer images or samples than asked is reported."""
         return self.options.allow_partial
 
-    # -------------------------------------------------------------------------------- what it evaluates
-    @property
-    def source(self) -> ImageSource:
-        """The images (a folder, shards, a Hugging Face dataset, ``embedded:NAME``), opened on first use."""
-        if not isinstance(self._data, ImageSource):
-            if self._data is None:
-                raise ValueError("this evaluation names no data")
-            self._data = open_image_source(self._data)
-        return self._data
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        """The tokenizer (any registered family), loaded on this context's device on first use."""
-        if self._tokenizer is None:
-            raise ValueError("this evaluation names no tokenizer")
-        if isinstance(self._tokenizer, str):
-            self._tokenizer = load_tokenizer(self._tokenizer, device=self.device)
-        elif not isinstance(self._tokenizer, torch.nn.Module):  # a loader, called when the tokenizer is first needed
-            self._tokenizer = self._tokenizer()
-        return self._tokenizer
-
-    @property
-    def generator(self) -> HARGenerator:
-        """The generator, loaded on first use and checked to sample the tokenizer's tokens."""
-        if self._generator is None:
-            raise ValueError("this evaluation names no generator")
-        if isinstance(self._generator, str):
-            self._generator = load_generator(self._generator, device=self.device)
-            check_compatible(self.tokenizer, self._generator)
-        return self._generator
-
     @property
     def inception(self) -> InceptionFeatures:
         """The FID Inception on this context's device, loaded on first use."""
@@ -143,14 +89,14 @@ class EvalContext:
 
     def with_tokenizer(self, tokenizer: str | Tokenizer | Callable[[], Tokenizer]) -> EvalContext:
         """The same context (processes, Inception, data) evaluating another tokenizer (the comparison's rows)."""
-        ctx = EvalContext(self._processes, self._device, self._inception, self.options, data=self._data)
-        ctx._tokenizer = tokenizer
-        return ctx
+        return EvalContext(
+            self._processes, self._device, self._inception, self.options, data=self._data, tokenizer=tokenizer
+        )
 
     def quiet(self) -> EvalContext:
         """The same context without progress bars (the points of a search each run an evaluation of their own)."""
         p = self.processes
-        ctx = EvalContext(
+        return EvalContext(
             Processes(p.rank, p.world, p.barrier, progress=False),
             self._device,
             self._inception,
@@ -159,7 +105,6 @@ class EvalContext:
             tokenizer=self._tokenizer,
             generator=self._generator,
         )
-        return ctx
 
     # -------------------------------------------------------------------------------- the work
     def bar(self, items: Iterable[Any] | None, desc: str, unit: str = "it", total: int | None = None) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ __all__ = [
     "load_pair",
     "check_compatible",
     "convert_checkpoint",
+    "ConvertRequest",
+    "run_convert",
 ]
 
 
@@ -98,3 +101,23 @@ def convert_checkpoint(
     model = cls.from_pretrained(src, config=config)
     model.save_pretrained(dst)
     return cls.kind, list(model.provenance.dropped_keys)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvertRequest:
+    """``restok convert``: an official (or any loadable) checkpoint rewritten in this package's format."""
+
+    src: str
+    dst: Path
+    kind: str = "auto"
+    config: str | None = None
+
+
+def run_convert(req: ConvertRequest) -> tuple[str, dict[str, int]]:
+    """Convert the request's checkpoint; returns its kind and the training-only tensors dropped, counted by group."""
+    kind, dropped = convert_checkpoint(req.src, req.dst, kind=req.kind, config=req.config)
+    groups: dict[str, int] = {}
+    for k in dropped:
+        head = k.split(".")[0] if not k.startswith("decoder.") else k
+        groups[head] = groups.get(head, 0) + 1
+    return kind, dict(sorted(groups.items()))

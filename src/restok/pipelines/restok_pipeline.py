@@ -21,6 +21,7 @@ from ..data.classes import class_names_for, resolve_classes
 from ..data.images import eval_transform, load_image, pil_to_tensor, to_pil
 from ..data.token_files import TokenFile, read_token_file, write_token_file
 from ..models.auto import check_compatible, load_generator, load_tokenizer
+from ..runtime.progress import progress as progress_bar
 from ..runtime.seeds import check_seed
 from ..sampling import CompiledSampler, SamplingConfig
 from .tokens import decode_rows, encode_images, reconstructions, rows_to_decode
@@ -104,6 +105,7 @@ class ResTokPipeline:
         batch_size: int = 16,
         callback: Any = None,
         compile: bool | str = False,
+        progress: bool = False,
         **sampling_changes: Any,
     ) -> torch.Tensor:
         """Token ids (N, L) of ``num_images_per_class`` samples of each class, in class order (the generator's recipe,
@@ -112,7 +114,8 @@ class ResTokPipeline:
         Batches of ``batch_size`` are drawn one after the other from one ``torch.Generator`` seeded with ``seed``, as
         ``restok generate --seed S --batch-size B`` does, so the same settings give the CLI's images.
         ``callback(batch, step, tokens_so_far, end)`` is called after every model call; ``compile=True`` samples through
-        compiled steps (:class:`~restok.sampling.CompiledSampler`, kept by the pipeline for its later calls).
+        compiled steps (:class:`~restok.sampling.CompiledSampler`, kept by the pipeline for its later calls);
+        ``progress``: a progress bar over the batches.
         """
         gen = self._need_generator()
         _check_count(num_images_per_class, "num_images_per_class")
@@ -122,7 +125,7 @@ class ResTokPipeline:
             generator = torch.Generator(gen.device).manual_seed(check_seed(0 if seed is None else seed))
         sp = SamplingConfig.resolve(sampling, gen.generation_config, **sampling_changes)
         out = []
-        for b in range(0, len(labels), batch_size):
+        for b in progress_bar(range(0, len(labels), batch_size), "sampling", enabled=progress, unit="batch"):
             chunk = labels[b : b + batch_size]
             hook = None if callback is None else (lambda s, t, e, b=b // batch_size: callback(b, s, t, e))
             sampler = self._sampler(len(chunk) * (2 if sp.cfg_scale > 1.0 else 1), compile)
@@ -141,6 +144,26 @@ class ResTokPipeline:
         return self.decode(ids, compile=kwargs.get("compile", False))
 
     @torch.no_grad()
+    def vary_ids(
+        self,
+        kept: torch.Tensor,
+        classes: int | str,
+        num: int = 8,
+        *,
+        seed: int = 0,
+        sampling: SamplingConfig | None = None,
+        **sampling_changes: Any,
+    ) -> torch.Tensor:
+        """Token ids (num, L) of ``num`` samples of class ``classes`` that continue the kept prefix ``kept`` (1, k) -- a
+        level boundary -- from its next HAR step, one ``torch.Generator`` seeded with ``seed``."""
+        gen = self._need_generator()
+        _check_count(num, "num")
+        generator = torch.Generator(gen.device).manual_seed(check_seed(seed))
+        (label,) = self.class_ids(classes)
+        sp = SamplingConfig.resolve(sampling, gen.generation_config, **sampling_changes)
+        return gen.generate([label] * num, sp, generator=generator, prefix=kept.to(gen.device))
+
+    @torch.no_grad()
     def vary(
         self,
         image: ImageLike,
@@ -154,14 +177,10 @@ class ResTokPipeline:
     ) -> list[Image.Image]:
         """Coarse-kept variations: ``num`` images that keep ``image``'s first ``keep`` tokens (a level boundary) and
         sample the finer levels for class ``classes`` (the HAR steps continue from ``keep``)."""
-        gen = self._need_generator()
+        self._need_generator()
         _check_count(num, "num")
-        generator = torch.Generator(gen.device).manual_seed(check_seed(seed))
         ids = self.encode(image)[:1, :keep]  # (1, keep)
-        (label,) = self.class_ids(classes)
-        sp = SamplingConfig.resolve(sampling, gen.generation_config, **sampling_changes)
-        out = gen.generate([label] * num, sp, generator=generator, prefix=ids)
-        return self.decode(out)
+        return self.decode(self.vary_ids(ids, classes, num, seed=seed, sampling=sampling, **sampling_changes))
 
     # -------------------------------------------------------------------------------- tokenizer
     def prepare(self, images: ImageLike | Sequence[ImageLike]) -> torch.Tensor:

@@ -1,6 +1,7 @@
-"""Folders of samples: what ``restok generate`` and ``restok vary`` write, as requests that the command line fills in
-and one function per request that does the whole job (load the pair, resolve classes and the recipe, sample, decode,
-write every file with a manifest of every setting)."""
+"""Folders of samples: what ``restok generate`` and ``restok vary`` write, as keyword-only requests that the command
+line fills in, and one job per request over the job's :class:`~restok.models.resources.Resources` (the generator and
+the tokenizer it samples for, loaded on first use): resolve the classes and the recipe, sample, decode, write every
+file with a manifest of every setting. The sampling itself is :class:`ResTokPipeline`'s, the Python API's."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import torch
 
 from ..data.classes import resolve_classes
 from ..data.images import load_image, make_grid, sample_grid, save_image
-from ..models.auto import load_pair
+from ..models.resources import Resources
 from ..runtime.files import write_json
 from ..runtime.precision import DTYPES, autocast_to
+from ..runtime.requests import RequestError
+from ..runtime.requests import field as field_name
 from ..runtime.version import __version__
 from ..sampling import SamplingConfig
 from .restok_pipeline import ResTokPipeline
@@ -25,7 +28,24 @@ from .restok_pipeline import ResTokPipeline
 __all__ = ["SampleRequest", "write_samples", "VariationRequest", "write_variations"]
 
 
-@dataclass(frozen=True)
+def _recipe(sampling: str | None, changes: Mapping[str, Any], default: SamplingConfig) -> SamplingConfig:
+    """The recipe a request names (a preset, a JSON file, or None for the generator's own) with its changes."""
+    try:
+        return SamplingConfig.resolve(sampling, default, **changes)
+    except ValueError as e:
+        raise ValueError(f"sampling: {e}") from None
+
+
+def _classes(classes: Any, num_classes: int) -> list[int]:
+    """Class ids from the ``classes`` a request names, or a RequestError naming the field."""
+    try:
+        return resolve_classes(classes, num_classes)
+    except ValueError as e:
+        raise RequestError(f"{field_name('classes')}: {e}") from None
+
+
+# ------------------------------------------------------------------------------------------- generate
+@dataclass(frozen=True, kw_only=True)
 class SampleRequest:
     """What ``restok generate`` asks for: the models, the classes, the recipe (a preset, a JSON file, or None for the
     generator's own, with ``changes``), the seed, where and how to run, and the output folder."""
@@ -35,7 +55,7 @@ class SampleRequest:
     classes: tuple[str, ...]
     out: Path
     per_class: int = 1
-    recipe: str | None = None
+    sampling: str | None = None
     changes: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     batch_size: int = 16
@@ -45,107 +65,108 @@ class SampleRequest:
     dtype: str = "fp32"
     pixel_dtype: str = "fp32"
     compile: bool = False
+    progress: bool = True
 
 
-def _progressive_strip(tok: Any, steps: list[torch.Tensor], j: int, pixel_dtype: torch.dtype) -> torch.Tensor:
-    """What sample ``j`` decodes to after each step that completes a prefix, coarse to fine, as one strip."""
-    ends = [int(s.shape[1]) for s in steps]
-    frames = [
-        tok.decode(steps[ends.index(k)][j : j + 1], pixel_dtype)[0].cpu() for k in tok.prefix_lengths if k in ends
-    ]
-    return make_grid(frames, nrow=len(frames))
+class SampleJob:
+    """One ``generate``: the classes and recipe resolved when it is built, then the samples drawn and written."""
 
+    def __init__(self, req: SampleRequest) -> None:
+        if req.per_class < 1:
+            raise RequestError(f"{field_name('per_class')} must be >= 1")
+        self.req = req
+        res = Resources(req.device, tokenizer=req.tokenizer, generator=req.generator)
+        self.gen, self.tok = res.generator, res.tokenizer
+        if req.num_tokens is not None and req.num_tokens not in self.tok.prefix_lengths:
+            raise RequestError(
+                f"{field_name('num_tokens')} {req.num_tokens} is not a prefix length of the tokenizer; choose one of "
+                f"{list(self.tok.prefix_lengths)}"
+            )
+        self.classes = _classes(req.classes, self.gen.config.num_classes)
+        self.labels = [c for c in self.classes for _ in range(req.per_class)]
+        self.sampling = _recipe(req.sampling, req.changes, self.gen.generation_config)
 
-def _sample_all(
-    pipe: ResTokPipeline, labels: list[int], sampling: SamplingConfig, req: SampleRequest
-) -> dict[str, torch.Tensor]:
-    """Every image (and progressive strip), batch after batch from one seeded generator, by file name."""
-    tok, files = pipe.tokenizer, {}
-    steps: dict[int, list[torch.Tensor]] = {}
-    callback = (lambda b, s, seq, end: steps.setdefault(b, []).append(seq.clone())) if req.progressive else None
-    with autocast_to(pipe.device, DTYPES[req.dtype]):
-        ids = pipe.generate_ids(
-            labels,
-            1,
-            sampling=sampling,
-            seed=req.seed,
-            num_tokens=req.num_tokens,
-            batch_size=req.batch_size,
-            callback=callback,
-            compile=req.compile,
-        )  # (N, num_tokens)
-        images = torch.cat(
-            [tok.decode(b, DTYPES[req.pixel_dtype], compile=req.compile).cpu() for b in ids.split(req.batch_size)]
-        )
-        for n, label in enumerate(labels):
-            files[f"{n:06d}_class{label}.png"] = images[n]
-            if req.progressive:
-                strip = _progressive_strip(tok, steps[n // req.batch_size], n % req.batch_size, DTYPES[req.pixel_dtype])
-                files[f"{n:06d}_class{label}_progressive.png"] = strip
-    return files
+    def _draw(self) -> dict[str, torch.Tensor]:
+        """Every image (and progressive strip), batch after batch from one seeded generator, by file name."""
+        req, pipe, files = self.req, ResTokPipeline(self.tok, self.gen), {}
+        steps: dict[int, list[torch.Tensor]] = {}
+        callback = (lambda b, s, seq, end: steps.setdefault(b, []).append(seq.clone())) if req.progressive else None
+        pixel_dtype, bs = DTYPES[req.pixel_dtype], req.batch_size
+        with autocast_to(pipe.device, DTYPES[req.dtype]):
+            ids = pipe.generate_ids(
+                self.labels,
+                1,
+                sampling=self.sampling,
+                seed=req.seed,
+                num_tokens=req.num_tokens,
+                batch_size=bs,
+                callback=callback,
+                compile=req.compile,
+                progress=req.progress,
+            )  # (N, num_tokens)
+            images = torch.cat([self.tok.decode(b, pixel_dtype, compile=req.compile).cpu() for b in ids.split(bs)])
+            for n, label in enumerate(self.labels):
+                files[f"{n:06d}_class{label}.png"] = images[n]
+                if req.progressive:
+                    strip = self._strip(steps[n // bs], n % bs, pixel_dtype)
+                    files[f"{n:06d}_class{label}_progressive.png"] = strip
+        return files
 
+    def _strip(self, steps: list[torch.Tensor], j: int, pixel_dtype: torch.dtype) -> torch.Tensor:
+        """What sample ``j`` decodes to after each step that completes a prefix, coarse to fine, as one strip."""
+        ends = [int(s.shape[1]) for s in steps]
+        tok = self.tok
+        frames = [
+            tok.decode(steps[ends.index(k)][j : j + 1], pixel_dtype)[0].cpu() for k in tok.prefix_lengths if k in ends
+        ]
+        return make_grid(frames, nrow=len(frames))
 
-def _classes(classes: Any, num_classes: int) -> list[int]:
-    """Class ids from the ``--classes`` the request names, or a ValueError naming the option."""
-    try:
-        return resolve_classes(classes, num_classes)
-    except ValueError as e:
-        raise ValueError(f"--classes: {e}") from None
+    def run(self) -> dict[str, Any]:
+        """Sample, write every image, ``grid.png`` and ``manifest.json``; returns the manifest."""
+        req, gen, tok = self.req, self.gen, self.tok
+        t0 = time.perf_counter()
+        files = self._draw()
+        seconds = time.perf_counter() - t0
+        calls = sum(1 for _, e in gen.step_positions if e <= (req.num_tokens or gen.num_tokens))
+        names = [f"{n:06d}_class{c}.png" for n, c in enumerate(self.labels)]
+        files["grid.png"] = sample_grid(torch.stack([files[name] for name in names]), req.per_class)
+        settings = {
+            **self.sampling.to_dict(),
+            "seed": req.seed,
+            "batch_size": req.batch_size,
+            "dtype": req.dtype,
+            "pixel_dtype": req.pixel_dtype,
+            "device": str(tok.device),
+            "per_class": req.per_class,
+            "classes": self.classes,
+            "num_tokens": req.num_tokens or gen.num_tokens,
+            "num_model_calls": calls,
+            "compile": req.compile,
+        }
+        manifest = {
+            "restok_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(),
+            "settings": settings,
+            "generator": gen.identity(),
+            "tokenizer": tok.identity(),
+            "images": [{"file": name, "class": c} for name, c in zip(names, self.labels)],
+            "seconds": round(seconds, 3),
+        }
+        for name, image in files.items():
+            save_image(image, Path(req.out) / name)
+        write_json(Path(req.out) / "manifest.json", manifest)
+        return manifest
 
 
 def write_samples(req: SampleRequest) -> dict[str, Any]:
     """Sample ``req.per_class`` images of each class and write them, ``grid.png`` and ``manifest.json`` (every setting,
     the seed, the models' sources and SHA-256) to ``req.out``; returns the manifest."""
-    if req.per_class < 1:
-        raise ValueError("--per-class must be >= 1")
-    gen, tok = load_pair(req.tokenizer, req.generator, device=req.device)
-    if req.num_tokens is not None and req.num_tokens not in tok.prefix_lengths:
-        raise ValueError(
-            f"--num-tokens {req.num_tokens} is not a prefix length of the tokenizer; choose one of "
-            f"{list(tok.prefix_lengths)}"
-        )
-    classes = _classes(req.classes, gen.config.num_classes)
-    try:
-        sampling = SamplingConfig.resolve(req.recipe, gen.generation_config, **req.changes)
-    except ValueError as e:
-        raise ValueError(f"sampling: {e}") from None
-    labels = [c for c in classes for _ in range(req.per_class)]
-    t0 = time.perf_counter()
-    files = _sample_all(ResTokPipeline(tok, gen), labels, sampling, req)
-    seconds = time.perf_counter() - t0
-    calls = sum(1 for _, e in gen.step_positions if e <= (req.num_tokens or gen.num_tokens))
-    files["grid.png"] = sample_grid(
-        torch.stack([files[f"{n:06d}_class{c}.png"] for n, c in enumerate(labels)]), req.per_class
-    )
-    for name, image in files.items():
-        save_image(image, Path(req.out) / name)
-    settings = {
-        **sampling.to_dict(),
-        "seed": req.seed,
-        "batch_size": req.batch_size,
-        "dtype": req.dtype,
-        "pixel_dtype": req.pixel_dtype,
-        "device": str(tok.device),
-        "per_class": req.per_class,
-        "classes": classes,
-        "num_tokens": req.num_tokens or gen.num_tokens,
-        "num_model_calls": calls,
-        "compile": req.compile,
-    }
-    manifest = {
-        "restok_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(),
-        "settings": settings,
-        "generator": gen.identity(),
-        "tokenizer": tok.identity(),
-        "images": [{"file": f"{n:06d}_class{c}.png", "class": c} for n, c in enumerate(labels)],
-        "seconds": round(seconds, 3),
-    }
-    write_json(Path(req.out) / "manifest.json", manifest)
-    return manifest
+    job = SampleJob(req)
+    return job.run()
 
 
-@dataclass(frozen=True)
+# ------------------------------------------------------------------------------------------- vary
+@dataclass(frozen=True, kw_only=True)
 class VariationRequest:
     """What ``restok vary`` asks for: an image whose first ``keep`` tokens are kept, the class and number of
     variations, the recipe and seed, where to run and write."""
@@ -157,7 +178,7 @@ class VariationRequest:
     classes: str
     out: Path
     num: int = 8
-    recipe: str | None = None
+    sampling: str | None = None
     changes: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: str = "auto"
@@ -165,43 +186,58 @@ class VariationRequest:
     pixel_dtype: str = "fp32"
 
 
+class VariationJob:
+    """One ``vary``: the kept prefix, the class and the recipe resolved when it is built, then the variations drawn
+    (by :meth:`ResTokPipeline.vary_ids`) and written."""
+
+    def __init__(self, req: VariationRequest) -> None:
+        if req.num < 1:
+            raise RequestError(f"{field_name('num')} must be >= 1")
+        self.req = req
+        res = Resources(req.device, tokenizer=req.tokenizer, generator=req.generator)
+        self.gen, self.tok = res.generator, res.tokenizer
+        steps = [e for _, e in self.gen.step_positions]
+        if req.keep not in steps:
+            raise RequestError(
+                f"{field_name('keep')} {req.keep} is not a step boundary of this generator; choose one of {steps}"
+            )
+        (self.label,) = _classes([req.classes], self.gen.config.num_classes)
+        self.sampling = _recipe(req.sampling, req.changes, self.gen.generation_config)
+        self.original = load_image(req.image, self.tok.config.image_size)  # (3, S, S)
+
+    def run(self) -> dict[str, Any]:
+        """Draw the variations; write each, the strip (original, its coarse reconstruction, the variations) and a JSON
+        record; returns the record."""
+        req, tok, pipe = self.req, self.tok, ResTokPipeline(self.tok, self.gen)
+        pixel_dtype = DTYPES[req.pixel_dtype]
+        ids = pipe.encode(self.original[None])[:, : req.keep]  # (1, keep)
+        with autocast_to(tok.device, DTYPES[req.dtype]):
+            out = pipe.vary_ids(ids, self.label, req.num, seed=req.seed, sampling=self.sampling)  # (num, L)
+            images = tok.decode(out, pixel_dtype).cpu()  # (num, 3, S, S)
+            coarse = tok.decode(ids, pixel_dtype).cpu()[0] if req.keep in tok.prefix_lengths else None
+        stem = f"{Path(req.image).stem}_keep{req.keep}"
+        strip = [self.original] + ([coarse] if coarse is not None else []) + list(images)
+        files = {f"{stem}_{i:02d}.png": im for i, im in enumerate(images)}
+        files[f"{stem}_strip.png"] = make_grid(torch.stack(strip), nrow=len(strip))
+        record = {
+            "image": str(req.image),
+            "keep": req.keep,
+            "class": self.label,
+            "seed": req.seed,
+            "sampling": self.sampling.to_dict(),
+            "kept_ids": ids[0].tolist(),
+            "generator": self.gen.identity(),
+            "tokenizer": tok.identity(),
+            "coarse": coarse is not None,
+        }
+        for name, image in files.items():
+            save_image(image, Path(req.out) / name)
+        write_json(Path(req.out) / f"{stem}.json", {k: v for k, v in record.items() if k != "coarse"})
+        return record
+
+
 def write_variations(req: VariationRequest) -> dict[str, Any]:
     """Coarse-kept variations of one image: its first ``keep`` tokens kept, the finer levels sampled; writes each, the
     strip (original, its coarse reconstruction, the variations) and a JSON record; returns the record."""
-    if req.num < 1:
-        raise ValueError("--num must be >= 1")
-    gen, tok = load_pair(req.tokenizer, req.generator, device=req.device)
-    steps = [e for _, e in gen.step_positions]
-    if req.keep not in steps:
-        raise ValueError(f"--keep {req.keep} is not a step boundary of this generator; choose one of {steps}")
-    original = load_image(req.image, tok.config.image_size)  # (3, S, S)
-    (label,) = _classes([req.classes], gen.config.num_classes)
-    sampling = SamplingConfig.resolve(req.recipe, gen.generation_config, **req.changes)
-    ids = tok.encode(original[None].to(tok.device))[:, : req.keep]  # (1, keep)
-    with autocast_to(tok.device, DTYPES[req.dtype]):
-        out = gen.generate(
-            [label] * req.num, sampling, generator=torch.Generator(gen.device).manual_seed(req.seed), prefix=ids
-        )
-        images = tok.decode(out, DTYPES[req.pixel_dtype]).cpu()  # (num, 3, S, S)
-        coarse = tok.decode(ids, DTYPES[req.pixel_dtype]).cpu()[0] if req.keep in tok.prefix_lengths else None
-    stem = f"{Path(req.image).stem}_keep{req.keep}"
-    strip = [original] + ([coarse] if coarse is not None else []) + list(images)
-    files = {
-        **{f"{stem}_{i:02d}.png": im for i, im in enumerate(images)},
-        f"{stem}_strip.png": make_grid(torch.stack(strip), nrow=len(strip)),
-    }
-    for name, image in files.items():
-        save_image(image, Path(req.out) / name)
-    record = {
-        "image": str(req.image),
-        "keep": req.keep,
-        "class": label,
-        "seed": req.seed,
-        "sampling": sampling.to_dict(),
-        "kept_ids": ids[0].tolist(),
-        "generator": gen.identity(),
-        "tokenizer": tok.identity(),
-        "coarse": coarse is not None,
-    }
-    write_json(Path(req.out) / f"{stem}.json", {k: v for k, v in record.items() if k != "coarse"})
-    return record
+    job = VariationJob(req)
+    return job.run()

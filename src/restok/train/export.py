@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from ..runtime.files import make_dir
 from .checkpoints import CheckpointDir
 from .errors import TrainingError
 
-__all__ = ["inference_model_config", "inference_model", "export_checkpoint"]
+__all__ = ["inference_model_config", "inference_model", "export_checkpoint", "ExportRequest", "run_export"]
 
 
 def inference_model_config(model: Any, config: Any) -> dict[str, Any]:
@@ -77,3 +78,18 @@ def export_checkpoint(
     dest = Path(out) if out is not None else make_dir(run / f"export-step-{step:08d}", inside=run)
     model.save_pretrained(dest)
     return dest
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportRequest:
+    """``restok export``: a kept checkpoint of a run folder (default: the newest) as an inference model."""
+
+    run: Path
+    step: int | None = None
+    out: Path | None = None
+    weights: str = "ema"
+
+
+def run_export(req: ExportRequest) -> Path:
+    """Write the request's checkpoint as an inference model; returns its folder."""
+    return export_checkpoint(req.run, req.step, req.out, req.weights)
