@@ -52,7 +52,7 @@ def main() -> None:
                     with torch.no_grad(), autocast(dev, dtype):
                         return enc_c(x)
 
-                def dec() -> torch.Tensor:  # decode: the public compiled path (restok.compiled; CUDA graphs on CUDA)
+                def dec() -> torch.Tensor:  # decode: the public compiled path (restok.sampling.compiled; CUDA graphs on CUDA)
                     with torch.no_grad(), autocast(dev, dtype):
                         return tok.decode(ids, pixel_dtype(dtype), compile=comp)
 

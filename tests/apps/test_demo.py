@@ -11,8 +11,8 @@ import torch
 
 from restok import HARGenerator, ResTok
 from restok.data import open_image_source
-from restok.datasets import MNISTDigits, load_mnist
-from restok.metrics import psnr
+from restok.data.embedded import MNISTDigits, load_mnist
+from restok.eval.metrics import psnr
 
 
 def test_mnist_split_sizes_and_disjointness() -> None:
@@ -30,7 +30,7 @@ def test_embedded_photos_as_an_image_source(tmp_path) -> None:
     """scikit-image's sample photos (shipped in its wheel) as ordinary data: decodable, usable for reconstruction."""
     pytest.importorskip("skimage")
     from restok.data import ImageDataset, decode_image
-    from restok.datasets import skimage_photos
+    from restok.data.embedded import skimage_photos
 
     src = open_image_source("embedded:photos")
     assert len(src) == 8 and src.num_classes == 0 and src.records[0].label == -1
@@ -187,10 +187,10 @@ def test_shipped_cards_hold_what_the_shipped_models_measure() -> None:
     """The embedded cards' figures, re-measured from the shipped weights on the 1,000 held-out digits: PSNR and the
     digit classifier's verdict at every prefix length, codebook usage/entropy, and the generator's class accuracy
     under the evaluation protocol's sampling (class i mod 10, one seeded generator per chunk of 100, guidance 2.0)."""
-    from restok.checkpoint import embedded_model_card
     from restok.data import derive_seed
-    from restok.evaluation import generation_labels
-    from restok.metrics import codebook_stats, psnr
+    from restok.eval import generation_labels
+    from restok.eval.metrics import codebook_stats, psnr
+    from restok.hub import embedded_model_card
 
     dc = _digit_classifier()
     net = dc.load_classifier()

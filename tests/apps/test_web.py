@@ -126,8 +126,8 @@ def _image(b, img) -> np.ndarray:
 
 @pytest.mark.slow
 def test_tokenizer_tab_in_a_browser(app_url, browser, tmp_path) -> None:
-    from restok.datasets import MNISTDigits
-    from restok.images import to_pil
+    from restok.data.embedded import MNISTDigits
+    from restok.data.images import to_pil
 
     digit = tmp_path / "digit.png"
     to_pil(MNISTDigits("test", 32)[420]["image"]).save(digit)

@@ -109,7 +109,7 @@ def test_fig5_at_a_budget_compares_the_rows_trained_at_it(replicate, monkeypatch
     import torch
 
     from restok import ResTok
-    from restok.datasets import MNISTDigits
+    from restok.data.embedded import MNISTDigits
 
     real = MNISTDigits("test")
     idx = torch.linspace(0, len(real) - 1, 1000).long()[torch.arange(0, 1000, 50)].tolist()  # 2 per class, sorted
@@ -203,7 +203,7 @@ def test_codes_of_a_retrained_tokenizer_are_not_reused(replicate, monkeypatch, t
 
     import yaml
 
-    from restok.checkpoint import file_sha256
+    from restok.hub import file_sha256
     from restok.train.config import load_train_config
     from restok.train.generator import code_set_identity
 

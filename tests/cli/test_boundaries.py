@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from restok.cli import build_parser
-from restok.core.configs import HARConfig, PixelCNNConfig, ResTokConfig
 from restok.core.fields import field_range, numeric_fields
+from restok.models.har.config import HARConfig
+from restok.models.layers.pixel_cnn import PixelCNNConfig
+from restok.models.restok.config import ResTokConfig
 from restok.sampling import SamplingConfig
 from restok.train.config import OptimConfig, TrainConfig, load_train_config
 from restok.train.losses import TokenizerLossConfig

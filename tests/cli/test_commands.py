@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from restok import HARGenerator, ResTok
-from restok.images import load_image
+from restok.data.images import load_image
 
 from ..helpers import ENV, run_cli, run_process
 

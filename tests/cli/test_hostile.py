@@ -359,7 +359,7 @@ def test_small_inputs_cannot_take_large_resources(tmp_path, tok_dir) -> None:
 
 
 def test_offline_means_offline(monkeypatch) -> None:
-    from restok.backbones import BackboneError, build_dino_backbone, build_lpips
+    from restok.train.backbones import BackboneError, build_dino_backbone, build_lpips
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     called = []
@@ -374,7 +374,7 @@ def test_offline_means_offline(monkeypatch) -> None:
 # ------------------------------------------------------------------------------------------- concurrency, kills, resume
 def _hold_lock(folder: Path) -> subprocess.Popen:
     code = (
-        "import sys, time; from restok.lock import FolderLock; l = FolderLock(sys.argv[1], 'test holder'); "
+        "import sys, time; from restok.runtime.locks import FolderLock; l = FolderLock(sys.argv[1], 'test holder'); "
         "print('held', flush=True); time.sleep(60)"
     )
     p = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True, env=ENV)

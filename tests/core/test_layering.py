@@ -15,7 +15,7 @@ import restok
 SRC = Path(restok.__file__).resolve().parent
 # bottom to top: a sub-package may import only itself and the ones before it
 LAYERS = ("runtime", "core", "data", "sampling", "hub", "models", "eval", "pipelines", "train", "apps", "cli")
-TOP = {"restok", "restok.__main__", "restok._compat"}  # the facade, the entry point and the old-path aliases
+TOP = {"restok", "restok.__main__", "restok._compat", "restok._legacy"}  # the facade, the entry point, the old paths
 MAX_LINES = 60
 
 

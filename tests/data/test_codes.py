@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from restok import ResTok
-from restok.codes import CodesDataset, CodesError, check_codes, extract_codes, read_meta
 from restok.data import open_image_source
 from restok.runtime.processes import Processes
+from restok.train.codes import CodesDataset, CodesError, check_codes, extract_codes, read_meta
 
 QUIET = Processes(progress=False)
 
@@ -44,8 +44,8 @@ def test_extract_center_crops_format_and_check(tok, image_folder, tmp_path) -> N
 
 
 def test_ten_crop_equals_direct_encoding(tok, image_folder, tmp_path) -> None:
-    from restok.codes import crops_of
     from restok.data import decode_image, pil_to_tensor
+    from restok.train.codes import crops_of
 
     src = open_image_source(image_folder)
     extract_codes(tok, src, tmp_path / "codes", crop="ten-crop", batch_size=4, shard_size=100, processes=QUIET)
@@ -109,8 +109,8 @@ def test_unreadable_images_left_out_and_listed(tok, image_folder, tmp_path) -> N
 
 
 def test_center_only_crop_has_no_mirror(tok, image_folder, tmp_path) -> None:
-    from restok.codes import crops_of
     from restok.data import decode_image, pil_to_tensor
+    from restok.train.codes import crops_of
 
     src = open_image_source(image_folder)
     meta = extract_codes(tok, src, tmp_path / "codes", crop="center-only", shard_size=100, processes=QUIET)

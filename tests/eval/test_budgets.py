@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from restok import HARGenerator, ResTok, SamplingConfig, encode_adaptive
-from restok.datasets import MNISTDigits
-from restok.images import to_pil
-from restok.metrics import psnr, ssim
+from restok.data.embedded import MNISTDigits
+from restok.data.images import to_pil
+from restok.eval.metrics import psnr, ssim
 from restok.runtime.processes import Processes
 
 from ..helpers import run_cli
@@ -112,7 +112,7 @@ def test_vary_command(tmp_path) -> None:
     ]
     rec = json.loads((tmp_path / "v" / "four_keep8.json").read_text())
     tok = ResTok.from_pretrained("restok-tiny-mnist")
-    from restok.images import load_image
+    from restok.data.images import load_image
 
     assert rec["kept_ids"] == tok.encode(load_image(img, 32)[None])[0, :8].tolist()
     r = run_cli(
@@ -134,8 +134,8 @@ def test_vary_command(tmp_path) -> None:
 
 def test_rate_curve_in_one_pass_equals_separate_evaluations(tmp_path, inception_torchscript, models) -> None:
     from restok.data import ImageDataset, open_image_source
-    from restok.evaluation import evaluate_reconstruction
-    from restok.inception import load_inception
+    from restok.eval import evaluate_reconstruction
+    from restok.eval.inception import load_inception
 
     tok, _ = models
     inc = load_inception(inception_torchscript)
@@ -166,10 +166,10 @@ def test_ragged_files_round_trip_through_every_command(tmp_path, models) -> None
     training."""
     import numpy as np
 
-    from restok.codes import CodesDataset, check_codes, extract_codes
     from restok.data import open_image_source
-    from restok.images import load_image
+    from restok.data.images import load_image
     from restok.train import load_train_config, train_generator
+    from restok.train.codes import CodesDataset, check_codes, extract_codes
 
     tok, _ = models
     test = MNISTDigits("test", 32)

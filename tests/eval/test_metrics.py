@@ -10,15 +10,9 @@ import pytest
 import torch
 
 from restok import HARGenerator, ResTok, SamplingConfig
-from restok.evaluation import (
-    EvaluationError,
-    evaluate_generation,
-    evaluate_reconstruction,
-    load_reference,
-    make_reference,
-)
-from restok.inception import InceptionError, load_inception, resize_bilinear_tf1
-from restok.metrics import (
+from restok.eval import EvaluationError, evaluate_generation, evaluate_reconstruction, load_reference, make_reference
+from restok.eval.inception import InceptionError, load_inception, resize_bilinear_tf1
+from restok.eval.metrics import (
     codebook_stats,
     feature_statistics,
     frechet_distance,

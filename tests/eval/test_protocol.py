@@ -14,16 +14,16 @@ from PIL import Image
 
 from restok import HARGenerator, ResTok
 from restok.data import ImageDataset, open_image_source
-from restok.evaluation import (
+from restok.data.images import center_crop_box, eval_transform, load_image, pil_to_tensor, resized_size
+from restok.eval import (
     PROTOCOL_VERSION,
     evaluate_generation,
     evaluate_reconstruction,
     generation_labels,
     make_reference,
 )
-from restok.images import center_crop_box, eval_transform, load_image, pil_to_tensor, resized_size
-from restok.inception import InceptionFeatures, _Source
-from restok.metrics import frechet_distance, inception_score, precision_recall, ssim
+from restok.eval.inception import InceptionFeatures, _Source
+from restok.eval.metrics import frechet_distance, inception_score, precision_recall, ssim
 from restok.runtime.processes import Processes
 
 from ..helpers import require
@@ -142,7 +142,7 @@ def test_ssim_matches_pytorch_msssim() -> None:
 def test_lpips_matches_the_lpips_package() -> None:
     """restok's LPIPS-VGG (training loss) on the heads the lpips wheel ships, against lpips.LPIPS on the same VGG."""
     lpips = require("lpips")
-    from restok.backbones import LPIPS, installed_lpips_heads, load_weights
+    from restok.train.backbones import LPIPS, installed_lpips_heads, load_weights
 
     torch.manual_seed(0)
     theirs = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False).eval()  # random VGG, shipped heads

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from restok import HARGenerator, ResTok, SamplingConfig
-from restok.evaluation import make_reference
-from restok.inception import load_inception
+from restok.eval import make_reference
+from restok.eval.inception import load_inception
+from restok.eval.search import SearchGrid, refined_grid, search_guidance
 from restok.runtime.processes import Processes
-from restok.search import SearchGrid, refined_grid, search_guidance
 
 from ..helpers import run_cli
 
@@ -23,7 +23,7 @@ QUIET = Processes(progress=False)
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, inception_torchscript):
-    from restok.datasets import MNISTDigits
+    from restok.data.embedded import MNISTDigits
 
     d = tmp_path_factory.mktemp("search")
     digits, _ = MNISTDigits("test", 32).batch(range(0, 1000, 20))  # 50 held-out digits

@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import save_file
 
 from restok import RELEASED_RECIPE, HARGenerator, ResTok, SamplingConfig
-from restok.checkpoint import CheckpointError, read_state_dict
-from restok.official import tokenizer_config_from_official
+from restok.hub import CheckpointError, read_state_dict
+from restok.models.restok.official import tokenizer_config_from_official
 
 
 def _official_tokenizer_config(tok: ResTok) -> dict:
@@ -286,7 +286,7 @@ model:
         1024,
         4,
     )
-    from restok.convert import convert_checkpoint
+    from restok.models.auto import convert_checkpoint
 
     kind, _ = convert_checkpoint(str(run / "checkpoint-10" / "ema_model" / "pytorch_model.bin"), tmp_path / "out")
     assert kind == "generator"

@@ -7,7 +7,7 @@ import torch
 
 from restok import HARGenerator
 from restok import hierarchy as Hy
-from restok.config import GENERATOR_PRESETS, generator_preset
+from restok.models.har.config import GENERATOR_PRESETS, generator_preset
 from restok.sampling import cfg_values, filter_logits
 
 from ..helpers import official_keys

@@ -146,7 +146,7 @@ def test_generator_sampling_identical(gen_case, run):
 
 
 def test_official_layout_convert_keeps_outputs(tmp_path):
-    from restok.convert import convert_checkpoint
+    from restok.models.auto import convert_checkpoint
 
     meta, t = load_fixture("tok_b")
     (tmp_path / "official").mkdir()

@@ -10,8 +10,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from restok.config import PixelCNNConfig
-from restok.pixel_cnn import PixelDecoder, PixelEncoder, ResnetBlock, clear_prepared_weights
+from restok.models.layers.pixel_cnn import (
+    PixelCNNConfig,
+    PixelDecoder,
+    PixelEncoder,
+    ResnetBlock,
+    clear_prepared_weights,
+)
 
 CFG = PixelCNNConfig(hidden_channels=32, channel_mult=(1, 2, 2), num_res_blocks=2, z_channels=16, num_groups=8)
 
@@ -142,7 +147,7 @@ def test_frozen_weights_cached_in_inference_mode_still_pass_gradients_to_inputs(
 
 def test_the_switch_chooses_the_reference_path():
     """set_fast_convs(False) runs the plain official computation everywhere (and back)."""
-    from restok.pixel_cnn import set_fast_convs, use_fast_convs
+    from restok.models.layers.pixel_cnn import set_fast_convs, use_fast_convs
 
     enc, dec = _models()
     x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(5))

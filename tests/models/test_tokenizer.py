@@ -7,7 +7,8 @@ import torch
 
 from restok import ResTok, ResTokConfig
 from restok import hierarchy as Hy
-from restok.config import PixelCNNConfig, tokenizer_preset
+from restok.models.layers.pixel_cnn import PixelCNNConfig
+from restok.models.restok.config import tokenizer_preset
 
 from ..helpers import official_keys
 

@@ -20,8 +20,9 @@ from safetensors.torch import load_file, save_file
 from seeded_weights import seeded_state_dict  # noqa: E402  (run as a script from this folder's parent)
 
 from restok import HARGenerator, ResTok
-from restok.core.configs import ResTokConfig
-from restok.models.official import generator_config_from_official, tokenizer_config_from_official
+from restok.models.har.official import generator_config_from_official
+from restok.models.restok.config import ResTokConfig
+from restok.models.restok.official import tokenizer_config_from_official
 
 
 def _shapes(model_cls: type, cfg: object) -> dict[str, tuple[int, ...]]:

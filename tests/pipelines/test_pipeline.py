@@ -14,7 +14,7 @@ from PIL import Image
 
 import restok
 from restok import RELEASED_RECIPE, HARGenerator, ResTok, ResTokPipeline, SamplingConfig
-from restok.checkpoint import CheckpointError
+from restok.hub import CheckpointError
 
 from ..helpers import run_cli
 
@@ -136,7 +136,7 @@ def test_pipeline_from_class_names_to_pil_images(tmp_path):
     images[0].save(tmp_path / "a.png")
     as_pil = pipe.reconstruct(images[0], tokens=8)
     as_path = pipe.reconstruct(tmp_path / "a.png", tokens=8)
-    from restok.images import pil_to_tensor
+    from restok.data.images import pil_to_tensor
 
     as_tensor = pipe.reconstruct(pil_to_tensor(images[0]), tokens=8)
     assert (
@@ -167,8 +167,10 @@ def test_cli_generate_takes_class_names(tmp_path):
 
 
 def test_submodules_are_reachable_as_the_readme_writes_them():
-    assert restok.metrics.frechet_distance is not None and restok.evaluation.PROTOCOL_VERSION
-    assert restok.hierarchy.latent_level_sizes(8) == (1, 1, 2, 4)
+    """The sub-packages answer as attributes of the package (imported on first use); the old module paths do too, with
+    a DeprecationWarning (tests/test_compat.py)."""
+    assert restok.eval.metrics.frechet_distance is not None and restok.eval.PROTOCOL_VERSION
+    assert restok.core.hierarchy.latent_level_sizes(8) == (1, 1, 2, 4)
     with pytest.raises(AttributeError):
         restok.no_such_module  # noqa: B018
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from restok.backbones import LPIPS, BackboneError, ViT, build_dino_backbone, build_feature_teacher, build_lpips
-from restok.losses import (
+from restok.train.backbones import LPIPS, BackboneError, ViT, build_dino_backbone, build_feature_teacher, build_lpips
+from restok.train.losses import (
     BatchNormLocal,
     DinoDiscriminator,
     TokenizerLoss,
@@ -158,7 +158,7 @@ def test_dinov3_teacher_from_local_file_offline(tmp_path, monkeypatch) -> None:
     timm = pytest.importorskip("timm")
     from safetensors.torch import save_file
 
-    from restok.backbones import DINOV3_TIMM_NAMES
+    from restok.train.backbones import DINOV3_TIMM_NAMES
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     torch.manual_seed(0)

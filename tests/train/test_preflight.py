@@ -90,8 +90,8 @@ def test_devices_fit_the_global_batch_as_micro_batches_and_accumulation(
     cfg = load_train_config("restok-tiny", "tokenizer", ["batch_size=8"])
     roomy, plan = fit_to_devices(cfg, "tokenizer", str(image_folder), 2, 10**12)
     assert roomy.grad_accum == 1 and roomy.batch_size == 8 and "8 = 2 x 4 per micro-batch x 1" in plan
-    from restok.core.configs import TOKENIZER_PRESETS
     from restok.models import ResTok
+    from restok.models.restok.config import TOKENIZER_PRESETS
 
     mc = TOKENIZER_PRESETS["restok-tiny"]
     tight = (

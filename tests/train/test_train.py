@@ -17,11 +17,11 @@ import torch
 from safetensors.torch import load_file
 
 from restok import HARGenerator, ResTok
-from restok.codes import extract_codes
 from restok.data import open_image_source
 from restok.runtime.processes import Processes
 from restok.train import TrainingError, load_train_config, train_generator, train_tokenizer
 from restok.train.checkpoints import CheckpointDir
+from restok.train.codes import extract_codes
 from restok.train.ema import EMA
 from restok.train.optim import warmup_cosine
 
@@ -527,8 +527,8 @@ def test_fused_adamw_is_the_default_and_matches_the_reference_loop() -> None:
 
 
 def test_activation_checkpointing_gives_same_gradients() -> None:
+    from restok.models.layers.vit import Block
     from restok.train.distributed import enable_activation_checkpointing
-    from restok.vit import Block
 
     torch.manual_seed(0)
     a = ResTok.from_preset("restok-tiny").train()
@@ -592,9 +592,9 @@ def test_cli_train_stop_and_resume(images, tmp_path, capsys) -> None:
 def test_validation_kept_checkpoints_and_export(images, tmp_path, inception_torchscript) -> None:
     """eval_every logs the protocol's numbers for the EMA weights; a keep_steps checkpoint survives pruning and
     exports to the same model the run's final/ holds at that step."""
-    from restok.evaluation import reconstruction_batch, summarize_reconstruction
-    from restok.images import load_image
-    from restok.inception import load_inception
+    from restok.data.images import load_image
+    from restok.eval import reconstruction_batch, summarize_reconstruction
+    from restok.eval.inception import load_inception
     from restok.train.export import export_checkpoint
 
     with pytest.raises(TrainingError, match="eval-data"):

@@ -84,7 +84,7 @@ def request(cls: Callable[..., R], args: argparse.Namespace, **given: Any) -> R:
 
 
 # Request fields that no option of the same name sets, and how a command line says them.
-FIELD_FLAGS = {"changes": "the sampling options", "options": "the evaluation options"}
+FIELD_FLAGS = {"changes": "the sampling options", "options": "the evaluation options", "figure": "the plot command"}
 
 
 def flag_spelling(parser: argparse.ArgumentParser | None) -> Callable[[str], str]:

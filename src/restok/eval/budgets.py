@@ -82,7 +82,7 @@ def encode_adaptive(
     psnr: float | None = None,
     ssim: float | None = None,
     lpips: float | None = None,
-    lpips_net: Any = None,
+    lpips_net: torch.nn.Module | None = None,
     max_tokens: int | None = None,
 ) -> AdaptiveCodes:
     """Per image, the shortest allowed prefix whose reconstruction meets the target: ``psnr`` (dB, at least), ``ssim``

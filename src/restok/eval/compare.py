@@ -287,7 +287,7 @@ def compare_tokenizers(
     processes: Processes | None = None,
     speed: bool = True,
     announce: Callable[[str], None] = lambda _m: None,
-    lpips: Any = None,
+    lpips: torch.nn.Module | None = None,
     metrics: Sequence[str | Metric] = (),
 ) -> dict[str, Any] | None:
     """Score every tokenizer in ``entries`` (loaded with ``load``) on ``source`` at each budget it supports; write

@@ -15,11 +15,13 @@ import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from ..data.records import ImageSource
 from ..models.resources import Resources
-from ..runtime.chunks import ChunkError
+from ..runtime.chunks import ChunkError, ChunkJob
 from ..runtime.processes import Processes
 from ..runtime.progress import progress
 from .inception import InceptionFeatures, load_inception
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from ..models.har import HARGenerator
     from ..models.tokenizer import Tokenizer
 
-__all__ = ["EvalOptions", "EvalContext"]
+__all__ = ["EvalOptions", "EvalContext", "EvalJob"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +44,25 @@ class EvalOptions:
     allow_partial: bool = False
     inception_weights: str | None = None  # a TorchScript FID Inception or torch-fidelity's .pth (None: downloaded)
     inception_dtype: str = "fp64"  # fp64 as the official evaluator
+
+
+class EvalJob(Protocol):
+    """What :meth:`EvalContext.evaluate` runs: the settings that shape its chunks, how many there are, how one is
+    computed, the inputs it could not use, and its result from the merged chunks."""
+
+    settings: dict[str, Any]
+    n_chunks: int
+    description: str  # the progress bar's
+    keep_apart: tuple[str, ...]  # arrays written per chunk but never merged in memory
+
+    def chunk(self, c: int) -> dict[str, np.ndarray]:
+        """Chunk ``c``'s arrays."""
+
+    def skipped(self) -> list[str]:
+        """This process's inputs that could not be used."""
+
+    def finish(self, merged: dict[str, np.ndarray], work: ChunkJob) -> dict[str, Any]:
+        """The result, from the merged chunks (on the main process)."""
 
 
 class EvalContext(Resources):
@@ -111,7 +132,7 @@ class EvalContext(Resources):
         """A progress bar on the main process (when progress is on)."""
         return progress(items, desc, total=total, enabled=self.processes.shows_progress, unit=unit)
 
-    def evaluate(self, out: Path, job: Any) -> dict[str, Any] | None:
+    def evaluate(self, out: Path, job: EvalJob) -> dict[str, Any] | None:
         """Run an evaluation ``job`` into its result ``out``: the resumable chunks (``job.settings``, ``job.n_chunks``)
         not done yet, each computed by ``job.chunk(k)`` under a progress bar (``job.skipped()`` names the inputs it
         could not use); once every process is done, the main process merges them (but ``job.keep_apart``'s arrays)

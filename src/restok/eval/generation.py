@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..runtime.chunks import ChunkJob
 from ..runtime.files import write_json
 from ..runtime.precision import autocast_to
 from ..runtime.processes import Processes
@@ -200,7 +201,7 @@ class GenerationJob:
         out.setdefault("num_samples", n)
         return out
 
-    def finish(self, merged: dict[str, np.ndarray], work: Any) -> dict[str, Any]:
+    def finish(self, merged: dict[str, np.ndarray], work: ChunkJob) -> dict[str, Any]:
         """Score the samples against the reference, write the result file (and the sample file), refusing too few
         samples (unless allowed) or chunks out of sample order."""
         out, save_samples = self.out, self.save_samples

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -16,6 +16,10 @@ from ..core import hierarchy as Hy
 from ..data.images import make_grid, save_image
 from ..runtime.files import atomic_write
 from .metrics import codebook_stats
+
+if TYPE_CHECKING:
+    from ..models.restok import ResTok
+    from ..models.tokenizer import Tokenizer
 
 __all__ = [
     "pyplot",
@@ -63,7 +67,7 @@ def save_figure(fig: Any, path: str | Path) -> None:
 
 
 @torch.no_grad()
-def reconstruction_strip(tok: Any, images: torch.Tensor, path: str | Path) -> list[int]:
+def reconstruction_strip(tok: Tokenizer, images: torch.Tensor, path: str | Path) -> list[int]:
     """Originals (top row) over reconstructions from each allowed prefix length; returns the lengths."""
     ids = tok.encode(images)
     rows = [images.cpu()] + [tok.decode(ids[:, :k]).cpu() for k in tok.prefix_lengths]
@@ -72,7 +76,7 @@ def reconstruction_strip(tok: Any, images: torch.Tensor, path: str | Path) -> li
 
 
 @torch.no_grad()
-def latent_to_image_attention(tok: Any, images: torch.Tensor) -> list[dict[str, Any]]:
+def latent_to_image_attention(tok: ResTok, images: torch.Tensor) -> list[dict[str, Any]]:
     """Per encoder layer: attention mass from each latent level to each image-token scale (rows sum to the
     share of attention that goes to image tokens), averaged over the batch and the level's tokens.
 
@@ -101,7 +105,7 @@ def latent_to_image_attention(tok: Any, images: torch.Tensor) -> list[dict[str, 
     return out
 
 
-def plot_attention(tok: Any, images: torch.Tensor, path: str | Path) -> None:
+def plot_attention(tok: ResTok, images: torch.Tensor, path: str | Path) -> None:
     """One heat map per encoder layer: latent level (rows, coarse to fine) x image-token scale (columns)."""
     maps = latent_to_image_attention(tok, images)
     fig, axes = _panels(len(maps), 4, (3, 2.6))

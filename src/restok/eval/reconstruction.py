@@ -24,6 +24,7 @@ import torch
 
 from ..data.datasets import ImageDataset
 from ..data.records import ImageSource
+from ..runtime.chunks import ChunkJob
 from ..runtime.files import write_json
 from ..runtime.processes import Processes
 from ..runtime.requests import field
@@ -62,7 +63,7 @@ RATE_CURVE = "all"  # --tokens all: every prefix length the tokenizer decodes, i
 _FEATURES = frozenset({"real_features", "fake_features", "logits"})
 
 
-def reconstruction_metrics(lpips: Any = None, extra: Sequence[str | Metric] = ()) -> list[Metric]:
+def reconstruction_metrics(lpips: torch.nn.Module | None = None, extra: Sequence[str | Metric] = ()) -> list[Metric]:
     """The protocol's metrics in result order: rFID, PSNR, SSIM, codebook usage/entropy, Inception Score, with LPIPS
     when ``lpips`` (an LPIPS network) is given and the optional metrics ``extra`` names (or gives)."""
     metrics: list[Metric] = [cls() for cls in metric_classes(RECONSTRUCTION, optional=False)]
@@ -107,7 +108,7 @@ def reconstruction_batch(
     tokens: int | Sequence[int],
     inception: InceptionFeatures | None = None,
     pixel_dtype: torch.dtype = torch.float32,
-    lpips: Any = None,
+    lpips: torch.nn.Module | None = None,
     metrics: Sequence[Metric] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-image results of one batch (B, 3, S, S) in [0, 1] under the reconstruction protocol: ``psnr``, ``ssim`` (NaN
@@ -263,7 +264,7 @@ class ReconstructionJob:
             result["budget"] = budget_distribution(merged, self.lengths, float(self.target_psnr))
         return result
 
-    def finish(self, merged: dict[str, np.ndarray], work: Any) -> dict[str, Any]:
+    def finish(self, merged: dict[str, np.ndarray], work: ChunkJob) -> dict[str, Any]:
         """The numbers, with the settings that shaped them and how each was computed, written to the result file (and
         the rate curve's plot); a partial count is refused unless allowed."""
         out, skipped, got = self.out, work.skipped(), int(merged["ids"].shape[0])
@@ -326,7 +327,7 @@ def evaluate_reconstruction(
     processes: Processes | None = None,
     pixel_dtype: torch.dtype = torch.float32,
     target_psnr: float | None = None,
-    lpips: Any = None,
+    lpips: torch.nn.Module | None = None,
     metrics: Sequence[str | Metric] = (),
 ) -> dict[str, Any] | None:
     """rFID, PSNR, SSIM, codebook usage and entropy of ``tokenizer`` on ``source``; writes ``out`` (JSON).

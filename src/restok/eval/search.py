@@ -78,11 +78,6 @@ class SearchGrid:
             for name, f in SAMPLING_FIELDS.items()
         }
 
-    def __getattr__(self, name: str) -> tuple[Any, ...]:
-        if name in SAMPLING_FIELDS:
-            return self.__dict__["axes"][name]
-        raise AttributeError(name)
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SearchGrid) and self.axes == other.axes
 
@@ -133,6 +128,15 @@ class SearchGrid:
     def to_dict(self) -> dict[str, list[Any]]:
         """Axis -> list of values."""
         return {k: list(v) for k, v in self.axes.items()}
+
+
+def _axis(name: str) -> property:
+    """The values of one axis, as an attribute (``grid.cfg_scale``)."""
+    return property(lambda self: self.axes[name], doc=f"The values of the {name} axis.")
+
+
+for _name in SAMPLING_FIELDS:  # one attribute per sampling setting: grid.cfg_scale, grid.top_p, ...
+    setattr(SearchGrid, _name, _axis(_name))
 
 
 def refined_grid(best: SamplingConfig, grid: SearchGrid) -> SearchGrid:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from ..runtime.files import save_npy, write_json
 from ..runtime.processes import Processes
 from ..runtime.progress import progress
 
+if TYPE_CHECKING:
+    from ..models.tokenizer import Tokenizer
+
 # the format's names too, so that one import serves whoever writes, checks and reads code sets
 __all__ = [
     "extract_codes",
@@ -50,7 +53,7 @@ __all__ = [
 
 
 def encode_crops(
-    tokenizer: Any, crops: torch.Tensor, n_images: int, target_psnr: float | None
+    tokenizer: Tokenizer, crops: torch.Tensor, n_images: int, target_psnr: float | None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Ids (n, crops, L) of the crops (n * crops, 3, S, S) of ``n_images`` images; with ``target_psnr``, each crop's
     shortest prefix reaching it (codes past it 0) and the lengths (n, crops)."""
@@ -66,7 +69,7 @@ def encode_crops(
 class _ShardWriter:
     """The codes of one shard, gathered batch by batch, then written (the codes file last: it marks the shard done)."""
 
-    def __init__(self, tokenizer: Any, crop: str, batch_size: int, target_psnr: float | None) -> None:
+    def __init__(self, tokenizer: Tokenizer, crop: str, batch_size: int, target_psnr: float | None) -> None:
         self.tok, self.crop, self.batch_size, self.target_psnr = tokenizer, crop, batch_size, target_psnr
         self.dtype = np.uint16 if tokenizer.codebook_size <= 65536 else np.int32
         self.codes: list[np.ndarray] = []
@@ -107,7 +110,7 @@ class _ShardWriter:
 
 
 def _extract_shard(
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     source: ImageSource,
     k: int,
     shard_size: int,
@@ -133,7 +136,7 @@ def _extract_shard(
 
 
 def _meta(
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     source: ImageSource,
     out: Path,
     crop: str,
@@ -168,7 +171,7 @@ def _meta(
 
 
 def extract_codes(
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     source: ImageSource,
     out: str | Path,
     crop: str = "ten-crop",
@@ -231,7 +234,7 @@ def extract_codes(
 
 
 # ------------------------------------------------------------------------------------------- verification
-def _tokenizer_problems(meta: dict[str, Any], tokenizer: Any, source: ImageSource | None) -> list[str]:
+def _tokenizer_problems(meta: dict[str, Any], tokenizer: Tokenizer, source: ImageSource | None) -> list[str]:
     """Whether the code set was made by this tokenizer (weights' SHA-256, shape of its codes) from this data."""
     problems = []
     recorded = meta.get("tokenizer") or {}
@@ -254,7 +257,7 @@ def _tokenizer_problems(meta: dict[str, Any], tokenizer: Any, source: ImageSourc
 
 
 def _verify_rows(
-    path: Path, meta: dict[str, Any], tokenizer: Any, source: ImageSource, num_verify: int
+    path: Path, meta: dict[str, Any], tokenizer: Tokenizer, source: ImageSource, num_verify: int
 ) -> tuple[list[str], int]:
     """Re-encode ``num_verify`` images spread evenly over the whole set (every shard alike) and compare their ids."""
     rows = [(k, r) for k, sh in enumerate(meta["shards"]) for r in range(sh["count"])]
@@ -273,7 +276,7 @@ def _verify_rows(
 
 
 def check_codes(
-    path: str | Path, tokenizer: Any = None, source: ImageSource | None = None, num_verify: int = 4
+    path: str | Path, tokenizer: Tokenizer | None = None, source: ImageSource | None = None, num_verify: int = 4
 ) -> dict[str, Any]:
     """Validate a code set: shard shapes, dtypes, id and label ranges, counts and the shard layout (shard k holds
     images k*shard_size ... in order, each once); with ``tokenizer``, that it is the recorded one (config and weights'
