@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ..runtime.launch import STARTUP_TIMEOUT_ENV, world_size_or_one
 from ..runtime.network import settle_offline
 from ..runtime.requests import RequestError
 from ..runtime.version import __version__
@@ -78,7 +79,7 @@ _PEER_LOST = (
 
 def _peer_lost(e: BaseException) -> str | None:
     """One line for a collective that failed because another process (on this node or another) stopped, else None."""
-    if int(os.environ.get("WORLD_SIZE", "1")) < 2 or isinstance(e, OSError):  # one process, or a pipe/download error
+    if world_size_or_one() < 2 or isinstance(e, OSError):  # one process, or a pipe/download error
         return None
     text = f"{type(e).__name__}: {e}"
     if not any(k in text for k in _PEER_LOST):
@@ -98,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parse(parser, argv)
     except SystemExit as e:  # argparse's own errors and --help/--version
         return int(e.code or 0) if not isinstance(e.code, str) else EXIT_ERROR
+    if getattr(args, "startup_timeout", None) is not None:  # read where the processes join (runtime.launch)
+        os.environ[STARTUP_TIMEOUT_ENV] = repr(args.startup_timeout)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -130,12 +130,22 @@ def model_options(p: argparse.ArgumentParser, tokenizer: str | None = "required"
 
 
 def device_option(p: argparse.ArgumentParser) -> None:
-    """``--device``: where to run (auto: cuda, then mps, then cpu)."""
-    group(p, "device and precision").add_argument(
+    """``--device``: where to run (auto: cuda, then mps, then cpu); ``--startup-timeout``: how long the processes of a
+    launcher may take to find each other."""
+    g = group(p, "device and precision")
+    g.add_argument(
         "--device",
         default="auto",
         choices=list(DEVICES),
         help="where to run (default: auto = cuda, then mps, then cpu)",
+    )
+    g.add_argument(
+        "--startup-timeout",
+        type=number(float, gt=0, le=86400),
+        default=None,
+        metavar="SECONDS",
+        help="under torchrun/accelerate launch: seconds every process has to start and join, else the missing ranks "
+        "are named (default: $RESTOK_STARTUP_TIMEOUT or 300)",
     )
 
 

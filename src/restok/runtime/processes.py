@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+from .launch import launch_env, rendezvous
 
 __all__ = ["DEVICES", "resolve_device", "Processes", "launched"]
 
@@ -26,7 +27,7 @@ def resolve_device(name: str | torch.device) -> torch.device:
         return name
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+            return torch.device("cuda", launch_env().local_rank % torch.cuda.device_count())
         return torch.device("mps" if _mps_available() else "cpu")
     try:
         dev = torch.device(name)
@@ -73,13 +74,15 @@ def launched(device: str = "auto", progress: bool = True) -> tuple[Processes, to
     """The processes and this process's device: from ``torchrun`` / ``accelerate launch`` when launched that way
     (through Accelerate's process state), else this one process on :func:`resolve_device`'s device."""
     dev = resolve_device(device)
+    env = launch_env()  # the launcher's variables, checked before anything waits on them
     try:
         from accelerate import PartialState
     except ImportError:
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if env.world > 1:
             raise ValueError(
                 "a multi-process launch needs Hugging Face Accelerate: pip install 'restok[train]'"
             ) from None
         return Processes(progress=progress), dev
+    rendezvous(dev.type)  # the processes join within the start-up timeout, or the missing ranks are named
     state = PartialState(cpu=dev.type == "cpu")
     return Processes(state.process_index, state.num_processes, state.wait_for_everyone, progress), state.device

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..runtime.launch import rendezvous
 from ..runtime.seeds import derive_seed
 from .config import TrainConfig
 from .errors import TrainingError
@@ -107,6 +108,8 @@ def make_accelerator(cfg: TrainConfig, run: Path, cpu: bool) -> Any:
     except ImportError:
         raise TrainingError("training needs Hugging Face Accelerate: pip install 'restok[train]'") from None
     trackers = available_trackers(cfg.trackers)
+    # the launcher's variables checked, and the processes joined within the start-up timeout, before Accelerate
+    rendezvous("cpu" if cpu or not torch.cuda.is_available() else "cuda")
 
     def build() -> Any:
         return Accelerator(

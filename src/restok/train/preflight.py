@@ -30,6 +30,8 @@ import torch
 
 from ..models import HARGenerator, ResTok
 from ..runtime.files import write_text
+from ..runtime.inputs import read_text_input
+from ..runtime.launch import rendezvous
 from ..runtime.memory import available_memory, format_bytes
 from .config import TrainConfig
 from .distributed import make_accelerator
@@ -37,6 +39,14 @@ from .distributed import make_accelerator
 __all__ = ["preflight", "activation_bytes", "checkpoint_bytes"]
 
 BLOCKER, WARNING = "blocker", "warning"
+
+
+def _reads(path: Path, token: str) -> bool:
+    """Whether ``path`` is a regular file holding ``token`` (a planted FIFO or link reads as "not shared")."""
+    try:
+        return read_text_input(path, "preflight token", max_bytes=1024, follow_links=False) == token
+    except (OSError, ValueError):
+        return False
 
 
 def _data_facts(kind: str, data: str) -> tuple[int, str]:
@@ -143,7 +153,7 @@ def _shared_out(acc: Any, run: Path) -> list[tuple[str, str]]:
     if acc.is_main_process:
         write_text(f, token[0])
     acc.wait_for_everyone()
-    seen = f.is_file() and f.read_text() == token[0]
+    seen = _reads(f, token[0])
     acc.wait_for_everyone()
     if acc.is_main_process:
         f.unlink(missing_ok=True)
@@ -219,7 +229,9 @@ def preflight(
 
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    acc = make_accelerator(cfg, run, cpu=resolve_device(device or "auto").type == "cpu")
+    dev = resolve_device(device or "auto")
+    rendezvous(dev.type, timeout)  # the processes find each other within the preflight's own time
+    acc = make_accelerator(cfg, run, cpu=dev.type == "cpu")
     found = _launcher(acc)
     ok, secs, why = _collective(acc, timeout)
     if not ok:  # a hung or failed collective: say so and leave without waiting for it
