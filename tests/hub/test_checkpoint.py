@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from restok import RELEASED_RECIPE, HARGenerator, ResTok, SamplingConfig
+from restok.core.release import ReleaseError
 from restok.hub import CheckpointError, read_state_dict
 from restok.models.restok.official import tokenizer_config_from_official
 
@@ -194,7 +195,7 @@ def test_missing_path_and_offline_hub(tmp_path, monkeypatch):
 def test_unsupported_official_options_are_refused(small_official_tok):
     cfg = _official_tokenizer_config(small_official_tok)
     cfg["model"]["vq_model"]["learnable_latent_tokens"] = True
-    with pytest.raises(CheckpointError, match="learnable_latent_tokens"):
+    with pytest.raises(ReleaseError, match="learnable_latent_tokens"):
         tokenizer_config_from_official(cfg)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..runtime.files import atomic_write, write_json, write_text
-from ..runtime.inputs import load_yaml, read_text_input, regular_file
+from ..runtime.inputs import MAX_YAML_NODES, load_yaml, read_text_input, regular_file
 from ..runtime.requests import RequestError
 
 __all__ = [
@@ -112,25 +112,43 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         data = read_json(path)
     if not isinstance(data, dict):
         raise CheckpointError(f"config {path} is not a mapping")
-    return _resolve_interpolations(data, data)
+    try:
+        return _resolve_interpolations(data, data)
+    except CheckpointError as e:
+        raise CheckpointError(f"config {path}: {e}") from None
+    except RecursionError:
+        raise CheckpointError(f"config {path} is nested too deeply") from None
 
 
 _INTERP = re.compile(r"^\$\{([\w.]+)\}$")
 
 
-def _resolve_interpolations(node: Any, root: Mapping[str, Any]) -> Any:
-    """Replace whole-string OmegaConf references ``${a.b.c}`` by the value they point to."""
+def _resolve_interpolations(
+    node: Any, root: Mapping[str, Any], budget: list[int] | None = None, chain: tuple[str, ...] = ()
+) -> Any:
+    """Replace whole-string OmegaConf references ``${a.b.c}`` by the value they point to, counting every value the
+    result holds against :data:`restok.runtime.inputs.MAX_YAML_NODES` (references that fan out would expand a small
+    file to billions of values) and refusing a reference that leads back to itself."""
+    budget = [MAX_YAML_NODES] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise CheckpointError(
+            f"the config's ${{...}} references expand to more than {MAX_YAML_NODES:,} values; a config is far smaller"
+        )
     if isinstance(node, Mapping):
-        return {k: _resolve_interpolations(v, root) for k, v in node.items()}
+        return {k: _resolve_interpolations(v, root, budget, chain) for k, v in node.items()}
     if isinstance(node, list):
-        return [_resolve_interpolations(v, root) for v in node]
+        return [_resolve_interpolations(v, root, budget, chain) for v in node]
     if isinstance(node, str) and (m := _INTERP.match(node)):
+        ref = m.group(1)
+        if ref in chain:
+            raise CheckpointError(f"the config's reference ${{{ref}}} refers to itself (through {' -> '.join(chain)})")
         cur: Any = root
-        for part in m.group(1).split("."):
+        for part in ref.split("."):
             if not isinstance(cur, Mapping) or part not in cur:
                 return node
             cur = cur[part]
-        return _resolve_interpolations(cur, root)
+        return _resolve_interpolations(cur, root, budget, (*chain, ref))
     return node
 
 

@@ -31,19 +31,36 @@ def check_state_dict(
         if sd[k].shape != own[k].shape
     )
     if missing or unexpected or shapes:
-        lines = [f"checkpoint {source} does not match {what}"]
+        parts = []
         for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
             if keys:
                 shown = ", ".join(keys[:12]) + (f", ... ({len(keys)} in all)" if len(keys) > 12 else "")
-                lines.append(f"  {title}: {shown}")
-        raise CheckpointError("\n".join(lines))
+                parts.append(f"{title}: {shown}")
+        raise CheckpointError(f"checkpoint {source} does not match {what} -- {'; '.join(parts)}")
     bad = [k for k, v in sd.items() if own[k].is_floating_point() and not (v.is_floating_point() or v.is_complex())]
     if bad:
         raise CheckpointError(
             f"checkpoint {source}: {len(bad)} tensor(s) are not floating point where the model's are, e.g. "
             f"{bad[0]} ({sd[bad[0]].dtype})"
         )
-    nonfinite = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    # checked after the cast to the model's dtypes: a float64 1e300 is finite, and Inf once it is float32
+    cast = {k: v.to(own[k].dtype) for k, v in sd.items()}
+    nonfinite = [k for k, v in cast.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if nonfinite:
-        raise CheckpointError(f"checkpoint {source}: {len(nonfinite)} tensor(s) hold NaN or Inf, e.g. {nonfinite[0]}")
-    return {k: v.to(own[k].dtype) for k, v in sd.items()}, dropped
+        dtype = cast[nonfinite[0]].dtype
+        raise CheckpointError(
+            f"checkpoint {source}: {len(nonfinite)} tensor(s) hold NaN or Inf as {dtype}, e.g. {nonfinite[0]} "
+            f"(stored as {sd[nonfinite[0]].dtype})"
+        )
+    return cast, dropped
+
+
+def check_finite(model: torch.nn.Module, source: str) -> None:
+    """Refuse a model whose parameters or buffers hold NaN or Inf once loaded and cast (``torch_dtype=float16`` turns
+    a weight above 65504 into Inf), naming the first tensor."""
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(
+                f"checkpoint {source}: tensor {name} holds NaN or Inf as {t.dtype} (a value beyond its range after "
+                "the cast?); load it in a wider dtype"
+            )

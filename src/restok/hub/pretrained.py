@@ -10,7 +10,6 @@ family a checkpoint belongs to.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -21,14 +20,15 @@ import torch.nn as nn
 
 from ..core.fields import config_from_dict
 from ..core.registry import DEFAULT_FAMILIES, Layout, identify_checkpoint
+from ..core.release import ReleaseError, zero_sized
 from ..runtime.files import write_json
 from ..runtime.hashing import state_dict_sha256
 from ..runtime.memory import available_memory, format_bytes
 from ..runtime.precision import parse_dtype
 from ..runtime.processes import resolve_device
 from .cards import model_card
-from .files import FORMAT_VERSION, CheckpointError, read_config_file, read_state_dict, save_checkpoint
-from .keys import check_state_dict
+from .files import FORMAT_VERSION, CheckpointError, read_config_file, read_json, read_state_dict, save_checkpoint
+from .keys import check_finite, check_state_dict
 from .provenance import Provenance
 from .push import push_folder_to_hub, temporary_folder
 from .resolve import ResolvedCheckpoint, resolve_checkpoint
@@ -173,6 +173,7 @@ class PretrainedModel(nn.Module):
         }
         name = str(pretrained_model_name_or_path)
         found = resolve_checkpoint(name, **hub)
+        config_file = str(config) if isinstance(config, (str, os.PathLike)) else found.config_file
         raw = (
             read_config_file(config)
             if isinstance(config, (str, os.PathLike))
@@ -182,29 +183,62 @@ class PretrainedModel(nn.Module):
         )
         sd = read_state_dict(found.weights)
         layout = cls._check_family(name, raw, sd.keys())
-        if config is None or isinstance(config, (str, os.PathLike, Mapping)):
-            if layout is not None and layout.from_weights is not None:
-                config = layout.from_weights(raw, {k: tuple(v.shape) for k, v in sd.items()}, str(found.weights))
-            else:
-                config = cls.read_config(raw, layout, str(found.weights))
-        elif not isinstance(config, cls.config_class):
-            raise CheckpointError(
-                f"config must be a {cls.config_class.__name__}, a dict or a config file, got {type(config).__name__}"
-            )
+        config = cls._config_for(config, raw, layout, sd, found, config_file)
         cls.check_fits(config)  # a config file asking for a model larger than memory fails here, not in the allocator
+        with torch.device("meta"):  # the weights checked against the model's shapes before a byte of it is allocated
+            expected = cls(config).state_dict()
+        what = f"the {cls.family} {cls.kind} its config describes"
+        tensors, dropped = check_state_dict(expected, sd, cls.ignored_prefixes, str(found.weights), what)
         model = cls(config)
-        tensors, dropped = check_state_dict(
-            model.state_dict(), sd, cls.ignored_prefixes, str(found.weights), f"{cls.__name__}({config!r})"
-        )
         model.load_state_dict(tensors, strict=True)
         card_file = found.side_file("card.json")
-        card = json.loads(card_file.read_text()) if card_file is not None else None
+        card = read_json(card_file) if card_file is not None else None
         model.provenance = Provenance(
             name, str(found.weights), revision, "restok" if layout is None else layout.name, tuple(dropped), card
         )
         model.load_side_files(found, layout)
         dtype = parse_dtype(torch_dtype) if torch_dtype is not None else None
-        return model.to(device=resolve_device(device or map_location or "cpu"), dtype=dtype).eval()
+        model = model.to(device=resolve_device(device or map_location or "cpu"), dtype=dtype).eval()
+        check_finite(model, str(found.weights))  # after the casts: a float64 1e300 is Inf in float32
+        return model
+
+    @classmethod
+    def _config_for(
+        cls,
+        config: Any,
+        raw: Mapping[str, Any] | None,
+        layout: Layout | None,
+        sd: Mapping[str, torch.Tensor],
+        found: ResolvedCheckpoint,
+        config_file: str | None,
+    ) -> Any:
+        """The typed config: given, or read from ``raw`` (this package's format or the layout's) or off the weights;
+        a value or tensor that cannot be read is one CheckpointError naming it and its file."""
+        if config is not None and not isinstance(config, (str, os.PathLike, Mapping)):
+            if not isinstance(config, cls.config_class):
+                raise CheckpointError(
+                    f"config must be a {cls.config_class.__name__}, a dict or a config file, got "
+                    f"{type(config).__name__}"
+                )
+            return config
+        weights = str(found.weights)
+        files = {"config": config_file or f"the config of {weights}", "weights": weights}
+        try:
+            if layout is not None and layout.from_weights is not None:
+                shapes = {k: tuple(v.shape) for k, v in sd.items()}
+                empty = zero_sized(shapes)
+                if empty is not None:
+                    raise ReleaseError(f"tensor {empty!r} has shape {list(shapes[empty])}: zero-sized", "weights")
+                return layout.from_weights(raw, shapes, weights)
+            return cls.read_config(raw, layout, files["config"])
+        except ReleaseError as e:
+            raise CheckpointError(f"{files[e.source]}: {e}") from None
+        except (KeyError, IndexError, TypeError, ZeroDivisionError, OverflowError) as e:  # a layout's reader met
+            # something no release has; say where, not only what Python tripped over
+            raise CheckpointError(
+                f"{files['config']} / {weights}: not a {cls.family} {layout.name if layout else ''} checkpoint restok "
+                f"can read ({type(e).__name__}: {e})"
+            ) from None
 
     @classmethod
     def _check_family(cls, name: str, raw: Mapping[str, Any] | None, keys: Collection[str]) -> Layout | None:
@@ -239,7 +273,7 @@ class PretrainedModel(nn.Module):
                 )
             try:
                 return config_from_dict(cls.config_class, raw["config"])
-            except (TypeError, ValueError, KeyError) as e:
+            except (TypeError, ValueError, KeyError, OverflowError) as e:
                 raise CheckpointError(f"{where}: invalid {cls.kind} config ({e})") from None
         if layout is None:
             raise CheckpointError(f"the config beside {where} does not describe a {cls.kind}")

@@ -3,7 +3,6 @@ turned into its config dict, its weights file and the way to its side files."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ def embedded_model_card(name: str) -> dict[str, Any] | None:
     if name not in EMBEDDED_MODELS:
         return None
     card = embedded_model_dir(name) / "card.json"
-    return json.loads(card.read_text()) if card.is_file() else None
+    return read_json(card) if card.is_file() else None
 
 
 @dataclass
@@ -53,6 +52,7 @@ class ResolvedCheckpoint:
     folder: Path | None = None  # local folder holding the side files
     repo_id: str | None = None  # or the Hub repo they come from
     hub: dict[str, Any] = field(default_factory=dict)
+    config_file: str | None = None  # where the config was read (named in errors about its values)
 
     def side_file(self, name: str) -> Path | None:
         """The optional file ``name`` beside the weights, or None when there is none."""
@@ -100,13 +100,16 @@ def resolve_checkpoint(path_or_hub_id: str, **hub: Any) -> ResolvedCheckpoint:
         for d in (p.parent, p.parent.parent, p.parent.parent.parent):
             for cfg_name in ("config.json", "config.yaml"):
                 if (d / cfg_name).is_file():
-                    return ResolvedCheckpoint(read_config_file(d / cfg_name), p, folder=p.parent)
+                    cfg_file = d / cfg_name
+                    return ResolvedCheckpoint(read_config_file(cfg_file), p, folder=p.parent, config_file=str(cfg_file))
         return ResolvedCheckpoint(None, p, folder=p.parent)
     if p.is_dir():
         cfg_path = p / "config.json"
         for weights in WEIGHT_FILES:
             if (p / weights).is_file():
-                return ResolvedCheckpoint(read_json(cfg_path) if cfg_path.is_file() else None, p / weights, folder=p)
+                if not cfg_path.is_file():
+                    return ResolvedCheckpoint(None, p / weights, folder=p)
+                return ResolvedCheckpoint(read_json(cfg_path), p / weights, folder=p, config_file=str(cfg_path))
         raise CheckpointError(f"no {' or '.join(WEIGHT_FILES)} in directory {p}")
     if not _HUB_ID.fullmatch(name):
         raise CheckpointError(f"checkpoint path does not exist: {name}")
@@ -120,11 +123,13 @@ def _resolve_hub(repo_id: str, hub: dict[str, Any]) -> ResolvedCheckpoint:
     except ImportError:  # older huggingface_hub
         from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError  # type: ignore
     try:
-        cfg = read_json(Path(hub_download(repo_id, "config.json", hub)))
+        cfg_file = hub_download(repo_id, "config.json", hub)
+        cfg = read_json(Path(cfg_file))
         last: Exception | None = None
         for name in WEIGHT_FILES:
             try:
-                return ResolvedCheckpoint(cfg, Path(hub_download(repo_id, name, hub)), repo_id=repo_id, hub=hub)
+                weights = Path(hub_download(repo_id, name, hub))
+                return ResolvedCheckpoint(cfg, weights, repo_id=repo_id, hub=hub, config_file=f"{repo_id}/config.json")
             except EntryNotFoundError as e:
                 last = e
         raise CheckpointError(f"Hub repo {repo_id} has none of {WEIGHT_FILES}") from last

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..core.registry import Layout, register_model
-from ..hub.files import CheckpointError
+from ..core.release import ReleaseConfig, ReleaseError, WeightShapes
 from ..hub.resolve import ResolvedCheckpoint
 from ..sampling import SamplingConfig
 from .har import GPT_SIZES, HARConfig, HARGenerator
@@ -129,35 +129,72 @@ def _grid_hint(where: str) -> int:
 
 
 def config_from_weights(raw: Mapping[str, Any] | None, shapes: Mapping[str, tuple[int, ...]], where: str) -> HARConfig:
-    """The config read off a release's weights (and its ModelArgs when given): width, depth, heads (the release sizes'
-    heads for their widths), grouped keys, classes, vocabulary; the grid from the config or the file name."""
-    raw = raw or {}
-    try:
-        vocab, dim = shapes["tok_embeddings.weight"]
-        classes = shapes["cls_embedding.embedding_table.weight"][0] - 1  # the last row is guidance's null class
-        n_layer = len({k.split(".")[1] for k in shapes if k.startswith("layers.")})
-        qkv = shapes["layers.0.attention.wqkv.weight"][0]
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{where}: not a LlamaGen GPT checkpoint (missing or odd {e})") from None
-    n_head = int(raw.get("n_head") or next((h for d, _, h in GPT_SIZES.values() if d == dim), max(1, dim // 64)))
+    """The config read off a release's weights (and its ModelArgs when given, read strictly: errors name the key):
+    width, depth, heads (the release sizes' heads for their widths), grouped keys, classes, vocabulary; the grid from
+    the config or the file name."""
+    w = WeightShapes(shapes)
+    vocab, dim = w.dims("tok_embeddings.weight", 2)
+    classes = w.dim("cls_embedding.embedding_table.weight", 2, 0) - 1  # the last row is guidance's null class
+    n_layer = w.count("layers.", "transformer layers")
+    qkv = w.dim("layers.0.attention.wqkv.weight", 2, 0)
+    r = ReleaseConfig(raw or {})
+    for key, found in (("dim", dim), ("n_layer", n_layer), ("vocab_size", vocab), ("num_classes", classes)):
+        if r.get(key, int, found) != found:
+            raise ReleaseError(f"{key} is {r.data[key]} but the weights have {found}")
+    _class_conditional(r)
+    default_heads = next((h for d, _, h in GPT_SIZES.values() if d == dim), max(1, dim // 64))
+    n_head = r.get("n_head", int, default_heads)
+    if n_head < 1 or dim % n_head or (dim // n_head) % 2:
+        raise ReleaseError(f"n_head {n_head} does not divide the weights' width {dim}")
     hd = dim // n_head
     kv = (qkv // hd - n_head) // 2
-    L = int(raw["block_size"]) if "block_size" in raw else _grid_hint(where) ** 2
-    cfg = HARConfig(
+    if kv < 1 or qkv != (n_head + 2 * kv) * hd:
+        raise ReleaseError(
+            f"tensor 'layers.0.attention.wqkv.weight' has {qkv} rows: not q, k and v of {n_head} heads", "weights"
+        )
+    values = r.read(
+        {
+            "num_tokens": ("block_size", int, _grid_hint(where) ** 2),
+            "rope_base": ("rope_base", float, 10000.0),
+            "multiple_of": ("multiple_of", int, 256),
+            "norm_eps": ("norm_eps", float, 1e-5),
+            "class_dropout_prob": ("class_dropout_prob", float, 0.1),
+        }
+    )
+    ffn = r.get("ffn_dim_multiplier", float, None, optional=True)
+    L = values["num_tokens"]
+    cfg = r.build(
+        _checked,
+        {"ffn_dim_multiplier": "ffn_dim_multiplier", "n_head": "n_head"},
+        sized_by_weights=True,
         dim=dim,
         n_layer=n_layer,
         n_head=n_head,
         n_kv_head=None if kv == n_head else kv,
-        num_tokens=L,
         vocab_size=vocab,
         num_classes=classes,
         ar_tokens=L,
         num_special_tokens=0,
-        ffn_dim_multiplier=raw.get("ffn_dim_multiplier"),
-        rope_base=float(raw.get("rope_base", 10000)),
-        multiple_of=int(raw.get("multiple_of", 256)),
+        ffn_dim_multiplier=ffn,
+        **values,
     )
-    return _check(cfg)
+    return cfg
+
+
+def _class_conditional(r: ReleaseConfig) -> None:
+    """Refuse what the sampler does not implement: text-conditional GPTs, several class tokens."""
+    if r.get("model_type", str, "c2i") != "c2i":
+        raise ReleaseError(f"model_type is {r.data['model_type']!r}: only class-conditional (c2i) GPTs are supported")
+    if r.get("cls_token_num", int, 1) != 1:
+        raise ReleaseError(f"cls_token_num is {r.data['cls_token_num']}: only 1 is supported")
+
+
+def _checked(**values: Any) -> HARConfig:
+    """A HARConfig that a LlamaGen GPT can be (:func:`_check`)."""
+    return _check(HARConfig(**values))
+
+
+_checked.__name__ = "HARConfig"  # its errors name HARConfig's fields
 
 
 @register_model

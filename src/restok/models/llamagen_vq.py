@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ..core.fields import Config, check_field_types, setting
 from ..core.registry import Layout, register_model
-from ..hub.files import CheckpointError
+from ..core.release import ReleaseConfig, ReleaseError, WeightShapes
 from ..hub.provenance import Provenance
 from .layers.quantizer import VectorQuantizer
 from .tokenizer import Tokenizer
@@ -262,30 +262,47 @@ def config_from_weights(
     raw: Mapping[str, Any] | None, shapes: Mapping[str, tuple[int, ...]], where: str
 ) -> LlamaGenVQConfig:
     """The config read off the weights (the releases ship none): widths, levels, blocks, code size; the codebook is
-    l2-normalised in every release, and the image size is 256 unless ``raw`` or the file name says otherwise."""
-    try:
-        ch = shapes["encoder.conv_in.weight"][0]
-        levels = _numbered(shapes, "encoder.conv_blocks.")
-        mult = tuple(shapes[f"encoder.conv_blocks.{i}.res.0.conv1.weight"][0] // ch for i in range(levels))
-        codes, dim = shapes["quantize.embedding.weight"]
-        z = shapes["encoder.conv_out.weight"][0]
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{where}: not a LlamaGen VQ checkpoint (missing or odd {e})") from None
-    raw = raw or {}
-    if list(raw.get("decoder_ch_mult", mult)) != list(mult):
-        raise CheckpointError(
-            f"{where}: encoder and decoder widths differ ({raw['decoder_ch_mult']} vs {list(mult)}): not supported"
-        )
-    return LlamaGenVQConfig(
-        image_size=int(raw.get("image_size", _image_size_hint(where))),
+    l2-normalised in every release, and the image size is 256 unless ``raw`` or the file name says otherwise (a
+    ``raw`` value is read strictly: errors name its key)."""
+    w = WeightShapes(shapes)
+    ch = w.dim("encoder.conv_in.weight", 4, 0)
+    levels = w.count("encoder.conv_blocks.", "encoder levels")
+    widths = [w.dim(f"encoder.conv_blocks.{i}.res.0.conv1.weight", 4, 0) for i in range(levels)]
+    if any(x % ch for x in widths):
+        raise ReleaseError(f"the encoder's level widths {widths} are not multiples of its first width {ch}", "weights")
+    mult = tuple(x // ch for x in widths)
+    codes, dim = w.dims("quantize.embedding.weight", 2)
+    z = w.dim("encoder.conv_out.weight", 4, 0)
+    r = ReleaseConfig(raw or {})
+    for key, found in (("encoder_ch_mult", mult), ("decoder_ch_mult", mult)):
+        if r.ints(key, found) != found:
+            raise ReleaseError(
+                f"{key} is {list(r.ints(key))} but the weights' levels have {list(found)}: not supported"
+            )
+    for key, found in (("codebook_size", codes), ("codebook_embed_dim", dim), ("z_channels", z)):
+        if r.get(key, int, found) != found:
+            raise ReleaseError(f"{key} is {r.data[key]} but the weights have {found}")
+    for key, kind in (("commit_loss_beta", float), ("entropy_loss_ratio", float), ("dropout_p", float)):
+        r.get(key, kind, None)  # training settings: not used here, but a value of the wrong kind is still named
+    r.get("codebook_show_usage", bool, None)
+    values = r.read(
+        {
+            "image_size": ("image_size", int, _image_size_hint(where)),
+            "codebook_l2_norm": ("codebook_l2_norm", bool, True),
+        }
+    )
+    blocks = w.count("encoder.conv_blocks.0.res.", "residual blocks of the encoder's first level")
+    return r.build(
+        LlamaGenVQConfig,
+        sized_by_weights=True,
         codebook_size=codes,
         codebook_embed_dim=dim,
-        codebook_l2_norm=bool(raw.get("codebook_l2_norm", True)),
         ch=ch,
         ch_mult=mult,
-        num_res_blocks=_numbered(shapes, "encoder.conv_blocks.0.res."),
+        num_res_blocks=blocks,
         z_channels=z,
         num_groups=math.gcd(32, ch),
+        **values,
     )
 
 

@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from ..core.fields import Config, check_field_types, setting
 from ..core.registry import Layout, register_model
-from ..hub.files import CheckpointError
+from ..core.release import REQUIRED, ReleaseConfig, ReleaseError, WeightShapes
 from ..hub.provenance import Provenance
 from .layers.pixel_cnn import PixelCNNConfig, PixelDecoder
 from .layers.quantizer import VectorQuantizer
@@ -252,13 +252,15 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+_TITOK_KEYS = ("num_latent_tokens", "vit_enc_model_size", "vit_dec_model_size", "codebook_size", "token_size")
+
+
 def _is_titok_config(cfg: Mapping[str, Any] | None) -> bool:
     """A release's nested config (``model.vq_model`` with TiTok's ViT sizes and latent tokens, no ResTok hierarchy)."""
     vq = ((cfg or {}).get("model") or {}).get("vq_model") if isinstance((cfg or {}).get("model"), Mapping) else None
     return (
         isinstance(vq, Mapping)
-        and "num_latent_tokens" in vq
-        and "vit_enc_model_size" in vq
+        and sum(k in vq for k in _TITOK_KEYS) >= 2  # several of TiTok's keys: one left out is named, not unrecognised
         and not any(
             k in vq for k in ("merge_tokens", "hierarchy_stages", "pixel_cnn", "drop_latent_tokens", "latent_hierarchy")
         )
@@ -277,57 +279,66 @@ def _titok_keys(keys: Any) -> bool:
 
 
 def config_from_release(cfg: Mapping[str, Any]) -> TiTokConfig:
-    """Our config from a release's ``config.json`` (TiTok's and One-D-Piece's OmegaConf dump)."""
-    vq = dict(cfg["model"]["vq_model"])
-    if vq.get("quantize_mode", "vq") != "vq":
-        raise CheckpointError(
-            f"TiTok quantize_mode {vq['quantize_mode']!r}: the VAE releases give continuous latents, not "
-            "token ids, and are not supported (use a VQ release)"
+    """Our config from a release's ``config.json`` (TiTok's and One-D-Piece's OmegaConf dump), every value read
+    strictly (:class:`~restok.core.release.ReleaseConfig`: errors name the key path)."""
+    root = ReleaseConfig(cfg)
+    vq = root.section("model", required=True).section("vq_model", required=True)
+    mode = vq.get("quantize_mode", str, "vq")
+    if mode != "vq":
+        raise ReleaseError(
+            f"{vq.path}quantize_mode is {mode!r}: the VAE releases give continuous latents, not token ids, and are "
+            "not supported (use a VQ release)"
         )
-    crop = int(((cfg.get("dataset") or {}).get("preprocessing") or {}).get("crop_size", 256))
-    if int(vq.get("vit_enc_patch_size", 16)) != int(vq.get("vit_dec_patch_size", 16)):
-        raise CheckpointError("TiTok encoder and decoder patch sizes differ: not supported")
-    try:
-        (w, d, h), (dw, dd, dh) = VIT_SIZES[vq["vit_enc_model_size"]], VIT_SIZES[vq["vit_dec_model_size"]]
-    except KeyError as e:
-        raise CheckpointError(f"unknown TiTok ViT size {e}; known: {sorted(VIT_SIZES)}") from None
-    return TiTokConfig(
+    crop = root.section("dataset").section("preprocessing").get("crop_size", int, 256)
+    patch = vq.get("vit_enc_patch_size", int, 16)
+    if vq.get("vit_dec_patch_size", int, 16) != patch:
+        raise ReleaseError(f"{vq.path}vit_enc_patch_size and vit_dec_patch_size differ: not supported")
+    w, d, h = vq.choice("vit_enc_model_size", VIT_SIZES)
+    dw, dd, dh = vq.choice("vit_dec_model_size", VIT_SIZES)
+    values = vq.read(
+        {
+            "num_tokens": ("num_latent_tokens", int, REQUIRED),
+            "codebook_size": ("codebook_size", int, REQUIRED),
+            "token_size": ("token_size", int, REQUIRED),
+            "use_l2_norm": ("use_l2_norm", bool, False),
+            "two_stage": ("finetune_decoder", bool, True),
+            "legacy": ("is_legacy", bool, True),
+        }
+    )
+    origins = {"image_size": "dataset.preprocessing.crop_size", "patch_size": f"{vq.path}vit_enc_patch_size"}
+    return vq.build(
+        TiTokConfig,
+        origins,
         image_size=crop,
-        patch_size=int(vq.get("vit_enc_patch_size", 16)),
-        num_tokens=int(vq["num_latent_tokens"]),
-        codebook_size=int(vq["codebook_size"]),
-        token_size=int(vq["token_size"]),
-        use_l2_norm=bool(vq.get("use_l2_norm", False)),
+        patch_size=patch,
         width=w,
         depth=d,
         num_heads=h,
         decoder_width=dw,
         decoder_depth=dd,
         decoder_num_heads=dh,
-        two_stage=bool(vq.get("finetune_decoder", True)),
-        legacy=bool(vq.get("is_legacy", True)),
+        **values,
     )
 
 
 def pixel_cnn_from_shapes(shapes: Mapping[str, tuple[int, ...]], prefix: str = "pixel_decoder.") -> PixelCNNConfig:
     """The VQGAN decoder's config read off its weights (levels, widths, blocks per level, latent channels); its
     GroupNorms have 32 groups in every release (not visible in the shapes)."""
-    levels = 1 + max(int(k[len(prefix) + 3 :].split(".")[0]) for k in shapes if k.startswith(prefix + "up."))
-    widths = [shapes[f"{prefix}up.{i}.block.0.conv2.weight"][0] for i in range(levels)]
-    blocks = {k.split(".")[len(prefix.split(".")) + 2] for k in shapes if k.startswith(prefix + "up.0.block.")}
+    w = WeightShapes(shapes)
+    levels = w.count(prefix + "up.", "up-sampling levels of the pixel decoder")
+    widths = [w.dim(f"{prefix}up.{i}.block.0.conv2.weight", 4, 0) for i in range(levels)]
+    blocks = w.count(prefix + "up.0.block.", "residual blocks of the pixel decoder's first level")
     hidden = widths[0]  # channel_mult[0] is 1 in every release
-    return PixelCNNConfig(
+    if any(x % hidden for x in widths):
+        raise ReleaseError(f"the pixel decoder's level widths {widths} are not multiples of the first", "weights")
+    return w.build(
+        PixelCNNConfig,
         hidden_channels=hidden,
-        channel_mult=tuple(w // hidden for w in widths),
-        num_res_blocks=len(blocks),
-        z_channels=shapes[prefix + "conv_in.weight"][1],
+        channel_mult=tuple(x // hidden for x in widths),
+        num_res_blocks=blocks,
+        z_channels=w.dim(prefix + "conv_in.weight", 4, 1),
         num_groups=math.gcd(32, hidden),
     )
-
-
-def _count(shapes: Mapping[str, Any], prefix: str) -> int:
-    """How many numbered children ``prefix.N.`` the weights have."""
-    return len({k[len(prefix) :].split(".")[0] for k in shapes if k.startswith(prefix)})
 
 
 def _heads(width: int) -> int:
@@ -341,38 +352,40 @@ def config_from_weights(
     """The config of a release: from its ``config.json`` when there is one, else read off the weights (a bare
     ``tokenizer_titok_*.bin``; ``use_l2_norm`` then follows the releases: on for the two-stage ones, off for VQ-8k);
     the pixel decoder's sizes always come from the weights."""
+    w = WeightShapes(shapes)
     two_stage = "pixel_decoder.conv_in.weight" in shapes
     pixel = pixel_cnn_from_shapes(shapes) if two_stage else PixelCNNConfig()
+    pixel_codes = w.dim("pixel_quantize.embedding.weight", 2, 0) if two_stage else 1024
     if raw is not None:
         cfg = config_from_release(raw)
-        extra = {"pixel_cnn": pixel} if two_stage else {}
-        if two_stage:
-            extra["pixel_codebook_size"] = shapes["pixel_quantize.embedding.weight"][0]
-        return dataclasses.replace(cfg, **extra)
-    try:
-        L, w = shapes["latent_tokens"]
-        patch = shapes["encoder.patch_embed.weight"][-1]
-        grid = math.isqrt(shapes["encoder.positional_embedding"][0] - 1)
-        codes, token = shapes["quantize.embedding.weight"]
-        dw = shapes["decoder.decoder_embed.weight"][0]
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{where}: not a TiTok checkpoint (missing or odd {e})") from None
-    return TiTokConfig(
+        return dataclasses.replace(cfg, pixel_cnn=pixel, pixel_codebook_size=pixel_codes) if two_stage else cfg
+    L, width = w.dims("latent_tokens", 2)
+    patch = w.dims("encoder.patch_embed.weight", 4)[-1]
+    positions = w.dim("encoder.positional_embedding", 2, 0) - 1
+    grid = math.isqrt(positions)
+    if grid < 1 or grid * grid != positions:
+        raise ReleaseError(
+            f"tensor 'encoder.positional_embedding' holds {positions} + 1 positions: not a square grid", "weights"
+        )
+    codes, token = w.dims("quantize.embedding.weight", 2)
+    dw = w.dim("decoder.decoder_embed.weight", 2, 0)
+    return w.build(
+        TiTokConfig,
         image_size=grid * patch,
         patch_size=patch,
         num_tokens=L,
         codebook_size=codes,
         token_size=token,
         use_l2_norm=two_stage,
-        width=w,
-        depth=_count(shapes, "encoder.transformer."),
-        num_heads=_heads(w),
+        width=width,
+        depth=w.count("encoder.transformer.", "encoder blocks"),
+        num_heads=_heads(width),
         decoder_width=dw,
-        decoder_depth=_count(shapes, "decoder.transformer."),
+        decoder_depth=w.count("decoder.transformer.", "decoder blocks"),
         decoder_num_heads=_heads(dw),
         two_stage=two_stage,
         legacy="decoder.conv_out.weight" not in shapes,
-        pixel_codebook_size=shapes.get("pixel_quantize.embedding.weight", (1024,))[0],
+        pixel_codebook_size=pixel_codes,
         pixel_cnn=pixel,
     )
 

@@ -8,73 +8,112 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from ...core.registry import Layout
-from ...hub.files import CheckpointError
+from ...core.release import REQUIRED, ReleaseConfig, ReleaseError
 from .config import GPT_SIZES, HARConfig
 
 __all__ = ["generator_config_from_official", "HAR_LAYOUTS"]
 
 
-def _model_args_from_training_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat ``ModelArgs`` from the official nested generator config (``model.generator`` block)."""
-    g = cfg["model"]["generator"]
-    size = str(g.get("model_type")).removeprefix("GPT-")
-    if size not in GPT_SIZES:
-        known = sorted(f"GPT-{k}" for k in GPT_SIZES)
-        raise CheckpointError(f"unknown official generator model_type {g.get('model_type')!r}; known: {known}")
-    dim, n_layer, n_head = GPT_SIZES[size]
-    dropout = 0.0 if float(g.get("drop_path_rate", 0.0)) > 0 else float(g.get("dropout_p", 0.1))
-    args = {
-        "dim": dim,
-        "n_layer": n_layer,
-        "n_head": n_head,
-        "vocab_size": g["vocab_size"],
-        "block_size": g["block_size"],
-        "num_classes": g.get("num_classes", 1000),
-        "cls_token_num": g.get("cls_token_num", 1),
-        "model_type": g.get("gpt_type", "c2i"),
-        "resid_dropout_p": dropout,
-        "ffn_dropout_p": dropout,
-        "drop_path_rate": g.get("drop_path_rate", 0.0),
-        "token_dropout_p": g.get("token_dropout_p", 0.1),
-    }
-    if g.get("har", False):
-        args["ar_token_num"] = g.get("ar_token_num", 4)
-        args["spe_token_num"] = g.get("spe_token_num", 127)
-    return args
+# The ``ModelArgs`` settings of LlamaGen's GPT that a HAR config takes as they are: field -> (key, kind, default).
+_MODEL_ARGS = {
+    "dim": ("dim", int, REQUIRED),
+    "n_layer": ("n_layer", int, REQUIRED),
+    "n_head": ("n_head", int, REQUIRED),
+    "multiple_of": ("multiple_of", int, 256),
+    "rope_base": ("rope_base", float, 10000.0),
+    "norm_eps": ("norm_eps", float, 1e-5),
+    "initializer_range": ("initializer_range", float, 0.02),
+    "vocab_size": ("vocab_size", int, REQUIRED),
+    "num_classes": ("num_classes", int, 1000),
+    "class_dropout_prob": ("class_dropout_prob", float, 0.1),
+    "token_dropout_p": ("token_dropout_p", float, 0.1),
+    "attn_dropout_p": ("attn_dropout_p", float, 0.0),
+    "resid_dropout_p": ("resid_dropout_p", float, 0.1),
+    "ffn_dropout_p": ("ffn_dropout_p", float, 0.1),
+    "drop_path_rate": ("drop_path_rate", float, 0.0),
+}
+
+
+def _class_conditional(r: ReleaseConfig, type_key: str) -> None:
+    """Refuse what restok's HAR does not implement: text-conditional GPTs, several class tokens."""
+    kind = r.get(type_key, str, "c2i")
+    if kind != "c2i":
+        raise ReleaseError(f"{r.path}{type_key} is {kind!r}: only class-conditional (c2i) generators are supported")
+    if r.get("cls_token_num", int, 1) != 1:
+        raise ReleaseError(f"{r.path}cls_token_num is {r.data['cls_token_num']}: only 1 is supported")
+
+
+def _from_model_args(r: ReleaseConfig) -> HARConfig:
+    """HARConfig from the flat LlamaGen ``ModelArgs`` (with HAR's ``ar_token_num``/``spe_token_num``)."""
+    _class_conditional(r, "model_type")
+    L = r.get("block_size", int)
+    har = r.has("ar_token_num")
+    values = r.read(_MODEL_ARGS)
+    origins = {k: r.path + v for k, v in _HAR_KEYS.items()}
+    return r.build(
+        HARConfig,
+        origins,
+        num_tokens=L,
+        n_kv_head=r.get("n_kv_head", int, None, optional=True),
+        ffn_dim_multiplier=r.get("ffn_dim_multiplier", float, None, optional=True),
+        ar_tokens=r.get("ar_token_num", int) if har else L,
+        num_special_tokens=r.get("spe_token_num", int, L - 1) if har else 0,
+        **values,
+    )
+
+
+_HAR_KEYS = {
+    "num_tokens": "block_size",
+    "ar_tokens": "ar_token_num",
+    "num_special_tokens": "spe_token_num",
+    "n_kv_head": "n_kv_head",
+    "ffn_dim_multiplier": "ffn_dim_multiplier",
+}
+
+
+def _from_training_config(g: ReleaseConfig) -> HARConfig:
+    """HARConfig from the official nested generator training config (``model.generator``): the size by name."""
+    _class_conditional(g, "gpt_type")
+    name = g.get("model_type", str)
+    size = GPT_SIZES.get(name.removeprefix("GPT-"))
+    if size is None:
+        raise ReleaseError(f"{g.path}model_type is {name!r}; known: {sorted(f'GPT-{k}' for k in GPT_SIZES)}")
+    dim, n_layer, n_head = size
+    drop_path = g.get("drop_path_rate", float, 0.0)
+    dropout = 0.0 if drop_path > 0 else g.get("dropout_p", float, 0.1)
+    L = g.get("block_size", int)
+    har = g.get("har", bool, False)
+    values = g.read(
+        {
+            "vocab_size": ("vocab_size", int, REQUIRED),
+            "num_classes": ("num_classes", int, 1000),
+            "token_dropout_p": ("token_dropout_p", float, 0.1),
+        }
+    )
+    origins = {k: g.path + v for k, v in _HAR_KEYS.items()}
+    return g.build(
+        HARConfig,
+        {**origins, "resid_dropout_p": g.path + "dropout_p", "drop_path_rate": g.path + "drop_path_rate"},
+        dim=dim,
+        n_layer=n_layer,
+        n_head=n_head,
+        num_tokens=L,
+        ar_tokens=g.get("ar_token_num", int, 4) if har else L,
+        num_special_tokens=g.get("spe_token_num", int, 127) if har else 0,
+        resid_dropout_p=dropout,
+        ffn_dropout_p=dropout,
+        drop_path_rate=drop_path,
+        **values,
+    )
 
 
 def generator_config_from_official(cfg: Mapping[str, Any]) -> HARConfig:
-    """Map the official flat ``ModelArgs`` config (or the nested training config) of a HAR/vanilla generator to ours."""
+    """Map the official flat ``ModelArgs`` config (or the nested training config) of a HAR/vanilla generator to ours,
+    every value read strictly (:class:`~restok.core.release.ReleaseConfig`: errors name the key path)."""
+    root = ReleaseConfig(cfg)
     if isinstance(cfg.get("model"), Mapping) and "generator" in cfg["model"]:
-        cfg = _model_args_from_training_config(cfg)
-    if cfg.get("model_type", "c2i") != "c2i":
-        raise CheckpointError(f"only class-conditional (c2i) generators are supported, got {cfg.get('model_type')!r}")
-    if int(cfg.get("cls_token_num", 1)) != 1:
-        raise CheckpointError("only cls_token_num = 1 is supported")
-    L = int(cfg["block_size"])
-    has_har = "ar_token_num" in cfg
-    return HARConfig(
-        dim=int(cfg["dim"]),
-        n_layer=int(cfg["n_layer"]),
-        n_head=int(cfg["n_head"]),
-        n_kv_head=cfg.get("n_kv_head"),
-        multiple_of=int(cfg.get("multiple_of", 256)),
-        ffn_dim_multiplier=cfg.get("ffn_dim_multiplier"),
-        rope_base=float(cfg.get("rope_base", 10000)),
-        norm_eps=float(cfg.get("norm_eps", 1e-5)),
-        initializer_range=float(cfg.get("initializer_range", 0.02)),
-        num_tokens=L,
-        vocab_size=int(cfg["vocab_size"]),
-        num_classes=int(cfg.get("num_classes", 1000)),
-        ar_tokens=int(cfg["ar_token_num"]) if has_har else L,
-        num_special_tokens=int(cfg.get("spe_token_num", L - 1)) if has_har else 0,
-        class_dropout_prob=float(cfg.get("class_dropout_prob", 0.1)),
-        token_dropout_p=float(cfg.get("token_dropout_p", 0.1)),
-        attn_dropout_p=float(cfg.get("attn_dropout_p", 0.0)),
-        resid_dropout_p=float(cfg.get("resid_dropout_p", 0.1)),
-        ffn_dropout_p=float(cfg.get("ffn_dropout_p", 0.1)),
-        drop_path_rate=float(cfg.get("drop_path_rate", 0.0)),
-    )
+        return _from_training_config(root.section("model").section("generator", required=True))
+    return _from_model_args(root)
 
 
 def _is_official_generator(cfg: Mapping[str, Any] | None, keys: Collection[str]) -> bool:
@@ -87,7 +126,11 @@ def _is_official_generator(cfg: Mapping[str, Any] | None, keys: Collection[str])
     if cfg.get("family") == "llamagen-gpt":  # a flat GPT config says which position code its weights were trained with
         return False
     model = cfg.get("model")
-    return ("n_layer" in cfg and "vocab_size" in cfg) or (isinstance(model, Mapping) and "generator" in model)
+    # a ModelArgs dump, recognised by several of its keys (so that one key left out is named, not "not a generator")
+    return sum(k in cfg for k in _MODEL_ARGS_KEYS) >= 3 or (isinstance(model, Mapping) and "generator" in model)
+
+
+_MODEL_ARGS_KEYS = ("dim", "n_layer", "n_head", "vocab_size", "block_size", "cls_token_num", "ar_token_num")
 
 
 HAR_LAYOUTS = (Layout("official", _is_official_generator, generator_config_from_official),)

@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from ...core.registry import Layout
-from ...hub.files import CheckpointError
+from ...core.release import REQUIRED, ReleaseConfig, ReleaseError
 from ..layers.pixel_cnn import PixelCNNConfig
 from .config import ResTokConfig
 
@@ -28,33 +28,52 @@ RESTOK_VIT_SIZES = {"small": (512, 6, 8), "base": (768, 12, 12), "large": (1024,
 
 
 def tokenizer_config_from_official(cfg: Mapping[str, Any]) -> ResTokConfig:
-    """Map the official nested tokenizer config (``model.vq_model``, ``dataset.preprocessing``) to ours.
+    """Map the official nested tokenizer config (``model.vq_model``, ``dataset.preprocessing``) to ours, every value
+    read strictly (:class:`~restok.core.release.ReleaseConfig`: errors name the key path).
 
     Raises for official options whose code paths are broken or that no released model uses.
     """
-    vq = dict(cfg["model"]["vq_model"])
-    crop = int(cfg.get("dataset", {}).get("preprocessing", {}).get("crop_size", 256))
-    unsupported = {
-        "learnable_latent_tokens": (False, "broken in the official code (undefined _expand_token)"),
-        "multi_quant": (True, "only per-level output heads are implemented"),
-        "vae_encoder": (True, "only the CNN pixel encoder is implemented"),
-        "is_legacy": (True, "only the legacy (TiTok) heads of the released weights are implemented"),
+    root = ReleaseConfig(cfg)
+    vq = root.section("model", required=True).section("vq_model", required=True)
+    crop = root.section("dataset").section("preprocessing").get("crop_size", int, 256)
+    _refuse_unsupported(vq)
+    enc = vq.choice("vit_enc_model_size", RESTOK_VIT_SIZES, "large")
+    dec = vq.choice("vit_dec_model_size", RESTOK_VIT_SIZES, "large")
+    pixel_section = vq.section("pixel_cnn")
+    pixel = _pixel_cnn(pixel_section)
+    merge = vq.get("merge_tokens", bool, False)
+    stages = vq.get("hierarchy_stages", int, 4) if merge else 1
+    drop_prob = vq.get("drop_prob", float, 0.2)
+    values = vq.read(
+        {
+            "num_tokens": ("num_latent_tokens", int, REQUIRED),
+            "min_tokens": ("num_min_tokens", int, 4),
+            "codebook_size": ("codebook_size", int, REQUIRED),
+            "token_size": ("token_size", int, REQUIRED),
+            "residual_image_tokens": ("residual_image_tokens", bool, True),
+            "residual_latent_tokens": ("residual_latent_tokens", bool, True),
+            "latent_hierarchy": ("latent_hierarchy", bool, True),
+            "learnable_dec_image_tokens": ("learnable_dec_image_tokens", bool, True),
+            "rope_theta": ("rope_base_len", float, 10000.0),
+            "use_l2_norm": ("use_l2_norm", bool, False),
+            "commitment_cost": ("commitment_cost", float, 0.25),
+            "entropy_loss_ratio": ("entropy_loss_ratio", float, 0.0),
+        }
+    )
+    sizes = {
+        "width": "vit_enc_model_size",
+        "decoder_width": "vit_dec_model_size",
+        "hierarchy_stages": "hierarchy_stages",
     }
-    for key, (want, why) in unsupported.items():
-        if key in vq and bool(vq[key]) != want:
-            raise CheckpointError(f"official config sets {key}={vq[key]}: not supported ({why})")
-    if float(vq.get("reduction_ratio", 0.5)) != 0.5:
-        raise CheckpointError(f"official config sets reduction_ratio={vq['reduction_ratio']}: only 0.5 is supported")
-    enc = RESTOK_VIT_SIZES[vq.get("vit_enc_model_size", "large")]
-    dec = RESTOK_VIT_SIZES[vq.get("vit_dec_model_size", "large")]
-    pixel = PixelCNNConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in vq.get("pixel_cnn", {}).items()})
-    stages = int(vq.get("hierarchy_stages", 4)) if vq.get("merge_tokens", False) else 1
-    out = ResTokConfig(
+    out = vq.build(
+        ResTokConfig,
+        {
+            **{k: vq.path + v for k, v in sizes.items()},
+            "drop_prob": vq.path + "drop_prob",
+            "image_size": "dataset.preprocessing.crop_size",
+            **{f"pixel_cnn.{k}": v for k, v in pixel_section.origins.items()},
+        },
         image_size=crop,
-        num_tokens=int(vq["num_latent_tokens"]),
-        min_tokens=int(vq.get("num_min_tokens", 4)),
-        codebook_size=int(vq["codebook_size"]),
-        token_size=int(vq["token_size"]),
         width=enc[0],
         depth=enc[1],
         num_heads=enc[2],
@@ -62,25 +81,58 @@ def tokenizer_config_from_official(cfg: Mapping[str, Any]) -> ResTokConfig:
         decoder_depth=dec[1],
         decoder_num_heads=dec[2],
         hierarchy_stages=max(stages, 1),
-        residual_image_tokens=bool(vq.get("residual_image_tokens", True)),
-        residual_latent_tokens=bool(vq.get("residual_latent_tokens", True)),
-        latent_hierarchy=bool(vq.get("latent_hierarchy", True)),
-        learnable_dec_image_tokens=bool(vq.get("learnable_dec_image_tokens", True)),
-        rope_theta=float(vq.get("rope_base_len", 10000)),
-        use_l2_norm=bool(vq.get("use_l2_norm", False)),
-        commitment_cost=float(vq.get("commitment_cost", 0.25)),
-        entropy_loss_ratio=float(vq.get("entropy_loss_ratio", 0.0)),
-        nested_dropout=bool(vq.get("drop_latent_tokens", True)) and float(vq.get("drop_prob", 0.2)) > 0,
-        drop_prob=float(vq.get("drop_prob", 0.2)) or 0.2,
+        nested_dropout=vq.get("drop_latent_tokens", bool, True) and drop_prob > 0,
+        drop_prob=drop_prob or 0.2,
         pixel_cnn=pixel,
+        **values,
     )
-    patch = int(vq.get("vit_enc_patch_size", 16))
-    if crop // patch != out.grid_size:
-        raise CheckpointError(
-            f"official config: crop_size {crop} / vit_enc_patch_size {patch} = {crop // patch}, but the pixel CNN "
-            f"downsamples {out.pixel_cnn.downsample}x to a {out.grid_size} grid"
-        )
+    _check_grid(vq, crop, out)
     return out
+
+
+def _refuse_unsupported(vq: ReleaseConfig) -> None:
+    """Refuse the official options whose code paths are broken or that no released model uses."""
+    unsupported = {
+        "learnable_latent_tokens": (False, "broken in the official code (undefined _expand_token)"),
+        "multi_quant": (True, "only per-level output heads are implemented"),
+        "vae_encoder": (True, "only the CNN pixel encoder is implemented"),
+        "is_legacy": (True, "only the legacy (TiTok) heads of the released weights are implemented"),
+    }
+    for key, (want, why) in unsupported.items():
+        if vq.get(key, bool, want) != want:
+            raise ReleaseError(f"{vq.path}{key} is {not want}: not supported ({why})")
+    if vq.get("reduction_ratio", float, 0.5) != 0.5:
+        raise ReleaseError(f"{vq.path}reduction_ratio is {vq.data['reduction_ratio']}: only 0.5 is supported")
+
+
+def _check_grid(vq: ReleaseConfig, crop: int, out: ResTokConfig) -> None:
+    """The ViT's patch size must give the grid the pixel CNN makes."""
+    patch = vq.get("vit_enc_patch_size", int, 16)
+    if patch < 1 or crop // patch != out.grid_size:
+        raise ReleaseError(
+            f"dataset.preprocessing.crop_size {crop} / {vq.path}vit_enc_patch_size {patch} does not give the "
+            f"{out.grid_size}x{out.grid_size} grid the pixel CNN's {out.pixel_cnn.downsample}x downsampling makes"
+        )
+
+
+def _pixel_cnn(section: ReleaseConfig) -> PixelCNNConfig:
+    """The official ``pixel_cnn`` block (every key optional), read strictly."""
+    d = PixelCNNConfig()
+    values = section.read(
+        {
+            "hidden_channels": ("hidden_channels", int, d.hidden_channels),
+            "num_res_blocks": ("num_res_blocks", int, d.num_res_blocks),
+            "z_channels": ("z_channels", int, d.z_channels),
+            "num_groups": ("num_groups", int, d.num_groups),
+        }
+    )
+    known = {"hidden_channels", "num_res_blocks", "z_channels", "num_groups", "channel_mult"}
+    unknown = sorted(set(section.data) - known)
+    if unknown:
+        raise ReleaseError(f"{section.path}{unknown[0]} is not a pixel CNN setting; known: {sorted(known)}")
+    mult = section.ints("channel_mult", d.channel_mult)
+    section.origins["channel_mult"] = section.path + "channel_mult"
+    return section.build(PixelCNNConfig, channel_mult=mult, **values)
 
 
 _GPT_SIZES = {  # LlamaGen model_type -> (n_layer, n_head, dim)
