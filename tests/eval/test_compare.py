@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,12 @@ def test_compare_equals_separate_reconstruction_runs(
         ("titok-tiny", 8),
         ("llamagen-vq-tiny", 64),
     ]
-    assert all(r["encode_images_per_s"] > 0 and r["decode_images_per_s"] > 0 for r in rows)
+    speed = json.loads((tmp_path / "cmp" / "speed.json").read_text())
+    assert [(r["tokenizer"], r["tokens"]) for r in speed["rows"]] == [(r["tokenizer"], r["tokens"]) for r in rows]
+    assert all(
+        r["encode_images_per_s"] > 0 and r["decode_images_per_s"] > 0 and r["images"] == 4 for r in speed["rows"]
+    )
+    assert not any("images_per_s" in k for r in rows for k in r)  # speeds vary by run: never in the table
     assert set(table["versions"]) >= {"torch", "numpy", "pillow"} and "vgg16.pth" in table["lpips"]
     assert all(0 < r["lpips"] < 5 for r in rows)
     with open(tmp_path / "cmp" / "table.csv") as f:
@@ -188,7 +194,12 @@ def test_compare_split_over_two_torchrun_processes_gives_the_same_table(
         "--device",
         "cpu",
     ]
-    one = run_cli(*args, "--out", str(tmp_path / "one"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each torchrun process (OMP_NUM_THREADS=1): kernels may sum in another order
+    try:
+        one = run_cli(*args, "--out", str(tmp_path / "one"))
+    finally:
+        torch.set_num_threads(threads)
     assert one.returncode == 0, one.stderr
     two = subprocess.run(
         [
@@ -234,5 +245,49 @@ def test_labels_stay_unique_and_timing_passes_over_unreadable_images(tmp_path: P
     data = write_image_folder(tmp_path / "images", classes=1, per_class=3)
     first = sorted((data / "class0").iterdir())[0]
     first.write_bytes(b"broken")
-    batch = _speed_batch(open_image_source(data), 32, 4)
+    batch = _speed_batch(open_image_source(data), 32, 4, None)
     assert batch.shape == (2, 3, 32, 32)
+    assert _speed_batch(open_image_source(data), 32, 4, 2).shape == (1, 3, 32, 32)  # only the evaluated images
+
+
+def test_labels_never_take_the_names_of_the_comparisons_own_files() -> None:
+    from restok.eval.compare import RESERVED_LABELS, entry_labels
+
+    got = [e.label for e in entry_labels(["x/table", "y/rate.safetensors", "speed", "table"])]
+    assert got == ["table_2", "rate_2", "speed_2", "table_3"]
+    assert not set(got) & set(RESERVED_LABELS)
+
+
+def test_speed_stops_timing_budgets_once_its_time_is_spent() -> None:
+    from restok.eval.compare import measure_speed
+
+    class Slow:
+        def encode(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(len(x), 8, dtype=torch.long)
+
+        def decode(self, ids: torch.Tensor) -> torch.Tensor:
+            time.sleep(0.02)
+            return torch.zeros(len(ids), 3, 4, 4)
+
+    timed = measure_speed(Slow(), torch.zeros(2, 3, 4, 4), [1, 2, 4, 8], seconds=0.05)  # type: ignore[arg-type]
+    assert list(timed) == [1]  # the first budget is always timed; the next would pass the limit
+    assert list(measure_speed(Slow(), torch.zeros(2, 3, 4, 4), [1, 2], seconds=None)) == [1, 2]  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_the_quality_table_is_byte_identical_between_runs_and_after_a_resume(
+    family_models: dict[str, Path], inception_torchscript: str, tmp_path: Path
+) -> None:
+    data = write_image_folder(tmp_path / "images", classes=2, per_class=2, size=(40, 36))
+    base = ["eval", "compare", "--tokenizer", family_models["titok"], "--data", data, "--no-progress"]
+    base += ["--inception-weights", inception_torchscript, "--batch-size", "2", "--speed-seconds", "1"]
+    assert run_cli(*base, "--out", tmp_path / "a").returncode == 0
+    assert run_cli(*base, "--out", tmp_path / "b").returncode == 0
+    names = ("table.json", "table.csv", "table.md")  # (each result JSON also records its date and wall time)
+    assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
+    assert (tmp_path / "a" / "speed.json").exists() and (tmp_path / "a" / "speed.md").exists()
+    # a resume: one batch's chunk and the result gone, the table rewritten from what is left and what is redone
+    (tmp_path / "b" / "titok-tiny.json").unlink()
+    next((tmp_path / "b" / "titok-tiny.json.work").glob("chunk-*.npz")).unlink()
+    assert run_cli(*base, "--out", tmp_path / "b", "--no-speed").returncode == 0
+    assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)

@@ -35,7 +35,8 @@ def test_codebook_stats_hand_counts() -> None:
     s = codebook_stats(np.array([0, 0, 1, 1]), 8)  # two codes, p = 1/2 each -> 1 bit, usage 2/8
     assert s["usage"] == 0.25 and s["entropy"] == pytest.approx(1.0, abs=1e-7)
     s = codebook_stats(torch.tensor([[5, 5, 5, 5]]), 16)
-    assert s["entropy"] == pytest.approx(-np.log2(1 + 1e-8), abs=1e-9) and s["usage"] == 1 / 16
+    # one code: Eq. 6 gives -log2(1 + 1e-8) = -1.4e-8 bits (the eps, not an entropy); entropies are clamped at 0
+    assert s["entropy"] == 0.0 and s["usage"] == 1 / 16
     with pytest.raises(ValueError, match="indices must be in"):
         codebook_stats(torch.tensor([0, 9]), 8)
 

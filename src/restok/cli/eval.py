@@ -288,11 +288,20 @@ def _compare_arguments(p: argparse.ArgumentParser) -> None:
     g = group(p, "data")
     g.add_argument("--data", required=True, help="image folder or .tar shards (ImageNet val: the 50,000 images)")
     g.add_argument("--num-images", type=COUNT, default=None, help="images to use (default: all in --data)")
-    group(p, "output").add_argument("--no-speed", action="store_true", help="do not time encode/decode images/s")
+    g = group(p, "output")
+    g.add_argument("--no-speed", action="store_true", help="do not time encode/decode images/s (speed.json)")
+    g.add_argument(
+        "--speed-seconds",
+        type=number(float, gt=0, le=86400),
+        default=60.0,
+        help="time budgets in order until this many seconds per tokenizer are spent (default: 60)",
+    )
     _lpips_options(p)
     _metric_option(p, "reconstruction")
     _common(
-        p, "output folder (table.csv, table.json, table.md, rate.png, one result JSON and work folder per tokenizer)"
+        p,
+        "output folder (table.csv, table.json, table.md, rate.png, speed.json, speed.md, one result JSON and work "
+        "folder per tokenizer)",
     )
 
 
@@ -305,7 +314,8 @@ def run_compare_command(args: argparse.Namespace) -> int:
             keys = ("tokenizer", "tokens", "rfid", "psnr", "ssim", "lpips", "codebook_usage")
             print(json.dumps({k: r[k] for k in (*keys, "kid") if k in r}))
         rate = ", rate.png" if (Path(args.out) / "rate.png").exists() else ""
-        print(f"wrote {args.out}/table.csv, table.json, table.md" + rate)
+        speed = ", speed.json, speed.md" if result["speed"] else ""
+        print(f"wrote {args.out}/table.csv, table.json, table.md" + rate + speed)
     return 0
 
 

@@ -5,10 +5,12 @@ evaluation transform, the same 8-bit conversion, the same FID Inception and the 
 Each tokenizer is scored by :func:`~restok.eval.reconstruction.evaluate_reconstruction` (the TiTok reconstruction
 protocol) at every budget it supports -- each prefix length of a nested tokenizer in one pass, the one length
 otherwise -- into ``OUT/<label>.json`` with its own resumable ``.work`` folder, so an interrupted comparison resumes
-per tokenizer and, inside one, per batch of images (every budget of a batch is kept together). Encode and decode
-speed (images/s) are timed on the main process on one batch after a warm-up. The table (``table.csv``,
-``table.json``, ``table.md``) has one row per (tokenizer, budget); ``rate.png`` plots each metric against tokens per
-image, one line per tokenizer.
+per tokenizer and, inside one, per batch of images (every budget of a batch is kept together). The table
+(``table.csv``, ``table.json``, ``table.md``) has one row per (tokenizer, budget) and holds only what the images
+determine, so two runs (or a run and its resume) write the same bytes; ``rate.png`` plots each metric against tokens
+per image, one line per tokenizer. Encode and decode speed (images/s) depend on the machine and its load, so they
+go to their own files (``speed.json``, ``speed.md``): timed on the main process on at most one batch of the
+evaluated images, after a warm-up, budgets in order until a time limit is spent.
 """
 
 from __future__ import annotations
@@ -63,10 +65,11 @@ TABLE_COLUMNS = (
     "codebook_usage",
     "codebook_entropy",
     "inception_score",
-    "encode_images_per_s",
-    "decode_images_per_s",
     "num_images",
 )
+SPEED_COLUMNS = ("tokenizer", "tokens", "encode_images_per_s", "decode_images_per_s", "images")
+# the comparison's own files: a tokenizer is never given a label whose result file would be one of them
+RESERVED_LABELS = ("table", "rate", "speed")
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,9 @@ class CompareEntry:
 
 
 def entry_labels(sources: Sequence[str]) -> list[CompareEntry]:
-    """A file-safe label per tokenizer (its last path part without a weights suffix; repeats numbered)."""
-    used: set[str] = set()
+    """A file-safe label per tokenizer (its last path part without a weights suffix; repeats, and the names of the
+    comparison's own files, numbered)."""
+    used: set[str] = set(RESERVED_LABELS)
     out = []
     for src in sources:
         base = Path(str(src).rstrip("/")).name or str(src)
@@ -96,9 +100,15 @@ def entry_labels(sources: Sequence[str]) -> list[CompareEntry]:
 
 @torch.no_grad()
 def measure_speed(
-    tokenizer: Tokenizer, images: torch.Tensor, lengths: Sequence[int], repeats: int = 2
+    tokenizer: Tokenizer,
+    images: torch.Tensor,
+    lengths: Sequence[int],
+    repeats: int = 2,
+    seconds: float | None = None,
 ) -> dict[int, tuple[float, float]]:
-    """Encode and decode images/s of ``images`` (B, 3, S, S) at each length, best of ``repeats`` after one warm-up."""
+    """Encode and decode images/s of ``images`` (B, 3, S, S) at each length, best of ``repeats`` after one warm-up;
+    with ``seconds``, lengths (in order) are timed only until that much time is spent (the rest are left out)."""
+    start = time.perf_counter()
 
     def best(fn: Callable[[], Any]) -> float:
         fn()  # warm-up: first-call allocations and kernel choices are not the steady speed
@@ -115,15 +125,22 @@ def measure_speed(
 
     ids = tokenizer.encode(images)
     enc = best(lambda: tokenizer.encode(images))
-    return {k: (enc, best(lambda k=k: tokenizer.decode(ids[:, :k]))) for k in lengths}
+    timed = {}
+    for k in lengths:
+        if seconds is not None and timed and time.perf_counter() - start > seconds:
+            break
+        timed[k] = (enc, best(lambda k=k: tokenizer.decode(ids[:, :k])))
+    return timed
 
 
-def _speed_batch(source: ImageSource, size: int, batch_size: int) -> torch.Tensor:
-    """Up to ``batch_size`` readable images from the start of the data (unreadable ones passed over, as the protocol
-    does)."""
+def _speed_batch(source: ImageSource, size: int, batch_size: int, num_images: int | None) -> torch.Tensor:
+    """Up to ``batch_size`` readable images of the evaluated ones (the first ``num_images``; unreadable ones passed
+    over, as the protocol does)."""
     dataset = ImageDataset(source, size, train=False)
+    evaluated = min(len(source), num_images or len(source))
+    batch_size = min(batch_size, evaluated)
     out = []
-    for j in range(min(len(source), 4 * batch_size)):
+    for j in range(min(evaluated, 4 * batch_size)):
         if len(out) == batch_size:
             break
         try:
@@ -134,18 +151,13 @@ def _speed_batch(source: ImageSource, size: int, batch_size: int) -> torch.Tenso
 
 
 def _rows(
-    entry: CompareEntry,
-    tokenizer: Tokenizer,
-    result: dict[str, Any],
-    speed: dict[int, tuple[float, float]] | None,
-    extra: Sequence[str] = (),
+    entry: CompareEntry, tokenizer: Tokenizer, result: dict[str, Any], extra: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
     """The table rows of one tokenizer's result: one per budget (with the ``extra`` columns of optional metrics)."""
     per_budget = result.get("rate_curve") or [{"tokens": tokenizer.num_tokens, **result}]
     rows = []
     for r in per_budget:
         k = int(r["tokens"])
-        enc, dec = (speed or {}).get(k, (None, None))
         rows.append(
             {
                 "tokenizer": entry.label,
@@ -160,8 +172,6 @@ def _rows(
                 "codebook_usage": r.get("codebook_usage"),
                 "codebook_entropy": r.get("codebook_entropy"),
                 "inception_score": r.get("inception_score"),
-                "encode_images_per_s": enc,
-                "decode_images_per_s": dec,
                 "num_images": r.get("num_images", result.get("num_images")),
                 **{key: r.get(key) for key in extra},
             }
@@ -195,8 +205,8 @@ def write_table(out: Path, rows: list[dict[str, Any]], notes: dict[str, Any], ex
     write_text(out / "table.md", "\n".join(md) + "\n")
 
 
-def _notes(ctx: EvalContext, metrics: Sequence[Metric], source: ImageSource, speed: bool) -> dict[str, Any]:
-    """What the table's numbers are: the protocol, LPIPS's weights, how speed was timed, the versions."""
+def _notes(metrics: Sequence[Metric]) -> dict[str, Any]:
+    """What the table's numbers are: the protocol, LPIPS's weights, the optional metrics, the versions."""
     lpips = next((m for m in metrics if isinstance(m, LPIPSDistance)), None)
     return {
         "protocol": "TiTok reconstruction protocol (restok eval reconstruction) for every tokenizer: the same "
@@ -204,10 +214,6 @@ def _notes(ctx: EvalContext, metrics: Sequence[Metric], source: ImageSource, spe
         "lpips": ("LPIPS-VGG16 (Zhang et al. 2018) of the 8-bit reconstructions: " + json.dumps(lpips.work_identity()))
         if lpips is not None
         else "not measured: pass --lpips with --lpips-vgg FILE (torchvision's vgg16-397923af.pth; no wheel ships it)",
-        "speed": f"images/s on one batch of {min(ctx.batch_size, len(source))} on the main process, best of 2 after "
-        "a warm-up"
-        if speed
-        else "not measured",
         **{m.name: m.describe(RECONSTRUCTION) for m in metrics if m.optional and m.describe(RECONSTRUCTION)},
         "versions": versions(),
     }
@@ -215,28 +221,55 @@ def _notes(ctx: EvalContext, metrics: Sequence[Metric], source: ImageSource, spe
 
 @dataclass
 class _Table:
-    """What every row of a comparison is measured with, and the rows so far."""
+    """What every row of a comparison is measured with, and the rows so far (quality, and speed apart)."""
 
     num_images: int | None
     speed: bool
     metrics: list[Metric]
     extra: list[str]  # the columns of the optional metrics
+    speed_seconds: float = 60.0
     rows: list[dict[str, Any]] = field(default_factory=list)
+    speed_rows: list[dict[str, Any]] = field(default_factory=list)
+    speed_batch: int = 0
 
     def add(self, ctx: EvalContext, entry: CompareEntry, result: dict[str, Any]) -> None:
-        """A tokenizer's result as rows, one per budget (with its encode/decode speed when asked)."""
-        tok, measured = ctx.tokenizer, None
-        if self.speed:
-            images = _speed_batch(ctx.source, tok.config.image_size, ctx.batch_size)
-            measured = measure_speed(tok, images.to(tok.device), tok.prefix_lengths) if len(images) else None
-        self.rows += _rows(entry, tok, result, measured, self.extra)
+        """A tokenizer's result as rows, one per budget (and its encode/decode speed when asked)."""
+        tok = ctx.tokenizer
+        self.rows += _rows(entry, tok, result, self.extra)
+        if not self.speed:
+            return
+        images = _speed_batch(ctx.source, tok.config.image_size, ctx.batch_size, self.num_images)
+        if not len(images):
+            return
+        self.speed_batch = max(self.speed_batch, len(images))
+        timed = measure_speed(tok, images.to(tok.device), tok.prefix_lengths, seconds=self.speed_seconds)
+        for k in tok.prefix_lengths:
+            enc, dec = timed.get(k, (None, None))
+            self.speed_rows.append(dict(zip(SPEED_COLUMNS, (entry.label, k, enc, dec, len(images)))))
+
+
+def write_speed(out: Path, table: _Table, device: str) -> None:
+    """``speed.json`` and ``speed.md``: images/s per (tokenizer, budget), apart from the table (they vary by run)."""
+    notes = {
+        "speed": f"images/s on one batch of at most {table.speed_batch} of the evaluated images on the main process "
+        f"({device}), best of 2 after a warm-up; budgets timed in order until {table.speed_seconds:g} s per tokenizer "
+        "were spent (the rest: -)",
+        "versions": versions(),
+    }
+    write_json(out / "speed.json", {"rows": table.speed_rows, **notes})
+    md = ["| " + " | ".join(SPEED_COLUMNS) + " |", "|" + "---|" * len(SPEED_COLUMNS)]
+    md += ["| " + " | ".join(_fmt(r.get(c)) for c in SPEED_COLUMNS) + " |" for r in table.speed_rows]
+    write_text(out / "speed.md", "\n".join([*md, "", f"- speed: {notes['speed']}"]) + "\n")
 
 
 def write_comparison(out: Path, ctx: EvalContext, table: _Table) -> dict[str, Any]:
-    """The comparison's plot (``rate.png``) and table (``table.csv``, ``table.json``, ``table.md``) in ``out``."""
-    notes = _notes(ctx, table.metrics, ctx.source, table.speed)
+    """The comparison's plot (``rate.png``) and table (``table.csv``, ``table.json``, ``table.md``) in ``out``, and
+    the speeds (``speed.json``, ``speed.md``) when they were timed."""
+    notes = _notes(table.metrics)
     write_table(out, table.rows, notes, table.extra)
-    return {"rows": table.rows, **notes}
+    if table.speed:
+        write_speed(out, table, str(ctx.device))
+    return {"rows": table.rows, "speed": table.speed_rows, **notes}
 
 
 def compare_over(
@@ -246,6 +279,7 @@ def compare_over(
     *,
     num_images: int | None = None,
     speed: bool = True,
+    speed_seconds: float = 60.0,
     metrics: Sequence[Metric] | None = None,
     announce: Callable[[str], None] = lambda _m: None,
     load: Callable[[str], Tokenizer] | None = None,
@@ -259,7 +293,7 @@ def compare_over(
     extra = [
         k for m in chosen if m.optional and not isinstance(m, LPIPSDistance) for k in m.result_keys(RECONSTRUCTION)
     ]
-    table = _Table(num_images, speed, chosen, extra)
+    table = _Table(num_images, speed, chosen, extra, speed_seconds)
     ctx.source  # noqa: B018 - a wrong data path fails before any model is loaded
     for i, entry in enumerate(entries):
         row = ctx.with_tokenizer(entry.source if load is None else functools.partial(load, entry.source))
@@ -286,6 +320,7 @@ def compare_tokenizers(
     allow_partial: bool = False,
     processes: Processes | None = None,
     speed: bool = True,
+    speed_seconds: float = 60.0,
     announce: Callable[[str], None] = lambda _m: None,
     lpips: torch.nn.Module | None = None,
     metrics: Sequence[str | Metric] = (),
@@ -297,5 +332,13 @@ def compare_tokenizers(
     ctx = EvalContext(processes, None, inception, options, data=source)
     chosen = reconstruction_metrics(lpips, metrics)
     return compare_over(
-        ctx, entries, Path(out), num_images=num_images, speed=speed, metrics=chosen, announce=announce, load=load
+        ctx,
+        entries,
+        Path(out),
+        num_images=num_images,
+        speed=speed,
+        speed_seconds=speed_seconds,
+        metrics=chosen,
+        announce=announce,
+        load=load,
     )

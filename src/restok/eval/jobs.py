@@ -233,6 +233,7 @@ class CompareRequest:
     out: Path
     num_images: int | None = None
     speed: bool = True
+    speed_seconds: float = 60.0
     lpips: Lpips | None = None
     metrics: tuple[str, ...] = ()
     options: EvalOptions = field(default_factory=EvalOptions)
@@ -244,7 +245,14 @@ def run_compare(req: CompareRequest, announce: Callable[[str], None] = lambda _m
     metrics = reconstruction_metrics(None, _metrics(req.lpips, req.metrics, "reconstruction"))
     labels = entry_labels(req.tokenizers)
     return compare_over(
-        ctx, labels, Path(req.out), num_images=req.num_images, speed=req.speed, metrics=metrics, announce=announce
+        ctx,
+        labels,
+        Path(req.out),
+        num_images=req.num_images,
+        speed=req.speed,
+        speed_seconds=req.speed_seconds,
+        metrics=metrics,
+        announce=announce,
     )
 
 

@@ -17,7 +17,7 @@ from ..data.datasets import ImageDataset, collate_images
 from ..data.images import make_grid, save_image
 from ..data.sources import open_image_source
 from ..eval.inception import load_inception
-from ..eval.metrics import codebook_stats
+from ..eval.metrics import codebook_stats, entropy_bits
 from ..eval.reconstruction import reconstruction_batch, summarize_reconstruction
 from ..models.layers.vit import Block
 from ..models.restok import ResTok
@@ -239,10 +239,9 @@ class TokenizerTask(ModelTask):
             n = int(counts.sum())
             if not n:
                 continue
-            p = counts.double() / n
             used = int((counts > 0).sum())
             out[f"codebook_usage_level{lvl}"] = used / K
-            out[f"codebook_entropy_level{lvl}"] = float(-(p * torch.log2(p + 1e-8)).sum())
+            out[f"codebook_entropy_level{lvl}"] = entropy_bits(counts)
             if used < self.COLLAPSE_SHARE * min(K, n) and lvl not in self.collapse_warned:
                 self.collapse_warned.add(lvl)
                 log.warning(

@@ -25,7 +25,7 @@ from .base import (
 from .fid import FID, default_fid_method, feature_statistics, frechet_distance
 from .psnr import PSNR, psnr
 from .ssim import SSIM, ssim
-from .codebook import CodebookUsage, codebook_stats
+from .codebook import CodebookUsage, codebook_stats, entropy_bits
 from .precision_recall import PrecisionRecall, precision_recall
 from .lpips import LPIPSDistance
 from .inception_score import ADM_IS_SPLIT, InceptionScore, inception_score
@@ -52,6 +52,7 @@ __all__ = [
     "InceptionScore",
     "KID",
     "codebook_stats",
+    "entropy_bits",
     "frechet_distance",
     "feature_statistics",
     "inception_score",

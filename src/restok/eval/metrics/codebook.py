@@ -10,7 +10,7 @@ import torch
 
 from .base import RECONSTRUCTION, Metric, register_metric
 
-__all__ = ["codebook_stats", "CodebookUsage"]
+__all__ = ["codebook_stats", "entropy_bits", "CodebookUsage"]
 
 
 def codebook_stats(indices: torch.Tensor | np.ndarray, codebook_size: int) -> dict[str, float]:
@@ -28,10 +28,17 @@ def codebook_stats(indices: torch.Tensor | np.ndarray, codebook_size: int) -> di
         raise ValueError("codebook_stats needs at least one index")
     if int(idx.min()) < 0 or int(idx.max()) >= codebook_size:
         raise ValueError(f"indices must be in [0, {codebook_size}), got range [{int(idx.min())}, {int(idx.max())}]")
-    counts = torch.bincount(idx, minlength=codebook_size).double()
-    p = counts / counts.sum()
-    entropy = float(-(p * torch.log2(p + 1e-8)).sum())
-    return {"usage": float((counts > 0).sum()) / codebook_size, "entropy": entropy}
+    counts = torch.bincount(idx, minlength=codebook_size)
+    return {"usage": float((counts > 0).sum()) / codebook_size, "entropy": entropy_bits(counts)}
+
+
+def entropy_bits(counts: torch.Tensor) -> float:
+    """H_C in bits of code ``counts`` (Eq. 6, eps = 1e-8), never negative.
+
+    With one code used, Eq. 6 gives -log2(1 + 1e-8) = -1.4e-8 bits: the eps that keeps log2(0) finite, not an
+    entropy; an entropy is >= 0, so the sum is clamped there (it differs from Eq. 6 only below 1.5e-8 bits)."""
+    p = counts.double() / counts.sum()
+    return max(0.0, float(-(p * torch.log2(p + 1e-8)).sum()))
 
 
 @register_metric
