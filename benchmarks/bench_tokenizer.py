@@ -52,7 +52,8 @@ def main() -> None:
                     with torch.no_grad(), autocast(dev, dtype):
                         return enc_c(x)
 
-                def dec() -> torch.Tensor:  # decode: the public compiled path (restok.sampling.compiled; CUDA graphs on CUDA)
+                # decode: the public compiled path (restok.sampling.compiled; CUDA graphs on CUDA)
+                def dec() -> torch.Tensor:
                     with torch.no_grad(), autocast(dev, dtype):
                         return tok.decode(ids, pixel_dtype(dtype), compile=comp)
 

@@ -172,4 +172,4 @@ def test_unreadable_samples_and_files_that_are_not_archives(tmp_path: Path) -> N
     bad = tmp_path / "x.npz"
     bad.write_bytes(b"not a zip")
     r = run_cli("eval", "check", bad)
-    assert r.returncode == 2 and "not a readable .npz" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 2 and "is not an .npz archive" in r.stderr and len(r.stderr.strip().splitlines()) == 1

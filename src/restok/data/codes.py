@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from ..core.hierarchy import prefix_lengths
-from ..runtime.inputs import read_text_input
+from ..runtime.inputs import read_npy, read_text_input
 from ..runtime.seeds import derive_seed
 from .transforms import adm_center_crop, ten_crop
 
@@ -105,7 +105,7 @@ def meta_prefix_lengths(meta: dict[str, Any]) -> tuple[int, ...]:
 def _check_lengths(path: Path, name: str, meta: dict[str, Any], codes: np.ndarray) -> list[str]:
     """A ragged shard's lengths: readable, one per (sample, crop), each a prefix length."""
     try:
-        lens = np.load(path / f"{name}.lengths.npy", allow_pickle=False)
+        lens = read_npy(path / f"{name}.lengths.npy", "lengths")
     except (OSError, ValueError) as e:
         return [f"{name}: ragged set without readable lengths ({e})"]
     allowed = set(meta_prefix_lengths(meta))
@@ -128,9 +128,9 @@ def _check_shard(path: Path, k: int, meta: dict[str, Any], seen: set[int]) -> tu
     if name != shard_name(k):
         problems.append(f"shard {k} is named {name!r}, expected {shard_name(k)!r}")
     try:
-        codes = np.load(path / f"{name}.codes.npy", mmap_mode="r", allow_pickle=False)
-        labels = np.load(path / f"{name}.labels.npy", allow_pickle=False)
-        indices = np.load(path / f"{name}.indices.npy", allow_pickle=False)
+        codes = read_npy(path / f"{name}.codes.npy", "codes", mmap=True)
+        labels = read_npy(path / f"{name}.labels.npy", "labels")
+        indices = read_npy(path / f"{name}.indices.npy", "indices")
     except (OSError, ValueError) as e:
         return [*problems, f"{name}: cannot read ({e})"], 0
     if codes.ndim != 3 or codes.shape[1:] != (C, L):
@@ -198,9 +198,9 @@ class CodesDataset(torch.utils.data.Dataset):
         self.meta = read_meta(path)
         self.shards = [
             _Shard(
-                np.load(path / f"{s['name']}.codes.npy", mmap_mode="r", allow_pickle=False),
-                np.load(path / f"{s['name']}.labels.npy", allow_pickle=False),
-                np.load(path / f"{s['name']}.lengths.npy", allow_pickle=False) if self.meta.get("ragged") else None,
+                read_npy(path / f"{s['name']}.codes.npy", "codes", mmap=True),
+                read_npy(path / f"{s['name']}.labels.npy", "labels"),
+                read_npy(path / f"{s['name']}.lengths.npy", "lengths") if self.meta.get("ragged") else None,
             )
             for s in self.meta["shards"]
         ]

@@ -21,6 +21,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from ..runtime.inputs import read_bytes_input
 from .records import DataError, ImageRecord, ImageSource
 
 __all__ = ["is_hf_spec", "hf_source", "parse_hf_spec"]
@@ -135,6 +136,14 @@ def _image_view(where: str, split: str, config: str | None, image: str) -> Any:
     return _VIEWS[key]
 
 
+def _read_path(path: str, index: int) -> bytes:
+    """The bytes of the image file a row names by path: a regular file, bounded (never a device or a FIFO)."""
+    try:
+        return read_bytes_input(path, "image")
+    except (OSError, ValueError) as e:
+        raise DataError(f"row {index} names its image by path: {e}") from None
+
+
 def _read_row(where: str, split: str, config: str | None, image: str, index: int) -> bytes:
     """The stored bytes of one image (a path is read when only a path is stored)."""
     value = _image_view(where, split, config, image)[int(index)][image]
@@ -142,7 +151,7 @@ def _read_row(where: str, split: str, config: str | None, image: str, index: int
         if value.get("bytes"):
             return value["bytes"]
         if value.get("path"):
-            return Path(value["path"]).read_bytes()
+            return _read_path(value["path"], index)
         raise DataError(f"row {index} has an empty image")
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
@@ -161,8 +170,15 @@ def _labels(ds: Any, label: str | None) -> tuple[list[int], list[str], dict[str,
             f"label column {label!r} has empty values (row {raw.index(None)}): label every row, or name no label column"
         )
     feat = ds.features[label]
-    if isinstance(feat, datasets.ClassLabel):
-        return [int(v) for v in raw], list(feat.names), None
+    if isinstance(feat, datasets.ClassLabel):  # -1 is the datasets library's "no label": kept, and named by users
+        values = [int(v) for v in raw]
+        bad = next((i for i, v in enumerate(values) if not -1 <= v < len(feat.names)), None)
+        if bad is not None:
+            raise DataError(
+                f"label column {label!r}, row {bad}: class {values[bad]} outside the {len(feat.names)} classes its "
+                "ClassLabel names (-1 = no label)"
+            )
+        return values, list(feat.names), None
     if all(isinstance(v, str) for v in raw):  # class names: mapped to 0..C-1 in sorted order, as image folders' names
         names = sorted(set(raw))
         index = {n: i for i, n in enumerate(names)}

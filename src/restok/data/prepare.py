@@ -5,16 +5,19 @@ Shards (``shard-000000.tar``, ...) hold ``KEY.jpg``/``KEY.png`` + ``KEY.cls`` pe
 the source (``00000042``), in the source's order. A shard closes when the next sample would pass ``max_bytes`` or it
 holds ``max_samples``; each is written to a temporary and renamed (a crash leaves whole shards only), and
 ``prepare.json`` lists the finished ones, so a rerun resumes after the last (a rerun under other settings is refused).
+The folder is locked for the whole run and ``prepare.json`` records the settings before the first shard, so a second
+preparation into the same folder -- running at the same time, or later from another source -- is refused, never
+mixed in; shards in a folder without ``prepare.json`` are not overwritten.
 ``--resize S`` re-encodes every image with its short side S (bicubic, as the evaluation transform's resize; JPEG
 quality 95 for JPEG sources, PNG otherwise) so that a 1.28M-image set does not carry full-size originals.
 ``classes.json`` beside the shards: class names, counts per class, the label mapping of a source whose labels did not
-run 0..C-1, and the shards with their counts and sizes.
+run 0..C-1, the shards with their counts and sizes, and the samples of a labelled source that carry no label (they
+are written without ``.cls``, and named).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 import time
 from collections.abc import Callable
@@ -25,6 +28,8 @@ from typing import Any
 from PIL import Image
 
 from ..runtime.files import atomic_write, make_dir, write_json
+from ..runtime.inputs import read_json_input
+from ..runtime.locks import FolderLock
 from ..runtime.progress import progress
 from .records import DataError, ImageSource
 from .transforms import decode_image
@@ -98,10 +103,25 @@ class _State:
 
 
 def _open_state(out: Path, settings: dict[str, Any]) -> _State:
+    """The state of ``out``: resumed from ``prepare.json``, or new -- recorded at once, before any shard -- in a folder
+    that holds no shards."""
     f = out / "prepare.json"
-    if not f.exists():
-        return _State(settings)
-    old = json.loads(f.read_text())
+    if not (f.exists() or f.is_symlink()):
+        foreign = sorted(p.name for p in out.glob("*.tar"))
+        if foreign:
+            raise DataError(
+                f"{out} holds shards ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}) that no "
+                "preparation recorded (no prepare.json); use another --out"
+            )
+        state = _State(settings)
+        _save_state(out, state)
+        return state
+    try:
+        old = read_json_input(f, "preparation record", follow_links=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{e}; delete {out} to start over") from None
+    if not isinstance(old, dict):
+        raise DataError(f"{f} is not a preparation record; delete {out} to start over")
     if old.get("settings") != settings:
         diff = sorted(
             k for k in set(settings) | set(old.get("settings", {})) if settings.get(k) != old.get("settings", {}).get(k)
@@ -111,6 +131,12 @@ def _open_state(out: Path, settings: dict[str, Any]) -> _State:
             "settings"
         )
     return _State(settings, old.get("shards", []), old.get("skipped", []), old.get("skipped_index", []))
+
+
+def _save_state(out: Path, state: _State) -> None:
+    """``prepare.json``: the settings, the finished shards and the skipped samples."""
+    record = {"settings": state.settings, "shards": state.shards, "skipped": state.skipped}
+    write_json(out / "prepare.json", {**record, "skipped_index": state.skipped_index})
 
 
 def _write_shard(path: Path, items: list[tuple[str, bytes, str, int]]) -> int:
@@ -137,7 +163,23 @@ def prepare_shards(
     """Write ``source`` as tar shards into ``out`` (resuming after the last finished shard); returns
     ``classes.json``."""
     out = make_dir(Path(out))
-    state = _open_state(out, {"source": source.description, "num_samples": len(source), **settings.to_dict()})
+    with FolderLock(out, "restok data prepare"):  # one preparation per folder, from the start
+        state = _open_state(out, {"source": source.description, "num_samples": len(source), **settings.to_dict()})
+        unlabeled = source.unlabeled_note()
+        if unlabeled is not None:
+            announce(f"note: {unlabeled}; they are written without .cls (listed in classes.json)")
+        return _prepare(source, out, settings, state, announce, show_progress)
+
+
+def _prepare(
+    source: ImageSource,
+    out: Path,
+    settings: PrepareSettings,
+    state: _State,
+    announce: Callable[[str], None],
+    show_progress: bool,
+) -> dict[str, Any]:
+    """Write the shards not written yet, then ``classes.json``."""
     i, n, t0 = state.next_index, len(source), time.perf_counter()
     if i:
         announce(f"resuming after {len(state.shards)} finished shard(s), at sample {i} of {n}")
@@ -166,15 +208,7 @@ def prepare_shards(
         else:  # only unreadable samples left: progress without a shard
             name, nbytes = "(no shard: every sample unreadable)", 0
             state.shards.append({"name": None, "start": start, "end": i, "samples": 0, "bytes": 0})
-        write_json(
-            out / "prepare.json",
-            {
-                "settings": state.settings,
-                "shards": state.shards,
-                "skipped": state.skipped,
-                "skipped_index": state.skipped_index,
-            },
-        )
+        _save_state(out, state)
         bar.update(i - start)
         announce(f"{name}: {len(items)} samples, {nbytes / 1e6:.1f} MB ({i}/{n}, {time.perf_counter() - t0:.0f} s)")
     bar.close()
@@ -198,6 +232,9 @@ def _write_classes(out: Path, source: ImageSource, state: _State) -> dict[str, A
         "shards": [{k: s[k] for k in ("name", "samples", "bytes")} for s in state.shards if s["name"]],
         "source": source.description,
     }
+    missing = [i for i in source.unlabeled() if i not in skipped]
+    if missing:  # a labelled source's samples without a label: written without .cls, named here
+        info["unlabeled"] = {"count": len(missing), "samples": [source.records[i].name for i in missing[:100]]}
     write_json(out / "classes.json", info)
     return info
 
@@ -244,6 +281,13 @@ def check_shards(
     rep.findings += [f"unreadable: {b}" for b in bad[:20]] + (
         [f"... {len(bad) - 20} more unreadable"] if len(bad) > 20 else []
     )
+    unlabeled = source.unlabeled_note()
+    if unlabeled is not None:
+        rep.facts["unlabeled"] = len(source.unlabeled())
+        rep.findings.append(
+            f"{unlabeled} (no .cls): a class-conditional run or a code set cannot use them; label them or leave them "
+            "out"
+        )
     _check_against_classes_json(folder, source, counts, rep)
     _check_arithmetic(len(shards), sizes, processes, workers, rep)
     return rep
@@ -251,9 +295,13 @@ def check_shards(
 
 def _check_against_classes_json(folder: Path, source: ImageSource, counts: dict[int, int], rep: ShardReport) -> None:
     f = folder / "classes.json"
-    if not f.exists():
+    if not (f.exists() or f.is_symlink()):
         return
-    info = json.loads(f.read_text())
+    try:
+        info = read_json_input(f, "class list", follow_links=False)
+    except (OSError, ValueError) as e:
+        rep.findings.append(f"classes.json unreadable: {e}")
+        return
     if info.get("num_samples") != len(source):
         rep.findings.append(
             f"classes.json says {info.get('num_samples')} samples, the shards hold {len(source)}: shards missing or "

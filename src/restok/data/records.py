@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..runtime.requests import RequestError
 
 __all__ = ["DataError", "ImageRecord", "ImageSource"]
@@ -41,3 +43,30 @@ class ImageSource:
     def num_classes(self) -> int:
         """Number of classes (0 for unlabelled data)."""
         return len(self.class_names)
+
+    def labels(self) -> np.ndarray:
+        """Every sample's label (-1: none), read from the index where the records have one (no record is built)."""
+        stored = getattr(self.records, "labels", None)
+        return np.asarray(stored if stored is not None else [r.label for r in self.records], dtype=np.int64)
+
+    def unlabeled(self) -> list[int]:
+        """Positions of the samples that carry no label in a source that has classes (a Hugging Face ``ClassLabel``
+        of -1, a shard member without ``.cls``); none in an unlabelled source, where no sample has one."""
+        return np.flatnonzero(self.labels() < 0).tolist() if self.class_names else []
+
+    def unlabeled_note(self, limit: int = 3) -> str | None:
+        """One line naming the samples :meth:`unlabeled` finds (the first ``limit`` of them), or None."""
+        missing = self.unlabeled()
+        if not missing:
+            return None
+        shown = ", ".join(self.records[i].name for i in missing[:limit]) + (", ..." if len(missing) > limit else "")
+        return (
+            f"{len(missing)} of {len(self)} samples carry no label (-1) though the source has {self.num_classes} "
+            f"classes: {shown}"
+        )
+
+    def require_labels(self, what: str) -> None:
+        """Refuse a labelled source with unlabelled samples for ``what`` (they would be read as class -1)."""
+        note = self.unlabeled_note()
+        if note is not None:
+            raise DataError(f"{note}; {what} needs every sample labelled: label them or leave them out of the source")

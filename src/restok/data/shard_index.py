@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..runtime.inputs import read_npz
 from .records import DataError, ImageRecord
 
 __all__ = ["ShardIndex", "ShardRecords", "scan_shard", "load_shard_index", "CACHE_NAME"]
@@ -151,6 +152,11 @@ class ShardRecords(Sequence[ImageRecord]):
     def __len__(self) -> int:
         return len(self.index)
 
+    @property
+    def labels(self) -> np.ndarray:
+        """Every member's label (-1: no ``.cls``), without building records."""
+        return self.index.label
+
     def __getitem__(self, i: int) -> ImageRecord:  # type: ignore[override]
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]  # type: ignore[return-value]
@@ -170,10 +176,10 @@ def _stamp(paths: list[str]) -> np.ndarray:
 
 def _cached(cache: Path, paths: list[str]) -> ShardIndex | None:
     try:
-        with np.load(cache, allow_pickle=False) as z:
-            if int(z["version"]) != CACHE_VERSION or not np.array_equal(z["stamp"], _stamp(paths)):
-                return None
-            return ShardIndex(paths, z["shard"], z["offset"], z["size"], z["label"], z["name"])
+        z = read_npz(cache, "shard index cache", follow_links=False)
+        if int(z["version"]) != CACHE_VERSION or not np.array_equal(z["stamp"], _stamp(paths)):
+            return None
+        return ShardIndex(paths, z["shard"], z["offset"], z["size"], z["label"], z["name"])
     except Exception:  # noqa: BLE001 - a damaged or foreign cache file: index the shards again
         return None
 

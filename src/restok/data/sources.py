@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtime.inputs import regular_file
+from ..runtime.inputs import read_bytes_input, regular_file
 from .embedded import embedded_source
 from .hf import hf_source, is_hf_spec
 from .images import IMAGE_SUFFIXES
@@ -30,7 +30,7 @@ __all__ = ["open_image_source", "MAX_SHARDS", "MAX_SPARSE_CLASSES"]
 
 
 def _read_file(path: str) -> bytes:
-    return Path(path).read_bytes()
+    return read_bytes_input(path, "image")
 
 
 def _folder_source(root: Path) -> ImageSource:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime.files import save_npz
-from ..runtime.inputs import regular_file
+from ..runtime.inputs import read_npz
 from .codes import fill_past_lengths
 
 __all__ = ["TokenFile", "TokenFileError", "write_token_file", "read_token_file"]
@@ -68,9 +68,9 @@ def write_token_file(path: str | os.PathLike, tf: TokenFile) -> Path:
 def read_token_file(path: str | os.PathLike) -> TokenFile:
     """Read and check a token-ids file: integer ids (N, L), one name and one length (<= L) per row."""
     try:
-        data = np.load(regular_file(path, "codes file"), allow_pickle=False)
+        data = read_npz(path, "codes file")
         raw, files = data["ids"], [str(f) for f in data["files"]]
-        tokenizer, size = str(data["tokenizer"]), int(data["image_size"]) if "image_size" in data.files else 0
+        tokenizer, size = str(data["tokenizer"]), int(data["image_size"]) if "image_size" in data else 0
     except Exception as e:  # noqa: BLE001 - OSError, BadZipFile, EOFError, KeyError, ValueError: all mean "not one"
         raise TokenFileError(f"{path}: not a readable restok codes file ({type(e).__name__}: {e})") from None
     if raw.ndim != 2 or not np.issubdtype(raw.dtype, np.integer):
@@ -82,7 +82,7 @@ def read_token_file(path: str | os.PathLike) -> TokenFile:
         )
     if len(files) != raw.shape[0]:
         raise TokenFileError(f"{path}: {raw.shape[0]} rows of ids but {len(files)} file names")
-    lengths = data["lengths"] if "lengths" in data.files else np.full(raw.shape[0], raw.shape[1])
+    lengths = data["lengths"] if "lengths" in data else np.full(raw.shape[0], raw.shape[1])
     if lengths.shape != (raw.shape[0],) or not np.issubdtype(lengths.dtype, np.integer):
         raise TokenFileError(
             f"{path}: 'lengths' must hold one integer length per row, got {lengths.dtype} {list(lengths.shape)}"
@@ -91,6 +91,6 @@ def read_token_file(path: str | os.PathLike) -> TokenFile:
         raise TokenFileError(
             f"{path}: lengths must be in [1, {raw.shape[1]}], got [{int(lengths.min())}, {int(lengths.max())}]"
         )
-    target = str(data["target"]) if "target" in data.files else None
-    quality = data["quality"] if "quality" in data.files else None
+    target = str(data["target"]) if "target" in data else None
+    quality = data["quality"] if "quality" in data else None
     return TokenFile(raw.astype(np.int64), lengths.astype(np.int64), files, tokenizer, size, target, quality)

@@ -19,7 +19,6 @@ The samples are streamed (one chunk of images in memory), so a 50,000-image batc
 from __future__ import annotations
 
 import hashlib
-import json
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.inputs import regular_file
+from ..data.images import MAX_IMAGE_PIXELS
+from ..runtime.inputs import npz_headers, read_json_input, read_npz
 from .protocol import PROTOCOL_VERSION, EvaluationError
 from .references import statistics_sha256
 
@@ -72,6 +72,11 @@ def _open_arr0(path: Path) -> tuple[zipfile.ZipFile, Any, tuple[int, ...], np.dt
         shape, fortran, dtype = read(f)
         if fortran or len(shape) != 4:
             raise EvaluationError(f"{path}: arr_0 must be a C-ordered (N, H, W, C) array, got shape {shape}")
+        if dtype.hasobject or shape[1] * shape[2] > MAX_IMAGE_PIXELS or shape[3] > 4:
+            raise EvaluationError(
+                f"{path}: arr_0's header declares images of {shape[1]} x {shape[2]} x {shape[3]} {dtype}, more than "
+                f"the {MAX_IMAGE_PIXELS:,} pixels (and 4 channels) an image may have; nothing was read"
+            )
         return zf, f, tuple(shape), dtype
     except BaseException:
         zf.close()
@@ -103,11 +108,18 @@ def iter_npz_images(path: Path, chunk: int = _CHUNK) -> tuple[tuple[int, ...], n
     return shape, dtype, chunks()
 
 
-def _npz_labels(path: Path) -> np.ndarray | None:
-    with np.load(path, allow_pickle=False) as z:
-        for key in ("labels", "arr_1", "y"):
-            if key in z.files:
-                return np.asarray(z[key]).reshape(-1)
+def _npz_labels(path: Path, n: int) -> np.ndarray | None:
+    """The batch's labels (``labels``, ``arr_1`` or ``y``), their header checked against the image count first."""
+    headers = npz_headers(path, "sample batch", max_elements=None)
+    for key in ("labels", "arr_1", "y"):
+        if key in headers:
+            h = headers[key]
+            if h.size != n or h.dtype.kind not in "iub":
+                raise EvaluationError(
+                    f"{path}: its {key!r} array is {h.shape} {h.dtype}, not one integer label per image ({n}); nothing "
+                    "was read"
+                )
+            return read_npz(path, "sample batch", keys=(key,))[key].reshape(-1)
     return None
 
 
@@ -174,7 +186,7 @@ def check_samples(path: Path, found: Findings, size: int | None) -> tuple[int, i
     """Every check of a sample batch (``.npz`` or folder); returns (count, image side)."""
     if path.is_dir():
         return _check_folder(path, found, size)
-    regular_file(path, "sample batch")
+    npz_headers(path, "sample batch", max_elements=None)  # every member's header against its bytes, nothing read
     shape, dtype, images = iter_npz_images(path)
     if dtype != np.uint8:
         found.add(f"pixels: arr_0 is {dtype}, not 8-bit (uint8): scores of float or 16-bit samples are not comparable")
@@ -182,7 +194,7 @@ def check_samples(path: Path, found: Findings, size: int | None) -> tuple[int, i
         found.add(f"pixels: {shape[3]} channels, not RGB")
     _check_size(shape[1], shape[2], size, found)
     n, _ = _check_pixels(images, found)
-    _check_labels(_npz_labels(path), n, found, ordered=True)
+    _check_labels(_npz_labels(path, n), n, found, ordered=True)
     return n, shape[1]
 
 
@@ -239,15 +251,37 @@ def _check_folder(path: Path, found: Findings, size: int | None) -> tuple[int, i
 
 
 # ------------------------------------------------------------------------------------------- reference
+def _statistics_findings(name: str, mu: np.ndarray, sigma: np.ndarray) -> list[str]:
+    """What is wrong with a reference's FID statistics: shapes that do not fit, values that are not finite, a
+    covariance that is not symmetric."""
+    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+        return [
+            f"reference: {name}'s statistics do not fit: mu is {mu.shape} and sigma {sigma.shape}; sigma must be (D, "
+            "D) "
+            "for a mu of D values -- not the statistics of an Inception"
+        ]
+    found = []
+    for key, v in (("mu", mu), ("sigma", sigma)):
+        bad = int((~np.isfinite(v)).sum()) if v.dtype.kind == "f" else 0
+        if bad:
+            found.append(f"reference: {name}'s {key} holds {bad} NaN or infinite value(s); every FID against it is NaN")
+    if not found and not np.allclose(sigma, sigma.T, rtol=1e-5, atol=1e-8):
+        found.append(f"reference: {name}'s sigma is not symmetric: not a covariance")
+    return found
+
+
 def check_reference(path: Path, found: Findings, expected_sha: str | None) -> tuple[str, int | None]:
-    """The reference's statistics SHA-256 (against the one named) and its image side (None without images)."""
-    regular_file(path, "reference batch")
-    with np.load(path, allow_pickle=False) as z:
-        if not {"mu", "sigma"} <= set(z.files):
-            raise EvaluationError(f"reference {path} has no mu/sigma statistics (keys: {sorted(z.files)})")
-        sha = statistics_sha256(z["mu"], z["sigma"])
-        has_images = "arr_0" in z.files
-    side = npz_image_shape(path)[1] if has_images else None
+    """The reference's statistics checked (shapes, finite, symmetric) and their SHA-256 against the one named; its
+    image side (None without images)."""
+    headers = npz_headers(path, "reference batch", max_elements=None)
+    if not {"mu", "sigma"} <= set(headers):
+        raise EvaluationError(f"reference {path} has no mu/sigma statistics (keys: {sorted(headers)})")
+    stats = read_npz(path, "reference batch", keys=("mu", "sigma"))
+    mu, sigma = np.asarray(stats["mu"]), np.asarray(stats["sigma"])
+    for line in _statistics_findings(path.name, mu, sigma):
+        found.add(line)
+    sha = statistics_sha256(mu, sigma)
+    side = npz_image_shape(path)[1] if "arr_0" in headers else None
     if expected_sha and sha != expected_sha.lower():
         found.add(
             f"reference: {path.name}'s statistics have SHA-256 {sha[:16]}..., not the named {expected_sha[:16]}...: "
@@ -259,9 +293,8 @@ def check_reference(path: Path, found: Findings, expected_sha: str | None) -> tu
 
 # ------------------------------------------------------------------------------------------- results
 def _read_result(path: Path) -> dict[str, Any]:
-    regular_file(path, "result file")
     try:
-        data = json.loads(path.read_text())
+        data = read_json_input(path, "result file")
     except (OSError, ValueError) as e:
         raise EvaluationError(f"cannot read result {path}: {e}") from None
     if not isinstance(data, dict):

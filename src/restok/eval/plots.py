@@ -15,6 +15,7 @@ import torch
 from ..core import hierarchy as Hy
 from ..data.images import make_grid, save_image
 from ..runtime.files import atomic_write
+from ..runtime.inputs import MAX_INPUT_BYTES, read_text_input
 from .metrics import codebook_stats
 
 if TYPE_CHECKING:
@@ -138,7 +139,11 @@ def plot_codebook_usage(indices: torch.Tensor, codebook_size: int, path: str | P
 
 def plot_training_curves(run: str | Path, path: str | Path, keys: Sequence[str] | None = None) -> list[str]:
     """Curves of ``RUN/metrics.jsonl`` (default: every logged loss term); returns the keys plotted."""
-    records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = [
+        json.loads(line)
+        for line in read_text_input(Path(run) / "metrics.jsonl", "training log", MAX_INPUT_BYTES).splitlines()
+        if line.strip()
+    ]
     if not records:
         raise ValueError(f"{run}/metrics.jsonl has no records")
     skip = {"step", "lr", "d_lr", "steps_per_sec", "skipped_files"}

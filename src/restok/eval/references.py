@@ -17,7 +17,7 @@ import torch
 from ..data.datasets import ImageDataset
 from ..data.records import ImageSource
 from ..runtime.files import atomic_write, save_npy, save_npz
-from ..runtime.inputs import regular_file
+from ..runtime.inputs import npz_headers, read_npy, read_npz, regular_file
 from .inception import InceptionFeatures
 from .metrics import feature_statistics
 from .protocol import EvaluationError
@@ -68,13 +68,10 @@ def load_reference(
     """
     try:
         path = regular_file(path, "reference file")
+        keys = set(npz_headers(path, "reference file"))  # every array's header checked before any is read
+        ref = read_npz(path, "reference file", keys=tuple(k for k in ("activations", "mu", "sigma") if k in keys))
     except (OSError, ValueError) as e:
-        raise EvaluationError(str(e)) from None
-    try:
-        ref = np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001
-        raise EvaluationError(f"cannot read reference {path}: {e}") from None
-    keys = set(ref.files)
+        raise EvaluationError(str(e) if str(path) in str(e) else f"cannot read reference {path}: {e}") from None
     out: dict[str, np.ndarray] = {}
     if "activations" in keys:
         out["activations"] = ref["activations"]
@@ -92,9 +89,9 @@ def load_reference(
         tag = (inception.identity()["sha256"] or "default")[:12]
         cache = path.with_name(f"{path.name}.{tag}.activations.npy")
         if cache.exists():
-            acts = np.load(cache, allow_pickle=False)
+            acts = read_npy(cache, "cached reference activations")
         else:
-            imgs = ref["arr_0"]  # (N, H, W, 3) uint8
+            imgs = read_npz(path, "reference file", keys=("arr_0",))["arr_0"]  # (N, H, W, 3) uint8
             acts = image_features(imgs, inception, batch_size)
             save_npy(cache, acts)
         out["activations"] = acts
@@ -103,6 +100,13 @@ def load_reference(
     for key, value in out.items():  # a NaN here would become a NaN gFID, reported as a result
         if not np.isfinite(np.asarray(value, dtype=np.float64)).all():
             raise EvaluationError(f"reference {path}: '{key}' holds NaN or infinite values; the file is damaged")
+    mu, sigma = np.asarray(out["mu"]), np.asarray(out["sigma"])
+    acts = np.asarray(out.get("activations", out["mu"][None]))
+    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)) or acts.ndim != 2 or acts.shape[1] != len(mu):
+        raise EvaluationError(
+            f"reference {path}: mu {mu.shape}, sigma {sigma.shape} and activations {acts.shape} do not fit (sigma must "
+            "be (D, D) and activations (N, D) for a mu of D values)"
+        )
     return out
 
 

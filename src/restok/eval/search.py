@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 import math
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..hub.files import read_config_file
 from ..runtime.files import make_dir, remove_stale_temporaries, write_json, write_text
+from ..runtime.inputs import read_json_input
 from ..runtime.processes import Processes
 from ..sampling import CFG_SCHEDULES, SAMPLING_FIELDS, SamplingConfig
 from .context import EvalContext, EvalOptions
@@ -211,7 +211,7 @@ def _finer_points(
         finer = refined_grid(_recipe_of(_best([r for r in rows if r["stage"] == 1])), grid)
         write_json(out / "stage2-grid.json", finer.to_dict())
     processes.wait()
-    return SearchGrid.from_dict(json.loads((out / "stage2-grid.json").read_text())).points()
+    return SearchGrid.from_dict(read_json_input(out / "stage2-grid.json", "search grid", follow_links=False)).points()
 
 
 def _write_best(out: Path, best: dict[str, Any], seed: int, batch_size: int) -> None:

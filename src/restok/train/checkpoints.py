@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from ..runtime.files import disk_full_error, fsync_dir, make_dir
 from ..runtime.hashing import file_sha256
+from ..runtime.inputs import read_json_input
 from .errors import TrainingError
 
 __all__ = ["CHECKPOINT_RE", "CheckpointDir", "rng_state", "set_rng_state"]
@@ -134,7 +135,7 @@ class CheckpointDir:
         if not record.is_file():
             return None  # written before files.json existed: only loading can tell
         try:
-            files = json.loads(record.read_text())
+            files = read_json_input(record, "checkpoint file list", follow_links=False)
         except (OSError, ValueError) as e:
             return f"files.json unreadable ({e})"
         for name, want in files.items():

@@ -30,6 +30,7 @@ from ..data.transforms import decode_image
 from ..eval.budgets import encode_adaptive
 from ..runtime.chunks import ChunkError, ChunkJob
 from ..runtime.files import save_npy, write_json
+from ..runtime.inputs import read_npy
 from ..runtime.processes import Processes
 from ..runtime.progress import progress
 
@@ -147,7 +148,7 @@ def _meta(
 ) -> dict[str, Any]:
     """``meta.json`` of a finished code set."""
     n_shards = math.ceil(len(source) / shard_size)
-    counts = [int(np.load(out / f"{shard_name(k)}.labels.npy").shape[0]) for k in range(n_shards)]
+    counts = [len(read_npy(out / f"{shard_name(k)}.labels.npy", "labels", follow_links=False)) for k in range(n_shards)]
     return {
         "format": CODES_FORMAT,
         "version": CODES_VERSION,
@@ -195,6 +196,7 @@ def extract_codes(
     out = Path(out)
     if (out / "meta.json").exists():
         raise CodesError(f"{out} already holds a complete code set (meta.json); choose another folder")
+    source.require_labels("a code set of a labelled source (its labels condition the generator)")
     identity = tokenizer.identity()
     settings = {
         "format": CODES_FORMAT,
@@ -265,8 +267,8 @@ def _verify_rows(
     problems = []
     for k, r in picks:
         name = shard_name(k)
-        codes = np.load(path / f"{name}.codes.npy", mmap_mode="r", allow_pickle=False)
-        index = int(np.load(path / f"{name}.indices.npy", allow_pickle=False)[r])
+        codes = read_npy(path / f"{name}.codes.npy", "codes", mmap=True)
+        index = int(read_npy(path / f"{name}.indices.npy", "indices")[r])
         crops = crops_of(decode_image(source.records[index].read()), meta["image_size"], meta["crop"])
         x = torch.stack([pil_to_tensor(c) for c in crops]).to(tokenizer.device)  # (crops, 3, S, S)
         ids, _ = encode_crops(tokenizer, x, 1, meta["target_psnr"] if meta.get("ragged") else None)

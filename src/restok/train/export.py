@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from safetensors.torch import load_file
 
 from .. import models as _registered_families  # noqa: F401 - every family in the registry
 from ..core.registry import identify_checkpoint
-from ..hub.files import FORMAT_VERSION
+from ..hub.files import FORMAT_VERSION, read_json
 from ..hub.keys import check_state_dict
 from ..hub.provenance import Provenance
 from ..runtime.files import make_dir
@@ -73,7 +72,7 @@ def export_checkpoint(
         raise TrainingError(
             f"{folder} has no inference_config.json (written by an older restok); it cannot be exported"
         )
-    model = inference_model(json.loads(record_file.read_text()), load_file(str(folder / f"{weights}.safetensors")))
+    model = inference_model(read_json(record_file), load_file(str(folder / f"{weights}.safetensors")))
     model.provenance = Provenance(source=f"{weights} weights of {folder}", layout="trained")
     dest = Path(out) if out is not None else make_dir(run / f"export-step-{step:08d}", inside=run)
     model.save_pretrained(dest)
