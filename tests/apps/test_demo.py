@@ -26,6 +26,7 @@ def test_mnist_split_sizes_and_disjointness() -> None:
         load_mnist("val")
 
 
+@pytest.mark.slow
 def test_embedded_photos_as_an_image_source(tmp_path) -> None:
     """scikit-image's sample photos (shipped in its wheel) as ordinary data: decodable, usable for reconstruction."""
     pytest.importorskip("skimage")
@@ -114,6 +115,7 @@ def test_embedded_model_cards_and_missing_assets(monkeypatch, tmp_path) -> None:
         ResTok.from_pretrained("restok-tiny-mnist")
 
 
+@pytest.mark.slow
 def test_demo_on_embedded_models(tmp_path) -> None:
     """The README's main command, shortened: outputs exist and are non-trivial."""
     from PIL import Image

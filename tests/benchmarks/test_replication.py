@@ -101,6 +101,7 @@ def test_an_evaluation_of_a_retrained_model_is_not_reused(replicate, tmp_path):
     assert not replicate._cached(out, runs, roles)  # nothing cached: evaluate
 
 
+@pytest.mark.slow
 def test_fig5_at_a_budget_compares_the_rows_trained_at_it(replicate, monkeypatch, tmp_path):
     """``fig5 --budget`` reads Table 2's seed-0 rows of that budget (an untrained row is left out), measures each by
     kept tokens, draws one held-out digit per class, and summarises the ResTok row's attention by level."""

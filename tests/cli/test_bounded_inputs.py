@@ -96,6 +96,7 @@ def test_string_labels_in_a_sample_batch_are_named_as_such(tmp_path: Path) -> No
 
 
 # ------------------------------------------------------------------------------------------- 2. nothing blocks
+@pytest.mark.slow
 def test_a_fifo_planted_in_an_output_folder_never_blocks(
     tmp_path: Path, tok_dir: Path, inception_torchscript: str
 ) -> None:
@@ -113,6 +114,7 @@ def test_a_fifo_planted_in_an_output_folder_never_blocks(
     assert r.returncode == 2 and "settings.json" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_a_dataset_row_that_names_a_device_or_a_fifo_is_skipped_and_named(tmp_path: Path) -> None:
     datasets = require("datasets")
     fifo = tmp_path / "fifo.png"

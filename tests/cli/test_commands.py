@@ -190,6 +190,7 @@ def test_generate_writes_images_grid_manifest_and_progressive(models, tmp_path):
     assert np.array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_generate_compile_gives_the_same_images(models, tmp_path, monkeypatch):
     """``--compile`` reaches the compiled sampler and decoder and gives the eager images. Dynamo's tracing backend
     (``aot_eager``) stands in for Inductor here: the flag's wiring is the point; Inductor's kernels are checked against

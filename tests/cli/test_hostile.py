@@ -300,6 +300,7 @@ def test_outputs_never_collide_escape_or_lie(tmp_path, tok_dir, pngs) -> None:
     assert not (out2 / "img0_k8.png").is_symlink() and Image.open(out2 / "img0_k8.png").size == (32, 32)
 
 
+@pytest.mark.slow
 def test_full_disk_keeps_the_previous_file(tmp_path, tok_dir, pngs) -> None:
     many = []
     for i in range(60):
@@ -570,6 +571,7 @@ def test_restok_offline_alone_never_reaches_the_network(monkeypatch, tmp_path, p
     assert reached == [] and time.perf_counter() - t < 10
 
 
+@pytest.mark.slow
 def test_limits_are_checked_before_the_work(tmp_path, tok_dir) -> None:
     # a thin strip of a few bytes would become 32 x 32,000,000 pixels after the resize
     strip = tmp_path / "strip.png"

@@ -135,6 +135,7 @@ def test_llamagen_gpt_logits_and_greedy_samples_match_its_repository(case: str, 
             assert torch.equal(out, t[f"greedy_cfg{scale:g}"]), (scale, use_cache)
 
 
+@pytest.mark.slow
 def test_bare_one_d_piece_weights_convert_with_their_release_config(tmp_path: Path) -> None:
     import yaml
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from restok import HARGenerator
-from restok import hierarchy as Hy
+from restok.core import hierarchy as Hy
 from restok.models.har.config import GENERATOR_PRESETS, generator_preset
 from restok.sampling import cfg_values, filter_logits
 

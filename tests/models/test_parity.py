@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from restok import HARGenerator, ResTok
-from restok import hierarchy as Hy
+from restok.core import hierarchy as Hy
 
 from ..parity.fixture_io import load_fixture
 from ..parity.seeded_weights import seeded_state_dict
@@ -31,12 +31,13 @@ def _official_dir(tmp_path: Path, meta: dict, config: dict) -> Path:
     return tmp_path
 
 
-@pytest.fixture(params=["tok_a", "tok_b", "tok_c"])
-def tok_case(request, tmp_path):
-    """(metadata, tensors, tokenizer loaded from the official layout) for one fixture case."""
+@pytest.fixture(scope="module", params=["tok_a", "tok_b", "tok_c"])
+def tok_case(request, tmp_path_factory):
+    """(metadata, tensors, tokenizer loaded from the official layout) for one fixture case (loaded once per module:
+    the tests only read it)."""
     meta, t = load_fixture(request.param)
-    tok = ResTok.from_pretrained(str(_official_dir(tmp_path, meta, meta["config"])))
-    return meta, t, tok
+    tok = ResTok.from_pretrained(str(_official_dir(tmp_path_factory.mktemp(request.param), meta, meta["config"])))
+    return meta, t, tok.eval()
 
 
 def test_tokenizer_tokens_identical(tok_case):
@@ -96,11 +97,13 @@ def test_tokenizer_hierarchy_matches_official(tok_case):
 # Generator
 
 
-@pytest.fixture(params=["gen_a", "gen_b", "gen_vanilla"])
-def gen_case(request, tmp_path):
-    """(metadata, tensors, generator loaded from the official layout)."""
+@pytest.fixture(scope="module", params=["gen_a", "gen_b", "gen_vanilla"])
+def gen_case(request, tmp_path_factory):
+    """(metadata, tensors, generator loaded from the official layout), once per module."""
     meta, t = load_fixture(request.param)
-    gen = HARGenerator.from_pretrained(str(_official_dir(tmp_path, meta, meta["model_args"])))
+    gen = HARGenerator.from_pretrained(
+        str(_official_dir(tmp_path_factory.mktemp(request.param), meta, meta["model_args"]))
+    )
     return meta, t, gen
 
 
@@ -145,6 +148,7 @@ def test_generator_sampling_identical(gen_case, run):
     assert torch.equal(out, t[run])
 
 
+@pytest.mark.slow
 def test_official_layout_convert_keeps_outputs(tmp_path):
     from restok.models.auto import convert_checkpoint
 

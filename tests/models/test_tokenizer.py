@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from restok import ResTok, ResTokConfig
-from restok import hierarchy as Hy
+from restok.core import hierarchy as Hy
 from restok.models.layers.pixel_cnn import PixelCNNConfig
 from restok.models.restok.config import tokenizer_preset
 

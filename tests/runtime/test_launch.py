@@ -72,6 +72,7 @@ def test_a_rank_outside_the_world_is_one_line_before_anything_waits(tmp_path: Pa
     one_line_error(r, "RANK=3", "WORLD_SIZE=1")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rank,named", [(0, "rank(s) 1 of WORLD_SIZE=2 did not start"), (1, "rank 0 did not start")])
 def test_a_missing_peer_fails_within_the_preflight_timeout_naming_it(
     image_folder: Path, tmp_path: Path, rank: int, named: str

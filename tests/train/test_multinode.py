@@ -1,6 +1,6 @@
 """Several machines, tested on one: two ``torchrun`` agents (``--nnodes 2``, c10d rendezvous on 127.0.0.1, one process
-each) train a tiny tokenizer under DDP and FSDP like one process; only global rank 0 writes; killing one node stops the
-other with one clear line, and a rerun of both with ``--resume`` finishes the run."""
+each) train a tiny tokenizer under FSDP like two processes on one machine; only global rank 0 writes; killing one node
+stops the other with one clear line, and a rerun of both with ``--resume`` finishes the run."""
 
 from __future__ import annotations
 
@@ -87,10 +87,11 @@ def kill_node(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
-def test_two_nodes_train_like_one_process_and_only_rank_0_writes(image_folder: Path, tmp_path: Path, mode: str) -> None:
-    args = ["--data", str(image_folder), "--max-steps", "4", f"distributed={mode}"]
-    port = 29701 if mode == "ddp" else 29711
+def test_two_nodes_train_like_one_process_and_only_rank_0_writes(image_folder: Path, tmp_path: Path) -> None:
+    # FSDP, the harder of the two: its shards and collectives cross the "machines"; DDP across processes is
+    # tested on one machine (tests/train/test_train.py), and the rendezvous is the same for both
+    args = ["--data", str(image_folder), "--max-steps", "4", "distributed=fsdp"]
+    port = 29711
     local = subprocess.run(
         [
             sys.executable,
@@ -132,7 +133,7 @@ def test_two_nodes_train_like_one_process_and_only_rank_0_writes(image_folder: P
 @pytest.mark.slow
 def test_killing_one_node_stops_the_other_and_a_rerun_resumes(image_folder: Path, tmp_path: Path) -> None:
     out, port = tmp_path / "run", 29721
-    args = ["--data", str(image_folder), "--max-steps", "60"]
+    args = ["--data", str(image_folder), "--max-steps", "20"]
     logs = [tmp_path / "node0.log", tmp_path / "node1.log"]
     host = node(port, out, logs[0], *args)
     time.sleep(1.0)
@@ -150,5 +151,5 @@ def test_killing_one_node_stops_the_other_and_a_rerun_resumes(image_folder: Path
     # both nodes again, resuming from the newest complete checkpoint
     a, b, log_a, log_b = two_nodes(port + 1, out, *args, "--resume")
     assert a == b == 0, (log_a[-2000:], log_b[-2000:])
-    assert "finished at step 60" in log_a + log_b
+    assert "finished at step 20" in log_a + log_b
     assert torch.isfinite(next(iter(load_file(str(out / "final" / "model.safetensors")).values()))).all()

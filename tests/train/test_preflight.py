@@ -140,7 +140,8 @@ def test_devices_fit_the_global_batch_as_micro_batches_and_accumulation(
 
     a, b = (load_file(str(tmp_path / run / "final" / "model.safetensors")) for run in ("fit", "hand"))
     assert all(torch.equal(a[k], b[k]) for k in a)
-    monkeypatch.setenv("WORLD_SIZE", "4")
+    for k, v in (("WORLD_SIZE", "4"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29999")):
+        monkeypatch.setenv(k, v)  # as a launcher of 4 processes sets them
     r = run_cli(*args, "--devices", "2", "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "the launcher started 4 processes" in r.stderr
 

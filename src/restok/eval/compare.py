@@ -30,7 +30,7 @@ import torch
 
 from ..data.datasets import ImageDataset
 from ..data.records import ImageSource
-from ..runtime.files import write_json, write_text
+from ..runtime.files import json_text, write_text
 from ..runtime.processes import Processes
 from ..runtime.requests import field as field_name
 from .context import EvalContext, EvalOptions
@@ -51,6 +51,8 @@ __all__ = [
     "entry_labels",
     "measure_speed",
     "write_table",
+    "table_files",
+    "speed_files",
 ]
 
 TABLE_COLUMNS = (
@@ -187,22 +189,30 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def write_table(out: Path, rows: list[dict[str, Any]], notes: dict[str, Any], extra: Sequence[str] = ()) -> None:
-    """The comparison's files: ``rate.png`` (each metric against tokens per image, one line per tokenizer; without
-    matplotlib, none), then ``table.csv``, ``table.json`` (rows and notes) and ``table.md``; ``extra``: the columns of
-    optional metrics, after the protocol's."""
-    plot_comparison(out / "rate.png", rows)
+def table_files(rows: list[dict[str, Any]], notes: dict[str, Any], extra: Sequence[str] = ()) -> dict[str, str]:
+    """The comparison's table as file texts: ``table.csv``, ``table.json`` (rows and notes) and ``table.md``;
+    ``extra``: the columns of optional metrics, after the protocol's."""
     columns = [*TABLE_COLUMNS, *extra]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    write_text(out / "table.csv", buf.getvalue())
-    write_json(out / "table.json", {"rows": rows, **notes})
     md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     md += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
     md += ["", *(f"- {k}: {v}" for k, v in notes.items() if isinstance(v, str))]
-    write_text(out / "table.md", "\n".join(md) + "\n")
+    return {
+        "table.csv": buf.getvalue(),
+        "table.json": json_text({"rows": rows, **notes}, "table.json"),
+        "table.md": "\n".join(md) + "\n",
+    }
+
+
+def write_table(out: Path, rows: list[dict[str, Any]], notes: dict[str, Any], extra: Sequence[str] = ()) -> None:
+    """The comparison's files: ``rate.png`` (each metric against tokens per image, one line per tokenizer; without
+    matplotlib, none), then the :func:`table_files`."""
+    plot_comparison(out / "rate.png", rows)
+    for name, text in table_files(rows, notes, extra).items():
+        write_text(out / name, text)
 
 
 def _notes(metrics: Sequence[Metric]) -> dict[str, Any]:
@@ -248,7 +258,7 @@ class _Table:
             self.speed_rows.append(dict(zip(SPEED_COLUMNS, (entry.label, k, enc, dec, len(images)))))
 
 
-def write_speed(out: Path, table: _Table, device: str) -> None:
+def speed_files(table: _Table, device: str) -> dict[str, str]:
     """``speed.json`` and ``speed.md``: images/s per (tokenizer, budget), apart from the table (they vary by run)."""
     notes = {
         "speed": f"images/s on one batch of at most {table.speed_batch} of the evaluated images on the main process "
@@ -256,19 +266,24 @@ def write_speed(out: Path, table: _Table, device: str) -> None:
         "were spent (the rest: -)",
         "versions": versions(),
     }
-    write_json(out / "speed.json", {"rows": table.speed_rows, **notes})
     md = ["| " + " | ".join(SPEED_COLUMNS) + " |", "|" + "---|" * len(SPEED_COLUMNS)]
     md += ["| " + " | ".join(_fmt(r.get(c)) for c in SPEED_COLUMNS) + " |" for r in table.speed_rows]
-    write_text(out / "speed.md", "\n".join([*md, "", f"- speed: {notes['speed']}"]) + "\n")
+    return {
+        "speed.json": json_text({"rows": table.speed_rows, **notes}, "speed.json"),
+        "speed.md": "\n".join([*md, "", f"- speed: {notes['speed']}"]) + "\n",
+    }
 
 
 def write_comparison(out: Path, ctx: EvalContext, table: _Table) -> dict[str, Any]:
-    """The comparison's plot (``rate.png``) and table (``table.csv``, ``table.json``, ``table.md``) in ``out``, and
-    the speeds (``speed.json``, ``speed.md``) when they were timed."""
+    """The comparison's plot (``rate.png``), table (``table.csv``, ``table.json``, ``table.md``) and, when timed, speeds
+    (``speed.json``, ``speed.md``) in ``out``: every text made first, then the files written."""
     notes = _notes(table.metrics)
-    write_table(out, table.rows, notes, table.extra)
+    files = table_files(table.rows, notes, table.extra)
     if table.speed:
-        write_speed(out, table, str(ctx.device))
+        files.update(speed_files(table, str(ctx.device)))
+    plot_comparison(out / "rate.png", table.rows)
+    for name, text in files.items():
+        write_text(out / name, text)
     return {"rows": table.rows, "speed": table.speed_rows, **notes}
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "atomic_write",
     "write_text",
     "write_json",
+    "json_text",
     "write_bytes",
     "save_npz",
     "save_npy",
@@ -229,10 +230,15 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
 
 
+def json_text(data: Any, what: str, **kwargs: Any) -> str:
+    """``data`` as the indented JSON text restok writes (every number checked finite first; ``what`` names it)."""
+    check_finite(data, what)
+    return json.dumps(data, indent=2, allow_nan=False, **kwargs) + "\n"
+
+
 def write_json(path: str | os.PathLike, data: Any, **kwargs: Any) -> Path:
     """Atomically write ``data`` as indented JSON."""
-    check_finite(data, str(path))
-    return write_text(path, json.dumps(data, indent=2, allow_nan=False, **kwargs) + "\n")
+    return write_text(path, json_text(data, str(path), **kwargs))
 
 
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:

@@ -74,9 +74,10 @@ def launch_env() -> LaunchEnv:
     addr = os.environ.get("MASTER_ADDR") or None
     if world > 1 and (addr is None or port is None):
         missing = " and ".join(n for n, v in (("MASTER_ADDR", addr), ("MASTER_PORT", port)) if v is None)
+        verb = "are" if " and " in missing else "is"
         raise LaunchError(
-            f"WORLD_SIZE={world} but {missing} is not set: start the processes with torchrun or accelerate launch "
-            "(they set it), or set it to the address of rank 0"
+            f"WORLD_SIZE={world} but {missing} {verb} not set: start the processes with torchrun or accelerate launch "
+            "(they set them), or set them to the address of rank 0"
         )
     return LaunchEnv(rank, world, local_rank or 0, local_world or 1, addr, port)
 
