@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from restok import hierarchy as Hy
+from restok.core import hierarchy as Hy
 
 
 def test_latent_levels_128_and_32():
@@ -61,8 +61,16 @@ def test_merge_layers_and_image_grids():
     assert Hy.image_level_grids((16, 16), 4) == ((16, 2), (16, 4), (16, 8), (16, 16))
     # 128 px / 16 -> 8x8
     assert Hy.image_level_grids((8, 8), 4) == ((8, 1), (8, 2), (8, 4), (8, 8))
+    # a one-column level goes on by rows: the flattened level keeps every other token, i.e. every other row
+    assert Hy.image_level_grids((4, 4), 4) == ((2, 1), (4, 1), (4, 2), (4, 4))
     with pytest.raises(ValueError, match="cannot be merged"):
-        Hy.image_level_grids((4, 4), 4)
+        Hy.image_level_grids((3, 3), 2)
+    # Table 3's pooling factors: 1 keeps every token, 4 every fourth (columns, then rows)
+    assert Hy.image_level_grids((16, 16), 4, factor=1) == ((16, 16),) * 4
+    assert Hy.image_level_grids((16, 16), 4, factor=4) == ((4, 1), (16, 1), (16, 4), (16, 16))
+    flat = torch.arange(16 * 16).reshape(16, 16)
+    kept = flat.flatten()[::4][::4][::4]  # the official 1-D nearest interpolation to n/4, three times
+    assert kept.tolist() == flat[::4, 0].tolist()  # = rows 0, 4, 8, 12 of column 0: the (4, 1) grid
 
 
 def test_hierarchical_causal_mask_small():

@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import Any
 
+from ..train.experiment import ExperimentRequest, run_experiment
 from ..train.jobs import (
     CheckCodesRequest,
     ExtractCodesRequest,
@@ -63,6 +64,13 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         "--config", required=True, help="recipe name (restok-l-128, restok-tiny, har-l, har-tiny, ...) or YAML file"
     )
     output_option(p, "run folder (config, logs, grids, checkpoints, final/)")
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="SRC",
+        help="fine-tune: start from this trained model (Hub id, folder or release file of the recipe's family) -- its "
+        "weights and its architecture (the recipe's model size settings give way to the source's)",
+    )
     g = group(p, "run length and resume")
     g.add_argument(
         "--max-steps", type=number(int, ge=1, le=10**12), default=None, help="length of the run and of its LR schedule"
@@ -208,7 +216,44 @@ def run_check_codes(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- experiment
+def _experiment_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("grid", help="grid file (YAML): data, eval_data, seeds, steps, rows of tokenizer/generator recipes")
+    output_option(p, "experiment folder (cells/, reference.npz, table.csv|json|md, rate.png, commands.md)")
+    g = group(p, "splitting the grid")
+    g.add_argument(
+        "--task",
+        type=number(int, ge=0, le=10**6),
+        default=None,
+        help="run every --tasks-th cell from this one (default: $SLURM_ARRAY_TASK_ID, else 0)",
+    )
+    g.add_argument(
+        "--tasks",
+        type=number(int, ge=1, le=10**6),
+        default=None,
+        help="how many tasks share the grid (default: $SLURM_ARRAY_TASK_COUNT, else 1)",
+    )
+    device_option(p)
+
+
+def run_experiment_command(args: argparse.Namespace) -> int:
+    """Run this task's cells of a grid; write the table once every cell is done."""
+    _setup_logging()
+    result = run_experiment(request(ExperimentRequest, args), announce=lambda m: print(m, flush=True))
+    if result is not None:
+        for w in result["warnings"]:
+            print(f"warning: {w}", flush=True)
+        print(f"wrote {args.out}/table.csv, table.json, table.md, rate.png, commands.md", flush=True)
+    return 0
+
+
 COMMANDS = (
+    Command(
+        "experiment",
+        "a grid of tokenizer/generator recipes x seeds, each cell trained and scored alike: one table with intervals",
+        _experiment_arguments,
+        run_experiment_command,
+    ),
     Command(
         "train",
         "train a tokenizer or a generator (accelerate launch / torchrun for many GPUs)",

@@ -174,21 +174,30 @@ def merge_layers(depth: int, stages: int) -> tuple[int, ...]:
 
 
 @cache
-def image_level_grids(grid: tuple[int, int], stages: int) -> tuple[tuple[int, int], ...]:
-    """Image-token grids after all merges, coarse to fine, e.g. (16,2), (16,4), (16,8), (16,16).
+def image_level_grids(grid: tuple[int, int], stages: int, factor: int = 2) -> tuple[tuple[int, int], ...]:
+    """Image-token grids after all merges, coarse to fine, e.g. (16,2), (16,4), (16,8), (16,16) for pooling factor 2.
 
-    The official merge keeps every other token of the flattened coarsest level, i.e. the even columns,
-    so only the width halves; the paper's Fig. 2c average pooling is not what the weights were trained with.
+    The official merge is a 1-D nearest interpolation of the flattened coarsest level to ``n / factor`` tokens
+    (``reduction_ratio = 1 - 1/factor``): it keeps every ``factor``-th token, i.e. every ``factor``-th column while
+    the width allows (only the width shrinks), then, on a one-column grid, every ``factor``-th row; factor 1 keeps
+    every token (Table 3's "no pooling"). The paper's Fig. 2c average pooling is not what the weights were trained
+    with.
     """
+    if factor < 1:
+        raise ValueError(f"the pooling factor must be >= 1, got {factor}")
     h, w = grid
     grids = [(h, w)]
     for _ in range(stages - 1):
-        cur_w = grids[0][1]
-        if cur_w % 2 or cur_w < 2:
+        ch, cw = grids[0]
+        if cw % factor == 0:
+            grids.insert(0, (ch, cw // factor))
+        elif factor % cw == 0 and ch % (factor // cw) == 0:  # every factor-th flat token: column 0 of every row step
+            grids.insert(0, (ch // (factor // cw), 1))
+        else:
             raise ValueError(
-                f"an image grid of {h}x{w} cannot be merged {stages - 1} times (width {cur_w} is not even)"
+                f"an image grid of {h}x{w} cannot be merged {stages - 1} times by a pooling factor of {factor} "
+                f"(a {ch}x{cw} level does not split into groups of {factor})"
             )
-        grids.insert(0, (h, cur_w // 2))
     return tuple(grids)
 
 

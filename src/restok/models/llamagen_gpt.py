@@ -218,6 +218,12 @@ class LlamaGenGPT(HARGenerator):
         super().__init__(_check(config) if isinstance(config, HARConfig) else config)
         self.rope = RopeTable(llamagen_rope_2d(config.num_tokens, config.dim // config.n_head, config.rope_base))
 
+    @staticmethod
+    def check_config(config: HARConfig) -> HARConfig:
+        """A ValueError unless ``config`` is one a LlamaGen GPT can be (a square grid predicted token by token, 2-D
+        RoPE heads)."""
+        return _check(config)
+
     def load_side_files(self, found: ResolvedCheckpoint, layout: Any) -> None:
         """``generation_config.json`` if present, else (release weights) LlamaGen's FID recipe for the model's size."""
         f = found.side_file("generation_config.json")

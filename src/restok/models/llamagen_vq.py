@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from ..core.release import ReleaseConfig, ReleaseError, WeightShapes
 from ..hub.provenance import Provenance
 from .layers.quantizer import VectorQuantizer
 from .tokenizer import Tokenizer
+from .training import TokenizerOutput, TrainingHook
 
 __all__ = ["LlamaGenVQConfig", "LlamaGenVQ", "LLAMAGEN_VQ_PRESETS"]
 
@@ -324,6 +325,16 @@ class LlamaGenVQ(Tokenizer):
     ignored_prefixes = ("quantize.codebook_used",)
     description = "LlamaGen's VQGAN (Sun et al. 2024): images <-> a 2-D grid of discrete tokens in raster order"
     keep_in_fp32_modules = ("quantize",)
+    training_hook = TrainingHook(
+        blocks=(ResnetBlock,),
+        codes="grid",
+        same_as_repository="the VQGAN encoder/decoder, the l2-normalised codebook with its commitment (beta 0.25) and "
+        "codebook terms and optional entropy term, a perceptual (LPIPS) and a hinge GAN term starting after a delay",
+        differs="the reconstruction term is measured on [0, 1] images (LlamaGen: [-1, 1], 4x the MSE); the "
+        "discriminator is restok's DINO-feature heads with LeCam (LlamaGen: a PatchGAN with BatchNorm, no LeCam); "
+        "restok's schedule and AdamW (LlamaGen: constant-lr Adam, betas 0.9/0.95, no weight decay) and random "
+        "crops of 0.8-1 (LlamaGen: shorter side resized to 256-320, then a 256 crop)",
+    )
 
     def __init__(self, config: LlamaGenVQConfig) -> None:
         super().__init__()
@@ -338,6 +349,16 @@ class LlamaGenVQ(Tokenizer):
         self.post_quant_conv = nn.Conv2d(config.codebook_embed_dim, config.z_channels, 1)
         self.provenance = Provenance()
 
+    @classmethod
+    def activation_shapes(cls, config: LlamaGenVQConfig) -> tuple[list[tuple[int, int, int, int]], int]:
+        """No transformer; the encoder's and decoder's feature maps, level by level (about six tensors per residual
+        block are kept for backward: two norms, two activations, two convolutions)."""
+        side, total = config.image_size, 0
+        for m in config.ch_mult:
+            total += 6 * (config.num_res_blocks + 1) * config.ch * m * side * side
+            side //= 2
+        return [], 2 * total  # encoder and decoder
+
     def pixel_head(self, feats: torch.Tensor) -> torch.Tensor:
         """post_quant_conv + the CNN decoder: (B, D, g, g) codes -> (B, 3, S, S) in about [-1, 1]."""
         return self.decoder(self.post_quant_conv(feats))
@@ -351,6 +372,32 @@ class LlamaGenVQ(Tokenizer):
         """Checked images (B, 3, S, S) in [0, 1] -> ids (B, g*g) in raster order."""
         h = self.quant_conv(self.encoder(images.to(self.quant_conv.weight.dtype) * 2 - 1))  # (B, D, g, g)
         return self.quantize(h.flatten(2).transpose(1, 2)).ids  # (B, L)
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        kept_tokens: int | Sequence[int] | torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> TokenizerOutput:
+        """The training forward (the repository's ``VQModel.forward``): the unclamped reconstruction of the whole
+        grid in [0, 1] space, the ids and the quantizer's terms."""
+        images = self._check_images(images)  # (B, 3, S, S)
+        B, g = images.shape[0], self.grid_size
+        keep = self._kept(kept_tokens, B, generator)  # (B,) every token: only the full grid decodes
+        h = self.quant_conv(self.encoder(images.to(self.quant_conv.weight.dtype) * 2 - 1))  # (B, D, g, g)
+        q = self.quantize(h.flatten(2).transpose(1, 2))  # codes (B, L, D)
+        codes = q.codes.transpose(1, 2).reshape(B, -1, g, g)  # (B, D, g, g)
+        recon = (self.pixel_head(codes.to(self.post_quant_conv.weight.dtype)).float() + 1) / 2  # (B, 3, S, S)
+        return TokenizerOutput(
+            recon,
+            q.ids,
+            keep.to(images.device),
+            q.loss,
+            q.commitment_loss,
+            q.codebook_loss,
+            q.entropy_loss,
+            latents=q.latents,
+        )
 
     def decode_ids(self, ids: torch.Tensor, k: int, pixel_dtype: torch.dtype) -> torch.Tensor:
         """Checked ids (B, L) -> clamped float32 pixels (B, 3, S, S)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ from .layers.pixel_cnn import PixelCNNConfig, PixelDecoder
 from .layers.quantizer import VectorQuantizer
 from .layers.vit import TITOK_BLOCK, Block
 from .tokenizer import Tokenizer
+from .training import TokenizerOutput, TrainingHook
 
 __all__ = ["TiTokConfig", "TiTok", "OneDPiece", "TITOK_PRESETS", "ONE_D_PIECE_PRESETS", "VIT_SIZES"]
 
@@ -135,12 +136,15 @@ TITOK_PRESETS: dict[str, TiTokConfig] = {
     "titok-bl-128-vq8k": _sized("base", "large", num_tokens=128, **_VQ8K),
     "titok-sl-256-vq8k": _sized("small", "large", num_tokens=256, **_VQ8K),
     "titok-tiny": _tiny(),
+    # single-stage (pixels out of the ViT decoder): what restok trains
+    "titok-tiny-single": _tiny(two_stage=False, legacy=False, patch_size=8),
 }
 ONE_D_PIECE_PRESETS: dict[str, TiTokConfig] = {
     "one-d-piece-l-256": _sized("large", "large", num_tokens=256),
     "one-d-piece-b-256": _sized("base", "base", num_tokens=256),
     "one-d-piece-s-256": _sized("small", "small", num_tokens=256),
     "one-d-piece-tiny": _tiny(num_tokens=16),
+    "one-d-piece-tiny-single": _tiny(num_tokens=16, two_stage=False, legacy=False, patch_size=8),
 }
 
 
@@ -400,6 +404,18 @@ def _one_d_piece_matches(cfg: Mapping[str, Any] | None, keys: Any) -> bool:
     return bool(cfg) and not cfg.get("format") and _is_titok_config(cfg) and _is_one_d_piece(cfg)
 
 
+def _two_stage_refusal(config: TiTokConfig) -> str | None:
+    """Why a two-stage config does not train here (None for a single-stage one)."""
+    if not config.two_stage:
+        return None
+    return (
+        "this TiTok config decodes in two stages (two_stage=true): its decoder is trained on the proxy codes of a "
+        "MaskGIT VQGAN teacher, which restok does not implement; a single-stage TiTok trains -- use a preset with "
+        "two_stage=false (titok-tiny-single, titok-bl-64-vq8k, ...) or model_overrides={two_stage: false, legacy: "
+        "false}"
+    )
+
+
 @register_model
 class TiTok(Tokenizer):
     """TiTok: images in [0, 1] <-> ``num_tokens`` flat 1-D tokens; only the full sequence decodes.
@@ -418,6 +434,16 @@ class TiTok(Tokenizer):
     ignored_prefixes = ()
     description = "a TiTok 1-D tokenizer (Yu et al. 2024): images <-> a fixed number of discrete tokens"
     keep_in_fp32_modules = ("quantize", "pixel_decoder", "pixel_quantize")
+    training_hook = TrainingHook(
+        blocks=(Block,),
+        refuse=_two_stage_refusal,
+        same_as_repository="the ViT encoder and decoder, the l2-normalised quantizer (beta 0.25), AdamW with a cosine "
+        "schedule and warm-up, the EMA of the weights, random crops and flips",
+        differs="restok trains the single-stage decoder (pixels out, two_stage=false) on restok's objective: MSE, "
+        "LPIPS (TiTok: ConvNeXt-S logit MSE), the DINO-discriminator hinge GAN with LeCam (TiTok: a MaskBit-style "
+        "discriminator), no alignment; TiTok's two-stage proxy-code training (MaskGIT VQGAN teacher) is not "
+        "implemented",
+    )
 
     def __init__(self, config: TiTokConfig) -> None:
         super().__init__()
@@ -435,6 +461,13 @@ class TiTok(Tokenizer):
         self.provenance = Provenance()
         self.pixel_dtype = torch.float32
 
+    @classmethod
+    def activation_shapes(cls, config: TiTokConfig) -> tuple[list[tuple[int, int, int, int]], int]:
+        """The encoder and decoder ViTs over the patch grid, the class token and the latents."""
+        c = config
+        s = (c.image_size // c.patch_size) ** 2 + c.num_tokens + 1
+        return [(s, c.width, c.num_heads, c.depth), (s, c.decoder_width, c.decoder_num_heads, c.decoder_depth)], 0
+
     def encode_ids(self, images: torch.Tensor) -> torch.Tensor:
         """Checked images (B, 3, S, S) in [0, 1] -> ids (B, L)."""
         z = self.encoder(images.to(self.latent_tokens.dtype), self.latent_tokens)  # (B, C, 1, L)
@@ -443,12 +476,48 @@ class TiTok(Tokenizer):
     def decode_ids(self, ids: torch.Tensor, k: int, pixel_dtype: torch.dtype) -> torch.Tensor:
         """Checked ids (B, k) -> clamped float32 pixels (B, 3, S, S)."""
         codes = self.quantize.lookup(ids)[:, :k]  # (B, k, C)
+        return self._decode_codes(codes, pixel_dtype).clamp(0.0, 1.0)
+
+    def _decode_codes(self, codes: torch.Tensor, pixel_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Code vectors (B, k, C) -> unclamped float32 pixels (B, 3, S, S)."""
         out = self.decoder(codes.to(self.decoder.ln_pre.weight.dtype))  # logits (B, 1024, g, g) or pixels (B, 3, S, S)
         if self.config.two_stage:
             probs = out.float().softmax(1)  # (B, 1024, g, g)
             feats = torch.einsum("nchw,cd->ndhw", probs, self.pixel_quantize.embedding.weight.float())  # (B, Z, g, g)
             out = self._pixel_decode(feats, pixel_dtype)
-        return out.float().clamp(0.0, 1.0)
+        return out.float()
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        kept_tokens: int | Sequence[int] | torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> TokenizerOutput:
+        """The training forward: the unclamped reconstruction from each sample's kept prefix (One-D-Piece's tail-token
+        drop cuts the codes after the quantizer, as its repository does), the ids and the quantizer's terms."""
+        images = self._check_images(images)  # (B, 3, S, S)
+        B = images.shape[0]
+        z = self.encoder(images.to(self.latent_tokens.dtype), self.latent_tokens)  # (B, C, 1, L)
+        q = self.quantize(z[:, :, 0].transpose(1, 2))  # codes (B, L, C), ids (B, L)
+        keep = self._kept(kept_tokens, B, generator)  # (B,)
+        lengths = sorted({int(k) for k in keep.tolist()})
+        if len(lengths) == 1:
+            recon = self._decode_codes(q.codes[:, : lengths[0]])  # (B, 3, S, S)
+        else:  # a prefix decodes by itself: one decoder pass per length, put back in the batch's order
+            parts = {k: torch.nonzero(keep == k).squeeze(1).to(images.device) for k in lengths}
+            recon = torch.cat([self._decode_codes(q.codes[idx, :k]) for k, idx in parts.items()])
+            order = torch.cat(list(parts.values())).argsort()
+            recon = recon[order]
+        return TokenizerOutput(
+            recon,
+            q.ids,
+            keep.to(images.device),
+            q.loss,
+            q.commitment_loss,
+            q.codebook_loss,
+            q.entropy_loss,
+            latents=q.latents,
+        )
 
 
 @register_model
@@ -476,3 +545,8 @@ class OneDPiece(TiTok):
     def describe_lengths(self) -> str:
         """The decodable lengths in words."""
         return f"any length from 1 to {self.num_tokens} decodes"
+
+    def sample_kept_tokens(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Tail-token drop (One-D-Piece's training): one length drawn uniformly from 1..L for the whole batch."""
+        k = torch.randint(1, self.num_tokens + 1, (1,), generator=generator)
+        return k.expand(batch).clone()

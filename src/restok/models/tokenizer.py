@@ -5,7 +5,9 @@ evaluation protocols and the web demo never ask which family they hold): ``encod
 [0, 1] to (B, L) int64 ids, ``decode`` ids (B, k) back to float32 images clamped to [0, 1], the lengths ``k`` that
 decode (:attr:`prefix_lengths`: every nested prefix of ResTok or One-D-Piece, only ``L`` for TiTok and 2-D grid
 tokenizers), and the checks of inputs with one message each. A family supplies :meth:`encode_ids` and
-:meth:`decode_ids` (the unchecked computations, which the compiled decode also traces) and its facts.
+:meth:`decode_ids` (the unchecked computations, which the compiled decode also traces) and its facts; to train, its
+training forward (:meth:`forward`, a :class:`~restok.models.training.TokenizerOutput`) and its
+:class:`~restok.models.training.TrainingHook` (:mod:`restok.models.training`).
 
 Axes: B batch, L tokens, k kept tokens, S image side.
 """
@@ -24,8 +26,9 @@ from ..hub.pretrained import PretrainedModel
 from ..runtime.precision import DTYPES, autocast_to
 from ..runtime.requests import RequestError, field
 from ..sampling.compiled import CompiledDecoder
+from .training import TokenizerOutput, TrainingHook
 
-__all__ = ["Tokenizer", "PIXEL_DTYPES", "check_pixel_dtype"]
+__all__ = ["Tokenizer", "PIXEL_DTYPES", "check_pixel_dtype", "TokenizerOutput", "TrainingHook"]
 
 PIXEL_DTYPES = tuple(DTYPES.values())
 
@@ -47,6 +50,8 @@ class Tokenizer(PretrainedModel, metaclass=ABCMeta):
 
     config: Any
     pixel_dtype: torch.dtype = torch.float32
+    # How restok's tokenizer trainer trains this family (None: it does not train)
+    training_hook: TrainingHook | None = None
 
     # -------------------------------------------------------------------------------- facts
     @property
@@ -92,6 +97,62 @@ class Tokenizer(PretrainedModel, metaclass=ABCMeta):
     @abstractmethod
     def decode_ids(self, ids: torch.Tensor, k: int, pixel_dtype: torch.dtype) -> torch.Tensor:
         """Checked ids (B, k) on the model's device -> clamped float32 pixels (B, 3, S, S), without validation."""
+
+    @abstractmethod
+    def forward(
+        self,
+        images: torch.Tensor,
+        kept_tokens: int | Sequence[int] | torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> TokenizerOutput:
+        """The training forward: images (B, 3, S, S) in [0, 1] -> the unclamped reconstruction from the kept prefix
+        of each sample (drawn by :meth:`sample_kept_tokens` in training mode when not given), the ids and the
+        quantizer's loss terms."""
+
+    def sample_kept_tokens(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The prefix length each of ``batch`` training samples decodes (B,) int64: every token, unless the family
+        trains its prefixes (ResTok's nested dropout, One-D-Piece's tail-token drop)."""
+        return torch.full((batch,), self.num_tokens, dtype=torch.long)
+
+    def level_bounds(self) -> list[tuple[int, int]]:
+        """``[(start, end), ...]`` of the token groups whose codebook usage training reports apart (a group that
+        collapses alone is named): between consecutive budgets of :attr:`prefix_lengths` by default."""
+        edges = [0, *self.prefix_lengths]
+        return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+
+    @classmethod
+    def activation_shapes(cls, config: Any) -> tuple[list[tuple[int, int, int, int]], int]:
+        """What one training image's activations are made of, for the memory estimate: the transformers as
+        ``(sequence, width, heads, layers)`` and the CNNs' activation elements (16-bit units, kept for backward)."""
+        return [], 0
+
+    def inference_config(self) -> Any:
+        """The config of the inference model a trained one exports (training-only heads dropped; by default the
+        config itself)."""
+        return self.config
+
+    @torch.no_grad()
+    def preview_rows(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Reconstructions of ``images`` from each budget of :attr:`prefix_lengths`, clamped (a training preview)."""
+        ids = self.encode_ids(self._check_images(images))
+        return [self.decode_ids(ids[:, :k], k, torch.float32) for k in self.prefix_lengths]
+
+    def _kept(self, kept_tokens: int | Sequence[int] | torch.Tensor | None, batch: int, generator: Any) -> torch.Tensor:
+        """The (B,) kept prefix lengths of a training forward: given, drawn (training mode) or every token."""
+        if kept_tokens is None:
+            return self.sample_kept_tokens(batch, generator) if self.training else self.sample_all(batch)
+        t = torch.as_tensor(kept_tokens, dtype=torch.long).reshape(-1)
+        t = t.expand(batch) if t.numel() == 1 else t
+        if t.numel() != batch:
+            raise ValueError(f"got {t.numel()} kept-token counts for a batch of {batch}")
+        bad = sorted({int(v) for v in t.tolist() if not self.decodable(int(v))})
+        if bad:
+            raise ValueError(f"kept token counts {bad} do not decode; {self.describe_lengths()}")
+        return t
+
+    def sample_all(self, batch: int) -> torch.Tensor:
+        """Every token for each of ``batch`` samples (B,)."""
+        return torch.full((batch,), self.num_tokens, dtype=torch.long)
 
     def pixel_head(self, feats: torch.Tensor) -> torch.Tensor:
         """The CNN that turns features into pixels (default ``self.pixel_decoder``; a family with another layout says

@@ -166,6 +166,7 @@ def _meta(
         "target_psnr": target_psnr,
         "shards": [{"name": shard_name(k), "count": c} for k, c in enumerate(counts)],
         "tokenizer": identity,
+        "tokenizer_family": type(tokenizer).family,  # how its codes are ordered: the generator that fits them
         "data": source.description,
         "skipped": skipped,
     }

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..core.fields import Config, check_field_types, setting
 from ..runtime.inputs import load_yaml, read_text_input
+from .ablations import ablation_settings
 from .losses import TokenizerLossConfig
 
 __all__ = ["OptimConfig", "TrainConfig", "RECIPES", "load_train_config", "apply_overrides"]
@@ -90,6 +91,12 @@ class TrainConfig(Config):
     # id, as ``from_pretrained`` takes them) instead of a fresh initialisation; see train.loop.load_initial_weights.
     init_from: str | None = None
     tf32: bool = True  # TF32 matmuls and cuDNN convolutions on CUDA, as the official scripts (ignored elsewhere)
+    # A named ablation of the paper (train.ablations: table2-1 ... table5-ar), applied to the recipe before the
+    # run's own overrides; recorded here so that a run says which it is.
+    ablation: str = ""
+    # Generator runs: the generator that fits the codes (auto: HAR on ResTok's levels, vanilla AR on a 1-D sequence,
+    # LlamaGen's GPT on a grid), or forced: har | ar (Table 5 on the same codes).
+    generator: str = "auto"
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -109,6 +116,10 @@ class TrainConfig(Config):
             raise ValueError(f"restart_dead_codes must be >= 0 steps (0 = off), got {self.restart_dead_codes}")
         if self.restart_dead_codes and self.kind != "tokenizer":
             raise ValueError("restart_dead_codes restarts a tokenizer's codebook; it does not apply to generator runs")
+        if self.generator not in ("auto", "har", "ar"):
+            raise ValueError(f"generator must be auto, har or ar, got {self.generator!r}")
+        if self.ablation:
+            ablation_settings(self.ablation, self.kind)  # known, and of this kind of run
         self._check_model()
 
     def _check_model(self) -> None:
@@ -215,11 +226,19 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 for _size in ("b", "xl", "xxl"):
     RECIPES[f"har-{_size}"] = {**RECIPES["har-l"], "model": f"har-{_size}"}
+# The other families on the same toy recipe (restok-tiny's schedule and objective), without the representation
+# alignment, which trains heads only ResTok has.
+for _preset in ("titok-tiny-single", "one-d-piece-tiny-single", "llamagen-vq-tiny"):
+    RECIPES[_preset] = {
+        **RECIPES["restok-tiny"],
+        "model": _preset,
+        "loss": {**_tiny_loss(), "alignment_weight": 0.0},
+    }
 
 
 def _parse_value(text: str) -> Any:
     """``key=value`` values are YAML scalars/lists (``1e-4``, ``true``, ``[0.9, 0.95]``, ``null``)."""
-    return load_yaml(text, f"override value {text!r}")
+    return _fix_numbers(load_yaml(text, f"override value {text!r}"))
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -276,7 +295,7 @@ def _config_data(name_or_path: str, seen: tuple[Path, ...] = ()) -> dict[str, An
         raise ValueError(f"config {name_or_path!r} is neither a recipe ({', '.join(sorted(RECIPES))}) nor a YAML file")
     if p.resolve() in seen:
         raise ValueError(f"{p}: 'base:' chain loops back to itself")
-    data = load_yaml(read_text_input(p, "training config"), str(p)) or {}
+    data = _fix_numbers(load_yaml(read_text_input(p, "training config"), str(p)) or {})
     if not isinstance(data, dict):
         raise ValueError(f"{p}: a training config must be a YAML mapping")
     base = data.pop("base", None)
@@ -296,12 +315,20 @@ def _config_data(name_or_path: str, seen: tuple[Path, ...] = ()) -> dict[str, An
 def load_train_config(name_or_path: str, kind: str, overrides: list[str] | None = None) -> TrainConfig:
     """A recipe name or a YAML file (optionally ``base:`` a recipe or another YAML file), then ``key=value``
     overrides."""
-    data = _config_data(name_or_path)
+    if kind not in _DEFAULTS:
+        raise ValueError(f"kind must be 'tokenizer' or 'generator', got {kind!r}")
+    data = _config_data(name_or_path)  # YAML's ``1e-4`` strings are numbers again from here on (_fix_numbers)
     data.setdefault("kind", kind)
     if data["kind"] != kind:
         raise ValueError(f"config {name_or_path!r} is a {data['kind']} config, not a {kind} config")
-    full = _merge(_defaults_dict(kind), data)
-    full = apply_overrides(full, overrides or [])
+    full = apply_overrides(_merge(_DEFAULTS[kind], data), overrides or [])  # (apply_overrides copies)
+    if full.get("ablation"):  # the named setting goes under the run's own overrides, which win
+        settings = ablation_settings(str(full["ablation"]), kind)
+        full = apply_overrides(_merge(_merge(_DEFAULTS[kind], data), settings), overrides or [])
     if full.get("kind") != kind:
         raise ValueError(f"kind={full.get('kind')!r} contradicts 'restok train {kind}'")
-    return TrainConfig.from_dict(_fix_numbers(full))
+    return TrainConfig.from_dict(full)
+
+
+# every field's default, per kind: what a recipe or a YAML file is merged over
+_DEFAULTS = {kind: _defaults_dict(kind) for kind in ("tokenizer", "generator")}

@@ -22,6 +22,7 @@ from .config import TrainConfig
 from .distributed import enable_activation_checkpointing, full_tensor
 from .errors import TrainingError
 from .export import inference_model_config
+from .families import generator_run
 from .loop import RunResult, run_training
 from .optim import build_scheduler
 from .task import ModelTask, build_for_training
@@ -32,15 +33,12 @@ __all__ = ["GeneratorTask", "train_generator"]
 def build_generator_for_training(
     cfg: TrainConfig, meta: dict[str, Any], device: torch.device | None = None
 ) -> HARGenerator:
-    """The preset with token count, vocabulary and class count read from the code set (never constants); refused
-    before it is built when its training state cannot fit ``device``."""
-    overrides = dict(cfg.model_overrides)
-    overrides.update(
-        num_tokens=meta["num_tokens"], vocab_size=meta["codebook_size"], num_classes=max(1, meta["num_classes"])
-    )
-    if "ar_tokens" not in cfg.model_overrides:
-        overrides["ar_tokens"] = min(meta["tokenizer"]["config"].get("min_tokens", 4), meta["num_tokens"])
-    return build_for_training(HARGenerator, cfg.model, device, **overrides)
+    """The generator that fits the code set (:func:`~restok.train.families.generator_run`: HAR on ResTok's levels,
+    vanilla AR on a 1-D sequence, LlamaGen's GPT on a grid) with the preset's sizes and the set's token count,
+    vocabulary and class count (never constants); refused before it is built when its training state cannot fit
+    ``device``."""
+    cls, config = generator_run(cfg, meta)
+    return build_for_training(cls, config, device)
 
 
 log = logging.getLogger("restok.train")
@@ -167,7 +165,8 @@ class GeneratorTask(ModelTask):
     @torch.no_grad()
     def write_images(self, path: Path, step: int) -> None:
         """A grid of EMA samples (one row per class, up to 8 classes), when a tokenizer can decode them."""
-        self.with_ema_model(lambda: HARGenerator(self.raw.config), lambda model: self._sample_grid(model, path, step))
+        build = lambda: type(self.raw)(self.raw.config)  # noqa: E731 - the run's class: HAR, vanilla AR or LlamaGen GPT
+        self.with_ema_model(build, lambda model: self._sample_grid(model, path, step))
 
     def _sample_grid(self, model: HARGenerator, path: Path, step: int) -> None:
         tok = self._load_tokenizer()
@@ -184,7 +183,8 @@ class GeneratorTask(ModelTask):
 
 
 def train_generator(cfg: TrainConfig, codes: str, out: str | Path, **options: Any) -> RunResult:
-    """Train a HAR generator on the code set at ``codes`` into the run folder ``out``; ``options`` are
+    """Train the generator that fits the code set at ``codes`` (HAR, vanilla AR or LlamaGen's GPT) into the run folder
+    ``out``; ``options`` are
     :func:`~restok.train.loop.run_training`'s (max_steps, stop_at, resume, device, progress)."""
     if cfg.kind != "generator":
         raise TrainingError(f"config is a {cfg.kind} config, not a generator config")

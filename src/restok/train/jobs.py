@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models.resources import Resources
+from ..runtime.launch import launch_env
 from ..runtime.requests import RequestError
 from ..runtime.requests import field as field_name
 from .config import TrainConfig, load_train_config
@@ -31,8 +32,9 @@ __all__ = [
 @dataclass(frozen=True, kw_only=True)
 class TrainRequest:
     """``restok train tokenizer|generator``: a recipe (name or YAML file) with ``key=value`` overrides, its data (images
-    for a tokenizer, a code set for a generator) and run folder, the run's length and resume, and the checks before a
-    long run (``preflight``; ``devices``: fit the recipe's global batch to that many processes)."""
+    for a tokenizer, a code set for a generator) and run folder, ``init`` (fine-tune: start from that trained model's
+    weights and architecture), the run's length and resume, and the checks before a long run (``preflight``;
+    ``devices``: fit the recipe's global batch to that many processes)."""
 
     kind: str
     config: str
@@ -40,6 +42,7 @@ class TrainRequest:
     out: Path
     overrides: tuple[str, ...] = ()
     eval_data: str | None = None
+    init: str | None = None
     max_steps: int | None = None
     stop_at: int | None = None
     resume: bool = False
@@ -71,7 +74,7 @@ def _fitted(cfg: TrainConfig, req: TrainRequest, announce: Callable[[str], None]
     from ..runtime.memory import available_memory
     from .preflight import fit_to_devices
 
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    launched = launch_env().world  # the launcher's variables, checked in their one place
     if "WORLD_SIZE" in os.environ and launched != req.devices:
         raise RequestError(
             f"{field_name('devices')} {req.devices} but the launcher started {launched} processes: give the count it "
@@ -104,6 +107,7 @@ def run_train(req: TrainRequest, announce: Callable[[str], None] = lambda _m: No
     if req.kind not in ("tokenizer", "generator"):
         raise TrainingError(f"kind must be 'tokenizer' or 'generator', got {req.kind!r}")
     overrides = [*req.overrides, *([f"eval_data={req.eval_data}"] if req.eval_data else [])]
+    overrides += [f"init_from={req.init}"] if req.init else []
     cfg = load_train_config(req.config, req.kind, overrides)
     if req.devices:
         cfg = _fitted(cfg, req, announce)

@@ -28,13 +28,14 @@ from typing import Any
 
 import torch
 
-from ..models import HARGenerator, ResTok
+from ..core.registry import model_classes
 from ..runtime.files import write_text
 from ..runtime.inputs import read_text_input
 from ..runtime.launch import rendezvous
 from ..runtime.memory import available_memory, format_bytes
 from .config import TrainConfig
 from .distributed import make_accelerator
+from .families import generator_run, tokenizer_run
 
 __all__ = ["preflight", "activation_bytes", "checkpoint_bytes"]
 
@@ -70,20 +71,12 @@ def _data_facts(kind: str, data: str) -> tuple[int, str]:
 
 
 def _model(cfg: TrainConfig, kind: str, data: str) -> tuple[Any, Any]:
-    """The model class and config the run will build (a generator's sizes from its code set)."""
+    """The model class and config the run will build (:mod:`restok.train.families`; a generator's from its code set)."""
     if kind == "tokenizer":
-        return ResTok, ResTok.presets[cfg.model].replace(**cfg.model_overrides)
+        return tokenizer_run(cfg)
     from ..data.codes import CodesDataset
 
-    meta = CodesDataset(data).meta
-    over = {
-        **cfg.model_overrides,
-        "num_tokens": meta["num_tokens"],
-        "vocab_size": meta["codebook_size"],
-        "num_classes": max(1, meta["num_classes"]),
-    }
-    over.setdefault("ar_tokens", min(meta["tokenizer"]["config"].get("min_tokens", 4), meta["num_tokens"]))
-    return HARGenerator, HARGenerator.presets[cfg.model].replace(**over)
+    return generator_run(cfg, CodesDataset(data).meta)
 
 
 def checkpoint_bytes(params: int) -> int:
@@ -94,13 +87,15 @@ def checkpoint_bytes(params: int) -> int:
 def activation_bytes(kind: str, mc: Any, per_process_batch: int, grad_accum: int, precision: str) -> int:
     """Activations of the transformer blocks of one micro-batch (Korthikanti et al. 2022, no recomputation)."""
     b = max(1, per_process_batch // max(1, grad_accum))
-    if kind == "tokenizer":
-        s = (mc.image_size // mc.pixel_cnn.downsample) ** 2 + mc.num_tokens  # image tokens of the CNN's grid + latents
-        layers = [(s, mc.width, mc.num_heads, mc.depth), (s, mc.decoder_width, mc.decoder_num_heads, mc.decoder_depth)]
+    scale = 1 if precision in ("bf16", "fp16") else 2
+    conv = 0
+    if kind == "tokenizer":  # the family says what its transformers and its CNN hold per image
+        cls = next(c for c in model_classes("tokenizer") if isinstance(mc, c.config_class))
+        layers, conv = cls.activation_shapes(mc)
     else:
         layers = [(mc.num_tokens, mc.dim, mc.n_head, mc.n_layer)]
-    scale = 1 if precision in ("bf16", "fp16") else 2
-    return int(sum(scale * s * b * h * (34 + 5 * a * s / h) * n for s, h, a, n in layers))
+    attention = sum(scale * s * b * h * (34 + 5 * a * s / h) * n for s, h, a, n in layers)
+    return int(attention + scale * 2 * b * conv)
 
 
 def _collective(acc: Any, timeout: float) -> tuple[bool, float, str | None]:

@@ -81,16 +81,18 @@ def _training_only(model: torch.nn.Module) -> set[str]:
 TRAINING_BYTES_PER_PARAMETER = 20
 
 
-def build_for_training(cls: Any, preset: str, device: torch.device | None, **overrides: Any) -> Any:
-    """``cls.from_preset(preset, **overrides)`` after checking that the run's per-parameter state fits ``device``."""
-    if preset in cls.presets:
-        cls.check_fits(
-            cls.presets[preset].replace(**overrides),
-            device,
-            TRAINING_BYTES_PER_PARAMETER,
-            "its float32 weights, gradients, AdamW moments and EMA copy",
-        )
-    return cls.from_preset(preset, **overrides)
+def build_for_training(cls: Any, config: Any, device: torch.device | None, **overrides: Any) -> Any:
+    """A freshly initialised ``cls`` of ``config`` (or of the preset ``config`` names) with ``overrides``, after
+    checking that the run's per-parameter state fits ``device``."""
+    if isinstance(config, str):
+        if config not in cls.presets:
+            raise TrainingError(f"unknown {cls.kind} preset {config!r}; available: {sorted(cls.presets)}")
+        config = cls.presets[config]
+    config = config.replace(**overrides) if overrides else config
+    cls.check_fits(
+        config, device, TRAINING_BYTES_PER_PARAMETER, "its float32 weights, gradients, AdamW moments and EMA copy"
+    )
+    return cls(config)
 
 
 def load_initial_weights(model: torch.nn.Module, source: str) -> list[str]:

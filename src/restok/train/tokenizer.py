@@ -1,5 +1,8 @@
-"""Tokenizer training (Sec. 3.4, Eq. 4; official ``train_restok.py``): one step = the tokenizer update on
-L_G, then (once the GAN has started) the discriminator-head update on L_D, then the EMA."""
+"""Tokenizer training (Sec. 3.4, Eq. 4; official ``train_restok.py``) for every family that declares a training hook
+(ResTok, TiTok single-stage, One-D-Piece, LlamaGen's VQGAN; :mod:`restok.models.training`): one step = the tokenizer
+update on L_G, then (once the GAN has started) the discriminator-head update on L_D, then the EMA. The family decides
+what its forward computes and which prefix each sample decodes (nested dropout, tail-token drop, every token); the
+objective, schedule, EMA, checkpoints, resume and sharding are the same for all."""
 
 from __future__ import annotations
 
@@ -12,21 +15,20 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..core import hierarchy as Hy
 from ..data.datasets import ImageDataset, collate_images
 from ..data.images import make_grid, save_image
 from ..data.sources import open_image_source
 from ..eval.inception import load_inception
 from ..eval.metrics import codebook_stats, entropy_bits
 from ..eval.reconstruction import reconstruction_batch, summarize_reconstruction
-from ..models.layers.vit import Block
-from ..models.restok import ResTok
+from ..models.tokenizer import Tokenizer
 from ..runtime.seeds import derive_seed
 from .codebook import DeadCodeRestarter
 from .config import TrainConfig
 from .distributed import enable_activation_checkpointing, full_tensor
 from .errors import TrainingError
 from .export import inference_model_config
+from .families import tokenizer_run
 from .loop import RunResult, run_training
 from .losses import TokenizerLoss
 from .optim import build_optimizer, build_scheduler, param_groups
@@ -37,20 +39,12 @@ __all__ = ["TokenizerTask", "train_tokenizer"]
 log = logging.getLogger("restok.train")
 
 
-def build_tokenizer_for_training(cfg: TrainConfig, teacher_dim: int, device: torch.device | None = None) -> ResTok:
-    """The preset plus overrides, with alignment heads sized to the teacher when alignment is on (refused before it
-    is built when its training state cannot fit ``device``)."""
-    lc = cfg.loss
-    return build_for_training(
-        ResTok,
-        cfg.model,
-        device,
-        **{
-            **cfg.model_overrides,
-            "encoder_feature_dim": teacher_dim if lc.use_alignment and lc.encoder_alignment else 0,
-            "decoder_feature_dim": teacher_dim if lc.use_alignment and lc.decoder_alignment else 0,
-        },
-    )
+def build_tokenizer_for_training(cfg: TrainConfig, teacher_dim: int, device: torch.device | None = None) -> Tokenizer:
+    """The run's tokenizer (:func:`~restok.train.families.tokenizer_run`: the preset, or the ``init_from`` source's
+    architecture, with the overrides and the alignment heads its family has), refused before it is built when its
+    training state cannot fit ``device``."""
+    cls, config = tokenizer_run(cfg, teacher_dim)
+    return build_for_training(cls, config, device)
 
 
 class TokenizerTask(ModelTask):
@@ -78,15 +72,16 @@ class TokenizerTask(ModelTask):
         self.dataset = ImageDataset(
             self.source, model.config.image_size, train=True, min_crop=cfg.min_crop, flip=cfg.flip
         )
+        blocks = model.training_hook.blocks
         if cfg.grad_checkpointing:
-            enable_activation_checkpointing(model, (Block,))
+            enable_activation_checkpointing(model, blocks)
         model.train()
-        self.prepare_model(acc, model, (Block,))
+        self.prepare_model(acc, model, blocks)
         self.sched = build_scheduler(self.opt, cfg.optimizer, cfg.max_steps)
         if cfg.compile:
             self.model = torch.compile(self.model)
         self.counts = torch.zeros(self.raw.codebook_size, dtype=torch.long)
-        self.levels = Hy.latent_level_bounds(self.raw.num_tokens)  # per-level usage: a coarse level can collapse alone
+        self.levels = self.raw.level_bounds()  # per-level usage: a coarse level can collapse alone
         self.level_counts = torch.zeros(len(self.levels), self.raw.codebook_size, dtype=torch.long)
         self.collapse_warned: set[int] = set()
         self.restarter = (
@@ -294,14 +289,15 @@ class TokenizerTask(ModelTask):
     @torch.no_grad()
     def write_images(self, path: Path, step: int) -> None:
         """Originals (top row) over EMA reconstructions from each prefix length (one row each)."""
-        self.with_ema_model(lambda: ResTok(self.raw.config), lambda model: self._reconstruction_grid(model, path))
+        self.with_ema_model(self._fresh_model, lambda model: self._reconstruction_grid(model, path))
 
-    def _reconstruction_grid(self, model: ResTok, path: Path) -> None:
+    def _fresh_model(self) -> Tokenizer:
+        """An unsharded model of the run's family and config (FSDP gathers the EMA weights into it)."""
+        return type(self.raw)(self.raw.config)
+
+    def _reconstruction_grid(self, model: Tokenizer, path: Path) -> None:
         x = self.preview.to(self.acc.device)
-        rows = [x.cpu()]
-        _, q = model.encode_latents(x)
-        for k in model.prefix_lengths:
-            rows.append(model.decode_codes(q.codes, k).clamp(0, 1).cpu())
+        rows = [x.cpu(), *(r.cpu() for r in model.preview_rows(x))]
         save_image(make_grid(torch.cat(rows), nrow=x.shape[0]), path)
 
     def inference_config(self) -> dict[str, Any]:
@@ -314,7 +310,7 @@ class TokenizerTask(ModelTask):
         ``eval_images`` held-out images, through the evaluation protocol of :mod:`restok.evaluation`."""
         scores: dict[str, float] = {}
 
-        def run(model: ResTok) -> None:
+        def run(model: Tokenizer) -> None:
             if self._eval_images is None:
                 source = open_image_source(self.cfg.eval_data)
                 ds = ImageDataset(source, model.config.image_size, train=False)
@@ -331,12 +327,13 @@ class TokenizerTask(ModelTask):
             summary = summarize_reconstruction(merged, model.codebook_size)
             scores.update({f"eval/{k}": float(v) for k, v in summary.items() if v is not None})
 
-        self.with_ema_model(lambda: ResTok(self.raw.config), run)
+        self.with_ema_model(self._fresh_model, run)
         return scores
 
 
 def train_tokenizer(cfg: TrainConfig, data: str, out: str | Path, **options: Any) -> RunResult:
-    """Train a ResTok on the images at ``data`` into the run folder ``out``; ``options`` are
+    """Train the tokenizer the config names (any family with a training hook) on the images at ``data`` into the run
+    folder ``out``; ``options`` are
     :func:`~restok.train.loop.run_training`'s (max_steps, stop_at, resume, device, progress)."""
     if cfg.kind != "tokenizer":
         raise TrainingError(f"config is a {cfg.kind} config, not a tokenizer config")

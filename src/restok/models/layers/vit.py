@@ -158,12 +158,13 @@ class Block(nn.Module):
         mask: torch.Tensor | None = None,
         merge_tokens: int = 0,
         residual_merge: bool = True,
+        merge_factor: int = 2,
         return_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, N, D) -> (B, N + merge_tokens/2, D), and the attention weights when asked.
+        """(B, N, D) -> (B, N + merge_tokens/merge_factor, D), and the attention weights when asked.
 
         If ``merge_tokens`` > 0, the first ``merge_tokens`` tokens (the current coarsest image level) are merged after
-        the attention residual: every other token is kept as a new, coarser level that is prepended, and
+        the attention residual: every ``merge_factor``-th token is kept as a new, coarser level that is prepended, and
         (``residual_merge``) the nearest-upsampled merged tokens are subtracted from the level they came from (Alg. 2,
         lines 3-4).
         """
@@ -171,9 +172,10 @@ class Block(nn.Module):
         x = x + (self.gamma_1 * a if self.spec.layer_scale else a)  # (B, N, D)
         if merge_tokens:
             level = x[:, :merge_tokens]  # (B, n, D)
-            merged = level[:, ::2]  # (B, n/2, D): the official 1-D nearest interpolation to n/2
+            f = merge_factor
+            merged = level[:, ::f]  # (B, n/f, D): the official 1-D nearest interpolation to n/f
             if residual_merge:
-                level = level - merged.repeat_interleave(2, dim=1)  # (B, n, D)
-            x = torch.cat((merged, level, x[:, merge_tokens:]), dim=1)  # (B, N + n/2, D)
-        m = self.mlp(getattr(self, self._norm2)(x))  # (B, N + n/2, D)
+                level = level - merged.repeat_interleave(f, dim=1)  # (B, n, D)
+            x = torch.cat((merged, level, x[:, merge_tokens:]), dim=1)  # (B, N + n/f, D)
+        m = self.mlp(getattr(self, self._norm2)(x))  # (B, N + n/f, D)
         return x + (self.gamma_2 * m if self.spec.layer_scale else m), weights

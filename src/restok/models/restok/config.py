@@ -35,6 +35,8 @@ class ResTokConfig(Config):
     hierarchy_stages: int = setting(
         4, ge=1, le=64
     )  # S image-token levels; S-1 residual merges (Alg. 2); 1 = no merging
+    # Tokens of a level merged into one of the next coarser level (Table 3; the official reduction_ratio = 1 - 1/f)
+    pooling_factor: int = setting(2, ge=1, le=64)
     residual_image_tokens: bool = True  # Alg. 2 line 4
     residual_latent_tokens: bool = True  # Alg. 1 line 5
     latent_hierarchy: bool = True  # multi-level pooled latent init; False = 1-D area interpolation (TiTok-like)
@@ -75,7 +77,7 @@ class ResTokConfig(Config):
             raise ValueError(f"image_size {self.image_size} is not divisible by the pixel CNN's {down}x downsampling")
         grid = self.image_size // down
         H.merge_layers(self.depth, self.hierarchy_stages)
-        H.image_level_grids((grid, grid), self.hierarchy_stages)
+        H.image_level_grids((grid, grid), self.hierarchy_stages, self.pooling_factor)
         biggest = max(max(g) for g in H.latent_pool_grids(self.num_tokens))
         if self.latent_hierarchy and biggest > grid:
             raise ValueError(

@@ -23,6 +23,7 @@ from ..layers.quantizer import VectorQuantizer
 from ..layers.rope import RopeTable, mrope_table
 from ..layers.vit import RESTOK_BLOCK, Block
 from ..tokenizer import Tokenizer, check_pixel_dtype
+from ..training import TokenizerOutput, TrainingHook
 from .config import RESTOK_PRESETS, ResTokConfig
 from .official import RESTOK_LAYOUTS, TOKENIZER_TRAINING_ONLY
 
@@ -56,7 +57,7 @@ class ResTokEncoder(nn.Module):
         self.levels = Hy.latent_level_sizes(L)
         self.merge_at = Hy.merge_layers(cfg.depth, cfg.hierarchy_stages)
         g = cfg.grid_size
-        self.final_grids = Hy.image_level_grids((g, g), cfg.hierarchy_stages)
+        self.final_grids = Hy.image_level_grids((g, g), cfg.hierarchy_stages, cfg.pooling_factor)
         self.patch_embed = nn.Conv2d(cfg.pixel_cnn.z_channels, D, 1)
         self.ln_pre = nn.LayerNorm(D, eps=1e-5)
         spec = dataclasses.replace(RESTOK_BLOCK, mlp_ratio=cfg.mlp_ratio)
@@ -127,6 +128,7 @@ class ResTokEncoder(nn.Module):
                 mask,
                 merge_tokens=n_coarse if merging else 0,
                 residual_merge=cfg.residual_image_tokens,
+                merge_factor=cfg.pooling_factor,
                 return_weights=return_attention,
             )  # (B, N', D)
             if w is not None:
@@ -253,21 +255,8 @@ class ResTokDecoder(nn.Module):
         return total.flatten(2).transpose(1, 2)  # (B, g*g, D)
 
 
-@dataclass
-class ResTokOutput:
-    """Result of ``ResTok.forward``: what the training losses need."""
-
-    reconstruction: torch.Tensor  # (B, 3, H, W), unclamped
-    ids: torch.Tensor  # (B, L)
-    kept_tokens: torch.Tensor  # (B,) prefix length decoded per sample
-    quantizer_loss: torch.Tensor
-    commitment_loss: torch.Tensor
-    codebook_loss: torch.Tensor
-    entropy_loss: torch.Tensor
-    image_tokens: list[torch.Tensor]  # encoder image-token levels, coarse to fine, each (B, h*w, D)
-    encoder_features: torch.Tensor | None = None  # (B, F) projected coarsest image tokens, averaged (alignment)
-    decoder_features: torch.Tensor | None = None  # (B, F, g, g) projected feature-query outputs (alignment)
-    latents: torch.Tensor | None = None  # (B, L, C) detached quantizer inputs (dead-code restarts start from these)
+# The training forward's result (one class for every family, :mod:`restok.models.training`); the old name stays.
+ResTokOutput = TokenizerOutput
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -307,6 +296,14 @@ class ResTok(Tokenizer):
     ignored_prefixes = TOKENIZER_TRAINING_ONLY
     description = "a ResTok 1-D tokenizer: images <-> nested, coarse-to-fine discrete tokens"
     keep_in_fp32_modules = ("quantize", "pixel_decoder")
+    training_hook = TrainingHook(
+        blocks=(Block,),
+        alignment=True,
+        codes="hierarchical",
+        same_as_repository="the official train_restok.py objective (Eq. 4): MSE, LPIPS, quantizer, DINO-discriminator "
+        "hinge GAN with LeCam, DINOv3 alignment on encoder and decoder, nested dropout (Sec. 3.4), EMA",
+        differs="nothing by design: parity of the objective is tested term by term (tests/train/test_losses.py)",
+    )
 
     def __init__(self, config: ResTokConfig) -> None:
         super().__init__()
@@ -421,7 +418,7 @@ class ResTok(Tokenizer):
         if cfg.encoder_feature_dim:
             coarse = enc.image_tokens[0].transpose(1, 2).unsqueeze(2)  # (B, D, 1, n) coarsest level
             enc_feats = self.vf_proj(coarse).mean(dim=(2, 3))  # (B, F)
-        return ResTokOutput(
+        return TokenizerOutput(
             recon,
             q.ids,
             keep,
@@ -434,6 +431,23 @@ class ResTok(Tokenizer):
             dec_feats,
             q.latents,
         )
+
+    @classmethod
+    def activation_shapes(cls, config: ResTokConfig) -> tuple[list[tuple[int, int, int, int]], int]:
+        """The encoder and decoder ViTs over the CNN's grid plus the latents (the CNNs are small beside them)."""
+        s = (config.image_size // config.pixel_cnn.downsample) ** 2 + config.num_tokens
+        c = config
+        return [(s, c.width, c.num_heads, c.depth), (s, c.decoder_width, c.decoder_num_heads, c.decoder_depth)], 0
+
+    def level_bounds(self) -> list[tuple[int, int]]:
+        """The latent levels (1, 1, 2, 4, ... tokens): a coarse level can collapse alone."""
+        return Hy.latent_level_bounds(self.num_tokens)
+
+    @torch.no_grad()
+    def preview_rows(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Reconstructions from each prefix length, decoded from the encoder's codes."""
+        _, q = self.encode_latents(images)
+        return [self.decode_codes(q.codes, k).clamp(0, 1) for k in self.prefix_lengths]
 
     def inference_config(self) -> ResTokConfig:
         """This model's config without the training-only alignment heads (what ``final/`` checkpoints hold)."""

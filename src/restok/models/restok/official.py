@@ -41,6 +41,7 @@ def tokenizer_config_from_official(cfg: Mapping[str, Any]) -> ResTokConfig:
     dec = vq.choice("vit_dec_model_size", RESTOK_VIT_SIZES, "large")
     pixel_section = vq.section("pixel_cnn")
     pixel = _pixel_cnn(pixel_section)
+    pooling = _pooling_factor(vq)
     merge = vq.get("merge_tokens", bool, False)
     stages = vq.get("hierarchy_stages", int, 4) if merge else 1
     drop_prob = vq.get("drop_prob", float, 0.2)
@@ -64,6 +65,7 @@ def tokenizer_config_from_official(cfg: Mapping[str, Any]) -> ResTokConfig:
         "width": "vit_enc_model_size",
         "decoder_width": "vit_dec_model_size",
         "hierarchy_stages": "hierarchy_stages",
+        "pooling_factor": "reduction_ratio",
     }
     out = vq.build(
         ResTokConfig,
@@ -81,6 +83,7 @@ def tokenizer_config_from_official(cfg: Mapping[str, Any]) -> ResTokConfig:
         decoder_depth=dec[1],
         decoder_num_heads=dec[2],
         hierarchy_stages=max(stages, 1),
+        pooling_factor=pooling,
         nested_dropout=vq.get("drop_latent_tokens", bool, True) and drop_prob > 0,
         drop_prob=drop_prob or 0.2,
         pixel_cnn=pixel,
@@ -88,6 +91,18 @@ def tokenizer_config_from_official(cfg: Mapping[str, Any]) -> ResTokConfig:
     )
     _check_grid(vq, crop, out)
     return out
+
+
+def _pooling_factor(vq: ReleaseConfig) -> int:
+    """The merge's pooling factor from the official ``reduction_ratio`` r: a level of n tokens merges into n (1 - r),
+    so f = 1 / (1 - r) (0 -> 1, 0.5 -> 2, 0.75 -> 4); a ratio that is not 1 - 1/f for an integer f is refused."""
+    ratio = vq.get("reduction_ratio", float, 0.5)
+    factor = round(1 / (1 - ratio)) if 0 <= ratio < 1 else 0
+    if factor < 1 or abs(1 - 1 / factor - ratio) > 1e-9:
+        raise ReleaseError(
+            f"{vq.path}reduction_ratio is {ratio}: restok merges by 1 - 1/f for an integer f (0, 0.5, 0.75)"
+        )
+    return factor
 
 
 def _refuse_unsupported(vq: ReleaseConfig) -> None:
@@ -101,8 +116,6 @@ def _refuse_unsupported(vq: ReleaseConfig) -> None:
     for key, (want, why) in unsupported.items():
         if vq.get(key, bool, want) != want:
             raise ReleaseError(f"{vq.path}{key} is {not want}: not supported ({why})")
-    if vq.get("reduction_ratio", float, 0.5) != 0.5:
-        raise ReleaseError(f"{vq.path}reduction_ratio is {vq.data['reduction_ratio']}: only 0.5 is supported")
 
 
 def _check_grid(vq: ReleaseConfig, crop: int, out: ResTokConfig) -> None:
