@@ -237,6 +237,7 @@ class DemoRequest:
     cfg_scale: float = 2.0
     seed: int = 0
     quick: bool = False
+    progress: bool = True
 
 
 def make_demo(req: DemoRequest) -> dict[str, Any]:
@@ -244,4 +245,6 @@ def make_demo(req: DemoRequest) -> dict[str, Any]:
     num_eval, per_class = (
         (min(req.num_eval, 100), min(req.per_class, 4)) if req.quick else (req.num_eval, req.per_class)
     )
-    return run_demo(req.out, req.tokenizer, req.generator, num_eval, per_class, req.cfg_scale, req.seed)
+    return run_demo(
+        req.out, req.tokenizer, req.generator, num_eval, per_class, req.cfg_scale, req.seed, progress=req.progress
+    )
