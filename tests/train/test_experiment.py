@@ -73,6 +73,7 @@ def test_the_95_percent_interval_is_students() -> None:
         ("data: a\neval_data: b\nrows: [{name: x, tokenizer: a}, {name: x, tokenizer: b}]\n", "row names must differ"),
         ("data: a\neval_data: b\ntokenizer_steps: 0\nrows: [{tokenizer: a}]\n", "'tokenizer_steps' must be"),
         ("data: a\neval_data: b\nrows: [{tokenizer: a}]\neval: {tokens: some}\n", "eval.tokens must be all or full"),
+        ("data: a\neval_data: b\nrows: [{tokenizer: a}]\neval: {inception_dtype: fp16}\n", "eval.inception_dtype must"),
     ],
 )
 def test_a_grid_that_cannot_run_is_refused_in_one_line(tmp_path: Path, text: str, words: str) -> None:

@@ -234,6 +234,7 @@ def _experiment_arguments(p: argparse.ArgumentParser) -> None:
         help="how many tasks share the grid (default: $SLURM_ARRAY_TASK_COUNT, else 1)",
     )
     device_option(p)
+    progress_option(p)
 
 
 def run_experiment_command(args: argparse.Namespace) -> int:

@@ -22,7 +22,8 @@ The grid file (YAML)::
     tokenizer: [batch_size=32]        # key=value overrides every row's tokenizer run gets (then its own)
     generator: [batch_size=64]
     eval: {num_images: 1000, per_class: 100, batch_size: 100, inception_weights: FILE, crop: center-only,
-           tokens: all}               # all: every budget (the rate curve); full: every token only
+           tokens: all,               # all: every budget (the rate curve); full: every token only
+           inception_dtype: fp64}     # fp64 as the official evaluator; fp32 is several times faster on a CPU
     tolerance: {parameters: 0.1, steps: 0}    # warn when rows differ by more (relative parameters, steps)
     rows:
       - name: ResTok
@@ -70,7 +71,7 @@ TABLE_METRICS = (
     ("codebook_entropy", "H_C (bits)"),
     ("gfid", "gFID (no guidance)"),
 )
-_EVAL_KEYS = {"num_images", "per_class", "batch_size", "inception_weights", "crop", "tokens"}
+_EVAL_KEYS = {"num_images", "per_class", "batch_size", "inception_weights", "inception_dtype", "crop", "tokens"}
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,8 @@ class ExperimentGrid:
         ev = raw.get("eval") or {}
         if not isinstance(ev, dict) or set(ev) - _EVAL_KEYS:
             raise ValueError(f"'eval' takes {sorted(_EVAL_KEYS)}")
+        if str(ev.get("inception_dtype", "fp64")) not in ("fp64", "fp32"):
+            raise ValueError("eval.inception_dtype must be fp64 (the official evaluator's) or fp32")
         if str(ev.get("tokens", "all")) not in ("all", "full"):
             raise ValueError(f"eval.tokens must be all or full, got {ev['tokens']!r}")
         tol = {"parameters": 0.1, "steps": 0.0, **(raw.get("tolerance") or {})}
@@ -226,6 +229,7 @@ class ExperimentRequest:
     task: int | None = None
     tasks: int | None = None
     device: str = "auto"
+    progress: bool = True
 
 
 # ------------------------------------------------------------------------------------------- one cell
@@ -238,6 +242,7 @@ class Cell:
     seed: int
     folder: Path
     device: str = "auto"
+    progress: bool = True
 
     @property
     def tokenizer_run(self) -> list[str]:
@@ -254,9 +259,10 @@ class Cell:
         ev = self.grid.eval
         return EvalOptions(
             device=self.device,
-            progress=False,
+            progress=self.progress,
             batch_size=int(ev.get("batch_size", 32)),
             inception_weights=ev.get("inception_weights"),
+            inception_dtype=str(ev.get("inception_dtype", "fp64")),
         )
 
     def run(self, reference: Path) -> dict[str, Any] | None:
@@ -271,7 +277,7 @@ class Cell:
             run_extract_codes(
                 ExtractCodesRequest(
                     tokenizer=str(f / "tokenizer" / "final"), data=self.grid.data, out=f / "codes", crop=crop,
-                    batch_size=int(ev.get("batch_size", 32)), device=self.device, progress=False,
+                    batch_size=int(ev.get("batch_size", 32)), device=self.device, progress=self.progress,
                 )
             )  # fmt: skip
         if not (f / "generator" / "final").exists():
@@ -291,7 +297,7 @@ class Cell:
         resume = (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir())
         return TrainRequest(
             kind=kind, config=config, data=data, out=out, overrides=tuple(overrides), max_steps=steps,
-            resume=resume, device=self.device, progress=False,
+            resume=resume, device=self.device, progress=self.progress,
         )  # fmt: skip
 
     def _evaluate(self, reference: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -458,6 +464,8 @@ def _cell_commands(c: Cell, out: Path) -> list[str]:
     grid, row, f, ev = c.grid, c.row, c.folder, c.grid.eval
     tok, gen, crop = str(f / "tokenizer/final"), str(f / "generator/final"), str(ev.get("crop", "center-only"))
     inc = ["--inception-weights", str(ev["inception_weights"])] if ev.get("inception_weights") else []
+    if str(ev.get("inception_dtype", "fp64")) != "fp64":
+        inc += ["--inception-dtype", str(ev["inception_dtype"])]
     steps_t, steps_g = str(grid.tokenizer_steps), str(grid.generator_steps)
     commands = [
         ["train", "tokenizer", "--config", row.tokenizer, "--data", grid.data, "--out", str(f / "tokenizer")]
@@ -511,14 +519,14 @@ def run_experiment(req: ExperimentRequest, announce: Callable[[str], None] = lam
         from ..eval.jobs import run_reference
 
         size = load_train_config(grid.rows[0].tokenizer, "tokenizer", list(grid.rows[0].tokenizer_overrides))
-        run_reference(_reference_request(grid, reference, size, req.device))
+        run_reference(_reference_request(grid, reference, size, req.device, req.progress))
     cells = grid.cells()
     for k, (row, seed) in enumerate(cells):
         folder = out / "cells" / row.slug / f"seed-{seed}"
         if k % tasks != task or (folder / "cell.json").exists():
             continue
         announce(f"[cell {k + 1}/{len(cells)}] {row.name}, seed {seed}")
-        Cell(grid, row, seed, make_dir(folder, inside=out), req.device).run(reference)
+        Cell(grid, row, seed, make_dir(folder, inside=out), req.device, req.progress).run(reference)
     done = [_read_or(out / "cells" / r.slug / f"seed-{s}" / "cell.json") for r, s in cells]
     if any(d is None for d in done):
         missing = sum(d is None for d in done)
@@ -527,14 +535,17 @@ def run_experiment(req: ExperimentRequest, announce: Callable[[str], None] = lam
     return _write_table(grid, out, [d for d in done if d is not None], req)
 
 
-def _reference_request(grid: ExperimentGrid, out: Path, cfg: Any, device: str) -> ReferenceRequest:
+def _reference_request(
+    grid: ExperimentGrid, out: Path, cfg: Any, device: str, progress: bool = True
+) -> ReferenceRequest:
     """The shared gFID reference: ``eval_data`` at the first row's image size."""
     from .families import tokenizer_run
 
     _, mc = tokenizer_run(cfg)
     ev = grid.eval
-    options = EvalOptions(device=device, progress=False, batch_size=int(ev.get("batch_size", 32)),
-                          inception_weights=ev.get("inception_weights"))  # fmt: skip
+    options = EvalOptions(device=device, progress=progress, batch_size=int(ev.get("batch_size", 32)),
+                          inception_weights=ev.get("inception_weights"),
+                          inception_dtype=str(ev.get("inception_dtype", "fp64")))  # fmt: skip
     return ReferenceRequest(
         data=grid.eval_data, out=out, image_size=mc.image_size, num_images=ev.get("num_images"), options=options
     )
