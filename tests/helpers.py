@@ -123,3 +123,25 @@ class TinyInception(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(x)), 4)
         return torch.relu(self.fc(h.flatten(1)))
+
+
+def launch_ranks(args: list[str], port: int, nproc: int = 2) -> subprocess.CompletedProcess:
+    """``restok ARGS`` on ``nproc`` processes with the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, ...),
+    started directly: what each process sees is the launch, without the agent process's start-up per run."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    env.update(WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc), GROUP_RANK="0", ROLE_RANK="0")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "restok", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r), "ROLE_WORLD_SIZE": str(nproc)},
+        )
+        for r in range(nproc)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    code = next((p.returncode for p in procs if p.returncode), 0)
+    return subprocess.CompletedProcess(
+        args, code, "".join(o for o, _ in outs), "".join(f"[rank {r}] {e}" for r, (_, e) in enumerate(outs))
+    )

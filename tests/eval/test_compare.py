@@ -13,7 +13,7 @@ import torch
 
 from restok.core.registry import model_class
 from restok.models.layers.perceptual import VGG16Features
-from tests.helpers import run_cli, write_image_folder
+from tests.helpers import launch_ranks, run_cli, write_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +171,6 @@ def test_lpips_offline_needs_the_vgg_file(
 def test_compare_split_over_two_torchrun_processes_gives_the_same_table(
     family_models: dict[str, Path], inception_torchscript: str, tmp_path: Path
 ) -> None:
-    import os
-    import subprocess
-    import sys
 
     data = write_image_folder(tmp_path / "images", classes=2, per_class=3, size=(40, 36))
     args = [
@@ -201,26 +198,7 @@ def test_compare_split_over_two_torchrun_processes_gives_the_same_table(
     finally:
         torch.set_num_threads(threads)
     assert one.returncode == 0, one.stderr
-    two = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29531",
-            "-m",
-            "restok",
-            *args,
-            "--out",
-            str(tmp_path / "two"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
+    two = launch_ranks([*args, "--out", str(tmp_path / "two")], 29531)
     assert two.returncode == 0, two.stderr[-3000:]
     a = json.loads((tmp_path / "one" / "table.json").read_text())["rows"]
     b = json.loads((tmp_path / "two" / "table.json").read_text())["rows"]

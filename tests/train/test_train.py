@@ -25,7 +25,7 @@ from restok.train.codes import extract_codes
 from restok.train.ema import EMA
 from restok.train.optim import warmup_cosine
 
-from ..helpers import run_cli, write_image_folder
+from ..helpers import launch_ranks, run_cli, write_image_folder
 
 QUIET = Processes(progress=False)
 
@@ -244,29 +244,9 @@ def test_two_processes_match_one(codes, tmp_path) -> None:
         "trackers=[]",
         NO_DROPOUT,
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = run_cli(*args, "--out", str(tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29517",
-            "-m",
-            "restok",
-            *args,
-            "--out",
-            str(tmp_path / "two"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    two = launch_ranks([*args, "--out", str(tmp_path / "two")], 29517)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     assert a.keys() == b.keys()
@@ -274,20 +254,7 @@ def test_two_processes_match_one(codes, tmp_path) -> None:
 
 
 def _torchrun(args: list[str], port: int) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(port),
-        "-m",
-        "restok",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return launch_ranks(args, port)
 
 
 @pytest.mark.slow
