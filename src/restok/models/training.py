@@ -47,7 +47,8 @@ class TrainingHook:
     how its tokens are ordered, which picks the generator trained on them -- ``hierarchical`` (ResTok's levels: HAR),
     ``sequence`` (a 1-D sequence: vanilla AR) or ``grid`` (a 2-D grid in raster order: LlamaGen's GPT, 2-D RoPE).
     ``refuse``: the one-line reason a config cannot train, or None. ``same_as_repository`` / ``differs``: what
-    restok's training shares with the family's own repository and what it does not (the README's table).
+    restok's training shares with the family's own repository and what it does not (the table in
+    docs/tutorials/train.md).
     """
 
     blocks: tuple[type, ...]

@@ -111,7 +111,7 @@ def _resume(task: Task, ckpts: CheckpointDir, total: int) -> tuple[int, Path | N
     log.info("resumed from %s (step %d)", folder, int(state["step"]))
     before, now_ = state.get("processes"), task.acc.num_processes
     if before is not None and before != now_:
-        # What carries over exactly and what does not (README, "Resume on another number of processes").
+        # What carries over exactly and what does not (docs: Scale out, "Resume on another number of processes").
         log.warning(
             "resuming a run checkpointed on %d process(es) on %d: the same global batches in the same order and "
             "the same optimizer, scheduler and EMA state; per-process random draws and the rounding of the "

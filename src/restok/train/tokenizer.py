@@ -241,7 +241,8 @@ class TokenizerTask(ModelTask):
                 self.collapse_warned.add(lvl)
                 log.warning(
                     "codebook collapse at latent level %d (tokens %d-%d): its %d ids used %d of %d codes; consider "
-                    "restart_dead_codes=N or model_overrides={entropy_loss_ratio: 0.1} (README, Train your own)",
+                    "restart_dead_codes=N or model_overrides={entropy_loss_ratio: 0.1} "
+                    "(docs: Train your own, Codebook collapse)",
                     lvl,
                     self.levels[lvl][0],
                     self.levels[lvl][1] - 1,
