@@ -125,23 +125,39 @@ class TinyInception(torch.nn.Module):
         return torch.relu(self.fc(h.flatten(1)))
 
 
+# What each process of a launch runs: restok imported once, then one fork per rank with the variables torchrun sets
+# (the ranks share the parent's imports instead of paying for them each; nothing has touched threads or the process
+# group before the fork).
+_RANKS = """
+import os, sys
+from restok.cli import main
+pids = []
+for rank in range(int(os.environ["WORLD_SIZE"])):
+    pid = os.fork()
+    if pid == 0:
+        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank))
+        try:
+            code = main(sys.argv[1:])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 0)
+    pids.append(pid)
+codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+sys.exit(next((c for c in codes if c), 0))
+"""
+
+
 def launch_ranks(args: list[str], port: int, nproc: int = 2) -> subprocess.CompletedProcess:
-    """``restok ARGS`` on ``nproc`` processes with the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, ...),
-    started directly: what each process sees is the launch, without the agent process's start-up per run."""
+    """``restok ARGS`` on ``nproc`` processes with the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK,
+    MASTER_ADDR/PORT, ...): what each rank sees is a torchrun launch, without an agent process or a fresh interpreter
+    per rank."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    env.update(WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc), GROUP_RANK="0", ROLE_RANK="0")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "restok", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**env, "RANK": str(r), "LOCAL_RANK": str(r), "ROLE_WORLD_SIZE": str(nproc)},
-        )
-        for r in range(nproc)
-    ]
-    outs = [p.communicate(timeout=300) for p in procs]
-    code = next((p.returncode for p in procs if p.returncode), 0)
-    return subprocess.CompletedProcess(
-        args, code, "".join(o for o, _ in outs), "".join(f"[rank {r}] {e}" for r, (_, e) in enumerate(outs))
-    )
+    env.update(WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc), ROLE_WORLD_SIZE=str(nproc), GROUP_RANK="0")
+    env.update(ROLE_RANK="0")
+    return subprocess.run([sys.executable, "-c", _RANKS, *args], capture_output=True, text=True, env=env, timeout=300)
