@@ -151,10 +151,70 @@ def test_init_from_a_release_layout_starts_from_its_weights(images: Path, tmp_pa
     one_line_error(r, "LlamaGen VQ", "TiTok")
 
 
-def test_a_two_stage_titok_is_refused_naming_the_single_stage(images: Path, tmp_path: Path) -> None:
+TWO_STAGE = "model_overrides={two_stage: true, legacy: true, patch_size: 16}"
+
+
+def test_a_two_stage_titok_without_its_teacher_is_refused_naming_both_ways(images: Path, tmp_path: Path) -> None:
     r = run_cli("train", "tokenizer", "--config", "titok-tiny-single", "--data", images, "--out", tmp_path / "x",
-                "model_overrides={two_stage: true, legacy: true, patch_size: 16}", *QUICK)  # fmt: skip
-    one_line_error(r, "two_stage=true", "single-stage")
+                TWO_STAGE, *QUICK)  # fmt: skip
+    one_line_error(r, "two_stage=true", "loss.proxy_teacher", "single-stage")
+
+
+def _teacher(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    """A seeded random MaskGIT VQGAN in the layout of maskgit-vqgan-imagenet-f16-256.bin (a plain torch.save of
+    encoder.*, quantize.embedding.weight, decoder.*) for the tiny two-stage TiTok."""
+    from restok.models.titok import MaskGITTeacher, TiTokConfig
+
+    cfg = TiTokConfig.from_dict({**model_class("titok").presets["titok-tiny-single"].to_dict(), "two_stage": True,
+                                 "legacy": True, "patch_size": 16})  # fmt: skip
+    torch.manual_seed(7)
+    teacher = MaskGITTeacher(cfg.pixel_cnn, cfg.pixel_codebook_size)
+    for p in teacher.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    path = tmp_path / "maskgit-vqgan.bin"
+    torch.save(teacher.state_dict(), path)
+    return path, teacher
+
+
+@pytest.mark.slow
+def test_titok_two_stage_training_with_the_maskgit_teacher(images: Path, tmp_path: Path) -> None:
+    """Stage 1 (TiTok's): the decoder's code logits learn the teacher's codes (cross-entropy falls), the pixel codebook
+    and decoder are the teacher's and stay frozen; stage 2 (--init the stage-1 result): the encoder, latent tokens and
+    quantizer stay as stage 1 left them while the decoders learn the pixels."""
+    path, teacher = _teacher(tmp_path)
+    x = torch.rand(3, 3, 32, 32)
+    z = teacher.encoder(x).permute(0, 2, 3, 1)  # the teacher's codes, as MaskGIT's quantizer picks them
+    expected = torch.cdist(z.reshape(-1, z.shape[-1]), teacher.quantize.embedding.weight).argmin(-1)
+    assert torch.equal(teacher.proxy_codes(x).reshape(-1), expected)
+    one = tmp_path / "stage1"
+    train("titok-tiny-single", images, one, TWO_STAGE, f"loss.proxy_teacher={path}", "--max-steps", "30",
+          "optimizer.lr=1e-3", "optimizer.warmup_steps=0")  # fmt: skip
+    rows = [json.loads(x) for x in (one / "metrics.jsonl").read_text().splitlines()]
+    ce = [r["proxy_ce"] for r in rows]
+    assert sum(ce[-5:]) / 5 < 0.8 * sum(ce[:5]) / 5, ce
+    model = load_tokenizer(one / "final")
+    assert model.config.two_stage
+    own, taught = model.state_dict(), teacher.state_dict()
+    assert all(torch.equal(own["pixel_decoder." + k[len("decoder.") :]], v) for k, v in taught.items()
+               if k.startswith("decoder."))  # fmt: skip
+    assert torch.equal(own["pixel_quantize.embedding.weight"], taught["quantize.embedding.weight"])
+    two = tmp_path / "stage2"
+    train("titok-tiny-single", images, two, "--init", str(one / "final"), "--max-steps", "4")
+    tuned = load_tokenizer(two / "final").state_dict()
+    frozen = [k for k in own if k.startswith(("encoder.", "quantize.", "latent_tokens"))]
+    assert frozen and all(torch.equal(own[k], tuned[k]) for k in frozen)
+    assert not torch.equal(own["pixel_decoder.conv_out.weight"], tuned["pixel_decoder.conv_out.weight"])
+    assert "mse" in json.loads((two / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+def test_a_teacher_that_does_not_fit_is_named(images: Path, tmp_path: Path) -> None:
+    path, teacher = _teacher(tmp_path)
+    state = teacher.state_dict()
+    state["quantize.embedding.weight"] = state["quantize.embedding.weight"][:, :4]
+    torch.save(state, path)
+    r = run_cli("train", "tokenizer", "--config", "titok-tiny-single", "--data", images, "--out", tmp_path / "x",
+                TWO_STAGE, f"loss.proxy_teacher={path}", "--max-steps", "1", *QUICK)  # fmt: skip
+    one_line_error(r, "not a MaskGIT VQGAN teacher", "quantize.embedding.weight")
 
 
 # ------------------------------------------------------------------------------------------- generators

@@ -35,13 +35,13 @@ from ..core.fields import Config, check_field_types, setting
 from ..core.registry import Layout, register_model
 from ..core.release import REQUIRED, ReleaseConfig, ReleaseError, WeightShapes
 from ..hub.provenance import Provenance
-from .layers.pixel_cnn import PixelCNNConfig, PixelDecoder
+from .layers.pixel_cnn import PixelCNNConfig, PixelDecoder, PixelEncoder
 from .layers.quantizer import VectorQuantizer
 from .layers.vit import TITOK_BLOCK, Block
 from .tokenizer import Tokenizer
 from .training import TokenizerOutput, TrainingHook
 
-__all__ = ["TiTokConfig", "TiTok", "OneDPiece", "TITOK_PRESETS", "ONE_D_PIECE_PRESETS", "VIT_SIZES"]
+__all__ = ["TiTokConfig", "TiTok", "OneDPiece", "MaskGITTeacher", "TITOK_PRESETS", "ONE_D_PIECE_PRESETS", "VIT_SIZES"]
 
 # The releases name their ViTs by size: (width, depth, heads), as blocks.py's tables.
 VIT_SIZES = {"small": (512, 8, 8), "base": (768, 12, 12), "large": (1024, 24, 16)}
@@ -245,6 +245,60 @@ class _Codebook(nn.Module):
         self.embedding = nn.Embedding(n, dim)
 
 
+class MaskGITTeacher(nn.Module):
+    """MaskGIT's VQGAN, the teacher of TiTok's two-stage training (``maskgit-vqgan-imagenet-f16-256.bin``, keys
+    ``encoder.*``, ``quantize.embedding.weight``, ``decoder.*``): its encoder's nearest codes are stage 1's proxy
+    targets, and its codebook and decoder start the student's ``pixel_quantize`` / ``pixel_decoder`` (as
+    1d-tokenizer's ``PretrainedTokenizer`` and ``create_model_and_loss_module`` use them). Frozen; images in [0, 1]."""
+
+    def __init__(self, pixel_cnn: PixelCNNConfig, codebook_size: int) -> None:
+        super().__init__()
+        self.encoder = PixelEncoder(pixel_cnn)
+        self.quantize = _Codebook(codebook_size, pixel_cnn.z_channels)
+        self.decoder = PixelDecoder(pixel_cnn)
+        self.requires_grad_(False)
+        self.eval()
+
+    @classmethod
+    def from_file(cls, path: str, pixel_cnn: PixelCNNConfig, codebook_size: int) -> MaskGITTeacher:
+        """The teacher read from ``path`` (``.bin``/``.pt`` with ``weights_only=True``, or ``.safetensors``) for a
+        student whose pixel CNN and pixel codebook it must fit; a mismatch is named tensor by tensor."""
+        from ..hub.files import read_state_dict
+
+        state = read_state_dict(path)
+        teacher = cls(pixel_cnn, codebook_size)
+        own = teacher.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+        if missing or unexpected or wrong:
+            parts = [f"{name} {keys[:3]}" for name, keys in (("missing", missing), ("unexpected", unexpected),
+                                                             ("other shapes", wrong)) if keys]  # fmt: skip
+            raise ValueError(
+                f"{path} is not a MaskGIT VQGAN teacher for this TiTok (its pixel CNN "
+                f"{pixel_cnn.hidden_channels} wide, {codebook_size} codes of {pixel_cnn.z_channels}): "
+                + "; ".join(parts)
+            )
+        if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+            raise ValueError(f"{path} holds NaN or Inf")
+        teacher.load_state_dict(state)
+        return teacher
+
+    @torch.no_grad()
+    def proxy_codes(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, S, S) in [0, 1] -> the teacher's nearest codes (B, g, g): ``argmin ||z - e||^2`` over its
+        codebook, as MaskGIT's quantizer picks them (ties to the lowest index)."""
+        z = self.encoder(images.float()).permute(0, 2, 3, 1)  # (B, g, g, Z)
+        e = self.quantize.embedding.weight.float()  # (K, Z)
+        d = z.pow(2).sum(-1, keepdim=True) + e.pow(2).sum(-1) - 2 * z @ e.t()  # (B, g, g, K)
+        return d.argmin(-1)
+
+    def start_pixel_decoder(self, student: nn.Module) -> None:
+        """Copy the teacher's codebook and decoder into a two-stage student's ``pixel_quantize``/``pixel_decoder``."""
+        student.pixel_quantize.load_state_dict(self.quantize.state_dict())
+        student.pixel_decoder.load_state_dict(self.decoder.state_dict())
+
+
 def _init_weights(module: nn.Module) -> None:
     """The releases' initialisation: truncated normal(0, 0.02) linear/conv/embedding weights, zero biases."""
     if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)):
@@ -404,16 +458,40 @@ def _one_d_piece_matches(cfg: Mapping[str, Any] | None, keys: Any) -> bool:
     return bool(cfg) and not cfg.get("format") and _is_titok_config(cfg) and _is_one_d_piece(cfg)
 
 
-def _two_stage_refusal(config: TiTokConfig) -> str | None:
-    """Why a two-stage config does not train here (None for a single-stage one)."""
+def _two_stage_refusal(config: TiTokConfig, run: Any) -> str | None:
+    """Why a config does not train under a run's settings (None: it trains). A two-stage TiTok trains in TiTok's two
+    stages: stage 1 with the MaskGIT VQGAN teacher's proxy codes (``loss.proxy_teacher``), stage 2 fine-tuning the
+    decoder of a stage-1 result (``init_from``)."""
+    teacher = getattr(getattr(run, "loss", None), "proxy_teacher", None)
     if not config.two_stage:
+        return "loss.proxy_teacher trains a two-stage TiTok's stage 1; this config is single-stage" if teacher else None
+    if teacher or getattr(run, "init_from", None):
         return None
     return (
-        "this TiTok config decodes in two stages (two_stage=true): its decoder is trained on the proxy codes of a "
-        "MaskGIT VQGAN teacher, which restok does not implement; a single-stage TiTok trains -- use a preset with "
-        "two_stage=false (titok-tiny-single, titok-bl-64-vq8k, ...) or model_overrides={two_stage: false, legacy: "
-        "false}"
+        "this TiTok config decodes in two stages (two_stage=true): stage 1 trains on the proxy codes of a MaskGIT "
+        "VQGAN teacher -- give its weights with loss.proxy_teacher=maskgit-vqgan-imagenet-f16-256.bin --, stage 2 "
+        "fine-tunes the decoder of a stage-1 result (--init RUN/final); a single-stage TiTok trains without either: "
+        "titok-tiny-single, titok-bl-64-vq8k, ... or model_overrides={two_stage: false, legacy: false}"
     )
+
+
+def _two_stage_setup(model: TiTok, run: Any) -> None:
+    """TiTok's stages: stage 1 starts the pixel codebook and decoder from the teacher and freezes them (only the
+    encoder, quantizer and ViT decoder learn, on the proxy codes); stage 2 freezes the encoder, the latent tokens and
+    the quantizer and trains the decoders on pixels (1d-tokenizer's ``finetune_decoder``)."""
+    if not model.config.two_stage:
+        return
+    teacher = getattr(run.loss, "proxy_teacher", None)
+    if teacher:
+        MaskGITTeacher.from_file(teacher, model.config.pixel_cnn, model.config.pixel_codebook_size).start_pixel_decoder(
+            model
+        )
+        frozen = [model.pixel_quantize, model.pixel_decoder]
+    else:
+        frozen = [model.encoder, model.quantize]
+        model.latent_tokens.requires_grad_(False)
+    for part in frozen:
+        part.requires_grad_(False)
 
 
 @register_model
@@ -437,12 +515,14 @@ class TiTok(Tokenizer):
     training_hook = TrainingHook(
         blocks=(Block,),
         refuse=_two_stage_refusal,
+        setup=_two_stage_setup,
         same_as_repository="the ViT encoder and decoder, the l2-normalised quantizer (beta 0.25), AdamW with a cosine "
         "schedule and warm-up, the EMA of the weights, random crops and flips",
         differs="restok trains the single-stage decoder (pixels out, two_stage=false) on restok's objective: MSE, "
         "LPIPS (TiTok: ConvNeXt-S logit MSE), the DINO-discriminator hinge GAN with LeCam (TiTok: a MaskBit-style "
-        "discriminator), no alignment; TiTok's two-stage proxy-code training (MaskGIT VQGAN teacher) is not "
-        "implemented",
+        "discriminator), no alignment; two-stage: stage 1 is TiTok's (cross-entropy on the MaskGIT VQGAN "
+        "teacher's codes + the quantizer loss, given loss.proxy_teacher), stage 2 restok's pixel objective on the "
+        "decoders with the encoder and quantizer frozen (--init a stage-1 result)",
     )
 
     def __init__(self, config: TiTokConfig) -> None:
@@ -480,12 +560,19 @@ class TiTok(Tokenizer):
 
     def _decode_codes(self, codes: torch.Tensor, pixel_dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Code vectors (B, k, C) -> unclamped float32 pixels (B, 3, S, S)."""
+        return self._decode_with_logits(codes, pixel_dtype)[0]
+
+    def _decode_with_logits(
+        self, codes: torch.Tensor, pixel_dtype: torch.dtype = torch.float32
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Code vectors (B, k, C) -> unclamped float32 pixels (B, 3, S, S) and, two-stage, the decoder's logits over
+        the pixel codebook (B, K, g, g)."""
         out = self.decoder(codes.to(self.decoder.ln_pre.weight.dtype))  # logits (B, 1024, g, g) or pixels (B, 3, S, S)
-        if self.config.two_stage:
-            probs = out.float().softmax(1)  # (B, 1024, g, g)
-            feats = torch.einsum("nchw,cd->ndhw", probs, self.pixel_quantize.embedding.weight.float())  # (B, Z, g, g)
-            out = self._pixel_decode(feats, pixel_dtype)
-        return out.float()
+        if not self.config.two_stage:
+            return out.float(), None
+        probs = out.float().softmax(1)  # (B, 1024, g, g)
+        feats = torch.einsum("nchw,cd->ndhw", probs, self.pixel_quantize.embedding.weight.float())  # (B, Z, g, g)
+        return self._pixel_decode(feats, pixel_dtype).float(), out
 
     def forward(
         self,
@@ -502,12 +589,13 @@ class TiTok(Tokenizer):
         keep = self._kept(kept_tokens, B, generator)  # (B,)
         lengths = sorted({int(k) for k in keep.tolist()})
         if len(lengths) == 1:
-            recon = self._decode_codes(q.codes[:, : lengths[0]])  # (B, 3, S, S)
+            recon, logits = self._decode_with_logits(q.codes[:, : lengths[0]])  # (B, 3, S, S), (B, K, g, g)
         else:  # a prefix decodes by itself: one decoder pass per length, put back in the batch's order
             parts = {k: torch.nonzero(keep == k).squeeze(1).to(images.device) for k in lengths}
-            recon = torch.cat([self._decode_codes(q.codes[idx, :k]) for k, idx in parts.items()])
+            outs = [self._decode_with_logits(q.codes[idx, :k]) for k, idx in parts.items()]
             order = torch.cat(list(parts.values())).argsort()
-            recon = recon[order]
+            recon = torch.cat([o[0] for o in outs])[order]
+            logits = torch.cat([o[1] for o in outs])[order] if self.config.two_stage else None
         return TokenizerOutput(
             recon,
             q.ids,
@@ -517,6 +605,7 @@ class TiTok(Tokenizer):
             q.codebook_loss,
             q.entropy_loss,
             latents=q.latents,
+            code_logits=logits,
         )
 
 

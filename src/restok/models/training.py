@@ -36,6 +36,7 @@ class TokenizerOutput:
     encoder_features: torch.Tensor | None = None  # (B, F) projected coarsest image tokens (alignment)
     decoder_features: torch.Tensor | None = None  # (B, F, g, g) projected feature-query outputs (alignment)
     latents: torch.Tensor | None = None  # (B, L, C) detached quantizer inputs (dead-code restarts start from these)
+    code_logits: torch.Tensor | None = None  # (B, K, g, g) a two-stage decoder's logits over its teacher's K codes
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,17 @@ class TrainingHook:
     has ``encoder_feature_dim``/``decoder_feature_dim`` heads that the representation alignment trains. ``codes``:
     how its tokens are ordered, which picks the generator trained on them -- ``hierarchical`` (ResTok's levels: HAR),
     ``sequence`` (a 1-D sequence: vanilla AR) or ``grid`` (a 2-D grid in raster order: LlamaGen's GPT, 2-D RoPE).
-    ``refuse``: the one-line reason a config cannot train, or None. ``same_as_repository`` / ``differs``: what
-    restok's training shares with the family's own repository and what it does not (the table in
-    docs/tutorials/train.md).
+    ``refuse``: the one-line reason a config cannot train under a run's settings, or None. ``setup``: what the run
+    does to the built model before its optimizer sees it (frozen parts, weights a stage starts from).
+    ``same_as_repository`` / ``differs``: what restok's training shares with the family's own repository and what it
+    does not (the table in docs/tutorials/train.md).
     """
 
     blocks: tuple[type, ...]
     alignment: bool = False
     codes: str = "sequence"
-    refuse: Callable[[Any], str | None] = lambda config: None
+    refuse: Callable[[Any, Any], str | None] = lambda config, run: None
+    # Before the optimizer sees the model: what a training stage freezes or starts from (TiTok's two stages).
+    setup: Callable[[Any, Any], None] = lambda model, run: None
     same_as_repository: str = ""
     differs: str = ""

@@ -26,7 +26,8 @@ class EMA:
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
         self.updates = 0
-        self.shadow = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
+        # every parameter: a frozen one (a training stage's fixed part) keeps its value, so the averages are a whole model
+        self.shadow = {n: p.detach().float().clone() for n, p in model.named_parameters()}
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -36,7 +37,8 @@ class EMA:
         d = 0.0 if k <= 0 else min(self.decay, (1 + k) / (10 + k))
         params = dict(model.named_parameters())
         for n in self.shadow:
-            self.shadow[n].mul_(d).add_(params[n].detach().float(), alpha=1 - d)
+            if params[n].requires_grad:  # a frozen parameter's average is itself, exactly
+                self.shadow[n].mul_(d).add_(params[n].detach().float(), alpha=1 - d)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Whole shadow tensors on the CPU (for safetensors); every process must call it under FSDP."""

@@ -78,7 +78,7 @@ def tokenizer_run(cfg: TrainConfig, teacher_dim: int = 0) -> tuple[type[Tokenize
             f"which a {cls.title} tokenizer does not have: set loss.alignment_weight=0"
         )
     config = base.replace(**overrides)
-    reason = hook.refuse(config)
+    reason = hook.refuse(config, cfg)
     if reason is not None:
         raise TrainingError(reason)
     return cls, config

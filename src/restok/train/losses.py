@@ -245,6 +245,10 @@ class TokenizerLossConfig(Config):
     decoder_alignment: bool = True  # decoder feature queries vs the teacher's patch tokens
     alignment_teacher: str = "dinov3-vitl16"  # dinov3-vitl16 | dinov3-vits16 | dino-vits16 | vit-tiny
     alignment_weights: str | None = None
+    # TiTok's stage 1 (a two-stage TiTok): the MaskGIT VQGAN teacher's weights; the objective is then TiTok's
+    # ReconstructionLoss_Stage1 -- cross-entropy of the decoder's code logits against the teacher's codes, plus the
+    # quantizer loss -- and the pixel terms are not used
+    proxy_teacher: str | None = None
 
     config_name = "tokenizer loss"
 
@@ -268,16 +272,18 @@ class TokenizerLoss(nn.Module):
     def __init__(self, cfg: TokenizerLossConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        pixels = cfg.proxy_teacher is None  # TiTok's stage 1 learns codes, not pixels: no perceptual or GAN network
         self.lpips = (
             build_lpips(cfg.perceptual_network, cfg.perceptual_vgg_weights, cfg.perceptual_lin_weights)
-            if cfg.perceptual_weight > 0
+            if cfg.perceptual_weight > 0 and pixels
             else None
         )
         self.discriminator = (
             DinoDiscriminator(build_dino_backbone(cfg.discriminator_backbone, cfg.discriminator_weights))
-            if cfg.use_gan
+            if cfg.use_gan and pixels
             else None
         )
+        self.proxy: nn.Module | None = None  # the MaskGIT VQGAN teacher of TiTok's stage 1 (set_proxy_teacher)
         self.teacher = (
             build_feature_teacher(cfg.alignment_teacher, cfg.alignment_weights) if cfg.use_alignment else None
         )
@@ -289,13 +295,17 @@ class TokenizerLoss(nn.Module):
         """Feature size F the tokenizer's projection heads must produce (0 without alignment)."""
         return self.teacher.dim if self.teacher is not None else 0
 
+    def set_proxy_teacher(self, teacher: nn.Module) -> None:
+        """TiTok's stage 1: the frozen teacher whose codes (``proxy_codes``) the decoder's logits learn."""
+        self.proxy = teacher
+
     def gan_active(self, step: int) -> bool:
         """Whether the GAN terms count at ``step`` (0-based count of finished steps)."""
         return self.discriminator is not None and step >= self.cfg.discriminator_start
 
     def saved_state(self) -> dict[str, torch.Tensor]:
         """Trainable heads and LeCam EMAs: what a checkpoint must keep (frozen networks are rebuilt)."""
-        frozen = ("lpips.", "teacher.", "discriminator.backbone.")
+        frozen = ("lpips.", "teacher.", "discriminator.backbone.", "proxy.")
         return {k: v for k, v in self.state_dict().items() if not k.startswith(frozen)}
 
     def load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
@@ -313,6 +323,8 @@ class TokenizerLoss(nn.Module):
         cfg = self.cfg
         x, x_hat = images.float(), out.reconstruction.float()
         logs: dict[str, torch.Tensor] = {}
+        if self.proxy is not None:
+            return self._proxy_loss(x, out)
         with torch.autocast(device_type=x.device.type, enabled=False):  # the official loss runs in fp32
             logs["mse"] = F.mse_loss(x_hat, x)
             total = cfg.reconstruction_weight * logs["mse"]
@@ -337,6 +349,20 @@ class TokenizerLoss(nn.Module):
                 if cfg.decoder_alignment:
                     logs["align_dec"] = patch_alignment_loss(out.decoder_features, patches, cfg.alignment_margin)
                     total = total + cfg.alignment_weight * logs["align_dec"]
+        logs["total"] = total
+        return total, {k: float(v.detach()) for k, v in logs.items()}
+
+    def _proxy_loss(self, x: torch.Tensor, out: ResTokOutput) -> tuple[torch.Tensor, dict[str, float]]:
+        """TiTok's stage 1 (1d-tokenizer's ReconstructionLoss_Stage1): cross-entropy of the decoder's logits over the
+        teacher's codebook against the teacher's codes of the same images, plus the weighted quantizer loss."""
+        if out.code_logits is None:
+            raise ValueError("loss.proxy_teacher needs a two-stage TiTok, whose decoder gives code logits")
+        target = self.proxy.proxy_codes(x)  # (B, g, g)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            logs = {"proxy_ce": F.cross_entropy(out.code_logits.float().flatten(2), target.flatten(1))}
+            logs["quantizer"] = out.quantizer_loss.float()
+            total = logs["proxy_ce"] + self.cfg.quantizer_weight * logs["quantizer"]
+            logs["mse"] = F.mse_loss(out.reconstruction.detach().float(), x)  # logged only: the teacher's decoder
         logs["total"] = total
         return total, {k: float(v.detach()) for k, v in logs.items()}
 
