@@ -26,7 +26,7 @@ class EMA:
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
         self.updates = 0
-        # every parameter: a frozen one (a training stage's fixed part) keeps its value, so the averages are a whole model
+        # every parameter: a frozen one (a training stage's fixed part) keeps its value; the averages are a whole model
         self.shadow = {n: p.detach().float().clone() for n, p in model.named_parameters()}
 
     @torch.no_grad()
