@@ -54,6 +54,8 @@ def _values(action: argparse.Action) -> str:
 
 
 def _default(action: argparse.Action) -> str:
+    if action.nargs in (argparse.ZERO_OR_MORE, argparse.OPTIONAL) and not action.option_strings:
+        return "none" if action.nargs == argparse.ZERO_OR_MORE else ""  # argparse marks a '*' positional required
     if action.required:
         return "required"
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
