@@ -93,3 +93,11 @@ def outside(tmp_path: Path) -> Path:
     f.parent.mkdir()
     f.write_text("precious\n")
     return f
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The modules that hold slow tests first, each module's tests kept together and in order: two workers then
+    share the long tests from the start instead of one of them finishing the last long test alone."""
+    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow") is not None}
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (item.module.__name__ not in slow_modules, order[id(item)]))
