@@ -34,6 +34,8 @@ TRAIN = [
     "image_every=100",
     "trackers=[]",
     "loss.discriminator_weight=0",
+    "loss.perceptual_weight=0",  # the objective's terms are tested elsewhere: here the processes and the machines
+    "loss.alignment_weight=0",
 ]
 
 
@@ -95,7 +97,7 @@ def test_two_nodes_train_like_two_local_processes_survive_a_node_loss_and_only_r
     step 4's checkpoint, the survivor stops with one line instead of hanging on a collective, both nodes rerun with
     --resume, and the end is the weights of two processes on one machine, bit for bit (resume on the same count is
     exact), written by global rank 0 alone."""
-    steps = 12
+    steps = 8
     args = ["--data", str(image_folder), "--max-steps", str(steps), "distributed=fsdp"]
     port = 29711
     local = launch_ranks([*TRAIN, *args, "--out", str(tmp_path / "local")], port + 5)  # one machine, 2 processes
