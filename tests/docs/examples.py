@@ -99,14 +99,21 @@ def parse_command(args: list[str]) -> str | None:
     return None
 
 
+_STAND_IN: list[bytes] = []  # the stand-in's bytes, scripted once per process
+
+
 def _inception_stand_in(path: Path) -> None:
     """A TorchScript FID Inception stand-in (random weights) where the examples look for the real one."""
-    import torch
+    if not _STAND_IN:
+        import torch
 
-    from tests.helpers import TinyInception
+        from tests.helpers import TinyInception
 
-    torch.manual_seed(0)
-    torch.jit.script(TinyInception()).save(str(path))
+        torch.manual_seed(0)
+        buffer = io.BytesIO()
+        torch.jit.save(torch.jit.script(TinyInception()), buffer)
+        _STAND_IN.append(buffer.getvalue())
+    path.write_bytes(_STAND_IN[0])
 
 
 def run_page(page: Path, workdir: Path) -> list[str]:
