@@ -122,3 +122,33 @@ def test_commands_hold_no_work() -> None:
     forbidden = re.compile(r"\b(load_tokenizer|load_generator|load_pair|load_image|open_image_source|launched)\(")
     for f in sorted((SRC / "cli").glob("*.py")):
         assert not forbidden.search(f.read_text()), f.name
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["experiment", "grid.yaml", "--out", "o"],
+        ["eval", "reconstruction", "--tokenizer", "t", "--data", "d", "--out", "o.json"],
+        ["data", "prepare", "d", "--out", "o"],
+        ["train", "tokenizer", "--config", "restok-tiny", "--data", "d", "--out", "o"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_no_progress_reaches_every_request_through_one_place(argv: list[str]) -> None:
+    """``--no-progress`` is turned into the request's ``progress`` by ``request`` itself, for every command with both
+    (restok experiment had taken the flag and shown its bars anyway)."""
+    from restok.cli.base import request
+    from restok.data.prepare import PrepareRequest
+    from restok.eval.context import EvalOptions
+    from restok.train.experiment import ExperimentRequest
+    from restok.train.jobs import TrainRequest
+
+    parser = build_parser()
+    build = {
+        "experiment": lambda a: request(ExperimentRequest, a),
+        "eval": lambda a: request(EvalOptions, a),
+        "data": lambda a: request(PrepareRequest, a),
+        "train": lambda a: request(TrainRequest, a, kind="tokenizer", data="d"),
+    }[argv[0]]
+    for flag, expected in (([], True), (["--no-progress"], False)):
+        assert build(parser.parse_args([*argv, *flag])).progress is expected

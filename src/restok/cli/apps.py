@@ -46,7 +46,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run the offline demo on the embedded models and say where its outputs are."""
     from ..apps.demo import DemoRequest, make_demo
 
-    f = make_demo(request(DemoRequest, args, progress=not args.no_progress))
+    f = make_demo(request(DemoRequest, args))
     psnr = ", ".join(f"{k} tokens {v:.1f} dB" for k, v in f["psnr_db_by_tokens"].items())
     print(f"held-out PSNR: {psnr}")
     print(

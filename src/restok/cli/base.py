@@ -73,9 +73,13 @@ def add_command(sub: Any, command: Command) -> argparse.ArgumentParser:
 
 def request(cls: Callable[..., R], args: argparse.Namespace, **given: Any) -> R:
     """The request ``cls`` from the parsed options: each of its fields from the option of the same name (argparse's
-    ``dest``), unless ``given``; a tuple field takes the option's list as a tuple."""
+    ``dest``), unless ``given``; a tuple field takes the option's list as a tuple; ``progress`` is the shared
+    ``--no-progress`` turned around, for every command that has both."""
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name == "progress" and "progress" not in given and hasattr(args, "no_progress"):
+            values["progress"] = not args.no_progress
+            continue
         if f.name in given or not hasattr(args, f.name):
             continue
         value = getattr(args, f.name)

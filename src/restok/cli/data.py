@@ -46,7 +46,7 @@ def _prepare_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_prepare(args: argparse.Namespace) -> int:
     """Write the shards; exit 1 when some samples could not be read (each named in classes.json)."""
-    info = prepare_request(request(PrepareRequest, args, progress=not args.no_progress), lambda m: print(m, flush=True))
+    info = prepare_request(request(PrepareRequest, args), lambda m: print(m, flush=True))
     print(
         f"wrote {len(info['shards'])} shard(s), {info['num_samples']} samples, {len(info['class_names'])} classes to "
         f"{args.out}"
@@ -68,7 +68,7 @@ def _check_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     """Print the facts and one line per finding; exit 1 when there are findings."""
-    rep = run_check_shards(request(CheckShardsRequest, args, progress=not args.no_progress))
+    rep = run_check_shards(request(CheckShardsRequest, args))
     print(json.dumps(rep.facts))
     for line in rep.findings:
         print(line)

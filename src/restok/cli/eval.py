@@ -115,7 +115,7 @@ def _lpips(args: argparse.Namespace) -> Lpips | None:
 
 def _options(args: argparse.Namespace) -> EvalOptions:
     """Where and how the evaluation runs, as the shared options name it."""
-    return request(EvalOptions, args, progress=not args.no_progress)
+    return request(EvalOptions, args)
 
 
 def _others(args: argparse.Namespace) -> tuple[str, ...]:

@@ -62,7 +62,7 @@ def _generate_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_generate(args: argparse.Namespace) -> int:
     """Sample class-conditional images; write PNGs, a grid and a JSON manifest of every setting."""
-    m = write_samples(request(SampleRequest, args, changes=sampling_changes(args), progress=not args.no_progress))
+    m = write_samples(request(SampleRequest, args, changes=sampling_changes(args)))
     print(
         f"wrote {len(m['images'])} image(s), grid.png and manifest.json to {args.out} ({m['seconds']:.1f}s, "
         f"{m['settings']['num_model_calls']} calls per batch)"

@@ -61,7 +61,7 @@ def _reconstruct_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     """Reconstruct images from k tokens; write each reconstruction and a side-by-side comparison."""
-    w = reconstruct_files(request(ReconstructRequest, args, progress=not args.no_progress))
+    w = reconstruct_files(request(ReconstructRequest, args))
     return _report(w, f"wrote {w.count} reconstruction(s) with {w.lengths} tokens to {w.out}")
 
 
@@ -84,7 +84,7 @@ def _tokenize_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_tokenize(args: argparse.Namespace) -> int:
     """Encode images to token ids and save them with the file names in an .npz."""
-    w = tokenize_files(request(TokenizeRequest, args, progress=not args.no_progress))
+    w = tokenize_files(request(TokenizeRequest, args))
     return _report(w, f"wrote ids of {w.count} image(s), {w.note}, to {args.out}")
 
 
@@ -103,7 +103,7 @@ def _detokenize_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_detokenize(args: argparse.Namespace) -> int:
     """Decode the ids of an .npz written by ``tokenize`` back to PNG images."""
-    w = detokenize_file(request(DetokenizeRequest, args, progress=not args.no_progress))
+    w = detokenize_file(request(DetokenizeRequest, args))
     print(f"wrote {w.count} image(s) to {w.out}")
     return 0
 

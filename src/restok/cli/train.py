@@ -138,7 +138,7 @@ def _generator_run_arguments(p: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace, kind: str, data: str) -> int:
     """Train (or check before training) as the options ask; print where the run stands."""
     _setup_logging()
-    req = request(TrainRequest, args, kind=kind, data=data, progress=not args.no_progress)
+    req = request(TrainRequest, args, kind=kind, data=data)
     outcome = run_train(req, announce=lambda line: print(line, flush=True))
     if req.preflight:
         for line in outcome.preflight:
@@ -186,7 +186,7 @@ def _extract_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_extract_codes(args: argparse.Namespace) -> int:
     """Tokenize a dataset into a sharded, resumable code set (all processes of a torchrun/accelerate job)."""
-    meta = run_extract_codes_job(request(ExtractCodesRequest, args, progress=not args.no_progress))
+    meta = run_extract_codes_job(request(ExtractCodesRequest, args))
     if meta is not None:
         print(
             f"wrote {meta['num_samples']} samples x {meta['num_crops']} crops x {meta['num_tokens']} tokens "
