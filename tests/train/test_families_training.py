@@ -187,7 +187,7 @@ def test_titok_two_stage_training_with_the_maskgit_teacher(images: Path, tmp_pat
     expected = torch.cdist(z.reshape(-1, z.shape[-1]), teacher.quantize.embedding.weight).argmin(-1)
     assert torch.equal(teacher.proxy_codes(x).reshape(-1), expected)
     one = tmp_path / "stage1"
-    train("titok-tiny-single", images, one, TWO_STAGE, f"loss.proxy_teacher={path}", "--max-steps", "30",
+    train("titok-tiny-single", images, one, TWO_STAGE, f"loss.proxy_teacher={path}", "--max-steps", "20",
           "optimizer.lr=1e-3", "optimizer.warmup_steps=0")  # fmt: skip
     rows = [json.loads(x) for x in (one / "metrics.jsonl").read_text().splitlines()]
     ce = [r["proxy_ce"] for r in rows]
@@ -199,7 +199,7 @@ def test_titok_two_stage_training_with_the_maskgit_teacher(images: Path, tmp_pat
                if k.startswith("decoder."))  # fmt: skip
     assert torch.equal(own["pixel_quantize.embedding.weight"], taught["quantize.embedding.weight"])
     two = tmp_path / "stage2"
-    train("titok-tiny-single", images, two, "--init", str(one / "final"), "--max-steps", "4")
+    train("titok-tiny-single", images, two, "--init", str(one / "final"), "--max-steps", "2")
     tuned = load_tokenizer(two / "final").state_dict()
     frozen = [k for k in own if k.startswith(("encoder.", "quantize.", "latent_tokens"))]
     assert frozen and all(torch.equal(own[k], tuned[k]) for k in frozen)
