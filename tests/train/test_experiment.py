@@ -57,6 +57,17 @@ def _process(grid: Path, out: Path, *extra: str) -> subprocess.Popen:
     )
 
 
+def test_a_full_length_evaluation_is_one_point_of_the_rate_plot() -> None:
+    """``eval.tokens: full`` scores the full length only, and its result records no length of its own: the plot's
+    point is at the tokenizer's length (the families grid's rate.png had been empty)."""
+    from restok.train.experiment import rate_points
+
+    full = {"rfid": 150.0, "psnr": 17.0, "ssim": 0.5, "codebook_usage": 0.7, "settings": {}}
+    assert rate_points(full, 32) == [{"tokens": 32, "rfid": 150.0, "psnr": 17.0, "ssim": 0.5}]
+    curve = {"rate_curve": [{"tokens": 4, "rfid": 9.0, "psnr": 1.0, "ssim": 0.1}, {"tokens": 8, "rfid": 8.0}]}
+    assert [p["tokens"] for p in rate_points(curve, 8)] == [4, 8]
+
+
 def test_the_95_percent_interval_is_students() -> None:
     mean, half = _interval([1.0, 2.0, 3.0])
     assert mean == 2.0 and half == pytest.approx(4.302652729911275 * 1.0 / 3**0.5)  # t(0.975, 2) * s / sqrt(n)

@@ -58,7 +58,7 @@ from ..runtime.inputs import load_yaml, read_json_input, read_text_input
 from ..runtime.requests import RequestError
 from .config import load_train_config
 
-__all__ = ["ExperimentGrid", "ExperimentRow", "ExperimentRequest", "run_experiment", "TABLE_METRICS"]
+__all__ = ["ExperimentGrid", "ExperimentRow", "ExperimentRequest", "run_experiment", "rate_points", "TABLE_METRICS"]
 
 log = logging.getLogger("restok.train")
 
@@ -356,7 +356,7 @@ def _cell_record(cell: Cell, recon: dict[str, Any], gen: dict[str, Any]) -> dict
     from ..data.codes import read_meta
 
     meta = read_meta(cell.folder / "codes")
-    curve = recon.get("rate_curve") or [{"tokens": recon.get("tokens"), **recon}]
+    curve = rate_points(recon, int(meta["num_tokens"]))
     return {
         "row": cell.row.name,
         "seed": cell.seed,
@@ -374,8 +374,15 @@ def _cell_record(cell: Cell, recon: dict[str, Any], gen: dict[str, Any]) -> dict
         "codebook_usage": recon.get("codebook_usage"),
         "codebook_entropy": recon.get("codebook_entropy"),
         "gfid": gen.get("gfid", gen.get("fid")),
-        "rate_curve": [{k: r.get(k) for k in ("tokens", "rfid", "psnr", "ssim")} for r in curve],
+        "rate_curve": curve,
     }
+
+
+def rate_points(recon: dict[str, Any], num_tokens: int) -> list[dict[str, Any]]:
+    """A reconstruction result's (tokens, rFID, PSNR, SSIM) points: its rate curve (``eval.tokens: all``), or its one
+    point at the full length (``full``: the result records no length of its own)."""
+    curve = recon.get("rate_curve") or [{**recon, "tokens": recon.get("tokens") or num_tokens}]
+    return [{k: r.get(k) for k in ("tokens", "rfid", "psnr", "ssim")} for r in curve]
 
 
 # ------------------------------------------------------------------------------------------- the grid
