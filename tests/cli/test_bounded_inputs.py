@@ -16,20 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from restok import ResTok
 from restok.runtime.inputs import ArrayLimitError, npz_headers, read_npz
 from tests.helpers import ENV, one_line_error, require, run_cli, write_image_folder
-
-
-@pytest.fixture(scope="module")
-def tok_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("tok") / "tok"
-    torch.manual_seed(0)
-    ResTok.from_preset("restok-tiny").save_pretrained(d)
-    return d
 
 
 def _process(*args: object, timeout: int = 60) -> subprocess.CompletedProcess:

@@ -19,7 +19,6 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from restok import ResTok
 from restok.train import TrainConfig, TrainingError, load_train_config, train_tokenizer
 
 from ..helpers import Ran, run_cli, write_image_folder
@@ -64,14 +63,6 @@ def one_line_error(r: Ran | subprocess.CompletedProcess, *words: str) -> None:
     assert len(err) == 1, r.stderr
     for w in words:
         assert w in err[0], (w, err[0])
-
-
-@pytest.fixture(scope="module")
-def tok_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("tok") / "tok"
-    torch.manual_seed(0)
-    ResTok.from_preset("restok-tiny").save_pretrained(d)
-    return d
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -99,9 +100,9 @@ def test_official_tokenizer_layout_with_training_keys(tmp_path, small_official_t
     assert loaded.config.nested_dropout and loaded.config.drop_prob == 0.2
 
 
-def test_official_generator_layout(tmp_path, tiny_gen):
-    c = tiny_gen.config
-    args = {
+def _official_generator_args(c: Any) -> dict[str, Any]:
+    """The official ``ModelArgs`` of a HAR config (the flat generator layout), as its training run writes them."""
+    return {
         "dim": c.dim,
         "n_layer": c.n_layer,
         "n_head": c.n_head,
@@ -117,17 +118,20 @@ def test_official_generator_layout(tmp_path, tiny_gen):
         "ffn_dropout_p": 0.1,
         "drop_path_rate": 0.0,
         "num_classes": c.num_classes,
-        "caption_dim": 2048,
         "class_dropout_prob": 0.1,
         "model_type": "c2i",
         "vocab_size": c.vocab_size,
         "cls_token_num": 1,
         "block_size": c.num_tokens,
-        "max_batch_size": 32,
-        "max_seq_len": 2048,
-        "ar_token_num": 4,
+        "ar_token_num": c.ar_tokens,
         "spe_token_num": c.num_tokens - 1,
     }
+
+
+def test_official_generator_layout(tmp_path, tiny_gen):
+    c = tiny_gen.config
+    # with the keys the official ModelArgs carry and the reader ignores
+    args = {**_official_generator_args(c), "caption_dim": 2048, "max_batch_size": 32, "max_seq_len": 2048}
     save_file(tiny_gen.state_dict(), str(tmp_path / "model.safetensors"))
     (tmp_path / "config.json").write_text(json.dumps(args))
     gen = HARGenerator.from_pretrained(str(tmp_path))

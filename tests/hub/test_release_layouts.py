@@ -25,7 +25,7 @@ from restok.hub.keys import check_state_dict
 from restok.models.har import HARGenerator
 from restok.models.restok import ResTok
 from restok.models.restok.official import tokenizer_config_from_official
-from tests.hub.test_checkpoint import _official_tokenizer_config
+from tests.hub.test_checkpoint import _official_generator_args, _official_tokenizer_config
 
 FAMILIES = Path(__file__).resolve().parent.parent / "fixtures" / "families"
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "parity"))
@@ -47,31 +47,7 @@ def _meta_model(cls: type, config: Any) -> dict[str, torch.Tensor]:
 
 
 def _har_args() -> dict[str, Any]:
-    c = HARGenerator.presets["har-tiny"]
-    return {
-        "dim": c.dim,
-        "n_layer": c.n_layer,
-        "n_head": c.n_head,
-        "n_kv_head": None,
-        "multiple_of": c.multiple_of,
-        "ffn_dim_multiplier": None,
-        "rope_base": 10000,
-        "norm_eps": 1e-5,
-        "initializer_range": 0.02,
-        "token_dropout_p": 0.1,
-        "attn_dropout_p": 0.0,
-        "resid_dropout_p": 0.1,
-        "ffn_dropout_p": 0.1,
-        "drop_path_rate": 0.0,
-        "num_classes": c.num_classes,
-        "class_dropout_prob": 0.1,
-        "model_type": "c2i",
-        "vocab_size": c.vocab_size,
-        "cls_token_num": 1,
-        "block_size": c.num_tokens,
-        "ar_token_num": c.ar_tokens,
-        "spe_token_num": c.num_tokens - 1,
-    }
+    return _official_generator_args(HARGenerator.presets["har-tiny"])
 
 
 def _har_training_config() -> dict[str, Any]:

@@ -207,6 +207,14 @@ def test_titok_two_stage_training_with_the_maskgit_teacher(images: Path, tmp_pat
     assert "mse" in json.loads((two / "metrics.jsonl").read_text().splitlines()[-1])
 
 
+def test_a_proxy_teacher_for_another_family_is_refused(images: Path, tmp_path: Path) -> None:
+    path, _ = _teacher(tmp_path)
+    for recipe, words in (("restok-tiny", ("proxy_teacher", "ResTok")), ("titok-tiny-single", ("single-stage",))):
+        r = run_cli("train", "tokenizer", "--config", recipe, "--data", images, "--out", tmp_path / recipe,
+                    f"loss.proxy_teacher={path}", "--max-steps", "1", *QUICK)  # fmt: skip
+        one_line_error(r, *words)
+
+
 def test_a_teacher_that_does_not_fit_is_named(images: Path, tmp_path: Path) -> None:
     path, teacher = _teacher(tmp_path)
     state = teacher.state_dict()

@@ -388,16 +388,7 @@ class LlamaGenVQ(Tokenizer):
         q = self.quantize(h.flatten(2).transpose(1, 2))  # codes (B, L, D)
         codes = q.codes.transpose(1, 2).reshape(B, -1, g, g)  # (B, D, g, g)
         recon = (self.pixel_head(codes.to(self.post_quant_conv.weight.dtype)).float() + 1) / 2  # (B, 3, S, S)
-        return TokenizerOutput(
-            recon,
-            q.ids,
-            keep.to(images.device),
-            q.loss,
-            q.commitment_loss,
-            q.codebook_loss,
-            q.entropy_loss,
-            latents=q.latents,
-        )
+        return TokenizerOutput.quantized(recon, q, keep.to(images.device))
 
     def decode_ids(self, ids: torch.Tensor, k: int, pixel_dtype: torch.dtype) -> torch.Tensor:
         """Checked ids (B, L) -> clamped float32 pixels (B, 3, S, S)."""

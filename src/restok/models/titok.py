@@ -475,23 +475,25 @@ def _two_stage_refusal(config: TiTokConfig, run: Any) -> str | None:
     )
 
 
-def _two_stage_setup(model: TiTok, run: Any) -> None:
+def _two_stage_setup(model: TiTok, run: Any) -> MaskGITTeacher | None:
     """TiTok's stages: stage 1 starts the pixel codebook and decoder from the teacher and freezes them (only the
-    encoder, quantizer and ViT decoder learn, on the proxy codes); stage 2 freezes the encoder, the latent tokens and
-    the quantizer and trains the decoders on pixels (1d-tokenizer's ``finetune_decoder``)."""
+    encoder, quantizer and ViT decoder learn, on the teacher's codes: the teacher is returned for the objective);
+    stage 2 freezes the encoder, the latent tokens and the quantizer and trains the decoders on pixels (1d-tokenizer's
+    ``finetune_decoder``)."""
     if not model.config.two_stage:
-        return
-    teacher = getattr(run.loss, "proxy_teacher", None)
-    if teacher:
-        MaskGITTeacher.from_file(teacher, model.config.pixel_cnn, model.config.pixel_codebook_size).start_pixel_decoder(
-            model
-        )
+        return None
+    path = getattr(run.loss, "proxy_teacher", None)
+    teacher = None
+    if path:
+        teacher = MaskGITTeacher.from_file(path, model.config.pixel_cnn, model.config.pixel_codebook_size)
+        teacher.start_pixel_decoder(model)
         frozen = [model.pixel_quantize, model.pixel_decoder]
     else:
         frozen = [model.encoder, model.quantize]
         model.latent_tokens.requires_grad_(False)
     for part in frozen:
         part.requires_grad_(False)
+    return teacher
 
 
 @register_model
@@ -596,17 +598,7 @@ class TiTok(Tokenizer):
             order = torch.cat(list(parts.values())).argsort()
             recon = torch.cat([o[0] for o in outs])[order]
             logits = torch.cat([o[1] for o in outs])[order] if self.config.two_stage else None
-        return TokenizerOutput(
-            recon,
-            q.ids,
-            keep.to(images.device),
-            q.loss,
-            q.commitment_loss,
-            q.codebook_loss,
-            q.entropy_loss,
-            latents=q.latents,
-            code_logits=logits,
-        )
+        return TokenizerOutput.quantized(recon, q, keep.to(images.device), code_logits=logits)
 
 
 @register_model

@@ -38,6 +38,16 @@ class TokenizerOutput:
     latents: torch.Tensor | None = None  # (B, L, C) detached quantizer inputs (dead-code restarts start from these)
     code_logits: torch.Tensor | None = None  # (B, K, g, g) a two-stage decoder's logits over its teacher's K codes
 
+    @classmethod
+    def quantized(
+        cls, reconstruction: torch.Tensor, q: Any, kept_tokens: torch.Tensor, **extra: Any
+    ) -> TokenizerOutput:
+        """The output of a forward whose quantizer returned ``q`` (its ids, loss terms and detached inputs)."""
+        return cls(
+            reconstruction, q.ids, kept_tokens, q.loss, q.commitment_loss, q.codebook_loss, q.entropy_loss,
+            latents=q.latents, **extra,
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class TrainingHook:
@@ -48,7 +58,8 @@ class TrainingHook:
     how its tokens are ordered, which picks the generator trained on them -- ``hierarchical`` (ResTok's levels: HAR),
     ``sequence`` (a 1-D sequence: vanilla AR) or ``grid`` (a 2-D grid in raster order: LlamaGen's GPT, 2-D RoPE).
     ``refuse``: the one-line reason a config cannot train under a run's settings, or None. ``setup``: what the run
-    does to the built model before its optimizer sees it (frozen parts, weights a stage starts from).
+    does to the built model before its optimizer sees it (frozen parts, weights a stage starts from); it returns the
+    teacher a stage learns from, if any.
     ``same_as_repository`` / ``differs``: what restok's training shares with the family's own repository and what it
     does not (the table in docs/tutorials/train.md).
     """
@@ -57,7 +68,8 @@ class TrainingHook:
     alignment: bool = False
     codes: str = "sequence"
     refuse: Callable[[Any, Any], str | None] = lambda config, run: None
-    # Before the optimizer sees the model: what a training stage freezes or starts from (TiTok's two stages).
-    setup: Callable[[Any, Any], None] = lambda model, run: None
+    # Before the optimizer sees the model: what a training stage freezes or starts from (TiTok's two stages); returns
+    # the frozen teacher whose codes the stage learns (the objective's proxy targets), or None.
+    setup: Callable[[Any, Any], Any] = lambda model, run: None
     same_as_repository: str = ""
     differs: str = ""

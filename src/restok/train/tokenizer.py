@@ -69,14 +69,11 @@ class TokenizerTask(ModelTask):
         torch.manual_seed(cfg.seed)  # initial weights: the same on every process
         self.loss = TokenizerLoss(cfg.loss).to(acc.device)
         model = build_tokenizer_for_training(cfg, self.loss.teacher_dim, acc.device)
-        model.training_hook.setup(model, cfg)  # what a stage freezes or starts from (TiTok's two stages)
-        if cfg.loss.proxy_teacher:
-            from ..models.titok import MaskGITTeacher
-
-            c = model.config
-            self.loss.set_proxy_teacher(
-                MaskGITTeacher.from_file(cfg.loss.proxy_teacher, c.pixel_cnn, c.pixel_codebook_size).to(acc.device)
-            )
+        teacher = model.training_hook.setup(model, cfg)  # what a stage freezes or starts from (TiTok's two stages)
+        if teacher is not None:
+            self.loss.set_proxy_teacher(teacher.to(acc.device))
+        elif cfg.loss.proxy_teacher:
+            raise TrainingError(f"loss.proxy_teacher trains a two-stage TiTok's stage 1, not a {model.title}")
         self.dataset = ImageDataset(
             self.source, model.config.image_size, train=True, min_crop=cfg.min_crop, flip=cfg.flip
         )

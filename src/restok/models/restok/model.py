@@ -418,18 +418,8 @@ class ResTok(Tokenizer):
         if cfg.encoder_feature_dim:
             coarse = enc.image_tokens[0].transpose(1, 2).unsqueeze(2)  # (B, D, 1, n) coarsest level
             enc_feats = self.vf_proj(coarse).mean(dim=(2, 3))  # (B, F)
-        return TokenizerOutput(
-            recon,
-            q.ids,
-            keep,
-            q.loss,
-            q.commitment_loss,
-            q.codebook_loss,
-            q.entropy_loss,
-            enc.image_tokens,
-            enc_feats,
-            dec_feats,
-            q.latents,
+        return TokenizerOutput.quantized(
+            recon, q, keep, image_tokens=enc.image_tokens, encoder_features=enc_feats, decoder_features=dec_feats
         )
 
     @classmethod
