@@ -38,6 +38,9 @@ __all__ = ["PretrainedModel"]
 M = TypeVar("M", bound="PretrainedModel")
 
 
+_PARAMETER_COUNTS: dict[tuple[type, Any], int] = {}  # (model class, config) -> parameters
+
+
 class PretrainedModel(nn.Module):
     """Shared loading/saving of every registered model family (:class:`~restok.ResTok`, :class:`~restok.HARGenerator`,
     ...)."""
@@ -97,8 +100,20 @@ class PretrainedModel(nn.Module):
     @classmethod
     def parameter_count(cls, config: Any) -> int:
         """Parameters a model of ``config`` has, counted on the meta device (no memory, no initialisation)."""
+        try:
+            key = (cls, config)
+            hash(key)
+        except TypeError:  # a config with mutable fields: counted each time
+            key = None
+        if key is not None and key in _PARAMETER_COUNTS:
+            return _PARAMETER_COUNTS[key]
         with torch.device("meta"):
-            return sum(p.numel() for p in cls(config).parameters())
+            n = sum(p.numel() for p in cls(config).parameters())
+        if key is not None:
+            # a count is a pure function of the class and its frozen config, and every load and training run asks
+            # for one before allocating (check_fits): building the skeleton once per process is enough
+            _PARAMETER_COUNTS[key] = n
+        return n
 
     @classmethod
     def check_fits(
