@@ -127,17 +127,24 @@ class TinyInception(torch.nn.Module):
 
 # What each process of a launch runs: restok imported once, then one fork per rank with the variables torchrun sets
 # (the ranks share the parent's imports instead of paying for them each; nothing has touched threads or the process
-# group before the fork).
+# group before the fork). The training stack's lazy imports come first too: accelerate, FSDP2/DTensor, and the
+# torch._dynamo (+ SymPy) that torch.optim and the meta-device parameter count import on first use -- 1-2 s per rank.
 _RANKS = """
-import os, sys
+import json, os, sys
 from restok.cli import main
+import accelerate, safetensors.torch, torch._dynamo, torch.distributed.fsdp, torch.distributed.tensor
+import restok.train.loop, restok.train.tokenizer, restok.train.generator
+plan = json.loads(os.environ.pop("RESTOK_TEST_RANKS"))
 pids = []
 for rank in range(int(os.environ["WORLD_SIZE"])):
     pid = os.fork()
     if pid == 0:
-        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank))
+        if plan["nodes"]:  # one process per "machine": node `rank`, its only local process
+            os.environ.update(RANK=str(rank), LOCAL_RANK="0", GROUP_RANK=str(rank), ROLE_RANK=str(rank))
+        else:
+            os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank))
         try:
-            code = main(sys.argv[1:])
+            code = main(sys.argv[1:] + plan["extra"][rank])
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1
         except BaseException:
@@ -153,11 +160,17 @@ sys.exit(next((c for c in codes if c), 0))
 """
 
 
-def launch_ranks(args: list[str], port: int, nproc: int = 2) -> subprocess.CompletedProcess:
+def launch_ranks(
+    args: list[str], port: int, nproc: int = 2, rank_args: list[list[str]] | None = None, nodes: bool = False
+) -> subprocess.CompletedProcess:
     """``restok ARGS`` on ``nproc`` processes with the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK,
     MASTER_ADDR/PORT, ...): what each rank sees is a torchrun launch, without an agent process or a fresh interpreter
-    per rank."""
+    per rank. ``rank_args[r]`` is appended to rank r's arguments; ``nodes`` makes each rank a machine of its own (the
+    variables of ``torchrun --nnodes NPROC --nproc-per-node 1``)."""
+    import json
+
+    local = 1 if nodes else nproc
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    env.update(WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc), ROLE_WORLD_SIZE=str(nproc), GROUP_RANK="0")
-    env.update(ROLE_RANK="0")
+    env.update(WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(local), ROLE_WORLD_SIZE=str(nproc), GROUP_RANK="0")
+    env.update(ROLE_RANK="0", RESTOK_TEST_RANKS=json.dumps({"extra": rank_args or [[]] * nproc, "nodes": nodes}))
     return subprocess.run([sys.executable, "-c", _RANKS, *args], capture_output=True, text=True, env=env, timeout=300)

@@ -4,15 +4,11 @@ differs between ranks."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli, write_image_folder
+from tests.helpers import launch_ranks, run_cli, write_image_folder
 
 pytest.importorskip("accelerate")
 BASE = ["train", "tokenizer", "--config", "restok-tiny", "--preflight", "--device", "cpu", "trackers=[]"]
@@ -42,41 +38,13 @@ def test_ready_and_blockers_in_one_process(image_folder: Path, tmp_path: Path, m
 
 @pytest.mark.slow
 def test_two_nodes_with_different_out_and_data_are_blocked(tmp_path: Path) -> None:
+    """Two "machines" of one process each (the variables of torchrun --nnodes 2 --nproc-per-node 1; real agents are
+    run by tests/train/test_multinode.py), each given its own --out and data: both are named."""
     data = [write_image_folder(tmp_path / f"img{i}", classes=2, per_class=4 + i) for i in range(2)]
-    port, procs, logs = 29761, [], [tmp_path / "n0.log", tmp_path / "n1.log"]
-    for i in range(2):
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nnodes",
-            "2",
-            "--nproc-per-node",
-            "1",
-            "--rdzv-backend",
-            "c10d",
-            "--rdzv-endpoint",
-            f"127.0.0.1:{port}",
-            "--rdzv-id",
-            "pf",
-            "-m",
-            "restok",
-            *BASE,
-            "--data",
-            str(data[i]),
-            "--out",
-            str(tmp_path / f"out{i}"),
-            "batch_size=4",
-        ]
-        procs.append(
-            subprocess.Popen(
-                cmd, stdout=logs[i].open("w"), stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
-            )
-        )
-        time.sleep(1.0)
-    codes = [p.wait(timeout=300) for p in procs]
-    text = logs[0].read_text() + logs[1].read_text()
-    assert codes == [1, 1], text[-3000:]
+    per_rank = [["--data", str(data[i]), "--out", str(tmp_path / f"out{i}")] for i in range(2)]
+    ran = launch_ranks([*BASE, "batch_size=4"], 29761, rank_args=per_rank, nodes=True)
+    text = ran.stdout + ran.stderr
+    assert ran.returncode == 1, text[-3000:]
     assert "all-reduce over 2 processes" in text
     assert "is not the folder rank 0 writes to" in text and "ranks see different data" in text, text[-3000:]
 
