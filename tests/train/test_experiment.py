@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from restok.train.experiment import ExperimentGrid, _interval
-from tests.helpers import ENV, one_line_error, run_cli, write_image_folder
+from tests.helpers import ENV, Ran, one_line_error, run_cli, write_image_folder
 
 pytest.importorskip("accelerate")
 
@@ -55,6 +56,16 @@ def _process(grid: Path, out: Path, *extra: str) -> subprocess.Popen:
         env={**ENV, "OMP_NUM_THREADS": "1"},
         start_new_session=True,
     )
+
+
+def _in_process(grid: Path, out: Path) -> Ran:
+    """The command in this process, on one thread as the processes (OMP_NUM_THREADS=1): sums in the same order."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_cli("experiment", grid, "--out", out, "--device", "cpu")
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_a_full_length_evaluation_is_one_point_of_the_rate_plot() -> None:
@@ -110,7 +121,7 @@ def test_a_grid_gives_one_table_whether_killed_resumed_or_split(tmp_path: Path, 
     logs = [p.communicate(timeout=600)[0] for p in tasks]
     assert [p.returncode for p in tasks] == [0, 0], [x[-2000:] for x in logs]
     if not (tmp_path / "split" / "table.json").exists():  # both finished at once: whoever comes last writes it
-        assert _process(grid, tmp_path / "split").wait(timeout=600) == 0
+        assert _in_process(grid, tmp_path / "split").returncode == 0
     table = json.loads((tmp_path / "split" / "table.json").read_text())
     assert [r["row"] for r in table["rows"]] == ["ResTok", "One-D-Piece"] and all(
         r["seeds"] == 2 for r in table["rows"]
@@ -129,7 +140,7 @@ def test_a_grid_gives_one_table_whether_killed_resumed_or_split(tmp_path: Path, 
     time.sleep(1.0)  # into the second cell's training
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait()
-    rerun = _process(grid, tmp_path / "killed")
-    assert rerun.wait(timeout=600) == 0
+    rerun = _in_process(grid, tmp_path / "killed")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert all((tmp_path / "split" / n).read_text() == (tmp_path / "killed" / n).read_text().replace("killed", "split")
                for n in TABLE)  # fmt: skip

@@ -62,12 +62,19 @@ def test_every_registered_tokenizer_family_trains() -> None:
     assert trains == set(RECIPES.values())
 
 
+# Steps for the loss to fall by a fifth with margin: the pixel-out ViT decoders (TiTok, One-D-Piece) need 50 (last ten
+# / first ten = 0.25 at 50, 0.75 at 25); ResTok and LlamaGen's VQGAN are there by 25 (0.48 and 0.46) and cost 5-10x more
+# per step.
+LOSS_STEPS = {"restok-tiny": 25, "titok-tiny-single": 50, "one-d-piece-tiny-single": 50, "llamagen-vq-tiny": 25}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", list(RECIPES))
-def test_the_loss_falls_over_50_steps_and_each_level_is_logged(recipe: str, images: Path, tmp_path: Path) -> None:
-    train(recipe, images, tmp_path / "run", "--max-steps", "50", "save_every=50", "restart_dead_codes=0")
+def test_the_loss_falls_and_each_level_is_logged(recipe: str, images: Path, tmp_path: Path) -> None:
+    steps = LOSS_STEPS[recipe]
+    train(recipe, images, tmp_path / "run", "--max-steps", str(steps), f"save_every={steps}", "restart_dead_codes=0")
     loss = losses(tmp_path / "run")
-    assert len(loss) == 50 and sum(loss[-10:]) < 0.8 * sum(loss[:10]), loss
+    assert len(loss) == steps and sum(loss[-10:]) < 0.8 * sum(loss[:10]), loss
     last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     levels = model_class(RECIPES[recipe]).from_preset(recipe).level_bounds()
     assert all(f"codebook_usage_level{i}" in last and f"codebook_entropy_level{i}" in last for i in range(len(levels)))
