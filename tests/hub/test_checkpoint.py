@@ -308,3 +308,20 @@ def test_saved_files_follow_the_umask_not_private(tmp_path) -> None:
         os.umask(old)
     for f in ("config.json", "model.safetensors"):
         assert stat.S_IMODE((tmp_path / "tok" / f).stat().st_mode) == 0o644, f
+
+
+def test_parameter_count_is_the_models_and_built_once_per_config(monkeypatch) -> None:
+    """The meta-device count equals a real model's, for every family's tiny preset; a config asked again is answered
+    without building the skeleton again, and another config is counted afresh."""
+    from restok.core.registry import model_classes
+
+    for cls in (*model_classes("tokenizer"), *model_classes("generator")):
+        name = next(n for n in cls.presets if "tiny" in n)
+        torch.manual_seed(0)
+        assert cls.parameter_count(cls.presets[name]) == sum(p.numel() for p in cls(cls.presets[name]).parameters())
+    config = ResTok.presets["restok-tiny"]
+    n = ResTok.parameter_count(config)
+    monkeypatch.setattr(ResTok, "__init__", lambda self, cfg: (_ for _ in ()).throw(AssertionError("built again")))
+    assert ResTok.parameter_count(config) == n
+    with pytest.raises(AssertionError, match="built again"):
+        ResTok.parameter_count(config.replace(depth=config.depth + 1))
