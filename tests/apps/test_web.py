@@ -40,10 +40,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-# one worker: the app and the browser (~4.5 s to start) serve every test of the module
-pytestmark = pytest.mark.xdist_group("web")
-
-
 @pytest.fixture(scope="module")
 def app_url():
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

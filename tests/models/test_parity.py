@@ -21,8 +21,6 @@ from ..parity.fixture_io import load_fixture
 from ..parity.seeded_weights import seeded_state_dict
 
 PIXEL_ATOL = 1e-4
-# one worker: each case's 42M-parameter tokenizer is built once per module, not once per worker that runs a test of it
-pytestmark = pytest.mark.xdist_group("parity")
 
 
 def _official_dir(tmp_path: Path, meta: dict, config: dict) -> Path:

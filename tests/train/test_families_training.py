@@ -19,7 +19,9 @@ from tests.helpers import one_line_error, run_cli, write_image_folder
 from tests.hub.test_checkpoint import _official_tokenizer_config
 
 pytest.importorskip("accelerate")
-pytestmark = pytest.mark.xdist_group("families-training")  # one worker: the module's runs are shared
+# one worker, so that the module's runs are made once -- inert under pytest 9.2 with pytest-xdist 3.8.0 (xdist marks a
+# group by rewriting Item._nodeid, which pytest 9.2 no longer reads): each worker then makes them for its own tests
+pytestmark = pytest.mark.xdist_group("families-training")
 
 # recipe -> family: every registered tokenizer family that trains, on its tiny recipe
 RECIPES = {
