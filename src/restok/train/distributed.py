@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from .monitor import available_trackers
 
 __all__ = [
     "full_tensor",
+    "full_tensors",
     "copy_whole_",
     "is_dtensor",
     "shard_model",
@@ -47,10 +49,47 @@ def full_tensor(t: torch.Tensor) -> torch.Tensor:
     return t.full_tensor() if is_dtensor(t) else t
 
 
+def full_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The whole tensors behind a dict of FSDP shards (and plain tensors, returned as they are), in its order: one
+    all-gather per dtype for all of them instead of one collective per tensor (every process must call it)."""
+    from torch.distributed.tensor import Shard
+
+    shards = {n: t for n, t in tensors.items() if is_dtensor(t)}
+    if not shards:
+        return dict(tensors)
+    mesh = next(iter(shards.values())).device_mesh
+    world, rank = mesh.size(), mesh.get_local_rank()
+    # FSDP2 shards dim 0 as torch.chunk does: ranks take ceil(n / world) rows in turn, the last ones fewer or none
+    rows = {n: [len(c) for c in torch.arange(t.shape[0]).chunk(world)] + [0] * world for n, t in shards.items()}
+    # (decided alike on every process: the collectives below must be the same everywhere)
+    batched = {n: t for n, t in shards.items() if t.device_mesh == mesh and tuple(t.placements) == (Shard(0),)}
+    out = {n: t.full_tensor() for n, t in shards.items() if n not in batched}  # another layout: gathered alone
+    by_dtype: dict[torch.dtype, list[str]] = {}
+    for n, t in batched.items():
+        by_dtype.setdefault(t.dtype, []).append(n)
+    for dtype, names in by_dtype.items():
+        # each process's slices, each padded to the first rank's row count, end to end: equal sizes on every process
+        inner = {n: math.prod(batched[n].shape[1:]) for n in names}
+        local = [batched[n].to_local().detach().reshape(-1) for n in names]
+        for n, x in zip(names, local):
+            if x.numel() != rows[n][rank] * inner[n]:
+                raise TrainingError(f"{n}: this process holds {tuple(batched[n].to_local().shape)}, not a dim-0 chunk")
+        padded = [torch.nn.functional.pad(x, (0, rows[n][0] * inner[n] - x.numel())) for n, x in zip(names, local)]
+        mine = torch.cat(padded) if padded else torch.empty(0, dtype=dtype)
+        gathered = [torch.empty_like(mine) for _ in range(world)]
+        torch.distributed.all_gather(gathered, mine, group=mesh.get_group())
+        offset = 0
+        for n in names:
+            size = rows[n][0] * inner[n]
+            parts = [g[offset : offset + rows[n][r] * inner[n]] for r, g in enumerate(gathered)]
+            out[n] = torch.cat(parts).reshape(batched[n].shape)
+            offset += size
+    return {n: out.get(n, t) for n, t in tensors.items()}
+
+
 def copy_whole_(dst: torch.Tensor, whole: torch.Tensor) -> None:
     """``dst.copy_(whole)`` where ``whole`` is the entire tensor and ``dst`` may be an FSDP shard: every process holds
-    the
-    same ``whole`` (read from one file, or computed alike), so each takes its own slice without communication."""
+    the same ``whole`` (read from one file, or computed alike), so each takes its own slice without communication."""
     if is_dtensor(dst):
         from torch.distributed.tensor import distribute_tensor
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
-from .distributed import copy_whole_, full_tensor
+from .distributed import copy_whole_, full_tensors
 from .errors import TrainingError
 
 __all__ = ["EMA"]
@@ -42,7 +42,7 @@ class EMA:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Whole shadow tensors on the CPU (for safetensors); every process must call it under FSDP."""
-        return {n: full_tensor(t).detach().cpu().contiguous() for n, t in self.shadow.items()}
+        return {n: t.detach().cpu().contiguous() for n, t in full_tensors(self.shadow).items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor], updates: int) -> None:
         """Restore shadows saved by :meth:`state_dict`; names the keys that do not fit."""
