@@ -125,39 +125,64 @@ class TinyInception(torch.nn.Module):
         return torch.relu(self.fc(h.flatten(1)))
 
 
-# What each process of a launch runs: restok imported once, then one fork per rank with the variables torchrun sets
-# (the ranks share the parent's imports instead of paying for them each; nothing has touched threads or the process
-# group before the fork). The training stack's lazy imports come first too: accelerate, FSDP2/DTensor, and the
-# torch._dynamo (+ SymPy) that torch.optim and the meta-device parameter count import on first use -- 1-2 s per rank.
-_RANKS = """
-import json, os, sys
-from restok.cli import main
-import accelerate, safetensors.torch, torch._dynamo, torch.distributed.fsdp, torch.distributed.tensor
-import restok.train.loop, restok.train.tokenizer, restok.train.generator
-plan = json.loads(os.environ.pop("RESTOK_TEST_RANKS"))
-pids = []
-for rank in range(int(os.environ["WORLD_SIZE"])):
-    pid = os.fork()
-    if pid == 0:
-        if plan["nodes"]:  # one process per "machine": node `rank`, its only local process
-            os.environ.update(RANK=str(rank), LOCAL_RANK="0", GROUP_RANK=str(rank), ROLE_RANK=str(rank))
-        else:
-            os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank))
-        try:
-            code = main(sys.argv[1:] + plan["extra"][rank])
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        except BaseException:
-            import traceback
-            traceback.print_exc()
-            code = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code or 0)
-    pids.append(pid)
-codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
-sys.exit(next((c for c in codes if c), 0))
-"""
+# The modules every launch needs, imported once per test worker by a fork server: restok's CLI and the training stack
+# with its lazy imports (accelerate, FSDP2/DTensor, and the torch._dynamo + SymPy that torch.optim imports on first
+# use). A fresh interpreter paid 3-4 s of CPU for them at every launch.
+_PRELOAD = [
+    "restok.cli",
+    "accelerate",
+    "safetensors.torch",
+    "torch._dynamo",
+    "torch.distributed.fsdp",
+    "torch.distributed.tensor",
+    "restok.train.loop",
+    "restok.train.tokenizer",
+    "restok.train.generator",
+]
+_FORKSERVER: list = []
+
+
+def _launch(args: list[str], env: dict[str, str], cwd: str, rank_args: list[list[str]], nodes: bool, out: str) -> None:
+    """One launch, in a child of the fork server (single-threaded, nothing run yet): its own session (so that a
+    timeout can kill it whole), the caller's folder, the launch's variables and one thread, stdout/stderr into files,
+    then one fork per rank with the variables torchrun sets; exits with the first failing rank's status."""
+    os.setsid()
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    torch.set_num_threads(1)  # as OMP_NUM_THREADS=1 would have at start-up: torch is already imported here
+    sys.argv = ["-c", *args]
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        f = os.open(os.path.join(out, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(f, fd)
+        os.close(f)
+    from restok.cli import main
+
+    pids = []
+    for rank in range(int(env["WORLD_SIZE"])):
+        pid = os.fork()
+        if pid == 0:
+            if nodes:  # one process per "machine": node `rank`, its only local process
+                os.environ.update(RANK=str(rank), LOCAL_RANK="0", GROUP_RANK=str(rank), ROLE_RANK=str(rank))
+            else:
+                os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank))
+            try:
+                code = main([*args, *rank_args[rank]])
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code or 0)
+        pids.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(next((c for c in codes if c), 0))
 
 
 def launch_ranks(
@@ -165,12 +190,30 @@ def launch_ranks(
 ) -> subprocess.CompletedProcess:
     """``restok ARGS`` on ``nproc`` processes with the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK,
     MASTER_ADDR/PORT, ...): what each rank sees is a torchrun launch, without an agent process or a fresh interpreter
-    per rank. ``rank_args[r]`` is appended to rank r's arguments; ``nodes`` makes each rank a machine of its own (the
-    variables of ``torchrun --nnodes NPROC --nproc-per-node 1``)."""
-    import json
+    per rank (each launch is forked from a server that imported restok once). ``rank_args[r]`` is appended to rank
+    r's arguments; ``nodes`` makes each rank a machine of its own (the variables of ``torchrun --nnodes NPROC
+    --nproc-per-node 1``)."""
+    import multiprocessing
+    import signal
+    import tempfile
 
+    if not _FORKSERVER:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        _FORKSERVER.append(ctx)
     local = 1 if nodes else nproc
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     env.update(WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(local), ROLE_WORLD_SIZE=str(nproc), GROUP_RANK="0")
-    env.update(ROLE_RANK="0", RESTOK_TEST_RANKS=json.dumps({"extra": rank_args or [[]] * nproc, "nodes": nodes}))
-    return subprocess.run([sys.executable, "-c", _RANKS, *args], capture_output=True, text=True, env=env, timeout=300)
+    env.update(ROLE_RANK="0")
+    env = {k: v for k, v in env.items() if not k.startswith("PYTEST_")}  # the ranks are not test workers
+    with tempfile.TemporaryDirectory() as out:
+        launch = (list(args), env, os.getcwd(), rank_args or [[]] * nproc, nodes, out)
+        p = _FORKSERVER[0].Process(target=_launch, args=launch)
+        p.start()
+        p.join(timeout=300)
+        if p.exitcode is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.join()
+            raise subprocess.TimeoutExpired(["restok", *args], 300)
+        text = [Path(out, name).read_text(errors="replace") for name in ("stdout", "stderr")]
+    return subprocess.CompletedProcess(["restok", *args], p.exitcode, text[0], text[1])
