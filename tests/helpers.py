@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,18 @@ def require_compiler() -> None:
         pytest.skip("no C++ compiler for torch.compile's CPU backend")
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread inside the block, as a launched process has it (OMP_NUM_THREADS=1): kernels that split a
+    sum over threads add in another order otherwise, and results compared byte for byte with a process's differ."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 STAND_IN_FEATURES = 64
 
 
@@ -142,10 +155,19 @@ _PRELOAD = [
 _FORKSERVER: list = []
 
 
-def _launch(args: list[str], env: dict[str, str], cwd: str, rank_args: list[list[str]], nodes: bool, out: str) -> None:
+def _launch(
+    main: Callable[[list[str]], int | None],
+    args: list[str],
+    env: dict[str, str],
+    cwd: str,
+    rank_args: list[list[str]],
+    nodes: bool,
+    out: str,
+) -> None:
     """One launch, in a child of the fork server (single-threaded, nothing run yet): its own session (so that a
     timeout can kill it whole), the caller's folder, the launch's variables and one thread, stdout/stderr into files,
-    then one fork per rank with the variables torchrun sets; exits with the first failing rank's status."""
+    then one fork per rank, with the variables torchrun sets, calling ``main(args + rank_args[rank])``; exits with the
+    first failing rank's status."""
     os.setsid()
     os.chdir(cwd)
     os.environ.clear()
@@ -156,8 +178,6 @@ def _launch(args: list[str], env: dict[str, str], cwd: str, rank_args: list[list
         f = os.open(os.path.join(out, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(f, fd)
         os.close(f)
-    from restok.cli import main
-
     pids = []
     for rank in range(int(env["WORLD_SIZE"])):
         pid = os.fork()
@@ -186,13 +206,18 @@ def _launch(args: list[str], env: dict[str, str], cwd: str, rank_args: list[list
 
 
 def launch_ranks(
-    args: list[str], port: int, nproc: int = 2, rank_args: list[list[str]] | None = None, nodes: bool = False
+    args: list[str],
+    port: int,
+    nproc: int = 2,
+    rank_args: list[list[str]] | None = None,
+    nodes: bool = False,
+    main: Callable[[list[str]], int | None] | None = None,
 ) -> subprocess.CompletedProcess:
     """``restok ARGS`` on ``nproc`` processes with the variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK,
     MASTER_ADDR/PORT, ...): what each rank sees is a torchrun launch, without an agent process or a fresh interpreter
     per rank (each launch is forked from a server that imported restok once). ``rank_args[r]`` is appended to rank
     r's arguments; ``nodes`` makes each rank a machine of its own (the variables of ``torchrun --nnodes NPROC
-    --nproc-per-node 1``)."""
+    --nproc-per-node 1``); ``main`` (a module-level function taking the arguments) runs instead of restok's CLI."""
     import multiprocessing
     import signal
     import tempfile
@@ -207,7 +232,9 @@ def launch_ranks(
     env.update(ROLE_RANK="0")
     env = {k: v for k, v in env.items() if not k.startswith("PYTEST_")}  # the ranks are not test workers
     with tempfile.TemporaryDirectory() as out:
-        launch = (list(args), env, os.getcwd(), rank_args or [[]] * nproc, nodes, out)
+        if main is None:
+            from restok.cli import main
+        launch = (main, list(args), env, os.getcwd(), rank_args or [[]] * nproc, nodes, out)
         p = _FORKSERVER[0].Process(target=_launch, args=launch)
         p.start()
         p.join(timeout=300)

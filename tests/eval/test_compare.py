@@ -13,7 +13,7 @@ import torch
 
 from restok.core.registry import model_class
 from restok.models.layers.perceptual import VGG16Features
-from tests.helpers import launch_ranks, run_cli, write_image_folder
+from tests.helpers import launch_ranks, one_thread, run_cli, write_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -191,12 +191,8 @@ def test_compare_split_over_two_torchrun_processes_gives_the_same_table(
         "--device",
         "cpu",
     ]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each torchrun process (OMP_NUM_THREADS=1): kernels may sum in another order
-    try:
+    with one_thread():  # as each launched process
         one = run_cli(*args, "--out", str(tmp_path / "one"))
-    finally:
-        torch.set_num_threads(threads)
     assert one.returncode == 0, one.stderr
     two = launch_ranks([*args, "--out", str(tmp_path / "two")], 29531)
     assert two.returncode == 0, two.stderr[-3000:]

@@ -321,7 +321,11 @@ def test_parameter_count_is_the_models_and_built_once_per_config(monkeypatch) ->
         assert cls.parameter_count(cls.presets[name]) == sum(p.numel() for p in cls(cls.presets[name]).parameters())
     config = ResTok.presets["restok-tiny"]
     n = ResTok.parameter_count(config)
-    monkeypatch.setattr(ResTok, "__init__", lambda self, cfg: (_ for _ in ()).throw(AssertionError("built again")))
+
+    def built_again(self: ResTok, cfg: Any) -> None:
+        raise AssertionError("built again")
+
+    monkeypatch.setattr(ResTok, "__init__", built_again)
     assert ResTok.parameter_count(config) == n
     with pytest.raises(AssertionError, match="built again"):
         ResTok.parameter_count(config.replace(depth=config.depth + 1))

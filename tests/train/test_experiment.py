@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from restok.train.experiment import ExperimentGrid, _interval
-from tests.helpers import ENV, Ran, one_line_error, run_cli, write_image_folder
+from tests.helpers import ENV, Ran, one_line_error, one_thread, run_cli, write_image_folder
 
 pytest.importorskip("accelerate")
 
@@ -60,12 +59,8 @@ def _process(grid: Path, out: Path, *extra: str) -> subprocess.Popen:
 
 def _in_process(grid: Path, out: Path) -> Ran:
     """The command in this process, on one thread as the processes (OMP_NUM_THREADS=1): sums in the same order."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return run_cli("experiment", grid, "--out", out, "--device", "cpu")
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_a_full_length_evaluation_is_one_point_of_the_rate_plot() -> None:

@@ -100,18 +100,18 @@ class PretrainedModel(nn.Module):
     @classmethod
     def parameter_count(cls, config: Any) -> int:
         """Parameters a model of ``config`` has, counted on the meta device (no memory, no initialisation)."""
+        # a count is a pure function of the class and its frozen config, and every load and training run asks for
+        # one before allocating (check_fits): building the skeleton once per process is enough
+        key = (cls, config)
         try:
-            key = (cls, config)
-            hash(key)
-        except TypeError:  # a config with mutable fields: counted each time
-            key = None
-        if key is not None and key in _PARAMETER_COUNTS:
             return _PARAMETER_COUNTS[key]
+        except KeyError:
+            pass
+        except TypeError:  # a config with mutable fields cannot be a key: counted each time
+            key = None
         with torch.device("meta"):
             n = sum(p.numel() for p in cls(config).parameters())
         if key is not None:
-            # a count is a pure function of the class and its frozen config, and every load and training run asks
-            # for one before allocating (check_fits): building the skeleton once per process is enough
             _PARAMETER_COUNTS[key] = n
         return n
 

@@ -67,7 +67,7 @@ def full_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     by_dtype: dict[torch.dtype, list[str]] = {}
     for n, t in batched.items():
         by_dtype.setdefault(t.dtype, []).append(n)
-    for dtype, names in by_dtype.items():
+    for names in by_dtype.values():
         # each process's slices, each padded to the first rank's row count, end to end: equal sizes on every process
         inner = {n: math.prod(batched[n].shape[1:]) for n in names}
         local = [batched[n].to_local().detach().reshape(-1) for n in names]
@@ -75,15 +75,14 @@ def full_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             if x.numel() != rows[n][rank] * inner[n]:
                 raise TrainingError(f"{n}: this process holds {tuple(batched[n].to_local().shape)}, not a dim-0 chunk")
         padded = [torch.nn.functional.pad(x, (0, rows[n][0] * inner[n] - x.numel())) for n, x in zip(names, local)]
-        mine = torch.cat(padded) if padded else torch.empty(0, dtype=dtype)
+        mine = torch.cat(padded)
         gathered = [torch.empty_like(mine) for _ in range(world)]
         torch.distributed.all_gather(gathered, mine, group=mesh.get_group())
         offset = 0
         for n in names:
-            size = rows[n][0] * inner[n]
             parts = [g[offset : offset + rows[n][r] * inner[n]] for r, g in enumerate(gathered)]
             out[n] = torch.cat(parts).reshape(batched[n].shape)
-            offset += size
+            offset += rows[n][0] * inner[n]
     return {n: out.get(n, t) for n, t in tensors.items()}
 
 
